@@ -1,0 +1,35 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Response {
+    /// What went wrong, for a person.
+    pub message: String,
+    /// More detail where there is some, else empty.
+    #[serde(default)]
+    pub detail: String,
+    /// One entry per offending input field.
+    #[serde(default)]
+    pub validations: Vec<ValidationError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ValidationError {
+    /// The field, as a dotted path into the request (`email`, `q`, `roles[0]`).
+    pub field: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        for v in &self.validations {
+            write!(f, "\n  {}: {}", v.field, v.detail)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The HTTP API under `/api/v2/`, described by the OpenAPI document it serves.
+
+mod error;
+mod extract;
+mod meta;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::ApiError;
+pub use extract::Json;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "warmspace", description = "Developer workspaces with warm pools of prebuilt workspaces."),
+    modifiers(&SessionTokenScheme)
+)]
+struct ApiDoc;
+
+struct SessionTokenScheme;
+
+impl Modify for SessionTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                SESSION_TOKEN,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(
+                    warmspace_sdk::SESSION_TOKEN_HEADER,
+                ))),
+            );
+    }
+}
+
+/// The security scheme handlers name in their `security(...)`.
+const SESSION_TOKEN: &str = "session_token";
+
+/// The routes together with their OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(meta::routes())
+        .merge(users::routes())
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc.to_json().expect("the OpenAPI document serialises"));
+    router
+        .route(
+            "/api/v2/openapi.json",
+            axum::routing::get(move || {
+                let doc = Arc::clone(&doc);
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        (*doc).clone(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Route not found.") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed on this route.",
+            )
+        })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,320 @@
+//! Pub/sub between replicas over PostgreSQL `LISTEN/NOTIFY`.
+//!
+//! Each process keeps one listening connection, owned by a background task
+//! that holds every subscription. A message published on any replica reaches
+//! the subscribers of its channel on every replica, this one included.
+//! Notifications are not durable: those sent while the listening connection is
+//! down are lost, so after a reconnection each subscriber receives
+//! [`Event::Gap`] and should re-read whatever durable state it watches.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+pub const MAX_PAYLOAD: usize = 7999;
+/// PostgreSQL truncates identifiers, channel names included, past 63 bytes.
+pub const MAX_CHANNEL: usize = 63;
+
+const SUBSCRIBER_BUFFER: usize = 1024;
+const RECONNECT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(5));
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Message(String),
+    /// Messages may have been missed (the listener reconnected, or this
+    /// subscriber fell behind): re-read the durable state.
+    Gap,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PubSubError {
+    #[error("channel name {0:?} is empty or longer than {MAX_CHANNEL} bytes")]
+    BadChannel(String),
+    #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
+    PayloadTooLarge(usize),
+    #[error("the pub/sub listener has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+enum Command {
+    Subscribe {
+        channel: String,
+        reply: oneshot::Sender<broadcast::Receiver<Event>>,
+    },
+    Release {
+        channel: String,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PubSub {
+    pool: PgPool,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl PubSub {
+    /// Starts the listening task on its own connection (not one of `pool`'s),
+    /// publishing through `pool`.
+    pub fn start(options: PgConnectOptions, pool: PgPool) -> PubSub {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        tokio::spawn(listen_loop(listener_pool, rx));
+        PubSub { pool, commands }
+    }
+
+    /// Publishes `payload` to every subscriber of `channel` on every replica.
+    /// Call it after the transaction whose change it announces has committed.
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), PubSubError> {
+        check_channel(channel)?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(PubSubError::PayloadTooLarge(payload.len()));
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stops listening and closes the listening connection; subscribers see
+    /// the end of their stream. Call before the database goes away, so
+    /// shutting down logs no lost-connection warnings.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.commands.send(Command::Close { done }).is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    /// Subscribes to `channel`. When this returns the channel is being
+    /// listened to, so anything published afterwards is delivered.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription, PubSubError> {
+        check_channel(channel)?;
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe {
+                channel: channel.to_owned(),
+                reply,
+            })
+            .map_err(|_| PubSubError::Stopped)?;
+        let receiver = rx.await.map_err(|_| PubSubError::Stopped)?;
+        Ok(Subscription {
+            channel: channel.to_owned(),
+            receiver,
+            commands: self.commands.clone(),
+        })
+    }
+}
+
+fn check_channel(channel: &str) -> Result<(), PubSubError> {
+    if channel.is_empty() || channel.len() > MAX_CHANNEL {
+        return Err(PubSubError::BadChannel(channel.to_owned()));
+    }
+    Ok(())
+}
+
+pub struct Subscription {
+    channel: String,
+    receiver: broadcast::Receiver<Event>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Subscription {
+    /// The next event; `None` once the pub/sub has stopped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        match self.receiver.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Event::Gap),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Release {
+            channel: std::mem::take(&mut self.channel),
+        });
+    }
+}
+
+/// Channel name → the sender its subscribers receive from.
+type Channels = HashMap<String, broadcast::Sender<Event>>;
+
+async fn listen_loop(pool: PgPool, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut channels = Channels::new();
+    // Subscriptions waiting for the connection to come back.
+    let mut waiting: Vec<(String, oneshot::Sender<broadcast::Receiver<Event>>)> = Vec::new();
+    let mut backoff = RECONNECT_BACKOFF.0;
+    let mut connected_before = false;
+    loop {
+        let mut listener = match connect(&pool, &channels, &mut waiting).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "pub/sub listener cannot connect");
+                // Keep accepting commands while down so that a stopped PubSub ends this task.
+                if let Stop::Yes(done) = wait_or_queue(&mut commands, &mut channels, &mut waiting, backoff).await {
+                    return finish(pool, done).await;
+                }
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+                continue;
+            }
+        };
+        backoff = RECONNECT_BACKOFF.0;
+        if connected_before {
+            tracing::info!("pub/sub listener reconnected");
+            broadcast_gap(&channels);
+        }
+        connected_before = true;
+
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let outcome = match command {
+                        None => return finish(pool, None).await,
+                        Some(Command::Close { done }) => {
+                            drop(listener);
+                            return finish(pool, Some(done)).await;
+                        }
+                        Some(Command::Subscribe { channel, reply }) => {
+                            subscribe(&mut listener, &mut channels, channel, reply, &mut waiting).await
+                        }
+                        Some(Command::Release { channel }) => release(&mut listener, &mut channels, &channel).await,
+                    };
+                    if let Err(err) = outcome {
+                        tracing::warn!(error = %err, "pub/sub listener lost its connection");
+                        break;
+                    }
+                }
+                notification = listener.try_recv() => match notification {
+                    Ok(Some(n)) => {
+                        if let Some(sender) = channels.get(n.channel()) {
+                            let _ = sender.send(Event::Message(n.payload().to_owned()));
+                        }
+                    }
+                    // sqlx reconnected and re-listened by itself; anything sent meanwhile is gone.
+                    Ok(None) => broadcast_gap(&channels),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "pub/sub listener lost its connection");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn connect(
+    pool: &PgPool,
+    channels: &Channels,
+    waiting: &mut Vec<(String, oneshot::Sender<broadcast::Receiver<Event>>)>,
+) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    let names: Vec<&str> = channels.keys().map(String::as_str).collect();
+    listener.listen_all(names).await?;
+    for (channel, reply) in waiting.drain(..) {
+        listener.listen(&channel).await?;
+        let _ = reply.send(channels[&channel].subscribe());
+    }
+    Ok(listener)
+}
+
+async fn finish(pool: PgPool, done: Option<oneshot::Sender<()>>) {
+    pool.close().await;
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+}
+
+enum Stop {
+    No,
+    /// Closed, or every handle dropped (`None`).
+    Yes(Option<oneshot::Sender<()>>),
+}
+
+/// While disconnected: sleeps `delay`, queueing subscriptions for when the
+/// connection returns.
+async fn wait_or_queue(
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    channels: &mut Channels,
+    waiting: &mut Vec<(String, oneshot::Sender<broadcast::Receiver<Event>>)>,
+    delay: Duration,
+) -> Stop {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return Stop::No,
+            command = commands.recv() => match command {
+                None => return Stop::Yes(None),
+                Some(Command::Close { done }) => return Stop::Yes(Some(done)),
+                Some(Command::Subscribe { channel, reply }) => {
+                    channels.entry(channel.clone()).or_insert_with(|| broadcast::channel(SUBSCRIBER_BUFFER).0);
+                    waiting.push((channel, reply));
+                }
+                Some(Command::Release { channel }) => {
+                    if channels.get(&channel).is_some_and(|s| s.receiver_count() == 0)
+                        && !waiting.iter().any(|(c, _)| *c == channel)
+                    {
+                        channels.remove(&channel);
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn subscribe(
+    listener: &mut PgListener,
+    channels: &mut Channels,
+    channel: String,
+    reply: oneshot::Sender<broadcast::Receiver<Event>>,
+    waiting: &mut Vec<(String, oneshot::Sender<broadcast::Receiver<Event>>)>,
+) -> Result<(), sqlx::Error> {
+    if let Some(sender) = channels.get(&channel) {
+        let _ = reply.send(sender.subscribe());
+        return Ok(());
+    }
+    channels.insert(channel.clone(), broadcast::channel(SUBSCRIBER_BUFFER).0);
+    if let Err(err) = listener.listen(&channel).await {
+        // Answer once the connection is back and the LISTEN has really run.
+        waiting.push((channel, reply));
+        return Err(err);
+    }
+    let _ = reply.send(channels[&channel].subscribe());
+    Ok(())
+}
+
+async fn release(
+    listener: &mut PgListener,
+    channels: &mut Channels,
+    channel: &str,
+) -> Result<(), sqlx::Error> {
+    if channels
+        .get(channel)
+        .is_some_and(|s| s.receiver_count() == 0)
+    {
+        channels.remove(channel);
+        listener.unlisten(channel).await?;
+    }
+    Ok(())
+}
+
+fn broadcast_gap(channels: &Channels) {
+    for sender in channels.values() {
+        let _ = sender.send(Event::Gap);
+    }
+}

@@ -1,0 +1,233 @@
+//! The test harness: one PostgreSQL cluster per test process — the built-in
+//! one, or the server at `WARMSPACE_TEST_POSTGRES_URL` — and a fresh database
+//! per test, cloned from a migrated template database so no test migrates.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use tokio::sync::OnceCell;
+use url::Url;
+use uuid::Uuid;
+
+use crate::embedded::{Cluster, ClusterOptions};
+use crate::{MIGRATOR, Store};
+
+/// Where the test databases live, shared by all tests of this process.
+struct Server {
+    /// A URL to the maintenance database, as superuser.
+    admin_url: Url,
+    template: String,
+    /// Kept so the cluster outlives every test; it stops when the process exits.
+    _cluster: Option<Cluster>,
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+/// A database of its own for one test, dropped when this value is.
+pub struct TestDatabase {
+    name: String,
+    url: Url,
+    admin_url: Url,
+}
+
+impl TestDatabase {
+    /// Creates a fresh, migrated database. Panics if PostgreSQL is unavailable:
+    /// a test without its database cannot say anything useful.
+    pub async fn new() -> TestDatabase {
+        Self::create(true).await
+    }
+
+    /// A database with no schema at all, for testing migrations themselves.
+    pub async fn empty() -> TestDatabase {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> TestDatabase {
+        let server = SERVER.get_or_init(start_server).await;
+        let name = format!("warmspace_test_{}", Uuid::new_v4().simple());
+        let template = if migrated {
+            server.template.as_str()
+        } else {
+            "template0"
+        };
+        let mut admin = connect(&server.admin_url).await;
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {template}"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("creating a test database");
+        let _ = admin.close().await;
+        TestDatabase {
+            url: with_database(&server.admin_url, &name),
+            name,
+            admin_url: server.admin_url.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A URL other processes (a server under test) can connect with.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    pub fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(self.url.as_str()).expect("a URL we built parses")
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(self.options(), 5)
+            .await
+            .expect("connecting to the test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop may run outside any runtime (or inside one we must not block),
+        // so the DROP DATABASE gets a thread and a runtime of its own.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut admin = PgConnectOptions::from_str(admin_url.as_str())
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+async fn connect(url: &Url) -> PgConnection {
+    PgConnectOptions::from_str(url.as_str())
+        .expect("a valid PostgreSQL URL")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {url}: {e}"))
+}
+
+fn with_database(url: &Url, database: &str) -> Url {
+    let mut url = url.clone();
+    url.set_path(&format!("/{database}"));
+    url
+}
+
+async fn start_server() -> Server {
+    let (admin_url, cluster) = match std::env::var("WARMSPACE_TEST_POSTGRES_URL") {
+        Ok(url) => (
+            Url::parse(&url).expect("WARMSPACE_TEST_POSTGRES_URL is not a URL"),
+            None,
+        ),
+        Err(_) => {
+            let dir = test_cluster_dir();
+            let mut options = ClusterOptions::new(&dir);
+            options.durable = false;
+            options
+                .settings
+                .push(("max_connections".into(), "500".into()));
+            let cluster = Cluster::start(options)
+                .await
+                .unwrap_or_else(|e| panic!("starting the test PostgreSQL: {e}"));
+            (
+                Url::parse(&cluster.url("postgres")).expect("cluster URL"),
+                Some(cluster),
+            )
+        }
+    };
+    let template = ensure_template(&admin_url).await;
+    Server {
+        admin_url,
+        template,
+        _cluster: cluster,
+    }
+}
+
+/// The migrated template, named after the migrations' checksums so that a
+/// shared server keeps one template per schema and never a stale one.
+async fn ensure_template(admin_url: &Url) -> String {
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    for m in MIGRATOR.iter() {
+        for byte in m.version.to_le_bytes().iter().chain(m.checksum.iter()) {
+            digest = (digest ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let template = format!("warmspace_template_{digest:016x}");
+    let mut admin = connect(admin_url).await;
+    // Test processes sharing one server take turns creating it.
+    sqlx::query("SELECT pg_advisory_lock(hashtext('warmspace.test_template'))")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    if !exists {
+        let building = format!("{template}_building");
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {building} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {building}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut conn = connect(&with_database(admin_url, &building)).await;
+        MIGRATOR
+            .run(&mut conn)
+            .await
+            .expect("migrating the template database");
+        conn.close().await.unwrap();
+        // Renamed only once complete, so a crash mid-migration leaves no usable-looking template.
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER DATABASE {building} RENAME TO {template}"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let _ = admin.close().await;
+    template
+}
+
+/// A directory for this process's cluster under the system temp dir (short,
+/// for the socket path, and reachable by the `postgres` user when we are
+/// root). Directories left by earlier runs whose process is gone are removed.
+fn test_cluster_dir() -> PathBuf {
+    let base = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("warmspace-test-pg-")
+                .and_then(|p| p.parse::<i32>().ok())
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    base.join(format!("warmspace-test-pg-{}", std::process::id()))
+}

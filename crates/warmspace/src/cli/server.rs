@@ -1,0 +1,162 @@
+//! `warmspace server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use warmspace_server::{AppState, Config};
+use warmspace_store::embedded::{Cluster, ClusterOptions};
+use warmspace_store::pubsub::PubSub;
+use warmspace_store::{PgConnectOptions, Store};
+
+/// The database the server keeps its state in, inside the built-in cluster.
+const BUILTIN_DATABASE: &str = "warmspace";
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "WARMSPACE_HTTP_ADDRESS", default_value = "127.0.0.1:3000")]
+    http_address: SocketAddr,
+    /// PostgreSQL to keep state in. Without it, a built-in PostgreSQL runs in --data-dir.
+    #[arg(long, env = "WARMSPACE_POSTGRES_URL", hide_env_values = true)]
+    postgres_url: Option<String>,
+    /// Where the built-in PostgreSQL keeps its files (default: ~/.config/warmspace, or
+    /// /var/lib/warmspace when run as root).
+    #[arg(long, env = "WARMSPACE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Most database connections this replica opens (pub/sub takes one more).
+    #[arg(long, env = "WARMSPACE_POSTGRES_MAX_CONNECTIONS", default_value_t = 20)]
+    postgres_max_connections: u32,
+    /// How long a session lasts after its last use.
+    #[arg(long, env = "WARMSPACE_SESSION_DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    session_duration: Duration,
+    /// Log format.
+    #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let (options, cluster) = match &args.postgres_url {
+        Some(url) => (
+            PgConnectOptions::from_str(url)
+                .context("--postgres-url is not a valid PostgreSQL URL")?,
+            None,
+        ),
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .map_or_else(default_data_dir, Ok)?
+                .join("postgres");
+            let cluster = Cluster::start(ClusterOptions::new(&dir))
+                .await
+                .context("starting the built-in PostgreSQL")?;
+            (cluster.connect_options(BUILTIN_DATABASE), Some(cluster))
+        }
+    };
+    let result = async {
+        if let Some(cluster) = &cluster {
+            cluster
+                .ensure_database(BUILTIN_DATABASE)
+                .await
+                .context("creating the database")?;
+        }
+        serve(&args, options).await
+    }
+    .await;
+    // Whatever happened, the cluster we started goes down with us.
+    if let Some(cluster) = cluster {
+        cluster
+            .stop()
+            .await
+            .context("stopping the built-in PostgreSQL")?;
+    }
+    result
+}
+
+async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<()> {
+    let store = Store::connect(options.clone(), args.postgres_max_connections)
+        .await
+        .context("connecting to PostgreSQL")?;
+    warmspace_store::migrate(store.pool())
+        .await
+        .context("migrating the database")?;
+    let pubsub = PubSub::start(options, store.pool().clone());
+    let listener = TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("listening on {}", args.http_address))?;
+    let address = listener.local_addr()?;
+    let config = Config {
+        session_duration: chrono::Duration::from_std(args.session_duration)
+            .context("--session-duration")?,
+    };
+    tracing::info!(%address, "warmspace server listening");
+    let url = format!("http://{address}");
+    println!(
+        "warmspace {} is listening on {url}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  API description: {url}/api/v2/openapi.json");
+    if !store.human_user_exists().await? {
+        println!(
+            "  No users yet. Create the first one with:\n    warmspace login {url} --first-user-username admin \
+             --first-user-email admin@example.com --first-user-password <password>"
+        );
+    }
+    let state = AppState::new(store.clone(), pubsub.clone(), config);
+    warmspace_server::serve(listener, state, shutdown_signal()).await?;
+    pubsub.close().await;
+    store.pool().close().await;
+    tracing::info!("warmspace server stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// A root-run server keeps its data where services do: root's home is not
+/// reachable by the `postgres` user the built-in cluster runs as.
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if nix::unistd::Uid::effective().is_root() {
+        return Ok(PathBuf::from("/var/lib/warmspace"));
+    }
+    Ok(dirs::config_dir()
+        .context("no config directory for this user; pass --data-dir")?
+        .join("warmspace"))
+}

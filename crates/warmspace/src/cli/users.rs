@@ -1,0 +1,152 @@
+//! `warmspace users …`.
+
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use warmspace_sdk::{CreateUserRequest, LoginType, Role, User, UserStatus, UsersQuery};
+
+use super::Config;
+use super::output::{self, Format, OutputArgs};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UsersCommand {
+    /// List users (system users such as `prebuilds` only with --include-system).
+    #[command(alias = "ls")]
+    List {
+        /// Filter: words match username, email or name; also login_type:, status:, role:.
+        #[arg(long, default_value = "")]
+        search: String,
+        #[arg(long)]
+        include_system: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Create a user (owners only).
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        full_name: String,
+        /// For password logins; a random one is generated and printed if omitted.
+        #[arg(long, env = "WARMSPACE_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long, value_enum, default_value_t = LoginTypeArg::Password)]
+        login_type: LoginTypeArg,
+        /// A role beyond member: owner or template-admin. Repeatable.
+        #[arg(long = "role")]
+        roles: Vec<Role>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LoginTypeArg {
+    Password,
+    None,
+}
+
+pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
+    let client = config.client()?;
+    match command {
+        UsersCommand::List {
+            search,
+            include_system,
+            output,
+        } => {
+            let mut users = Vec::new();
+            loop {
+                let page = client
+                    .users(&UsersQuery {
+                        q: Some(search.clone()).filter(|s| !s.is_empty()),
+                        include_system,
+                        limit: None,
+                        offset: Some(users.len() as i64),
+                    })
+                    .await?;
+                let done =
+                    page.users.is_empty() || users.len() + page.users.len() >= page.count as usize;
+                users.extend(page.users);
+                if done {
+                    break;
+                }
+            }
+            match output.format {
+                Format::Json => output::json(&users)?,
+                Format::Table => print_users(&users),
+            }
+        }
+        UsersCommand::Create {
+            username,
+            email,
+            full_name,
+            password,
+            login_type,
+            roles,
+            output,
+        } => {
+            let login_type = match login_type {
+                LoginTypeArg::Password => LoginType::Password,
+                LoginTypeArg::None => LoginType::None,
+            };
+            let generated = (login_type == LoginType::Password && password.is_none()).then(|| {
+                rand::rng()
+                    .sample_iter(Alphanumeric)
+                    .take(20)
+                    .map(char::from)
+                    .collect::<String>()
+            });
+            let user = client
+                .create_user(&CreateUserRequest {
+                    username,
+                    email,
+                    name: full_name,
+                    password: password.or_else(|| generated.clone()),
+                    login_type,
+                    roles,
+                    status: UserStatus::Active,
+                })
+                .await?;
+            match output.format {
+                Format::Json => output::json(&user)?,
+                Format::Table => {
+                    println!("Created user {} <{}>.", user.username, user.email);
+                    if let Some(password) = generated {
+                        println!("Password: {password}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_users(users: &[User]) {
+    output::table(
+        [
+            "USERNAME",
+            "EMAIL",
+            "NAME",
+            "ROLES",
+            "STATUS",
+            "LOGIN TYPE",
+            "CREATED",
+        ],
+        users.iter().map(|u| {
+            [
+                u.username.clone(),
+                u.email.clone(),
+                u.name.clone(),
+                u.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                u.status.as_str().to_owned(),
+                u.login_type.as_str().to_owned(),
+                u.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            ]
+        }),
+    );
+}

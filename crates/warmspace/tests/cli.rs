@@ -1,0 +1,338 @@
+//! The `warmspace` binary end to end: real server processes, the built-in
+//! PostgreSQL, and the CLI as a user types it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use warmspace_store::MIGRATOR;
+use warmspace_store::testing::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_warmspace");
+
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A command with a private client config and none of the caller's warmspace settings.
+fn warmspace(config_dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WARMSPACE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("WARMSPACE_CONFIG_DIR", config_dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let output = cmd.output().expect("running warmspace");
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn run_failing(cmd: &mut Command) -> String {
+    let output = cmd.output().expect("running warmspace");
+    assert!(!output.status.success(), "{cmd:?} should have failed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(config_dir: &Path, args: &[&str]) -> ServerProcess {
+        let address = free_address();
+        let child = warmspace(config_dir)
+            .args(["server", "--http-address", &address])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the server");
+        ServerProcess {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let client = warmspace_sdk::Client::new(self.url.parse().unwrap());
+            if let Ok(resp) = client
+                .request(reqwest::Method::GET, "healthz")
+                .unwrap()
+                .send()
+                .await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the server exited with {status} before becoming healthy");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not become healthy in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn terminate(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "the server exited with {status} on SIGTERM"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn usernames(json: &[u8]) -> Vec<String> {
+    let users: Vec<Value> =
+        serde_json::from_slice(json).expect("users list -o json prints a JSON array");
+    users
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let is_zombie =
+            std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.contains(") Z "));
+        if cmdline.contains(needle) && !is_zombie {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("ws-cli-")
+        .tempdir()
+        .unwrap();
+    // The built-in PostgreSQL runs as `postgres` when we are root: it must get in.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_postgres_server_login_list_stop_and_restart() {
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let data: PathBuf = tmp.path().join("data");
+    let data_arg = data.to_str().unwrap();
+
+    let mut server = ServerProcess::start(&config, &["--data-dir", data_arg]);
+    server.wait_healthy().await;
+    let url = server.url.clone();
+
+    run(warmspace(&config).args([
+        "login",
+        &url,
+        "--first-user-username",
+        "admin",
+        "--first-user-email",
+        "admin@example.com",
+        "--first-user-password",
+        "a long password",
+    ]));
+    let listed = run(warmspace(&config).args(["users", "list", "-o", "json"]));
+    assert_eq!(
+        usernames(&listed.stdout),
+        ["admin"],
+        "the admin, and not the prebuilds user"
+    );
+    let with_system =
+        run(warmspace(&config).args(["users", "list", "--include-system", "-o", "json"]));
+    assert_eq!(usernames(&with_system.stdout), ["prebuilds", "admin"]);
+    run(warmspace(&config).args([
+        "users",
+        "create",
+        "--username",
+        "dev",
+        "--email",
+        "dev@example.com",
+    ]));
+
+    let postmaster_pid: i32 = std::fs::read_to_string(data.join("postgres/data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    server.terminate();
+    assert!(
+        kill(Pid::from_raw(postmaster_pid), None).is_err(),
+        "the postmaster is gone after SIGTERM"
+    );
+    assert_eq!(
+        processes_mentioning(data_arg),
+        Vec::<String>::new(),
+        "no postgres process is left"
+    );
+
+    // Started again on the same data directory, it finds the same users, and
+    // the saved session still works (sessions live in the database).
+    let mut server = ServerProcess::start(&config, &["--data-dir", data_arg]);
+    server.wait_healthy().await;
+    let listed =
+        run(warmspace(&config).args(["users", "list", "-o", "json", "--url", &server.url]));
+    assert_eq!(usernames(&listed.stdout), ["admin", "dev"]);
+    // Logging in again with the first-user flags just logs in.
+    run(warmspace(&config).args([
+        "login",
+        &server.url,
+        "--first-user-username",
+        "admin",
+        "--first-user-email",
+        "admin@example.com",
+        "--first-user-password",
+        "a long password",
+    ]));
+    server.terminate();
+    assert!(processes_mentioning(data_arg).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_database_both_serve_and_migrate_once() {
+    let db = TestDatabase::empty().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut a = ServerProcess::start(&config, &["--postgres-url", db.url()]);
+    let mut b = ServerProcess::start(&config, &["--postgres-url", db.url()]);
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+
+    let store = db.store().await;
+    let applied: i64 = sqlx_count(&store, "SELECT count(*) FROM _sqlx_migrations").await;
+    assert_eq!(
+        applied as usize,
+        MIGRATOR.iter().count(),
+        "each migration recorded once"
+    );
+    assert_eq!(
+        sqlx_count(&store, "SELECT count(*) FROM organizations").await,
+        1
+    );
+
+    // What one replica writes, the other serves: they share nothing but the database.
+    run(warmspace(&config).args([
+        "login",
+        &a.url,
+        "--first-user-username",
+        "admin",
+        "--first-user-email",
+        "admin@example.com",
+        "--first-user-password",
+        "a long password",
+    ]));
+    let listed = run(warmspace(&config).args(["users", "list", "-o", "json", "--url", &b.url]));
+    assert_eq!(usernames(&listed.stdout), ["admin"]);
+    a.terminate();
+    b.terminate();
+}
+
+async fn sqlx_count(store: &warmspace_store::Store, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[test]
+fn missing_postgres_binaries_say_what_to_install() {
+    let tmp = temp_dir();
+    let stderr = run_failing(
+        warmspace(&tmp.path().join("client"))
+            .args([
+                "server",
+                "--data-dir",
+                tmp.path().join("data").to_str().unwrap(),
+            ])
+            .args(["--http-address", &free_address()])
+            .env("WARMSPACE_POSTGRES_BIN_DIR", tmp.path().join("no-such-dir")),
+    );
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+    assert!(stderr.contains("--postgres-url"), "{stderr}");
+}
+
+#[test]
+fn commands_do_not_prompt_without_a_terminal() {
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let stderr = run_failing(warmspace(&config).args(["users", "list"]));
+    assert!(stderr.contains("warmspace login"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_without_flags_and_without_a_terminal_fails_fast() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url()]);
+    server.wait_healthy().await;
+    let stderr = run_failing(warmspace(&config).args(["login", &server.url]));
+    assert!(
+        stderr.contains("--first-user-username is required"),
+        "{stderr}"
+    );
+    // Environment variables stand in for the flags.
+    run(warmspace(&config)
+        .args(["login", &server.url])
+        .env("WARMSPACE_FIRST_USER_USERNAME", "admin")
+        .env("WARMSPACE_FIRST_USER_EMAIL", "admin@example.com")
+        .env("WARMSPACE_FIRST_USER_PASSWORD", "a long password"));
+    // WARMSPACE_URL and WARMSPACE_SESSION_TOKEN override the saved session.
+    let stderr = run_failing(warmspace(&config).args(["users", "list"]).env(
+        "WARMSPACE_SESSION_TOKEN",
+        format!("{}-{}", "a".repeat(10), "b".repeat(22)),
+    ));
+    assert!(stderr.contains("Invalid session token"), "{stderr}");
+    server.terminate();
+}
