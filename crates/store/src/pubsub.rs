@@ -166,7 +166,9 @@ async fn listen_loop(pool: PgPool, mut commands: mpsc::UnboundedReceiver<Command
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "pub/sub listener cannot connect");
                 // Keep accepting commands while down so that a stopped PubSub ends this task.
-                if let Stop::Yes(done) = wait_or_queue(&mut commands, &mut channels, &mut waiting, backoff).await {
+                if let Stop::Yes(done) =
+                    wait_or_queue(&mut commands, &mut channels, &mut waiting, backoff).await
+                {
                     return finish(pool, done).await;
                 }
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);

@@ -279,9 +279,15 @@ async fn a_message_published_on_one_replica_reaches_subscribers_on_every_replica
 
     // Closing ends this replica's subscriptions and nothing else's.
     pubsub_a.close().await;
-    assert_eq!(timeout(Duration::from_secs(5), on_a.recv()).await.unwrap(), None);
+    assert_eq!(
+        timeout(Duration::from_secs(5), on_a.recv()).await.unwrap(),
+        None
+    );
     assert!(pubsub_a.subscribe("workspace_claims").await.is_err());
-    pubsub_b.publish("workspace_claims", "still here").await.unwrap();
+    pubsub_b
+        .publish("workspace_claims", "still here")
+        .await
+        .unwrap();
     assert_eq!(recv_message(&mut on_b).await, "still here");
 }
 
