@@ -231,3 +231,18 @@ fn test_cluster_dir() -> PathBuf {
     }
     base.join(format!("warmspace-test-pg-{}", std::process::id()))
 }
+
+/// A temporary directory the built-in PostgreSQL can use: when tests run as
+/// root the cluster runs as `postgres`, which must be able to enter it.
+pub fn cluster_temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("warmspace-")
+        .tempdir()
+        .expect("creating a temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("opening the temp dir to postgres");
+    dir
+}

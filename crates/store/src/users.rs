@@ -1,5 +1,9 @@
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
-use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{AssertSqlSafe, Postgres};
 use uuid::Uuid;
 use warmspace_authz::Role;
 
@@ -86,6 +90,20 @@ const USER_FILTER: &str = "NOT u.deleted \
      AND ($5 OR NOT u.is_system) \
      AND ($6::uuid IS NULL OR u.id = $6)";
 
+/// Binds `USER_FILTER`'s parameters.
+fn bind_filter<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    filter: &'q UserFilter,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(filter.text.as_deref().map(like_pattern))
+        .bind(&filter.login_type)
+        .bind(&filter.status)
+        .bind(filter.role.map(|r| r.as_str()))
+        .bind(filter.include_system)
+        .bind(filter.only)
+}
+
 fn like_pattern(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
@@ -157,30 +175,20 @@ impl Store {
 
     /// A page of users matching `filter`, oldest first, and how many match in all.
     pub async fn list_users(&self, filter: &UserFilter) -> Result<(Vec<UserRow>, i64)> {
-        let text = filter.text.as_deref().map(like_pattern);
-        let role = filter.role.map(|r| r.as_str());
-        let list_sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE {USER_FILTER} ORDER BY u.created_at, u.id LIMIT $7 OFFSET $8"
-        );
-        let count_sql = format!("SELECT count(*) FROM users u WHERE {USER_FILTER}");
-        let users = sqlx::query_as(AssertSqlSafe(list_sql.as_str()))
-            .bind(&text)
-            .bind(&filter.login_type)
-            .bind(&filter.status)
-            .bind(role)
-            .bind(filter.include_system)
-            .bind(filter.only)
+        static LIST: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE {USER_FILTER} \
+                 ORDER BY u.created_at, u.id LIMIT $7 OFFSET $8"
+            )
+        });
+        static COUNT: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT count(*) FROM users u WHERE {USER_FILTER}"));
+        let users = bind_filter(sqlx::query_as(AssertSqlSafe(LIST.as_str())), filter)
             .bind(filter.limit)
             .bind(filter.offset)
             .fetch_all(&self.pool)
             .await?;
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql.as_str()))
-            .bind(&text)
-            .bind(&filter.login_type)
-            .bind(&filter.status)
-            .bind(role)
-            .bind(filter.include_system)
-            .bind(filter.only)
+        let (count,) = bind_filter(sqlx::query_as(AssertSqlSafe(COUNT.as_str())), filter)
             .fetch_one(&self.pool)
             .await?;
         Ok((users, count))

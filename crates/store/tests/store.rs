@@ -321,16 +321,7 @@ async fn the_listener_reconnects_after_losing_its_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_cluster_keeps_data_across_restarts_and_leaves_no_process() {
-    let dir = tempfile::Builder::new()
-        .prefix("ws-cluster-")
-        .tempdir()
-        .unwrap();
-    // Make the temp dir reachable by the postgres user when we run as root.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = warmspace_store::testing::cluster_temp_dir();
     let options = ClusterOptions {
         durable: false,
         ..ClusterOptions::new(dir.path().join("pg"))

@@ -147,17 +147,22 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 }
 
 fn temp_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("ws-cli-")
-        .tempdir()
-        .unwrap();
-    // The built-in PostgreSQL runs as `postgres` when we are root: it must get in.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
+    warmspace_store::testing::cluster_temp_dir()
+}
+
+/// `warmspace login URL` with the first-user flags: creates the admin on a
+/// new server, logs in as them on one that has users.
+fn login_admin(config: &Path, url: &str) -> Output {
+    run(warmspace(config).args([
+        "login",
+        url,
+        "--first-user-username",
+        "admin",
+        "--first-user-email",
+        "admin@example.com",
+        "--first-user-password",
+        "a long password",
+    ]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,16 +176,7 @@ async fn builtin_postgres_server_login_list_stop_and_restart() {
     server.wait_healthy().await;
     let url = server.url.clone();
 
-    run(warmspace(&config).args([
-        "login",
-        &url,
-        "--first-user-username",
-        "admin",
-        "--first-user-email",
-        "admin@example.com",
-        "--first-user-password",
-        "a long password",
-    ]));
+    login_admin(&config, &url);
     let listed = run(warmspace(&config).args(["users", "list", "-o", "json"]));
     assert_eq!(
         usernames(&listed.stdout),
@@ -225,16 +221,7 @@ async fn builtin_postgres_server_login_list_stop_and_restart() {
         run(warmspace(&config).args(["users", "list", "-o", "json", "--url", &server.url]));
     assert_eq!(usernames(&listed.stdout), ["admin", "dev"]);
     // Logging in again with the first-user flags just logs in.
-    run(warmspace(&config).args([
-        "login",
-        &server.url,
-        "--first-user-username",
-        "admin",
-        "--first-user-email",
-        "admin@example.com",
-        "--first-user-password",
-        "a long password",
-    ]));
+    login_admin(&config, &server.url);
     server.terminate();
     assert!(processes_mentioning(data_arg).is_empty());
 }
@@ -262,16 +249,7 @@ async fn two_replicas_on_one_database_both_serve_and_migrate_once() {
     );
 
     // What one replica writes, the other serves: they share nothing but the database.
-    run(warmspace(&config).args([
-        "login",
-        &a.url,
-        "--first-user-username",
-        "admin",
-        "--first-user-email",
-        "admin@example.com",
-        "--first-user-password",
-        "a long password",
-    ]));
+    login_admin(&config, &a.url);
     let listed = run(warmspace(&config).args(["users", "list", "-o", "json", "--url", &b.url]));
     assert_eq!(usernames(&listed.stdout), ["admin"]);
     a.terminate();
