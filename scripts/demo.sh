@@ -25,15 +25,19 @@ done
 "$bin" login "$url" --first-user-username admin --first-user-email admin@example.com \
     --first-user-password "$password"
 "$bin" users list
+"$bin" templates push example --directory examples/echo
+"$bin" templates presets list example
 
 cat <<MSG
 
 warmspace is running at $url with its built-in PostgreSQL.
 Logged in as admin@example.com (password: $password); the session is in $WARMSPACE_CONFIG_DIR.
-Try, in another terminal:
+The template "example" (examples/echo) is pushed. Try, in another terminal:
     export WARMSPACE_CONFIG_DIR=$WARMSPACE_CONFIG_DIR
+    $bin templates versions list example
+    $bin templates presets list example -o json
+    $bin provisioner jobs list
     $bin users create --username dev --email dev@example.com
-    $bin users list -o json
     curl -s $url/api/v2/openapi.json | head
 Press Ctrl-C to stop the server and its PostgreSQL.
 MSG

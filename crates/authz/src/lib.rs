@@ -48,10 +48,7 @@ impl FromStr for Role {
     type Err = UnknownRole;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownRole(s.to_owned()))
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| UnknownRole(s.to_owned()))
     }
 }
 
@@ -62,14 +59,19 @@ pub enum Resource {
     Organization,
     Template,
     Workspace,
+    /// Uploaded archives; "owned" by whoever uploaded them.
+    File,
+    ProvisionerJob,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 4] = [
+    pub const ALL: [Resource; 6] = [
         Resource::User,
         Resource::Organization,
         Resource::Template,
         Resource::Workspace,
+        Resource::File,
+        Resource::ProvisionerJob,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +80,8 @@ impl Resource {
             Resource::Organization => "organization",
             Resource::Template => "template",
             Resource::Workspace => "workspace",
+            Resource::File => "file",
+            Resource::ProvisionerJob => "provisioner job",
         }
     }
 }
@@ -121,19 +125,13 @@ pub struct Object {
 
 impl Object {
     pub fn user(id: Uuid) -> Self {
-        Object {
-            resource: Resource::User,
-            owner: Some(id),
-        }
+        Object { resource: Resource::User, owner: Some(id) }
     }
 
     /// Any object of a type, owned by nobody in particular: asking about it
     /// asks whether the subject holds the permission site-wide.
     pub fn any(resource: Resource) -> Self {
-        Object {
-            resource,
-            owner: None,
-        }
+        Object { resource, owner: None }
     }
 }
 
@@ -154,13 +152,10 @@ struct Grant {
 const ALL_ACTIONS: &[Action] = &Action::ALL;
 const READ: &[Action] = &[Action::Read];
 const READ_UPDATE: &[Action] = &[Action::Read, Action::Update];
+const CREATE_READ: &[Action] = &[Action::Create, Action::Read];
 
 const fn grant(resource: Resource, actions: &'static [Action], scope: Scope) -> Grant {
-    Grant {
-        resource,
-        actions,
-        scope,
-    }
+    Grant { resource, actions, scope }
 }
 
 const OWNER_GRANTS: &[Grant] = &[
@@ -168,6 +163,8 @@ const OWNER_GRANTS: &[Grant] = &[
     grant(Resource::Organization, ALL_ACTIONS, Scope::All),
     grant(Resource::Template, ALL_ACTIONS, Scope::All),
     grant(Resource::Workspace, ALL_ACTIONS, Scope::All),
+    grant(Resource::File, ALL_ACTIONS, Scope::All),
+    grant(Resource::ProvisionerJob, ALL_ACTIONS, Scope::All),
 ];
 
 const TEMPLATE_ADMIN_GRANTS: &[Grant] = &[
@@ -175,6 +172,8 @@ const TEMPLATE_ADMIN_GRANTS: &[Grant] = &[
     grant(Resource::Organization, READ, Scope::All),
     grant(Resource::Template, ALL_ACTIONS, Scope::All),
     grant(Resource::Workspace, READ, Scope::All),
+    grant(Resource::File, CREATE_READ, Scope::All),
+    grant(Resource::ProvisionerJob, READ, Scope::All),
 ];
 
 const MEMBER_GRANTS: &[Grant] = &[
@@ -182,6 +181,7 @@ const MEMBER_GRANTS: &[Grant] = &[
     grant(Resource::Organization, READ, Scope::All),
     grant(Resource::Template, READ, Scope::All),
     grant(Resource::Workspace, ALL_ACTIONS, Scope::Own),
+    grant(Resource::File, CREATE_READ, Scope::Own),
 ];
 
 fn grants(role: Role) -> &'static [Grant] {
@@ -192,11 +192,7 @@ fn grants(role: Role) -> &'static [Grant] {
     }
 }
 
-fn scopes(
-    subject: &Subject,
-    action: Action,
-    resource: Resource,
-) -> impl Iterator<Item = Scope> + '_ {
+fn scopes(subject: &Subject, action: Action, resource: Resource) -> impl Iterator<Item = Scope> + '_ {
     subject
         .roles
         .iter()
@@ -218,14 +214,7 @@ pub fn authorize(subject: &Subject, action: Action, object: Object) -> Result<()
         Scope::All => true,
         Scope::Own => object.owner == Some(subject.user_id),
     });
-    if allowed {
-        Ok(())
-    } else {
-        Err(Denied {
-            action,
-            resource: object.resource,
-        })
-    }
+    if allowed { Ok(()) } else { Err(Denied { action, resource: object.resource }) }
 }
 
 /// Which objects of a type a listing may show, so the store can filter in SQL
@@ -254,10 +243,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn subject(roles: &[Role]) -> Subject {
-        Subject {
-            user_id: Uuid::from_u128(1),
-            roles: roles.to_vec(),
-        }
+        Subject { user_id: Uuid::from_u128(1), roles: roles.to_vec() }
     }
 
     const ME: Uuid = Uuid::from_u128(1);
@@ -298,37 +284,31 @@ mod tests {
             (admin, Read, Workspace, Some(OTHER), true),
             (admin, Delete, Workspace, Some(OTHER), false),
             (owner, Delete, Workspace, Some(OTHER), true),
+            // files and jobs
+            (member, Read, File, Some(ME), true),
+            (member, Read, File, Some(OTHER), false),
+            (admin, Read, File, Some(OTHER), true),
+            (member, Read, ProvisionerJob, None, false),
+            (admin, Read, ProvisionerJob, None, true),
+            (admin, Update, ProvisionerJob, None, false),
             // no roles at all (the prebuilds system user)
             (&[], Read, User, Some(ME), false),
             (&[], Read, Template, None, false),
         ];
         for &(roles, action, resource, owner, allowed) in cases {
             let got = authorize(&subject(roles), action, Object { resource, owner }).is_ok();
-            assert_eq!(
-                got, allowed,
-                "{roles:?} {action:?} {resource:?} owner={owner:?}"
-            );
+            assert_eq!(got, allowed, "{roles:?} {action:?} {resource:?} owner={owner:?}");
         }
     }
 
     #[test]
     fn visibility_of_users() {
+        assert_eq!(visibility(&subject(&[Role::Member]), Action::Read, Resource::User), Visibility::OwnedBy(ME));
         assert_eq!(
-            visibility(&subject(&[Role::Member]), Action::Read, Resource::User),
-            Visibility::OwnedBy(ME)
-        );
-        assert_eq!(
-            visibility(
-                &subject(&[Role::TemplateAdmin, Role::Member]),
-                Action::Read,
-                Resource::User
-            ),
+            visibility(&subject(&[Role::TemplateAdmin, Role::Member]), Action::Read, Resource::User),
             Visibility::All
         );
-        assert_eq!(
-            visibility(&subject(&[]), Action::Read, Resource::User),
-            Visibility::Nothing
-        );
+        assert_eq!(visibility(&subject(&[]), Action::Read, Resource::User), Visibility::Nothing);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! A typed client for the warmspace HTTP API.
 
+use futures::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
+use uuid::Uuid;
 
 use crate::SESSION_TOKEN_HEADER;
 use crate::types::*;
@@ -12,10 +14,7 @@ use crate::types::*;
 pub enum ClientError {
     /// The server answered with an error body.
     #[error("{response}")]
-    Api {
-        status: StatusCode,
-        response: Response,
-    },
+    Api { status: StatusCode, response: Response },
     /// The server answered something that is not the API's JSON.
     #[error("unexpected {status} response from the server: {body}")]
     Unexpected { status: StatusCode, body: String },
@@ -29,9 +28,7 @@ impl ClientError {
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => {
-                Some(*status)
-            }
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -53,11 +50,7 @@ impl Client {
             .user_agent(concat!("warmspace/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with default settings always builds");
-        Client {
-            base,
-            token: None,
-            http,
-        }
+        Client { base, token: None, http }
     }
 
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
@@ -74,11 +67,7 @@ impl Client {
     }
 
     /// A request to `path` (relative to the server URL) carrying the session token.
-    pub fn request(
-        &self,
-        method: Method,
-        path: &str,
-    ) -> Result<reqwest::RequestBuilder, ClientError> {
+    pub fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
         let url = self.base.join(path.trim_start_matches('/'))?;
         let mut req = self.http.request(method, url);
         if let Some(token) = &self.token {
@@ -92,34 +81,20 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            let body = if bytes.is_empty() {
-                b"null".as_slice()
-            } else {
-                &bytes
-            };
+            let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
             return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
                 status,
                 body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
             });
         }
-        match serde_json::from_slice::<Response>(&bytes) {
-            Ok(response) => Err(ClientError::Api { status, response }),
-            Err(_) => Err(ClientError::Unexpected {
-                status,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            }),
-        }
+        Err(error_body(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         Self::send(self.request(Method::GET, path)?).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         Self::send(self.request(Method::POST, path)?.json(body)).await
     }
 
@@ -128,10 +103,7 @@ impl Client {
     }
 
     pub async fn first_user_exists(&self) -> Result<bool, ClientError> {
-        Ok(self
-            .get::<FirstUserStatus>("api/v2/users/first")
-            .await?
-            .exists)
+        Ok(self.get::<FirstUserStatus>("api/v2/users/first").await?.exists)
     }
 
     pub async fn create_first_user(
@@ -141,10 +113,7 @@ impl Client {
         self.post("api/v2/users/first", req).await
     }
 
-    pub async fn login(
-        &self,
-        req: &LoginWithPasswordRequest,
-    ) -> Result<LoginWithPasswordResponse, ClientError> {
+    pub async fn login(&self, req: &LoginWithPasswordRequest) -> Result<LoginWithPasswordResponse, ClientError> {
         self.post("api/v2/users/login", req).await
     }
 
@@ -164,4 +133,148 @@ impl Client {
     pub async fn users(&self, query: &UsersQuery) -> Result<GetUsersResponse, ClientError> {
         Self::send(self.request(Method::GET, "api/v2/users")?.query(query)).await
     }
+
+    /// Uploads a tar archive; the same bytes always get the same id.
+    pub async fn upload_tar(&self, data: Vec<u8>) -> Result<UploadResponse, ClientError> {
+        Self::send(self.request(Method::POST, "api/v2/files")?.header("content-type", "application/x-tar").body(data))
+            .await
+    }
+
+    pub async fn download_file(&self, id: Uuid) -> Result<Vec<u8>, ClientError> {
+        let resp = self.request(Method::GET, &format!("api/v2/files/{id}"))?.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(error_body(status, &bytes))
+    }
+
+    pub async fn create_template_version(
+        &self,
+        organization: &str,
+        req: &CreateTemplateVersionRequest,
+    ) -> Result<TemplateVersion, ClientError> {
+        self.post(&format!("api/v2/organizations/{organization}/templateversions"), req).await
+    }
+
+    pub async fn template_version(&self, id: Uuid) -> Result<TemplateVersion, ClientError> {
+        self.get(&format!("api/v2/templateversions/{id}")).await
+    }
+
+    pub async fn template_version_parameters(&self, id: Uuid) -> Result<Vec<TemplateVersionParameter>, ClientError> {
+        self.get(&format!("api/v2/templateversions/{id}/parameters")).await
+    }
+
+    pub async fn template_version_presets(&self, id: Uuid) -> Result<Vec<Preset>, ClientError> {
+        self.get(&format!("api/v2/templateversions/{id}/presets")).await
+    }
+
+    pub async fn cancel_template_version(&self, id: Uuid) -> Result<Response, ClientError> {
+        Self::send(self.request(Method::PATCH, &format!("api/v2/templateversions/{id}/cancel"))?).await
+    }
+
+    /// A template version's import log so far.
+    pub async fn template_version_logs(&self, id: Uuid) -> Result<Vec<ProvisionerJobLog>, ClientError> {
+        self.get(&format!("api/v2/templateversions/{id}/logs")).await
+    }
+
+    /// Follows a template version's import log until the import ends.
+    pub async fn follow_template_version_logs(
+        &self,
+        id: Uuid,
+    ) -> Result<impl Stream<Item = Result<LogEvent, ClientError>> + use<>, ClientError> {
+        self.follow_logs(&format!("api/v2/templateversions/{id}/logs?follow=true")).await
+    }
+
+    async fn follow_logs(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<LogEvent, ClientError>> + use<>, ClientError> {
+        use eventsource_stream::Eventsource;
+        let resp = self.request(Method::GET, path)?.header("accept", "text/event-stream").send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(error_body(status, &resp.bytes().await?));
+        }
+        Ok(resp.bytes_stream().eventsource().filter_map(|event| async move {
+            let unexpected = |body: String| ClientError::Unexpected { status: StatusCode::OK, body };
+            match event {
+                Err(err) => Some(Err(unexpected(format!("the log stream broke: {err}")))),
+                Ok(event) => match event.event.as_str() {
+                    "log" => Some(
+                        serde_json::from_str(&event.data).map(LogEvent::Log).map_err(|e| unexpected(e.to_string())),
+                    ),
+                    "end" => Some(
+                        serde_json::from_str(&event.data).map(LogEvent::End).map_err(|e| unexpected(e.to_string())),
+                    ),
+                    _ => None,
+                },
+            }
+        }))
+    }
+
+    pub async fn create_template(
+        &self,
+        organization: &str,
+        req: &CreateTemplateRequest,
+    ) -> Result<Template, ClientError> {
+        self.post(&format!("api/v2/organizations/{organization}/templates"), req).await
+    }
+
+    pub async fn templates(&self, organization: &str) -> Result<Vec<Template>, ClientError> {
+        self.get(&format!("api/v2/organizations/{organization}/templates")).await
+    }
+
+    pub async fn template_by_name(&self, organization: &str, name: &str) -> Result<Template, ClientError> {
+        self.get(&format!("api/v2/organizations/{organization}/templates/{name}")).await
+    }
+
+    pub async fn template(&self, id: Uuid) -> Result<Template, ClientError> {
+        self.get(&format!("api/v2/templates/{id}")).await
+    }
+
+    pub async fn update_template(&self, id: Uuid, req: &UpdateTemplateRequest) -> Result<Template, ClientError> {
+        Self::send(self.request(Method::PATCH, &format!("api/v2/templates/{id}"))?.json(req)).await
+    }
+
+    pub async fn delete_template(&self, id: Uuid) -> Result<Response, ClientError> {
+        Self::send(self.request(Method::DELETE, &format!("api/v2/templates/{id}"))?).await
+    }
+
+    pub async fn template_versions(&self, template_id: Uuid) -> Result<Vec<TemplateVersion>, ClientError> {
+        self.get(&format!("api/v2/templates/{template_id}/versions")).await
+    }
+
+    pub async fn set_active_version(&self, template_id: Uuid, version_id: Uuid) -> Result<Template, ClientError> {
+        let req = UpdateActiveVersionRequest { id: version_id };
+        Self::send(self.request(Method::PATCH, &format!("api/v2/templates/{template_id}/versions"))?.json(&req)).await
+    }
+
+    pub async fn provisioner_jobs(
+        &self,
+        organization: &str,
+        query: &JobsQuery,
+    ) -> Result<Vec<ProvisionerJob>, ClientError> {
+        Self::send(
+            self.request(Method::GET, &format!("api/v2/organizations/{organization}/provisionerjobs"))?.query(query),
+        )
+        .await
+    }
+}
+
+/// The error an unsuccessful response carries.
+fn error_body(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<Response>(bytes) {
+        Ok(response) => ClientError::Api { status, response },
+        Err(_) => ClientError::Unexpected { status, body: String::from_utf8_lossy(bytes).into_owned() },
+    }
+}
+
+/// An event of a followed job log.
+#[derive(Debug, Clone)]
+pub enum LogEvent {
+    Log(ProvisionerJobLog),
+    /// The job has ended; no more lines follow.
+    End(ProvisionerJob),
 }

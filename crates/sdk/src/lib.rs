@@ -3,10 +3,12 @@
 //! The server serialises exactly these types, so the CLI, the agent and
 //! external daemons cannot drift from what the server speaks.
 
+pub mod archive;
 pub mod client;
 pub mod types;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, LogEvent};
+pub use reqwest::StatusCode;
 pub use types::*;
 
 /// Header carrying a session or API token (`Authorization: Bearer` works too).

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod provisioning;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,13 +16,13 @@ use warmspace_store::pubsub::PubSub;
 pub struct Config {
     /// How long a session lasts after its last use.
     pub session_duration: chrono::Duration,
+    /// Largest accepted file upload, in bytes.
+    pub max_file_size: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            session_duration: chrono::Duration::hours(24),
-        }
+        Config { session_duration: chrono::Duration::hours(24), max_file_size: 100 << 20 }
     }
 }
 
@@ -35,11 +36,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, pubsub: PubSub, config: Config) -> Self {
-        AppState {
-            store,
-            pubsub,
-            config: Arc::new(config),
-        }
+        AppState { store, pubsub, config: Arc::new(config) }
     }
 }
 
@@ -50,9 +47,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(feature = "testing")]

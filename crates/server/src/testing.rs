@@ -4,13 +4,12 @@
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
-use warmspace_sdk::{
-    Client, CreateFirstUserRequest, CreateUserRequest, LoginWithPasswordRequest, Role,
-};
+use warmspace_sdk::{Client, CreateFirstUserRequest, CreateUserRequest, LoginWithPasswordRequest, Role};
 use warmspace_store::Store;
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::testing::TestDatabase;
 
+use crate::provisioning::{Daemons, LocalCoordinator};
 use crate::{AppState, Config};
 
 pub const OWNER_EMAIL: &str = "admin@example.com";
@@ -18,36 +17,34 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestServer {
     pub store: Store,
+    pub pubsub: PubSub,
     pub url: Url,
     stop: Option<oneshot::Sender<()>>,
+    /// Dropping them aborts their tasks.
+    _daemons: Daemons,
     // Last, so the database is dropped after the server has stopped.
     pub db: TestDatabase,
 }
 
 impl TestServer {
+    /// A server with two in-process provisioner daemons.
     pub async fn start() -> TestServer {
-        Self::start_with(Config::default()).await
+        Self::start_with(Config::default(), 2).await
     }
 
-    pub async fn start_with(config: Config) -> TestServer {
+    pub async fn start_with(config: Config, daemons: usize) -> TestServer {
         let db = TestDatabase::new().await;
         let store = db.store().await;
         let pubsub = PubSub::start(db.options(), store.pool().clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), pubsub, config);
+        let daemons = Daemons::start(LocalCoordinator::new(store.clone(), pubsub.clone()), daemons);
+        let state = AppState::new(store.clone(), pubsub.clone(), config);
         tokio::spawn(crate::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        TestServer {
-            store,
-            url,
-            stop: Some(stop),
-            db,
-        }
+        TestServer { store, pubsub, url, stop: Some(stop), _daemons: daemons, db }
     }
 
     /// A client with no session.
@@ -73,10 +70,7 @@ impl TestServer {
     pub async fn login(&self, email: &str) -> Client {
         let session = self
             .client()
-            .login(&LoginWithPasswordRequest {
-                email: email.into(),
-                password: PASSWORD.into(),
-            })
+            .login(&LoginWithPasswordRequest { email: email.into(), password: PASSWORD.into() })
             .await
             .expect("logging in");
         self.client().with_token(session.session_token)

@@ -4,15 +4,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warmspace_sdk::{
-    Client, ClientError, CreateFirstUserRequest, CreateUserRequest, LoginType,
-    LoginWithPasswordRequest, Role, UserStatus, UsersQuery,
+    Client, ClientError, CreateFirstUserRequest, CreateUserRequest, LoginType, LoginWithPasswordRequest, Role,
+    UserStatus, UsersQuery,
 };
 use warmspace_server::testing::{OWNER_EMAIL, PASSWORD, TestServer};
 
 /// The status and body of a failed call.
-fn api_error(
-    result: Result<impl std::fmt::Debug, ClientError>,
-) -> (StatusCode, warmspace_sdk::Response) {
+fn api_error(result: Result<impl std::fmt::Debug, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
     match result {
         Err(ClientError::Api { status, response }) => (status, response),
         other => panic!("expected an API error, got {other:?}"),
@@ -20,11 +18,7 @@ fn api_error(
 }
 
 fn fields(response: &warmspace_sdk::Response) -> Vec<&str> {
-    response
-        .validations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect()
+    response.validations.iter().map(|v| v.field.as_str()).collect()
 }
 
 /// Sends raw JSON, for inputs the typed client cannot express.
@@ -87,67 +81,36 @@ async fn login_succeeds_with_the_right_password_only() {
 
     let anonymous = server.client();
     let wrong = anonymous
-        .login(&LoginWithPasswordRequest {
-            email: OWNER_EMAIL.into(),
-            password: "not the password".into(),
-        })
+        .login(&LoginWithPasswordRequest { email: OWNER_EMAIL.into(), password: "not the password".into() })
         .await;
     let (status, wrong_body) = api_error(wrong);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // An unknown account gets the very same answer, so accounts cannot be probed.
     let unknown = anonymous
-        .login(&LoginWithPasswordRequest {
-            email: "nobody@example.com".into(),
-            password: PASSWORD.into(),
-        })
+        .login(&LoginWithPasswordRequest { email: "nobody@example.com".into(), password: PASSWORD.into() })
         .await;
     assert_eq!(api_error(unknown), (StatusCode::UNAUTHORIZED, wrong_body));
     // The prebuilds user has no password and cannot log in.
     let system = anonymous
-        .login(&LoginWithPasswordRequest {
-            email: "prebuilds@system.invalid".into(),
-            password: String::new(),
-        })
+        .login(&LoginWithPasswordRequest { email: "prebuilds@system.invalid".into(), password: String::new() })
         .await;
     let (status, body) = api_error(system);
-    assert_eq!(
-        (status, fields(&body)),
-        (StatusCode::BAD_REQUEST, vec!["password"])
-    );
+    assert_eq!((status, fields(&body)), (StatusCode::BAD_REQUEST, vec!["password"]));
     let system = anonymous
-        .login(&LoginWithPasswordRequest {
-            email: "prebuilds@system.invalid".into(),
-            password: PASSWORD.into(),
-        })
+        .login(&LoginWithPasswordRequest { email: "prebuilds@system.invalid".into(), password: PASSWORD.into() })
         .await;
     assert_eq!(api_error(system).0, StatusCode::UNAUTHORIZED);
 
     // No token, a garbage token, a well-formed but unknown one: all 401.
-    assert_eq!(
-        api_error(anonymous.user("me").await).0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(api_error(anonymous.user("me").await).0, StatusCode::UNAUTHORIZED);
     let garbage = server.client().with_token("garbage");
-    assert_eq!(
-        api_error(garbage.user("me").await).0,
-        StatusCode::UNAUTHORIZED
-    );
-    let forged = server
-        .client()
-        .with_token(format!("{}-{}", "a".repeat(10), "b".repeat(22)));
-    assert_eq!(
-        api_error(forged.user("me").await).0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(api_error(garbage.user("me").await).0, StatusCode::UNAUTHORIZED);
+    let forged = server.client().with_token(format!("{}-{}", "a".repeat(10), "b".repeat(22)));
+    assert_eq!(api_error(forged.user("me").await).0, StatusCode::UNAUTHORIZED);
     // The right id with a wrong secret.
     let real = owner.token().unwrap();
-    let wrong_secret = server
-        .client()
-        .with_token(format!("{}-{}", &real[..10], "c".repeat(22)));
-    assert_eq!(
-        api_error(wrong_secret.user("me").await).0,
-        StatusCode::UNAUTHORIZED
-    );
+    let wrong_secret = server.client().with_token(format!("{}-{}", &real[..10], "c".repeat(22)));
+    assert_eq!(api_error(wrong_secret.user("me").await).0, StatusCode::UNAUTHORIZED);
 
     // Bearer authentication works as well as the header.
     let resp = server
@@ -169,13 +132,7 @@ async fn suspended_users_cannot_log_in() {
     req.status = UserStatus::Suspended;
     owner.create_user(&req).await.unwrap();
     let (status, body) = api_error(
-        server
-            .client()
-            .login(&LoginWithPasswordRequest {
-                email: req.email,
-                password: PASSWORD.into(),
-            })
-            .await,
+        server.client().login(&LoginWithPasswordRequest { email: req.email, password: PASSWORD.into() }).await,
     );
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.message.contains("suspended"), "{body:?}");
@@ -186,12 +143,14 @@ async fn an_expired_session_is_refused() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     let id = &owner.token().unwrap()[..10];
-    sqlx::query("UPDATE api_keys SET created_at = now() - interval '1 day', expires_at = now() - interval '1 second' \
-         WHERE id = $1")
-        .bind(id)
-        .execute(server.store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE api_keys SET created_at = now() - interval '1 day', expires_at = now() - interval '1 second' \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(server.store.pool())
+    .await
+    .unwrap();
     let (status, body) = api_error(owner.user("me").await);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.message.contains("expired"), "{body:?}");
@@ -211,17 +170,13 @@ async fn a_used_session_slides_its_expiry_forward() {
     .await
     .unwrap();
     owner.user("me").await.unwrap();
-    let hours_left: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM expires_at - now())::float8 / 3600 FROM api_keys WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_one(server.store.pool())
-    .await
-    .unwrap();
-    assert!(
-        hours_left > 23.0,
-        "expiry extended to a full session, got {hours_left} h"
-    );
+    let hours_left: f64 =
+        sqlx::query_scalar("SELECT extract(epoch FROM expires_at - now())::float8 / 3600 FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_one(server.store.pool())
+            .await
+            .unwrap();
+    assert!(hours_left > 23.0, "expiry extended to a full session, got {hours_left} h");
 }
 
 #[tokio::test]
@@ -231,17 +186,11 @@ async fn session_tokens_are_stored_only_as_hashes() {
     let token = owner.token().unwrap().to_owned();
     let (id, secret) = token.split_once('-').unwrap();
 
-    let rows: Vec<String> = sqlx::query_scalar("SELECT k::text FROM api_keys k")
-        .fetch_all(server.store.pool())
-        .await
-        .unwrap();
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT k::text FROM api_keys k").fetch_all(server.store.pool()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].contains(id), "the id is the lookup key");
-    assert!(
-        !rows[0].contains(secret),
-        "the secret must not be stored: {}",
-        rows[0]
-    );
+    assert!(!rows[0].contains(secret), "the secret must not be stored: {}", rows[0]);
     let stored: Vec<u8> = sqlx::query_scalar("SELECT hashed_secret FROM api_keys WHERE id = $1")
         .bind(id)
         .fetch_one(server.store.pool())
@@ -250,11 +199,10 @@ async fn session_tokens_are_stored_only_as_hashes() {
     assert_eq!(stored, Sha256::digest(secret.as_bytes()).to_vec());
 
     // Passwords are argon2id PHC strings, not the password.
-    let hash: String =
-        sqlx::query_scalar("SELECT hashed_password FROM users WHERE username = 'admin'")
-            .fetch_one(server.store.pool())
-            .await
-            .unwrap();
+    let hash: String = sqlx::query_scalar("SELECT hashed_password FROM users WHERE username = 'admin'")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(PASSWORD));
 }
@@ -265,14 +213,8 @@ async fn logout_ends_the_session() {
     let owner = server.owner().await;
     let other_session = server.login(OWNER_EMAIL).await;
     owner.logout().await.unwrap();
-    assert_eq!(
-        api_error(owner.user("me").await).0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert!(
-        other_session.user("me").await.is_ok(),
-        "only the session that logged out ends"
-    );
+    assert_eq!(api_error(owner.user("me").await).0, StatusCode::UNAUTHORIZED);
+    assert!(other_session.user("me").await.is_ok(), "only the session that logged out ends");
 }
 
 #[tokio::test]
@@ -287,18 +229,10 @@ async fn only_owners_create_users() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{who}");
         assert!(body.detail.contains("create user"), "{who}: {body:?}");
     }
-    let (status, _) = api_error(
-        server
-            .client()
-            .create_user(&user_request("newbie", &[]))
-            .await,
-    );
+    let (status, _) = api_error(server.client().create_user(&user_request("newbie", &[])).await);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let created = owner
-        .create_user(&user_request("newbie", &[Role::TemplateAdmin]))
-        .await
-        .unwrap();
+    let created = owner.create_user(&user_request("newbie", &[Role::TemplateAdmin])).await.unwrap();
     assert_eq!(created.roles, [Role::TemplateAdmin, Role::Member]);
     assert!(!created.is_system);
 }
@@ -309,12 +243,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
     let owner = server.owner().await;
 
     let cases: &[(&str, &str, StatusCode, &str)] = &[
-        (
-            "api/v2/users",
-            r#"{"email": "a@b.co", "password": "longenough"}"#,
-            StatusCode::BAD_REQUEST,
-            "username",
-        ),
+        ("api/v2/users", r#"{"email": "a@b.co", "password": "longenough"}"#, StatusCode::BAD_REQUEST, "username"),
         (
             "api/v2/users",
             r#"{"username": "x", "email": "a@b.co", "password": "longenough", "admin": true}"#,
@@ -327,12 +256,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
             StatusCode::BAD_REQUEST,
             "roles[1]",
         ),
-        (
-            "api/v2/users",
-            r#"{"username": 7, "email": "a@b.co"}"#,
-            StatusCode::BAD_REQUEST,
-            "username",
-        ),
+        ("api/v2/users", r#"{"username": 7, "email": "a@b.co"}"#, StatusCode::BAD_REQUEST, "username"),
         (
             "api/v2/users",
             r#"{"username": "bad_name", "email": "a@b.co", "password": "longenough"}"#,
@@ -351,12 +275,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
             StatusCode::BAD_REQUEST,
             "password",
         ),
-        (
-            "api/v2/users",
-            r#"{"username": "ok", "email": "a@b.co"}"#,
-            StatusCode::BAD_REQUEST,
-            "password",
-        ),
+        ("api/v2/users", r#"{"username": "ok", "email": "a@b.co"}"#, StatusCode::BAD_REQUEST, "password"),
         (
             "api/v2/users",
             r#"{"username": "ok", "email": "a@b.co", "password": "longenough", "login_type": "none"}"#,
@@ -369,12 +288,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
             StatusCode::BAD_REQUEST,
             "login_type",
         ),
-        (
-            "api/v2/users",
-            r#"{"username": "ok", "#,
-            StatusCode::BAD_REQUEST,
-            "body",
-        ),
+        ("api/v2/users", r#"{"username": "ok", "#, StatusCode::BAD_REQUEST, "body"),
         (
             "api/v2/users",
             r#"{"username": "admin", "email": "x@b.co", "password": "longenough"}"#,
@@ -387,12 +301,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
             StatusCode::CONFLICT,
             "email",
         ),
-        (
-            "api/v2/users/login",
-            r#"{"email": "a@b.co"}"#,
-            StatusCode::BAD_REQUEST,
-            "password",
-        ),
+        ("api/v2/users/login", r#"{"email": "a@b.co"}"#, StatusCode::BAD_REQUEST, "password"),
     ];
     for (path, body, want_status, want_field) in cases {
         let (status, value) = post_raw(&owner, path, body).await;
@@ -411,32 +320,17 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
         ("offset=-1", "offset"),
         ("include_system=maybe", "include_system"),
     ] {
-        let resp = owner
-            .request(reqwest::Method::GET, &format!("api/v2/users?{query}"))
-            .unwrap()
-            .send()
-            .await
-            .unwrap();
+        let resp = owner.request(reqwest::Method::GET, &format!("api/v2/users?{query}")).unwrap().send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
         let body: warmspace_sdk::Response = resp.json().await.unwrap();
         assert_eq!(fields(&body), [field], "{query}");
     }
 
     // Unknown routes and methods answer JSON too.
-    let resp = owner
-        .request(reqwest::Method::GET, "api/v2/nothing-here")
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
+    let resp = owner.request(reqwest::Method::GET, "api/v2/nothing-here").unwrap().send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(resp.json::<warmspace_sdk::Response>().await.is_ok());
-    let resp = owner
-        .request(reqwest::Method::DELETE, "api/v2/users/login")
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
+    let resp = owner.request(reqwest::Method::DELETE, "api/v2/users/login").unwrap().send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -454,91 +348,38 @@ async fn listings_hide_system_users_and_respect_roles() {
     let names = |client: Client, query: UsersQuery| async move {
         let resp = client.users(&query).await.unwrap();
         assert_eq!(resp.users.len() as i64, resp.count);
-        resp.users
-            .into_iter()
-            .map(|u| u.username)
-            .collect::<Vec<_>>()
+        resp.users.into_iter().map(|u| u.username).collect::<Vec<_>>()
     };
-    let q = |q: &str| UsersQuery {
-        q: Some(q.into()),
-        ..Default::default()
-    };
+    let q = |q: &str| UsersQuery { q: Some(q.into()), ..Default::default() };
 
-    assert_eq!(
-        names(owner.clone(), UsersQuery::default()).await,
-        ["admin", "member", "tadmin", "robot"]
-    );
-    let everyone = UsersQuery {
-        include_system: true,
-        ..Default::default()
-    };
-    assert_eq!(
-        names(owner.clone(), everyone.clone()).await,
-        ["prebuilds", "admin", "member", "tadmin", "robot"]
-    );
-    assert_eq!(
-        names(admin.clone(), UsersQuery::default()).await.len(),
-        4,
-        "template admins read all users"
-    );
-    assert_eq!(
-        names(member.clone(), everyone).await,
-        ["member"],
-        "members see only themselves"
-    );
+    assert_eq!(names(owner.clone(), UsersQuery::default()).await, ["admin", "member", "tadmin", "robot"]);
+    let everyone = UsersQuery { include_system: true, ..Default::default() };
+    assert_eq!(names(owner.clone(), everyone.clone()).await, ["prebuilds", "admin", "member", "tadmin", "robot"]);
+    assert_eq!(names(admin.clone(), UsersQuery::default()).await.len(), 4, "template admins read all users");
+    assert_eq!(names(member.clone(), everyone).await, ["member"], "members see only themselves");
 
     assert_eq!(names(owner.clone(), q("role:owner")).await, ["admin"]);
-    assert_eq!(
-        names(owner.clone(), q("role:template-admin")).await,
-        ["tadmin"]
-    );
+    assert_eq!(names(owner.clone(), q("role:template-admin")).await, ["tadmin"]);
     assert_eq!(names(owner.clone(), q("login_type:none")).await, ["robot"]);
-    assert_eq!(
-        names(owner.clone(), q("login_type:password status:active tad")).await,
-        ["tadmin"]
-    );
-    let page = UsersQuery {
-        limit: Some(2),
-        offset: Some(1),
-        ..Default::default()
-    };
+    assert_eq!(names(owner.clone(), q("login_type:password status:active tad")).await, ["tadmin"]);
+    let page = UsersQuery { limit: Some(2), offset: Some(1), ..Default::default() };
     let resp = owner.users(&page).await.unwrap();
-    assert_eq!(
-        resp.users
-            .iter()
-            .map(|u| u.username.as_str())
-            .collect::<Vec<_>>(),
-        ["member", "tadmin"]
-    );
+    assert_eq!(resp.users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["member", "tadmin"]);
     assert_eq!(resp.count, 4);
 
     // Reading one user follows the same rules.
     assert_eq!(member.user("member").await.unwrap().username, "member");
-    assert_eq!(
-        api_error(member.user("admin").await).0,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(api_error(member.user("admin").await).0, StatusCode::FORBIDDEN);
     assert_eq!(admin.user("member").await.unwrap().roles, [Role::Member]);
-    let by_id = owner
-        .user("c42fdf75-3097-471c-8c33-fb52454d81c0")
-        .await
-        .unwrap();
+    let by_id = owner.user("c42fdf75-3097-471c-8c33-fb52454d81c0").await.unwrap();
     assert!(by_id.is_system && by_id.roles.is_empty());
-    assert_eq!(
-        api_error(owner.user("ghost").await).0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(api_error(owner.user("ghost").await).0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_the_api() {
     let server = TestServer::start().await;
-    let doc: Value = reqwest::get(server.url.join("api/v2/openapi.json").unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = reqwest::get(server.url.join("api/v2/openapi.json").unwrap()).await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for path in [
@@ -550,11 +391,7 @@ async fn the_openapi_document_describes_the_api() {
         "/api/v2/users",
         "/api/v2/users/{user}",
     ] {
-        assert!(
-            paths.contains_key(path),
-            "{path} missing from {:?}",
-            paths.keys()
-        );
+        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys());
     }
     assert!(paths["/api/v2/users"]["post"].is_object());
     assert!(paths["/api/v2/users"]["get"].is_object());
@@ -566,8 +403,6 @@ async fn the_openapi_document_describes_the_api() {
 
     let info = server.client().build_info().await.unwrap();
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    let health = reqwest::get(server.url.join("healthz").unwrap())
-        .await
-        .unwrap();
+    let health = reqwest::get(server.url.join("healthz").unwrap()).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }

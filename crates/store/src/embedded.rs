@@ -50,19 +50,10 @@ pub enum ClusterError {
          (choose a --data-dir such as /var/lib/warmspace)"
     )]
     Unreachable(PathBuf),
-    #[error(
-        "the socket path {0} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter --data-dir"
-    )]
+    #[error("the socket path {0} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter --data-dir")]
     SocketPathTooLong(PathBuf),
-    #[error(
-        "{path} holds a cluster of PostgreSQL {found}, but the binaries in {bin_dir} are version {wanted}"
-    )]
-    VersionMismatch {
-        path: PathBuf,
-        found: String,
-        wanted: String,
-        bin_dir: PathBuf,
-    },
+    #[error("{path} holds a cluster of PostgreSQL {found}, but the binaries in {bin_dir} are version {wanted}")]
+    VersionMismatch { path: PathBuf, found: String, wanted: String, bin_dir: PathBuf },
     #[error("initdb failed:\n{0}")]
     InitDb(String),
     #[error("PostgreSQL did not start (log {log}):\n{tail}")]
@@ -89,11 +80,7 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        ClusterOptions {
-            dir: dir.into(),
-            durable: true,
-            settings: Vec::new(),
-        }
+        ClusterOptions { dir: dir.into(), durable: true, settings: Vec::new() }
     }
 }
 
@@ -129,35 +116,25 @@ impl Cluster {
 
     /// Options reaching `database` as the cluster's superuser.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(self.socket_dir())
-            .port(PORT)
-            .username(SUPERUSER)
-            .database(database)
+        PgConnectOptions::new().socket(self.socket_dir()).port(PORT).username(SUPERUSER).database(database)
     }
 
     /// A `postgres://` URL for `database`, for other processes (a second
     /// replica, psql) on this machine.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres:///{database}?host={}&port={PORT}&user={SUPERUSER}",
-            self.socket_dir().display()
-        )
+        format!("postgres:///{database}?host={}&port={PORT}&user={SUPERUSER}", self.socket_dir().display())
     }
 
     /// Creates `database` unless it exists.
     pub async fn ensure_database(&self, database: &str) -> Result<(), sqlx::Error> {
         let mut conn = self.connect_options("postgres").connect().await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(database)
-                .fetch_one(&mut conn)
-                .await?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut conn)
+            .await?;
         if !exists {
             let quoted = format!("\"{}\"", database.replace('"', "\"\""));
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
-                .execute(&mut conn)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).execute(&mut conn).await?;
         }
         conn.close().await
     }
@@ -171,24 +148,15 @@ impl Cluster {
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(ClusterError::SocketPathTooLong(socket));
         }
-        let cluster = Cluster {
-            options,
-            bin_dir,
-            child: Mutex::new(None),
-        };
+        let cluster = Cluster { options, bin_dir, child: Mutex::new(None) };
         let prepared = {
             // initdb takes seconds: keep it off the async threads.
-            let unstarted = Cluster {
-                options: cluster.options.clone(),
-                bin_dir: cluster.bin_dir.clone(),
-                child: Mutex::new(None),
-            };
+            let unstarted =
+                Cluster { options: cluster.options.clone(), bin_dir: cluster.bin_dir.clone(), child: Mutex::new(None) };
             let run_as = run_as.clone();
             tokio::task::spawn_blocking(move || unstarted.prepare(run_as.as_ref()))
         };
-        prepared
-            .await
-            .map_err(|e| io_err("preparing the cluster")(io::Error::other(e)))??;
+        prepared.await.map_err(|e| io_err("preparing the cluster")(io::Error::other(e)))??;
         let child = cluster.spawn_postmaster(run_as.as_ref())?;
         *cluster.child.lock().unwrap() = Some(child);
         cluster.wait_until_ready().await?;
@@ -213,9 +181,8 @@ impl Cluster {
         }
         if let Some(user) = run_as {
             for path in [dir.clone(), self.socket_dir(), self.data_dir()] {
-                chown(&path, Some(user.uid), Some(user.gid)).map_err(|e| {
-                    io_err(format!("handing {} to postgres", path.display()))(e.into())
-                })?;
+                chown(&path, Some(user.uid), Some(user.gid))
+                    .map_err(|e| io_err(format!("handing {} to postgres", path.display()))(e.into()))?;
             }
             if !reachable_by(user, dir) {
                 return Err(ClusterError::Unreachable(dir.clone()));
@@ -266,9 +233,7 @@ impl Cluster {
         // The postgres user may not be able to enter our working directory.
         cmd.current_dir(&self.options.dir).env_remove("PGDATA");
         if let Some(user) = run_as {
-            cmd.uid(user.uid.as_raw())
-                .gid(user.gid.as_raw())
-                .env("HOME", &user.dir);
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw()).env("HOME", &user.dir);
         }
         cmd
     }
@@ -280,12 +245,7 @@ impl Cluster {
             .map_err(io_err("running postgres --version"))?;
         // "postgres (PostgreSQL) 15.18 (Debian ...)" → "15"
         let text = String::from_utf8_lossy(&output.stdout);
-        let version = text
-            .split_whitespace()
-            .nth(2)
-            .and_then(|v| v.split('.').next())
-            .unwrap_or_default()
-            .to_owned();
+        let version = text.split_whitespace().nth(2).and_then(|v| v.split('.').next()).unwrap_or_default().to_owned();
         Ok(version)
     }
 
@@ -300,27 +260,18 @@ impl Cluster {
             .arg(self.data_dir())
             .args(["-c", "listen_addresses="])
             .arg("-c")
-            .arg(format!(
-                "unix_socket_directories={}",
-                self.socket_dir().display()
-            ))
+            .arg(format!("unix_socket_directories={}", self.socket_dir().display()))
             .args(["-c", "unix_socket_permissions=0700"])
             .args(["-c", &format!("port={PORT}")]);
         if !self.options.durable {
-            for setting in [
-                "fsync=off",
-                "synchronous_commit=off",
-                "full_page_writes=off",
-            ] {
+            for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
                 cmd.args(["-c", setting]);
             }
         }
         for (name, value) in &self.options.settings {
             cmd.arg("-c").arg(format!("{name}={value}"));
         }
-        let err_log = log
-            .try_clone()
-            .map_err(io_err("duplicating the log file"))?;
+        let err_log = log.try_clone().map_err(io_err("duplicating the log file"))?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(err_log);
         // Its own process group: a Ctrl-C in the terminal reaches only us, and
         // we stop PostgreSQL after the server has finished with it.
@@ -353,10 +304,7 @@ impl Cluster {
                 if !failed {
                     self.kill(Signal::SIGQUIT);
                 }
-                return Err(ClusterError::Start {
-                    log: self.log_file(),
-                    tail: tail(&self.log_file()),
-                });
+                return Err(ClusterError::Start { log: self.log_file(), tail: tail(&self.log_file()) });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -383,11 +331,7 @@ impl Cluster {
             let _ = kill(pid, signal);
             let deadline = Instant::now() + patience;
             while Instant::now() < deadline {
-                if child
-                    .try_wait()
-                    .map_err(io_err("waiting for postgres"))?
-                    .is_some()
-                {
+                if child.try_wait().map_err(io_err("waiting for postgres"))?.is_some() {
                     tracing::info!(dir = %self.options.dir.display(), "built-in PostgreSQL stopped");
                     return Ok(());
                 }
@@ -395,10 +339,7 @@ impl Cluster {
             }
             tracing::warn!(?signal, "PostgreSQL did not stop in time; escalating");
         }
-        Err(ClusterError::Io {
-            context: "stopping postgres".into(),
-            source: io::Error::other("it would not exit"),
-        })
+        Err(ClusterError::Io { context: "stopping postgres".into(), source: io::Error::other("it would not exit") })
     }
 }
 
@@ -408,11 +349,7 @@ pub fn find_binaries() -> Result<PathBuf, ClusterError> {
     let has_server = |dir: &Path| dir.join("postgres").is_file() && dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("WARMSPACE_POSTGRES_BIN_DIR") {
         let dir = PathBuf::from(dir);
-        return if has_server(&dir) {
-            Ok(dir)
-        } else {
-            Err(ClusterError::NotInstalled)
-        };
+        return if has_server(&dir) { Ok(dir) } else { Err(ClusterError::NotInstalled) };
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
         && out.status.success()
@@ -429,10 +366,7 @@ pub fn find_binaries() -> Result<PathBuf, ClusterError> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(version) = name
-                .strip_prefix(prefix)
-                .and_then(|v| v.split('.').next()?.parse().ok())
-            else {
+            let Some(version) = name.strip_prefix(prefix).and_then(|v| v.split('.').next()?.parse().ok()) else {
                 continue;
             };
             let dir = entry.path().join("bin");
@@ -445,11 +379,7 @@ pub fn find_binaries() -> Result<PathBuf, ClusterError> {
     if has_server(&local) {
         candidates.push((0, local));
     }
-    candidates
-        .into_iter()
-        .max()
-        .map(|(_, dir)| dir)
-        .ok_or(ClusterError::NotInstalled)
+    candidates.into_iter().max().map(|(_, dir)| dir).ok_or(ClusterError::NotInstalled)
 }
 
 /// PostgreSQL refuses to run as root; as root we run it as `postgres`.
@@ -480,10 +410,7 @@ fn reachable_by(user: &User, dir: &Path) -> bool {
 }
 
 fn which_test() -> Result<&'static str, ()> {
-    ["/usr/bin/test", "/bin/test"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or(())
+    ["/usr/bin/test", "/bin/test"].into_iter().find(|p| Path::new(p).exists()).ok_or(())
 }
 
 /// Spawns `cmd` from a thread that never exits. The parent-death signal fires
@@ -506,14 +433,8 @@ fn spawn_from_lasting_thread(cmd: Command) -> io::Result<Child> {
         Mutex::new(tx)
     });
     let (reply, answer) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap()
-        .send((cmd, reply))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    answer
-        .recv()
-        .map_err(|_| io::Error::other("spawner thread is gone"))?
+    spawner.lock().unwrap().send((cmd, reply)).map_err(|_| io::Error::other("spawner thread is gone"))?;
+    answer.recv().map_err(|_| io::Error::other("spawner thread is gone"))?
 }
 
 /// The last few KiB of a log file, for error messages.

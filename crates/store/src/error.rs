@@ -6,6 +6,9 @@ pub enum StoreError {
     /// A unique constraint refused the write; `field` names the input at fault.
     #[error("{field} is already taken")]
     Conflict { field: &'static str },
+    /// The request contradicts the stored state; `field` names the input at fault.
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -15,10 +18,7 @@ pub enum StoreError {
 impl StoreError {
     /// Turns a unique violation on one of `constraints` into a conflict naming
     /// its field; other errors pass through.
-    pub(crate) fn conflict_on(
-        err: sqlx::Error,
-        constraints: &[(&str, &'static str)],
-    ) -> StoreError {
+    pub(crate) fn conflict_on(err: sqlx::Error, constraints: &[(&str, &'static str)]) -> StoreError {
         if let sqlx::Error::Database(db) = &err
             && db.is_unique_violation()
             && let Some(name) = db.constraint()

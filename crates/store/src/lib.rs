@@ -3,9 +3,13 @@
 
 pub mod embedded;
 mod error;
+mod files;
+pub mod jobs;
 mod migrate;
+mod organizations;
 pub mod pubsub;
 mod sessions;
+mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;
@@ -13,9 +17,14 @@ mod users;
 use std::time::Duration;
 
 pub use error::StoreError;
+pub use files::FileRow;
 pub use migrate::{MIGRATOR, migrate};
+pub use organizations::OrganizationRow;
 pub use sessions::{NewSession, Session};
 pub use sqlx::postgres::{PgConnectOptions, PgPool};
+pub use templates::{
+    NewTemplate, NewTemplateVersion, PresetRow, TemplateRow, TemplateSettings, TemplateUpdate, TemplateVersionRow,
+};
 pub use users::{NewUser, UserFilter, UserRow};
 
 use sqlx::postgres::PgPoolOptions;

@@ -20,8 +20,7 @@ pub const MAX_PAYLOAD: usize = 7999;
 pub const MAX_CHANNEL: usize = 63;
 
 const SUBSCRIBER_BUFFER: usize = 1024;
-const RECONNECT_BACKOFF: (Duration, Duration) =
-    (Duration::from_millis(100), Duration::from_secs(5));
+const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -44,16 +43,9 @@ pub enum PubSubError {
 }
 
 enum Command {
-    Subscribe {
-        channel: String,
-        reply: oneshot::Sender<broadcast::Receiver<Event>>,
-    },
-    Release {
-        channel: String,
-    },
-    Close {
-        done: oneshot::Sender<()>,
-    },
+    Subscribe { channel: String, reply: oneshot::Sender<broadcast::Receiver<Event>> },
+    Release { channel: String },
+    Close { done: oneshot::Sender<()> },
 }
 
 #[derive(Clone, Debug)]
@@ -67,9 +59,7 @@ impl PubSub {
     /// publishing through `pool`.
     pub fn start(options: PgConnectOptions, pool: PgPool) -> PubSub {
         let (commands, rx) = mpsc::unbounded_channel();
-        let listener_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(options);
+        let listener_pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
         tokio::spawn(listen_loop(listener_pool, rx));
         PubSub { pool, commands }
     }
@@ -81,11 +71,7 @@ impl PubSub {
         if payload.len() > MAX_PAYLOAD {
             return Err(PubSubError::PayloadTooLarge(payload.len()));
         }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -105,17 +91,10 @@ impl PubSub {
         check_channel(channel)?;
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Subscribe {
-                channel: channel.to_owned(),
-                reply,
-            })
+            .send(Command::Subscribe { channel: channel.to_owned(), reply })
             .map_err(|_| PubSubError::Stopped)?;
         let receiver = rx.await.map_err(|_| PubSubError::Stopped)?;
-        Ok(Subscription {
-            channel: channel.to_owned(),
-            receiver,
-            commands: self.commands.clone(),
-        })
+        Ok(Subscription { channel: channel.to_owned(), receiver, commands: self.commands.clone() })
     }
 }
 
@@ -145,9 +124,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Release {
-            channel: std::mem::take(&mut self.channel),
-        });
+        let _ = self.commands.send(Command::Release { channel: std::mem::take(&mut self.channel) });
     }
 }
 
@@ -166,9 +143,7 @@ async fn listen_loop(pool: PgPool, mut commands: mpsc::UnboundedReceiver<Command
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "pub/sub listener cannot connect");
                 // Keep accepting commands while down so that a stopped PubSub ends this task.
-                if let Stop::Yes(done) =
-                    wait_or_queue(&mut commands, &mut channels, &mut waiting, backoff).await
-                {
+                if let Stop::Yes(done) = wait_or_queue(&mut commands, &mut channels, &mut waiting, backoff).await {
                     return finish(pool, done).await;
                 }
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
@@ -300,15 +275,8 @@ async fn subscribe(
     Ok(())
 }
 
-async fn release(
-    listener: &mut PgListener,
-    channels: &mut Channels,
-    channel: &str,
-) -> Result<(), sqlx::Error> {
-    if channels
-        .get(channel)
-        .is_some_and(|s| s.receiver_count() == 0)
-    {
+async fn release(listener: &mut PgListener, channels: &mut Channels, channel: &str) -> Result<(), sqlx::Error> {
+    if channels.get(channel).is_some_and(|s| s.receiver_count() == 0) {
         channels.remove(channel);
         listener.unlisten(channel).await?;
     }

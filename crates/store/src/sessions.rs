@@ -52,30 +52,22 @@ impl Store {
                  FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1 AND NOT u.deleted"
             )
         });
-        Ok(sqlx::query_as(AssertSqlSafe(SQL.as_str()))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(AssertSqlSafe(SQL.as_str())).bind(id).fetch_optional(&self.pool).await?)
     }
 
     /// Records use of a session and slides its expiry forward to `expires_at`
     /// (never backward).
     pub async fn refresh_session(&self, id: &str, expires_at: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = now(), expires_at = greatest(expires_at, $2) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE api_keys SET last_used_at = now(), expires_at = greatest(expires_at, $2) WHERE id = $1")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM api_keys WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 }

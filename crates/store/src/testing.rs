@@ -48,24 +48,14 @@ impl TestDatabase {
     async fn create(migrated: bool) -> TestDatabase {
         let server = SERVER.get_or_init(start_server).await;
         let name = format!("warmspace_test_{}", Uuid::new_v4().simple());
-        let template = if migrated {
-            server.template.as_str()
-        } else {
-            "template0"
-        };
+        let template = if migrated { server.template.as_str() } else { "template0" };
         let mut admin = connect(&server.admin_url).await;
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE DATABASE {name} TEMPLATE {template}"
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("creating a test database");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating a test database");
         let _ = admin.close().await;
-        TestDatabase {
-            url: with_database(&server.admin_url, &name),
-            name,
-            admin_url: server.admin_url.clone(),
-        }
+        TestDatabase { url: with_database(&server.admin_url, &name), name, admin_url: server.admin_url.clone() }
     }
 
     pub fn name(&self) -> &str {
@@ -82,9 +72,7 @@ impl TestDatabase {
     }
 
     pub async fn store(&self) -> Store {
-        Store::connect(self.options(), 5)
-            .await
-            .expect("connecting to the test database")
+        Store::connect(self.options(), 5).await.expect("connecting to the test database")
     }
 }
 
@@ -94,22 +82,13 @@ impl Drop for TestDatabase {
         // so the DROP DATABASE gets a thread and a runtime of its own.
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
-                let mut admin = PgConnectOptions::from_str(admin_url.as_str())
-                    .ok()?
-                    .connect()
+                let mut admin = PgConnectOptions::from_str(admin_url.as_str()).ok()?.connect().await.ok()?;
+                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut admin)
                     .await
-                    .ok()?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await
-                .ok()
+                    .ok()
             })
         });
         let _ = dropped.join();
@@ -132,32 +111,18 @@ fn with_database(url: &Url, database: &str) -> Url {
 
 async fn start_server() -> Server {
     let (admin_url, cluster) = match std::env::var("WARMSPACE_TEST_POSTGRES_URL") {
-        Ok(url) => (
-            Url::parse(&url).expect("WARMSPACE_TEST_POSTGRES_URL is not a URL"),
-            None,
-        ),
+        Ok(url) => (Url::parse(&url).expect("WARMSPACE_TEST_POSTGRES_URL is not a URL"), None),
         Err(_) => {
             let dir = test_cluster_dir();
             let mut options = ClusterOptions::new(&dir);
             options.durable = false;
-            options
-                .settings
-                .push(("max_connections".into(), "500".into()));
-            let cluster = Cluster::start(options)
-                .await
-                .unwrap_or_else(|e| panic!("starting the test PostgreSQL: {e}"));
-            (
-                Url::parse(&cluster.url("postgres")).expect("cluster URL"),
-                Some(cluster),
-            )
+            options.settings.push(("max_connections".into(), "500".into()));
+            let cluster = Cluster::start(options).await.unwrap_or_else(|e| panic!("starting the test PostgreSQL: {e}"));
+            (Url::parse(&cluster.url("postgres")).expect("cluster URL"), Some(cluster))
         }
     };
     let template = ensure_template(&admin_url).await;
-    Server {
-        admin_url,
-        template,
-        _cluster: cluster,
-    }
+    Server { admin_url, template, _cluster: cluster }
 }
 
 /// The migrated template, named after the migrations' checksums so that a
@@ -172,41 +137,27 @@ async fn ensure_template(admin_url: &Url) -> String {
     let template = format!("warmspace_template_{digest:016x}");
     let mut admin = connect(admin_url).await;
     // Test processes sharing one server take turns creating it.
-    sqlx::query("SELECT pg_advisory_lock(hashtext('warmspace.test_template'))")
-        .execute(&mut admin)
+    sqlx::query("SELECT pg_advisory_lock(hashtext('warmspace.test_template'))").execute(&mut admin).await.unwrap();
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&template)
+        .fetch_one(&mut admin)
         .await
         .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&template)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
     if !exists {
         let building = format!("{template}_building");
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {building} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {building}")))
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")))
             .execute(&mut admin)
             .await
             .unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {building}"))).execute(&mut admin).await.unwrap();
         let mut conn = connect(&with_database(admin_url, &building)).await;
-        MIGRATOR
-            .run(&mut conn)
-            .await
-            .expect("migrating the template database");
+        MIGRATOR.run(&mut conn).await.expect("migrating the template database");
         conn.close().await.unwrap();
         // Renamed only once complete, so a crash mid-migration leaves no usable-looking template.
-        sqlx::query(AssertSqlSafe(format!(
-            "ALTER DATABASE {building} RENAME TO {template}"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {template}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
     let _ = admin.close().await;
     template
@@ -220,9 +171,7 @@ fn test_cluster_dir() -> PathBuf {
     if let Ok(entries) = std::fs::read_dir(&base) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name
-                .strip_prefix("warmspace-test-pg-")
-                .and_then(|p| p.parse::<i32>().ok())
+            if let Some(pid) = name.strip_prefix("warmspace-test-pg-").and_then(|p| p.parse::<i32>().ok())
                 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
             {
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -235,14 +184,8 @@ fn test_cluster_dir() -> PathBuf {
 /// A temporary directory the built-in PostgreSQL can use: when tests run as
 /// root the cluster runs as `postgres`, which must be able to enter it.
 pub fn cluster_temp_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("warmspace-")
-        .tempdir()
-        .expect("creating a temp dir");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("opening the temp dir to postgres");
+    let dir = tempfile::Builder::new().prefix("warmspace-").tempdir().expect("creating a temp dir");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("opening the temp dir to postgres");
     dir
 }

@@ -37,11 +37,7 @@ impl TryFrom<Vec<String>> for Roles {
     type Error = warmspace_authz::UnknownRole;
 
     fn try_from(names: Vec<String>) -> Result<Self, Self::Error> {
-        names
-            .iter()
-            .map(|n| n.parse())
-            .collect::<Result<_, _>>()
-            .map(Roles)
+        names.iter().map(|n| n.parse()).collect::<Result<_, _>>().map(Roles)
     }
 }
 
@@ -76,10 +72,7 @@ pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.logi
      ARRAY(SELECT m.organization_id FROM organization_members m WHERE m.user_id = u.id \
            ORDER BY m.created_at) AS organization_ids";
 
-const UNIQUE_FIELDS: &[(&str, &str)] = &[
-    ("users_username_key", "username"),
-    ("users_email_key", "email"),
-];
+const UNIQUE_FIELDS: &[(&str, &str)] = &[("users_username_key", "username"), ("users_email_key", "email")];
 
 /// Filters shared by the listing and its count; parameters $1..$7.
 const USER_FILTER: &str = "NOT u.deleted \
@@ -105,10 +98,7 @@ fn bind_filter<'q, O>(
 }
 
 fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -118,14 +108,11 @@ impl Store {
     /// serialised by a transaction-scoped advisory lock, so at most one wins.
     pub async fn create_first_user(&self, user: NewUser) -> Result<Option<UserRow>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warmspace.first_user'))")
-            .execute(&mut *tx)
-            .await?;
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted)",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warmspace.first_user'))").execute(&mut *tx).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted)")
+                .fetch_one(&mut *tx)
+                .await?;
         if exists {
             return Ok(None);
         }
@@ -135,11 +122,9 @@ impl Store {
     }
 
     pub async fn human_user_exists(&self) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted)",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted)")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Creates a user and makes them a member of the default organization.
@@ -155,13 +140,11 @@ impl Store {
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<UserRow> {
-        self.user_where("lower(u.username) = lower($1)", username.to_owned())
-            .await
+        self.user_where("lower(u.username) = lower($1)", username.to_owned()).await
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<UserRow> {
-        self.user_where("lower(u.email) = lower($1)", email.to_owned())
-            .await
+        self.user_where("lower(u.email) = lower($1)", email.to_owned()).await
     }
 
     async fn user_where(&self, condition: &str, value: String) -> Result<UserRow> {
@@ -181,35 +164,24 @@ impl Store {
                  ORDER BY u.created_at, u.id LIMIT $7 OFFSET $8"
             )
         });
-        static COUNT: LazyLock<String> =
-            LazyLock::new(|| format!("SELECT count(*) FROM users u WHERE {USER_FILTER}"));
+        static COUNT: LazyLock<String> = LazyLock::new(|| format!("SELECT count(*) FROM users u WHERE {USER_FILTER}"));
         let users = bind_filter(sqlx::query_as(AssertSqlSafe(LIST.as_str())), filter)
             .bind(filter.limit)
             .bind(filter.offset)
             .fetch_all(&self.pool)
             .await?;
-        let (count,) = bind_filter(sqlx::query_as(AssertSqlSafe(COUNT.as_str())), filter)
-            .fetch_one(&self.pool)
-            .await?;
+        let (count,) = bind_filter(sqlx::query_as(AssertSqlSafe(COUNT.as_str())), filter).fetch_one(&self.pool).await?;
         Ok((users, count))
     }
 
     pub async fn touch_last_seen(&self, id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE users SET last_seen_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE users SET last_seen_at = now() WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 }
 
 async fn insert_user(tx: &mut sqlx::PgConnection, user: &NewUser) -> Result<Uuid> {
-    let roles: Vec<&str> = user
-        .roles
-        .iter()
-        .filter(|r| **r != Role::Member)
-        .map(|r| r.as_str())
-        .collect();
+    let roles: Vec<&str> = user.roles.iter().filter(|r| **r != Role::Member).map(|r| r.as_str()).collect();
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO users (username, email, name, login_type, hashed_password, status, rbac_roles) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",

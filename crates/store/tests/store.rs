@@ -41,10 +41,7 @@ async fn replicas_migrating_together_apply_each_migration_once() {
         .await
         .unwrap();
     assert_eq!(applied as usize, MIGRATOR.iter().count());
-    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations").fetch_one(store.pool()).await.unwrap();
     assert_eq!(orgs, 1, "the default organization is created once");
 }
 
@@ -60,15 +57,9 @@ async fn prebuilds_user_is_seeded_hidden_and_cannot_log_in() {
     assert!(user.roles.0.is_empty());
     assert!(!store.human_user_exists().await.unwrap());
 
-    let all = UserFilter {
-        limit: 100,
-        ..Default::default()
-    };
+    let all = UserFilter { limit: 100, ..Default::default() };
     assert_eq!(store.list_users(&all).await.unwrap().1, 0);
-    let with_system = UserFilter {
-        include_system: true,
-        ..all
-    };
+    let with_system = UserFilter { include_system: true, ..all };
     let (users, count) = store.list_users(&with_system).await.unwrap();
     assert_eq!((users.len(), count), (1, 1));
 
@@ -78,10 +69,7 @@ async fn prebuilds_user_is_seeded_hidden_and_cannot_log_in() {
         .execute(store.pool())
         .await
         .unwrap_err();
-    assert!(
-        err.to_string().contains("users_system_cannot_login"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("users_system_cannot_login"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -96,20 +84,10 @@ async fn only_one_of_racing_first_users_is_created() {
             store.create_first_user(user).await.unwrap()
         })
     });
-    let created: Vec<_> = join_all(attempts)
-        .await
-        .into_iter()
-        .filter_map(|r| r.unwrap())
-        .collect();
+    let created: Vec<_> = join_all(attempts).await.into_iter().filter_map(|r| r.unwrap()).collect();
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].roles.0, vec![Role::Owner]);
-    let (_, humans) = store
-        .list_users(&UserFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_, humans) = store.list_users(&UserFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(humans, 1);
 }
 
@@ -117,26 +95,11 @@ async fn only_one_of_racing_first_users_is_created() {
 async fn duplicate_username_or_email_names_the_field() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
-    store
-        .create_user(new_user("alice", "alice@example.com"))
-        .await
-        .unwrap();
-    let err = store
-        .create_user(new_user("ALICE", "other@example.com"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict { field: "username" }),
-        "{err:?}"
-    );
-    let err = store
-        .create_user(new_user("bob", "Alice@Example.com"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict { field: "email" }),
-        "{err:?}"
-    );
+    store.create_user(new_user("alice", "alice@example.com")).await.unwrap();
+    let err = store.create_user(new_user("ALICE", "other@example.com")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { field: "username" }), "{err:?}");
+    let err = store.create_user(new_user("bob", "Alice@Example.com")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { field: "email" }), "{err:?}");
 }
 
 #[tokio::test]
@@ -151,93 +114,32 @@ async fn listing_filters_combine() {
     robot.hashed_password = None;
     robot.status = "suspended";
     store.create_user(robot).await.unwrap();
-    store
-        .create_user(new_user("under_score-free", "x_y@example.com"))
-        .await
-        .unwrap_err();
-    store
-        .create_user(new_user("carol", "carol_1@example.com"))
-        .await
-        .unwrap();
+    store.create_user(new_user("under_score-free", "x_y@example.com")).await.unwrap_err();
+    store.create_user(new_user("carol", "carol_1@example.com")).await.unwrap();
 
     let names = |filter: UserFilter| {
         let store = store.clone();
         async move {
-            let filter = UserFilter {
-                limit: 100,
-                ..filter
-            };
+            let filter = UserFilter { limit: 100, ..filter };
             let (users, count) = store.list_users(&filter).await.unwrap();
             assert_eq!(users.len() as i64, count);
             users.into_iter().map(|u| u.username).collect::<Vec<_>>()
         }
     };
-    assert_eq!(
-        names(UserFilter {
-            role: Some(Role::Owner),
-            ..Default::default()
-        })
-        .await,
-        ["owner"]
-    );
-    assert_eq!(
-        names(UserFilter {
-            role: Some(Role::Member),
-            ..Default::default()
-        })
-        .await,
-        ["owner", "robot", "carol"]
-    );
-    assert_eq!(
-        names(UserFilter {
-            login_type: Some("none".into()),
-            ..Default::default()
-        })
-        .await,
-        ["robot"]
-    );
-    assert_eq!(
-        names(UserFilter {
-            status: Some("active".into()),
-            ..Default::default()
-        })
-        .await,
-        ["owner", "carol"]
-    );
+    assert_eq!(names(UserFilter { role: Some(Role::Owner), ..Default::default() }).await, ["owner"]);
+    assert_eq!(names(UserFilter { role: Some(Role::Member), ..Default::default() }).await, ["owner", "robot", "carol"]);
+    assert_eq!(names(UserFilter { login_type: Some("none".into()), ..Default::default() }).await, ["robot"]);
+    assert_eq!(names(UserFilter { status: Some("active".into()), ..Default::default() }).await, ["owner", "carol"]);
     // `_` is a literal in search text, not a LIKE wildcard.
-    assert_eq!(
-        names(UserFilter {
-            text: Some("l_1".into()),
-            ..Default::default()
-        })
-        .await,
-        ["carol"]
-    );
-    assert!(
-        names(UserFilter {
-            text: Some("o_n".into()),
-            ..Default::default()
-        })
-        .await
-        .is_empty()
-    );
-    let page = store
-        .list_users(&UserFilter {
-            limit: 1,
-            offset: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert_eq!(names(UserFilter { text: Some("l_1".into()), ..Default::default() }).await, ["carol"]);
+    assert!(names(UserFilter { text: Some("o_n".into()), ..Default::default() }).await.is_empty());
+    let page = store.list_users(&UserFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap();
     assert_eq!((page.0.len(), page.1), (1, 3));
 }
 
 async fn recv_message(sub: &mut warmspace_store::pubsub::Subscription) -> String {
     loop {
-        match timeout(Duration::from_secs(10), sub.recv())
-            .await
-            .expect("a message within 10 s")
-        {
+        match timeout(Duration::from_secs(10), sub.recv()).await.expect("a message within 10 s") {
             Some(Event::Message(m)) => return m,
             Some(Event::Gap) => continue,
             None => panic!("pub/sub stopped"),
@@ -256,38 +158,19 @@ async fn a_message_published_on_one_replica_reaches_subscribers_on_every_replica
     let mut on_a = pubsub_a.subscribe("workspace_claims").await.unwrap();
     let mut other = pubsub_b.subscribe("something_else").await.unwrap();
 
-    pubsub_a
-        .publish("workspace_claims", "claimed 42")
-        .await
-        .unwrap();
+    pubsub_a.publish("workspace_claims", "claimed 42").await.unwrap();
     assert_eq!(recv_message(&mut on_b).await, "claimed 42");
     assert_eq!(recv_message(&mut on_a).await, "claimed 42");
-    assert!(
-        timeout(Duration::from_millis(200), other.recv())
-            .await
-            .is_err(),
-        "other channels hear nothing"
-    );
+    assert!(timeout(Duration::from_millis(200), other.recv()).await.is_err(), "other channels hear nothing");
 
-    assert!(
-        pubsub_a
-            .publish("workspace_claims", &"x".repeat(8000))
-            .await
-            .is_err()
-    );
+    assert!(pubsub_a.publish("workspace_claims", &"x".repeat(8000)).await.is_err());
     assert!(pubsub_a.subscribe(&"c".repeat(64)).await.is_err());
 
     // Closing ends this replica's subscriptions and nothing else's.
     pubsub_a.close().await;
-    assert_eq!(
-        timeout(Duration::from_secs(5), on_a.recv()).await.unwrap(),
-        None
-    );
+    assert_eq!(timeout(Duration::from_secs(5), on_a.recv()).await.unwrap(), None);
     assert!(pubsub_a.subscribe("workspace_claims").await.is_err());
-    pubsub_b
-        .publish("workspace_claims", "still here")
-        .await
-        .unwrap();
+    pubsub_b.publish("workspace_claims", "still here").await.unwrap();
     assert_eq!(recv_message(&mut on_b).await, "still here");
 }
 
@@ -310,9 +193,7 @@ async fn the_listener_reconnects_after_losing_its_connection() {
     assert_eq!(killed, 1, "exactly one listening connection per process");
 
     // The subscriber is told it may have missed messages...
-    let gap = timeout(Duration::from_secs(10), sub.recv())
-        .await
-        .expect("a gap event");
+    let gap = timeout(Duration::from_secs(10), sub.recv()).await.expect("a gap event");
     assert_eq!(gap, Some(Event::Gap));
     // ...and hears new ones once reconnected.
     pubsub.publish("events", "after").await.unwrap();
@@ -322,44 +203,25 @@ async fn the_listener_reconnects_after_losing_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_cluster_keeps_data_across_restarts_and_leaves_no_process() {
     let dir = warmspace_store::testing::cluster_temp_dir();
-    let options = ClusterOptions {
-        durable: false,
-        ..ClusterOptions::new(dir.path().join("pg"))
-    };
+    let options = ClusterOptions { durable: false, ..ClusterOptions::new(dir.path().join("pg")) };
 
     let cluster = Cluster::start(options.clone()).await.unwrap();
     let pid = cluster.pid().unwrap();
-    let store = Store::connect(cluster.connect_options("postgres"), 2)
-        .await
-        .unwrap();
+    let store = Store::connect(cluster.connect_options("postgres"), 2).await.unwrap();
     migrate(store.pool()).await.unwrap();
-    store
-        .create_user(new_user("kept", "kept@example.com"))
-        .await
-        .unwrap();
+    store.create_user(new_user("kept", "kept@example.com")).await.unwrap();
     store.pool().close().await;
     cluster.stop().await.unwrap();
-    assert!(
-        kill(Pid::from_raw(pid as i32), None).is_err(),
-        "postmaster {pid} is gone"
-    );
+    assert!(kill(Pid::from_raw(pid as i32), None).is_err(), "postmaster {pid} is gone");
     assert!(!dir.path().join("pg/data/postmaster.pid").exists());
     // No TCP: the only way in was the socket in our directory, and it is gone too.
     assert!(!dir.path().join("pg/run/.s.PGSQL.5432").exists());
 
     let cluster = Cluster::start(options).await.unwrap();
-    let store = Store::connect(cluster.connect_options("postgres"), 2)
-        .await
-        .unwrap();
+    let store = Store::connect(cluster.connect_options("postgres"), 2).await.unwrap();
     migrate(store.pool()).await.unwrap();
-    assert_eq!(
-        store.user_by_username("kept").await.unwrap().email,
-        "kept@example.com"
-    );
-    let listen: String = sqlx::query_scalar("SHOW listen_addresses")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    assert_eq!(store.user_by_username("kept").await.unwrap().email, "kept@example.com");
+    let listen: String = sqlx::query_scalar("SHOW listen_addresses").fetch_one(store.pool()).await.unwrap();
     assert_eq!(listen, "");
     store.pool().close().await;
     cluster.stop().await.unwrap();

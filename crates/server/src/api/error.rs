@@ -12,14 +12,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            body: Body {
-                message: message.into(),
-                detail: String::new(),
-                validations: Vec::new(),
-            },
-        }
+        ApiError { status, body: Body { message: message.into(), detail: String::new(), validations: Vec::new() } }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -30,19 +23,13 @@ impl ApiError {
     /// 400 naming the offending fields.
     pub fn invalid(validations: Vec<ValidationError>) -> Self {
         let fields: Vec<&str> = validations.iter().map(|v| v.field.as_str()).collect();
-        let mut err = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid {}.", fields.join(", ")),
-        );
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid {}.", fields.join(", ")));
         err.body.validations = validations;
         err
     }
 
     pub fn field(field: &str, detail: impl Into<String>) -> Self {
-        ApiError::invalid(vec![ValidationError {
-            field: field.into(),
-            detail: detail.into(),
-        }])
+        ApiError::invalid(vec![ValidationError { field: field.into(), detail: detail.into() }])
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -68,16 +55,11 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::not_found("Resource"),
             StoreError::Conflict { field } => {
-                let mut err = ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("That {field} is already taken."),
-                );
-                err.body.validations.push(ValidationError {
-                    field: field.into(),
-                    detail: "already taken".into(),
-                });
+                let mut err = ApiError::new(StatusCode::CONFLICT, format!("That {field} is already taken."));
+                err.body.validations.push(ValidationError { field: field.into(), detail: "already taken".into() });
                 err
             }
+            StoreError::Invalid { field, message } => ApiError::field(field, message),
             other => ApiError::internal(other),
         }
     }

@@ -17,33 +17,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), "Could not read the request body.").detail(e.body_text())
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "Could not read the request body.").detail(e.body_text()))?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
-            .map(Json)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                let message = inner.to_string();
-                let (field, detail) = match inner.classify() {
-                    serde_json::error::Category::Data => {
-                        (field_of(&path, &message), strip_position(&message))
-                    }
-                    _ => ("body".to_owned(), format!("malformed JSON: {message}")),
-                };
-                ApiError::invalid(vec![ValidationError { field, detail }])
-            })
+        serde_path_to_error::deserialize(de).map(Json).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let message = inner.to_string();
+            let (field, detail) = match inner.classify() {
+                serde_json::error::Category::Data => (field_of(&path, &message), strip_position(&message)),
+                _ => ("body".to_owned(), format!("malformed JSON: {message}")),
+            };
+            ApiError::invalid(vec![ValidationError { field, detail }])
+        })
     }
 }
 
 /// serde reports a missing field at the path of the object that lacks it;
 /// the field itself is the more useful name.
 fn field_of(path: &str, message: &str) -> String {
-    let named = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
+    let named = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
     match (path, named) {
         (".", Some(name)) => name.to_owned(),
         (".", None) => "body".to_owned(),
@@ -68,21 +62,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded_deserializer(query);
-        serde_path_to_error::deserialize(de)
-            .map(Query)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let message = err.into_inner().to_string();
-                let field = if path == "." {
-                    "query".to_owned()
-                } else {
-                    path
-                };
-                ApiError::invalid(vec![ValidationError {
-                    field,
-                    detail: message,
-                }])
-            })
+        serde_path_to_error::deserialize(de).map(Query).map_err(|err| {
+            let path = err.path().to_string();
+            let message = err.into_inner().to_string();
+            let field = if path == "." { "query".to_owned() } else { path };
+            ApiError::invalid(vec![ValidationError { field, detail: message }])
+        })
     }
 }
 
@@ -96,14 +81,8 @@ mod tests {
 
     #[test]
     fn names_missing_and_unknown_fields() {
-        assert_eq!(
-            field_of(".", "missing field `email` at line 1 column 2"),
-            "email"
-        );
-        assert_eq!(
-            field_of("admin", "unknown field `admin`, expected one of"),
-            "admin"
-        );
+        assert_eq!(field_of(".", "missing field `email` at line 1 column 2"), "email");
+        assert_eq!(field_of("admin", "unknown field `admin`, expected one of"), "admin");
         assert_eq!(field_of("spec", "missing field `name`"), "spec.name");
         assert_eq!(field_of("roles[1]", "unknown variant `root`"), "roles[1]");
         assert_eq!(field_of(".", "expected value"), "body");

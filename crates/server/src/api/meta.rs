@@ -11,9 +11,7 @@ use warmspace_sdk::BuildInfo;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(buildinfo))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(buildinfo))
 }
 
 /// Healthy when the database answers within two seconds.
@@ -28,8 +26,5 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 #[utoipa::path(get, path = "/api/v2/buildinfo", tag = "general", responses((status = 200, body = BuildInfo)))]
 async fn buildinfo() -> axum::Json<BuildInfo> {
-    axum::Json(BuildInfo {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        api_version: "v2".to_owned(),
-    })
+    axum::Json(BuildInfo { version: env!("CARGO_PKG_VERSION").to_owned(), api_version: "v2".to_owned() })
 }

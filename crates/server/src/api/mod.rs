@@ -2,7 +2,10 @@
 
 mod error;
 mod extract;
+mod files;
+mod jobs;
 mod meta;
+mod templates;
 mod users;
 
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 pub use extract::Json;
 
+use warmspace_sdk::ValidationError;
+use warmspace_store::{OrganizationRow, StoreError};
+
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -30,15 +36,10 @@ struct SessionTokenScheme;
 
 impl Modify for SessionTokenScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                SESSION_TOKEN,
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(
-                    warmspace_sdk::SESSION_TOKEN_HEADER,
-                ))),
-            );
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme(
+            SESSION_TOKEN,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(warmspace_sdk::SESSION_TOKEN_HEADER))),
+        );
     }
 }
 
@@ -50,6 +51,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::routes())
         .merge(users::routes())
+        .merge(files::routes())
+        .merge(templates::routes())
+        .merge(jobs::routes())
+}
+
+/// The organization a path names, by id or name (`default` for the default one).
+async fn organization(state: &AppState, id_or_name: &str) -> Result<OrganizationRow, ApiError> {
+    state.store.organization(id_or_name).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("Organization"),
+        other => other.into(),
+    })
+}
+
+fn invalid(field: &str, detail: impl Into<String>) -> ValidationError {
+    ValidationError { field: field.into(), detail: detail.into() }
 }
 
 /// The OpenAPI document of every route.
@@ -65,20 +81,12 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/openapi.json",
             axum::routing::get(move || {
                 let doc = Arc::clone(&doc);
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        (*doc).clone(),
-                    )
-                }
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
             }),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Route not found.") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed on this route.",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed on this route.")
         })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -8,14 +8,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource, Role, Visibility};
 use warmspace_sdk::{
-    CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, FirstUserStatus,
-    GetUsersResponse, LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Response,
-    User, UserStatus, UsersQuery, ValidationError,
+    CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, FirstUserStatus, GetUsersResponse, LoginType,
+    LoginWithPasswordRequest, LoginWithPasswordResponse, Response, User, UserStatus, UsersQuery, ValidationError,
 };
 use warmspace_store::{NewSession, NewUser, StoreError, UserFilter, UserRow};
 
-use super::ApiError;
 use super::extract::{Json, Query};
+use super::{ApiError, invalid};
 use crate::AppState;
 use crate::auth::subject_of;
 use crate::auth::tokens::Token;
@@ -34,12 +33,8 @@ type Created<T> = (StatusCode, axum::Json<T>);
 
 #[utoipa::path(get, path = "/api/v2/users/first", tag = "users",
     responses((status = 200, body = FirstUserStatus)))]
-async fn first_user_status(
-    State(state): State<AppState>,
-) -> Result<axum::Json<FirstUserStatus>, ApiError> {
-    Ok(axum::Json(FirstUserStatus {
-        exists: state.store.human_user_exists().await?,
-    }))
+async fn first_user_status(State(state): State<AppState>) -> Result<axum::Json<FirstUserStatus>, ApiError> {
+    Ok(axum::Json(FirstUserStatus { exists: state.store.human_user_exists().await? }))
 }
 
 /// Creates the first user, an owner. Refused once any human user exists.
@@ -65,20 +60,11 @@ async fn create_first_user(
         roles: vec![Role::Owner],
     };
     let Some(user) = state.store.create_first_user(user).await? else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "The first user has already been created.",
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, "The first user has already been created."));
     };
     tracing::info!(user = %user.username, "first user created");
     let organization_id = user.organization_ids.first().copied().unwrap_or_default();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CreateFirstUserResponse {
-            user_id: user.id,
-            organization_id,
-        }),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(CreateFirstUserResponse { user_id: user.id, organization_id })))
 }
 
 /// Exchanges an email and password for a session token.
@@ -110,8 +96,7 @@ async fn login(
     }
     let user = user.expect("a verified password belongs to a user");
     if user.status != UserStatus::Active.as_str() {
-        return Err(ApiError::unauthorized("Your account is suspended.")
-            .detail("Ask an owner to reactivate it."));
+        return Err(ApiError::unauthorized("Your account is suspended.").detail("Ask an owner to reactivate it."));
     }
     let token = Token::generate();
     let expires_at = Utc::now() + state.config.session_duration;
@@ -127,28 +112,15 @@ async fn login(
         .await?;
     state.store.touch_last_seen(user.id).await?;
     let session_token = token.to_header_value();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(LoginWithPasswordResponse {
-            session_token,
-            expires_at,
-        }),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(LoginWithPasswordResponse { session_token, expires_at })))
 }
 
 /// Ends the session whose token authenticates this request.
 #[utoipa::path(post, path = "/api/v2/users/logout", tag = "users", security(("session_token" = [])),
     responses((status = 200, body = Response), (status = 401, body = Response)))]
-async fn logout(
-    State(state): State<AppState>,
-    actor: Actor,
-) -> Result<axum::Json<Response>, ApiError> {
+async fn logout(State(state): State<AppState>, actor: Actor) -> Result<axum::Json<Response>, ApiError> {
     state.store.delete_session(&actor.session_id).await?;
-    Ok(axum::Json(Response {
-        message: "Logged out.".into(),
-        detail: String::new(),
-        validations: vec![],
-    }))
+    Ok(axum::Json(Response { message: "Logged out.".into(), detail: String::new(), validations: vec![] }))
 }
 
 /// Lists users. Owners and template admins see everyone; members see
@@ -166,10 +138,7 @@ async fn list_users(
     filter.limit = query.limit.unwrap_or(MAX_PAGE);
     filter.offset = query.offset.unwrap_or(0);
     if !(1..=MAX_PAGE).contains(&filter.limit) {
-        return Err(ApiError::field(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
     }
     if filter.offset < 0 {
         return Err(ApiError::field("offset", "must not be negative"));
@@ -180,10 +149,7 @@ async fn list_users(
         Visibility::Nothing => actor.authorize(Action::Read, Object::any(Resource::User))?,
     }
     let (rows, count) = state.store.list_users(&filter).await?;
-    Ok(axum::Json(GetUsersResponse {
-        users: rows.into_iter().map(user_view).collect(),
-        count,
-    }))
+    Ok(axum::Json(GetUsersResponse { users: rows.into_iter().map(user_view).collect(), count }))
 }
 
 const MAX_PAGE: i64 = 1000;
@@ -261,16 +227,8 @@ fn user_view(row: UserRow) -> User {
         username: row.username,
         email: row.email,
         name: row.name,
-        login_type: if row.login_type == "password" {
-            LoginType::Password
-        } else {
-            LoginType::None
-        },
-        status: if row.status == "active" {
-            UserStatus::Active
-        } else {
-            UserStatus::Suspended
-        },
+        login_type: if row.login_type == "password" { LoginType::Password } else { LoginType::None },
+        status: if row.status == "active" { UserStatus::Active } else { UserStatus::Suspended },
         is_system: row.is_system,
         roles,
         organization_ids: row.organization_ids,
@@ -280,19 +238,10 @@ fn user_view(row: UserRow) -> User {
     }
 }
 
-fn invalid(field: &str, detail: impl Into<String>) -> ValidationError {
-    ValidationError {
-        field: field.into(),
-        detail: detail.into(),
-    }
-}
-
 fn validate_identity(username: &str, email: &str, name: &str) -> Vec<ValidationError> {
     let mut problems = Vec::new();
     let username_ok = (1..=32).contains(&username.len())
-        && username
-            .split('-')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+        && username.split('-').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
     if !username_ok {
         problems.push(invalid(
             "username",
@@ -308,10 +257,7 @@ fn validate_identity(username: &str, email: &str, name: &str) -> Vec<ValidationE
                 && domain.split('.').all(|label| !label.is_empty())
         });
     if !email_ok {
-        problems.push(invalid(
-            "email",
-            "must be an email address such as alice@example.com",
-        ));
+        problems.push(invalid("email", "must be an email address such as alice@example.com"));
     }
     if name.chars().count() > 128 {
         problems.push(invalid("name", "must be at most 128 characters"));
@@ -326,10 +272,7 @@ fn validate_password(password: Option<&str>, login_type: LoginType) -> Vec<Valid
             vec![invalid("password", "is required for login_type password")]
         }
         (LoginType::Password, Some(p)) if !(min..=max).contains(&p.chars().count()) => {
-            vec![invalid(
-                "password",
-                format!("must be {min} to {max} characters"),
-            )]
+            vec![invalid("password", format!("must be {min} to {max} characters"))]
         }
         (LoginType::None, Some(_)) => {
             vec![invalid("password", "must not be set for login_type none")]
@@ -360,15 +303,11 @@ fn parse_search(q: &str) -> Result<UserFilter, ApiError> {
                 continue;
             }
             "login_type" => {
-                return Err(bad(format!(
-                    "login_type:{value}: expected password or none"
-                )));
+                return Err(bad(format!("login_type:{value}: expected password or none")));
             }
             "status" => return Err(bad(format!("status:{value}: expected active or suspended"))),
             _ => {
-                return Err(bad(format!(
-                    "unknown filter {key:?}: expected login_type, status or role"
-                )));
+                return Err(bad(format!("unknown filter {key:?}: expected login_type, status or role")));
             }
         };
         if slot.replace(value.to_owned()).is_some() {
@@ -392,13 +331,7 @@ mod tests {
         assert_eq!(f.role, Some(Role::TemplateAdmin));
         assert_eq!(f.text.as_deref(), Some("ali"));
         assert!(parse_search("").unwrap().text.is_none());
-        for bad in [
-            "status:gone",
-            "login_type:oidc",
-            "role:admin",
-            "colour:red",
-            "status:active status:active",
-        ] {
+        for bad in ["status:gone", "login_type:oidc", "role:admin", "colour:red", "status:active status:active"] {
             let err = parse_search(bad).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
             assert_eq!(err.body.validations[0].field, "q");
@@ -409,10 +342,7 @@ mod tests {
     fn identities() {
         assert!(validate_identity("alice-b2", "a@b.co", "").is_empty());
         fn fields(u: &str, e: &str, n: &str) -> Vec<String> {
-            validate_identity(u, e, n)
-                .into_iter()
-                .map(|v| v.field)
-                .collect()
+            validate_identity(u, e, n).into_iter().map(|v| v.field).collect()
         }
         assert_eq!(fields("-alice", "a@b.co", ""), ["username"]);
         assert_eq!(fields("al--ice", "a@b.co", ""), ["username"]);

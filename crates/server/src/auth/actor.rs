@@ -32,22 +32,14 @@ pub fn subject_of(user: &UserRow) -> Subject {
         roles.push(Role::Member);
     }
     roles.sort();
-    Subject {
-        user_id: user.id,
-        roles,
-    }
+    Subject { user_id: user.id, roles }
 }
 
 fn token_from(parts: &Parts) -> Option<&str> {
     if let Some(value) = parts.headers.get(SESSION_TOKEN_HEADER) {
         return value.to_str().ok();
     }
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+    parts.headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 impl FromRequestParts<AppState> for Actor {
@@ -55,20 +47,13 @@ impl FromRequestParts<AppState> for Actor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(raw) = token_from(parts) else {
-            return Err(
-                ApiError::unauthorized("You must be logged in.").detail(format!(
-                    "Send a session token in the {SESSION_TOKEN_HEADER} header."
-                )),
-            );
+            return Err(ApiError::unauthorized("You must be logged in.")
+                .detail(format!("Send a session token in the {SESSION_TOKEN_HEADER} header.")));
         };
         let invalid = || ApiError::unauthorized("Invalid session token.");
         let token = Token::parse(raw).ok_or_else(invalid)?;
-        let Session {
-            user,
-            key_hashed_secret,
-            key_expires_at,
-            key_last_used_at,
-        } = state.store.session(&token.id).await?.ok_or_else(invalid)?;
+        let Session { user, key_hashed_secret, key_expires_at, key_last_used_at } =
+            state.store.session(&token.id).await?.ok_or_else(invalid)?;
         if !token.matches(&key_hashed_secret) {
             return Err(invalid());
         }
@@ -81,16 +66,9 @@ impl FromRequestParts<AppState> for Actor {
         }
         // Sliding expiry, written at most once a minute per session.
         if now - key_last_used_at > chrono::Duration::minutes(1) {
-            state
-                .store
-                .refresh_session(&token.id, now + state.config.session_duration)
-                .await?;
+            state.store.refresh_session(&token.id, now + state.config.session_duration).await?;
         }
         let subject = subject_of(&user);
-        Ok(Actor {
-            user,
-            subject,
-            session_id: token.id,
-        })
+        Ok(Actor { user, subject, session_id: token.id })
     }
 }

@@ -31,10 +31,7 @@ pub async fn hash(password: String) -> Result<String, HashError> {
 /// accounts exist.
 pub async fn verify(password: String, hash: Option<String>) -> bool {
     static DECOY: LazyLock<String> = LazyLock::new(|| {
-        Argon2::default()
-            .hash_password(uuid::Uuid::new_v4().as_bytes())
-            .expect("hashing a decoy")
-            .to_string()
+        Argon2::default().hash_password(uuid::Uuid::new_v4().as_bytes()).expect("hashing a decoy").to_string()
     });
     tokio::task::spawn_blocking(move || {
         let (phc, real) = match &hash {
@@ -44,10 +41,7 @@ pub async fn verify(password: String, hash: Option<String>) -> bool {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-            && real
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && real
     })
     .await
     .unwrap_or(false)

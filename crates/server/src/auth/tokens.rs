@@ -17,10 +17,7 @@ pub struct Token {
 
 impl Token {
     pub fn generate() -> Token {
-        Token {
-            id: random(ID_LEN),
-            secret: random(SECRET_LEN),
-        }
+        Token { id: random(ID_LEN), secret: random(SECRET_LEN) }
     }
 
     /// What the client is given; never stored.
@@ -30,12 +27,9 @@ impl Token {
 
     pub fn parse(value: &str) -> Option<Token> {
         let (id, secret) = value.split_once('-')?;
-        let well_formed =
-            |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_alphanumeric());
-        (well_formed(id, ID_LEN) && well_formed(secret, SECRET_LEN)).then(|| Token {
-            id: id.to_owned(),
-            secret: secret.to_owned(),
-        })
+        let well_formed = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        (well_formed(id, ID_LEN) && well_formed(secret, SECRET_LEN))
+            .then(|| Token { id: id.to_owned(), secret: secret.to_owned() })
     }
 
     pub fn hashed_secret(&self) -> Vec<u8> {
@@ -48,11 +42,7 @@ impl Token {
 }
 
 fn random(len: usize) -> String {
-    rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
 }
 
 #[cfg(test)]
@@ -63,19 +53,10 @@ mod tests {
     fn round_trips_and_rejects_malformed_tokens() {
         let token = Token::generate();
         let parsed = Token::parse(&token.to_header_value()).unwrap();
-        assert_eq!(
-            (parsed.id.as_str(), parsed.secret.as_str()),
-            (token.id.as_str(), token.secret.as_str())
-        );
+        assert_eq!((parsed.id.as_str(), parsed.secret.as_str()), (token.id.as_str(), token.secret.as_str()));
         assert!(parsed.matches(&token.hashed_secret()));
         assert!(!Token::generate().matches(&token.hashed_secret()));
-        for bad in [
-            "",
-            "abc",
-            "nodash",
-            &format!("{}-", token.id),
-            &format!("{}!-{}", &token.id[..9], token.secret),
-        ] {
+        for bad in ["", "abc", "nodash", &format!("{}-", token.id), &format!("{}!-{}", &token.id[..9], token.secret)] {
             assert!(Token::parse(bad).is_none(), "{bad:?}");
         }
     }

@@ -18,11 +18,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(
-        dir: Option<PathBuf>,
-        url: Option<Url>,
-        token: Option<String>,
-    ) -> anyhow::Result<Config> {
+    pub fn new(dir: Option<PathBuf>, url: Option<Url>, token: Option<String>) -> anyhow::Result<Config> {
         let dir = match dir {
             Some(dir) => dir,
             None => dirs::config_dir()
@@ -42,8 +38,7 @@ impl Config {
     }
 
     fn write(&self, name: &str, value: &str) -> anyhow::Result<()> {
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let path = self.dir.join(name);
         let mut file = fs::OpenOptions::new()
             .create(true)
@@ -62,11 +57,7 @@ impl Config {
             return Ok(Some(url.clone()));
         }
         match self.read("url")? {
-            Some(text) => {
-                Ok(Some(Url::parse(&text).with_context(|| {
-                    format!("the saved URL {text:?} is invalid")
-                })?))
-            }
+            Some(text) => Ok(Some(Url::parse(&text).with_context(|| format!("the saved URL {text:?} is invalid"))?)),
             None => Ok(None),
         }
     }
@@ -86,9 +77,7 @@ impl Config {
     /// A client for the configured server with the configured session.
     pub fn client(&self) -> anyhow::Result<Client> {
         let Some(url) = self.url()? else {
-            bail!(
-                "not logged in: run `warmspace login URL` (or set WARMSPACE_URL and WARMSPACE_SESSION_TOKEN)"
-            );
+            bail!("not logged in: run `warmspace login URL` (or set WARMSPACE_URL and WARMSPACE_SESSION_TOKEN)");
         };
         let token = match &self.token {
             Some(token) => token.clone(),

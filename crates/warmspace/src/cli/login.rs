@@ -35,50 +35,20 @@ pub struct LoginArgs {
 pub async fn login(config: &Config, args: LoginArgs) -> anyhow::Result<()> {
     let url = match args.url.clone() {
         Some(url) => url,
-        None => config
-            .url()?
-            .context("which server? run `warmspace login URL`")?,
+        None => config.url()?.context("which server? run `warmspace login URL`")?,
     };
     let client = Client::new(url.clone());
-    client
-        .build_info()
-        .await
-        .with_context(|| format!("{url} does not answer as a warmspace server"))?;
+    client.build_info().await.with_context(|| format!("{url} does not answer as a warmspace server"))?;
 
     let (email, password) = if client.first_user_exists().await? {
-        let email = value(
-            args.email.or(args.first_user_email),
-            "Email",
-            "--email",
-            false,
-        )?;
-        let password = value(
-            args.password.or(args.first_user_password),
-            "Password",
-            "--password",
-            true,
-        )?;
+        let email = value(args.email.or(args.first_user_email), "Email", "--email", false)?;
+        let password = value(args.password.or(args.first_user_password), "Password", "--password", true)?;
         (email, password)
     } else {
         println!("{url} has no users yet: creating the first one, an owner.");
-        let username = value(
-            args.first_user_username,
-            "Username",
-            "--first-user-username",
-            false,
-        )?;
-        let email = value(
-            args.first_user_email.or(args.email),
-            "Email",
-            "--first-user-email",
-            false,
-        )?;
-        let password = value(
-            args.first_user_password.or(args.password),
-            "Password",
-            "--first-user-password",
-            true,
-        )?;
+        let username = value(args.first_user_username, "Username", "--first-user-username", false)?;
+        let email = value(args.first_user_email.or(args.email), "Email", "--first-user-email", false)?;
+        let password = value(args.first_user_password.or(args.password), "Password", "--first-user-password", true)?;
         client
             .create_first_user(&CreateFirstUserRequest {
                 username,
@@ -90,10 +60,7 @@ pub async fn login(config: &Config, args: LoginArgs) -> anyhow::Result<()> {
             .context("creating the first user")?;
         (email, password)
     };
-    let session = client
-        .login(&LoginWithPasswordRequest { email, password })
-        .await
-        .context("logging in")?;
+    let session = client.login(&LoginWithPasswordRequest { email, password }).await.context("logging in")?;
     let client = client.with_token(&session.session_token);
     let me = client.user("me").await?;
     config.save_session(&url, &session.session_token)?;
@@ -102,11 +69,7 @@ pub async fn login(config: &Config, args: LoginArgs) -> anyhow::Result<()> {
 }
 
 fn roles(user: &warmspace_sdk::User) -> String {
-    user.roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// A value from its flag, else a prompt — but only on a terminal: a script

@@ -3,7 +3,9 @@
 mod config;
 mod login;
 mod output;
+mod provisioner;
 mod server;
+mod templates;
 mod users;
 
 use std::path::PathBuf;
@@ -14,11 +16,7 @@ use url::Url;
 pub use config::Config;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "warmspace",
-    version,
-    about = "Developer workspaces with warm pools of prebuilt workspaces."
-)]
+#[command(name = "warmspace", version, about = "Developer workspaces with warm pools of prebuilt workspaces.")]
 pub struct Cli {
     /// Where the client keeps its URL and session (default: the user's config dir).
     #[arg(long, global = true, env = "WARMSPACE_CONFIG_DIR", value_name = "DIR")]
@@ -27,13 +25,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "WARMSPACE_URL", value_name = "URL")]
     url: Option<Url>,
     /// A session token to use instead of the one saved by `login`.
-    #[arg(
-        long,
-        global = true,
-        env = "WARMSPACE_SESSION_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "WARMSPACE_SESSION_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -50,6 +42,12 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Manage templates: push versions, list them and their presets.
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
+    /// Provisioner daemons and their jobs.
+    #[command(subcommand)]
+    Provisioner(provisioner::ProvisionerCommand),
 }
 
 impl Cli {
@@ -69,16 +67,20 @@ impl Cli {
                 init_client_logging();
                 users::run(&config, cmd).await
             }
+            Command::Templates(cmd) => {
+                init_client_logging();
+                templates::run(&config, cmd).await
+            }
+            Command::Provisioner(cmd) => {
+                init_client_logging();
+                provisioner::run(&config, cmd).await
+            }
         }
     }
 }
 
 /// Client commands log only warnings unless RUST_LOG says otherwise.
 fn init_client_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

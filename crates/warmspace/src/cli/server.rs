@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use warmspace_server::provisioning::{Daemons, LocalCoordinator};
 use warmspace_server::{AppState, Config};
 use warmspace_store::embedded::{Cluster, ClusterOptions};
 use warmspace_store::pubsub::PubSub;
@@ -34,6 +35,12 @@ pub struct ServerArgs {
     /// How long a session lasts after its last use.
     #[arg(long, env = "WARMSPACE_SESSION_DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     session_duration: Duration,
+    /// Provisioner daemons to run inside the server.
+    #[arg(long, env = "WARMSPACE_PROVISIONER_DAEMONS", default_value_t = 3)]
+    provisioner_daemons: usize,
+    /// Largest accepted file upload (template archives), in bytes.
+    #[arg(long, env = "WARMSPACE_MAX_FILE_SIZE", default_value_t = 100 << 20)]
+    max_file_size: usize,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -48,9 +55,7 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -60,65 +65,43 @@ fn init_logging(format: LogFormat) {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let (options, cluster) = match &args.postgres_url {
-        Some(url) => (
-            PgConnectOptions::from_str(url)
-                .context("--postgres-url is not a valid PostgreSQL URL")?,
-            None,
-        ),
+        Some(url) => (PgConnectOptions::from_str(url).context("--postgres-url is not a valid PostgreSQL URL")?, None),
         None => {
-            let dir = args
-                .data_dir
-                .clone()
-                .map_or_else(default_data_dir, Ok)?
-                .join("postgres");
-            let cluster = Cluster::start(ClusterOptions::new(&dir))
-                .await
-                .context("starting the built-in PostgreSQL")?;
+            let dir = args.data_dir.clone().map_or_else(default_data_dir, Ok)?.join("postgres");
+            let cluster =
+                Cluster::start(ClusterOptions::new(&dir)).await.context("starting the built-in PostgreSQL")?;
             (cluster.connect_options(BUILTIN_DATABASE), Some(cluster))
         }
     };
     let result = async {
         if let Some(cluster) = &cluster {
-            cluster
-                .ensure_database(BUILTIN_DATABASE)
-                .await
-                .context("creating the database")?;
+            cluster.ensure_database(BUILTIN_DATABASE).await.context("creating the database")?;
         }
         serve(&args, options).await
     }
     .await;
     // Whatever happened, the cluster we started goes down with us.
     if let Some(cluster) = cluster {
-        cluster
-            .stop()
-            .await
-            .context("stopping the built-in PostgreSQL")?;
+        cluster.stop().await.context("stopping the built-in PostgreSQL")?;
     }
     result
 }
 
 async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<()> {
-    let store = Store::connect(options.clone(), args.postgres_max_connections)
-        .await
-        .context("connecting to PostgreSQL")?;
-    warmspace_store::migrate(store.pool())
-        .await
-        .context("migrating the database")?;
+    let store =
+        Store::connect(options.clone(), args.postgres_max_connections).await.context("connecting to PostgreSQL")?;
+    warmspace_store::migrate(store.pool()).await.context("migrating the database")?;
     let pubsub = PubSub::start(options, store.pool().clone());
-    let listener = TcpListener::bind(args.http_address)
-        .await
-        .with_context(|| format!("listening on {}", args.http_address))?;
+    let listener =
+        TcpListener::bind(args.http_address).await.with_context(|| format!("listening on {}", args.http_address))?;
     let address = listener.local_addr()?;
     let config = Config {
-        session_duration: chrono::Duration::from_std(args.session_duration)
-            .context("--session-duration")?,
+        session_duration: chrono::Duration::from_std(args.session_duration).context("--session-duration")?,
+        max_file_size: args.max_file_size,
     };
     tracing::info!(%address, "warmspace server listening");
     let url = format!("http://{address}");
-    println!(
-        "warmspace {} is listening on {url}",
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("warmspace {} is listening on {url}", env!("CARGO_PKG_VERSION"));
     println!("  API description: {url}/api/v2/openapi.json");
     if !store.human_user_exists().await? {
         println!(
@@ -126,8 +109,10 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
              --first-user-email admin@example.com --first-user-password <password>"
         );
     }
+    let daemons = Daemons::start(LocalCoordinator::new(store.clone(), pubsub.clone()), args.provisioner_daemons);
     let state = AppState::new(store.clone(), pubsub.clone(), config);
     warmspace_server::serve(listener, state, shutdown_signal()).await?;
+    daemons.stop().await;
     pubsub.close().await;
     store.pool().close().await;
     tracing::info!("warmspace server stopped");
@@ -136,10 +121,8 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
 
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
         return std::future::pending().await;
     };
@@ -156,7 +139,5 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     if nix::unistd::Uid::effective().is_root() {
         return Ok(PathBuf::from("/var/lib/warmspace"));
     }
-    Ok(dirs::config_dir()
-        .context("no config directory for this user; pass --data-dir")?
-        .join("warmspace"))
+    Ok(dirs::config_dir().context("no config directory for this user; pass --data-dir")?.join("warmspace"))
 }

@@ -50,11 +50,7 @@ pub enum LoginTypeArg {
 pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
     let client = config.client()?;
     match command {
-        UsersCommand::List {
-            search,
-            include_system,
-            output,
-        } => {
+        UsersCommand::List { search, include_system, output } => {
             let mut users = Vec::new();
             loop {
                 let page = client
@@ -65,8 +61,7 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                         offset: Some(users.len() as i64),
                     })
                     .await?;
-                let done =
-                    page.users.is_empty() || users.len() + page.users.len() >= page.count as usize;
+                let done = page.users.is_empty() || users.len() + page.users.len() >= page.count as usize;
                 users.extend(page.users);
                 if done {
                     break;
@@ -77,26 +72,13 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                 Format::Table => print_users(&users),
             }
         }
-        UsersCommand::Create {
-            username,
-            email,
-            full_name,
-            password,
-            login_type,
-            roles,
-            output,
-        } => {
+        UsersCommand::Create { username, email, full_name, password, login_type, roles, output } => {
             let login_type = match login_type {
                 LoginTypeArg::Password => LoginType::Password,
                 LoginTypeArg::None => LoginType::None,
             };
-            let generated = (login_type == LoginType::Password && password.is_none()).then(|| {
-                rand::rng()
-                    .sample_iter(Alphanumeric)
-                    .take(20)
-                    .map(char::from)
-                    .collect::<String>()
-            });
+            let generated = (login_type == LoginType::Password && password.is_none())
+                .then(|| rand::rng().sample_iter(Alphanumeric).take(20).map(char::from).collect::<String>());
             let user = client
                 .create_user(&CreateUserRequest {
                     username,
@@ -124,25 +106,13 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
 
 fn print_users(users: &[User]) {
     output::table(
-        [
-            "USERNAME",
-            "EMAIL",
-            "NAME",
-            "ROLES",
-            "STATUS",
-            "LOGIN TYPE",
-            "CREATED",
-        ],
+        ["USERNAME", "EMAIL", "NAME", "ROLES", "STATUS", "LOGIN TYPE", "CREATED"],
         users.iter().map(|u| {
             [
                 u.username.clone(),
                 u.email.clone(),
                 u.name.clone(),
-                u.roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
                 u.status.as_str().to_owned(),
                 u.login_type.as_str().to_owned(),
                 u.created_at.format("%Y-%m-%d %H:%M").to_string(),

@@ -1,0 +1,5 @@
+//! The decision logic of prebuilt workspaces, as pure functions over plain
+//! data: no database, no HTTP, no clock of its own (callers pass *now*), so
+//! it can be tested exhaustively and benchmarked alone.
+
+pub mod schedule;

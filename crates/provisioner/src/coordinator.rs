@@ -1,0 +1,82 @@
+//! What a daemon needs from the server, whatever carries it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use uuid::Uuid;
+use warmspace_sdk::JobLogLine;
+use warmspace_template::Manifest;
+
+/// A daemon as the queue knows it.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub id: Uuid,
+    pub name: String,
+    /// The daemon runs only jobs whose tags are all among these.
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct AcquiredJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+}
+
+#[derive(Debug)]
+pub enum JobKind {
+    /// Parse and validate a template version's files.
+    TemplateImport {
+        template_version_id: Uuid,
+        /// The version's tar archive.
+        archive: Vec<u8>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The daemon no longer holds the job (canceled, or taken away).
+    #[error("this daemon no longer holds the job")]
+    JobLost,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Wakes an idle daemon when work may have arrived.
+pub trait WorkSignal: Send {
+    /// Returns when a job has been posted since the last call, or after
+    /// `timeout` (a backup poll: notifications can be lost).
+    fn wait(&mut self, timeout: Duration) -> impl Future<Output = ()> + Send;
+}
+
+pub trait Coordinator: Clone + Send + Sync + 'static {
+    type Signal: WorkSignal;
+
+    /// Starts listening for posted jobs. Called before the first acquire, so
+    /// a job posted in between is not missed.
+    fn work_signal(&self) -> impl Future<Output = Result<Self::Signal, CoordinatorError>> + Send;
+
+    /// Takes the next job this worker may run, if any.
+    fn acquire(&self, worker: &Worker) -> impl Future<Output = Result<Option<AcquiredJob>, CoordinatorError>> + Send;
+
+    fn append_logs(
+        &self,
+        job_id: Uuid,
+        logs: Vec<JobLogLine>,
+    ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
+
+    /// Records a successful import and its manifest.
+    fn complete_import(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        manifest: Manifest,
+    ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
+
+    fn fail_job(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        error: String,
+    ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
+}

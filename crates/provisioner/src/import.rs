@@ -1,0 +1,84 @@
+//! The template import job: unpack the version's files, parse and validate
+//! `warmspace.hcl`, and let the named backend check its own block.
+
+use std::path::{Component, Path};
+
+use warmspace_template::{BackendConfig, MANIFEST_FILE, Manifest};
+
+use crate::archive;
+use crate::logs::LogSink;
+
+const STAGE: &str = "Importing template";
+
+/// Why an import failed, as one message per problem.
+pub struct ImportFailure(pub Vec<String>);
+
+pub fn import(archive_bytes: &[u8], log: &LogSink) -> Result<Manifest, ImportFailure> {
+    let fail = |message: String| {
+        log.error(STAGE, &message);
+        ImportFailure(vec![message])
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("warmspace-import-")
+        .tempdir()
+        .map_err(|e| fail(format!("cannot create a working directory: {e}")))?;
+    log.info(STAGE, format!("Unpacking {} bytes of template files", archive_bytes.len()));
+    archive::unpack(archive_bytes, dir.path()).map_err(|e| fail(format!("the archive cannot be unpacked: {e}")))?;
+    let source = std::fs::read_to_string(dir.path().join(MANIFEST_FILE))
+        .map_err(|e| fail(format!("{MANIFEST_FILE} is missing from the template's root ({e})")))?;
+    log.info(STAGE, format!("Parsing {MANIFEST_FILE}"));
+    let manifest = warmspace_template::parse(&source).map_err(|errors| {
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for message in &messages {
+            log.error(STAGE, message);
+        }
+        ImportFailure(messages)
+    })?;
+    validate_backend(&manifest, dir.path()).map_err(|messages| {
+        for message in &messages {
+            log.error(STAGE, message);
+        }
+        ImportFailure(messages)
+    })?;
+    log.info(
+        STAGE,
+        format!(
+            "Imported: provisioner {}, claim {}, {} parameters, {} presets, {} agents",
+            manifest.provisioner.as_str(),
+            manifest.claim.as_str(),
+            manifest.parameters.len(),
+            manifest.presets.len(),
+            manifest.agents.len()
+        ),
+    );
+    Ok(manifest)
+}
+
+/// The backend's own check of its block against the template's files.
+fn validate_backend(manifest: &Manifest, root: &Path) -> Result<(), Vec<String>> {
+    match &manifest.backend {
+        BackendConfig::Echo(_) => Ok(()),
+        BackendConfig::Terraform => Err(vec!["provisioner: the terraform backend is not available yet".into()]),
+        BackendConfig::Exec(exec) => {
+            let scripts =
+                [("start", Some(&exec.start)), ("stop", exec.stop.as_ref()), ("delete", exec.delete.as_ref())];
+            let problems: Vec<String> = scripts
+                .into_iter()
+                .filter_map(|(field, path)| Some((field, path?)))
+                .filter_map(|(field, path)| {
+                    let inside =
+                        Path::new(path).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+                    let file = root.join(path);
+                    if !inside {
+                        Some(format!("exec › {field}: {path:?} must be a path inside the template"))
+                    } else if !file.is_file() {
+                        Some(format!("exec › {field}: {path:?} is not a file in the template"))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            if problems.is_empty() { Ok(()) } else { Err(problems) }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Provisioner daemons. A daemon asks its [`Coordinator`] for a job, runs
+//! it, streams its log and reports the result. The coordinator is the only
+//! way a daemon reaches the server: in process it is the store itself; on
+//! another host it is the HTTP API. Daemons keep no state between jobs.
+
+mod archive;
+pub mod coordinator;
+pub mod daemon;
+mod import;
+mod logs;
+
+pub use coordinator::{AcquiredJob, Coordinator, CoordinatorError, JobKind, WorkSignal, Worker};
+pub use daemon::{Daemon, DaemonConfig};

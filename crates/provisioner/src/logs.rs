@@ -1,0 +1,86 @@
+//! A job's log on its way to the server: lines are batched (a flush per
+//! quarter second or per few hundred lines) so a chatty script does not cost
+//! a round trip per line.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use warmspace_sdk::{JobLogLine, LogLevel, LogSource};
+
+use crate::Coordinator;
+
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+const MAX_BATCH: usize = 512;
+
+/// Where a running job writes its log. Dropping every clone and awaiting
+/// [`LogSink::finish`] flushes what is left.
+#[derive(Clone)]
+pub struct LogSink {
+    tx: mpsc::UnboundedSender<JobLogLine>,
+}
+
+pub struct LogFlusher(JoinHandle<()>);
+
+impl LogSink {
+    pub fn start<C: Coordinator>(coordinator: C, job_id: Uuid) -> (LogSink, LogFlusher) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<JobLogLine>();
+        let flusher = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            loop {
+                tokio::select! {
+                    line = rx.recv() => match line {
+                        Some(line) => {
+                            batch.push(line);
+                            if batch.len() >= MAX_BATCH {
+                                flush(&coordinator, job_id, &mut batch).await;
+                            }
+                        }
+                        None => return flush(&coordinator, job_id, &mut batch).await,
+                    },
+                    _ = tick.tick() => flush(&coordinator, job_id, &mut batch).await,
+                }
+            }
+        });
+        (LogSink { tx }, LogFlusher(flusher))
+    }
+
+    pub fn line(&self, source: LogSource, level: LogLevel, stage: &str, output: impl Into<String>) {
+        let _ = self.tx.send(JobLogLine {
+            created_at: Utc::now(),
+            source,
+            level,
+            stage: stage.to_owned(),
+            output: output.into(),
+        });
+    }
+
+    /// A line from the daemon itself.
+    pub fn info(&self, stage: &str, output: impl Into<String>) {
+        self.line(LogSource::ProvisionerDaemon, LogLevel::Info, stage, output);
+    }
+
+    pub fn error(&self, stage: &str, output: impl Into<String>) {
+        self.line(LogSource::ProvisionerDaemon, LogLevel::Error, stage, output);
+    }
+}
+
+async fn flush<C: Coordinator>(coordinator: &C, job_id: Uuid, batch: &mut Vec<JobLogLine>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(err) = coordinator.append_logs(job_id, std::mem::take(batch)).await {
+        tracing::warn!(%job_id, error = %err, "could not store job log lines");
+    }
+}
+
+impl LogFlusher {
+    /// Waits until every line sent through the (dropped) sinks is stored.
+    pub async fn finish(self, sink: LogSink) {
+        drop(sink);
+        let _ = self.0.await;
+    }
+}

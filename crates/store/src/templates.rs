@@ -1,0 +1,572 @@
+//! Templates and their versions; a version's import result stored
+//! relationally (parameters, options, presets, prebuild policies, schedules,
+//! agents).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+use warmspace_template::{Manifest, Parameter, ParameterOption, ParameterType, ScheduleSpec, Validation};
+
+use crate::jobs::{JobType, NewJob, Tags, finish_job, insert_job, priority};
+use crate::{Result, Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TemplateVersionRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub template_id: Option<Uuid>,
+    pub name: String,
+    pub message: String,
+    pub file_id: Uuid,
+    pub job_id: Uuid,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub provisioner: Option<String>,
+    pub claim_mode: Option<String>,
+    pub provisioner_config: Option<Json<serde_json::Value>>,
+}
+
+const VERSION_COLUMNS: &str = "id, organization_id, template_id, name, message, file_id, job_id, created_by, \
+     created_at, updated_at, provisioner, claim_mode, provisioner_config";
+
+pub struct NewTemplateVersion {
+    pub organization_id: Uuid,
+    pub template_id: Option<Uuid>,
+    /// `None`: `v<N>`, numbered within the template.
+    pub name: Option<String>,
+    pub message: String,
+    pub file_id: Uuid,
+    pub created_by: Uuid,
+    pub tags: Tags,
+}
+
+/// Lifecycle settings of a template's workspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TemplateSettings {
+    pub default_ttl_ms: i64,
+    /// Bit 0 = Monday … bit 6 = Sunday.
+    pub autostop_requirement_days_of_week: i16,
+    pub autostop_requirement_weeks: i32,
+    pub allow_user_autostart: bool,
+    pub failure_ttl_ms: i64,
+    pub time_til_dormant_ms: i64,
+    pub time_til_dormant_autodelete_ms: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TemplateRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub icon: String,
+    pub active_version_id: Uuid,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub default_ttl_ms: i64,
+    pub autostop_requirement_days_of_week: i16,
+    pub autostop_requirement_weeks: i32,
+    pub allow_user_autostart: bool,
+    pub failure_ttl_ms: i64,
+    pub time_til_dormant_ms: i64,
+    pub time_til_dormant_autodelete_ms: i64,
+}
+
+impl TemplateRow {
+    pub fn settings(&self) -> TemplateSettings {
+        TemplateSettings {
+            default_ttl_ms: self.default_ttl_ms,
+            autostop_requirement_days_of_week: self.autostop_requirement_days_of_week,
+            autostop_requirement_weeks: self.autostop_requirement_weeks,
+            allow_user_autostart: self.allow_user_autostart,
+            failure_ttl_ms: self.failure_ttl_ms,
+            time_til_dormant_ms: self.time_til_dormant_ms,
+            time_til_dormant_autodelete_ms: self.time_til_dormant_autodelete_ms,
+        }
+    }
+}
+
+const TEMPLATE_COLUMNS: &str = "id, organization_id, name, display_name, description, icon, active_version_id, \
+     created_by, created_at, updated_at, default_ttl_ms, autostop_requirement_days_of_week, \
+     autostop_requirement_weeks, allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, \
+     time_til_dormant_autodelete_ms";
+
+pub struct NewTemplate {
+    pub organization_id: Uuid,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub icon: String,
+    pub version_id: Uuid,
+    pub created_by: Uuid,
+    pub settings: TemplateSettings,
+}
+
+/// What a template's owner may change after creation.
+pub struct TemplateUpdate {
+    pub display_name: String,
+    pub description: String,
+    pub icon: String,
+    pub settings: TemplateSettings,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PresetRow {
+    pub id: Uuid,
+    pub template_version_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub icon: String,
+    pub is_default: bool,
+    pub desired_instances: Option<i32>,
+    pub ttl_seconds: Option<i64>,
+    pub scheduling_timezone: Option<String>,
+    pub last_invalidated_at: Option<DateTime<Utc>>,
+    pub parameters: Json<BTreeMap<String, String>>,
+    pub schedules: Json<Vec<ScheduleSpec>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ParameterRow {
+    name: String,
+    display_name: String,
+    description: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    default_value: Option<String>,
+    mutable: bool,
+    validation_min: Option<f64>,
+    validation_max: Option<f64>,
+    validation_regex: Option<String>,
+    validation_error: Option<String>,
+    options: Json<Vec<ParameterOption>>,
+}
+
+impl From<ParameterRow> for Parameter {
+    fn from(row: ParameterRow) -> Parameter {
+        let kind = match row.kind.as_str() {
+            "number" => ParameterType::Number,
+            "bool" => ParameterType::Bool,
+            "list(string)" => ParameterType::ListString,
+            _ => ParameterType::String,
+        };
+        let has_validation = row.validation_min.is_some()
+            || row.validation_max.is_some()
+            || row.validation_regex.is_some()
+            || row.validation_error.is_some();
+        Parameter {
+            name: row.name,
+            display_name: row.display_name,
+            description: row.description,
+            kind,
+            default: row.default_value,
+            mutable: row.mutable,
+            options: row.options.0,
+            validation: has_validation.then_some(Validation {
+                min: row.validation_min,
+                max: row.validation_max,
+                regex: row.validation_regex,
+                error: row.validation_error,
+            }),
+        }
+    }
+}
+
+/// The version's import status, for refusing to use a version that has not
+/// imported.
+async fn import_status(tx: &mut PgConnection, version_id: Uuid) -> Result<(Option<Uuid>, Uuid, String)> {
+    sqlx::query_as(
+        "SELECT v.template_id, v.organization_id, j.status FROM template_versions v \
+         JOIN provisioner_jobs j ON j.id = v.job_id WHERE v.id = $1 FOR UPDATE OF v",
+    )
+    .bind(version_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreError::Invalid { field: "template_version_id", message: "no such template version".into() })
+}
+
+fn require_imported(status: &str) -> Result<()> {
+    if status != "succeeded" {
+        return Err(StoreError::Invalid {
+            field: "template_version_id",
+            message: format!("the version's import has not succeeded (it is {status})"),
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a version and queues its import job, in one transaction.
+    pub async fn create_template_version(&self, new: &NewTemplateVersion) -> Result<TemplateVersionRow> {
+        let mut tx = self.pool.begin().await?;
+        let id = Uuid::new_v4();
+        let job_id = insert_job(
+            &mut tx,
+            &NewJob {
+                organization_id: new.organization_id,
+                kind: JobType::TemplateVersionImport,
+                initiator_id: new.created_by,
+                priority: priority::HUMAN,
+                tags: new.tags.clone(),
+                input: serde_json::json!({ "template_version_id": id }),
+                file_id: Some(new.file_id),
+            },
+        )
+        .await?;
+        if let Some(template_id) = new.template_id {
+            // Serialises version numbering within the template.
+            sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE").bind(template_id).execute(&mut *tx).await?;
+        }
+        let sql = format!(
+            "INSERT INTO template_versions (id, organization_id, template_id, name, message, file_id, job_id, created_by) \
+             VALUES ($1, $2, $3, coalesce($4, 'v' || (SELECT count(*) + 1 FROM template_versions \
+                 WHERE template_id = $3)), $5, $6, $7, $8) \
+             RETURNING {VERSION_COLUMNS}"
+        );
+        let version = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(new.organization_id)
+            .bind(new.template_id)
+            .bind(&new.name)
+            .bind(&new.message)
+            .bind(new.file_id)
+            .bind(job_id)
+            .bind(new.created_by)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| StoreError::conflict_on(e, &[("template_versions_name_key", "name")]))?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    pub async fn template_version(&self, id: Uuid) -> Result<TemplateVersionRow> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM template_versions WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
+    }
+
+    pub async fn template_version_by_job(&self, job_id: Uuid) -> Result<TemplateVersionRow> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM template_versions WHERE job_id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// A template's versions, oldest first.
+    pub async fn template_versions(&self, template_id: Uuid) -> Result<Vec<TemplateVersionRow>> {
+        let sql =
+            format!("SELECT {VERSION_COLUMNS} FROM template_versions WHERE template_id = $1 ORDER BY created_at, id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(template_id).fetch_all(&self.pool).await?)
+    }
+
+    /// Records a successful import: everything the manifest declares, and
+    /// the job's success, in one transaction.
+    pub async fn complete_template_import(&self, job_id: Uuid, worker_id: Uuid, manifest: &Manifest) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let version_id: Uuid = sqlx::query_scalar("SELECT id FROM template_versions WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        insert_manifest(&mut tx, version_id, manifest).await?;
+        finish_job(&mut tx, job_id, worker_id, "succeeded", None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a template around an imported version, which becomes active.
+    pub async fn create_template(&self, new: &NewTemplate) -> Result<TemplateRow> {
+        let mut tx = self.pool.begin().await?;
+        let (adopted_by, organization_id, status) = import_status(&mut tx, new.version_id).await?;
+        require_imported(&status)?;
+        if adopted_by.is_some() || organization_id != new.organization_id {
+            return Err(StoreError::Invalid {
+                field: "template_version_id",
+                message: "the version already belongs to a template".into(),
+            });
+        }
+        let s = &new.settings;
+        let sql = format!(
+            "INSERT INTO templates (organization_id, name, display_name, description, icon, active_version_id, \
+                 created_by, default_ttl_ms, autostop_requirement_days_of_week, autostop_requirement_weeks, \
+                 allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, time_til_dormant_autodelete_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {TEMPLATE_COLUMNS}"
+        );
+        let template: TemplateRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(new.organization_id)
+            .bind(&new.name)
+            .bind(&new.display_name)
+            .bind(&new.description)
+            .bind(&new.icon)
+            .bind(new.version_id)
+            .bind(new.created_by)
+            .bind(s.default_ttl_ms)
+            .bind(s.autostop_requirement_days_of_week)
+            .bind(s.autostop_requirement_weeks)
+            .bind(s.allow_user_autostart)
+            .bind(s.failure_ttl_ms)
+            .bind(s.time_til_dormant_ms)
+            .bind(s.time_til_dormant_autodelete_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| StoreError::conflict_on(e, &[("templates_name_key", "name")]))?;
+        sqlx::query("UPDATE template_versions SET template_id = $2, updated_at = now() WHERE id = $1")
+            .bind(new.version_id)
+            .bind(template.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(template)
+    }
+
+    pub async fn template(&self, id: Uuid) -> Result<TemplateRow> {
+        self.template_where("id = $1::uuid", id.to_string()).await
+    }
+
+    pub async fn template_by_name(&self, organization_id: Uuid, name: &str) -> Result<TemplateRow> {
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE NOT deleted AND organization_id = $1 AND name = $2"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(organization_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn template_where(&self, condition: &str, value: String) -> Result<TemplateRow> {
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE NOT deleted AND {condition}");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Live templates, by name; of one organization when given.
+    pub async fn list_templates(&self, organization_id: Option<Uuid>) -> Result<Vec<TemplateRow>> {
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE NOT deleted \
+             AND ($1::uuid IS NULL OR organization_id = $1) ORDER BY name"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(organization_id).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn update_template(&self, id: Uuid, update: &TemplateUpdate) -> Result<TemplateRow> {
+        let s = &update.settings;
+        let sql = format!(
+            "UPDATE templates SET display_name = $2, description = $3, icon = $4, default_ttl_ms = $5, \
+                 autostop_requirement_days_of_week = $6, autostop_requirement_weeks = $7, allow_user_autostart = $8, \
+                 failure_ttl_ms = $9, time_til_dormant_ms = $10, time_til_dormant_autodelete_ms = $11, \
+                 updated_at = now() \
+             WHERE id = $1 AND NOT deleted RETURNING {TEMPLATE_COLUMNS}"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(&update.display_name)
+            .bind(&update.description)
+            .bind(&update.icon)
+            .bind(s.default_ttl_ms)
+            .bind(s.autostop_requirement_days_of_week)
+            .bind(s.autostop_requirement_weeks)
+            .bind(s.allow_user_autostart)
+            .bind(s.failure_ttl_ms)
+            .bind(s.time_til_dormant_ms)
+            .bind(s.time_til_dormant_autodelete_ms)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Makes an imported version of the template its active one.
+    pub async fn set_active_version(&self, template_id: Uuid, version_id: Uuid) -> Result<TemplateRow> {
+        let mut tx = self.pool.begin().await?;
+        let (belongs_to, _, status) = import_status(&mut tx, version_id).await?;
+        if belongs_to != Some(template_id) {
+            return Err(StoreError::Invalid { field: "id", message: "the version belongs to another template".into() });
+        }
+        require_imported(&status).map_err(|_| StoreError::Invalid {
+            field: "id",
+            message: format!("only a successfully imported version can be activated (this one is {status})"),
+        })?;
+        let sql = format!(
+            "UPDATE templates SET active_version_id = $2, updated_at = now() WHERE id = $1 AND NOT deleted \
+             RETURNING {TEMPLATE_COLUMNS}"
+        );
+        let template = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(template_id)
+            .bind(version_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(template)
+    }
+
+    /// Soft-deletes a template.
+    pub async fn delete_template(&self, id: Uuid) -> Result<()> {
+        let deleted =
+            sqlx::query("UPDATE templates SET deleted = true, updated_at = now() WHERE id = $1 AND NOT deleted")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// A version's parameters, in manifest order.
+    pub async fn version_parameters(&self, version_id: Uuid) -> Result<Vec<Parameter>> {
+        let rows: Vec<ParameterRow> = sqlx::query_as(
+            "SELECT p.name, p.display_name, p.description, p.type, p.default_value, p.mutable, p.validation_min, \
+                 p.validation_max, p.validation_regex, p.validation_error, \
+                 coalesce((SELECT json_agg(json_build_object('name', o.name, 'value', o.value, \
+                     'description', o.description, 'icon', o.icon) ORDER BY o.ordinal) \
+                   FROM template_version_parameter_options o \
+                   WHERE o.template_version_id = p.template_version_id AND o.parameter_name = p.name), '[]') AS options \
+             FROM template_version_parameters p WHERE p.template_version_id = $1 ORDER BY p.ordinal",
+        )
+        .bind(version_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Parameter::from).collect())
+    }
+
+    /// A version's presets with their parameter values and schedules, in manifest order.
+    pub async fn version_presets(&self, version_id: Uuid) -> Result<Vec<PresetRow>> {
+        Ok(sqlx::query_as(
+            "SELECT p.id, p.template_version_id, p.name, p.description, p.icon, p.is_default, p.desired_instances, \
+                 p.ttl_seconds, p.scheduling_timezone, p.last_invalidated_at, \
+                 coalesce((SELECT json_object_agg(pp.name, pp.value) FROM template_version_preset_parameters pp \
+                   WHERE pp.preset_id = p.id), '{}') AS parameters, \
+                 coalesce((SELECT json_agg(json_build_object('cron', s.cron_expression, 'instances', \
+                     s.desired_instances) ORDER BY s.ordinal) \
+                   FROM template_version_preset_prebuild_schedules s WHERE s.preset_id = p.id), '[]') AS schedules \
+             FROM template_version_presets p WHERE p.template_version_id = $1 ORDER BY p.ordinal",
+        )
+        .bind(version_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m: &Manifest) -> Result<()> {
+    let config = serde_json::to_value(&m.backend)
+        .map_err(|e| StoreError::Invalid { field: "manifest", message: e.to_string() })?;
+    sqlx::query(
+        "UPDATE template_versions SET provisioner = $2, claim_mode = $3, provisioner_config = $4, updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(version_id)
+    .bind(m.provisioner.as_str())
+    .bind(m.claim.as_str())
+    .bind(&config)
+    .execute(&mut **tx)
+    .await?;
+
+    for (ordinal, p) in m.parameters.iter().enumerate() {
+        let v = p.validation.as_ref();
+        sqlx::query(
+            "INSERT INTO template_version_parameters (template_version_id, name, ordinal, display_name, description, \
+                 type, default_value, mutable, validation_min, validation_max, validation_regex, validation_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(version_id)
+        .bind(&p.name)
+        .bind(ordinal as i32)
+        .bind(&p.display_name)
+        .bind(&p.description)
+        .bind(p.kind.as_str())
+        .bind(&p.default)
+        .bind(p.mutable)
+        .bind(v.and_then(|v| v.min))
+        .bind(v.and_then(|v| v.max))
+        .bind(v.and_then(|v| v.regex.clone()))
+        .bind(v.and_then(|v| v.error.clone()))
+        .execute(&mut **tx)
+        .await?;
+        for (ordinal, o) in p.options.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO template_version_parameter_options \
+                     (template_version_id, parameter_name, ordinal, name, value, description, icon) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(version_id)
+            .bind(&p.name)
+            .bind(ordinal as i32)
+            .bind(&o.name)
+            .bind(&o.value)
+            .bind(&o.description)
+            .bind(&o.icon)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+
+    for (ordinal, preset) in m.presets.iter().enumerate() {
+        let policy = preset.prebuilds.as_ref();
+        let scheduling = policy.and_then(|p| p.scheduling.as_ref());
+        let preset_id: Uuid = sqlx::query_scalar(
+            "INSERT INTO template_version_presets (template_version_id, name, ordinal, description, icon, is_default, \
+                 desired_instances, ttl_seconds, scheduling_timezone) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(version_id)
+        .bind(&preset.name)
+        .bind(ordinal as i32)
+        .bind(&preset.description)
+        .bind(&preset.icon)
+        .bind(preset.default)
+        .bind(policy.map(|p| p.instances as i32))
+        .bind(policy.and_then(|p| p.ttl_seconds).map(|t| t as i64))
+        .bind(scheduling.map(|s| s.timezone.clone()))
+        .fetch_one(&mut **tx)
+        .await?;
+        let (names, values): (Vec<&String>, Vec<&String>) = preset.parameters.iter().unzip();
+        sqlx::query(
+            "INSERT INTO template_version_preset_parameters (preset_id, name, value) \
+             SELECT $1, * FROM unnest($2::text[], $3::text[])",
+        )
+        .bind(preset_id)
+        .bind(names)
+        .bind(values)
+        .execute(&mut **tx)
+        .await?;
+        for (ordinal, s) in scheduling.map(|s| s.schedules.as_slice()).unwrap_or_default().iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO template_version_preset_prebuild_schedules \
+                     (preset_id, ordinal, cron_expression, desired_instances) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(preset_id)
+            .bind(ordinal as i32)
+            .bind(&s.cron)
+            .bind(s.instances as i32)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+
+    for (ordinal, agent) in m.agents.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO template_version_agents (template_version_id, name, ordinal, startup_script, env) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(version_id)
+        .bind(&agent.name)
+        .bind(ordinal as i32)
+        .bind(&agent.startup_script)
+        .bind(Json(&agent.env))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

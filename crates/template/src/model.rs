@@ -1,0 +1,228 @@
+//! What a parsed, validated manifest says. Every value here has passed the
+//! rules of DESIGN §3, so consumers need not check again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub provisioner: Provisioner,
+    pub claim: ClaimMode,
+    /// In file order.
+    pub parameters: Vec<Parameter>,
+    /// In file order.
+    pub presets: Vec<Preset>,
+    /// In file order.
+    pub agents: Vec<Agent>,
+    /// The block of the backend named by `provisioner`.
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provisioner {
+    Echo,
+    Exec,
+    Terraform,
+}
+
+impl Provisioner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provisioner::Echo => "echo",
+            Provisioner::Exec => "exec",
+            Provisioner::Terraform => "terraform",
+        }
+    }
+}
+
+/// How a claim personalises a prebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimMode {
+    /// A `start` build as the new owner (the default).
+    #[default]
+    Rebuild,
+    /// Ownership moves in one transaction; the agent re-runs its startup script.
+    Reinit,
+}
+
+impl ClaimMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimMode::Rebuild => "rebuild",
+            ClaimMode::Reinit => "reinit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParameterType {
+    #[serde(rename = "string")]
+    String,
+    #[serde(rename = "number")]
+    Number,
+    #[serde(rename = "bool")]
+    Bool,
+    #[serde(rename = "list(string)")]
+    ListString,
+}
+
+impl ParameterType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParameterType::String => "string",
+            ParameterType::Number => "number",
+            ParameterType::Bool => "bool",
+            ParameterType::ListString => "list(string)",
+        }
+    }
+}
+
+/// Values of every type travel as strings (as in build requests and presets):
+/// numbers in their shortest decimal form (`2`, `2.5`), bools as `true` /
+/// `false`, and `list(string)` as a JSON array (`["a","b"]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parameter {
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: ParameterType,
+    /// `None` means the parameter is required.
+    pub default: Option<String>,
+    pub mutable: bool,
+    pub options: Vec<ParameterOption>,
+    pub validation: Option<Validation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterOption {
+    pub name: String,
+    pub value: String,
+    pub description: String,
+    pub icon: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// For numbers: inclusive bounds.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// For strings: a regular expression the whole value must match.
+    pub regex: Option<String>,
+    /// Shown instead of the generic message when a value fails.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preset {
+    pub name: String,
+    pub description: String,
+    pub icon: String,
+    pub default: bool,
+    /// Parameter name → value (as a string, see [`Parameter`]).
+    pub parameters: BTreeMap<String, String>,
+    /// `None` when the preset has no `prebuilds` block: it has no pool at
+    /// all, which is not the same as a pool of 0.
+    pub prebuilds: Option<PrebuildPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrebuildPolicy {
+    pub instances: u32,
+    /// Unclaimed prebuilds older than this are replaced.
+    pub ttl_seconds: Option<u64>,
+    pub scheduling: Option<Scheduling>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduling {
+    /// An IANA zone name, e.g. `America/New_York`.
+    pub timezone: String,
+    /// No two of these cover the same minute.
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Five fields: minute hour day-of-month month day-of-week.
+    pub cron: String,
+    pub instances: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Lowercase letters, digits and single hyphens.
+    pub name: String,
+    pub startup_script: String,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    Start,
+    Stop,
+    Delete,
+}
+
+impl Transition {
+    pub const ALL: [Transition; 3] = [Transition::Start, Transition::Stop, Transition::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Start => "start",
+            Transition::Stop => "stop",
+            Transition::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum BackendConfig {
+    Echo(EchoConfig),
+    Exec(ExecConfig),
+    /// Terraform reads the template's `.tf` files; it has no block here.
+    Terraform,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoConfig {
+    /// How long each build takes.
+    pub duration_ms: u64,
+    /// Transitions whose builds fail.
+    pub fail_on: Vec<Transition>,
+    /// Resource addresses a claim build reports as replaced.
+    pub replace_on_claim: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// Script paths relative to the template root, per transition. `start`
+    /// is required; a missing `stop` or `delete` does nothing.
+    pub start: String,
+    pub stop: Option<String>,
+    pub delete: Option<String>,
+    /// Scripts running longer are killed (default 10 minutes).
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}

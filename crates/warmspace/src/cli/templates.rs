@@ -1,0 +1,262 @@
+//! `warmspace templates …`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use warmspace_sdk::{
+    Client, CreateTemplateRequest, CreateTemplateVersionRequest, JobStatus, LogEvent, Preset, StatusCode, Template,
+};
+
+use super::Config;
+use super::output::{self, Format, OutputArgs};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct OrgArgs {
+    /// The organization, by name or id.
+    #[arg(long = "org", env = "WARMSPACE_ORGANIZATION", default_value = "default")]
+    pub organization: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TemplatesCommand {
+    /// Upload a directory as a new template version, creating the template on first push.
+    Push {
+        /// The template's name.
+        name: String,
+        /// The template's files, with warmspace.hcl at the root.
+        #[arg(long, short = 'd', default_value = ".")]
+        directory: PathBuf,
+        /// Make the new version the active one.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        activate: bool,
+        /// The version's name (default: v<N>).
+        #[arg(long = "version-name")]
+        version_name: Option<String>,
+        /// A note stored with the version.
+        #[arg(long, short = 'm', default_value = "")]
+        message: String,
+        #[command(flatten)]
+        org: OrgArgs,
+    },
+    /// List templates.
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        org: OrgArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// A template's versions.
+    #[command(subcommand)]
+    Versions(VersionsCommand),
+    /// A template's presets.
+    #[command(subcommand)]
+    Presets(PresetsCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum VersionsCommand {
+    /// List a template's versions, oldest first.
+    #[command(alias = "ls")]
+    List {
+        template: String,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PresetsCommand {
+    /// List the presets of a template's active version (or of --template-version), with their prebuild policies.
+    #[command(alias = "ls")]
+    List {
+        template: String,
+        /// A version name instead of the active version.
+        #[arg(long = "template-version")]
+        version: Option<String>,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+pub async fn run(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
+    let client = config.client()?;
+    match command {
+        TemplatesCommand::Push { name, directory, activate, version_name, message, org } => {
+            push(&client, &org.organization, &name, &directory, activate, version_name, message).await
+        }
+        TemplatesCommand::List { org, output } => {
+            let templates = client.templates(&org.organization).await?;
+            match output.format {
+                Format::Json => output::json(&templates),
+                Format::Table => {
+                    let mut rows = Vec::new();
+                    for t in &templates {
+                        let active = client.template_version(t.active_version_id).await?;
+                        rows.push([
+                            t.name.clone(),
+                            t.display_name.clone(),
+                            active.name,
+                            t.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                            t.description.clone(),
+                        ]);
+                    }
+                    output::table(["NAME", "DISPLAY NAME", "ACTIVE VERSION", "CREATED", "DESCRIPTION"], rows);
+                    Ok(())
+                }
+            }
+        }
+        TemplatesCommand::Versions(VersionsCommand::List { template, org, output }) => {
+            let template = find_template(&client, &org.organization, &template).await?;
+            let versions = client.template_versions(template.id).await?;
+            match output.format {
+                Format::Json => output::json(&versions),
+                Format::Table => {
+                    output::table(
+                        ["NAME", "IMPORT", "PROVISIONER", "ACTIVE", "CREATED", "MESSAGE"],
+                        versions.iter().map(|v| {
+                            [
+                                v.name.clone(),
+                                v.job.status.as_str().to_owned(),
+                                v.provisioner.clone().unwrap_or_default(),
+                                if v.id == template.active_version_id { "yes".into() } else { String::new() },
+                                v.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                                v.message.clone(),
+                            ]
+                        }),
+                    );
+                    Ok(())
+                }
+            }
+        }
+        TemplatesCommand::Presets(PresetsCommand::List { template, version, org, output }) => {
+            let template = find_template(&client, &org.organization, &template).await?;
+            let version_id = match version {
+                None => template.active_version_id,
+                Some(name) => {
+                    client
+                        .template_versions(template.id)
+                        .await?
+                        .into_iter()
+                        .find(|v| v.name == name)
+                        .with_context(|| format!("template {} has no version {name:?}", template.name))?
+                        .id
+                }
+            };
+            let presets = client.template_version_presets(version_id).await?;
+            match output.format {
+                Format::Json => output::json(&presets),
+                Format::Table => {
+                    print_presets(&presets);
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+async fn find_template(client: &Client, organization: &str, name: &str) -> anyhow::Result<Template> {
+    client.template_by_name(organization, name).await.with_context(|| format!("template {name:?}"))
+}
+
+async fn push(
+    client: &Client,
+    organization: &str,
+    name: &str,
+    directory: &Path,
+    activate: bool,
+    version_name: Option<String>,
+    message: String,
+) -> anyhow::Result<()> {
+    let archive = warmspace_sdk::archive::tar_directory(directory)?;
+    let existing = match client.template_by_name(organization, name).await {
+        Ok(template) => Some(template),
+        Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let file = client.upload_tar(archive).await.context("uploading the template")?;
+    let version = client
+        .create_template_version(
+            organization,
+            &CreateTemplateVersionRequest {
+                file_id: file.id,
+                template_id: existing.as_ref().map(|t| t.id),
+                name: version_name,
+                message,
+                provisioner_tags: Default::default(),
+            },
+        )
+        .await?;
+    println!("Importing {name} version {} …", version.name);
+    let job = follow_import(client, version.id).await?;
+    if job.status != JobStatus::Succeeded {
+        bail!("the import {}:\n{}", job.status.as_str(), job.error.unwrap_or_default());
+    }
+    match existing {
+        None => {
+            client
+                .create_template(
+                    organization,
+                    &CreateTemplateRequest {
+                        name: name.to_owned(),
+                        template_version_id: version.id,
+                        display_name: String::new(),
+                        description: String::new(),
+                        icon: String::new(),
+                        settings: Default::default(),
+                    },
+                )
+                .await?;
+            println!("Created template {name} with version {} active.", version.name);
+        }
+        Some(template) if activate => {
+            client.set_active_version(template.id, version.id).await?;
+            println!("Version {} of {name} is now active.", version.name);
+        }
+        Some(_) => println!("Version {} of {name} imported; the active version is unchanged.", version.name),
+    }
+    Ok(())
+}
+
+/// Prints the import log as it arrives; returns the finished job.
+async fn follow_import(client: &Client, version_id: uuid::Uuid) -> anyhow::Result<warmspace_sdk::ProvisionerJob> {
+    let mut events = Box::pin(client.follow_template_version_logs(version_id).await?);
+    while let Some(event) = events.next().await {
+        match event? {
+            LogEvent::Log(line) => println!("  {}", line.output),
+            LogEvent::End(job) => return Ok(job),
+        }
+    }
+    // The stream ended without an end event (server restart): ask directly.
+    Ok(client.template_version(version_id).await?.job)
+}
+
+fn print_presets(presets: &[Preset]) {
+    output::table(
+        ["NAME", "DEFAULT", "PARAMETERS", "PREBUILDS", "TTL", "TIMEZONE", "SCHEDULES", "DESCRIPTION", "ICON"],
+        presets.iter().map(|p| {
+            let parameters = p.parameters.iter().map(|kv| format!("{}={}", kv.name, kv.value)).collect::<Vec<_>>();
+            let policy = p.prebuilds.as_ref();
+            let scheduling = policy.and_then(|p| p.scheduling.as_ref());
+            [
+                p.name.clone(),
+                if p.default { "yes".into() } else { String::new() },
+                parameters.join(" "),
+                policy.map(|p| p.instances.to_string()).unwrap_or_else(|| "-".into()),
+                policy.and_then(|p| p.ttl_seconds).map(|t| format!("{t}s")).unwrap_or_default(),
+                scheduling.map(|s| s.timezone.clone()).unwrap_or_default(),
+                scheduling
+                    .map(|s| s.schedules.iter().map(|s| format!("{} → {}", s.cron, s.instances)).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .join("; "),
+                p.description.clone(),
+                p.icon.clone(),
+            ]
+        }),
+    );
+}
