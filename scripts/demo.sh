@@ -27,13 +27,21 @@ done
 "$bin" users list
 "$bin" templates push example --directory examples/echo
 "$bin" templates presets list example
+"$bin" templates push local --directory examples/exec
+"$bin" show demo >/dev/null 2>&1 || "$bin" create demo --template local --parameter greeting=hello
+"$bin" list
 
 cat <<MSG
 
 warmspace is running at $url with its built-in PostgreSQL.
 Logged in as admin@example.com (password: $password); the session is in $WARMSPACE_CONFIG_DIR.
-The template "example" (examples/echo) is pushed. Try, in another terminal:
+Templates "example" (examples/echo, simulated) and "local" (examples/exec: each
+workspace is a local process) are pushed, and workspace "demo" runs from "local".
+Try, in another terminal:
     export WARMSPACE_CONFIG_DIR=$WARMSPACE_CONFIG_DIR
+    $bin show demo
+    $bin stop demo && $bin start demo
+    $bin create sim --template example --preset us-small
     $bin templates versions list example
     $bin templates presets list example -o json
     $bin provisioner jobs list

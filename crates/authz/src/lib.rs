@@ -62,16 +62,19 @@ pub enum Resource {
     /// Uploaded archives; "owned" by whoever uploaded them.
     File,
     ProvisionerJob,
+    /// Daemons and the keys external ones authenticate with.
+    ProvisionerDaemon,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 6] = [
+    pub const ALL: [Resource; 7] = [
         Resource::User,
         Resource::Organization,
         Resource::Template,
         Resource::Workspace,
         Resource::File,
         Resource::ProvisionerJob,
+        Resource::ProvisionerDaemon,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl Resource {
             Resource::Workspace => "workspace",
             Resource::File => "file",
             Resource::ProvisionerJob => "provisioner job",
+            Resource::ProvisionerDaemon => "provisioner daemon",
         }
     }
 }
@@ -165,6 +169,7 @@ const OWNER_GRANTS: &[Grant] = &[
     grant(Resource::Workspace, ALL_ACTIONS, Scope::All),
     grant(Resource::File, ALL_ACTIONS, Scope::All),
     grant(Resource::ProvisionerJob, ALL_ACTIONS, Scope::All),
+    grant(Resource::ProvisionerDaemon, ALL_ACTIONS, Scope::All),
 ];
 
 const TEMPLATE_ADMIN_GRANTS: &[Grant] = &[
@@ -174,6 +179,7 @@ const TEMPLATE_ADMIN_GRANTS: &[Grant] = &[
     grant(Resource::Workspace, READ, Scope::All),
     grant(Resource::File, CREATE_READ, Scope::All),
     grant(Resource::ProvisionerJob, READ, Scope::All),
+    grant(Resource::ProvisionerDaemon, READ, Scope::All),
 ];
 
 const MEMBER_GRANTS: &[Grant] = &[
@@ -291,6 +297,8 @@ mod tests {
             (member, Read, ProvisionerJob, None, false),
             (admin, Read, ProvisionerJob, None, true),
             (admin, Update, ProvisionerJob, None, false),
+            (admin, Create, ProvisionerDaemon, None, false),
+            (owner, Create, ProvisionerDaemon, None, true),
             // no roles at all (the prebuilds system user)
             (&[], Read, User, Some(ME), false),
             (&[], Read, Template, None, false),

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use uuid::Uuid;
-use warmspace_sdk::JobLogLine;
+use warmspace_sdk::{BuildJob, BuildOutcome, JobLogLine};
 use warmspace_template::Manifest;
 
 /// A daemon as the queue knows it.
@@ -20,22 +20,39 @@ pub struct Worker {
 #[derive(Debug)]
 pub struct AcquiredJob {
     pub id: Uuid,
+    /// Renew the job's lease this often.
+    pub heartbeat_every: Duration,
     pub kind: JobKind,
 }
 
 #[derive(Debug)]
 pub enum JobKind {
     /// Parse and validate a template version's files.
-    TemplateImport {
-        template_version_id: Uuid,
-        /// The version's tar archive.
-        archive: Vec<u8>,
-    },
+    TemplateImport { template_version_id: Uuid, file_id: Uuid },
+    /// Run a workspace build.
+    WorkspaceBuild(Box<BuildJob>),
+}
+
+impl JobKind {
+    pub fn file_id(&self) -> Uuid {
+        match self {
+            JobKind::TemplateImport { file_id, .. } => *file_id,
+            JobKind::WorkspaceBuild(build) => build.file_id,
+        }
+    }
+}
+
+/// What a heartbeat learns about the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    /// Somebody canceled it: stop the backend and report.
+    Canceling,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
-    /// The daemon no longer holds the job (canceled, or taken away).
+    /// The daemon no longer holds the job (its lease expired, or it finished elsewhere).
     #[error("this daemon no longer holds the job")]
     JobLost,
     #[error("{0}")]
@@ -59,6 +76,16 @@ pub trait Coordinator: Clone + Send + Sync + 'static {
     /// Takes the next job this worker may run, if any.
     fn acquire(&self, worker: &Worker) -> impl Future<Output = Result<Option<AcquiredJob>, CoordinatorError>> + Send;
 
+    /// The bytes of an uploaded file (a template version's archive).
+    fn file(&self, file_id: Uuid) -> impl Future<Output = Result<Vec<u8>, CoordinatorError>> + Send;
+
+    /// Renews the job's lease; says whether it is being canceled.
+    fn heartbeat(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+    ) -> impl Future<Output = Result<JobState, CoordinatorError>> + Send;
+
     fn append_logs(
         &self,
         job_id: Uuid,
@@ -71,6 +98,14 @@ pub trait Coordinator: Clone + Send + Sync + 'static {
         job_id: Uuid,
         worker_id: Uuid,
         manifest: Manifest,
+    ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
+
+    /// Records how a build ended.
+    fn complete_build(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        outcome: BuildOutcome,
     ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
 
     fn fail_job(

@@ -1,14 +1,20 @@
-//! The daemon loop: acquire, run, report; idle until woken or polled.
+//! The daemon loop: acquire, run, report; idle until woken or polled. While
+//! a job runs, a heartbeat renews its lease and carries cancellation back.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
+use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult};
 
+use crate::backend::{BuildContext, run_build};
+use crate::coordinator::JobState;
 use crate::import::{ImportFailure, import};
 use crate::logs::LogSink;
-use crate::{AcquiredJob, Coordinator, CoordinatorError, JobKind, WorkSignal, Worker};
+use crate::{AcquiredJob, Coordinator, CoordinatorError, JobKind, WorkSignal, Worker, archive};
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -16,18 +22,21 @@ pub struct DaemonConfig {
     pub tags: BTreeMap<String, String>,
     /// How often an idle daemon looks for work without being woken.
     pub poll_interval: Duration,
+    /// The `warmspace` executable scripts may start (`WARMSPACE_BINARY`).
+    pub binary: PathBuf,
 }
 
 pub struct Daemon<C> {
     coordinator: C,
     worker: Worker,
     poll_interval: Duration,
+    binary: PathBuf,
 }
 
 impl<C: Coordinator> Daemon<C> {
     pub fn new(coordinator: C, config: DaemonConfig) -> Self {
         let worker = Worker { id: Uuid::new_v4(), name: config.name, tags: config.tags };
-        Daemon { coordinator, worker, poll_interval: config.poll_interval }
+        Daemon { coordinator, worker, poll_interval: config.poll_interval, binary: config.binary }
     }
 
     pub fn worker(&self) -> &Worker {
@@ -36,16 +45,15 @@ impl<C: Coordinator> Daemon<C> {
 
     /// Runs jobs until `stop` turns true; a job under way is finished first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         let mut signal = loop {
             match self.coordinator.work_signal().await {
                 Ok(signal) => break signal,
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot listen for jobs; retrying");
-                    if wait_or_stop(&mut stop, backoff).await {
+                    if wait_or_stop(&mut stop, backoff.next()).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         };
@@ -53,7 +61,7 @@ impl<C: Coordinator> Daemon<C> {
         while !*stop.borrow() {
             match self.coordinator.acquire(&self.worker).await {
                 Ok(Some(job)) => {
-                    backoff = Duration::from_millis(100);
+                    backoff = Backoff::default();
                     self.run_job(job).await;
                 }
                 Ok(None) => {
@@ -64,10 +72,9 @@ impl<C: Coordinator> Daemon<C> {
                 }
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot acquire jobs");
-                    if wait_or_stop(&mut stop, backoff).await {
+                    if wait_or_stop(&mut stop, backoff.next()).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -77,25 +84,40 @@ impl<C: Coordinator> Daemon<C> {
     async fn run_job(&self, job: AcquiredJob) {
         let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id);
         log.info("", format!("Job acquired by {}", self.worker.name));
-        let outcome = match job.kind {
-            JobKind::TemplateImport { template_version_id, archive } => {
+        let (cancel, heartbeat) = self.heartbeat(job.id, job.heartbeat_every);
+        let archive = self.coordinator.file(job.kind.file_id()).await;
+        let outcome = match (job.kind, archive) {
+            (_, Err(err)) => {
+                let message = format!("cannot fetch the template's files: {err}");
+                log.error("", &message);
+                flusher.finish(log).await;
+                self.coordinator.fail_job(job.id, self.worker.id, message).await
+            }
+            (JobKind::TemplateImport { template_version_id, .. }, Ok(archive)) => {
                 tracing::info!(daemon = %self.worker.name, job = %job.id, %template_version_id, "importing template");
                 let import_log = log.clone();
                 let imported = tokio::task::spawn_blocking(move || import(&archive, &import_log))
                     .await
                     .unwrap_or_else(|e| Err(ImportFailure(vec![format!("the import crashed: {e}")])));
+                flusher.finish(log).await;
                 match imported {
-                    Ok(manifest) => {
-                        flusher.finish(log).await;
-                        self.coordinator.complete_import(job.id, self.worker.id, manifest).await
-                    }
+                    Ok(manifest) => self.coordinator.complete_import(job.id, self.worker.id, manifest).await,
                     Err(ImportFailure(problems)) => {
-                        flusher.finish(log).await;
                         self.coordinator.fail_job(job.id, self.worker.id, problems.join("\n")).await
                     }
                 }
             }
+            (JobKind::WorkspaceBuild(build), Ok(archive)) => {
+                tracing::info!(
+                    daemon = %self.worker.name, job = %job.id, workspace = %build.workspace_name,
+                    transition = build.transition.as_str(), "running build"
+                );
+                let outcome = self.build(&build, archive, &log, cancel).await;
+                flusher.finish(log).await;
+                self.coordinator.complete_build(job.id, self.worker.id, outcome).await
+            }
         };
+        heartbeat.abort();
         match outcome {
             Ok(()) => {}
             Err(CoordinatorError::JobLost) => {
@@ -105,6 +127,76 @@ impl<C: Coordinator> Daemon<C> {
                 tracing::error!(daemon = %self.worker.name, job = %job.id, error = %err, "cannot report the job")
             }
         }
+    }
+
+    async fn build(
+        &self,
+        job: &BuildJob,
+        archive: Vec<u8>,
+        log: &LogSink,
+        cancel: watch::Receiver<bool>,
+    ) -> BuildOutcome {
+        let failed = |message: String| BuildOutcome {
+            result: BuildResult::Failed(message),
+            state: job.state.clone(),
+            resources: Vec::new(),
+        };
+        let files = match tempfile::Builder::new().prefix("warmspace-build-").tempdir() {
+            Ok(dir) => dir,
+            Err(err) => return failed(format!("cannot create a working directory: {err}")),
+        };
+        let target = files.path().to_owned();
+        let unpacked = tokio::task::spawn_blocking(move || archive::unpack(&archive, &target)).await;
+        if let Err(err) = unpacked.map_err(std::io::Error::other).and_then(|r| r) {
+            return failed(format!("cannot unpack the template's files: {err}"));
+        }
+        run_build(BuildContext { job, files: files.path(), log, cancel, binary: &self.binary }).await
+    }
+
+    /// Renews the job's lease until aborted. The returned receiver turns
+    /// true when the job must stop: canceled, or no longer ours.
+    fn heartbeat(&self, job_id: Uuid, every: Duration) -> (watch::Receiver<bool>, JoinHandle<()>) {
+        let (stop_job, cancel) = watch::channel(false);
+        let (coordinator, worker) = (self.coordinator.clone(), self.worker.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match coordinator.heartbeat(job_id, worker.id).await {
+                    Ok(JobState::Running) => {}
+                    Ok(JobState::Canceling) => {
+                        tracing::info!(daemon = %worker.name, job = %job_id, "job canceled; stopping it");
+                        let _ = stop_job.send(true);
+                    }
+                    Err(CoordinatorError::JobLost) => {
+                        tracing::warn!(daemon = %worker.name, job = %job_id, "lease lost; stopping the job");
+                        let _ = stop_job.send(true);
+                        return;
+                    }
+                    // A missed heartbeat is retried; the lease outlasts a few of them.
+                    Err(err) => tracing::warn!(daemon = %worker.name, job = %job_id, error = %err, "heartbeat failed"),
+                }
+            }
+        });
+        (cancel, task)
+    }
+}
+
+/// Exponential backoff from 100 ms to 5 s.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        now
     }
 }
 

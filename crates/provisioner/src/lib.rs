@@ -4,10 +4,13 @@
 //! another host it is the HTTP API. Daemons keep no state between jobs.
 
 mod archive;
+pub mod backend;
 pub mod coordinator;
 pub mod daemon;
 mod import;
 mod logs;
+pub mod remote;
 
-pub use coordinator::{AcquiredJob, Coordinator, CoordinatorError, JobKind, WorkSignal, Worker};
+pub use coordinator::{AcquiredJob, Coordinator, CoordinatorError, JobKind, JobState, WorkSignal, Worker};
 pub use daemon::{Daemon, DaemonConfig};
+pub use remote::HttpCoordinator;

@@ -48,6 +48,13 @@ impl LogSink {
         (LogSink { tx }, LogFlusher(flusher))
     }
 
+    /// A sink whose lines go to a channel instead of a coordinator, for tests.
+    #[cfg(test)]
+    pub fn channel() -> (LogSink, mpsc::UnboundedReceiver<JobLogLine>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (LogSink { tx }, rx)
+    }
+
     pub fn line(&self, source: LogSource, level: LogLevel, stage: &str, output: impl Into<String>) {
         let _ = self.tx.send(JobLogLine {
             created_at: Utc::now(),

@@ -8,6 +8,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::SESSION_TOKEN_HEADER;
+use crate::types::PROVISIONER_KEY_HEADER;
 use crate::types::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +38,8 @@ impl ClientError {
 #[derive(Clone, Debug)]
 pub struct Client {
     base: Url,
-    token: Option<String>,
+    /// The credential header and its value.
+    auth: Option<(&'static str, String)>,
     http: reqwest::Client,
 }
 
@@ -50,11 +52,18 @@ impl Client {
             .user_agent(concat!("warmspace/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with default settings always builds");
-        Client { base, token: None, http }
+        Client { base, auth: None, http }
     }
 
+    /// Authenticates as a user with a session or API token.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.auth = Some((SESSION_TOKEN_HEADER, token.into()));
+        self
+    }
+
+    /// Authenticates as an external provisioner daemon.
+    pub fn with_provisioner_key(mut self, key: impl Into<String>) -> Self {
+        self.auth = Some((PROVISIONER_KEY_HEADER, key.into()));
         self
     }
 
@@ -62,16 +71,17 @@ impl Client {
         &self.base
     }
 
+    /// The session token, when authenticating as a user.
     pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+        self.auth.as_ref().filter(|(header, _)| *header == SESSION_TOKEN_HEADER).map(|(_, token)| token.as_str())
     }
 
     /// A request to `path` (relative to the server URL) carrying the session token.
     pub fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
         let url = self.base.join(path.trim_start_matches('/'))?;
         let mut req = self.http.request(method, url);
-        if let Some(token) = &self.token {
-            req = req.header(SESSION_TOKEN_HEADER, token);
+        if let Some((header, value)) = &self.auth {
+            req = req.header(*header, value);
         }
         Ok(req)
     }
@@ -141,7 +151,11 @@ impl Client {
     }
 
     pub async fn download_file(&self, id: Uuid) -> Result<Vec<u8>, ClientError> {
-        let resp = self.request(Method::GET, &format!("api/v2/files/{id}"))?.send().await?;
+        self.download(&format!("api/v2/files/{id}")).await
+    }
+
+    async fn download(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let resp = self.request(Method::GET, path)?.send().await?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
@@ -249,6 +263,100 @@ impl Client {
     pub async fn set_active_version(&self, template_id: Uuid, version_id: Uuid) -> Result<Template, ClientError> {
         let req = UpdateActiveVersionRequest { id: version_id };
         Self::send(self.request(Method::PATCH, &format!("api/v2/templates/{template_id}/versions"))?.json(&req)).await
+    }
+
+    pub async fn create_workspace(&self, user: &str, req: &CreateWorkspaceRequest) -> Result<Workspace, ClientError> {
+        self.post(&format!("api/v2/users/{user}/workspaces"), req).await
+    }
+
+    pub async fn workspaces(&self, query: &WorkspacesQuery) -> Result<WorkspacesResponse, ClientError> {
+        Self::send(self.request(Method::GET, "api/v2/workspaces")?.query(query)).await
+    }
+
+    pub async fn workspace(&self, id: Uuid) -> Result<Workspace, ClientError> {
+        self.get(&format!("api/v2/workspaces/{id}")).await
+    }
+
+    /// `user` is a username, a user id, or `me`.
+    pub async fn workspace_by_name(&self, user: &str, name: &str) -> Result<Workspace, ClientError> {
+        self.get(&format!("api/v2/users/{user}/workspace/{name}")).await
+    }
+
+    pub async fn create_build(
+        &self,
+        workspace_id: Uuid,
+        req: &CreateWorkspaceBuildRequest,
+    ) -> Result<WorkspaceBuild, ClientError> {
+        self.post(&format!("api/v2/workspaces/{workspace_id}/builds"), req).await
+    }
+
+    pub async fn builds(&self, workspace_id: Uuid) -> Result<Vec<WorkspaceBuild>, ClientError> {
+        self.get(&format!("api/v2/workspaces/{workspace_id}/builds")).await
+    }
+
+    pub async fn build(&self, id: Uuid) -> Result<WorkspaceBuild, ClientError> {
+        self.get(&format!("api/v2/workspacebuilds/{id}")).await
+    }
+
+    pub async fn build_logs(&self, id: Uuid) -> Result<Vec<ProvisionerJobLog>, ClientError> {
+        self.get(&format!("api/v2/workspacebuilds/{id}/logs")).await
+    }
+
+    /// Follows a build's log until the build ends.
+    pub async fn follow_build_logs(
+        &self,
+        id: Uuid,
+    ) -> Result<impl Stream<Item = Result<LogEvent, ClientError>> + use<>, ClientError> {
+        self.follow_logs(&format!("api/v2/workspacebuilds/{id}/logs?follow=true")).await
+    }
+
+    pub async fn cancel_build(&self, id: Uuid) -> Result<Response, ClientError> {
+        Self::send(self.request(Method::PATCH, &format!("api/v2/workspacebuilds/{id}/cancel"))?).await
+    }
+
+    pub async fn create_provisioner_key(&self, name: &str) -> Result<CreateProvisionerKeyResponse, ClientError> {
+        self.post("api/v2/provisionerkeys", &CreateProvisionerKeyRequest { name: name.to_owned() }).await
+    }
+
+    pub async fn provisioner_keys(&self) -> Result<Vec<ProvisionerKey>, ClientError> {
+        self.get("api/v2/provisionerkeys").await
+    }
+
+    pub async fn delete_provisioner_key(&self, name: &str) -> Result<Response, ClientError> {
+        Self::send(self.request(Method::DELETE, &format!("api/v2/provisionerkeys/{name}"))?).await
+    }
+
+    // The daemon protocol, for external provisioner daemons (authenticated with a key).
+
+    /// Takes the next job this daemon may run; `None` when there is none.
+    pub async fn acquire_job(&self, worker: &DaemonWorker) -> Result<Option<AcquiredJobResponse>, ClientError> {
+        self.post("api/v2/provisionerdaemons/acquire", worker).await
+    }
+
+    /// A response streaming an event whenever a job is posted.
+    pub async fn job_posted_events(&self) -> Result<reqwest::Response, ClientError> {
+        let resp = self.request(Method::GET, "api/v2/provisionerdaemons/events")?.send().await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(error_body(status, &resp.bytes().await?));
+        }
+        Ok(resp)
+    }
+
+    pub async fn daemon_file(&self, id: Uuid) -> Result<Vec<u8>, ClientError> {
+        self.download(&format!("api/v2/provisionerdaemons/files/{id}")).await
+    }
+
+    pub async fn heartbeat_job(&self, job_id: Uuid, worker_id: Uuid) -> Result<HeartbeatResponse, ClientError> {
+        self.post(&format!("api/v2/provisionerdaemons/jobs/{job_id}/heartbeat"), &HeartbeatRequest { worker_id }).await
+    }
+
+    pub async fn append_job_logs(&self, job_id: Uuid, logs: &[JobLogLine]) -> Result<Response, ClientError> {
+        self.post(&format!("api/v2/provisionerdaemons/jobs/{job_id}/logs"), &logs).await
+    }
+
+    pub async fn complete_job(&self, job_id: Uuid, req: &CompleteJobRequest) -> Result<Response, ClientError> {
+        self.post(&format!("api/v2/provisionerdaemons/jobs/{job_id}/complete"), req).await
     }
 
     pub async fn provisioner_jobs(

@@ -1,60 +1,117 @@
-//! In-process provisioner daemons and the coordinator they use: the store
-//! and pub/sub directly, no HTTP in between.
+//! The server's side of provisioning: turning queued jobs into what daemons
+//! run and recording what they report (the same code serves in-process
+//! daemons directly and external ones over HTTP), the in-process daemons
+//! themselves, and the reaper of expired leases.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 use warmspace_provisioner::{
-    AcquiredJob, Coordinator, CoordinatorError, Daemon, DaemonConfig, JobKind, WorkSignal, Worker,
+    AcquiredJob, Coordinator, CoordinatorError, Daemon, DaemonConfig, JobKind, JobState, WorkSignal, Worker,
 };
-use warmspace_sdk::JobLogLine;
-use warmspace_store::jobs::{self, JOB_POSTED_CHANNEL, JobRow, NewLog};
+use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, JobLogLine};
+use warmspace_store::jobs::{self, JOB_POSTED_CHANNEL, JobRow, NewLog, QueuePolicy};
 use warmspace_store::pubsub::{PubSub, Subscription};
+use warmspace_store::workspaces::{BuildCompletion, PREBUILDS_USER_ID};
 use warmspace_store::{Store, StoreError};
-use warmspace_template::Manifest;
+use warmspace_template::{BackendConfig, Manifest, Transition};
 
 /// Idle daemons look for work this often even without a notification.
 const BACKUP_POLL: Duration = Duration::from_secs(5);
+/// How often expired leases are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(2);
 
 /// Published on a job's event channel when new log lines are stored.
 pub const EVENT_LOGS: &str = "logs";
 /// Published on a job's event channel when it has finished.
 pub const EVENT_DONE: &str = "done";
 
+/// Announces a job event to log followers on every replica. Runs after the
+/// change has committed; a lost announcement only delays followers until
+/// their backup poll.
+pub async fn announce(pubsub: &PubSub, job_id: Uuid, event: &str) {
+    if let Err(err) = pubsub.publish(&jobs::job_events_channel(job_id), event).await {
+        tracing::warn!(%job_id, error = %err, "could not announce a job event");
+    }
+}
+
+/// The queue as daemons see it.
 #[derive(Clone)]
 pub struct LocalCoordinator {
     store: Store,
     pubsub: PubSub,
+    policy: QueuePolicy,
+    /// How workspaces reach this server.
+    access_url: String,
 }
 
 impl LocalCoordinator {
-    pub fn new(store: Store, pubsub: PubSub) -> Self {
-        LocalCoordinator { store, pubsub }
+    pub fn new(store: Store, pubsub: PubSub, policy: QueuePolicy, access_url: String) -> Self {
+        LocalCoordinator { store, pubsub, policy, access_url }
     }
 
-    /// Announces a job event to log followers on every replica. Runs after
-    /// the change has committed; a lost announcement only delays followers
-    /// until their backup poll.
-    async fn announce(&self, job_id: Uuid, event: &str) {
-        if let Err(err) = self.pubsub.publish(&jobs::job_events_channel(job_id), event).await {
-            tracing::warn!(%job_id, error = %err, "could not announce a job event");
+    /// Acquires for a worker that may have authenticated with a provisioner key.
+    pub async fn acquire_as(
+        &self,
+        worker: &Worker,
+        key_id: Option<String>,
+    ) -> Result<Option<AcquiredJob>, CoordinatorError> {
+        let queue_worker = jobs::Worker { id: worker.id, name: worker.name.clone(), tags: worker.tags.clone(), key_id };
+        let Some(job) = self.store.acquire_job(&queue_worker, &self.policy).await.map_err(coordinator_error)? else {
+            return Ok(None);
+        };
+        match self.describe(&job).await {
+            Ok(kind) => Ok(Some(AcquiredJob { id: job.id, heartbeat_every: self.policy.lease / 3, kind })),
+            // A job no daemon can even start must not stay running until its lease expires.
+            Err(err) => {
+                let message = format!("the job could not be started: {err}");
+                self.store.fail_job(job.id, worker.id, &message).await.map_err(coordinator_error)?;
+                announce(&self.pubsub, job.id, EVENT_DONE).await;
+                Err(CoordinatorError::Other(message))
+            }
         }
     }
 
-    async fn acquired(&self, job: JobRow) -> Result<AcquiredJob, StoreError> {
-        let kind = match job.kind.as_str() {
+    async fn describe(&self, job: &JobRow) -> Result<JobKind, StoreError> {
+        match job.kind.as_str() {
             "template_version_import" => {
                 let version = self.store.template_version_by_job(job.id).await?;
-                let archive = self.store.file_data(version.file_id).await?;
-                JobKind::TemplateImport { template_version_id: version.id, archive }
+                Ok(JobKind::TemplateImport { template_version_id: version.id, file_id: version.file_id })
             }
-            other => {
-                return Err(StoreError::Invalid { field: "type", message: format!("no daemon runs {other} jobs yet") });
+            _ => {
+                let p = self.store.build_payload(job.id).await?;
+                let invalid = |message: String| StoreError::Invalid { field: "job", message };
+                let backend: BackendConfig = p
+                    .provisioner_config
+                    .ok_or_else(|| invalid("the template version was never imported".into()))
+                    .and_then(|config| serde_json::from_value(config.0).map_err(|e| invalid(e.to_string())))?;
+                let transition = match p.transition.as_str() {
+                    "start" => Transition::Start,
+                    "stop" => Transition::Stop,
+                    _ => Transition::Delete,
+                };
+                Ok(JobKind::WorkspaceBuild(Box::new(BuildJob {
+                    build_id: p.build_id,
+                    build_number: p.build_number,
+                    transition,
+                    workspace_id: p.workspace_id,
+                    workspace_name: p.workspace_name,
+                    owner_id: p.owner_id,
+                    owner_name: p.owner_name,
+                    is_prebuild: p.owner_id == PREBUILDS_USER_ID,
+                    is_claim: p.reason == "claim",
+                    parameters: p.parameters.0,
+                    agent_tokens: Default::default(),
+                    backend,
+                    state: p.previous_state.filter(|state| !state.is_empty()),
+                    file_id: p.file_id,
+                    server_url: self.access_url.clone(),
+                })))
             }
-        };
-        Ok(AcquiredJob { id: job.id, kind })
+        }
     }
 }
 
@@ -83,19 +140,18 @@ impl Coordinator for LocalCoordinator {
     }
 
     async fn acquire(&self, worker: &Worker) -> Result<Option<AcquiredJob>, CoordinatorError> {
-        let worker = jobs::Worker { id: worker.id, name: worker.name.clone(), tags: worker.tags.clone() };
-        let Some(job) = self.store.acquire_job(&worker).await.map_err(coordinator_error)? else {
-            return Ok(None);
-        };
-        match self.acquired(job.clone()).await {
-            Ok(acquired) => Ok(Some(acquired)),
-            // A job this daemon cannot even start must not stay running forever.
-            Err(err) => {
-                let message = format!("the job could not be started: {err}");
-                self.store.fail_job(job.id, worker.id, &message).await.map_err(coordinator_error)?;
-                self.announce(job.id, EVENT_DONE).await;
-                Err(CoordinatorError::Other(message))
-            }
+        self.acquire_as(worker, None).await
+    }
+
+    async fn file(&self, file_id: Uuid) -> Result<Vec<u8>, CoordinatorError> {
+        self.store.file_data(file_id).await.map_err(|e| CoordinatorError::Other(e.to_string()))
+    }
+
+    async fn heartbeat(&self, job_id: Uuid, worker_id: Uuid) -> Result<JobState, CoordinatorError> {
+        match self.store.heartbeat_job(job_id, worker_id, &self.policy).await.map_err(coordinator_error)? {
+            None => Err(CoordinatorError::JobLost),
+            Some(status) if status == "canceling" => Ok(JobState::Canceling),
+            Some(_) => Ok(JobState::Running),
         }
     }
 
@@ -112,46 +168,94 @@ impl Coordinator for LocalCoordinator {
             .collect();
         let stored = self.store.append_job_logs(job_id, &logs).await.map_err(coordinator_error)?;
         if stored > 0 {
-            self.announce(job_id, EVENT_LOGS).await;
+            announce(&self.pubsub, job_id, EVENT_LOGS).await;
         }
         Ok(())
     }
 
     async fn complete_import(&self, job_id: Uuid, worker_id: Uuid, manifest: Manifest) -> Result<(), CoordinatorError> {
         self.store.complete_template_import(job_id, worker_id, &manifest).await.map_err(coordinator_error)?;
-        self.announce(job_id, EVENT_DONE).await;
+        announce(&self.pubsub, job_id, EVENT_DONE).await;
+        Ok(())
+    }
+
+    async fn complete_build(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        outcome: BuildOutcome,
+    ) -> Result<(), CoordinatorError> {
+        let (status, error) = match outcome.result {
+            BuildResult::Succeeded => ("succeeded", None),
+            BuildResult::Failed(error) => ("failed", Some(error)),
+            BuildResult::Canceled => ("canceled", Some("canceled".to_owned())),
+        };
+        let completion = BuildCompletion {
+            status,
+            error,
+            state: outcome.state,
+            resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
+        };
+        self.store.complete_build(job_id, worker_id, &completion).await.map_err(coordinator_error)?;
+        announce(&self.pubsub, job_id, EVENT_DONE).await;
         Ok(())
     }
 
     async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: String) -> Result<(), CoordinatorError> {
         self.store.fail_job(job_id, worker_id, &error).await.map_err(coordinator_error)?;
-        self.announce(job_id, EVENT_DONE).await;
+        announce(&self.pubsub, job_id, EVENT_DONE).await;
         Ok(())
     }
 }
 
-/// The in-process daemons of one server. Stopping waits for jobs under way.
+/// The in-process daemons of one server, and the lease reaper. Stopping
+/// waits for jobs under way.
 pub struct Daemons {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl Daemons {
-    /// Starts `count` daemons named `<host>-1` … `<host>-<count>`.
-    pub fn start(coordinator: LocalCoordinator, count: usize) -> Daemons {
+    /// Starts `count` daemons named `<host>-1` … `<host>-<count>`, and the
+    /// reaper that fails jobs whose daemon stopped heartbeating (on every
+    /// replica: it is one idempotent UPDATE).
+    pub fn start(coordinator: LocalCoordinator, count: usize, binary: PathBuf) -> Daemons {
         let (stop, stopped) = watch::channel(false);
         let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "warmspace".into());
         let mut tasks = JoinSet::new();
         for i in 1..=count {
-            let config =
-                DaemonConfig { name: format!("{host}-{i}"), tags: Default::default(), poll_interval: BACKUP_POLL };
+            let config = DaemonConfig {
+                name: format!("{host}-{i}"),
+                tags: Default::default(),
+                poll_interval: BACKUP_POLL,
+                binary: binary.clone(),
+            };
             tasks.spawn(Daemon::new(coordinator.clone(), config).run(stopped.clone()));
         }
+        tasks.spawn(reap(coordinator.store, coordinator.pubsub, stopped));
         Daemons { stop, tasks }
     }
 
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn reap(store: Store, pubsub: PubSub, mut stop: watch::Receiver<bool>) {
+    loop {
+        match store.reap_expired_jobs().await {
+            Ok(reaped) => {
+                for job_id in reaped {
+                    tracing::warn!(%job_id, "job failed: its daemon stopped heartbeating");
+                    announce(&pubsub, job_id, EVENT_DONE).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot reap expired job leases"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REAP_EVERY) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

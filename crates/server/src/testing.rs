@@ -9,7 +9,7 @@ use warmspace_store::Store;
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::testing::TestDatabase;
 
-use crate::provisioning::{Daemons, LocalCoordinator};
+use crate::provisioning::Daemons;
 use crate::{AppState, Config};
 
 pub const OWNER_EMAIL: &str = "admin@example.com";
@@ -39,8 +39,10 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let daemons = Daemons::start(LocalCoordinator::new(store.clone(), pubsub.clone()), daemons);
+        let config = Config { access_url: url.as_str().trim_end_matches('/').to_owned(), ..config };
         let state = AppState::new(store.clone(), pubsub.clone(), config);
+        let binary = std::env::current_exe().expect("the test binary's path");
+        let daemons = Daemons::start(state.coordinator.clone(), daemons, binary);
         tokio::spawn(crate::serve(listener, state, async {
             let _ = stopped.await;
         }));

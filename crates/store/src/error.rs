@@ -9,6 +9,9 @@ pub enum StoreError {
     /// The request contradicts the stored state; `field` names the input at fault.
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// Another operation on the same thing is under way.
+    #[error("{0}")]
+    InProgress(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

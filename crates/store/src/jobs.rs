@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{Result, Store, StoreError};
@@ -72,6 +72,7 @@ pub struct JobRow {
     pub canceled_at: Option<DateTime<Utc>>,
     pub logs_length: i32,
     pub logs_overflowed: bool,
+    pub lease_expires_at: Option<DateTime<Utc>>,
     /// Pending jobs ahead of this one (0 = next); `None` unless pending.
     pub queue_position: Option<i64>,
 }
@@ -98,7 +99,27 @@ pub struct Worker {
     pub id: Uuid,
     pub name: String,
     pub tags: Tags,
+    /// The provisioner key an external daemon authenticated with.
+    pub key_id: Option<String>,
 }
+
+/// How jobs are handed out.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuePolicy {
+    /// How long a job stays leased without a heartbeat.
+    pub lease: std::time::Duration,
+    /// The share of live daemons prebuild jobs may occupy at once (at least one daemon).
+    pub prebuild_share: f64,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy { lease: std::time::Duration::from_secs(30), prebuild_share: 0.5 }
+    }
+}
+
+/// Daemons seen within this long count as live for the prebuild share.
+const DAEMON_LIVENESS: &str = "90 seconds";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewLog {
@@ -132,7 +153,7 @@ pub struct JobFilter {
 /// Columns of `JobRow`, with the queue position computed for pending jobs.
 const JOB_COLUMNS: &str = "j.id, j.organization_id, j.type, j.status, j.initiator_id, j.priority, j.tags, \
      j.input, j.file_id, j.worker_id, j.worker_name, j.error, j.created_at, j.updated_at, j.started_at, \
-     j.completed_at, j.canceled_at, j.logs_length, j.logs_overflowed, \
+     j.completed_at, j.canceled_at, j.logs_length, j.logs_overflowed, j.lease_expires_at, \
      CASE WHEN j.status = 'pending' THEN (SELECT count(*) FROM provisioner_jobs q WHERE q.status = 'pending' \
           AND (q.priority, q.created_at, q.id) < (j.priority, j.created_at, j.id)) END AS queue_position";
 
@@ -158,29 +179,30 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uu
 }
 
 /// Marks a job held by `worker_id` finished with `status`, inside the
-/// caller's transaction. Fails with `NotFound` when the worker no longer
-/// holds the job (it was canceled, or its lease was taken away).
+/// caller's transaction, and returns the status it ended with: a job that
+/// was being canceled ends `canceled` whatever its daemon reports. Fails
+/// with `NotFound` when the worker no longer holds the job (its lease
+/// expired and it was failed, or it finished elsewhere).
 pub(crate) async fn finish_job(
     tx: &mut Transaction<'_, Postgres>,
     job_id: Uuid,
     worker_id: Uuid,
     status: &str,
     error: Option<&str>,
-) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE provisioner_jobs SET status = $3, error = $4, completed_at = now(), updated_at = now() \
-         WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling')",
+) -> Result<String> {
+    sqlx::query_scalar(
+        "UPDATE provisioner_jobs SET status = CASE status WHEN 'canceling' THEN 'canceled' ELSE $3 END, \
+             error = CASE status WHEN 'canceling' THEN coalesce($4, 'canceled') ELSE $4 END, \
+             completed_at = now(), updated_at = now() \
+         WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') RETURNING status",
     )
     .bind(job_id)
     .bind(worker_id)
     .bind(status)
     .bind(error)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 impl Store {
@@ -189,28 +211,111 @@ impl Store {
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
-    /// Takes the next pending job `worker` may run, if any: human work before
-    /// prebuild work, oldest first, only jobs whose tags the worker has.
-    /// `SKIP LOCKED` lets any number of daemons acquire at once without
-    /// waiting on each other or taking the same job.
-    pub async fn acquire_job(&self, worker: &Worker) -> Result<Option<JobRow>> {
-        let sql = format!(
-            "WITH next AS ( \
-                 SELECT id FROM provisioner_jobs \
-                 WHERE status = 'pending' AND tags <@ $3 \
-                 ORDER BY priority, created_at, id \
-                 FOR UPDATE SKIP LOCKED LIMIT 1) \
-             UPDATE provisioner_jobs j SET status = 'running', started_at = now(), updated_at = now(), \
-                 worker_id = $1, worker_name = $2 \
-             FROM next WHERE j.id = next.id \
-             RETURNING {JOB_COLUMNS}"
-        );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(worker.id)
-            .bind(&worker.name)
-            .bind(Json(&worker.tags))
-            .fetch_optional(&self.pool)
-            .await?)
+    /// Takes the next pending job `worker` may run, if any, leasing it for
+    /// `policy.lease`: work somebody waits for first, then prebuild work
+    /// while prebuild jobs hold less than their share of the live daemons;
+    /// oldest first within each; only jobs whose tags the worker has.
+    pub async fn acquire_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<JobRow>> {
+        self.touch_daemon(worker).await?;
+        if let Some(job) = take_next(&mut *self.pool.acquire().await?, worker, policy, priority::HUMAN).await? {
+            return Ok(Some(job));
+        }
+        // Counting and taking prebuild work happen under one lock, so racing
+        // daemons cannot both take the last prebuild slot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warmspace.prebuild_acquire'))").execute(&mut *tx).await?;
+        let (running, live): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM provisioner_jobs WHERE status IN ('running', 'canceling') AND priority = $1), \
+                    (SELECT count(*) FROM provisioner_daemons WHERE last_seen_at > now() - interval '{DAEMON_LIVENESS}')"
+        )))
+        .bind(priority::PREBUILD)
+        .fetch_one(&mut *tx)
+        .await?;
+        if running >= prebuild_cap(policy.prebuild_share, live) {
+            return Ok(None);
+        }
+        let job = take_next(&mut tx, worker, policy, priority::PREBUILD).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Records that a daemon is alive (and what it calls itself).
+    async fn touch_daemon(&self, worker: &Worker) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provisioner_daemons (id, name, tags, key_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, tags = excluded.tags, last_seen_at = now()",
+        )
+        .bind(worker.id)
+        .bind(&worker.name)
+        .bind(Json(&worker.tags))
+        .bind(&worker.key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Renews the lease of a job `worker_id` holds. Returns the job's status
+    /// (`running`, or `canceling` when it should stop), or `None` when the
+    /// worker no longer holds it and must stop at once.
+    pub async fn heartbeat_job(&self, job_id: Uuid, worker_id: Uuid, policy: &QueuePolicy) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "WITH daemon AS (UPDATE provisioner_daemons SET last_seen_at = now() WHERE id = $2) \
+             UPDATE provisioner_jobs SET lease_expires_at = now() + $3, updated_at = now() \
+             WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') RETURNING status",
+        )
+        .bind(job_id)
+        .bind(worker_id)
+        .bind(policy.lease)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Cancels a job: a pending one at once, a running one by asking its
+    /// daemon (it learns on its next heartbeat). Returns the new status, or
+    /// `None` when the job had already finished.
+    pub async fn cancel_job(&self, job_id: Uuid) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE provisioner_jobs SET \
+                 status = CASE status WHEN 'pending' THEN 'canceled' ELSE 'canceling' END, \
+                 completed_at = CASE status WHEN 'pending' THEN now() END, \
+                 error = CASE status WHEN 'pending' THEN 'canceled before it started' END, \
+                 canceled_at = now(), updated_at = now() \
+             WHERE id = $1 AND status IN ('pending', 'running') RETURNING status",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Ends every job whose lease has run out — failed, or canceled if it
+    /// was being canceled — with the reason at the end of its log. Returns
+    /// the jobs ended.
+    pub async fn reap_expired_jobs(&self) -> Result<Vec<Uuid>> {
+        let expired: Vec<(Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+            "UPDATE provisioner_jobs SET \
+                 status = CASE status WHEN 'canceling' THEN 'canceled' ELSE 'failed' END, \
+                 error = format('provisioner daemon %s stopped renewing its lease, which expired at %s', \
+                                coalesce(worker_name, '?'), lease_expires_at), \
+                 completed_at = now(), updated_at = now() \
+             WHERE status IN ('running', 'canceling') AND lease_expires_at < now() \
+             RETURNING id, worker_name, lease_expires_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (job_id, worker, lease) in &expired {
+            let line = NewLog {
+                created_at: Utc::now(),
+                source: "provisioner_daemon".into(),
+                level: "error".into(),
+                stage: String::new(),
+                output: format!(
+                    "warmspace: provisioner daemon {} stopped heartbeating; the job failed when its lease expired at {lease}",
+                    worker.as_deref().unwrap_or("?")
+                ),
+            };
+            self.append_job_logs(*job_id, &[line]).await?;
+        }
+        Ok(expired.into_iter().map(|(id, _, _)| id).collect())
     }
 
     /// Fails a job held by `worker_id`.
@@ -219,19 +324,6 @@ impl Store {
         finish_job(&mut tx, job_id, worker_id, "failed", Some(error)).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Cancels a job that no daemon has picked up. Returns false when the
-    /// job is no longer pending.
-    pub async fn cancel_pending_job(&self, job_id: Uuid) -> Result<bool> {
-        let canceled = sqlx::query(
-            "UPDATE provisioner_jobs SET status = 'canceled', canceled_at = now(), completed_at = now(), \
-             updated_at = now(), error = 'canceled before it started' WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(job_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(canceled.rows_affected() == 1)
     }
 
     /// Appends log lines to a job, honouring the per-job cap: output past
@@ -320,6 +412,41 @@ impl Store {
     }
 }
 
+/// Prebuild jobs may run on at most this many daemons at once: the share
+/// of the live ones, rounded down, but never fewer than one so prebuilds
+/// still progress on a single-daemon installation.
+fn prebuild_cap(share: f64, live_daemons: i64) -> i64 {
+    ((share * live_daemons as f64).floor() as i64).max(1)
+}
+
+/// Leases the oldest pending job of `priority` that `worker` may run.
+async fn take_next(
+    conn: &mut PgConnection,
+    worker: &Worker,
+    policy: &QueuePolicy,
+    priority: i16,
+) -> Result<Option<JobRow>> {
+    let sql = format!(
+        "WITH next AS ( \
+             SELECT id FROM provisioner_jobs \
+             WHERE status = 'pending' AND priority = $4 AND tags <@ $3 \
+             ORDER BY created_at, id \
+             FOR UPDATE SKIP LOCKED LIMIT 1) \
+         UPDATE provisioner_jobs j SET status = 'running', started_at = now(), updated_at = now(), \
+             worker_id = $1, worker_name = $2, lease_expires_at = now() + $5 \
+         FROM next WHERE j.id = next.id \
+         RETURNING {JOB_COLUMNS}"
+    );
+    Ok(sqlx::query_as(AssertSqlSafe(sql))
+        .bind(worker.id)
+        .bind(&worker.name)
+        .bind(Json(&worker.tags))
+        .bind(priority)
+        .bind(policy.lease)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
 /// The part of `logs` that fits under the cap given `stored` bytes so far,
 /// and whether anything was cut.
 fn cap_logs(stored: usize, logs: &[NewLog]) -> (Vec<NewLog>, bool) {
@@ -355,6 +482,14 @@ mod tests {
             stage: String::new(),
             output: output.into(),
         }
+    }
+
+    #[test]
+    fn prebuild_work_gets_its_share_of_daemons_but_at_least_one() {
+        assert_eq!(prebuild_cap(0.5, 5), 2);
+        assert_eq!(prebuild_cap(0.5, 1), 1);
+        assert_eq!(prebuild_cap(0.0, 10), 1);
+        assert_eq!(prebuild_cap(1.0, 10), 10);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod embedded;
 mod error;
 mod files;
 pub mod jobs;
+mod keys;
 mod migrate;
 mod organizations;
 pub mod pubsub;
@@ -13,11 +14,13 @@ mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;
+pub mod workspaces;
 
 use std::time::Duration;
 
 pub use error::StoreError;
 pub use files::FileRow;
+pub use keys::ProvisionerKeyRow;
 pub use migrate::{MIGRATOR, migrate};
 pub use organizations::OrganizationRow;
 pub use sessions::{NewSession, Session};

@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use chrono::Utc;
 use futures::future::join_all;
 use uuid::Uuid;
-use warmspace_store::jobs::{LOG_TRUNCATED_LINE, MAX_JOB_LOG_BYTES, NewLog, Worker};
+use warmspace_store::jobs::{LOG_TRUNCATED_LINE, MAX_JOB_LOG_BYTES, NewLog, QueuePolicy, Worker};
 use warmspace_store::testing::TestDatabase;
-use warmspace_store::{NewTemplateVersion, NewUser, Store};
+use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
+use warmspace_store::{NewTemplate, NewTemplateVersion, NewUser, Store, TemplateSettings};
 
 async fn user(store: &Store) -> Uuid {
     store
@@ -50,7 +51,62 @@ async fn queue_imports(store: &Store, count: usize) -> Vec<Uuid> {
 }
 
 fn worker(n: usize) -> Worker {
-    Worker { id: Uuid::new_v4(), name: format!("daemon-{n}"), tags: Default::default() }
+    Worker { id: Uuid::new_v4(), name: format!("daemon-{n}"), tags: Default::default(), key_id: None }
+}
+
+const POLICY: QueuePolicy = QueuePolicy { lease: std::time::Duration::from_secs(30), prebuild_share: 0.5 };
+
+/// A template whose version "imported" (its job taken and completed by hand).
+async fn template(store: &Store) -> (Uuid, Uuid) {
+    let jobs = queue_imports(store, 1).await;
+    let importer = worker(99);
+    let job = store.acquire_job(&importer, &POLICY).await.unwrap().unwrap();
+    assert_eq!(job.id, jobs[0]);
+    let manifest = warmspace_template::parse("provisioner = \"echo\"\n").unwrap();
+    store.complete_template_import(job.id, importer.id, &manifest).await.unwrap();
+    let version = store.template_version_by_job(job.id).await.unwrap();
+    let org = store.organization("default").await.unwrap().id;
+    let template = store
+        .create_template(&NewTemplate {
+            organization_id: org,
+            name: "t".into(),
+            display_name: String::new(),
+            description: String::new(),
+            icon: String::new(),
+            version_id: version.id,
+            created_by: version.created_by,
+            settings: TemplateSettings { autostop_requirement_weeks: 1, ..Default::default() },
+        })
+        .await
+        .unwrap();
+    (template.id, version.id)
+}
+
+/// Queues a workspace's first build, initiated by `initiator`; returns its job.
+async fn queue_start(store: &Store, template: (Uuid, Uuid), owner: Uuid, initiator: Uuid, name: &str) -> Uuid {
+    let org = store.organization("default").await.unwrap().id;
+    let workspace = store
+        .create_workspace(&NewWorkspace {
+            organization_id: org,
+            owner_id: owner,
+            template_id: template.0,
+            name: name.into(),
+            ttl_ms: None,
+            autostart_schedule: None,
+            build: NewBuild {
+                transition: "start",
+                initiator_id: initiator,
+                reason: if initiator == PREBUILDS_USER_ID { "prebuild" } else { "initiator" },
+                template_version_id: template.1,
+                preset_id: None,
+                parameters: Default::default(),
+                deadline: None,
+                max_deadline: None,
+            },
+        })
+        .await
+        .unwrap();
+    workspace.latest_job_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -65,7 +121,7 @@ async fn racing_daemons_acquire_each_job_exactly_once() {
         tokio::spawn(async move {
             let worker = worker(n);
             let mut taken = Vec::new();
-            while let Some(job) = store.acquire_job(&worker).await.unwrap() {
+            while let Some(job) = store.acquire_job(&worker, &POLICY).await.unwrap() {
                 assert_eq!(job.status, "running");
                 assert_eq!(job.worker_name.as_deref(), Some(worker.name.as_str()));
                 taken.push(job.id);
@@ -91,10 +147,10 @@ async fn acquisition_honours_tags_and_order() {
         .await
         .unwrap();
     let linux = Worker { tags: [("os".to_owned(), "linux".to_owned())].into(), ..worker(1) };
-    assert_eq!(store.acquire_job(&linux).await.unwrap().unwrap().id, jobs[1], "the untagged job fits anyone");
-    assert!(store.acquire_job(&linux).await.unwrap().is_none(), "the windows job waits for a windows daemon");
+    assert_eq!(store.acquire_job(&linux, &POLICY).await.unwrap().unwrap().id, jobs[1], "the untagged job fits anyone");
+    assert!(store.acquire_job(&linux, &POLICY).await.unwrap().is_none(), "the windows job waits for a windows daemon");
     let windows = Worker { tags: [("os".to_owned(), "windows".to_owned())].into(), ..worker(2) };
-    assert_eq!(store.acquire_job(&windows).await.unwrap().unwrap().id, jobs[0]);
+    assert_eq!(store.acquire_job(&windows, &POLICY).await.unwrap().unwrap().id, jobs[0]);
 }
 
 #[tokio::test]
@@ -124,4 +180,113 @@ async fn a_job_log_is_capped_at_one_mebibyte_with_a_final_line() {
     // Later lines are dropped, the truncation line is not repeated.
     assert_eq!(store.append_job_logs(job, &[line(0)]).await.unwrap(), 0);
     assert_eq!(store.job_logs(job, last.id).await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_person_s_build_queued_after_prebuild_work_runs_first() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    let mut prebuild_jobs = Vec::new();
+    for i in 0..5 {
+        prebuild_jobs
+            .push(queue_start(&store, template, PREBUILDS_USER_ID, PREBUILDS_USER_ID, &format!("pb{i}")).await);
+    }
+    let human = store.user_by_username("admin").await.unwrap().id;
+    let user_job = queue_start(&store, template, human, human, "mine").await;
+
+    let daemon = worker(1);
+    let first = store.acquire_job(&daemon, &POLICY).await.unwrap().unwrap();
+    assert_eq!(first.id, user_job, "the person's build jumps the prebuild queue");
+    assert_eq!(first.priority, 0);
+    let second = store.acquire_job(&daemon, &POLICY).await.unwrap().unwrap();
+    assert_eq!(second.id, prebuild_jobs[0], "then prebuild work, oldest first");
+}
+
+#[tokio::test]
+async fn prebuild_jobs_take_at_most_their_share_of_the_daemons() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    for i in 0..4 {
+        queue_start(&store, template, PREBUILDS_USER_ID, PREBUILDS_USER_ID, &format!("pb{i}")).await;
+    }
+    // Four live daemons at a share of one half: two may run prebuild work.
+    let daemons: Vec<Worker> = (0..4).map(worker).collect();
+    let mut taken = 0;
+    for daemon in &daemons {
+        if store.acquire_job(daemon, &POLICY).await.unwrap().is_some() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 2);
+    // A person's job still gets a daemon.
+    let human = store.user_by_username("admin").await.unwrap().id;
+    let user_job = queue_start(&store, template, human, human, "mine").await;
+    assert_eq!(store.acquire_job(&daemons[3], &POLICY).await.unwrap().unwrap().id, user_job);
+}
+
+#[tokio::test]
+async fn expired_leases_fail_their_jobs_and_say_why() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let jobs = queue_imports(&store, 2).await;
+    let short = QueuePolicy { lease: std::time::Duration::from_millis(1), ..POLICY };
+    let daemon = worker(1);
+    let held = store.acquire_job(&daemon, &short).await.unwrap().unwrap();
+    let renewed = store.acquire_job(&worker(2), &POLICY).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    assert_eq!(store.reap_expired_jobs().await.unwrap(), vec![held.id]);
+    let failed = store.job(held.id).await.unwrap();
+    assert_eq!(failed.status, "failed");
+    assert!(failed.error.unwrap().contains("daemon-1 stopped renewing its lease"));
+    let log = store.job_logs(held.id, 0).await.unwrap();
+    assert!(log.last().unwrap().output.contains("stopped heartbeating"));
+    // The daemon that lost it learns so; the other job is untouched.
+    assert_eq!(store.heartbeat_job(held.id, daemon.id, &POLICY).await.unwrap(), None);
+    assert!(store.fail_job(held.id, daemon.id, "late").await.is_err());
+    assert_eq!(store.job(renewed.id).await.unwrap().status, "running");
+    assert_eq!(jobs.len(), 2);
+}
+
+#[tokio::test]
+async fn a_canceled_running_job_is_told_on_its_heartbeat() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    queue_imports(&store, 1).await;
+    let daemon = worker(1);
+    let job = store.acquire_job(&daemon, &POLICY).await.unwrap().unwrap();
+    assert_eq!(store.heartbeat_job(job.id, daemon.id, &POLICY).await.unwrap().as_deref(), Some("running"));
+    assert_eq!(store.cancel_job(job.id).await.unwrap().as_deref(), Some("canceling"));
+    assert_eq!(store.heartbeat_job(job.id, daemon.id, &POLICY).await.unwrap().as_deref(), Some("canceling"));
+    store.fail_job(job.id, daemon.id, "stopped").await.unwrap();
+    assert_eq!(store.job(job.id).await.unwrap().status, "canceled", "a canceling job ends canceled");
+    assert_eq!(store.cancel_job(job.id).await.unwrap(), None, "finished jobs cannot be canceled");
+}
+
+#[tokio::test]
+async fn the_schema_keeps_deadlines_within_their_maximum() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    let human = store.user_by_username("admin").await.unwrap().id;
+    let job = queue_start(&store, template, human, human, "mine").await;
+    let set = |deadline: &'static str, max: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE workspace_builds SET deadline = {deadline}, max_deadline = {max} WHERE job_id = $1"
+            )))
+            .bind(job)
+            .execute(store.pool())
+            .await
+        }
+    };
+    assert!(set("now() + interval '1 hour'", "now() + interval '2 hours'").await.is_ok());
+    assert!(set("now() + interval '1 hour'", "NULL").await.is_ok());
+    let past_max = set("now() + interval '3 hours'", "now() + interval '2 hours'").await.unwrap_err();
+    assert!(past_max.to_string().contains("workspace_builds_deadline_within_max"), "{past_max}");
+    let zero = set("'1970-01-01 00:00:00+00'", "NULL").await.unwrap_err();
+    assert!(zero.to_string().contains("workspace_builds_deadline_set"), "{zero}");
 }

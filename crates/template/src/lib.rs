@@ -2,10 +2,12 @@
 //! parsing, the validation rules of DESIGN §3, and checking parameter values
 //! (for presets here, and for workspace builds later).
 
+mod build_parameters;
 mod model;
 mod parse;
 mod values;
 
+pub use build_parameters::{ParameterInput, ParameterProblem, resolve_parameters};
 pub use model::*;
 pub use parse::{ManifestError, parse};
 pub use values::ValueError;

@@ -1,109 +1,17 @@
 //! The `warmspace` binary end to end: real server processes, the built-in
 //! PostgreSQL, and the CLI as a user types it.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use nix::sys::signal::{Signal, kill};
+use common::*;
+
+use std::path::PathBuf;
+
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use serde_json::Value;
 use warmspace_store::MIGRATOR;
 use warmspace_store::testing::TestDatabase;
-
-const BIN: &str = env!("CARGO_BIN_EXE_warmspace");
-
-fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// A command with a private client config and none of the caller's warmspace settings.
-fn warmspace(config_dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WARMSPACE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("WARMSPACE_CONFIG_DIR", config_dir).stdin(Stdio::null());
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().expect("running warmspace");
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn run_failing(cmd: &mut Command) -> String {
-    let output = cmd.output().expect("running warmspace");
-    assert!(!output.status.success(), "{cmd:?} should have failed");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-struct ServerProcess {
-    child: Child,
-    url: String,
-}
-
-impl ServerProcess {
-    fn start(config_dir: &Path, args: &[&str]) -> ServerProcess {
-        let address = free_address();
-        let child = warmspace(config_dir)
-            .args(["server", "--http-address", &address])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the server");
-        ServerProcess { child, url: format!("http://{address}") }
-    }
-
-    async fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let client = warmspace_sdk::Client::new(self.url.parse().unwrap());
-            if let Ok(resp) = client.request(reqwest::Method::GET, "healthz").unwrap().send().await
-                && resp.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the server exited with {status} before becoming healthy");
-            }
-            assert!(Instant::now() < deadline, "the server did not become healthy in 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn terminate(mut self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "the server exited with {status} on SIGTERM");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn usernames(json: &[u8]) -> Vec<String> {
     let users: Vec<Value> = serde_json::from_slice(json).expect("users list -o json prints a JSON array");
@@ -122,25 +30,6 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
         }
     }
     found
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    warmspace_store::testing::cluster_temp_dir()
-}
-
-/// `warmspace login URL` with the first-user flags: creates the admin on a
-/// new server, logs in as them on one that has users.
-fn login_admin(config: &Path, url: &str) -> Output {
-    run(warmspace(config).args([
-        "login",
-        url,
-        "--first-user-username",
-        "admin",
-        "--first-user-email",
-        "admin@example.com",
-        "--first-user-password",
-        "a long password",
-    ]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,6 +60,7 @@ impl From<StoreError> for ApiError {
                 err
             }
             StoreError::Invalid { field, message } => ApiError::field(field, message),
+            StoreError::InProgress(message) => ApiError::new(StatusCode::CONFLICT, message),
             other => ApiError::internal(other),
         }
     }

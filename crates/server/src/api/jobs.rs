@@ -115,7 +115,9 @@ fn follow(
     mut after: i64,
     mut events: warmspace_store::pubsub::Subscription,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let shutting_down = state.shutting_down();
     async_stream(move |tx| async move {
+        tokio::pin!(shutting_down);
         while !tx.is_closed() {
             // Read the job's state before its logs: if it had finished, every
             // line it will ever have is already stored.
@@ -139,7 +141,11 @@ fn follow(
                 let _ = tx.send(end).await;
                 return;
             }
-            let _ = tokio::time::timeout(FOLLOW_POLL, events.recv()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(FOLLOW_POLL, events.recv()) => {}
+                // Followers reconnect to another replica (or this one, restarted).
+                _ = &mut shutting_down => return,
+            }
         }
     })
 }

@@ -5,8 +5,10 @@ mod extract;
 mod files;
 mod jobs;
 mod meta;
+mod provisionerd;
 mod templates;
 mod users;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -54,6 +56,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(files::routes())
         .merge(templates::routes())
         .merge(jobs::routes())
+        .merge(workspaces::routes())
+        .merge(provisionerd::routes())
 }
 
 /// The organization a path names, by id or name (`default` for the default one).

@@ -23,6 +23,7 @@ use super::jobs::{job_view, logs_response};
 use super::{ApiError, invalid, organization};
 use crate::AppState;
 use crate::auth::Actor;
+use crate::provisioning::EVENT_DONE;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -125,18 +126,11 @@ async fn cancel_version(
 ) -> Result<axum::Json<Body>, ApiError> {
     actor.authorize(Action::Update, Object::any(Resource::Template))?;
     let version = readable_version(&state, &actor, id).await?;
-    if !state.store.cancel_pending_job(version.job_id).await? {
-        let job = state.store.job(version.job_id).await?;
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("The import is {}; only a pending one can be canceled.", job.status),
-        ));
+    match state.store.cancel_job(version.job_id).await?.as_deref() {
+        Some("canceled") => crate::provisioning::announce(&state.pubsub, version.job_id, EVENT_DONE).await,
+        Some(_) => {}
+        None => return Err(ApiError::new(StatusCode::CONFLICT, "The import has already finished.")),
     }
-    state
-        .pubsub
-        .publish(&warmspace_store::jobs::job_events_channel(version.job_id), crate::provisioning::EVENT_DONE)
-        .await
-        .ok();
     Ok(axum::Json(Body { message: "Import canceled.".into(), detail: String::new(), validations: vec![] }))
 }
 
@@ -296,6 +290,12 @@ async fn delete_template(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Body>, ApiError> {
     actor.authorize(Action::Delete, Object::any(Resource::Template))?;
+    state.store.template(id).await.map_err(not_found)?;
+    let in_use = state.store.template_in_use(id).await?;
+    if in_use > 0 {
+        return Err(ApiError::new(StatusCode::CONFLICT, "The template is in use.")
+            .detail(format!("{in_use} workspaces use it; delete them first (prebuilds do not count).")));
+    }
     state.store.delete_template(id).await.map_err(not_found)?;
     Ok(axum::Json(Body { message: "Template deleted.".into(), detail: String::new(), validations: vec![] }))
 }

@@ -200,20 +200,24 @@ async fn get_user(
     actor: Actor,
     Path(user): Path<String>,
 ) -> Result<axum::Json<User>, ApiError> {
-    let row = if user == "me" {
-        actor.user.clone()
-    } else {
-        let found = match Uuid::parse_str(&user) {
-            Ok(id) => state.store.user_by_id(id).await,
-            Err(_) => state.store.user_by_username(&user).await,
-        };
-        found.map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("User"),
-            other => other.into(),
-        })?
-    };
+    let row = find_user(&state, &actor, &user).await?;
     actor.authorize(Action::Read, Object::user(row.id))?;
     Ok(axum::Json(user_view(row)))
+}
+
+/// A user by id, username, or `me` (404 when there is none).
+pub(super) async fn find_user(state: &AppState, actor: &Actor, user: &str) -> Result<UserRow, ApiError> {
+    if user == "me" {
+        return Ok(actor.user.clone());
+    }
+    let found = match Uuid::parse_str(user) {
+        Ok(id) => state.store.user_by_id(id).await,
+        Err(_) => state.store.user_by_username(user).await,
+    };
+    found.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("User"),
+        other => other.into(),
+    })
 }
 
 async fn hash(password: String) -> Result<String, ApiError> {

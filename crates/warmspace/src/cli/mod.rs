@@ -7,10 +7,12 @@ mod provisioner;
 mod server;
 mod templates;
 mod users;
+mod workspaces;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
 pub use config::Config;
@@ -45,36 +47,52 @@ enum Command {
     /// Manage templates: push versions, list them and their presets.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
-    /// Provisioner daemons and their jobs.
+    /// Provisioner daemons, their keys and their jobs.
     #[command(subcommand)]
     Provisioner(provisioner::ProvisionerCommand),
+    /// Create a workspace, and follow its first build.
+    Create(workspaces::CreateArgs),
+    /// List workspaces.
+    #[command(alias = "ls")]
+    List(workspaces::ListArgs),
+    /// Show a workspace.
+    Show {
+        #[command(flatten)]
+        workspace: workspaces::NameArgs,
+        #[command(flatten)]
+        output: output::OutputArgs,
+    },
+    /// Start a workspace.
+    Start(workspaces::BuildArgs),
+    /// Stop a workspace.
+    Stop(workspaces::BuildArgs),
+    /// Delete a workspace.
+    Delete(workspaces::BuildArgs),
+    /// Move a workspace to its template's active version (stopping it first).
+    Update(workspaces::BuildArgs),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = Config::new(self.global_config, self.url, self.token)?;
+        if let Command::Server(args) = self.command {
+            return server::run(args).await;
+        }
+        init_client_logging();
         match self.command {
-            Command::Server(args) => server::run(args).await,
-            Command::Login(args) => {
-                init_client_logging();
-                login::login(&config, args).await
-            }
-            Command::Logout => {
-                init_client_logging();
-                login::logout(&config).await
-            }
-            Command::Users(cmd) => {
-                init_client_logging();
-                users::run(&config, cmd).await
-            }
-            Command::Templates(cmd) => {
-                init_client_logging();
-                templates::run(&config, cmd).await
-            }
-            Command::Provisioner(cmd) => {
-                init_client_logging();
-                provisioner::run(&config, cmd).await
-            }
+            Command::Server(_) => unreachable!("handled above"),
+            Command::Login(args) => login::login(&config, args).await,
+            Command::Logout => login::logout(&config).await,
+            Command::Users(cmd) => users::run(&config, cmd).await,
+            Command::Templates(cmd) => templates::run(&config, cmd).await,
+            Command::Provisioner(cmd) => provisioner::run(&config, cmd).await,
+            Command::Create(args) => workspaces::create(&config, args).await,
+            Command::List(args) => workspaces::list(&config, args).await,
+            Command::Show { workspace, output } => workspaces::show(&config, workspace, output).await,
+            Command::Start(args) => workspaces::transition(&config, args, "start").await,
+            Command::Stop(args) => workspaces::transition(&config, args, "stop").await,
+            Command::Delete(args) => workspaces::transition(&config, args, "delete").await,
+            Command::Update(args) => workspaces::update(&config, args).await,
         }
     }
 }
@@ -83,4 +101,18 @@ impl Cli {
 fn init_client_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
 }

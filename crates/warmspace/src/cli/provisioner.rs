@@ -1,6 +1,8 @@
 //! `warmspace provisioner …`.
 
-use warmspace_sdk::JobsQuery;
+use anyhow::Context;
+use warmspace_provisioner::{Daemon, DaemonConfig, HttpCoordinator};
+use warmspace_sdk::{Client, JobsQuery};
 
 use super::Config;
 use super::output::{self, Format, OutputArgs};
@@ -11,6 +13,41 @@ pub enum ProvisionerCommand {
     /// Provisioner jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Keys that let daemons on other hosts take jobs (owners only).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run a provisioner daemon against a server's API (on any host). Uses --url / WARMSPACE_URL.
+    Start(StartArgs),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create { name: String },
+    /// List keys.
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete a key; daemons using it can take no more jobs.
+    Delete { name: String },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// The provisioner key (from `warmspace provisioner keys create`).
+    #[arg(long, env = "WARMSPACE_PROVISIONER_KEY", hide_env_values = true)]
+    key: String,
+    /// The daemon's name (default: `<host>-<pid>`).
+    #[arg(long)]
+    name: Option<String>,
+    /// A tag, `key=value`: the daemon runs only jobs whose tags it has. Repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    /// How often an idle daemon looks for jobs without being told of one.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    poll_interval: std::time::Duration,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -31,8 +68,36 @@ pub enum JobsCommand {
 }
 
 pub async fn run(config: &Config, command: ProvisionerCommand) -> anyhow::Result<()> {
+    if let ProvisionerCommand::Start(args) = command {
+        return start(config, args).await;
+    }
     let client = config.client()?;
     match command {
+        ProvisionerCommand::Start(_) => unreachable!("handled above"),
+        ProvisionerCommand::Keys(KeysCommand::Create { name }) => {
+            let created = client.create_provisioner_key(&name).await?;
+            println!("Created provisioner key {}. Its secret, shown only now:\n{}", created.key.name, created.secret);
+            Ok(())
+        }
+        ProvisionerCommand::Keys(KeysCommand::List { output }) => {
+            let keys = client.provisioner_keys().await?;
+            match output.format {
+                Format::Json => output::json(&keys),
+                Format::Table => {
+                    output::table(
+                        ["NAME", "ID", "CREATED"],
+                        keys.iter()
+                            .map(|k| [k.name.clone(), k.id.clone(), k.created_at.format("%Y-%m-%d %H:%M").to_string()]),
+                    );
+                    Ok(())
+                }
+            }
+        }
+        ProvisionerCommand::Keys(KeysCommand::Delete { name }) => {
+            client.delete_provisioner_key(&name).await?;
+            println!("Deleted provisioner key {name}.");
+            Ok(())
+        }
         ProvisionerCommand::Jobs(JobsCommand::List { status, limit, org, output }) => {
             let jobs = client.provisioner_jobs(&org.organization, &JobsQuery { status, limit: Some(limit) }).await?;
             match output.format {
@@ -64,4 +129,32 @@ pub async fn run(config: &Config, command: ProvisionerCommand) -> anyhow::Result
             }
         }
     }
+}
+
+async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
+    let url = config.url()?.context("which server? pass --url or set WARMSPACE_URL")?;
+    let mut tags = std::collections::BTreeMap::new();
+    for tag in &args.tags {
+        let (key, value) = tag.split_once('=').with_context(|| format!("--tag {tag:?}: expected KEY=VALUE"))?;
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "daemon".into());
+    let name = args.name.unwrap_or_else(|| format!("{host}-{}", std::process::id()));
+    let coordinator = HttpCoordinator::new(Client::new(url.clone()).with_provisioner_key(args.key));
+    let daemon = Daemon::new(
+        coordinator,
+        DaemonConfig {
+            name: name.clone(),
+            tags,
+            poll_interval: args.poll_interval,
+            binary: std::env::current_exe().context("finding this executable")?,
+        },
+    );
+    println!("Provisioner daemon {name} taking jobs from {url}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(daemon.run(stopped));
+    super::shutdown_signal().await;
+    let _ = stop.send(true);
+    running.await?;
+    Ok(())
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
-use warmspace_server::provisioning::{Daemons, LocalCoordinator};
+use warmspace_server::provisioning::Daemons;
 use warmspace_server::{AppState, Config};
 use warmspace_store::embedded::{Cluster, ClusterOptions};
+use warmspace_store::jobs::QueuePolicy;
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::{PgConnectOptions, Store};
 
@@ -41,6 +41,15 @@ pub struct ServerArgs {
     /// Largest accepted file upload (template archives), in bytes.
     #[arg(long, env = "WARMSPACE_MAX_FILE_SIZE", default_value_t = 100 << 20)]
     max_file_size: usize,
+    /// How workspaces reach this server (WARMSPACE_URL in scripts, agents); default: http://<http-address>.
+    #[arg(long, env = "WARMSPACE_ACCESS_URL")]
+    access_url: Option<String>,
+    /// A running job whose daemon has not heartbeated for this long is failed.
+    #[arg(long, env = "WARMSPACE_PROVISIONER_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    provisioner_lease: Duration,
+    /// The share of live provisioner daemons prebuild jobs may occupy at once (at least one daemon).
+    #[arg(long, env = "WARMSPACE_PREBUILD_DAEMON_SHARE", default_value_t = 0.5)]
+    prebuild_daemon_share: f64,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -98,6 +107,8 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
     let config = Config {
         session_duration: chrono::Duration::from_std(args.session_duration).context("--session-duration")?,
         max_file_size: args.max_file_size,
+        queue: QueuePolicy { lease: args.provisioner_lease, prebuild_share: args.prebuild_daemon_share },
+        access_url: args.access_url.clone().unwrap_or_else(|| format!("http://{address}")),
     };
     tracing::info!(%address, "warmspace server listening");
     let url = format!("http://{address}");
@@ -109,28 +120,15 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
              --first-user-email admin@example.com --first-user-password <password>"
         );
     }
-    let daemons = Daemons::start(LocalCoordinator::new(store.clone(), pubsub.clone()), args.provisioner_daemons);
     let state = AppState::new(store.clone(), pubsub.clone(), config);
-    warmspace_server::serve(listener, state, shutdown_signal()).await?;
+    let binary = std::env::current_exe().context("finding this executable")?;
+    let daemons = Daemons::start(state.coordinator.clone(), args.provisioner_daemons, binary);
+    warmspace_server::serve(listener, state, super::shutdown_signal()).await?;
     daemons.stop().await;
     pubsub.close().await;
     store.pool().close().await;
     tracing::info!("warmspace server stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
 }
 
 /// A root-run server keeps its data where services do: root's home is not

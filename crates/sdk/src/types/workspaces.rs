@@ -1,0 +1,189 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::ProvisionerJob;
+
+/// What a workspace is doing, from its latest build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceStatus {
+    Pending,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Deleting,
+    Deleted,
+    Failed,
+    Canceling,
+    Canceled,
+}
+
+impl WorkspaceStatus {
+    pub const ALL: [WorkspaceStatus; 10] = [
+        WorkspaceStatus::Pending,
+        WorkspaceStatus::Starting,
+        WorkspaceStatus::Running,
+        WorkspaceStatus::Stopping,
+        WorkspaceStatus::Stopped,
+        WorkspaceStatus::Deleting,
+        WorkspaceStatus::Deleted,
+        WorkspaceStatus::Failed,
+        WorkspaceStatus::Canceling,
+        WorkspaceStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceStatus::Pending => "pending",
+            WorkspaceStatus::Starting => "starting",
+            WorkspaceStatus::Running => "running",
+            WorkspaceStatus::Stopping => "stopping",
+            WorkspaceStatus::Stopped => "stopped",
+            WorkspaceStatus::Deleting => "deleting",
+            WorkspaceStatus::Deleted => "deleted",
+            WorkspaceStatus::Failed => "failed",
+            WorkspaceStatus::Canceling => "canceling",
+            WorkspaceStatus::Canceled => "canceled",
+        }
+    }
+
+    /// A build is under way.
+    pub fn is_transitioning(self) -> bool {
+        matches!(
+            self,
+            WorkspaceStatus::Pending
+                | WorkspaceStatus::Starting
+                | WorkspaceStatus::Stopping
+                | WorkspaceStatus::Deleting
+                | WorkspaceStatus::Canceling
+        )
+    }
+}
+
+impl std::str::FromStr for WorkspaceStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        WorkspaceStatus::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
+            let all: Vec<&str> = WorkspaceStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("{s:?} is not a workspace status ({})", all.join(", "))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Workspace {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_name: String,
+    pub template_id: Uuid,
+    pub template_name: String,
+    pub template_active_version_id: Uuid,
+    pub name: String,
+    /// The preset it was made from, if any.
+    pub preset_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ttl_ms: Option<i64>,
+    pub autostart_schedule: Option<String>,
+    pub last_used_at: DateTime<Utc>,
+    /// The latest build used a version other than the template's active one.
+    pub outdated: bool,
+    pub status: WorkspaceStatus,
+    pub latest_build: WorkspaceBuild,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceBuild {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub build_number: i32,
+    /// `start`, `stop` or `delete`.
+    pub transition: String,
+    pub initiator_id: Uuid,
+    pub initiator_name: String,
+    /// initiator, autostart, autostop, dormancy, failed_stop, prebuild or claim.
+    pub reason: String,
+    pub template_version_id: Uuid,
+    pub template_version_name: String,
+    pub template_version_preset_id: Option<Uuid>,
+    pub status: WorkspaceStatus,
+    pub job: ProvisionerJob,
+    pub deadline: Option<DateTime<Utc>>,
+    pub max_deadline: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub parameters: Vec<BuildParameter>,
+    pub resources: Vec<WorkspaceResource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildParameter {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceResource {
+    pub address: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub replaced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspaceRequest {
+    pub template_id: Uuid,
+    /// Default: the template's active version.
+    #[serde(default)]
+    pub template_version_id: Option<Uuid>,
+    /// Lowercase letters, digits and single hyphens; unique among the owner's workspaces.
+    pub name: String,
+    #[serde(default)]
+    pub rich_parameter_values: Vec<BuildParameter>,
+    /// A preset of the version; its values are used and may not be overridden.
+    #[serde(default)]
+    pub template_version_preset_id: Option<Uuid>,
+    /// Default: the template's default TTL.
+    #[serde(default)]
+    pub ttl_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspaceBuildRequest {
+    /// `start`, `stop` or `delete`.
+    pub transition: String,
+    /// Default: the version of the workspace's latest build.
+    #[serde(default)]
+    pub template_version_id: Option<Uuid>,
+    /// Changed values; the others carry over from the latest build.
+    #[serde(default)]
+    pub rich_parameter_values: Vec<BuildParameter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkspacesResponse {
+    pub workspaces: Vec<Workspace>,
+    pub count: i64,
+}
+
+/// Query of `GET /api/v2/workspaces`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorkspacesQuery {
+    /// `owner:me|<username>` (`owner:prebuilds` is the pool), `template:<name>`, `status:<status>`,
+    /// `name:<part>`; other words match names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}

@@ -1,0 +1,443 @@
+//! Workspaces and their builds.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Utc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use warmspace_authz::{Action, Object, Resource, Visibility};
+use warmspace_sdk::{
+    BuildParameter, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, LogsQuery, Response as Body, Workspace,
+    WorkspaceBuild, WorkspaceResource, WorkspaceStatus, WorkspacesQuery, WorkspacesResponse,
+};
+use warmspace_store::workspaces::{BuildRow, NewBuild, NewWorkspace, WorkspaceFilter, WorkspaceRow};
+use warmspace_store::{StoreError, TemplateRow, UserRow};
+use warmspace_template::{ParameterInput, Transition, resolve_parameters};
+
+use super::extract::{Json, Query};
+use super::jobs::{job_view, logs_response};
+use super::users::find_user;
+use super::{ApiError, invalid};
+use crate::AppState;
+use crate::auth::Actor;
+use crate::provisioning::{EVENT_DONE, announce};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_workspace))
+        .routes(routes!(list_workspaces))
+        .routes(routes!(workspace_by_name))
+        .routes(routes!(get_workspace))
+        .routes(routes!(create_build, list_builds))
+        .routes(routes!(get_build))
+        .routes(routes!(build_logs))
+        .routes(routes!(cancel_build))
+}
+
+const MAX_PAGE: i64 = 1000;
+
+/// Creates a workspace for a user and queues its first build, a `start`.
+#[utoipa::path(post, path = "/api/v2/users/{user}/workspaces", tag = "workspaces", security(("session_token" = [])),
+    params(("user" = String, Path, description = "A user id, a username, or `me`")),
+    request_body = CreateWorkspaceRequest,
+    responses((status = 201, body = Workspace), (status = 400, body = Body), (status = 403, body = Body),
+              (status = 409, body = Body)))]
+async fn create_workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(user): Path<String>,
+    Json(req): Json<CreateWorkspaceRequest>,
+) -> Result<(StatusCode, axum::Json<Workspace>), ApiError> {
+    let owner = find_user(&state, &actor, &user).await?;
+    actor.authorize(Action::Create, Object { resource: Resource::Workspace, owner: Some(owner.id) })?;
+    if !valid_name(&req.name) {
+        return Err(ApiError::field(
+            "name",
+            "must be 1 to 64 lowercase letters or digits, with single hyphens between them (no leading or trailing hyphen)",
+        ));
+    }
+    if req.ttl_ms.is_some_and(|ttl| ttl <= 0) {
+        return Err(ApiError::field("ttl_ms", "must be positive"));
+    }
+    let template =
+        state.store.template(req.template_id).await.map_err(|_| ApiError::field("template_id", "no such template"))?;
+    let version_id = req.template_version_id.unwrap_or(template.active_version_id);
+    usable_version(&state, &template, version_id).await?;
+    let preset =
+        match req.template_version_preset_id {
+            None => None,
+            Some(id) => {
+                Some(state.store.version_presets(version_id).await?.into_iter().find(|p| p.id == id).ok_or_else(
+                    || ApiError::field("template_version_preset_id", "not a preset of the template version"),
+                )?)
+            }
+        };
+    let parameters = state.store.version_parameters(version_id).await?;
+    let requested = requested_values(&req.rich_parameter_values)?;
+    let values = resolve_parameters(&ParameterInput {
+        parameters: &parameters,
+        previous: None,
+        preset: preset.as_ref().map(|p| (p.name.as_str(), &p.parameters.0)),
+        requested: &requested,
+        transition: Transition::Start,
+    })
+    .map_err(parameter_problems)?;
+    let ttl_ms = req.ttl_ms.or((template.default_ttl_ms > 0).then_some(template.default_ttl_ms));
+    let workspace = state
+        .store
+        .create_workspace(&NewWorkspace {
+            organization_id: template.organization_id,
+            owner_id: owner.id,
+            template_id: template.id,
+            name: req.name,
+            ttl_ms,
+            autostart_schedule: None,
+            build: NewBuild {
+                transition: "start",
+                initiator_id: actor.user.id,
+                reason: "initiator",
+                template_version_id: version_id,
+                preset_id: preset.map(|p| p.id),
+                parameters: values,
+                deadline: ttl_ms.map(|ttl| Utc::now() + chrono::Duration::milliseconds(ttl)),
+                max_deadline: None,
+            },
+        })
+        .await?;
+    tracing::info!(workspace = %workspace.name, owner = %owner.username, by = %actor.user.username, "workspace created");
+    Ok((StatusCode::CREATED, axum::Json(workspace_view(&state, workspace).await?)))
+}
+
+/// Lists the workspaces the caller may see: all for owners and template
+/// admins, their own for members.
+#[utoipa::path(get, path = "/api/v2/workspaces", tag = "workspaces", security(("session_token" = [])),
+    params(WorkspacesQuery),
+    responses((status = 200, body = WorkspacesResponse), (status = 400, body = Body)))]
+async fn list_workspaces(
+    State(state): State<AppState>,
+    actor: Actor,
+    Query(query): Query<WorkspacesQuery>,
+) -> Result<axum::Json<WorkspacesResponse>, ApiError> {
+    let mut filter = parse_search(&state, &actor, query.q.as_deref().unwrap_or_default()).await?;
+    filter.limit = query.limit.unwrap_or(MAX_PAGE);
+    filter.offset = query.offset.unwrap_or(0);
+    if !(1..=MAX_PAGE).contains(&filter.limit) {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
+    }
+    if filter.offset < 0 {
+        return Err(ApiError::field("offset", "must not be negative"));
+    }
+    match warmspace_authz::visibility(&actor.subject, Action::Read, Resource::Workspace) {
+        Visibility::All => {}
+        Visibility::OwnedBy(me) if filter.owner_id.is_none_or(|owner| owner == me) => filter.owner_id = Some(me),
+        // Asking for someone else's workspaces without the right to see them: nothing.
+        Visibility::OwnedBy(_) | Visibility::Nothing => {
+            return Ok(axum::Json(WorkspacesResponse { workspaces: Vec::new(), count: 0 }));
+        }
+    }
+    let (rows, count) = state.store.list_workspaces(&filter).await?;
+    let mut workspaces = Vec::with_capacity(rows.len());
+    for row in rows {
+        workspaces.push(workspace_view(&state, row).await?);
+    }
+    Ok(axum::Json(WorkspacesResponse { workspaces, count }))
+}
+
+#[utoipa::path(get, path = "/api/v2/users/{user}/workspace/{name}", tag = "workspaces",
+    security(("session_token" = [])),
+    params(("user" = String, Path, description = "A user id, a username, or `me`"), ("name" = String, Path)),
+    responses((status = 200, body = Workspace), (status = 404, body = Body)))]
+async fn workspace_by_name(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((user, name)): Path<(String, String)>,
+) -> Result<axum::Json<Workspace>, ApiError> {
+    let owner = find_user(&state, &actor, &user).await?;
+    let workspace = state.store.workspace_by_name(owner.id, &name).await.map_err(not_found)?;
+    readable(&actor, &workspace)?;
+    Ok(axum::Json(workspace_view(&state, workspace).await?))
+}
+
+#[utoipa::path(get, path = "/api/v2/workspaces/{workspace}", tag = "workspaces", security(("session_token" = [])),
+    params(("workspace" = Uuid, Path)), responses((status = 200, body = Workspace), (status = 404, body = Body)))]
+async fn get_workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Workspace>, ApiError> {
+    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    readable(&actor, &workspace)?;
+    Ok(axum::Json(workspace_view(&state, workspace).await?))
+}
+
+/// Queues a build: `start`, `stop` or `delete`. Every parameter value is
+/// validated before anything is queued. Refused (409) while another build of
+/// the workspace is pending or running.
+#[utoipa::path(post, path = "/api/v2/workspaces/{workspace}/builds", tag = "workspaces",
+    security(("session_token" = [])), params(("workspace" = Uuid, Path)), request_body = CreateWorkspaceBuildRequest,
+    responses((status = 201, body = WorkspaceBuild), (status = 400, body = Body), (status = 403, body = Body),
+              (status = 409, body = Body)))]
+async fn create_build(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CreateWorkspaceBuildRequest>,
+) -> Result<(StatusCode, axum::Json<WorkspaceBuild>), ApiError> {
+    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    readable(&actor, &workspace)?;
+    if workspace.deleted {
+        return Err(ApiError::not_found("Workspace"));
+    }
+    let (transition, action) = match req.transition.as_str() {
+        "start" => (Transition::Start, Action::Update),
+        "stop" => (Transition::Stop, Action::Update),
+        "delete" => (Transition::Delete, Action::Delete),
+        other => return Err(ApiError::field("transition", format!("{other:?} is not one of start, stop, delete"))),
+    };
+    actor.authorize(action, Object { resource: Resource::Workspace, owner: Some(workspace.owner_id) })?;
+    let template = state.store.template(workspace.template_id).await?;
+    // Without a version, a build keeps the one of the latest build (so a
+    // delete uses the version the workspace was built with).
+    let version_id = req.template_version_id.unwrap_or(workspace.latest_version_id);
+    usable_version(&state, &template, version_id).await?;
+    let latest = state.store.build(workspace.latest_build_id).await?;
+    let parameters = state.store.version_parameters(version_id).await?;
+    let requested = requested_values(&req.rich_parameter_values)?;
+    let values = resolve_parameters(&ParameterInput {
+        parameters: &parameters,
+        previous: Some(&latest.parameters.0),
+        preset: None,
+        requested: &requested,
+        transition,
+    })
+    .map_err(parameter_problems)?;
+    let ttl = workspace.ttl_ms.filter(|_| transition == Transition::Start);
+    let build = state
+        .store
+        .create_build(
+            workspace.id,
+            &NewBuild {
+                transition: transition.as_str(),
+                initiator_id: actor.user.id,
+                reason: "initiator",
+                template_version_id: version_id,
+                preset_id: None,
+                parameters: values,
+                deadline: ttl.map(|ttl| Utc::now() + chrono::Duration::milliseconds(ttl)),
+                max_deadline: None,
+            },
+        )
+        .await?;
+    tracing::info!(workspace = %workspace.name, transition = transition.as_str(), by = %actor.user.username, "build queued");
+    Ok((StatusCode::CREATED, axum::Json(build_view(&state, build).await?)))
+}
+
+/// A workspace's builds, newest first.
+#[utoipa::path(get, path = "/api/v2/workspaces/{workspace}/builds", tag = "workspaces",
+    security(("session_token" = [])), params(("workspace" = Uuid, Path)),
+    responses((status = 200, body = Vec<WorkspaceBuild>), (status = 404, body = Body)))]
+async fn list_builds(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Vec<WorkspaceBuild>>, ApiError> {
+    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    readable(&actor, &workspace)?;
+    let mut builds = Vec::new();
+    for build in state.store.builds(id).await? {
+        builds.push(build_view(&state, build).await?);
+    }
+    Ok(axum::Json(builds))
+}
+
+#[utoipa::path(get, path = "/api/v2/workspacebuilds/{build}", tag = "workspaces", security(("session_token" = [])),
+    params(("build" = Uuid, Path)), responses((status = 200, body = WorkspaceBuild), (status = 404, body = Body)))]
+async fn get_build(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<WorkspaceBuild>, ApiError> {
+    let build = readable_build(&state, &actor, id).await?.1;
+    Ok(axum::Json(build_view(&state, build).await?))
+}
+
+/// The build's log; `follow=true` streams it as Server-Sent Events until the build ends.
+#[utoipa::path(get, path = "/api/v2/workspacebuilds/{build}/logs", tag = "workspaces",
+    security(("session_token" = [])), params(("build" = Uuid, Path), LogsQuery),
+    responses((status = 200, body = Vec<warmspace_sdk::ProvisionerJobLog>,
+               description = "JSON, or `text/event-stream` with follow=true"), (status = 404, body = Body)))]
+async fn build_logs(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let build = readable_build(&state, &actor, id).await?.1;
+    logs_response(state, build.job_id, query).await
+}
+
+/// Cancels a build: at once if no daemon has it yet, else its daemon stops the backend.
+#[utoipa::path(patch, path = "/api/v2/workspacebuilds/{build}/cancel", tag = "workspaces",
+    security(("session_token" = [])), params(("build" = Uuid, Path)),
+    responses((status = 200, body = Body), (status = 403, body = Body), (status = 409, body = Body)))]
+async fn cancel_build(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Body>, ApiError> {
+    let (workspace, build) = readable_build(&state, &actor, id).await?;
+    actor.authorize(Action::Update, Object { resource: Resource::Workspace, owner: Some(workspace.owner_id) })?;
+    let message = match state.store.cancel_job(build.job_id).await?.as_deref() {
+        Some("canceled") => {
+            announce(&state.pubsub, build.job_id, EVENT_DONE).await;
+            "Build canceled."
+        }
+        Some(_) => "Cancel requested; the daemon is stopping the build.",
+        None => return Err(ApiError::new(StatusCode::CONFLICT, "The build has already finished.")),
+    };
+    Ok(axum::Json(Body { message: message.into(), detail: String::new(), validations: vec![] }))
+}
+
+fn not_found(err: StoreError) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::not_found("Workspace"),
+        other => other.into(),
+    }
+}
+
+fn readable(actor: &Actor, workspace: &WorkspaceRow) -> Result<(), ApiError> {
+    // Not found rather than forbidden: nobody learns which workspaces others have.
+    actor
+        .authorize(Action::Read, Object { resource: Resource::Workspace, owner: Some(workspace.owner_id) })
+        .map_err(|_| ApiError::not_found("Workspace"))
+}
+
+async fn readable_build(state: &AppState, actor: &Actor, id: Uuid) -> Result<(WorkspaceRow, BuildRow), ApiError> {
+    let build = state.store.build(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("Build"),
+        other => other.into(),
+    })?;
+    let workspace = state.store.workspace(build.workspace_id).await?;
+    readable(actor, &workspace)?;
+    Ok((workspace, build))
+}
+
+/// A version of this template whose import succeeded.
+async fn usable_version(state: &AppState, template: &TemplateRow, version_id: Uuid) -> Result<(), ApiError> {
+    let bad = |detail: &str| ApiError::field("template_version_id", detail.to_owned());
+    let version = state.store.template_version(version_id).await.map_err(|_| bad("no such template version"))?;
+    if version.template_id != Some(template.id) {
+        return Err(bad("the version belongs to another template"));
+    }
+    if version.provisioner.is_none() {
+        return Err(bad("the version has not been imported successfully"));
+    }
+    Ok(())
+}
+
+fn requested_values(values: &[BuildParameter]) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut map = BTreeMap::new();
+    for value in values {
+        if map.insert(value.name.clone(), value.value.clone()).is_some() {
+            return Err(ApiError::field("rich_parameter_values", format!("{:?} is given twice", value.name)));
+        }
+    }
+    Ok(map)
+}
+
+fn parameter_problems(problems: Vec<warmspace_template::ParameterProblem>) -> ApiError {
+    ApiError::invalid(problems.into_iter().map(|p| invalid(&p.parameter, p.message)).collect())
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// Parses `GET /workspaces?q=`.
+async fn parse_search(state: &AppState, actor: &Actor, q: &str) -> Result<WorkspaceFilter, ApiError> {
+    let mut filter = WorkspaceFilter::default();
+    let bad = |detail: String| ApiError::field("q", detail);
+    for term in q.split_whitespace() {
+        match term.split_once(':') {
+            Some(("owner", who)) => {
+                let owner: UserRow = find_user(state, actor, who).await.map_err(|_| bad(format!("no user {who:?}")))?;
+                filter.owner_id = Some(owner.id);
+            }
+            Some(("template", name)) => filter.template_name = Some(name.to_owned()),
+            Some(("status", status)) => {
+                let status: WorkspaceStatus = status.parse().map_err(bad)?;
+                filter.include_deleted |= status == WorkspaceStatus::Deleted;
+                filter.status = Some(status.as_str().to_owned());
+            }
+            Some(("name", name)) => filter.name = Some(name.to_owned()),
+            Some((key, _)) => {
+                return Err(bad(format!("unknown filter {key:?}: expected owner, template, status or name")));
+            }
+            None => filter.name = Some(term.to_owned()),
+        }
+    }
+    Ok(filter)
+}
+
+fn status_of(status: &str) -> WorkspaceStatus {
+    status.parse().unwrap_or(WorkspaceStatus::Failed)
+}
+
+pub async fn workspace_view(state: &AppState, w: WorkspaceRow) -> Result<Workspace, ApiError> {
+    let latest = state.store.build(w.latest_build_id).await?;
+    Ok(Workspace {
+        id: w.id,
+        organization_id: w.organization_id,
+        owner_id: w.owner_id,
+        owner_name: w.owner_name,
+        template_id: w.template_id,
+        template_name: w.template_name,
+        template_active_version_id: w.template_active_version_id,
+        name: w.name,
+        preset_id: w.preset_id,
+        created_at: w.created_at,
+        updated_at: w.updated_at,
+        ttl_ms: w.ttl_ms,
+        autostart_schedule: w.autostart_schedule,
+        last_used_at: w.last_used_at,
+        outdated: w.latest_version_id != w.template_active_version_id,
+        status: status_of(&w.status),
+        latest_build: build_view(state, latest).await?,
+    })
+}
+
+async fn build_view(state: &AppState, b: BuildRow) -> Result<WorkspaceBuild, ApiError> {
+    let job = job_view(state.store.job(b.job_id).await?);
+    Ok(WorkspaceBuild {
+        id: b.id,
+        workspace_id: b.workspace_id,
+        build_number: b.build_number,
+        transition: b.transition,
+        initiator_id: b.initiator_id,
+        initiator_name: b.initiator_name,
+        reason: b.reason,
+        template_version_id: b.template_version_id,
+        template_version_name: b.template_version_name,
+        template_version_preset_id: b.template_version_preset_id,
+        status: status_of(&b.status),
+        job,
+        deadline: b.deadline,
+        max_deadline: b.max_deadline,
+        created_at: b.created_at,
+        updated_at: b.updated_at,
+        parameters: b.parameters.0.into_iter().map(|(name, value)| BuildParameter { name, value }).collect(),
+        resources: b
+            .resources
+            .0
+            .into_iter()
+            .map(|r| WorkspaceResource { address: r.address, kind: r.kind, replaced: r.replaced })
+            .collect(),
+    })
+}

@@ -1,0 +1,433 @@
+//! Workspaces and builds through the HTTP API, run by real in-process
+//! daemons on the `echo` and `exec` backends.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use warmspace_sdk::{
+    BuildParameter, Client, ClientError, CreateTemplateRequest, CreateTemplateVersionRequest,
+    CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Role, StatusCode, Template, Workspace,
+    WorkspaceBuild, WorkspaceStatus, WorkspacesQuery,
+};
+use warmspace_server::Config;
+use warmspace_server::testing::TestServer;
+
+fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
+    match result {
+        Err(ClientError::Api { status, response }) => (status, response),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Pushes a template made of `files` (path → content; `.sh` files are executable) and waits for its import.
+async fn push(client: &Client, name: &str, files: &[(&str, &str)]) -> Template {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, content).unwrap();
+        if path.ends_with(".sh") {
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+    }
+    let archive = warmspace_sdk::archive::tar_directory(dir.path()).unwrap();
+    let file = client.upload_tar(archive).await.unwrap();
+    let version = client
+        .create_template_version(
+            "default",
+            &CreateTemplateVersionRequest {
+                file_id: file.id,
+                template_id: None,
+                name: None,
+                message: String::new(),
+                provisioner_tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = Box::pin(client.follow_template_version_logs(version.id).await.unwrap());
+    while let Some(event) = events.next().await {
+        if let LogEvent::End(job) = event.unwrap() {
+            assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
+            break;
+        }
+    }
+    client
+        .create_template(
+            "default",
+            &CreateTemplateRequest {
+                name: name.into(),
+                template_version_id: version.id,
+                display_name: String::new(),
+                description: String::new(),
+                icon: String::new(),
+                settings: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+const ECHO: &str = r#"
+provisioner = "echo"
+parameter "region" {
+  type    = "string"
+  default = "us"
+  mutable = false
+  option {
+    name  = "US"
+    value = "us"
+  }
+  option {
+    name  = "EU"
+    value = "eu"
+  }
+}
+parameter "cpus" {
+  type    = "number"
+  default = 2
+  mutable = true
+  validation {
+    min = 1
+    max = 16
+  }
+}
+echo {
+  duration_ms = 20
+}
+"#;
+
+fn values(pairs: &[(&str, &str)]) -> Vec<BuildParameter> {
+    pairs.iter().map(|(n, v)| BuildParameter { name: (*n).into(), value: (*v).into() }).collect()
+}
+
+async fn create(client: &Client, template: &Template, name: &str, parameters: &[(&str, &str)]) -> Workspace {
+    client
+        .create_workspace(
+            "me",
+            &CreateWorkspaceRequest {
+                template_id: template.id,
+                template_version_id: None,
+                name: name.into(),
+                rich_parameter_values: values(parameters),
+                template_version_preset_id: None,
+                ttl_ms: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn build(
+    client: &Client,
+    workspace: &Workspace,
+    transition: &str,
+    parameters: &[(&str, &str)],
+) -> Result<WorkspaceBuild, ClientError> {
+    client
+        .create_build(
+            workspace.id,
+            &CreateWorkspaceBuildRequest {
+                transition: transition.into(),
+                template_version_id: None,
+                rich_parameter_values: values(parameters),
+            },
+        )
+        .await
+}
+
+/// Follows a build to its end; returns its log lines and the finished build.
+async fn finish(client: &Client, build: &WorkspaceBuild) -> (Vec<String>, WorkspaceBuild) {
+    let mut events = Box::pin(client.follow_build_logs(build.id).await.unwrap());
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(event) = tokio::time::timeout_at(deadline, events.next()).await.expect("the build ends") {
+        match event.unwrap() {
+            LogEvent::Log(line) => lines.push(line.output),
+            LogEvent::End(_) => break,
+        }
+    }
+    (lines, client.build(build.id).await.unwrap())
+}
+
+#[tokio::test]
+async fn a_workspace_is_created_stopped_started_and_deleted() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let template = push(&owner, "echo", &[("warmspace.hcl", ECHO)]).await;
+
+    let workspace = create(&owner, &template, "dev", &[("cpus", "4")]).await;
+    assert_eq!(workspace.latest_build.build_number, 1);
+    assert_eq!(workspace.latest_build.transition, "start");
+    let (_, first) = finish(&owner, &workspace.latest_build).await;
+    assert_eq!(first.status, WorkspaceStatus::Running);
+    let params: BTreeMap<_, _> = first.parameters.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
+    assert_eq!(params, BTreeMap::from([("cpus", "4"), ("region", "us")]));
+    assert_eq!(first.resources.len(), 1);
+    // Timings are real timestamps, in order.
+    let job = &first.job;
+    let (started, completed) = (job.started_at.unwrap(), job.completed_at.unwrap());
+    assert!(job.created_at <= started && started <= completed);
+
+    for (number, transition, status) in [
+        (2, "stop", WorkspaceStatus::Stopped),
+        (3, "start", WorkspaceStatus::Running),
+        (4, "delete", WorkspaceStatus::Deleted),
+    ] {
+        let queued = build(&owner, &workspace, transition, &[]).await.unwrap();
+        assert_eq!(queued.build_number, number);
+        let (_, done) = finish(&owner, &queued).await;
+        assert_eq!(done.status, status, "{transition}: {:?}", done.job.error);
+        // Values carry over from build to build.
+        assert_eq!(done.parameters, first.parameters);
+    }
+    assert_eq!(api_status(owner.workspace_by_name("me", "dev").await).0, StatusCode::NOT_FOUND);
+    let listed = owner.workspaces(&WorkspacesQuery::default()).await.unwrap();
+    assert_eq!(listed.count, 0, "deleted workspaces are not listed");
+    // The name is free again.
+    create(&owner, &template, "dev", &[]).await;
+}
+
+#[tokio::test]
+async fn parameters_are_validated_before_anything_is_queued() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let template = push(&owner, "echo", &[("warmspace.hcl", ECHO)]).await;
+    let jobs = |server: &TestServer| {
+        let pool = server.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM provisioner_jobs WHERE type = 'workspace_build'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    for (parameters, field) in [
+        (vec![("cpus", "64")], "cpus"),
+        (vec![("cpus", "many")], "cpus"),
+        (vec![("region", "mars")], "region"),
+        (vec![("gpus", "1")], "gpus"),
+    ] {
+        let refused = owner
+            .create_workspace(
+                "me",
+                &CreateWorkspaceRequest {
+                    template_id: template.id,
+                    template_version_id: None,
+                    name: "dev".into(),
+                    rich_parameter_values: values(&parameters),
+                    template_version_preset_id: None,
+                    ttl_ms: None,
+                },
+            )
+            .await;
+        let (status, body) = api_status(refused);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body.validations[0].field, field, "{body:?}");
+    }
+    assert_eq!(jobs(&server).await, 0, "nothing was queued");
+
+    let workspace = create(&owner, &template, "dev", &[("region", "us")]).await;
+    finish(&owner, &workspace.latest_build).await;
+    // Changing an immutable parameter is refused, naming it; repeating its value is not a change.
+    let (status, body) = api_status(build(&owner, &workspace, "start", &[("region", "eu")]).await);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body.validations[0].field, "region");
+    assert!(body.validations[0].detail.contains("immutable"), "{body:?}");
+    let same = build(&owner, &workspace, "start", &[("region", "us"), ("cpus", "8")]).await.unwrap();
+    assert_eq!(finish(&owner, &same).await.1.status, WorkspaceStatus::Running);
+    assert_eq!(jobs(&server).await, 2);
+
+    // Bad names and taken names.
+    let bad = owner
+        .create_workspace(
+            "me",
+            &CreateWorkspaceRequest {
+                template_id: template.id,
+                template_version_id: None,
+                name: "Bad_Name".into(),
+                rich_parameter_values: vec![],
+                template_version_preset_id: None,
+                ttl_ms: None,
+            },
+        )
+        .await;
+    let (status, body) = api_status(bad);
+    assert_eq!((status, body.validations[0].field.as_str()), (StatusCode::BAD_REQUEST, "name"));
+    assert!(body.validations[0].detail.contains("lowercase"), "the rule is stated: {body:?}");
+    let taken = owner
+        .create_workspace(
+            "me",
+            &CreateWorkspaceRequest {
+                template_id: template.id,
+                template_version_id: None,
+                name: "dev".into(),
+                rich_parameter_values: vec![],
+                template_version_preset_id: None,
+                ttl_ms: None,
+            },
+        )
+        .await;
+    assert_eq!(api_status(taken).0, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn one_build_at_a_time_and_a_running_build_can_be_canceled() {
+    // A short lease makes heartbeats (which carry the cancel) frequent.
+    let queue = warmspace_store::jobs::QueuePolicy { lease: Duration::from_secs(3), ..Default::default() };
+    let server = TestServer::start_with(Config { queue, ..Config::default() }, 2).await;
+    let owner = server.owner().await;
+    let slow =
+        push(&owner, "slow", &[("warmspace.hcl", "provisioner = \"echo\"\necho {\n  duration_ms = 60000\n}\n")]).await;
+    let workspace = create(&owner, &slow, "slow", &[]).await;
+    let (status, body) = api_status(build(&owner, &workspace, "stop", &[]).await);
+    assert_eq!(status, StatusCode::CONFLICT, "{body:?}");
+    assert!(body.message.contains("still"), "{body:?}");
+
+    // Cancel once a daemon runs it, so the daemon has to stop the backend.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while owner.build(workspace.latest_build.id).await.unwrap().job.status != JobStatus::Running {
+        assert!(tokio::time::Instant::now() < deadline, "the build never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    owner.cancel_build(workspace.latest_build.id).await.unwrap();
+    let (lines, canceled) = finish(&owner, &workspace.latest_build).await;
+    assert_eq!(canceled.job.status, JobStatus::Canceled, "{lines:#?}");
+    assert_eq!(canceled.status, WorkspaceStatus::Canceled);
+    assert!(canceled.job.canceled_at.is_some());
+    let ran_for = canceled.job.completed_at.unwrap() - canceled.job.started_at.unwrap();
+    assert!(ran_for < chrono::Duration::seconds(30), "stopped long before its 60 s: {ran_for}");
+    // A finished build cannot be canceled; with nothing in progress, builds are accepted again.
+    assert_eq!(api_status(owner.cancel_build(workspace.latest_build.id).await).0, StatusCode::CONFLICT);
+    let deleted = build(&owner, &workspace, "delete", &[]).await.unwrap();
+    owner.cancel_build(deleted.id).await.ok();
+}
+
+#[tokio::test]
+async fn a_workspace_whose_start_failed_can_still_be_deleted() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let template = push(
+        &owner,
+        "broken",
+        &[("warmspace.hcl", "provisioner = \"echo\"\necho {\n  duration_ms = 10\n  fail_on = [\"start\"]\n}\n")],
+    )
+    .await;
+    let workspace = create(&owner, &template, "broken", &[]).await;
+    let (_, failed) = finish(&owner, &workspace.latest_build).await;
+    assert_eq!(failed.status, WorkspaceStatus::Failed);
+    assert!(failed.job.error.is_some());
+    // Deleting the template is refused while a workspace uses it.
+    assert_eq!(api_status(owner.delete_template(template.id).await).0, StatusCode::CONFLICT);
+    let delete = build(&owner, &workspace, "delete", &[]).await.unwrap();
+    assert_eq!(delete.template_version_id, failed.template_version_id, "a delete uses the latest build's version");
+    assert_eq!(finish(&owner, &delete).await.1.status, WorkspaceStatus::Deleted);
+    owner.delete_template(template.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn members_see_and_build_only_their_own_workspaces() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let alice = server.user(&owner, "alice", &[]).await;
+    let bob = server.user(&owner, "bob", &[]).await;
+    let admin = server.user(&owner, "tadmin", &[Role::TemplateAdmin]).await;
+    let template = push(&owner, "echo", &[("warmspace.hcl", ECHO)]).await;
+    let mine = create(&alice, &template, "mine", &[]).await;
+    finish(&alice, &mine.latest_build).await;
+
+    assert_eq!(bob.workspaces(&WorkspacesQuery::default()).await.unwrap().count, 0);
+    assert_eq!(api_status(bob.workspace(mine.id).await).0, StatusCode::NOT_FOUND);
+    assert_eq!(api_status(build(&bob, &mine, "stop", &[]).await).0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api_status(
+            bob.create_workspace(
+                "alice",
+                &CreateWorkspaceRequest {
+                    template_id: template.id,
+                    template_version_id: None,
+                    name: "sneaky".into(),
+                    rich_parameter_values: vec![],
+                    template_version_preset_id: None,
+                    ttl_ms: None,
+                }
+            )
+            .await
+        )
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    // Template admins read every workspace but do not build them.
+    assert_eq!(admin.workspace(mine.id).await.unwrap().name, "mine");
+    assert_eq!(api_status(build(&admin, &mine, "stop", &[]).await).0, StatusCode::FORBIDDEN);
+
+    let q = |q: &str| WorkspacesQuery { q: Some(q.into()), ..Default::default() };
+    assert_eq!(owner.workspaces(&q("owner:alice status:running template:echo")).await.unwrap().count, 1);
+    assert_eq!(owner.workspaces(&q("owner:alice status:stopped")).await.unwrap().count, 0);
+    assert_eq!(owner.workspaces(&q("owner:prebuilds")).await.unwrap().count, 0);
+    let (status, body) = api_status(owner.workspaces(&q("status:sleeping")).await);
+    assert_eq!((status, body.validations[0].field.as_str()), (StatusCode::BAD_REQUEST, "q"));
+}
+
+/// The exec backend with the documented environment, state handed from
+/// build to build, and a script that hangs killed at its timeout.
+#[tokio::test]
+async fn exec_scripts_get_their_environment_and_state() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let manifest = r#"
+provisioner = "exec"
+parameter "cpu-count" {
+  type    = "number"
+  default = 2
+  mutable = true
+}
+exec {
+  start   = "start.sh"
+  stop    = "stop.sh"
+  timeout = "1s"
+}
+"#;
+    let start = "#!/bin/sh\nenv | grep '^WARMSPACE_' | sort\necho \"pwd=$(pwd)\"\n\
+                 echo \"state from build $WARMSPACE_BUILD_NUMBER\" > \"$WARMSPACE_STATE_FILE\"\n\
+                 if [ \"$WARMSPACE_PARAM_CPU_COUNT\" = 99 ]; then sleep 600; fi\n";
+    let stop = "#!/bin/sh\necho \"stop sees: $(cat \"$WARMSPACE_STATE_FILE\")\"\n";
+    let template = push(&owner, "exec", &[("warmspace.hcl", manifest), ("start.sh", start), ("stop.sh", stop)]).await;
+    let workspace = create(&owner, &template, "box", &[]).await;
+    let (lines, done) = finish(&owner, &workspace.latest_build).await;
+    assert_eq!(done.status, WorkspaceStatus::Running, "{lines:#?}");
+    let env: BTreeMap<&str, &str> = lines.iter().filter_map(|l| l.split_once('=')).collect();
+    let me = owner.user("me").await.unwrap();
+    let expect = [
+        ("WARMSPACE_URL", server.url.as_str().trim_end_matches('/').to_owned()),
+        ("WARMSPACE_TRANSITION", "start".into()),
+        ("WARMSPACE_WORKSPACE_ID", workspace.id.to_string()),
+        ("WARMSPACE_WORKSPACE_NAME", "box".into()),
+        ("WARMSPACE_OWNER_ID", me.id.to_string()),
+        ("WARMSPACE_OWNER_NAME", "admin".into()),
+        ("WARMSPACE_IS_PREBUILD", "false".into()),
+        ("WARMSPACE_IS_CLAIM", "false".into()),
+        ("WARMSPACE_PARAM_CPU_COUNT", "2".into()),
+        ("WARMSPACE_BINARY", std::env::current_exe().unwrap().display().to_string()),
+    ];
+    for (name, value) in expect {
+        assert_eq!(env.get(name).copied(), Some(value.as_str()), "{name} in {lines:#?}");
+    }
+    for name in ["WARMSPACE_STATE_FILE", "WARMSPACE_RESULT_FILE"] {
+        assert!(env.get(name).is_some_and(|p| Path::new(p).is_absolute()), "{name} in {lines:#?}");
+    }
+    assert!(env.get("pwd").is_some_and(|p| !p.is_empty()));
+
+    let stopped = build(&owner, &workspace, "stop", &[]).await.unwrap();
+    let (lines, done) = finish(&owner, &stopped).await;
+    assert_eq!(done.status, WorkspaceStatus::Stopped);
+    assert!(lines.contains(&"stop sees: state from build 1".to_owned()), "{lines:#?}");
+
+    let hanging = build(&owner, &workspace, "start", &[("cpu-count", "99")]).await.unwrap();
+    let (lines, done) = finish(&owner, &hanging).await;
+    assert_eq!(done.status, WorkspaceStatus::Failed, "{lines:#?}");
+    assert!(done.job.error.as_deref().unwrap_or_default().contains("timed out"), "{:?}", done.job.error);
+}

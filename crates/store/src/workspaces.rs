@@ -1,0 +1,438 @@
+//! Workspaces and their builds.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgConnection};
+use uuid::Uuid;
+
+use crate::jobs::{JobType, NewJob, finish_job, insert_job, priority};
+use crate::{Result, Store, StoreError};
+
+/// The user that owns unclaimed prebuilds.
+pub const PREBUILDS_USER_ID: Uuid = uuid::uuid!("c42fdf75-3097-471c-8c33-fb52454d81c0");
+
+/// A workspace with what its latest build says about it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_name: String,
+    pub template_id: Uuid,
+    pub template_name: String,
+    pub template_active_version_id: Uuid,
+    pub name: String,
+    pub preset_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted: bool,
+    pub autostart_schedule: Option<String>,
+    pub ttl_ms: Option<i64>,
+    pub last_used_at: DateTime<Utc>,
+    pub latest_build_id: Uuid,
+    pub latest_build_number: i32,
+    pub latest_transition: String,
+    pub latest_version_id: Uuid,
+    pub latest_job_id: Uuid,
+    pub latest_job_status: String,
+    /// pending, starting, running, stopping, stopped, deleting, deleted, failed, canceling, canceled.
+    pub status: String,
+}
+
+/// The status a workspace shows, from its latest build's transition and job.
+const STATUS: &str = "CASE j.status \
+       WHEN 'pending' THEN 'pending' \
+       WHEN 'running' THEN CASE b.transition WHEN 'start' THEN 'starting' WHEN 'stop' THEN 'stopping' ELSE 'deleting' END \
+       WHEN 'succeeded' THEN CASE b.transition WHEN 'start' THEN 'running' WHEN 'stop' THEN 'stopped' ELSE 'deleted' END \
+       ELSE j.status END";
+
+static WORKSPACE_SELECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT w.id, w.organization_id, w.owner_id, u.username AS owner_name, w.template_id, \
+             t.name AS template_name, t.active_version_id AS template_active_version_id, w.name, w.preset_id, \
+             w.created_at, w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, \
+             b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
+             b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status, \
+             {STATUS} AS status \
+         FROM workspaces w \
+         JOIN users u ON u.id = w.owner_id \
+         JOIN templates t ON t.id = w.template_id \
+         JOIN LATERAL (SELECT * FROM workspace_builds WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b \
+             ON true \
+         JOIN provisioner_jobs j ON j.id = b.job_id"
+    )
+});
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub build_number: i32,
+    pub transition: String,
+    pub initiator_id: Uuid,
+    pub initiator_name: String,
+    pub reason: String,
+    pub template_version_id: Uuid,
+    pub template_version_name: String,
+    pub template_version_preset_id: Option<Uuid>,
+    pub job_id: Uuid,
+    pub deadline: Option<DateTime<Utc>>,
+    pub max_deadline: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// What the workspace was doing as of this build (see [`WorkspaceRow::status`]).
+    pub status: String,
+    pub parameters: Json<BTreeMap<String, String>>,
+    pub resources: Json<Vec<ResourceRow>>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ResourceRow {
+    pub address: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub replaced: bool,
+}
+
+static BUILD_SELECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT b.id, b.workspace_id, b.build_number, b.transition, b.initiator_id, \
+             u.username AS initiator_name, b.reason, b.template_version_id, v.name AS template_version_name, \
+             b.template_version_preset_id, b.job_id, b.deadline, b.max_deadline, b.created_at, b.updated_at, \
+             {STATUS} AS status, \
+             coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
+                       WHERE p.workspace_build_id = b.id), '{{}}') AS parameters, \
+             coalesce((SELECT json_agg(json_build_object('address', r.address, 'type', r.type, \
+                       'replaced', r.replaced) ORDER BY r.address) \
+                       FROM workspace_resources r WHERE r.workspace_build_id = b.id), '[]') AS resources \
+         FROM workspace_builds b JOIN users u ON u.id = b.initiator_id \
+         JOIN template_versions v ON v.id = b.template_version_id \
+         JOIN provisioner_jobs j ON j.id = b.job_id"
+    )
+});
+
+/// A build to queue. Its parameter values have been validated already.
+#[derive(Debug, Clone)]
+pub struct NewBuild {
+    pub transition: &'static str,
+    pub initiator_id: Uuid,
+    pub reason: &'static str,
+    pub template_version_id: Uuid,
+    pub preset_id: Option<Uuid>,
+    pub parameters: BTreeMap<String, String>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub max_deadline: Option<DateTime<Utc>>,
+}
+
+pub struct NewWorkspace {
+    pub organization_id: Uuid,
+    pub owner_id: Uuid,
+    pub template_id: Uuid,
+    pub name: String,
+    pub ttl_ms: Option<i64>,
+    pub autostart_schedule: Option<String>,
+    /// Build 1, a `start`.
+    pub build: NewBuild,
+}
+
+/// Filters of a workspace listing; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceFilter {
+    pub owner_id: Option<Uuid>,
+    pub template_name: Option<String>,
+    pub status: Option<String>,
+    /// Matched as a substring of the name.
+    pub name: Option<String>,
+    pub include_deleted: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// What a finished build leaves behind.
+#[derive(Debug, Clone)]
+pub struct BuildCompletion {
+    /// succeeded, failed or canceled.
+    pub status: &'static str,
+    pub error: Option<String>,
+    /// The backend's state after the build; `None` when it keeps none.
+    pub state: Option<Vec<u8>>,
+    pub resources: Vec<(String, String, bool)>,
+}
+
+/// What a daemon needs to run a build, gathered in one place.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildPayload {
+    pub build_id: Uuid,
+    pub build_number: i32,
+    pub transition: String,
+    pub reason: String,
+    pub workspace_id: Uuid,
+    pub workspace_name: String,
+    pub owner_id: Uuid,
+    pub owner_name: String,
+    pub file_id: Uuid,
+    pub provisioner_config: Option<Json<serde_json::Value>>,
+    pub parameters: Json<BTreeMap<String, String>>,
+    /// The state the newest earlier build reported (empty: it kept none).
+    pub previous_state: Option<Vec<u8>>,
+}
+
+async fn insert_build(
+    tx: &mut PgConnection,
+    workspace_id: Uuid,
+    organization_id: Uuid,
+    build: &NewBuild,
+) -> Result<Uuid> {
+    let number: i32 =
+        sqlx::query_scalar("SELECT coalesce(max(build_number), 0) + 1 FROM workspace_builds WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let file_id: Uuid = sqlx::query_scalar("SELECT file_id FROM template_versions WHERE id = $1")
+        .bind(build.template_version_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    // Pool upkeep waits behind anything a person is waiting for; a claim is a person waiting.
+    let job_priority = if build.initiator_id == PREBUILDS_USER_ID && build.reason != "claim" {
+        priority::PREBUILD
+    } else {
+        priority::HUMAN
+    };
+    let id = Uuid::new_v4();
+    let job_id = insert_job(
+        tx,
+        &NewJob {
+            organization_id,
+            kind: JobType::WorkspaceBuild,
+            initiator_id: build.initiator_id,
+            priority: job_priority,
+            tags: Default::default(),
+            input: serde_json::json!({ "workspace_build_id": id }),
+            file_id: Some(file_id),
+        },
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+             template_version_id, template_version_preset_id, job_id, deadline, max_deadline) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(id)
+    .bind(workspace_id)
+    .bind(number)
+    .bind(build.transition)
+    .bind(build.initiator_id)
+    .bind(build.reason)
+    .bind(build.template_version_id)
+    .bind(build.preset_id)
+    .bind(job_id)
+    .bind(build.deadline)
+    .bind(build.max_deadline)
+    .execute(&mut *tx)
+    .await?;
+    let (names, values): (Vec<&String>, Vec<&String>) = build.parameters.iter().unzip();
+    sqlx::query(
+        "INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
+         SELECT $1, * FROM unnest($2::text[], $3::text[])",
+    )
+    .bind(id)
+    .bind(names)
+    .bind(values)
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}
+
+impl Store {
+    /// Creates a workspace and queues its first build, in one transaction.
+    pub async fn create_workspace(&self, new: &NewWorkspace) -> Result<WorkspaceRow> {
+        let mut tx = self.pool.begin().await?;
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO workspaces (organization_id, owner_id, template_id, name, preset_id, ttl_ms, autostart_schedule) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(new.organization_id)
+        .bind(new.owner_id)
+        .bind(new.template_id)
+        .bind(&new.name)
+        .bind(new.build.preset_id)
+        .bind(new.ttl_ms)
+        .bind(&new.autostart_schedule)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
+        insert_build(&mut tx, id, new.organization_id, &new.build).await?;
+        tx.commit().await?;
+        self.workspace(id).await
+    }
+
+    /// Queues a build of a workspace. Refused while another build of it is
+    /// pending or running: the workspace row lock makes this check and the
+    /// insert one step, so two racing requests cannot both pass it.
+    pub async fn create_build(&self, workspace_id: Uuid, build: &NewBuild) -> Result<BuildRow> {
+        let mut tx = self.pool.begin().await?;
+        let (organization_id, deleted): (Uuid, bool) =
+            sqlx::query_as("SELECT organization_id, deleted FROM workspaces WHERE id = $1 FOR UPDATE")
+                .bind(workspace_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        if deleted {
+            return Err(StoreError::NotFound);
+        }
+        let busy: Option<(i32, String, String)> = sqlx::query_as(
+            "SELECT b.build_number, b.transition, j.status FROM workspace_builds b \
+             JOIN provisioner_jobs j ON j.id = b.job_id \
+             WHERE b.workspace_id = $1 AND j.status IN ('pending', 'running', 'canceling') \
+             ORDER BY b.build_number DESC LIMIT 1",
+        )
+        .bind(workspace_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((number, transition, status)) = busy {
+            return Err(StoreError::InProgress(format!(
+                "build {number} ({transition}) of this workspace is still {status}; wait for it or cancel it"
+            )));
+        }
+        let id = insert_build(&mut tx, workspace_id, organization_id, build).await?;
+        tx.commit().await?;
+        self.build(id).await
+    }
+
+    pub async fn workspace(&self, id: Uuid) -> Result<WorkspaceRow> {
+        let sql = format!("{} WHERE w.id = $1", *WORKSPACE_SELECT);
+        sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
+    }
+
+    pub async fn workspace_by_name(&self, owner_id: Uuid, name: &str) -> Result<WorkspaceRow> {
+        let sql = format!("{} WHERE w.owner_id = $1 AND w.name = $2 AND NOT w.deleted", *WORKSPACE_SELECT);
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(owner_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// A page of workspaces, oldest first, and how many match in all.
+    pub async fn list_workspaces(&self, filter: &WorkspaceFilter) -> Result<(Vec<WorkspaceRow>, i64)> {
+        let condition = "($1::uuid IS NULL OR w.owner_id = $1) AND ($2::text IS NULL OR t.name = $2) \
+             AND ($3::text IS NULL OR ({STATUS}) = $3) AND ($4::text IS NULL OR strpos(w.name, $4) > 0) \
+             AND ($5 OR NOT w.deleted)"
+            .replace("{STATUS}", STATUS);
+        let list = format!("{} WHERE {condition} ORDER BY w.created_at, w.id LIMIT $6 OFFSET $7", *WORKSPACE_SELECT);
+        let count = format!("SELECT count(*) FROM ({} WHERE {condition}) matching", *WORKSPACE_SELECT);
+        let rows = sqlx::query_as(AssertSqlSafe(list))
+            .bind(filter.owner_id)
+            .bind(&filter.template_name)
+            .bind(&filter.status)
+            .bind(&filter.name)
+            .bind(filter.include_deleted)
+            .bind(filter.limit)
+            .bind(filter.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let (total,): (i64,) = sqlx::query_as(AssertSqlSafe(count))
+            .bind(filter.owner_id)
+            .bind(&filter.template_name)
+            .bind(&filter.status)
+            .bind(&filter.name)
+            .bind(filter.include_deleted)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// Workspaces other than unclaimed prebuilds that still use a template.
+    pub async fn template_in_use(&self, template_id: Uuid) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM workspaces WHERE template_id = $1 AND NOT deleted AND owner_id <> $2",
+        )
+        .bind(template_id)
+        .bind(PREBUILDS_USER_ID)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn build(&self, id: Uuid) -> Result<BuildRow> {
+        let sql = format!("{} WHERE b.id = $1", *BUILD_SELECT);
+        sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
+    }
+
+    pub async fn build_by_number(&self, workspace_id: Uuid, number: i32) -> Result<BuildRow> {
+        let sql = format!("{} WHERE b.workspace_id = $1 AND b.build_number = $2", *BUILD_SELECT);
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(workspace_id)
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// A workspace's builds, newest first.
+    pub async fn builds(&self, workspace_id: Uuid) -> Result<Vec<BuildRow>> {
+        let sql = format!("{} WHERE b.workspace_id = $1 ORDER BY b.build_number DESC", *BUILD_SELECT);
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.pool).await?)
+    }
+
+    /// Everything a daemon needs to run the build behind `job_id`.
+    pub async fn build_payload(&self, job_id: Uuid) -> Result<BuildPayload> {
+        sqlx::query_as(
+            "SELECT b.id AS build_id, b.build_number, b.transition, b.reason, w.id AS workspace_id, \
+                 w.name AS workspace_name, w.owner_id, u.username AS owner_name, v.file_id, v.provisioner_config, \
+                 coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
+                           WHERE p.workspace_build_id = b.id), '{}') AS parameters, \
+                 (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id \
+                      AND e.build_number < b.build_number AND e.provisioner_state IS NOT NULL \
+                  ORDER BY e.build_number DESC LIMIT 1) AS previous_state \
+             FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
+             JOIN users u ON u.id = w.owner_id JOIN template_versions v ON v.id = b.template_version_id \
+             WHERE b.job_id = $1",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Records how a build ended — the job's status, the backend's state and
+    /// resources, and for a successful delete the workspace's deletion — in
+    /// one transaction.
+    pub async fn complete_build(&self, job_id: Uuid, worker_id: Uuid, done: &BuildCompletion) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let status = finish_job(&mut tx, job_id, worker_id, done.status, done.error.as_deref()).await?;
+        // An empty state means "reported, and there is none", unlike NULL
+        // ("never reported"), which makes the next build look further back.
+        let (build_id, workspace_id, transition): (Uuid, Uuid, String) = sqlx::query_as(
+            "UPDATE workspace_builds SET provisioner_state = $2, updated_at = now() WHERE job_id = $1 \
+             RETURNING id, workspace_id, transition",
+        )
+        .bind(job_id)
+        .bind(done.state.clone().unwrap_or_default())
+        .fetch_one(&mut *tx)
+        .await?;
+        for (address, kind, replaced) in &done.resources {
+            sqlx::query(
+                "INSERT INTO workspace_resources (workspace_build_id, address, type, replaced) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (workspace_build_id, address) DO UPDATE SET type = excluded.type, replaced = excluded.replaced",
+            )
+            .bind(build_id)
+            .bind(address)
+            .bind(kind)
+            .bind(replaced)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if transition == "delete" && status == "succeeded" {
+            sqlx::query("UPDATE workspaces SET deleted = true, updated_at = now() WHERE id = $1")
+                .bind(workspace_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! `warmspace create|list|show|start|stop|delete|update`.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use warmspace_sdk::{
+    BuildParameter, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Workspace,
+    WorkspaceBuild, WorkspacesQuery,
+};
+
+use super::Config;
+use super::output::{self, Format, OutputArgs};
+use super::templates::OrgArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    /// The workspace's name (`owner/name` to create one for someone else).
+    name: String,
+    #[arg(long, short = 't')]
+    template: String,
+    /// Use this preset of the template's active version (its parameter values are fixed).
+    #[arg(long)]
+    preset: Option<String>,
+    /// A parameter value, `name=value`. Repeatable.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+    /// How long the workspace runs before stopping (default: the template's).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<std::time::Duration>,
+    #[command(flatten)]
+    org: OrgArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Every workspace you may see, not just yours.
+    #[arg(long, short = 'a')]
+    all: bool,
+    /// Filter: owner:, template:, status:, name: (`owner:prebuilds` is the prebuild pool).
+    #[arg(long, default_value = "")]
+    search: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NameArgs {
+    /// The workspace: `name` (yours) or `owner/name`.
+    name: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    workspace: NameArgs,
+    /// A parameter value to change, `name=value`. Repeatable.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
+    let client = config.client()?;
+    let (owner, name) = split_name(&args.name);
+    let template = client
+        .template_by_name(&args.org.organization, &args.template)
+        .await
+        .with_context(|| format!("template {:?}", args.template))?;
+    let preset_id = match &args.preset {
+        None => None,
+        Some(preset) => Some(
+            client
+                .template_version_presets(template.active_version_id)
+                .await?
+                .into_iter()
+                .find(|p| &p.name == preset)
+                .with_context(|| format!("template {} has no preset {preset:?}", template.name))?
+                .id,
+        ),
+    };
+    let started = Instant::now();
+    let workspace = client
+        .create_workspace(
+            owner,
+            &CreateWorkspaceRequest {
+                template_id: template.id,
+                template_version_id: None,
+                name: name.to_owned(),
+                rich_parameter_values: parameters(&args.parameters)?,
+                template_version_preset_id: preset_id,
+                ttl_ms: args.ttl.map(|ttl| ttl.as_millis() as i64),
+            },
+        )
+        .await?;
+    println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name);
+    follow(&client, &workspace.latest_build).await?;
+    println!("Workspace {} is running ({:.1} s).", workspace.name, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
+    let client = config.client()?;
+    let mut q = args.search.clone();
+    if !args.all && !q.contains("owner:") {
+        q = format!("owner:me {q}");
+    }
+    let mut workspaces = Vec::new();
+    loop {
+        let page = client
+            .workspaces(&WorkspacesQuery { q: Some(q.clone()), limit: None, offset: Some(workspaces.len() as i64) })
+            .await?;
+        let done = page.workspaces.is_empty() || workspaces.len() + page.workspaces.len() >= page.count as usize;
+        workspaces.extend(page.workspaces);
+        if done {
+            break;
+        }
+    }
+    match args.output.format {
+        Format::Json => output::json(&workspaces),
+        Format::Table => {
+            output::table(
+                ["WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "OUTDATED", "CREATED"],
+                workspaces.iter().map(|w| {
+                    [
+                        format!("{}/{}", w.owner_name, w.name),
+                        w.template_name.clone(),
+                        w.status.as_str().to_owned(),
+                        w.latest_build.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                        if w.outdated { "yes".into() } else { String::new() },
+                        w.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                    ]
+                }),
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn show(config: &Config, args: NameArgs, output: OutputArgs) -> anyhow::Result<()> {
+    let client = config.client()?;
+    let workspace = find(&client, &args.name).await?;
+    if output.format == Format::Json {
+        return output::json(&workspace);
+    }
+    let b = &workspace.latest_build;
+    println!("{}/{}  ({})", workspace.owner_name, workspace.name, workspace.status.as_str());
+    println!(
+        "  template:   {} (version {}{})",
+        workspace.template_name,
+        b.template_version_name,
+        if workspace.outdated { ", outdated" } else { "" }
+    );
+    println!(
+        "  build:      #{} {} by {} ({}), {}",
+        b.build_number,
+        b.transition,
+        b.initiator_name,
+        b.reason,
+        b.job.status.as_str()
+    );
+    if let Some(worker) = &b.job.worker_name {
+        println!("  daemon:     {worker}");
+    }
+    if let Some(deadline) = b.deadline {
+        println!("  deadline:   {deadline}");
+    }
+    for p in &b.parameters {
+        println!("  parameter:  {} = {}", p.name, p.value);
+    }
+    for r in &b.resources {
+        println!("  resource:   {} ({}){}", r.address, r.kind, if r.replaced { ", replaced" } else { "" });
+    }
+    if let Some(error) = &b.job.error {
+        println!("  error:      {error}");
+    }
+    Ok(())
+}
+
+/// `start`, `stop` and `delete`.
+pub async fn transition(config: &Config, args: BuildArgs, transition: &str) -> anyhow::Result<()> {
+    let client = config.client()?;
+    let workspace = find(&client, &args.workspace.name).await?;
+    if transition == "delete"
+        && !args.yes
+        && !confirm(&format!("Delete workspace {}/{}?", workspace.owner_name, workspace.name))?
+    {
+        bail!("not deleted");
+    }
+    build(&client, &workspace, transition, None, &args.parameters).await
+}
+
+/// Moves a workspace to its template's active version: stop (if running), then start on the new version.
+pub async fn update(config: &Config, args: BuildArgs) -> anyhow::Result<()> {
+    let client = config.client()?;
+    let workspace = find(&client, &args.workspace.name).await?;
+    if !workspace.outdated {
+        println!("Workspace {} already uses the active version.", workspace.name);
+        return Ok(());
+    }
+    if workspace.latest_build.transition == "start" && workspace.latest_build.job.status == JobStatus::Succeeded {
+        build(&client, &workspace, "stop", None, &[]).await?;
+    }
+    build(&client, &workspace, "start", Some(workspace.template_active_version_id), &args.parameters).await
+}
+
+async fn build(
+    client: &Client,
+    workspace: &Workspace,
+    transition: &str,
+    version: Option<uuid::Uuid>,
+    values: &[String],
+) -> anyhow::Result<()> {
+    let build = client
+        .create_build(
+            workspace.id,
+            &CreateWorkspaceBuildRequest {
+                transition: transition.to_owned(),
+                template_version_id: version,
+                rich_parameter_values: parameters(values)?,
+            },
+        )
+        .await?;
+    println!(
+        "{} workspace {}/{} (build {}) …",
+        capitalised(transition),
+        workspace.owner_name,
+        workspace.name,
+        build.build_number
+    );
+    follow(client, &build).await
+}
+
+/// Prints a build's log until it ends; an error unless it succeeded.
+async fn follow(client: &Client, build: &WorkspaceBuild) -> anyhow::Result<()> {
+    let mut events = Box::pin(client.follow_build_logs(build.id).await?);
+    let mut job = None;
+    while let Some(event) = events.next().await {
+        match event? {
+            LogEvent::Log(line) => println!("  {}", line.output),
+            LogEvent::End(end) => {
+                job = Some(end);
+                break;
+            }
+        }
+    }
+    let job = match job {
+        Some(job) => job,
+        None => client.build(build.id).await?.job,
+    };
+    match job.status {
+        JobStatus::Succeeded => Ok(()),
+        status => bail!("the {} build {}: {}", build.transition, status.as_str(), job.error.unwrap_or_default()),
+    }
+}
+
+async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
+    let (owner, name) = split_name(name);
+    client.workspace_by_name(owner, name).await.with_context(|| format!("workspace {owner}/{name}"))
+}
+
+fn split_name(name: &str) -> (&str, &str) {
+    name.split_once('/').unwrap_or(("me", name))
+}
+
+fn parameters(values: &[String]) -> anyhow::Result<Vec<BuildParameter>> {
+    values
+        .iter()
+        .map(|kv| {
+            let (name, value) =
+                kv.split_once('=').with_context(|| format!("--parameter {kv:?}: expected NAME=VALUE"))?;
+            Ok(BuildParameter { name: name.to_owned(), value: value.to_owned() })
+        })
+        .collect()
+}
+
+/// Asks on a terminal; without one there is nobody to ask, and the command goes ahead.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    print!("{question} [y/N] ");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn capitalised(transition: &str) -> &'static str {
+    match transition {
+        "start" => "Starting",
+        "stop" => "Stopping",
+        _ => "Deleting",
+    }
+}

@@ -1,0 +1,200 @@
+//! Helpers shared by the binary's end-to-end tests: server processes, the
+//! CLI as a user runs it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_warmspace");
+
+pub fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A command with a private client config and none of the caller's warmspace settings.
+pub fn warmspace(config_dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WARMSPACE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("WARMSPACE_CONFIG_DIR", config_dir).stdin(Stdio::null());
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let output = cmd.output().expect("running warmspace");
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn run_failing(cmd: &mut Command) -> String {
+    let output = cmd.output().expect("running warmspace");
+    assert!(!output.status.success(), "{cmd:?} should have failed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    pub fn start(config_dir: &Path, args: &[&str]) -> ServerProcess {
+        Self::start_with_env(config_dir, args, &[])
+    }
+
+    pub fn start_with_env(config_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        let address = free_address();
+        let child = warmspace(config_dir)
+            .args(["server", "--http-address", &address])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the server");
+        ServerProcess { child, url: format!("http://{address}") }
+    }
+
+    pub async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let client = warmspace_sdk::Client::new(self.url.parse().unwrap());
+            if let Ok(resp) = client.request(reqwest::Method::GET, "healthz").unwrap().send().await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the server exited with {status} before becoming healthy");
+            }
+            assert!(Instant::now() < deadline, "the server did not become healthy in 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the server exited with {status} on SIGTERM");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    warmspace_store::testing::cluster_temp_dir()
+}
+
+/// `warmspace login URL` with the first-user flags: creates the admin on a
+/// new server, logs in as them on one that has users.
+pub fn login_admin(config: &Path, url: &str) -> Output {
+    run(warmspace(config).args([
+        "login",
+        url,
+        "--first-user-username",
+        "admin",
+        "--first-user-email",
+        "admin@example.com",
+        "--first-user-password",
+        "a long password",
+    ]))
+}
+
+/// A directory holding a template: `warmspace.hcl` with `manifest`.
+pub fn template_dir(manifest: &str) -> tempfile::TempDir {
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("warmspace.hcl"), manifest).unwrap();
+    dir
+}
+
+/// An echo template whose builds take `duration_ms`.
+pub fn echo_template(duration_ms: u64) -> tempfile::TempDir {
+    template_dir(&format!("provisioner = \"echo\"\necho {{\n  duration_ms = {duration_ms}\n}}\n"))
+}
+
+/// Logs in as the admin through the API and returns a client with the session.
+pub async fn admin_client(url: &str) -> warmspace_sdk::Client {
+    let client = warmspace_sdk::Client::new(url.parse().unwrap());
+    let session = client
+        .login(&warmspace_sdk::LoginWithPasswordRequest {
+            email: "admin@example.com".into(),
+            password: "a long password".into(),
+        })
+        .await
+        .unwrap();
+    client.with_token(session.session_token)
+}
+
+/// Creates a provisioner key with the CLI and returns its secret.
+pub fn provisioner_key(config: &Path, name: &str) -> String {
+    let created = run(warmspace(config).args(["provisioner", "keys", "create", name]));
+    String::from_utf8_lossy(&created.stdout).lines().last().unwrap().trim().to_owned()
+}
+
+/// `warmspace provisioner start` as a separate process.
+pub struct ExternalDaemon(pub Child);
+
+impl ExternalDaemon {
+    pub fn start(config: &Path, url: &str, key: &str, name: &str) -> ExternalDaemon {
+        let child = warmspace(config)
+            .args(["provisioner", "start", "--key", key, "--name", name])
+            .env("WARMSPACE_URL", url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting an external daemon");
+        ExternalDaemon(child)
+    }
+
+    pub fn kill_hard(&mut self) {
+        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ExternalDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

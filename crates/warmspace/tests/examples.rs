@@ -1,0 +1,64 @@
+//! The example templates in `examples/`, pushed and used as a user would.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use warmspace_store::testing::TestDatabase;
+
+fn example(name: &str) -> String {
+    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The pid the exec example's start script reports in the build log.
+fn started_pid(output: &[u8]) -> i32 {
+    let text = String::from_utf8_lossy(output);
+    let line = text.lines().find(|l| l.contains("workspace process started")).unwrap_or_else(|| panic!("{text}"));
+    line.split("(pid ").nth(1).and_then(|rest| rest.split(')').next()).unwrap().parse().unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie (exited, not yet reaped by init) is not alive.
+    kill(Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exec_example_runs_a_local_process_per_workspace() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let root = tmp.path().join("workspaces");
+    let mut server = ServerProcess::start_with_env(
+        &config,
+        &["--postgres-url", db.url()],
+        &[("WARMSPACE_EXAMPLE_ROOT", root.to_str().unwrap())],
+    );
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    run(warmspace(&config).args(["templates", "push", "local", "-d", &example("exec")]));
+
+    let created = run(warmspace(&config).args(["create", "box", "--template", "local", "--parameter", "greeting=hi"]));
+    let pid = started_pid(&created.stdout);
+    assert!(alive(pid), "the workspace process runs");
+    let shown = run(warmspace(&config).args(["show", "box"]));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("local_process.workspace"));
+
+    let stopped = run(warmspace(&config).args(["stop", "box"]));
+    assert!(String::from_utf8_lossy(&stopped.stdout).contains(&format!("stopped workspace process {pid}")));
+    assert!(!alive(pid), "stop ends the process whose pid the state file kept");
+
+    let restarted = run(warmspace(&config).args(["start", "box"]));
+    let second = started_pid(&restarted.stdout);
+    assert!(alive(second));
+
+    let workspace_dir = std::fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
+    assert!(Path::new(&workspace_dir).join("workspace.log").exists());
+    run(warmspace(&config).args(["delete", "box", "-y"]));
+    assert!(!alive(second), "delete ends the process");
+    assert!(!workspace_dir.exists(), "delete removes what the workspace made");
+    server.terminate();
+}

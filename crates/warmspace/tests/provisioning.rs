@@ -1,0 +1,168 @@
+//! Provisioning end to end: the server's own daemons and external
+//! `warmspace provisioner start` processes sharing the job queue.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use futures::{StreamExt, stream};
+use warmspace_sdk::{
+    Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, Workspace, WorkspacesQuery,
+};
+use warmspace_store::testing::TestDatabase;
+
+const WORKSPACES: usize = 200;
+
+async fn count(client: &Client, q: &str) -> i64 {
+    client.workspaces(&WorkspacesQuery { q: Some(q.into()), limit: Some(1000), offset: None }).await.unwrap().count
+}
+
+/// Waits until all `expected` workspaces show `status`, failing fast if any build failed.
+async fn all_reach(client: &Client, status: &str, expected: i64) {
+    eventually(Duration::from_secs(240), &format!("{expected} workspaces {status}"), || async {
+        assert_eq!(count(client, "status:failed").await, 0, "a build failed");
+        count(client, &format!("status:{status}")).await == expected
+    })
+    .await;
+}
+
+async fn transition_all(client: &Client, workspaces: &[Workspace], transition: &str) {
+    stream::iter(workspaces)
+        .for_each_concurrent(25, |w| async move {
+            let req = CreateWorkspaceBuildRequest {
+                transition: transition.into(),
+                template_version_id: None,
+                rich_parameter_values: vec![],
+            };
+            client.create_build(w.id, &req).await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_workspaces_through_in_process_and_external_daemons() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "3"]);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let key = provisioner_key(&config, "ci");
+    let _external: Vec<ExternalDaemon> =
+        (1..=2).map(|n| ExternalDaemon::start(&config, &server.url, &key, &format!("external-{n}"))).collect();
+    let template_files = echo_template(5);
+    run(warmspace(&config).args(["templates", "push", "fast", "-d"]).arg(template_files.path()));
+
+    let client = admin_client(&server.url).await;
+    let template = client.template_by_name("default", "fast").await.unwrap();
+    let workspaces: Vec<Workspace> = stream::iter(0..WORKSPACES)
+        .map(|i| {
+            let client = &client;
+            async move {
+                let req = CreateWorkspaceRequest {
+                    template_id: template.id,
+                    template_version_id: None,
+                    name: format!("ws-{i}"),
+                    rich_parameter_values: vec![],
+                    template_version_preset_id: None,
+                    ttl_ms: None,
+                };
+                client.create_workspace("me", &req).await.unwrap()
+            }
+        })
+        .buffer_unordered(25)
+        .collect()
+        .await;
+    let n = WORKSPACES as i64;
+    all_reach(&client, "running", n).await;
+    transition_all(&client, &workspaces, "stop").await;
+    all_reach(&client, "stopped", n).await;
+    transition_all(&client, &workspaces, "start").await;
+    all_reach(&client, "running", n).await;
+    transition_all(&client, &workspaces, "delete").await;
+    eventually(Duration::from_secs(240), "every workspace deleted", || async { count(&client, "").await == 0 }).await;
+
+    // Every job ran exactly once: one acquisition each, all succeeded.
+    let store = db.store().await;
+    let acquisitions: Vec<(i64,)> = sqlx::query_as(
+        "SELECT count(l.id) FROM provisioner_jobs j LEFT JOIN provisioner_job_logs l \
+         ON l.job_id = j.id AND l.output LIKE 'Job acquired by %' GROUP BY j.id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(acquisitions.len(), 4 * WORKSPACES + 1, "four builds per workspace and one import");
+    assert!(acquisitions.iter().all(|(n,)| *n == 1), "a job was run more or less than once");
+
+    let listed = run(warmspace(&config).args(["provisioner", "jobs", "list", "-o", "json", "--limit", "1000"]));
+    let jobs: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(jobs.len(), 4 * WORKSPACES + 1);
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"));
+    let workers: BTreeSet<&str> = jobs.iter().map(|j| j["worker_name"].as_str().unwrap()).collect();
+    assert!(workers.iter().any(|w| w.starts_with("external-")), "external daemons took jobs: {workers:?}");
+    assert!(workers.iter().any(|w| !w.starts_with("external-")), "in-process daemons took jobs: {workers:?}");
+    let table = run(warmspace(&config).args(["provisioner", "jobs", "list", "--limit", "5"]));
+    assert!(String::from_utf8_lossy(&table.stdout).contains("WORKER"));
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_external_daemon_s_job_fails_when_its_lease_expires() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut server = ServerProcess::start(
+        &config,
+        &["--postgres-url", db.url(), "--provisioner-daemons", "0", "--provisioner-lease", "2s"],
+    );
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let key = provisioner_key(&config, "ci");
+    let mut first = ExternalDaemon::start(&config, &server.url, &key, "doomed");
+    let (slow, fast) = (echo_template(120_000), echo_template(5));
+    run(warmspace(&config).args(["templates", "push", "slow", "-d"]).arg(slow.path()));
+    run(warmspace(&config).args(["templates", "push", "fast", "-d"]).arg(fast.path()));
+
+    let client = admin_client(&server.url).await;
+    let create = |template: &'static str, name: &'static str| {
+        let client = client.clone();
+        async move {
+            let template = client.template_by_name("default", template).await.unwrap();
+            let req = CreateWorkspaceRequest {
+                template_id: template.id,
+                template_version_id: None,
+                name: name.into(),
+                rich_parameter_values: vec![],
+                template_version_preset_id: None,
+                ttl_ms: None,
+            };
+            client.create_workspace("me", &req).await.unwrap().latest_build
+        }
+    };
+    let stuck = create("slow", "stuck").await;
+    eventually(Duration::from_secs(30), "the doomed daemon to start the build", || async {
+        client.build(stuck.id).await.unwrap().job.status == JobStatus::Running
+    })
+    .await;
+    first.kill_hard();
+
+    eventually(Duration::from_secs(30), "the job to fail once its lease expired", || async {
+        client.build(stuck.id).await.unwrap().job.status == JobStatus::Failed
+    })
+    .await;
+    let job = client.build(stuck.id).await.unwrap().job;
+    assert!(job.error.as_deref().unwrap().contains("doomed stopped renewing its lease"), "{:?}", job.error);
+    let log = client.build_logs(stuck.id).await.unwrap();
+    assert!(log.last().unwrap().output.contains("stopped heartbeating"), "{log:#?}");
+
+    let _second = ExternalDaemon::start(&config, &server.url, &key, "successor");
+    let next = create("fast", "next").await;
+    eventually(Duration::from_secs(30), "the new daemon to run the next build", || async {
+        client.build(next.id).await.unwrap().job.status == JobStatus::Succeeded
+    })
+    .await;
+    assert_eq!(client.build(next.id).await.unwrap().job.worker_name.as_deref(), Some("successor"));
+    server.terminate();
+}

@@ -1,0 +1,7 @@
+#!/bin/sh
+set -eu
+. "$(dirname "$0")/common.sh"
+stop_process
+rm -rf "$home"
+echo "removed $home"
+: >"$WARMSPACE_STATE_FILE"
