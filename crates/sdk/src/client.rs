@@ -8,8 +8,8 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::SESSION_TOKEN_HEADER;
-use crate::types::PROVISIONER_KEY_HEADER;
 use crate::types::*;
+use crate::types::{AGENT_TOKEN_HEADER, PROVISIONER_KEY_HEADER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -58,6 +58,12 @@ impl Client {
     /// Authenticates as a user with a session or API token.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.auth = Some((SESSION_TOKEN_HEADER, token.into()));
+        self
+    }
+
+    /// Authenticates as a workspace agent.
+    pub fn with_agent_token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Some((AGENT_TOKEN_HEADER, token.into()));
         self
     }
 
@@ -324,6 +330,44 @@ impl Client {
 
     pub async fn delete_provisioner_key(&self, name: &str) -> Result<Response, ClientError> {
         Self::send(self.request(Method::DELETE, &format!("api/v2/provisionerkeys/{name}"))?).await
+    }
+
+    /// An agent's log, for whoever may read its workspace.
+    pub async fn agent_logs(&self, agent_id: Uuid) -> Result<Vec<WorkspaceAgentLog>, ClientError> {
+        self.get(&format!("api/v2/workspaceagents/{agent_id}/logs")).await
+    }
+
+    // The agent protocol (authenticated with an agent token).
+
+    pub async fn agent_manifest(&self) -> Result<AgentManifest, ClientError> {
+        self.get("api/v2/workspaceagents/me/manifest").await
+    }
+
+    pub async fn agent_lifecycle(&self, state: AgentLifecycle) -> Result<Response, ClientError> {
+        self.post("api/v2/workspaceagents/me/lifecycle", &AgentLifecycleRequest { state }).await
+    }
+
+    pub async fn agent_heartbeat(&self, serving_owner_id: Option<Uuid>) -> Result<AgentHeartbeatResponse, ClientError> {
+        self.post("api/v2/workspaceagents/me/heartbeat", &AgentHeartbeatRequest { serving_owner_id }).await
+    }
+
+    pub async fn agent_disconnect(&self) -> Result<Response, ClientError> {
+        self.post("api/v2/workspaceagents/me/disconnect", &()).await
+    }
+
+    pub async fn append_agent_logs(&self, logs: &[AgentLogLine]) -> Result<Response, ClientError> {
+        self.post("api/v2/workspaceagents/me/logs", &logs).await
+    }
+
+    /// Opens the re-init stream, telling the server which owner the agent
+    /// serves. The response is `text/event-stream` (`reinit` events) on 200;
+    /// 409 means a regular workspace (stop asking), 204 nothing left to do.
+    pub async fn agent_reinit(&self, serving_owner_id: Uuid) -> Result<reqwest::Response, ClientError> {
+        Ok(self
+            .request(Method::GET, &format!("api/v2/workspaceagents/me/reinit?owner_id={serving_owner_id}"))?
+            .header("accept", "text/event-stream")
+            .send()
+            .await?)
     }
 
     // The daemon protocol, for external provisioner daemons (authenticated with a key).

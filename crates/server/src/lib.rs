@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod provisioning;
+pub mod reinit;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! daemons directly and external ones over HTTP), the in-process daemons
 //! themselves, and the reaper of expired leases.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,11 +14,14 @@ use warmspace_provisioner::{
     AcquiredJob, Coordinator, CoordinatorError, Daemon, DaemonConfig, JobKind, JobState, WorkSignal, Worker,
 };
 use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, JobLogLine};
+use warmspace_store::agents::IssuedToken;
 use warmspace_store::jobs::{self, JOB_POSTED_CHANNEL, JobRow, NewLog, QueuePolicy};
 use warmspace_store::pubsub::{PubSub, Subscription};
 use warmspace_store::workspaces::{BuildCompletion, PREBUILDS_USER_ID};
 use warmspace_store::{Store, StoreError};
 use warmspace_template::{BackendConfig, Manifest, Transition};
+
+use crate::auth::tokens::Token;
 
 /// Idle daemons look for work this often even without a notification.
 const BACKUP_POLL: Duration = Duration::from_secs(5);
@@ -93,6 +97,15 @@ impl LocalCoordinator {
                     "stop" => Transition::Stop,
                     _ => Transition::Delete,
                 };
+                let is_claim = p.reason == "claim";
+                // A start build brings up new agents, which need tokens; the
+                // raw tokens exist only in this job, never in the database.
+                // A claim keeps the tokens the prebuild's agents already run with.
+                let agent_tokens = if transition == Transition::Start && !is_claim {
+                    self.issue_agent_tokens(p.workspace_id, p.template_version_id).await?
+                } else {
+                    Default::default()
+                };
                 Ok(JobKind::WorkspaceBuild(Box::new(BuildJob {
                     build_id: p.build_id,
                     build_number: p.build_number,
@@ -102,9 +115,9 @@ impl LocalCoordinator {
                     owner_id: p.owner_id,
                     owner_name: p.owner_name,
                     is_prebuild: p.owner_id == PREBUILDS_USER_ID,
-                    is_claim: p.reason == "claim",
+                    is_claim,
                     parameters: p.parameters.0,
-                    agent_tokens: Default::default(),
+                    agent_tokens,
                     backend,
                     state: p.previous_state.filter(|state| !state.is_empty()),
                     file_id: p.file_id,
@@ -112,6 +125,29 @@ impl LocalCoordinator {
                 })))
             }
         }
+    }
+}
+
+impl LocalCoordinator {
+    /// New tokens for the agents `version_id` declares: agent name → raw token.
+    async fn issue_agent_tokens(
+        &self,
+        workspace_id: Uuid,
+        version_id: Uuid,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut raw = BTreeMap::new();
+        let mut issued = Vec::new();
+        for name in self.store.version_agent_names(version_id).await? {
+            let token = Token::generate();
+            issued.push(IssuedToken {
+                agent_name: name.clone(),
+                token_id: token.id.clone(),
+                hashed_secret: token.hashed_secret(),
+            });
+            raw.insert(name, token.to_header_value());
+        }
+        self.store.issue_agent_tokens(workspace_id, &issued).await?;
+        Ok(raw)
     }
 }
 

@@ -431,3 +431,48 @@ exec {
     assert_eq!(done.status, WorkspaceStatus::Failed, "{lines:#?}");
     assert!(done.job.error.as_deref().unwrap_or_default().contains("timed out"), "{:?}", done.job.error);
 }
+
+#[tokio::test]
+async fn echo_workspaces_run_simulated_agents_through_the_agent_api() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let manifest = "provisioner = \"echo\"\nagent \"main\" {\n  startup_script = \"echo hi\"\n}\n\
+                    agent \"side\" {}\necho {\n  duration_ms = 10\n}\n";
+    let template = push(&owner, "sim", &[("warmspace.hcl", manifest)]).await;
+    let workspace = create(&owner, &template, "sim", &[]).await;
+    finish(&owner, &workspace.latest_build).await;
+    let me = owner.user("me").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = owner.workspace(workspace.id).await.unwrap().agents;
+        let ready = agents.len() == 2
+            && agents.iter().all(|a| {
+                a.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready
+                    && a.connection == warmspace_sdk::AgentConnection::Connected
+                    && a.serving_owner_id == Some(me.id)
+            });
+        if ready {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "simulated agents never became ready: {agents:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<_> = owner.workspace(workspace.id).await.unwrap().agents.into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["main", "side"]);
+
+    // Stopped, the simulated agents hear so on their next heartbeat and leave.
+    let stop = build(&owner, &workspace, "stop", &[]).await.unwrap();
+    finish(&owner, &stop).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = owner.workspace(workspace.id).await.unwrap().agents;
+        if agents.iter().all(|a| {
+            a.connection == warmspace_sdk::AgentConnection::Disconnected
+                && a.lifecycle_state == warmspace_sdk::AgentLifecycle::Off
+        }) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "simulated agents never left: {agents:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

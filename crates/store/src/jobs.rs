@@ -449,7 +449,7 @@ async fn take_next(
 
 /// The part of `logs` that fits under the cap given `stored` bytes so far,
 /// and whether anything was cut.
-fn cap_logs(stored: usize, logs: &[NewLog]) -> (Vec<NewLog>, bool) {
+pub(crate) fn cap_logs(stored: usize, logs: &[NewLog]) -> (Vec<NewLog>, bool) {
     let mut room = MAX_JOB_LOG_BYTES.saturating_sub(stored);
     let mut kept = Vec::with_capacity(logs.len());
     for log in logs {

@@ -1,6 +1,7 @@
 //! Everything warmspace keeps lives in PostgreSQL; this crate is the only
 //! code that speaks SQL.
 
+pub mod agents;
 pub mod embedded;
 mod error;
 mod files;

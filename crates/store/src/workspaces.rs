@@ -14,6 +14,11 @@ use crate::{Result, Store, StoreError};
 /// The user that owns unclaimed prebuilds.
 pub const PREBUILDS_USER_ID: Uuid = uuid::uuid!("c42fdf75-3097-471c-8c33-fb52454d81c0");
 
+/// The channel announcing that a prebuild was claimed, for its agents' re-init streams.
+pub fn claim_channel(workspace_id: Uuid) -> String {
+    format!("workspace_claims:{workspace_id}")
+}
+
 /// A workspace with what its latest build says about it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkspaceRow {
@@ -173,6 +178,7 @@ pub struct BuildPayload {
     pub workspace_name: String,
     pub owner_id: Uuid,
     pub owner_name: String,
+    pub template_version_id: Uuid,
     pub file_id: Uuid,
     pub provisioner_config: Option<Json<serde_json::Value>>,
     pub parameters: Json<BTreeMap<String, String>>,
@@ -382,7 +388,8 @@ impl Store {
     pub async fn build_payload(&self, job_id: Uuid) -> Result<BuildPayload> {
         sqlx::query_as(
             "SELECT b.id AS build_id, b.build_number, b.transition, b.reason, w.id AS workspace_id, \
-                 w.name AS workspace_name, w.owner_id, u.username AS owner_name, v.file_id, v.provisioner_config, \
+                 w.name AS workspace_name, w.owner_id, u.username AS owner_name, b.template_version_id, v.file_id, \
+                 v.provisioner_config, \
                  coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
                            WHERE p.workspace_build_id = b.id), '{}') AS parameters, \
                  (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id \
@@ -431,6 +438,14 @@ impl Store {
                 .bind(workspace_id)
                 .execute(&mut *tx)
                 .await?;
+            // A deleted workspace's agents authenticate no more.
+            sqlx::query(
+                "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
+                 WHERE workspace_id = $1",
+            )
+            .bind(workspace_id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

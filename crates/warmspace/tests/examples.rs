@@ -32,6 +32,7 @@ async fn the_exec_example_runs_a_local_process_per_workspace() {
     let tmp = temp_dir();
     let config = tmp.path().join("client");
     let root = tmp.path().join("workspaces");
+    let _cleanup = ExampleProcesses(root.clone());
     let mut server = ServerProcess::start_with_env(
         &config,
         &["--postgres-url", db.url()],
@@ -48,7 +49,7 @@ async fn the_exec_example_runs_a_local_process_per_workspace() {
     assert!(String::from_utf8_lossy(&shown.stdout).contains("local_process.workspace"));
 
     let stopped = run(warmspace(&config).args(["stop", "box"]));
-    assert!(String::from_utf8_lossy(&stopped.stdout).contains(&format!("stopped workspace process {pid}")));
+    assert!(String::from_utf8_lossy(&stopped.stdout).contains(&format!("stopped process {pid}")));
     assert!(!alive(pid), "stop ends the process whose pid the state file kept");
 
     let restarted = run(warmspace(&config).args(["start", "box"]));

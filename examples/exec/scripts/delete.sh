@@ -1,7 +1,7 @@
 #!/bin/sh
 set -eu
 . "$(dirname "$0")/common.sh"
-stop_process
+stop_processes
 rm -rf "$home"
 echo "removed $home"
 : >"$WARMSPACE_STATE_FILE"

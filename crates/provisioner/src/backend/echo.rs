@@ -7,6 +7,8 @@ use std::time::Duration;
 use warmspace_sdk::{BuildOutcome, BuildResult, Resource};
 use warmspace_template::{EchoConfig, Transition};
 
+use warmspace_agent::{AgentOptions, Runner};
+
 use super::BuildContext;
 use super::canceled;
 
@@ -38,8 +40,35 @@ pub async fn run(config: &EchoConfig, mut ctx: BuildContext<'_>) -> BuildOutcome
     for replaced in resources.iter().filter(|r| r.replaced) {
         ctx.log.info(stage, format!("Replacing {} for the new owner", replaced.address));
     }
+    start_simulated_agents(ctx.job, ctx.log);
     ctx.log.info(stage, format!("Simulated {stage} finished"));
     outcome(BuildResult::Succeeded, resources)
+}
+
+/// A simulated workspace's agents are tasks in this daemon that speak the
+/// real agent protocol with the tokens the build issued, so the server sees
+/// them connect, become ready, heartbeat and re-initialise like real ones.
+/// They end when the server says the workspace stopped or their token stops
+/// working (the next start issues new ones; deletion revokes them).
+fn start_simulated_agents(job: &warmspace_sdk::BuildJob, log: &crate::logs::LogSink) {
+    let Ok(url) = job.server_url.parse::<url::Url>() else {
+        log.error(job.transition.as_str(), format!("cannot simulate agents: bad server URL {:?}", job.server_url));
+        return;
+    };
+    for (name, token) in &job.agent_tokens {
+        log.info(job.transition.as_str(), format!("Starting simulated agent {name}"));
+        let options = AgentOptions {
+            runner: Runner::Simulated { delay: Duration::ZERO },
+            ..AgentOptions::new(url.clone(), token.clone())
+        };
+        let (workspace, agent) = (job.workspace_name.clone(), name.clone());
+        tokio::spawn(async move {
+            match warmspace_agent::run(options, std::future::pending()).await {
+                Ok(exit) => tracing::debug!(%workspace, %agent, ?exit, "simulated agent ended"),
+                Err(err) => tracing::debug!(%workspace, %agent, error = %err, "simulated agent ended"),
+            }
+        });
+    }
 }
 
 /// What a successful build reports: a started workspace exists; a stopped or

@@ -1,3 +1,4 @@
+mod agents;
 mod buildinfo;
 mod error;
 mod files;
@@ -8,6 +9,7 @@ mod templates;
 mod users;
 mod workspaces;
 
+pub use agents::*;
 pub use buildinfo::*;
 pub use error::*;
 pub use files::*;

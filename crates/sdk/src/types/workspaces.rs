@@ -95,6 +95,7 @@ pub struct Workspace {
     pub outdated: bool,
     pub status: WorkspaceStatus,
     pub latest_build: WorkspaceBuild,
+    pub agents: Vec<super::WorkspaceAgent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -1,5 +1,6 @@
 //! The HTTP API under `/api/v2/`, described by the OpenAPI document it serves.
 
+mod agents;
 mod error;
 mod extract;
 mod files;
@@ -58,6 +59,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(workspaces::routes())
         .merge(provisionerd::routes())
+        .merge(agents::routes())
 }
 
 /// The organization a path names, by id or name (`default` for the default one).

@@ -18,6 +18,7 @@ use warmspace_store::workspaces::{BuildRow, NewBuild, NewWorkspace, WorkspaceFil
 use warmspace_store::{StoreError, TemplateRow, UserRow};
 use warmspace_template::{ParameterInput, Transition, resolve_parameters};
 
+use super::agents::agent_view;
 use super::extract::{Json, Query};
 use super::jobs::{job_view, logs_response};
 use super::users::find_user;
@@ -392,6 +393,8 @@ fn status_of(status: &str) -> WorkspaceStatus {
 
 pub async fn workspace_view(state: &AppState, w: WorkspaceRow) -> Result<Workspace, ApiError> {
     let latest = state.store.build(w.latest_build_id).await?;
+    let now = Utc::now();
+    let agents = state.store.workspace_agents(w.id).await?.into_iter().map(|a| agent_view(a, now)).collect();
     Ok(Workspace {
         id: w.id,
         organization_id: w.organization_id,
@@ -410,6 +413,7 @@ pub async fn workspace_view(state: &AppState, w: WorkspaceRow) -> Result<Workspa
         outdated: w.latest_version_id != w.template_active_version_id,
         status: status_of(&w.status),
         latest_build: build_view(state, latest).await?,
+        agents,
     })
 }
 

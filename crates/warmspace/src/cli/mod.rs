@@ -1,5 +1,6 @@
 //! The command line. Commands follow Coder's where Coder has them.
 
+mod agent;
 mod config;
 mod login;
 mod output;
@@ -50,6 +51,8 @@ enum Command {
     /// Provisioner daemons, their keys and their jobs.
     #[command(subcommand)]
     Provisioner(provisioner::ProvisionerCommand),
+    /// Run a workspace agent (inside a workspace); uses WARMSPACE_AGENT_URL and WARMSPACE_AGENT_TOKEN.
+    Agent(agent::AgentArgs),
     /// Create a workspace, and follow its first build.
     Create(workspaces::CreateArgs),
     /// List workspaces.
@@ -75,12 +78,16 @@ enum Command {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = Config::new(self.global_config, self.url, self.token)?;
-        if let Command::Server(args) = self.command {
-            return server::run(args).await;
-        }
-        init_client_logging();
         match self.command {
-            Command::Server(_) => unreachable!("handled above"),
+            Command::Server(args) => return server::run(args).await,
+            Command::Agent(args) => {
+                init_logging("info");
+                return agent::run(&config, args).await;
+            }
+            _ => init_logging("warn"),
+        }
+        match self.command {
+            Command::Server(_) | Command::Agent(_) => unreachable!("handled above"),
             Command::Login(args) => login::login(&config, args).await,
             Command::Logout => login::logout(&config).await,
             Command::Users(cmd) => users::run(&config, cmd).await,
@@ -97,9 +104,9 @@ impl Cli {
     }
 }
 
-/// Client commands log only warnings unless RUST_LOG says otherwise.
-fn init_client_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+/// Client commands log only warnings, the agent what it does, unless RUST_LOG says otherwise.
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 

@@ -171,6 +171,21 @@ pub async fn show(config: &Config, args: NameArgs, output: OutputArgs) -> anyhow
     for p in &b.parameters {
         println!("  parameter:  {} = {}", p.name, p.value);
     }
+    for a in &workspace.agents {
+        let connection = serde_json::to_value(a.connection).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let since = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or("-".into())
+        };
+        println!(
+            "  agent:      {} — {} , {} (first connected {}, last seen {}, ready {})",
+            a.name,
+            a.lifecycle_state.as_str(),
+            connection.unwrap_or_default(),
+            since(a.first_connected_at),
+            since(a.last_connected_at),
+            since(a.ready_at),
+        );
+    }
     for r in &b.resources {
         println!("  resource:   {} ({}){}", r.address, r.kind, if r.replaced { ", replaced" } else { "" });
     }

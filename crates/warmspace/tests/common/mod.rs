@@ -57,9 +57,13 @@ impl ServerProcess {
     }
 
     pub fn start_with_env(config_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-        let address = free_address();
+        Self::start_on(&free_address(), config_dir, args, env)
+    }
+
+    /// A server on a given address: a restarted server keeps its URL, as agents know it.
+    pub fn start_on(address: &str, config_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let child = warmspace(config_dir)
-            .args(["server", "--http-address", &address])
+            .args(["server", "--http-address", address])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -196,5 +200,23 @@ where
     while !check().await {
         assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Kills, when dropped, the processes the exec example left under `root`
+/// (their pids are in `*.pid` files), so a failing test leaks nothing.
+pub struct ExampleProcesses(pub std::path::PathBuf);
+
+impl Drop for ExampleProcesses {
+    fn drop(&mut self) {
+        let Ok(workspaces) = std::fs::read_dir(&self.0) else { return };
+        for pid_file in workspaces.flatten().flat_map(|w| std::fs::read_dir(w.path()).into_iter().flatten().flatten()) {
+            let path = pid_file.path();
+            if path.extension().is_some_and(|e| e == "pid")
+                && let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
     }
 }

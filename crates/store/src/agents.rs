@@ -1,0 +1,271 @@
+//! Workspace agents: their tokens, lifecycle, heartbeats and logs, and what
+//! the re-init stream needs to know about a workspace.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::jobs::{LOG_TRUNCATED_LINE, NewLog, cap_logs};
+use crate::{Result, Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgentRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub lifecycle_state: String,
+    pub serving_owner_id: Option<Uuid>,
+    pub first_connected_at: Option<DateTime<Utc>>,
+    pub last_connected_at: Option<DateTime<Utc>>,
+    pub disconnected_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Whether a token is currently issued.
+    pub has_token: bool,
+}
+
+const AGENT_COLUMNS: &str = "a.id, a.workspace_id, a.name, a.lifecycle_state, a.serving_owner_id, \
+     a.first_connected_at, a.last_connected_at, a.disconnected_at, a.started_at, a.ready_at, a.created_at, \
+     a.updated_at, a.token_id IS NOT NULL AS has_token";
+
+/// An agent found by its token's id, with what authenticating it needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgentCredential {
+    pub agent_id: Uuid,
+    pub workspace_id: Uuid,
+    pub hashed_secret: Vec<u8>,
+}
+
+/// What an agent is told about itself and its workspace.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ManifestRow {
+    pub agent_id: Uuid,
+    pub agent_name: String,
+    pub workspace_id: Uuid,
+    pub workspace_name: String,
+    pub owner_id: Uuid,
+    pub owner_name: String,
+    pub template_version_id: Uuid,
+    pub startup_script: Option<String>,
+    pub env: Option<Json<BTreeMap<String, String>>>,
+}
+
+/// What decides an agent's re-init: who owns the workspace, who started it,
+/// and its claim build, if any.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReinitState {
+    pub owner_id: Uuid,
+    pub deleted: bool,
+    pub first_build_initiator: Uuid,
+    pub claim_job_id: Option<Uuid>,
+    pub claim_job_status: Option<String>,
+}
+
+/// A freshly issued token for one agent.
+pub struct IssuedToken {
+    pub agent_name: String,
+    pub token_id: String,
+    pub hashed_secret: Vec<u8>,
+}
+
+impl Store {
+    /// Issues new tokens to a workspace's agents for a start build of
+    /// `version_id`: agents the version declares get a row if they have none
+    /// and start over (`created`, never connected); agents it no longer
+    /// declares lose their token.
+    pub async fn issue_agent_tokens(&self, workspace_id: Uuid, tokens: &[IssuedToken]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let names: Vec<&str> = tokens.iter().map(|t| t.agent_name.as_str()).collect();
+        sqlx::query(
+            "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
+             WHERE workspace_id = $1 AND NOT (name = ANY ($2))",
+        )
+        .bind(workspace_id)
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+        for token in tokens {
+            sqlx::query(
+                "INSERT INTO workspace_agents (workspace_id, name, token_id, hashed_secret) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (workspace_id, name) DO UPDATE SET token_id = excluded.token_id, \
+                     hashed_secret = excluded.hashed_secret, lifecycle_state = 'created', first_connected_at = NULL, \
+                     last_connected_at = NULL, disconnected_at = NULL, started_at = NULL, ready_at = NULL, \
+                     updated_at = now()",
+            )
+            .bind(workspace_id)
+            .bind(&token.agent_name)
+            .bind(&token.token_id)
+            .bind(&token.hashed_secret)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The names of the agents a template version declares.
+    pub async fn version_agent_names(&self, version_id: Uuid) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM template_version_agents WHERE template_version_id = $1 ORDER BY ordinal",
+        )
+        .bind(version_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn agent_credential(&self, token_id: &str) -> Result<AgentCredential> {
+        sqlx::query_as(
+            "SELECT a.id AS agent_id, a.workspace_id, a.hashed_secret FROM workspace_agents a \
+             JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_id = $1 AND NOT w.deleted",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    pub async fn workspace_agents(&self, workspace_id: Uuid) -> Result<Vec<AgentRow>> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM workspace_agents a WHERE a.workspace_id = $1 ORDER BY a.name");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn agent(&self, id: Uuid) -> Result<AgentRow> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM workspace_agents a WHERE a.id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// The agent's manifest, from the version of the workspace's latest build.
+    pub async fn agent_manifest(&self, agent_id: Uuid) -> Result<ManifestRow> {
+        sqlx::query_as(
+            "SELECT a.id AS agent_id, a.name AS agent_name, w.id AS workspace_id, w.name AS workspace_name, \
+                 w.owner_id, u.username AS owner_name, b.template_version_id, ta.startup_script, ta.env \
+             FROM workspace_agents a JOIN workspaces w ON w.id = a.workspace_id JOIN users u ON u.id = w.owner_id \
+             JOIN LATERAL (SELECT template_version_id FROM workspace_builds WHERE workspace_id = w.id \
+                           ORDER BY build_number DESC LIMIT 1) b ON true \
+             LEFT JOIN template_version_agents ta ON ta.template_version_id = b.template_version_id AND ta.name = a.name \
+             WHERE a.id = $1",
+        )
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Records a lifecycle change, with the time of the states that have one.
+    pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE workspace_agents SET lifecycle_state = $2, \
+                 started_at = CASE WHEN $2 = 'starting' THEN now() ELSE started_at END, \
+                 ready_at = CASE WHEN $2 = 'ready' THEN now() ELSE ready_at END, updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(agent_id)
+        .bind(state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the agent is connected (and whom it serves). Returns true
+    /// when the workspace has been stopped or deleted, so the agent should exit.
+    pub async fn agent_heartbeat(&self, agent_id: Uuid, serving_owner_id: Option<Uuid>) -> Result<bool> {
+        let stop: Option<bool> = sqlx::query_scalar(
+            "WITH seen AS (UPDATE workspace_agents SET last_connected_at = now(), \
+                     first_connected_at = coalesce(first_connected_at, now()), disconnected_at = NULL, \
+                     serving_owner_id = coalesce($2, serving_owner_id) \
+                 WHERE id = $1 RETURNING workspace_id) \
+             SELECT b.transition <> 'start' AND j.status = 'succeeded' FROM seen \
+             JOIN LATERAL (SELECT transition, job_id FROM workspace_builds WHERE workspace_id = seen.workspace_id \
+                           ORDER BY build_number DESC LIMIT 1) b ON true \
+             JOIN provisioner_jobs j ON j.id = b.job_id",
+        )
+        .bind(agent_id)
+        .bind(serving_owner_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        stop.ok_or(StoreError::NotFound)
+    }
+
+    /// The agent is going away on purpose.
+    pub async fn agent_disconnected(&self, agent_id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE workspace_agents SET disconnected_at = now(), updated_at = now() WHERE id = $1")
+            .bind(agent_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends an agent's log lines, capped like job logs.
+    pub async fn append_agent_logs(&self, agent_id: Uuid, logs: &[NewLog]) -> Result<usize> {
+        if logs.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let (length, overflowed): (i32, bool) =
+            sqlx::query_as("SELECT logs_length, logs_overflowed FROM workspace_agents WHERE id = $1 FOR UPDATE")
+                .bind(agent_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        if overflowed {
+            return Ok(0);
+        }
+        let (mut kept, overflows) = cap_logs(length as usize, logs);
+        let added: usize = kept.iter().map(|l| l.output.len()).sum();
+        if overflows {
+            let last = logs.last().expect("not empty");
+            kept.push(NewLog { level: "warn".into(), output: LOG_TRUNCATED_LINE.into(), ..last.clone() });
+        }
+        sqlx::query(
+            "INSERT INTO workspace_agent_logs (agent_id, created_at, level, output) \
+             SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[])",
+        )
+        .bind(agent_id)
+        .bind(kept.iter().map(|l| l.created_at).collect::<Vec<_>>())
+        .bind(kept.iter().map(|l| l.level.clone()).collect::<Vec<_>>())
+        .bind(kept.iter().map(|l| l.output.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE workspace_agents SET logs_length = logs_length + $2, logs_overflowed = $3 WHERE id = $1")
+            .bind(agent_id)
+            .bind(added as i32)
+            .bind(overflows)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(kept.len())
+    }
+
+    /// An agent's log lines with ids above `after`: (id, time, level, output).
+    pub async fn agent_logs(&self, agent_id: Uuid, after: i64) -> Result<Vec<(i64, DateTime<Utc>, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, created_at, level, output FROM workspace_agent_logs WHERE agent_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(agent_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn reinit_state(&self, workspace_id: Uuid) -> Result<ReinitState> {
+        sqlx::query_as(
+            "SELECT w.owner_id, w.deleted, \
+                 (SELECT initiator_id FROM workspace_builds WHERE workspace_id = w.id AND build_number = 1) \
+                     AS first_build_initiator, \
+                 c.job_id AS claim_job_id, j.status AS claim_job_status \
+             FROM workspaces w \
+             LEFT JOIN LATERAL (SELECT job_id FROM workspace_builds WHERE workspace_id = w.id AND reason = 'claim' \
+                                ORDER BY build_number DESC LIMIT 1) c ON true \
+             LEFT JOIN provisioner_jobs j ON j.id = c.job_id \
+             WHERE w.id = $1",
+        )
+        .bind(workspace_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+}
