@@ -31,6 +31,14 @@ done
 "$bin" show demo >/dev/null 2>&1 || "$bin" create demo --template local --parameter greeting=hello
 "$bin" list
 
+# The example's preset "us-small" keeps a warm pool: watch it fill.
+for _ in $(seq 100); do
+    "$bin" list --all --search owner:prebuilds -o json | grep -q '"lifecycle_state": "ready"' && break
+    sleep 0.2
+done
+"$bin" prebuilds status
+"$bin" list --all --search owner:prebuilds
+
 cat <<MSG
 
 warmspace is running at $url with its built-in PostgreSQL.
@@ -42,6 +50,8 @@ Try, in another terminal:
     $bin show demo
     $bin stop demo && $bin start demo
     $bin create sim --template example --preset us-small
+    $bin prebuilds status
+    $bin list --all --search owner:prebuilds
     $bin templates versions list example
     $bin templates presets list example -o json
     $bin provisioner jobs list

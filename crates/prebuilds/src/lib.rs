@@ -2,4 +2,5 @@
 //! data: no database, no HTTP, no clock of its own (callers pass *now*), so
 //! it can be tested exhaustively and benchmarked alone.
 
+pub mod reconcile;
 pub mod schedule;

@@ -337,6 +337,26 @@ impl Client {
         self.get(&format!("api/v2/workspaceagents/{agent_id}/logs")).await
     }
 
+    pub async fn prebuilds_status(&self) -> Result<PrebuildsStatus, ClientError> {
+        self.get("api/v2/prebuilds/status").await
+    }
+
+    pub async fn prebuild_settings(&self) -> Result<PrebuildSettings, ClientError> {
+        self.get("api/v2/prebuilds/settings").await
+    }
+
+    pub async fn set_prebuild_settings(&self, settings: &PrebuildSettings) -> Result<PrebuildSettings, ClientError> {
+        Self::send(self.request(Method::PUT, "api/v2/prebuilds/settings")?.json(settings)).await
+    }
+
+    pub async fn invalidate_presets(
+        &self,
+        template_id: Uuid,
+        req: &InvalidatePresetsRequest,
+    ) -> Result<InvalidatePresetsResponse, ClientError> {
+        self.post(&format!("api/v2/templates/{template_id}/prebuilds/invalidate"), req).await
+    }
+
     // The agent protocol (authenticated with an agent token).
 
     pub async fn agent_manifest(&self) -> Result<AgentManifest, ClientError> {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod provisioning;
+pub mod reconciler;
 pub mod reinit;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use warmspace_store::jobs::QueuePolicy;
 use warmspace_store::pubsub::PubSub;
 
 use crate::provisioning::LocalCoordinator;
+use crate::reconciler::{Reconciler, ReconcilerConfig};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -28,6 +30,8 @@ pub struct Config {
     pub queue: QueuePolicy,
     /// How workspaces (their agents, their scripts) reach this server.
     pub access_url: String,
+    /// Prebuild reconciliation.
+    pub reconciler: ReconcilerConfig,
 }
 
 impl Default for Config {
@@ -37,6 +41,7 @@ impl Default for Config {
             max_file_size: 100 << 20,
             queue: QueuePolicy::default(),
             access_url: "http://127.0.0.1:3000".into(),
+            reconciler: ReconcilerConfig::default(),
         }
     }
 }
@@ -49,6 +54,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The job queue as daemons see it; external daemons reach it over HTTP.
     pub coordinator: LocalCoordinator,
+    /// Decides prebuild pools; its loop runs only where started.
+    pub reconciler: Reconciler,
     /// Turns true when the server shuts down, so long-lived streams end.
     shutdown: Arc<watch::Sender<bool>>,
 }
@@ -57,7 +64,8 @@ impl AppState {
     pub fn new(store: Store, pubsub: PubSub, config: Config) -> Self {
         let coordinator = LocalCoordinator::new(store.clone(), pubsub.clone(), config.queue, config.access_url.clone());
         let shutdown = Arc::new(watch::channel(false).0);
-        AppState { store, pubsub, config: Arc::new(config), coordinator, shutdown }
+        let reconciler = Reconciler::new(store.clone(), pubsub.clone(), config.reconciler.clone());
+        AppState { store, pubsub, config: Arc::new(config), coordinator, reconciler, shutdown }
     }
 
     /// Completes when the server begins shutting down.

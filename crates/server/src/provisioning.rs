@@ -234,6 +234,8 @@ impl Coordinator for LocalCoordinator {
         };
         self.store.complete_build(job_id, worker_id, &completion).await.map_err(coordinator_error)?;
         announce(&self.pubsub, job_id, EVENT_DONE).await;
+        // A finished build may change a pool: a prebuild became ready, failed, or went away.
+        crate::reconciler::trigger(&self.pubsub, "build finished").await;
         Ok(())
     }
 
@@ -282,9 +284,12 @@ async fn reap(store: Store, pubsub: PubSub, mut stop: watch::Receiver<bool>) {
     loop {
         match store.reap_expired_jobs().await {
             Ok(reaped) => {
-                for job_id in reaped {
+                for job_id in &reaped {
                     tracing::warn!(%job_id, "job failed: its daemon stopped heartbeating");
-                    announce(&pubsub, job_id, EVENT_DONE).await;
+                    announce(&pubsub, *job_id, EVENT_DONE).await;
+                }
+                if !reaped.is_empty() {
+                    crate::reconciler::trigger(&pubsub, "lease expired").await;
                 }
             }
             Err(err) => tracing::warn!(error = %err, "cannot reap expired job leases"),

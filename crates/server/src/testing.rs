@@ -10,6 +10,7 @@ use warmspace_store::pubsub::PubSub;
 use warmspace_store::testing::TestDatabase;
 
 use crate::provisioning::Daemons;
+use crate::reconciler::Reconciler;
 use crate::{AppState, Config};
 
 pub const OWNER_EMAIL: &str = "admin@example.com";
@@ -19,9 +20,11 @@ pub struct TestServer {
     pub store: Store,
     pub pubsub: PubSub,
     pub url: Url,
+    pub reconciler: Reconciler,
     stop: Option<oneshot::Sender<()>>,
     /// Dropping them aborts their tasks.
     _daemons: Daemons,
+    _stop_reconciler: tokio::sync::watch::Sender<bool>,
     // Last, so the database is dropped after the server has stopped.
     pub db: TestDatabase,
 }
@@ -33,6 +36,11 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config, daemons: usize) -> TestServer {
+        Self::start_full(config, daemons, true).await
+    }
+
+    /// `run_reconciler: false` leaves cycles to the test (`server.reconciler.run_cycle()`).
+    pub async fn start_full(config: Config, daemons: usize, run_reconciler: bool) -> TestServer {
         let db = TestDatabase::new().await;
         let store = db.store().await;
         let pubsub = PubSub::start(db.options(), store.pool().clone());
@@ -43,10 +51,24 @@ impl TestServer {
         let state = AppState::new(store.clone(), pubsub.clone(), config);
         let binary = std::env::current_exe().expect("the test binary's path");
         let daemons = Daemons::start(state.coordinator.clone(), daemons, binary);
+        let (stop_reconciler, reconciler_stopped) = tokio::sync::watch::channel(false);
+        if run_reconciler {
+            state.reconciler.clone().spawn(reconciler_stopped);
+        }
+        let reconciler = state.reconciler.clone();
         tokio::spawn(crate::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        TestServer { store, pubsub, url, stop: Some(stop), _daemons: daemons, db }
+        TestServer {
+            store,
+            pubsub,
+            url,
+            reconciler,
+            stop: Some(stop),
+            _daemons: daemons,
+            _stop_reconciler: stop_reconciler,
+            db,
+        }
     }
 
     /// A client with no session.

@@ -287,6 +287,18 @@ impl Store {
         .await?)
     }
 
+    /// Cancels those of `job_ids` that no daemon has picked up; returns them.
+    pub async fn cancel_pending_jobs(&self, job_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE provisioner_jobs SET status = 'canceled', canceled_at = now(), completed_at = now(), \
+                 updated_at = now(), error = 'canceled before it started: its preset is no longer active' \
+             WHERE id = ANY ($1) AND status = 'pending' RETURNING id",
+        )
+        .bind(job_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Ends every job whose lease has run out — failed, or canceled if it
     /// was being canceled — with the reason at the end of its log. Returns
     /// the jobs ended.

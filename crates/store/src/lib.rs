@@ -9,6 +9,7 @@ pub mod jobs;
 mod keys;
 mod migrate;
 mod organizations;
+pub mod prebuilds;
 pub mod pubsub;
 mod sessions;
 mod templates;

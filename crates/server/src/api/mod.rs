@@ -6,6 +6,7 @@ mod extract;
 mod files;
 mod jobs;
 mod meta;
+mod prebuilds;
 mod provisionerd;
 mod templates;
 mod users;
@@ -60,6 +61,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(workspaces::routes())
         .merge(provisionerd::routes())
         .merge(agents::routes())
+        .merge(prebuilds::routes())
 }
 
 /// The organization a path names, by id or name (`default` for the default one).

@@ -331,6 +331,7 @@ async fn activate_version(
     state.store.template(id).await.map_err(not_found)?;
     let template = state.store.set_active_version(id, req.id).await?;
     tracing::info!(template = %template.name, version = %req.id, "active version changed");
+    crate::reconciler::trigger(&state.pubsub, "version activated").await;
     Ok(axum::Json(template_view(template)))
 }
 

@@ -1,9 +1,11 @@
 //! The command line. Commands follow Coder's where Coder has them.
 
 mod agent;
+mod bench;
 mod config;
 mod login;
 mod output;
+mod prebuilds;
 mod provisioner;
 mod server;
 mod templates;
@@ -48,9 +50,15 @@ enum Command {
     /// Manage templates: push versions, list them and their presets.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Prebuild pools: status, pause and resume, invalidate.
+    #[command(subcommand)]
+    Prebuilds(prebuilds::PrebuildsCommand),
     /// Provisioner daemons, their keys and their jobs.
     #[command(subcommand)]
     Provisioner(provisioner::ProvisionerCommand),
+    /// Measure: each figure printed beside a baseline from the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run a workspace agent (inside a workspace); uses WARMSPACE_AGENT_URL and WARMSPACE_AGENT_TOKEN.
     Agent(agent::AgentArgs),
     /// Create a workspace, and follow its first build.
@@ -80,6 +88,10 @@ impl Cli {
         let config = Config::new(self.global_config, self.url, self.token)?;
         match self.command {
             Command::Server(args) => return server::run(args).await,
+            Command::Bench(command) => {
+                init_logging("warn");
+                return bench::run(command).await;
+            }
             Command::Agent(args) => {
                 init_logging("info");
                 return agent::run(&config, args).await;
@@ -87,12 +99,13 @@ impl Cli {
             _ => init_logging("warn"),
         }
         match self.command {
-            Command::Server(_) | Command::Agent(_) => unreachable!("handled above"),
+            Command::Server(_) | Command::Agent(_) | Command::Bench(_) => unreachable!("handled above"),
             Command::Login(args) => login::login(&config, args).await,
             Command::Logout => login::logout(&config).await,
             Command::Users(cmd) => users::run(&config, cmd).await,
             Command::Templates(cmd) => templates::run(&config, cmd).await,
             Command::Provisioner(cmd) => provisioner::run(&config, cmd).await,
+            Command::Prebuilds(cmd) => prebuilds::run(&config, cmd).await,
             Command::Create(args) => workspaces::create(&config, args).await,
             Command::List(args) => workspaces::list(&config, args).await,
             Command::Show { workspace, output } => workspaces::show(&config, workspace, output).await,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use warmspace_server::provisioning::Daemons;
+use warmspace_server::reconciler::{Reconciler, ReconcilerConfig};
 use warmspace_server::{AppState, Config};
 use warmspace_store::embedded::{Cluster, ClusterOptions};
 use warmspace_store::jobs::QueuePolicy;
@@ -50,6 +51,18 @@ pub struct ServerArgs {
     /// The share of live provisioner daemons prebuild jobs may occupy at once (at least one daemon).
     #[arg(long, env = "WARMSPACE_PREBUILD_DAEMON_SHARE", default_value_t = 0.5)]
     prebuild_daemon_share: f64,
+    /// How often prebuild pools are reconciled (they are also reconciled at once when something changes).
+    #[arg(long, env = "WARMSPACE_PREBUILDS_RECONCILIATION_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    prebuilds_reconciliation_interval: Duration,
+    /// Each recent failed prebuild creation delays the next one by this much.
+    #[arg(long, env = "WARMSPACE_PREBUILDS_BACKOFF_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    prebuilds_backoff_interval: Duration,
+    /// Failures older than this no longer count for backoff.
+    #[arg(long, env = "WARMSPACE_PREBUILDS_BACKOFF_LOOKBACK", default_value = "1h", value_parser = humantime::parse_duration)]
+    prebuilds_backoff_lookback: Duration,
+    /// Consecutive failed creations after which a preset stops until a new version (0: never).
+    #[arg(long, env = "WARMSPACE_PREBUILDS_FAILURE_HARD_LIMIT", default_value_t = 3)]
+    prebuilds_failure_hard_limit: u32,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -100,7 +113,7 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
     let store =
         Store::connect(options.clone(), args.postgres_max_connections).await.context("connecting to PostgreSQL")?;
     warmspace_store::migrate(store.pool()).await.context("migrating the database")?;
-    let pubsub = PubSub::start(options, store.pool().clone());
+    let pubsub = PubSub::start(options.clone(), store.pool().clone());
     let listener =
         TcpListener::bind(args.http_address).await.with_context(|| format!("listening on {}", args.http_address))?;
     let address = listener.local_addr()?;
@@ -109,6 +122,14 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
         max_file_size: args.max_file_size,
         queue: QueuePolicy { lease: args.provisioner_lease, prebuild_share: args.prebuild_daemon_share },
         access_url: args.access_url.clone().unwrap_or_else(|| format!("http://{address}")),
+        reconciler: ReconcilerConfig {
+            interval: args.prebuilds_reconciliation_interval,
+            backoff_interval: args.prebuilds_backoff_interval,
+            backoff_lookback: args.prebuilds_backoff_lookback,
+            failure_hard_limit: args.prebuilds_failure_hard_limit,
+            // Half the pool for per-preset work, the rest for requests.
+            concurrency: (args.postgres_max_connections as usize / 2).max(1),
+        },
     };
     tracing::info!(%address, "warmspace server listening");
     let url = format!("http://{address}");
@@ -120,11 +141,21 @@ async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<(
              --first-user-email admin@example.com --first-user-password <password>"
         );
     }
-    let state = AppState::new(store.clone(), pubsub.clone(), config);
+    let reconciler_connections = config.reconciler.concurrency as u32 + 1;
+    let mut state = AppState::new(store.clone(), pubsub.clone(), config);
+    // The reconciler gets a pool of its own, of its share plus one connection
+    // for its lock, so a busy cycle can never starve requests.
+    let reconciler_store = Store::connect(options.clone(), reconciler_connections).await?;
+    state.reconciler = Reconciler::new(reconciler_store.clone(), pubsub.clone(), state.config.reconciler.clone());
     let binary = std::env::current_exe().context("finding this executable")?;
     let daemons = Daemons::start(state.coordinator.clone(), args.provisioner_daemons, binary);
+    let (stop_reconciler, reconciler_stopped) = tokio::sync::watch::channel(false);
+    let reconciler = state.reconciler.clone().spawn(reconciler_stopped);
     warmspace_server::serve(listener, state, super::shutdown_signal()).await?;
+    let _ = stop_reconciler.send(true);
+    let _ = reconciler.await;
     daemons.stop().await;
+    reconciler_store.pool().close().await;
     pubsub.close().await;
     store.pool().close().await;
     tracing::info!("warmspace server stopped");

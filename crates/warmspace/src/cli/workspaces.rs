@@ -123,12 +123,19 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
         Format::Json => output::json(&workspaces),
         Format::Table => {
             output::table(
-                ["WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "OUTDATED", "CREATED"],
+                ["WORKSPACE", "TEMPLATE", "STATUS", "AGENTS", "LAST BUILT", "OUTDATED", "CREATED"],
                 workspaces.iter().map(|w| {
+                    let ready = w.agents.iter().filter(|a| a.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready);
+                    let agents = match w.agents.len() {
+                        0 => "-".to_owned(),
+                        n if ready.count() == n => "ready".to_owned(),
+                        n => format!("{}/{n} ready", w.agents.iter().filter(|a| a.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready).count()),
+                    };
                     [
                         format!("{}/{}", w.owner_name, w.name),
                         w.template_name.clone(),
                         w.status.as_str().to_owned(),
+                        agents,
                         w.latest_build.created_at.format("%Y-%m-%d %H:%M").to_string(),
                         if w.outdated { "yes".into() } else { String::new() },
                         w.created_at.format("%Y-%m-%d %H:%M").to_string(),

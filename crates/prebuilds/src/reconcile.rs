@@ -1,0 +1,272 @@
+//! Reconciliation: from one consistent snapshot of every prebuild-configured
+//! preset and its prebuilds, at an instant `now`, what to do. Pure: the
+//! store builds the snapshot, the server carries out the actions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+use crate::schedule::Schedule;
+
+mod pool;
+mod status;
+#[cfg(test)]
+mod tests;
+mod time;
+
+use pool::Pool;
+
+/// Site-wide knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// While paused, nothing is created, deleted or canceled.
+    pub paused: bool,
+    /// Each recent failure pushes the next creation this much further.
+    pub backoff_interval: Duration,
+    /// Failures older than this no longer cause backoff (and failed prebuilds
+    /// older than this are cleaned up).
+    pub backoff_lookback: Duration,
+    /// After this many consecutive failed creations, a preset stops creating
+    /// until a new template version; 0 disables the limit.
+    pub failure_hard_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub now: DateTime<Utc>,
+    pub settings: Settings,
+    pub presets: Vec<PresetState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PresetState {
+    pub preset_id: Uuid,
+    pub template_id: Uuid,
+    pub template_version_id: Uuid,
+    /// The preset's version is its template's active version.
+    pub version_active: bool,
+    pub template_deleted: bool,
+    /// The pool size when no schedule matches (`prebuilds.instances`).
+    pub instances: u32,
+    /// Unclaimed prebuilds older than this are replaced.
+    pub ttl: Option<Duration>,
+    pub timezone: Option<Tz>,
+    /// Never two covering the same minute (the import refused that).
+    pub schedules: Vec<(Schedule, u32)>,
+    /// Prebuilds created before this are expired.
+    pub last_invalidated_at: Option<DateTime<Utc>>,
+    /// A creation failed parameter validation: never retried.
+    pub validation_failed: bool,
+    /// The preset's finished prebuild creations, newest first: the newest
+    /// `failure_hard_limit` of them, plus every failure within the look-back.
+    pub creations: Vec<Creation>,
+    /// The preset's prebuilds: unclaimed, not deleted.
+    pub prebuilds: Vec<Prebuild>,
+}
+
+impl PresetState {
+    /// The preset belongs to its template's active version and the template
+    /// is not deleted: only such a preset keeps a pool; any other one is
+    /// being wound down.
+    pub fn keeps_pool(&self) -> bool {
+        self.version_active && !self.template_deleted
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creation {
+    pub finished_at: DateTime<Utc>,
+    pub succeeded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prebuild {
+    pub workspace_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub latest: LatestBuild,
+    /// Every agent of the workspace reports `ready` (true when it has none).
+    pub agents_ready: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestBuild {
+    pub transition: Transition,
+    pub status: JobStatus,
+    /// The build's job; for canceling creations nobody picked up yet.
+    pub job_id: Uuid,
+    pub build_number: i32,
+    /// When the job finished, if it has.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Start,
+    Stop,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Canceling,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub fn in_progress(self) -> bool {
+        matches!(self, JobStatus::Pending | JobStatus::Running | JobStatus::Canceling)
+    }
+}
+
+/// What a preset's pool looks like now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub desired: u32,
+    /// Latest build a successful start.
+    pub running: u32,
+    /// Running, but past the TTL or created before the last invalidation.
+    pub expired: u32,
+    /// Running, not expired, agents ready: claimable.
+    pub eligible: u32,
+    /// In progress, by transition.
+    pub starting: u32,
+    pub stopping: u32,
+    pub deleting: u32,
+    /// Latest build failed or was canceled (kept a while for its logs).
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Normal,
+    /// Failed creations within the look-back: no creation before `until`.
+    Backoff {
+        until: DateTime<Utc>,
+    },
+    /// The last `failure_hard_limit` creations all failed.
+    HardLimited,
+    /// A creation failed parameter validation.
+    ValidationFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Cancel creation jobs no daemon has picked up (their preset's version is no longer active).
+    CancelPending(Vec<Uuid>),
+    /// Delete these prebuilds (workspace ids), in this order.
+    Delete(Vec<Uuid>),
+    /// Create this many prebuilds.
+    Create(u32),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub preset_id: Uuid,
+    pub counts: Counts,
+    pub status: Status,
+    /// In the order they should be carried out.
+    pub actions: Vec<Action>,
+}
+
+/// The preset's desired pool size at `now`: 0 unless its version is active
+/// and its template alive; else the instances of the schedule covering now
+/// (in the preset's zone), else its base instances.
+pub fn desired(preset: &PresetState, now: DateTime<Utc>) -> u32 {
+    if !preset.keeps_pool() {
+        return 0;
+    }
+    // Schedules are wall-clock ranges: without a zone there is no wall clock
+    // to read them against, so only the base count applies.
+    let scheduled = preset.timezone.and_then(|zone| {
+        // The import refuses overlapping schedules, so at most one matches.
+        preset.schedules.iter().find(|(schedule, _)| schedule.matches(now, zone)).map(|&(_, instances)| instances)
+    });
+    scheduled.unwrap_or(preset.instances)
+}
+
+/// Whether a preset can be skipped before any per-preset work: nothing to
+/// create, nothing running, nothing in progress, nothing expired or failed.
+///
+/// Every action `decide` can take concerns an existing prebuild or a
+/// shortfall against the desired count, so a preset with no prebuilds and
+/// nothing desired has nothing to do (an inactive preset desires nothing).
+pub fn needs_attention(preset: &PresetState, now: DateTime<Utc>) -> bool {
+    !preset.prebuilds.is_empty() || desired(preset, now) > 0
+}
+
+/// Running past the preset's TTL, or created before its last invalidation.
+pub fn is_expired(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>) -> bool {
+    prebuild.is_expired(preset, now)
+}
+
+/// Claimable: running, not expired, every agent ready.
+pub fn is_eligible(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>) -> bool {
+    prebuild.phase() == pool::Phase::Running && !prebuild.is_expired(preset, now) && prebuild.agents_ready
+}
+
+/// The decision for one preset.
+///
+/// Counts and status are always computed (they feed gauges and the API, and
+/// must read the same whether or not reconciliation is paused); actions only
+/// when not paused.
+pub fn decide(preset: &PresetState, now: DateTime<Utc>, settings: &Settings) -> Decision {
+    let desired = desired(preset, now);
+    let pool = Pool::new(preset, now, settings.backoff_lookback);
+    let status = status::status(preset, now, settings);
+    let actions = if settings.paused {
+        Vec::new()
+    } else if preset.keeps_pool() {
+        maintain(&pool, desired, status)
+    } else {
+        wind_down(&pool)
+    };
+    Decision { preset_id: preset.preset_id, counts: pool.counts(desired), status, actions }
+}
+
+/// A preset that no longer keeps a pool: stop the creations nobody has
+/// started, and delete everything that is not busy. Prebuilds with a build
+/// under way (including the creations just canceled) are left to a later
+/// cycle, once their build has ended.
+fn wind_down(pool: &Pool) -> Vec<Action> {
+    let cancel = pool.unpicked_creations().map(|p| p.latest.job_id).collect();
+    let delete = pool.settled().map(|p| p.workspace_id).collect();
+    non_empty(vec![Action::CancelPending(cancel), Action::Delete(delete)])
+}
+
+/// A preset that keeps a pool: replace what expired, shrink to the desired
+/// count at once, clean up old failures, and fill the shortfall unless the
+/// status forbids creating.
+fn maintain(pool: &Pool, desired: u32, status: Status) -> Vec<Action> {
+    // Prebuilds being started will be running soon: counting them keeps the
+    // next cycle from creating the same shortfall again.
+    let supply = u32::try_from(pool.fresh.len() + pool.starting()).unwrap_or(u32::MAX);
+    // The surplus can only come out of running prebuilds: deleting a busy one
+    // would race its build. `fresh` is oldest first.
+    let surplus = supply.saturating_sub(desired) as usize;
+    let delete =
+        pool.expired.iter().chain(pool.fresh.iter().take(surplus)).chain(&pool.failed_long_ago).chain(&pool.stopped);
+    let shortfall = desired.saturating_sub(supply);
+    let create = if status == Status::Normal { shortfall } else { 0 };
+    non_empty(vec![Action::Delete(delete.map(|p| p.workspace_id).collect()), Action::Create(create)])
+}
+
+/// Drops the actions that would do nothing.
+fn non_empty(actions: Vec<Action>) -> Vec<Action> {
+    actions.into_iter().filter(|action| !action.is_noop()).collect()
+}
+
+impl Action {
+    /// Carrying it out would change nothing.
+    pub fn is_noop(&self) -> bool {
+        match self {
+            Action::CancelPending(ids) | Action::Delete(ids) => ids.is_empty(),
+            Action::Create(n) => *n == 0,
+        }
+    }
+}

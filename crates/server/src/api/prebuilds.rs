@@ -1,0 +1,130 @@
+//! Prebuild pools: their status (derived from the database on whichever
+//! replica answers), pausing reconciliation, invalidating presets.
+
+use axum::extract::{Path, State};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use warmspace_authz::{Action, Object, Resource};
+use warmspace_prebuilds::reconcile::{self, Status};
+use warmspace_sdk::{
+    InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings, PrebuildsStatus, PresetPoolStatus,
+    Response as Body,
+};
+use warmspace_store::StoreError;
+
+use super::ApiError;
+use super::extract::Json;
+use crate::AppState;
+use crate::auth::Actor;
+use crate::reconciler::trigger;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status)).routes(routes!(get_settings, put_settings)).routes(routes!(invalidate))
+}
+
+/// Every prebuild-configured preset's pool: desired, running, eligible, in progress, and its status.
+#[utoipa::path(get, path = "/api/v2/prebuilds/status", tag = "prebuilds", security(("session_token" = [])),
+    responses((status = 200, body = PrebuildsStatus), (status = 403, body = Body)))]
+async fn status(State(state): State<AppState>, actor: Actor) -> Result<axum::Json<PrebuildsStatus>, ApiError> {
+    actor.authorize(Action::Read, Object::any(Resource::Workspace))?;
+    let (raw, snapshot) = state.reconciler.snapshot().await?;
+    let presets = raw
+        .presets
+        .into_iter()
+        .zip(&snapshot.presets)
+        .map(|(row, preset)| {
+            let decision = reconcile::decide(preset, snapshot.now, &snapshot.settings);
+            let c = decision.counts;
+            let (status, backoff_until) = match decision.status {
+                Status::Normal => ("normal", None),
+                Status::Backoff { until } => ("backoff", Some(until)),
+                Status::HardLimited => ("hard_limited", None),
+                Status::ValidationFailed => ("validation_failed", None),
+            };
+            PresetPoolStatus {
+                organization_name: row.organization_name,
+                template_id: row.template_id,
+                template_name: row.template_name,
+                template_version_id: row.template_version_id,
+                version_active: row.version_active,
+                preset_id: row.preset_id,
+                preset_name: row.preset_name,
+                desired: c.desired,
+                running: c.running,
+                eligible: c.eligible,
+                expired: c.expired,
+                starting: c.starting,
+                stopping: c.stopping,
+                deleting: c.deleting,
+                failed: c.failed,
+                status: status.into(),
+                backoff_until,
+                validation_error: row.validation_error,
+                last_invalidated_at: row.last_invalidated_at,
+            }
+        })
+        .collect();
+    Ok(axum::Json(PrebuildsStatus { reconciliation_paused: raw.paused, presets }))
+}
+
+#[utoipa::path(get, path = "/api/v2/prebuilds/settings", tag = "prebuilds", security(("session_token" = [])),
+    responses((status = 200, body = PrebuildSettings)))]
+async fn get_settings(State(state): State<AppState>, actor: Actor) -> Result<axum::Json<PrebuildSettings>, ApiError> {
+    actor.authorize(Action::Read, Object::any(Resource::Template))?;
+    Ok(axum::Json(PrebuildSettings { reconciliation_paused: state.store.reconciliation_paused().await? }))
+}
+
+/// Pauses or resumes reconciliation site-wide; while paused nothing is created, deleted or canceled.
+#[utoipa::path(put, path = "/api/v2/prebuilds/settings", tag = "prebuilds", security(("session_token" = [])),
+    request_body = PrebuildSettings, responses((status = 200, body = PrebuildSettings), (status = 403, body = Body)))]
+async fn put_settings(
+    State(state): State<AppState>,
+    actor: Actor,
+    Json(req): Json<PrebuildSettings>,
+) -> Result<axum::Json<PrebuildSettings>, ApiError> {
+    actor.authorize(Action::Update, Object::any(Resource::Template))?;
+    state.store.set_reconciliation_paused(req.reconciliation_paused).await?;
+    tracing::info!(paused = req.reconciliation_paused, by = %actor.user.username, "prebuild reconciliation settings changed");
+    trigger(&state.pubsub, "settings").await;
+    Ok(axum::Json(req))
+}
+
+/// Invalidates a template's presets (of its active version): their prebuilds count as expired and are replaced.
+#[utoipa::path(post, path = "/api/v2/templates/{template}/prebuilds/invalidate", tag = "prebuilds",
+    security(("session_token" = [])), params(("template" = Uuid, Path)), request_body = InvalidatePresetsRequest,
+    responses((status = 200, body = InvalidatePresetsResponse), (status = 400, body = Body), (status = 403, body = Body),
+              (status = 404, body = Body)))]
+async fn invalidate(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(template_id): Path<Uuid>,
+    Json(req): Json<InvalidatePresetsRequest>,
+) -> Result<axum::Json<InvalidatePresetsResponse>, ApiError> {
+    actor.authorize(Action::Update, Object::any(Resource::Template))?;
+    let template = state.store.template(template_id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("Template"),
+        other => other.into(),
+    })?;
+    let presets: Vec<_> = state
+        .store
+        .version_presets(template.active_version_id)
+        .await?
+        .into_iter()
+        .filter(|p| p.desired_instances.is_some())
+        .filter(|p| req.preset.as_ref().is_none_or(|name| &p.name == name))
+        .collect();
+    if let Some(name) = &req.preset
+        && presets.is_empty()
+    {
+        return Err(ApiError::field(
+            "preset",
+            format!("the active version has no prebuild-configured preset {name:?}"),
+        ));
+    }
+    let ids: Vec<Uuid> = presets.iter().map(|p| p.id).collect();
+    state.store.invalidate_presets(&ids).await?;
+    tracing::info!(template = %template.name, presets = ids.len(), by = %actor.user.username, "presets invalidated");
+    trigger(&state.pubsub, "invalidated").await;
+    Ok(axum::Json(InvalidatePresetsResponse { invalidated: presets.into_iter().map(|p| p.name).collect() }))
+}

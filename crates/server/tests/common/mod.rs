@@ -1,0 +1,135 @@
+//! Helpers shared by the server's API tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use warmspace_sdk::{
+    BuildParameter, Client, ClientError, CreateTemplateRequest, CreateTemplateVersionRequest,
+    CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, StatusCode, Template, TemplateVersion,
+    Workspace, WorkspaceBuild,
+};
+
+pub fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
+    match result {
+        Err(ClientError::Api { status, response }) => (status, response),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Pushes a template made of `files` (path → content; `.sh` files are executable) and waits for its import.
+pub async fn push(client: &Client, name: &str, files: &[(&str, &str)]) -> Template {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, content).unwrap();
+        if path.ends_with(".sh") {
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+    }
+    let version = upload_version(client, dir.path(), None).await;
+    wait_imported(client, &version).await;
+    client
+        .create_template(
+            "default",
+            &CreateTemplateRequest {
+                name: name.into(),
+                template_version_id: version.id,
+                display_name: String::new(),
+                description: String::new(),
+                icon: String::new(),
+                settings: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// Uploads a template directory and creates a version from it (its import queued, not awaited).
+pub async fn upload_version(
+    client: &Client,
+    dir: &std::path::Path,
+    template_id: Option<uuid::Uuid>,
+) -> TemplateVersion {
+    let archive = warmspace_sdk::archive::tar_directory(dir).unwrap();
+    let file = client.upload_tar(archive).await.unwrap();
+    client
+        .create_template_version(
+            "default",
+            &CreateTemplateVersionRequest {
+                file_id: file.id,
+                template_id,
+                name: None,
+                message: String::new(),
+                provisioner_tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// Waits until a version's import has succeeded.
+pub async fn wait_imported(client: &Client, version: &TemplateVersion) {
+    let mut events = Box::pin(client.follow_template_version_logs(version.id).await.unwrap());
+    while let Some(event) = events.next().await {
+        if let LogEvent::End(job) = event.unwrap() {
+            assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
+            return;
+        }
+    }
+    panic!("the import log ended without its end");
+}
+
+pub fn values(pairs: &[(&str, &str)]) -> Vec<BuildParameter> {
+    pairs.iter().map(|(n, v)| BuildParameter { name: (*n).into(), value: (*v).into() }).collect()
+}
+
+pub async fn create(client: &Client, template: &Template, name: &str, parameters: &[(&str, &str)]) -> Workspace {
+    client
+        .create_workspace(
+            "me",
+            &CreateWorkspaceRequest {
+                template_id: template.id,
+                template_version_id: None,
+                name: name.into(),
+                rich_parameter_values: values(parameters),
+                template_version_preset_id: None,
+                ttl_ms: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+pub async fn build(
+    client: &Client,
+    workspace: &Workspace,
+    transition: &str,
+    parameters: &[(&str, &str)],
+) -> Result<WorkspaceBuild, ClientError> {
+    client
+        .create_build(
+            workspace.id,
+            &CreateWorkspaceBuildRequest {
+                transition: transition.into(),
+                template_version_id: None,
+                rich_parameter_values: values(parameters),
+            },
+        )
+        .await
+}
+
+/// Follows a build to its end; returns its log lines and the finished build.
+pub async fn finish(client: &Client, build: &WorkspaceBuild) -> (Vec<String>, WorkspaceBuild) {
+    let mut events = Box::pin(client.follow_build_logs(build.id).await.unwrap());
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(event) = tokio::time::timeout_at(deadline, events.next()).await.expect("the build ends") {
+        match event.unwrap() {
+            LogEvent::Log(line) => lines.push(line.output),
+            LogEvent::End(_) => break,
+        }
+    }
+    (lines, client.build(build.id).await.unwrap())
+}

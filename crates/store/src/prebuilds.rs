@@ -1,0 +1,239 @@
+//! What reconciliation reads (one consistent snapshot, in a few set-based
+//! queries) and records (settings, validation failures, prebuild history).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::workspaces::PREBUILDS_USER_ID;
+use crate::{Result, Store};
+
+/// A prebuild-configured preset, with what decides its pool.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PresetSnapshotRow {
+    pub preset_id: Uuid,
+    pub preset_name: String,
+    pub template_id: Uuid,
+    pub template_name: String,
+    pub organization_name: String,
+    pub template_version_id: Uuid,
+    pub version_active: bool,
+    pub template_deleted: bool,
+    pub desired_instances: i32,
+    pub ttl_seconds: Option<i64>,
+    pub scheduling_timezone: Option<String>,
+    pub last_invalidated_at: Option<DateTime<Utc>>,
+    pub validation_error: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScheduleSnapshotRow {
+    pub preset_id: Uuid,
+    pub cron_expression: String,
+    pub desired_instances: i32,
+}
+
+/// An unclaimed prebuild and its latest build.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PrebuildSnapshotRow {
+    pub workspace_id: Uuid,
+    pub preset_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub build_number: i32,
+    pub transition: String,
+    pub job_id: Uuid,
+    pub job_status: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub agents_ready: bool,
+}
+
+/// A finished prebuild creation (build 1 of a prebuild, claimed since or not).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CreationSnapshotRow {
+    pub preset_id: Uuid,
+    pub finished_at: DateTime<Utc>,
+    pub succeeded: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PrebuildsSnapshot {
+    pub now: DateTime<Utc>,
+    pub paused: bool,
+    pub presets: Vec<PresetSnapshotRow>,
+    pub schedules: Vec<ScheduleSnapshotRow>,
+    pub prebuilds: Vec<PrebuildSnapshotRow>,
+    pub creations: Vec<CreationSnapshotRow>,
+}
+
+/// Held by the one replica reconciling; released when dropped with its
+/// connection if not released before (a dead replica's lock dies with it).
+pub struct ReconcilerLock {
+    connection: sqlx::pool::PoolConnection<sqlx::Postgres>,
+}
+
+const RECONCILER_LOCK: &str = "hashtext('warmspace.reconciler')";
+
+impl ReconcilerLock {
+    pub async fn release(mut self) {
+        let sql = format!("SELECT pg_advisory_unlock({RECONCILER_LOCK})");
+        if sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *self.connection).await.is_err() {
+            // Make sure the connection, and the lock with it, goes away.
+            self.connection.close_on_drop();
+        }
+    }
+}
+
+impl Store {
+    /// The reconciliation lock, unless another replica holds it.
+    pub async fn try_lock_reconciler(&self) -> Result<Option<ReconcilerLock>> {
+        let mut connection = self.pool.acquire().await?;
+        let sql = format!("SELECT pg_try_advisory_lock({RECONCILER_LOCK})");
+        let locked: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *connection).await?;
+        Ok(locked.then_some(ReconcilerLock { connection }))
+    }
+
+    /// Everything reconciliation decides from, read in one repeatable-read
+    /// transaction so the parts agree with each other. Presets of inactive
+    /// versions are included only while they still have prebuilds.
+    ///
+    /// `history` bounds the creations read per preset: the newest `history`
+    /// ones, plus every failure since `since`.
+    pub async fn prebuilds_snapshot(&self, history: i64, since: DateTime<Utc>) -> Result<PrebuildsSnapshot> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        let (now, paused): (DateTime<Utc>, bool) =
+            sqlx::query_as("SELECT now(), reconciliation_paused FROM prebuild_settings").fetch_one(&mut *tx).await?;
+        let presets = sqlx::query_as(
+            "SELECT p.id AS preset_id, p.name AS preset_name, t.id AS template_id, t.name AS template_name, \
+                 o.name AS organization_name, p.template_version_id, t.active_version_id = p.template_version_id \
+                 AS version_active, t.deleted AS template_deleted, p.desired_instances, p.ttl_seconds, \
+                 p.scheduling_timezone, p.last_invalidated_at, p.validation_error \
+             FROM template_version_presets p \
+             JOIN template_versions v ON v.id = p.template_version_id \
+             JOIN templates t ON t.id = v.template_id \
+             JOIN organizations o ON o.id = t.organization_id \
+             WHERE p.desired_instances IS NOT NULL \
+               AND ((t.active_version_id = p.template_version_id AND NOT t.deleted) \
+                    OR EXISTS (SELECT 1 FROM workspaces w WHERE w.preset_id = p.id AND w.owner_id = $1 \
+                               AND NOT w.deleted)) \
+             ORDER BY t.name, p.ordinal",
+        )
+        .bind(PREBUILDS_USER_ID)
+        .fetch_all(&mut *tx)
+        .await?;
+        let schedules = sqlx::query_as(
+            "SELECT s.preset_id, s.cron_expression, s.desired_instances \
+             FROM template_version_preset_prebuild_schedules s \
+             JOIN template_version_presets p ON p.id = s.preset_id WHERE p.desired_instances IS NOT NULL \
+             ORDER BY s.preset_id, s.ordinal",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let prebuilds = sqlx::query_as(
+            "SELECT w.id AS workspace_id, w.preset_id, w.created_at, b.build_number, b.transition, \
+                 j.id AS job_id, j.status AS job_status, j.completed_at AS finished_at, \
+                 NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
+                             AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') AS agents_ready \
+             FROM workspaces w \
+             JOIN LATERAL (SELECT build_number, transition, job_id FROM workspace_builds \
+                           WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
+             JOIN provisioner_jobs j ON j.id = b.job_id \
+             WHERE w.owner_id = $1 AND NOT w.deleted AND w.preset_id IS NOT NULL",
+        )
+        .bind(PREBUILDS_USER_ID)
+        .fetch_all(&mut *tx)
+        .await?;
+        let creations = sqlx::query_as(
+            "SELECT preset_id, finished_at, succeeded FROM ( \
+                 SELECT w.preset_id, j.completed_at AS finished_at, j.status = 'succeeded' AS succeeded, \
+                     row_number() OVER (PARTITION BY w.preset_id ORDER BY j.completed_at DESC) AS newest \
+                 FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
+                 JOIN provisioner_jobs j ON j.id = b.job_id \
+                 WHERE b.build_number = 1 AND b.initiator_id = $1 AND w.preset_id IS NOT NULL \
+                   AND j.status IN ('succeeded', 'failed')) c \
+             WHERE newest <= $2 OR (NOT succeeded AND finished_at > $3) \
+             ORDER BY preset_id, finished_at DESC",
+        )
+        .bind(PREBUILDS_USER_ID)
+        .bind(history)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(PrebuildsSnapshot { now, paused, presets, schedules, prebuilds, creations })
+    }
+
+    pub async fn reconciliation_paused(&self) -> Result<bool> {
+        Ok(sqlx::query_scalar("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&self.pool).await?)
+    }
+
+    pub async fn set_reconciliation_paused(&self, paused: bool) -> Result<()> {
+        sqlx::query("UPDATE prebuild_settings SET reconciliation_paused = $1, updated_at = now()")
+            .bind(paused)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a preset whose prebuilds cannot be created: its parameter
+    /// values do not validate. Never retried.
+    pub async fn set_preset_validation_error(&self, preset_id: Uuid, error: &str) -> Result<()> {
+        sqlx::query("UPDATE template_version_presets SET validation_error = $2 WHERE id = $1")
+            .bind(preset_id)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Invalidates presets' prebuilds: those created before now count as
+    /// expired. Returns how many presets were invalidated.
+    pub async fn invalidate_presets(&self, preset_ids: &[Uuid]) -> Result<u64> {
+        Ok(sqlx::query("UPDATE template_version_presets SET last_invalidated_at = now() WHERE id = ANY ($1)")
+            .bind(preset_ids)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Records events in prebuilds' lives.
+    pub async fn record_prebuild_events(
+        &self,
+        events: &[(Uuid, Uuid, &'static str, Option<&'static str>)],
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (workspaces, presets): (Vec<Uuid>, Vec<Uuid>) = events.iter().map(|e| (e.0, e.1)).unzip();
+        let kinds: Vec<&str> = events.iter().map(|e| e.2).collect();
+        let reasons: Vec<Option<&str>> = events.iter().map(|e| e.3).collect();
+        sqlx::query(
+            "INSERT INTO prebuild_events (workspace_id, preset_id, event, reason) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])",
+        )
+        .bind(workspaces)
+        .bind(presets)
+        .bind(kinds)
+        .bind(reasons)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records `eligible` for prebuilds that became claimable and have no such event yet.
+    pub async fn record_eligible(&self, prebuilds: &[(Uuid, Uuid)]) -> Result<()> {
+        if prebuilds.is_empty() {
+            return Ok(());
+        }
+        let (workspaces, presets): (Vec<Uuid>, Vec<Uuid>) = prebuilds.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO prebuild_events (workspace_id, preset_id, event) \
+             SELECT w, p, 'eligible' FROM unnest($1::uuid[], $2::uuid[]) AS e(w, p) \
+             WHERE NOT EXISTS (SELECT 1 FROM prebuild_events x WHERE x.workspace_id = e.w AND x.event = 'eligible')",
+        )
+        .bind(workspaces)
+        .bind(presets)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! `warmspace prebuilds …`.
+
+use anyhow::Context;
+use warmspace_sdk::{InvalidatePresetsRequest, PrebuildSettings};
+
+use super::Config;
+use super::output::{self, Format, OutputArgs};
+use super::templates::OrgArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PrebuildsCommand {
+    /// Every prebuild pool: desired, running, eligible, in progress, status.
+    Status {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Stop reconciliation site-wide: nothing is created or deleted until `resume`.
+    Pause,
+    /// Resume reconciliation.
+    Resume,
+    /// Replace a template's prebuilds: those that exist now count as expired.
+    Invalidate {
+        #[arg(long, short = 't')]
+        template: String,
+        /// Only this preset (default: every preset of the active version).
+        #[arg(long, short = 'p')]
+        preset: Option<String>,
+        #[command(flatten)]
+        org: OrgArgs,
+    },
+}
+
+pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<()> {
+    let client = config.client()?;
+    match command {
+        PrebuildsCommand::Status { output } => {
+            let status = client.prebuilds_status().await?;
+            match output.format {
+                Format::Json => output::json(&status),
+                Format::Table => {
+                    if status.reconciliation_paused {
+                        println!(
+                            "Reconciliation is PAUSED: nothing is created or deleted (warmspace prebuilds resume)."
+                        );
+                    }
+                    output::table(
+                        [
+                            "TEMPLATE", "PRESET", "ACTIVE", "DESIRED", "RUNNING", "ELIGIBLE", "STARTING", "DELETING",
+                            "FAILED", "STATUS",
+                        ],
+                        status.presets.iter().map(|p| {
+                            let state = match p.backoff_until {
+                                Some(until) => format!("{} until {}", p.status, until.format("%H:%M:%S")),
+                                None => p.status.clone(),
+                            };
+                            [
+                                p.template_name.clone(),
+                                p.preset_name.clone(),
+                                if p.version_active { "yes".into() } else { "no".into() },
+                                p.desired.to_string(),
+                                p.running.to_string(),
+                                p.eligible.to_string(),
+                                p.starting.to_string(),
+                                p.deleting.to_string(),
+                                p.failed.to_string(),
+                                state,
+                            ]
+                        }),
+                    );
+                    Ok(())
+                }
+            }
+        }
+        PrebuildsCommand::Pause | PrebuildsCommand::Resume => {
+            let paused = matches!(command, PrebuildsCommand::Pause);
+            client.set_prebuild_settings(&PrebuildSettings { reconciliation_paused: paused }).await?;
+            println!("Prebuild reconciliation {}.", if paused { "paused" } else { "resumed" });
+            Ok(())
+        }
+        PrebuildsCommand::Invalidate { template, preset, org } => {
+            let template = client
+                .template_by_name(&org.organization, &template)
+                .await
+                .with_context(|| format!("template {template:?}"))?;
+            let done = client.invalidate_presets(template.id, &InvalidatePresetsRequest { preset }).await?;
+            println!("Invalidated {}: their prebuilds will be replaced.", done.invalidated.join(", "));
+            Ok(())
+        }
+    }
+}
