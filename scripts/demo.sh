@@ -28,23 +28,27 @@ done
 "$bin" templates push example --directory examples/echo
 "$bin" templates presets list example
 "$bin" templates push local --directory examples/exec
-"$bin" show demo >/dev/null 2>&1 || "$bin" create demo --template local --parameter greeting=hello
-"$bin" list
 
-# The example's preset "us-small" keeps a warm pool: watch it fill.
-for _ in $(seq 100); do
-    "$bin" list --all --search owner:prebuilds -o json | grep -q '"lifecycle_state": "ready"' && break
+# Both examples keep warm pools (presets "us-small" and "default"): watch them fill.
+for _ in $(seq 150); do
+    "$bin" prebuilds status -o json | tr -d ' \n' | grep -q '"template_name":"local".*"eligible":1' && break
     sleep 0.2
 done
 "$bin" prebuilds status
 "$bin" list --all --search owner:prebuilds
+
+# Asking for what the "default" preset holds claims its warm workspace at once.
+"$bin" show demo >/dev/null 2>&1 || "$bin" create demo --template local --parameter greeting=hello
+"$bin" list
+"$bin" prebuilds claims
 
 cat <<MSG
 
 warmspace is running at $url with its built-in PostgreSQL.
 Logged in as admin@example.com (password: $password); the session is in $WARMSPACE_CONFIG_DIR.
 Templates "example" (examples/echo, simulated) and "local" (examples/exec: each
-workspace is a local process) are pushed, and workspace "demo" runs from "local".
+workspace is a local process with a real agent) are pushed; both keep warm pools,
+and workspace "demo" was claimed from the pool of "local" (which refilled).
 Try, in another terminal:
     export WARMSPACE_CONFIG_DIR=$WARMSPACE_CONFIG_DIR
     $bin show demo

@@ -13,9 +13,12 @@ parameter "greeting" {
 }
 
 preset "default" {
-  description = "A plain local workspace"
+  description = "A plain local workspace, one kept warm"
   default     = true
   parameters  = { greeting = "hello" }
+  prebuilds {
+    instances = 1
+  }
 }
 
 agent "main" {

@@ -64,10 +64,14 @@ pub enum Resource {
     ProvisionerJob,
     /// Daemons and the keys external ones authenticate with.
     ProvisionerDaemon,
+    /// An unclaimed prebuild (owned by the prebuilds user). Checked before
+    /// `Workspace`, so template admins can manage the pool without any
+    /// right over people's workspaces.
+    PrebuiltWorkspace,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::User,
         Resource::Organization,
         Resource::Template,
@@ -75,6 +79,7 @@ impl Resource {
         Resource::File,
         Resource::ProvisionerJob,
         Resource::ProvisionerDaemon,
+        Resource::PrebuiltWorkspace,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +91,7 @@ impl Resource {
             Resource::File => "file",
             Resource::ProvisionerJob => "provisioner job",
             Resource::ProvisionerDaemon => "provisioner daemon",
+            Resource::PrebuiltWorkspace => "prebuilt workspace",
         }
     }
 }
@@ -157,6 +163,7 @@ const ALL_ACTIONS: &[Action] = &Action::ALL;
 const READ: &[Action] = &[Action::Read];
 const READ_UPDATE: &[Action] = &[Action::Read, Action::Update];
 const CREATE_READ: &[Action] = &[Action::Create, Action::Read];
+const READ_UPDATE_DELETE: &[Action] = &[Action::Read, Action::Update, Action::Delete];
 
 const fn grant(resource: Resource, actions: &'static [Action], scope: Scope) -> Grant {
     Grant { resource, actions, scope }
@@ -170,6 +177,7 @@ const OWNER_GRANTS: &[Grant] = &[
     grant(Resource::File, ALL_ACTIONS, Scope::All),
     grant(Resource::ProvisionerJob, ALL_ACTIONS, Scope::All),
     grant(Resource::ProvisionerDaemon, ALL_ACTIONS, Scope::All),
+    grant(Resource::PrebuiltWorkspace, ALL_ACTIONS, Scope::All),
 ];
 
 const TEMPLATE_ADMIN_GRANTS: &[Grant] = &[
@@ -180,6 +188,9 @@ const TEMPLATE_ADMIN_GRANTS: &[Grant] = &[
     grant(Resource::File, CREATE_READ, Scope::All),
     grant(Resource::ProvisionerJob, READ, Scope::All),
     grant(Resource::ProvisionerDaemon, READ, Scope::All),
+    // Deleting needs read + update + delete; template admins may do that to
+    // the pool, and nothing more than read to anyone's workspace.
+    grant(Resource::PrebuiltWorkspace, READ_UPDATE_DELETE, Scope::All),
 ];
 
 const MEMBER_GRANTS: &[Grant] = &[
@@ -299,6 +310,11 @@ mod tests {
             (admin, Update, ProvisionerJob, None, false),
             (admin, Create, ProvisionerDaemon, None, false),
             (owner, Create, ProvisionerDaemon, None, true),
+            // the pool
+            (admin, Delete, PrebuiltWorkspace, None, true),
+            (admin, Create, PrebuiltWorkspace, None, false),
+            (member, Read, PrebuiltWorkspace, None, false),
+            (owner, Delete, PrebuiltWorkspace, None, true),
             // no roles at all (the prebuilds system user)
             (&[], Read, User, Some(ME), false),
             (&[], Read, Template, None, false),

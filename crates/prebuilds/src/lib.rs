@@ -2,5 +2,6 @@
 //! data: no database, no HTTP, no clock of its own (callers pass *now*), so
 //! it can be tested exhaustively and benchmarked alone.
 
+pub mod claim;
 pub mod reconcile;
 pub mod schedule;

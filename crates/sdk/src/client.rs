@@ -288,6 +288,16 @@ impl Client {
         self.get(&format!("api/v2/users/{user}/workspace/{name}")).await
     }
 
+    pub async fn set_workspace_ttl(&self, id: Uuid, ttl_ms: Option<i64>) -> Result<Workspace, ClientError> {
+        let req = UpdateWorkspaceTtlRequest { ttl_ms };
+        Self::send(self.request(Method::PUT, &format!("api/v2/workspaces/{id}/ttl"))?.json(&req)).await
+    }
+
+    pub async fn set_workspace_autostart(&self, id: Uuid, schedule: Option<String>) -> Result<Workspace, ClientError> {
+        let req = UpdateWorkspaceAutostartRequest { schedule };
+        Self::send(self.request(Method::PUT, &format!("api/v2/workspaces/{id}/autostart"))?.json(&req)).await
+    }
+
     pub async fn create_build(
         &self,
         workspace_id: Uuid,
@@ -341,6 +351,10 @@ impl Client {
         self.get("api/v2/prebuilds/status").await
     }
 
+    pub async fn claim_stats(&self, query: &ClaimStatsQuery) -> Result<Vec<ClaimStats>, ClientError> {
+        Self::send(self.request(Method::GET, "api/v2/prebuilds/claims")?.query(query)).await
+    }
+
     pub async fn prebuild_settings(&self) -> Result<PrebuildSettings, ClientError> {
         self.get("api/v2/prebuilds/settings").await
     }
@@ -355,6 +369,47 @@ impl Client {
         req: &InvalidatePresetsRequest,
     ) -> Result<InvalidatePresetsResponse, ClientError> {
         self.post(&format!("api/v2/templates/{template_id}/prebuilds/invalidate"), req).await
+    }
+
+    /// The caller's inbox, newest first, with their unread count.
+    pub async fn notifications(&self, query: &NotificationsQuery) -> Result<NotificationsResponse, ClientError> {
+        Self::send(self.request(Method::GET, "api/v2/notifications/inbox")?.query(query)).await
+    }
+
+    pub async fn mark_notification_read(&self, id: Uuid) -> Result<Response, ClientError> {
+        Self::send(self.request(Method::PUT, &format!("api/v2/notifications/inbox/{id}/read"))?).await
+    }
+
+    pub async fn mark_all_notifications_read(&self) -> Result<MarkAllNotificationsReadResponse, ClientError> {
+        Self::send(self.request(Method::PUT, "api/v2/notifications/inbox/read-all")?).await
+    }
+
+    /// The caller's new notifications, as they arrive, until the server ends
+    /// the stream (it does when shutting down).
+    pub async fn watch_notifications(
+        &self,
+    ) -> Result<impl Stream<Item = Result<Notification, ClientError>> + use<>, ClientError> {
+        use eventsource_stream::Eventsource;
+        let resp = self
+            .request(Method::GET, "api/v2/notifications/inbox/watch")?
+            .header("accept", "text/event-stream")
+            .send()
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(error_body(status, &resp.bytes().await?));
+        }
+        Ok(resp.bytes_stream().eventsource().filter_map(|event| async move {
+            let unexpected = |body: String| ClientError::Unexpected { status: StatusCode::OK, body };
+            match event {
+                Err(err) => Some(Err(unexpected(format!("the inbox stream broke: {err}")))),
+                Ok(event) if event.event == "notification" => {
+                    Some(serde_json::from_str(&event.data).map_err(|e| unexpected(e.to_string())))
+                }
+                // Keep-alives and kinds of event this client does not know.
+                Ok(_) => None,
+            }
+        }))
     }
 
     // The agent protocol (authenticated with an agent token).

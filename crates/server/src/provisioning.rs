@@ -151,6 +151,50 @@ impl LocalCoordinator {
     }
 }
 
+impl LocalCoordinator {
+    /// A claim rebuilt resources the pool had kept warm: say so in the build log.
+    async fn warn_replaced(&self, job_id: Uuid, replaced: &[String]) {
+        let lines: Vec<NewLog> = replaced
+            .iter()
+            .map(|address| NewLog {
+                created_at: chrono::Utc::now(),
+                source: "provisioner_daemon".into(),
+                level: "warn".into(),
+                stage: "start".into(),
+                output: format!(
+                    "warning: the claim replaced {address}, which the prebuild had ready; \
+                     the template rebuilds it for each new owner, so the pool saves less time than it could"
+                ),
+            })
+            .collect();
+        if let Err(err) = self.store.append_job_logs(job_id, &lines).await {
+            tracing::warn!(%job_id, error = %err, "cannot log replaced resources");
+        }
+    }
+
+    /// Template admins hear of claims that rebuilt warm resources.
+    async fn tell_template_admins(&self, build: &warmspace_store::workspaces::BuildRow, replaced: &[String]) {
+        tracing::warn!(workspace = %build.workspace_id, resources = ?replaced, "a claim replaced prebuilt resources");
+        let title = "A prebuild claim replaced warm resources".to_owned();
+        let content = format!(
+            "Claiming workspace {} (template version {}) rebuilt {}. Those resources are rebuilt for every new owner, \
+             so claims from this pool are slower than they could be.",
+            build.workspace_id,
+            build.template_version_name,
+            replaced.join(", ")
+        );
+        crate::api::notify_template_admins(
+            &self.store,
+            &self.pubsub,
+            "prebuild_resources_replaced",
+            &title,
+            &content,
+            Some(build.workspace_id),
+        )
+        .await;
+    }
+}
+
 fn coordinator_error(err: StoreError) -> CoordinatorError {
     match err {
         StoreError::NotFound => CoordinatorError::JobLost,
@@ -221,6 +265,16 @@ impl Coordinator for LocalCoordinator {
         worker_id: Uuid,
         outcome: BuildOutcome,
     ) -> Result<(), CoordinatorError> {
+        let replaced: Vec<String> =
+            outcome.resources.iter().filter(|r| r.replaced).map(|r| r.address.clone()).collect();
+        let claim = match replaced.is_empty() {
+            true => None,
+            false => self.store.build_by_job(job_id).await.ok().filter(|b| b.reason == "claim"),
+        };
+        if claim.is_some() {
+            // Before the job ends, so everyone following the log sees it.
+            self.warn_replaced(job_id, &replaced).await;
+        }
         let (status, error) = match outcome.result {
             BuildResult::Succeeded => ("succeeded", None),
             BuildResult::Failed(error) => ("failed", Some(error)),
@@ -236,6 +290,9 @@ impl Coordinator for LocalCoordinator {
         announce(&self.pubsub, job_id, EVENT_DONE).await;
         // A finished build may change a pool: a prebuild became ready, failed, or went away.
         crate::reconciler::trigger(&self.pubsub, "build finished").await;
+        if let Some(build) = claim {
+            self.tell_template_admins(&build, &replaced).await;
+        }
         Ok(())
     }
 

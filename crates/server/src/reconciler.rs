@@ -123,6 +123,24 @@ impl Reconciler {
         Ok((raw, snapshot))
     }
 
+    /// Why a preset has no claimable prebuild now, as a claim-miss reason:
+    /// `paused`, `hard_limited`, `backoff`, or `no_eligible`.
+    pub async fn miss_reason(&self, preset_id: Uuid) -> Result<&'static str, StoreError> {
+        let since = Utc::now() - self.config.backoff_lookback;
+        let history = i64::from(self.config.failure_hard_limit.max(1));
+        let raw = self.store.preset_snapshot(preset_id, history, since).await?;
+        let snapshot = to_snapshot(&raw, self.settings(raw.paused));
+        if snapshot.settings.paused {
+            return Ok("paused");
+        }
+        let Some(preset) = snapshot.presets.first() else { return Ok("no_eligible") };
+        Ok(match reconcile::decide(preset, snapshot.now, &snapshot.settings).status {
+            reconcile::Status::HardLimited | reconcile::Status::ValidationFailed => "hard_limited",
+            reconcile::Status::Backoff { .. } => "backoff",
+            reconcile::Status::Normal => "no_eligible",
+        })
+    }
+
     /// One cycle, if this replica gets the reconciliation lock (`None` when
     /// another replica holds it).
     pub async fn run_cycle(&self) -> Result<Option<CycleStats>, StoreError> {
@@ -359,9 +377,11 @@ impl Reconciler {
             return Err(StoreError::NotFound);
         }
         let latest = self.store.build(workspace.latest_build_id).await?;
+        // Only while still unclaimed: a claim landing meanwhile keeps its workspace.
         self.store
-            .create_build(
+            .create_build_for_owner(
                 workspace_id,
+                PREBUILDS_USER_ID,
                 &NewBuild {
                     transition: "delete",
                     initiator_id: PREBUILDS_USER_ID,

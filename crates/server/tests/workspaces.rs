@@ -111,6 +111,7 @@ async fn parameters_are_validated_before_anything_is_queued() {
                     rich_parameter_values: values(&parameters),
                     template_version_preset_id: None,
                     ttl_ms: None,
+                    autostart_schedule: None,
                 },
             )
             .await;
@@ -142,6 +143,7 @@ async fn parameters_are_validated_before_anything_is_queued() {
                 rich_parameter_values: vec![],
                 template_version_preset_id: None,
                 ttl_ms: None,
+                autostart_schedule: None,
             },
         )
         .await;
@@ -158,6 +160,7 @@ async fn parameters_are_validated_before_anything_is_queued() {
                 rich_parameter_values: vec![],
                 template_version_preset_id: None,
                 ttl_ms: None,
+                autostart_schedule: None,
             },
         )
         .await;
@@ -243,6 +246,7 @@ async fn members_see_and_build_only_their_own_workspaces() {
                     rich_parameter_values: vec![],
                     template_version_preset_id: None,
                     ttl_ms: None,
+                    autostart_schedule: None,
                 }
             )
             .await

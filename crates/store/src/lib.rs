@@ -2,12 +2,14 @@
 //! code that speaks SQL.
 
 pub mod agents;
+pub mod claims;
 pub mod embedded;
 mod error;
 mod files;
 pub mod jobs;
 mod keys;
 mod migrate;
+pub mod notifications;
 mod organizations;
 pub mod prebuilds;
 pub mod pubsub;

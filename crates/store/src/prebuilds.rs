@@ -98,6 +98,20 @@ impl Store {
     /// `history` bounds the creations read per preset: the newest `history`
     /// ones, plus every failure since `since`.
     pub async fn prebuilds_snapshot(&self, history: i64, since: DateTime<Utc>) -> Result<PrebuildsSnapshot> {
+        self.snapshot_of(None, history, since).await
+    }
+
+    /// The snapshot of one preset alone (for explaining a claim miss).
+    pub async fn preset_snapshot(
+        &self,
+        preset_id: Uuid,
+        history: i64,
+        since: DateTime<Utc>,
+    ) -> Result<PrebuildsSnapshot> {
+        self.snapshot_of(Some(preset_id), history, since).await
+    }
+
+    async fn snapshot_of(&self, only: Option<Uuid>, history: i64, since: DateTime<Utc>) -> Result<PrebuildsSnapshot> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
         let (now, paused): (DateTime<Utc>, bool) =
@@ -111,21 +125,24 @@ impl Store {
              JOIN template_versions v ON v.id = p.template_version_id \
              JOIN templates t ON t.id = v.template_id \
              JOIN organizations o ON o.id = t.organization_id \
-             WHERE p.desired_instances IS NOT NULL \
+             WHERE p.desired_instances IS NOT NULL AND ($2::uuid IS NULL OR p.id = $2) \
                AND ((t.active_version_id = p.template_version_id AND NOT t.deleted) \
                     OR EXISTS (SELECT 1 FROM workspaces w WHERE w.preset_id = p.id AND w.owner_id = $1 \
                                AND NOT w.deleted)) \
              ORDER BY t.name, p.ordinal",
         )
         .bind(PREBUILDS_USER_ID)
+        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
         let schedules = sqlx::query_as(
             "SELECT s.preset_id, s.cron_expression, s.desired_instances \
              FROM template_version_preset_prebuild_schedules s \
              JOIN template_version_presets p ON p.id = s.preset_id WHERE p.desired_instances IS NOT NULL \
+               AND ($1::uuid IS NULL OR p.id = $1) \
              ORDER BY s.preset_id, s.ordinal",
         )
+        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
         let prebuilds = sqlx::query_as(
@@ -137,9 +154,11 @@ impl Store {
              JOIN LATERAL (SELECT build_number, transition, job_id FROM workspace_builds \
                            WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
              JOIN provisioner_jobs j ON j.id = b.job_id \
-             WHERE w.owner_id = $1 AND NOT w.deleted AND w.preset_id IS NOT NULL",
+             WHERE w.owner_id = $1 AND NOT w.deleted AND w.preset_id IS NOT NULL \
+               AND ($2::uuid IS NULL OR w.preset_id = $2)",
         )
         .bind(PREBUILDS_USER_ID)
+        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
         let creations = sqlx::query_as(
@@ -149,13 +168,14 @@ impl Store {
                  FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
                  JOIN provisioner_jobs j ON j.id = b.job_id \
                  WHERE b.build_number = 1 AND b.initiator_id = $1 AND w.preset_id IS NOT NULL \
-                   AND j.status IN ('succeeded', 'failed')) c \
+                   AND j.status IN ('succeeded', 'failed') AND ($4::uuid IS NULL OR w.preset_id = $4)) c \
              WHERE newest <= $2 OR (NOT succeeded AND finished_at > $3) \
              ORDER BY preset_id, finished_at DESC",
         )
         .bind(PREBUILDS_USER_ID)
         .bind(history)
         .bind(since)
+        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

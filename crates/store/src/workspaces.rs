@@ -186,7 +186,7 @@ pub struct BuildPayload {
     pub previous_state: Option<Vec<u8>>,
 }
 
-async fn insert_build(
+pub(crate) async fn insert_build(
     tx: &mut PgConnection,
     workspace_id: Uuid,
     organization_id: Uuid,
@@ -279,14 +279,30 @@ impl Store {
     /// pending or running: the workspace row lock makes this check and the
     /// insert one step, so two racing requests cannot both pass it.
     pub async fn create_build(&self, workspace_id: Uuid, build: &NewBuild) -> Result<BuildRow> {
+        self.create_build_checked(workspace_id, None, build).await
+    }
+
+    /// Like [`Store::create_build`], but only while `owner` still owns the
+    /// workspace (`NotFound` otherwise): the reconciler deletes prebuilds
+    /// this way, so a claim that lands first keeps its workspace.
+    pub async fn create_build_for_owner(&self, workspace_id: Uuid, owner: Uuid, build: &NewBuild) -> Result<BuildRow> {
+        self.create_build_checked(workspace_id, Some(owner), build).await
+    }
+
+    async fn create_build_checked(
+        &self,
+        workspace_id: Uuid,
+        owner: Option<Uuid>,
+        build: &NewBuild,
+    ) -> Result<BuildRow> {
         let mut tx = self.pool.begin().await?;
-        let (organization_id, deleted): (Uuid, bool) =
-            sqlx::query_as("SELECT organization_id, deleted FROM workspaces WHERE id = $1 FOR UPDATE")
+        let (organization_id, deleted, current_owner): (Uuid, bool, Uuid) =
+            sqlx::query_as("SELECT organization_id, deleted, owner_id FROM workspaces WHERE id = $1 FOR UPDATE")
                 .bind(workspace_id)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-        if deleted {
+        if deleted || owner.is_some_and(|owner| owner != current_owner) {
             return Err(StoreError::NotFound);
         }
         let busy: Option<(i32, String, String)> = sqlx::query_as(
@@ -352,6 +368,21 @@ impl Store {
         Ok((rows, total))
     }
 
+    pub async fn set_workspace_lifecycle(
+        &self,
+        id: Uuid,
+        ttl_ms: Option<i64>,
+        autostart: Option<String>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE workspaces SET ttl_ms = $2, autostart_schedule = $3, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(ttl_ms)
+            .bind(autostart)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Workspaces other than unclaimed prebuilds that still use a template.
     pub async fn template_in_use(&self, template_id: Uuid) -> Result<i64> {
         Ok(sqlx::query_scalar(
@@ -361,6 +392,11 @@ impl Store {
         .bind(PREBUILDS_USER_ID)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    pub async fn build_by_job(&self, job_id: Uuid) -> Result<BuildRow> {
+        let sql = format!("{} WHERE b.job_id = $1", *BUILD_SELECT);
+        sqlx::query_as(AssertSqlSafe(sql)).bind(job_id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn build(&self, id: Uuid) -> Result<BuildRow> {

@@ -43,6 +43,12 @@ impl Parameter {
         }
     }
 
+    /// The canonical form of a value (`2.0` → `2`), for comparing values as
+    /// the parameter's type means them. Values that do not parse stay as given.
+    pub fn canonical(&self, value: &str) -> String {
+        canonical(self.kind, value)
+    }
+
     /// True when the parameter has no default.
     pub fn required(&self) -> bool {
         self.default.is_none()

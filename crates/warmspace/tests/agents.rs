@@ -259,3 +259,67 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     }
     server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_and_refills_the_pool() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let root = tmp.path().join("workspaces");
+    let _cleanup = ExampleProcesses(root.clone());
+    let env = [("WARMSPACE_EXAMPLE_ROOT", root.to_str().unwrap())];
+    let mut server = ServerProcess::start_with_env(&config, &["--postgres-url", db.url()], &env);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    run(warmspace(&config).args(["templates", "push", "local", "-d", &example("exec")]));
+    let client = admin_client(&server.url).await;
+    let me = client.user("me").await.unwrap();
+
+    // The example's preset keeps one prebuild warm; wait for its agent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let prebuild = loop {
+        let pool = client
+            .workspaces(&warmspace_sdk::WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() })
+            .await
+            .unwrap();
+        let ready = pool
+            .workspaces
+            .into_iter()
+            .find(|w| w.agents.iter().all(|a| a.lifecycle_state == AgentLifecycle::Ready) && !w.agents.is_empty());
+        if let Some(ws) = ready {
+            break ws;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pool never filled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let created = run(warmspace(&config).args(["create", "mine", "--template", "local", "--preset", "default"]));
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    assert!(stdout.contains("Claimed a prebuilt workspace"), "{stdout}");
+    let claimed = client.workspace_by_name("me", "mine").await.unwrap();
+    assert_eq!(claimed.id, prebuild.id, "the warm workspace itself was handed over");
+    wait_ready(&client, claimed.id, me.id).await;
+    let token = agent_token(&root, claimed.id);
+    let url: url::Url = server.url.parse().unwrap();
+    let manifest = Client::new(url).with_agent_token(&token).agent_manifest().await.unwrap();
+    assert_eq!((manifest.owner_id, manifest.workspace_name.as_str()), (me.id, "mine"));
+    // Exactly once, even given time for a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(startup_runs(&client, claimed.id).await, 2);
+
+    // The pool's refill was queued within 100 ms of the claim's commit.
+    let gap_ms: f64 = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM min(j.created_at) - a.committed_at) * 1000)::float8 FROM claim_attempts a \
+         JOIN workspaces w ON w.preset_id = a.preset_id AND w.id <> a.workspace_id \
+         JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
+         JOIN provisioner_jobs j ON j.id = b.job_id WHERE a.hit AND j.created_at > a.committed_at \
+         GROUP BY a.committed_at",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    println!("refill queued {gap_ms:.1} ms after the claim committed");
+    assert!(gap_ms < 100.0, "refill queued {gap_ms:.1} ms after the claim");
+    server.terminate();
+}

@@ -68,6 +68,7 @@ async fn two_hundred_workspaces_through_in_process_and_external_daemons() {
                     rich_parameter_values: vec![],
                     template_version_preset_id: None,
                     ttl_ms: None,
+                    autostart_schedule: None,
                 };
                 client.create_workspace("me", &req).await.unwrap()
             }
@@ -137,6 +138,7 @@ async fn a_killed_external_daemon_s_job_fails_when_its_lease_expires() {
                 rich_parameter_values: vec![],
                 template_version_preset_id: None,
                 ttl_ms: None,
+                autostart_schedule: None,
             };
             client.create_workspace("me", &req).await.unwrap().latest_build
         }
@@ -165,4 +167,82 @@ async fn a_killed_external_daemon_s_job_fails_when_its_lease_expires() {
     .await;
     assert_eq!(client.build(next.id).await.unwrap().job.worker_name.as_deref(), Some("successor"));
     server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_server_mid_claims_leaves_every_workspace_claimed_or_in_the_pool() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url()]);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let pool = template_dir(
+        "provisioner = \"echo\"\nclaim = \"reinit\"\npreset \"pool\" {\n  prebuilds {\n    instances = 30\n  }\n}\n\
+         echo {\n  duration_ms = 0\n}\n",
+    );
+    run(warmspace(&config).args(["templates", "push", "pool", "-d"]).arg(pool.path()));
+    let client = admin_client(&server.url).await;
+    eventually(Duration::from_secs(60), "a full pool", || async {
+        client.prebuilds_status().await.unwrap().presets.iter().any(|p| p.eligible >= 30)
+    })
+    .await;
+    let template = client.template_by_name("default", "pool").await.unwrap();
+    let preset = client.template_version_presets(template.active_version_id).await.unwrap()[0].id;
+
+    // Claims in flight from many clients while the server is killed.
+    let claims: Vec<_> = (0..200)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let req = CreateWorkspaceRequest {
+                    template_id: template.id,
+                    template_version_id: None,
+                    name: format!("mine-{i}"),
+                    rich_parameter_values: vec![],
+                    template_version_preset_id: Some(preset),
+                    ttl_ms: None,
+                    autostart_schedule: None,
+                };
+                client.create_workspace("me", &req).await
+            })
+        })
+        .collect();
+    // Kill once some claims have committed, while the rest are in flight.
+    let store = db.store().await;
+    eventually(Duration::from_secs(30), "the first claims to commit", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM claim_attempts").fetch_one(store.pool()).await.unwrap() >= 5
+    })
+    .await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let mut answered = 0;
+    for claim in claims {
+        if claim.await.unwrap().is_ok() {
+            answered += 1;
+        }
+    }
+    println!("{answered} of 200 claims were answered before the kill");
+
+    let prebuilds = "c42fdf75-3097-471c-8c33-fb52454d81c0";
+    let half_done: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM workspaces w WHERE EXISTS (SELECT 1 FROM workspace_builds b WHERE b.workspace_id = w.id \
+         AND b.build_number = 1 AND b.initiator_id = '{prebuilds}') \
+         AND ((w.owner_id <> '{prebuilds}') <> EXISTS (SELECT 1 FROM workspace_builds c WHERE c.workspace_id = w.id \
+              AND c.reason = 'claim') \
+           OR (w.owner_id <> '{prebuilds}') <> EXISTS (SELECT 1 FROM claim_attempts a WHERE a.workspace_id = w.id \
+              AND a.hit) \
+           OR (w.owner_id <> '{prebuilds}') <> (w.name LIKE 'mine-%'))"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(half_done, 0, "every workspace is either fully claimed or still in the pool");
+    let claimed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM claim_attempts WHERE hit").fetch_one(store.pool()).await.unwrap();
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(store.pool()).await.unwrap();
+    println!("{claimed} claims committed, {attempts} requests recorded, of 200 sent");
+    assert!(claimed >= 5, "claims had committed when the server died");
+    assert!(attempts < 200, "the server died before answering every request");
 }

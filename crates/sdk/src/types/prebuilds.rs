@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Every prebuild-configured preset's pool, as of now.
@@ -54,4 +54,28 @@ pub struct InvalidatePresetsRequest {
 pub struct InvalidatePresetsResponse {
     /// The presets whose prebuilds will be replaced.
     pub invalidated: Vec<String>,
+}
+
+/// Create requests that claimed a prebuild (hits) or not (misses, by reason), per preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClaimStats {
+    pub template_name: String,
+    /// Absent for requests no preset applied to.
+    pub preset_id: Option<Uuid>,
+    pub preset_name: Option<String>,
+    pub hits: i64,
+    pub misses: i64,
+    /// no_preset, no_eligible, paused, hard_limited, backoff, parameter_mismatch.
+    pub misses_by_reason: std::collections::BTreeMap<String, i64>,
+    /// Hand-over latency of the hits, from the request's arrival to the claim's commit.
+    pub hit_p50_ms: Option<f64>,
+    pub hit_p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClaimStatsQuery {
+    /// The window, in seconds back from now (default one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
 }

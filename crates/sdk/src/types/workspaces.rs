@@ -154,6 +154,9 @@ pub struct CreateWorkspaceRequest {
     /// Default: the template's default TTL.
     #[serde(default)]
     pub ttl_ms: Option<i64>,
+    /// Five cron fields, optionally after `CRON_TZ=<zone> `; only where the template allows autostart.
+    #[serde(default)]
+    pub autostart_schedule: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -187,4 +190,18 @@ pub struct WorkspacesQuery {
     pub limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspaceTtlRequest {
+    /// Null: no time to live.
+    pub ttl_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspaceAutostartRequest {
+    /// Null: no autostart.
+    pub schedule: Option<String>,
 }

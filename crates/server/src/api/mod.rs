@@ -6,6 +6,7 @@ mod extract;
 mod files;
 mod jobs;
 mod meta;
+mod notifications;
 mod prebuilds;
 mod provisionerd;
 mod templates;
@@ -23,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use extract::Json;
+pub use notifications::notify_template_admins;
 
 use warmspace_sdk::ValidationError;
 use warmspace_store::{OrganizationRow, StoreError};
@@ -62,6 +64,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(provisionerd::routes())
         .merge(agents::routes())
         .merge(prebuilds::routes())
+        .merge(notifications::routes())
 }
 
 /// The organization a path names, by id or name (`default` for the default one).

@@ -8,19 +8,54 @@ use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource};
 use warmspace_prebuilds::reconcile::{self, Status};
 use warmspace_sdk::{
-    InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings, PrebuildsStatus, PresetPoolStatus,
-    Response as Body,
+    ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings,
+    PrebuildsStatus, PresetPoolStatus, Response as Body,
 };
 use warmspace_store::StoreError;
 
 use super::ApiError;
-use super::extract::Json;
+use super::extract::{Json, Query};
 use crate::AppState;
 use crate::auth::Actor;
 use crate::reconciler::trigger;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(status)).routes(routes!(get_settings, put_settings)).routes(routes!(invalidate))
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(get_settings, put_settings))
+        .routes(routes!(invalidate))
+        .routes(routes!(claims))
+}
+
+/// Hits and misses of create requests, per preset, over a window.
+#[utoipa::path(get, path = "/api/v2/prebuilds/claims", tag = "prebuilds", security(("session_token" = [])),
+    params(ClaimStatsQuery), responses((status = 200, body = Vec<ClaimStats>), (status = 400, body = Body)))]
+async fn claims(
+    State(state): State<AppState>,
+    actor: Actor,
+    Query(query): Query<ClaimStatsQuery>,
+) -> Result<axum::Json<Vec<ClaimStats>>, ApiError> {
+    actor.authorize(Action::Read, Object::any(Resource::Template))?;
+    let window = query.window_seconds.unwrap_or(86_400);
+    if window <= 0 {
+        return Err(ApiError::field("window_seconds", "must be positive"));
+    }
+    let since = chrono::Utc::now() - chrono::Duration::seconds(window);
+    let rows = state.store.claim_stats(since).await?;
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|r| ClaimStats {
+                template_name: r.template_name,
+                preset_id: r.preset_id,
+                preset_name: r.preset_name,
+                hits: r.hits,
+                misses: r.misses,
+                misses_by_reason: r.misses_by_reason.0,
+                hit_p50_ms: r.hit_p50_ms,
+                hit_p99_ms: r.hit_p99_ms,
+            })
+            .collect(),
+    ))
 }
 
 /// Every prebuild-configured preset's pool: desired, running, eligible, in progress, and its status.

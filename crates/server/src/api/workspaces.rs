@@ -1,6 +1,7 @@
 //! Workspaces and their builds.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,11 +11,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource, Visibility};
+use warmspace_prebuilds::claim::{PresetMatch, PresetValues, match_preset};
+use warmspace_prebuilds::schedule::Schedule;
 use warmspace_sdk::{
-    BuildParameter, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, LogsQuery, Response as Body, Workspace,
-    WorkspaceBuild, WorkspaceResource, WorkspaceStatus, WorkspacesQuery, WorkspacesResponse,
+    BuildParameter, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, LogsQuery, ReinitEvent, Response as Body,
+    UpdateWorkspaceAutostartRequest, UpdateWorkspaceTtlRequest, Workspace, WorkspaceBuild, WorkspaceResource,
+    WorkspaceStatus, WorkspacesQuery, WorkspacesResponse,
 };
-use warmspace_store::workspaces::{BuildRow, NewBuild, NewWorkspace, WorkspaceFilter, WorkspaceRow};
+use warmspace_store::claims::{ClaimRequest, Claimed};
+use warmspace_store::workspaces::{
+    BuildRow, NewBuild, NewWorkspace, PREBUILDS_USER_ID, WorkspaceFilter, WorkspaceRow, claim_channel,
+};
 use warmspace_store::{StoreError, TemplateRow, UserRow};
 use warmspace_template::{ParameterInput, Transition, resolve_parameters};
 
@@ -26,6 +33,7 @@ use super::{ApiError, invalid};
 use crate::AppState;
 use crate::auth::Actor;
 use crate::provisioning::{EVENT_DONE, announce};
+use crate::reconciler::trigger;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,11 +45,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_build))
         .routes(routes!(build_logs))
         .routes(routes!(cancel_build))
+        .routes(routes!(update_ttl))
+        .routes(routes!(update_autostart))
 }
 
 const MAX_PAGE: i64 = 1000;
 
-/// Creates a workspace for a user and queues its first build, a `start`.
+/// Creates a workspace for a user. When the request names a preset with a
+/// warm pool — or names none but repeats every value of one — an eligible
+/// prebuild is claimed: handed over in one transaction, personalised by a
+/// claim build (or, for `claim = "reinit"`, by its agent). Otherwise, or when
+/// the pool is empty, a cold first build is queued. Either way the response
+/// is the workspace; its latest build's reason says `claim` for a claim.
 #[utoipa::path(post, path = "/api/v2/users/{user}/workspaces", tag = "workspaces", security(("session_token" = [])),
     params(("user" = String, Path, description = "A user id, a username, or `me`")),
     request_body = CreateWorkspaceRequest,
@@ -53,6 +68,7 @@ async fn create_workspace(
     Path(user): Path<String>,
     Json(req): Json<CreateWorkspaceRequest>,
 ) -> Result<(StatusCode, axum::Json<Workspace>), ApiError> {
+    let started = Instant::now();
     let owner = find_user(&state, &actor, &user).await?;
     actor.authorize(Action::Create, Object { resource: Resource::Workspace, owner: Some(owner.id) })?;
     if !valid_name(&req.name) {
@@ -66,28 +82,80 @@ async fn create_workspace(
     }
     let template =
         state.store.template(req.template_id).await.map_err(|_| ApiError::field("template_id", "no such template"))?;
+    if req.autostart_schedule.is_some() && !template.allow_user_autostart {
+        return Err(ApiError::field("autostart_schedule", "the template does not allow autostart"));
+    }
+    let autostart_schedule = req.autostart_schedule.as_deref().map(check_autostart).transpose()?;
     let version_id = req.template_version_id.unwrap_or(template.active_version_id);
     usable_version(&state, &template, version_id).await?;
-    let preset =
-        match req.template_version_preset_id {
-            None => None,
-            Some(id) => {
-                Some(state.store.version_presets(version_id).await?.into_iter().find(|p| p.id == id).ok_or_else(
-                    || ApiError::field("template_version_preset_id", "not a preset of the template version"),
-                )?)
-            }
-        };
+    let presets = state.store.version_presets(version_id).await?;
     let parameters = state.store.version_parameters(version_id).await?;
     let requested = requested_values(&req.rich_parameter_values)?;
+
+    // The preset: the one named, else the one whose values the request repeats.
+    let named =
+        match req.template_version_preset_id {
+            None => None,
+            Some(id) => Some(presets.iter().find(|p| p.id == id).ok_or_else(|| {
+                ApiError::field("template_version_preset_id", "not a preset of the template version")
+            })?),
+        };
+    let matched = match named {
+        Some(preset) => PresetMatch::Matched(preset.id),
+        None => {
+            let canonical: BTreeMap<String, String> = requested
+                .iter()
+                .map(|(name, value)| match parameters.iter().find(|p| &p.name == name) {
+                    Some(parameter) => (name.clone(), parameter.canonical(value)),
+                    None => (name.clone(), value.clone()),
+                })
+                .collect();
+            let candidates: Vec<PresetValues> =
+                presets.iter().map(|p| PresetValues { id: p.id, values: &p.parameters.0 }).collect();
+            match_preset(&candidates, &canonical)
+        }
+    };
+    let preset = match matched {
+        PresetMatch::Matched(id) => presets.iter().find(|p| p.id == id),
+        _ => None,
+    };
     let values = resolve_parameters(&ParameterInput {
         parameters: &parameters,
         previous: None,
-        preset: preset.as_ref().map(|p| (p.name.as_str(), &p.parameters.0)),
+        preset: preset.map(|p| (p.name.as_str(), &p.parameters.0)),
         requested: &requested,
         transition: Transition::Start,
     })
     .map_err(parameter_problems)?;
     let ttl_ms = req.ttl_ms.or((template.default_ttl_ms > 0).then_some(template.default_ttl_ms));
+    let deadline = ttl_ms.map(|ttl| Utc::now() + chrono::Duration::milliseconds(ttl));
+
+    // Claim when a warm pool applies; else say why not.
+    let pooled = preset.filter(|p| p.desired_instances.is_some() && version_id == template.active_version_id);
+    let miss = match (pooled, matched) {
+        (Some(preset), _) => {
+            let claim = ClaimRequest {
+                preset_id: preset.id,
+                template_id: template.id,
+                user_id: owner.id,
+                name: &req.name,
+                ttl_ms,
+                autostart_schedule: autostart_schedule.clone(),
+                deadline,
+                max_deadline: None,
+                parameters: &values,
+                reinit: state.store.template_version(version_id).await?.claim_mode.as_deref() == Some("reinit"),
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            };
+            match state.store.claim_prebuild(&claim).await? {
+                Some(claimed) => return claimed_response(&state, &actor, owner.id, claimed, started).await,
+                None => Some((Some(preset.id), state.reconciler.miss_reason(preset.id).await?)),
+            }
+        }
+        (None, PresetMatch::Mismatch(id)) => Some((Some(id), "parameter_mismatch")),
+        (None, _) => (!presets.is_empty()).then_some((preset.map(|p| p.id), "no_preset")),
+    };
+
     let workspace = state
         .store
         .create_workspace(&NewWorkspace {
@@ -96,7 +164,7 @@ async fn create_workspace(
             template_id: template.id,
             name: req.name,
             ttl_ms,
-            autostart_schedule: None,
+            autostart_schedule,
             build: NewBuild {
                 transition: "start",
                 initiator_id: actor.user.id,
@@ -104,13 +172,59 @@ async fn create_workspace(
                 template_version_id: version_id,
                 preset_id: preset.map(|p| p.id),
                 parameters: values,
-                deadline: ttl_ms.map(|ttl| Utc::now() + chrono::Duration::milliseconds(ttl)),
+                deadline,
                 max_deadline: None,
             },
         })
         .await?;
+    if let Some((preset_id, reason)) = miss {
+        let latency = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(err) =
+            state.store.record_claim_miss(template.id, preset_id, owner.id, reason, Some(workspace.id), latency).await
+        {
+            tracing::warn!(error = %err, "cannot record a claim miss");
+        }
+    }
     tracing::info!(workspace = %workspace.name, owner = %owner.username, by = %actor.user.username, "workspace created");
     Ok((StatusCode::CREATED, axum::Json(workspace_view(&state, workspace).await?)))
+}
+
+/// After a claim has committed: tell the prebuild's agents (on every
+/// replica) and wake the reconciler to refill the pool, then answer.
+async fn claimed_response(
+    state: &AppState,
+    actor: &Actor,
+    owner_id: Uuid,
+    claimed: Claimed,
+    started: Instant,
+) -> Result<(StatusCode, axum::Json<Workspace>), ApiError> {
+    let event = ReinitEvent { workspace_id: claimed.workspace_id, owner_id, reason: "claimed".into() };
+    let payload = serde_json::to_string(&event).expect("an event serialises");
+    if let Err(err) = state.pubsub.publish(&claim_channel(claimed.workspace_id), &payload).await {
+        tracing::warn!(error = %err, "cannot announce a claim; the agents will see it on their next check");
+    }
+    trigger(&state.pubsub, "claimed").await;
+    let workspace = state.store.workspace(claimed.workspace_id).await?;
+    tracing::info!(
+        workspace = %workspace.name, owner = %workspace.owner_name, by = %actor.user.username,
+        hand_over_ms = started.elapsed().as_secs_f64() * 1000.0, "prebuild claimed"
+    );
+    Ok((StatusCode::CREATED, axum::Json(workspace_view(state, workspace).await?)))
+}
+
+/// An autostart schedule: five cron fields, optionally after `CRON_TZ=<zone> `.
+fn check_autostart(schedule: &str) -> Result<String, ApiError> {
+    let bad = |detail: String| ApiError::field("autostart_schedule", detail);
+    let cron = match schedule.strip_prefix("CRON_TZ=") {
+        Some(rest) => {
+            let (zone, cron) = rest.split_once(' ').ok_or_else(|| bad("expected CRON_TZ=<zone> <cron>".into()))?;
+            zone.parse::<chrono_tz::Tz>().map_err(|_| bad(format!("{zone:?} is not an IANA time zone")))?;
+            cron
+        }
+        None => schedule,
+    };
+    Schedule::parse(cron).map_err(|e| bad(e.to_string()))?;
+    Ok(schedule.trim().to_owned())
 }
 
 /// Lists the workspaces the caller may see: all for owners and template
@@ -193,13 +307,14 @@ async fn create_build(
     if workspace.deleted {
         return Err(ApiError::not_found("Workspace"));
     }
-    let (transition, action) = match req.transition.as_str() {
-        "start" => (Transition::Start, Action::Update),
-        "stop" => (Transition::Stop, Action::Update),
-        "delete" => (Transition::Delete, Action::Delete),
+    let (transition, actions): (_, &[Action]) = match req.transition.as_str() {
+        "start" => (Transition::Start, &[Action::Read, Action::Update]),
+        "stop" => (Transition::Stop, &[Action::Read, Action::Update]),
+        // Deleting needs read, update and delete.
+        "delete" => (Transition::Delete, &[Action::Read, Action::Update, Action::Delete]),
         other => return Err(ApiError::field("transition", format!("{other:?} is not one of start, stop, delete"))),
     };
-    actor.authorize(action, Object { resource: Resource::Workspace, owner: Some(workspace.owner_id) })?;
+    authorize_workspace(&actor, workspace.owner_id, actions)?;
     let template = state.store.template(workspace.template_id).await?;
     // Without a version, a build keeps the one of the latest build (so a
     // delete uses the version the workspace was built with).
@@ -291,7 +406,7 @@ async fn cancel_build(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Body>, ApiError> {
     let (workspace, build) = readable_build(&state, &actor, id).await?;
-    actor.authorize(Action::Update, Object { resource: Resource::Workspace, owner: Some(workspace.owner_id) })?;
+    authorize_workspace(&actor, workspace.owner_id, &[Action::Read, Action::Update])?;
     let message = match state.store.cancel_job(build.job_id).await?.as_deref() {
         Some("canceled") => {
             announce(&state.pubsub, build.job_id, EVENT_DONE).await;
@@ -303,6 +418,66 @@ async fn cancel_build(
     Ok(axum::Json(Body { message: message.into(), detail: String::new(), validations: vec![] }))
 }
 
+/// Sets or clears a workspace's time to live. Refused for unclaimed prebuilds,
+/// which only the reconciler manages.
+#[utoipa::path(put, path = "/api/v2/workspaces/{workspace}/ttl", tag = "workspaces", security(("session_token" = [])),
+    params(("workspace" = Uuid, Path)), request_body = UpdateWorkspaceTtlRequest,
+    responses((status = 200, body = Workspace), (status = 400, body = Body), (status = 403, body = Body),
+              (status = 409, body = Body)))]
+async fn update_ttl(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateWorkspaceTtlRequest>,
+) -> Result<axum::Json<Workspace>, ApiError> {
+    let workspace = lifecycle_target(&state, &actor, id).await?;
+    if req.ttl_ms.is_some_and(|ttl| ttl <= 0) {
+        return Err(ApiError::field("ttl_ms", "must be positive (or null for none)"));
+    }
+    state.store.set_workspace_lifecycle(workspace.id, req.ttl_ms, workspace.autostart_schedule.clone()).await?;
+    Ok(axum::Json(workspace_view(&state, state.store.workspace(id).await?).await?))
+}
+
+/// Sets or clears a workspace's autostart schedule. Refused for unclaimed prebuilds.
+#[utoipa::path(put, path = "/api/v2/workspaces/{workspace}/autostart", tag = "workspaces",
+    security(("session_token" = [])), params(("workspace" = Uuid, Path)), request_body = UpdateWorkspaceAutostartRequest,
+    responses((status = 200, body = Workspace), (status = 400, body = Body), (status = 403, body = Body),
+              (status = 409, body = Body)))]
+async fn update_autostart(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateWorkspaceAutostartRequest>,
+) -> Result<axum::Json<Workspace>, ApiError> {
+    let workspace = lifecycle_target(&state, &actor, id).await?;
+    let schedule = match req.schedule.as_deref() {
+        Some(schedule) => {
+            let template = state.store.template(workspace.template_id).await?;
+            if !template.allow_user_autostart {
+                return Err(ApiError::field("schedule", "the template does not allow autostart"));
+            }
+            Some(check_autostart(schedule).map_err(|_| {
+                ApiError::field("schedule", "expected five cron fields, optionally after CRON_TZ=<zone>")
+            })?)
+        }
+        None => None,
+    };
+    state.store.set_workspace_lifecycle(workspace.id, workspace.ttl_ms, schedule).await?;
+    Ok(axum::Json(workspace_view(&state, state.store.workspace(id).await?).await?))
+}
+
+/// A workspace whose lifecycle settings the actor may change.
+async fn lifecycle_target(state: &AppState, actor: &Actor, id: Uuid) -> Result<WorkspaceRow, ApiError> {
+    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    readable(actor, &workspace)?;
+    authorize_workspace(actor, workspace.owner_id, &[Action::Read, Action::Update])?;
+    if workspace.owner_id == PREBUILDS_USER_ID {
+        return Err(ApiError::new(StatusCode::CONFLICT, "An unclaimed prebuild has no schedule of its own.")
+            .detail("The reconciler manages prebuilds; the workspace takes the template's settings once claimed."));
+    }
+    Ok(workspace)
+}
+
 fn not_found(err: StoreError) -> ApiError {
     match err {
         StoreError::NotFound => ApiError::not_found("Workspace"),
@@ -312,9 +487,18 @@ fn not_found(err: StoreError) -> ApiError {
 
 fn readable(actor: &Actor, workspace: &WorkspaceRow) -> Result<(), ApiError> {
     // Not found rather than forbidden: nobody learns which workspaces others have.
-    actor
-        .authorize(Action::Read, Object { resource: Resource::Workspace, owner: Some(workspace.owner_id) })
-        .map_err(|_| ApiError::not_found("Workspace"))
+    authorize_workspace(actor, workspace.owner_id, &[Action::Read]).map_err(|_| ApiError::not_found("Workspace"))
+}
+
+/// May the actor do all of `actions` to a workspace? An unclaimed prebuild
+/// is checked as a `prebuilt_workspace` first (template admins manage the
+/// pool), then as the workspace it also is.
+pub fn authorize_workspace(actor: &Actor, owner: Uuid, actions: &[Action]) -> Result<(), ApiError> {
+    let all = |object: Object| actions.iter().try_for_each(|action| actor.authorize(*action, object));
+    if owner == PREBUILDS_USER_ID && all(Object { resource: Resource::PrebuiltWorkspace, owner: None }).is_ok() {
+        return Ok(());
+    }
+    all(Object { resource: Resource::Workspace, owner: Some(owner) })
 }
 
 async fn readable_build(state: &AppState, actor: &Actor, id: Uuid) -> Result<(WorkspaceRow, BuildRow), ApiError> {

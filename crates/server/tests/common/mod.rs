@@ -96,6 +96,7 @@ pub async fn create(client: &Client, template: &Template, name: &str, parameters
                 rich_parameter_values: values(parameters),
                 template_version_preset_id: None,
                 ttl_ms: None,
+                autostart_schedule: None,
             },
         )
         .await

@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod config;
 mod login;
+mod notifications;
 mod output;
 mod prebuilds;
 mod provisioner;
@@ -50,6 +51,9 @@ enum Command {
     /// Manage templates: push versions, list them and their presets.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Your inbox.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
     /// Prebuild pools: status, pause and resume, invalidate.
     #[command(subcommand)]
     Prebuilds(prebuilds::PrebuildsCommand),
@@ -106,6 +110,7 @@ impl Cli {
             Command::Templates(cmd) => templates::run(&config, cmd).await,
             Command::Provisioner(cmd) => provisioner::run(&config, cmd).await,
             Command::Prebuilds(cmd) => prebuilds::run(&config, cmd).await,
+            Command::Notifications(cmd) => notifications::run(&config, cmd).await,
             Command::Create(args) => workspaces::create(&config, args).await,
             Command::List(args) => workspaces::list(&config, args).await,
             Command::Show { workspace, output } => workspaces::show(&config, workspace, output).await,

@@ -1,7 +1,7 @@
 //! `warmspace prebuilds …`.
 
 use anyhow::Context;
-use warmspace_sdk::{InvalidatePresetsRequest, PrebuildSettings};
+use warmspace_sdk::{ClaimStatsQuery, InvalidatePresetsRequest, PrebuildSettings};
 
 use super::Config;
 use super::output::{self, Format, OutputArgs};
@@ -11,6 +11,14 @@ use super::templates::OrgArgs;
 pub enum PrebuildsCommand {
     /// Every prebuild pool: desired, running, eligible, in progress, status.
     Status {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Create requests that claimed a prebuild, and those that missed (by reason), per preset.
+    Claims {
+        /// How far back.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -64,6 +72,32 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                                 p.deleting.to_string(),
                                 p.failed.to_string(),
                                 state,
+                            ]
+                        }),
+                    );
+                    Ok(())
+                }
+            }
+        }
+        PrebuildsCommand::Claims { since, output } => {
+            let stats = client.claim_stats(&ClaimStatsQuery { window_seconds: Some(since.as_secs() as i64) }).await?;
+            match output.format {
+                Format::Json => output::json(&stats),
+                Format::Table => {
+                    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+                    output::table(
+                        ["TEMPLATE", "PRESET", "HITS", "MISSES", "MISS REASONS", "HIT P50 MS", "HIT P99 MS"],
+                        stats.iter().map(|s| {
+                            let reasons: Vec<String> =
+                                s.misses_by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+                            [
+                                s.template_name.clone(),
+                                s.preset_name.clone().unwrap_or_else(|| "-".into()),
+                                s.hits.to_string(),
+                                s.misses.to_string(),
+                                reasons.join(" "),
+                                ms(s.hit_p50_ms),
+                                ms(s.hit_p99_ms),
                             ]
                         }),
                     );

@@ -93,10 +93,21 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
                 rich_parameter_values: parameters(&args.parameters)?,
                 template_version_preset_id: preset_id,
                 ttl_ms: args.ttl.map(|ttl| ttl.as_millis() as i64),
+                autostart_schedule: None,
             },
         )
         .await?;
-    println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name);
+    if workspace.latest_build.reason == "claim" {
+        println!(
+            "Claimed a prebuilt workspace from {}: {}/{} was handed over in {:.0} ms.",
+            template.name,
+            workspace.owner_name,
+            workspace.name,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    } else {
+        println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name);
+    }
     follow(&client, &workspace.latest_build).await?;
     println!("Workspace {} is running ({:.1} s).", workspace.name, started.elapsed().as_secs_f64());
     Ok(())
@@ -129,7 +140,13 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
                     let agents = match w.agents.len() {
                         0 => "-".to_owned(),
                         n if ready.count() == n => "ready".to_owned(),
-                        n => format!("{}/{n} ready", w.agents.iter().filter(|a| a.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready).count()),
+                        n => format!(
+                            "{}/{n} ready",
+                            w.agents
+                                .iter()
+                                .filter(|a| a.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready)
+                                .count()
+                        ),
                     };
                     [
                         format!("{}/{}", w.owner_name, w.name),

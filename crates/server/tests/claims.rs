@@ -1,0 +1,433 @@
+//! Claiming prebuilds through the API: by preset, by matching parameters,
+//! misses and their reasons, reinit claims, replacements, authorisation, and
+//! racing claims.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use uuid::Uuid;
+use warmspace_sdk::{
+    ClaimStatsQuery, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, PrebuildSettings, Role, StatusCode,
+    Template, Workspace,
+};
+use warmspace_server::Config;
+use warmspace_server::reconciler::ReconcilerConfig;
+use warmspace_server::testing::TestServer;
+use warmspace_store::workspaces::PREBUILDS_USER_ID;
+
+/// Two presets: `us` keeps a pool of `instances`, `eu` keeps none.
+fn manifest(instances: u32, claim: &str, echo: &str) -> String {
+    format!(
+        "provisioner = \"echo\"\nclaim = \"{claim}\"\n\
+         parameter \"region\" {{\n  type = \"string\"\n  default = \"us\"\n}}\n\
+         parameter \"cpus\" {{\n  type = \"number\"\n  default = 2\n  mutable = true\n}}\n\
+         preset \"us\" {{\n  parameters = {{ region = \"us\", cpus = \"2\" }}\n  prebuilds {{\n    instances = {instances}\n  }}\n}}\n\
+         preset \"eu\" {{\n  parameters = {{ region = \"eu\" }}\n}}\n\
+         echo {{\n  duration_ms = 1\n{echo}}}\n"
+    )
+}
+
+async fn eligible(server: &TestServer, client: &Client, want: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = server.reconciler.run_cycle().await;
+        let status = client.prebuilds_status().await.unwrap();
+        let pool = status.presets.iter().find(|p| p.preset_name == "us" && p.version_active).unwrap();
+        if pool.eligible >= want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pool never reached {want}: {pool:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn request(template: &Template, name: &str, preset: Option<Uuid>, values: &[(&str, &str)]) -> CreateWorkspaceRequest {
+    CreateWorkspaceRequest {
+        template_id: template.id,
+        template_version_id: None,
+        name: name.into(),
+        rich_parameter_values: self::values(values),
+        template_version_preset_id: preset,
+        ttl_ms: None,
+        autostart_schedule: None,
+    }
+}
+
+async fn preset_id(client: &Client, template: &Template, name: &str) -> Uuid {
+    client
+        .template_version_presets(template.active_version_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap()
+        .id
+}
+
+async fn misses(server: &TestServer) -> Vec<String> {
+    sqlx::query_scalar("SELECT reason FROM claim_attempts WHERE NOT hit ORDER BY id")
+        .fetch_all(server.store.pool())
+        .await
+        .unwrap()
+}
+
+fn claimed(w: &Workspace) -> bool {
+    w.latest_build.reason == "claim"
+}
+
+#[tokio::test]
+async fn claims_by_preset_and_by_matching_parameters_and_misses_say_why() {
+    let server = TestServer::start_full(Config::default(), 2, false).await;
+    let owner = server.owner().await;
+    let alice = server.user(&owner, "alice", &[]).await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(1, "rebuild", ""))]).await;
+    let us = preset_id(&owner, &template, "us").await;
+    let me = alice.user("me").await.unwrap();
+
+    // By preset name: the prebuild is handed over, renamed, with a claim build initiated by the user.
+    eligible(&server, &owner, 1).await;
+    let pool_before = owner
+        .workspaces(&warmspace_sdk::WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let prebuild_id = pool_before.workspaces[0].id;
+    let first = alice.create_workspace("me", &request(&template, "mine", Some(us), &[])).await.unwrap();
+    assert!(claimed(&first));
+    assert_eq!(first.id, prebuild_id, "the very prebuild, not a new workspace");
+    assert_eq!((first.owner_id, first.name.as_str()), (me.id, "mine"));
+    assert_eq!(first.latest_build.initiator_id, me.id);
+    assert_eq!(first.latest_build.build_number, 2);
+    assert_eq!(first.preset_id, Some(us));
+    let (_, done) = finish(&alice, &first.latest_build).await;
+    assert_eq!(done.job.priority, warmspace_sdk::JobPriority::User, "claim builds are a person's work");
+    let values: BTreeMap<_, _> = done.parameters.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
+    assert_eq!(values, BTreeMap::from([("cpus", "2"), ("region", "us")]));
+
+    // By matching parameters, no preset named: the preset is recorded on the workspace.
+    eligible(&server, &owner, 1).await;
+    let second = alice
+        .create_workspace("me", &request(&template, "second", None, &[("region", "us"), ("cpus", "2.0")]))
+        .await
+        .unwrap();
+    assert!(claimed(&second), "{second:?}");
+    assert_eq!(second.preset_id, Some(us));
+
+    // One preset value different: a cold build, recorded as a parameter mismatch.
+    eligible(&server, &owner, 1).await;
+    let third = alice
+        .create_workspace("me", &request(&template, "third", None, &[("region", "us"), ("cpus", "4")]))
+        .await
+        .unwrap();
+    assert!(!claimed(&third));
+    assert_eq!(third.latest_build.build_number, 1);
+    // Nothing matches at all: no preset.
+    let fourth = alice.create_workspace("me", &request(&template, "fourth", None, &[])).await.unwrap();
+    assert!(!claimed(&fourth));
+    // A preset without a pool.
+    let eu = preset_id(&owner, &template, "eu").await;
+    alice.create_workspace("me", &request(&template, "fifth", Some(eu), &[])).await.unwrap();
+    // Pool emptied and not refilled (no cycle ran): no eligible prebuild.
+    alice.create_workspace("me", &request(&template, "sixth", Some(us), &[])).await.unwrap();
+    let seventh = alice.create_workspace("me", &request(&template, "seventh", Some(us), &[])).await.unwrap();
+    assert!(!claimed(&seventh));
+    // Paused.
+    owner.set_prebuild_settings(&PrebuildSettings { reconciliation_paused: true }).await.unwrap();
+    alice.create_workspace("me", &request(&template, "eighth", Some(us), &[])).await.unwrap();
+    assert_eq!(
+        misses(&server).await,
+        ["parameter_mismatch", "no_preset", "no_preset", "no_eligible", "paused"],
+        "the sixth claimed the prebuild the previous cycles left"
+    );
+
+    let stats = owner.claim_stats(&ClaimStatsQuery::default()).await.unwrap();
+    let us_stats = stats.iter().find(|s| s.preset_id == Some(us)).unwrap();
+    assert_eq!((us_stats.hits, us_stats.misses), (3, 3));
+    assert_eq!(us_stats.misses_by_reason.get("paused"), Some(&1));
+    assert!(us_stats.hit_p50_ms.is_some_and(|ms| ms > 0.0));
+    // Every attempt is recorded, hits and misses.
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(server.store.pool()).await.unwrap();
+    assert_eq!(attempts, 8);
+}
+
+#[tokio::test]
+async fn a_claim_queues_the_pool_s_refill_within_100_ms() {
+    let server = TestServer::start_full(Config::default(), 2, true).await;
+    let owner = server.owner().await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(1, "rebuild", ""))]).await;
+    let us = preset_id(&owner, &template, "us").await;
+    eligible(&server, &owner, 1).await;
+    let claimed_ws = owner.create_workspace("me", &request(&template, "mine", Some(us), &[])).await.unwrap();
+    assert!(claimed(&claimed_ws));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let gap_ms: f64 = loop {
+        let gap: Option<f64> = sqlx::query_scalar(
+            "SELECT (extract(epoch FROM j.created_at - a.committed_at) * 1000)::float8 FROM claim_attempts a \
+             JOIN workspaces w ON w.preset_id = a.preset_id AND w.owner_id = $1 \
+             JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
+             JOIN provisioner_jobs j ON j.id = b.job_id \
+             WHERE a.hit AND j.created_at > a.committed_at ORDER BY j.created_at LIMIT 1",
+        )
+        .bind(PREBUILDS_USER_ID)
+        .fetch_optional(server.store.pool())
+        .await
+        .unwrap();
+        if let Some(gap) = gap {
+            break gap;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no refill was queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("the replacement was queued {gap_ms:.1} ms after the claim committed");
+    assert!(gap_ms < 100.0, "the replacement was queued {gap_ms:.1} ms after the claim committed");
+}
+
+#[tokio::test]
+async fn a_reinit_claim_completes_in_its_transaction_and_the_agent_reinitialises() {
+    let server = TestServer::start_full(Config::default(), 2, false).await;
+    let owner = server.owner().await;
+    let with_agent =
+        manifest(1, "reinit", "").replace("echo {", "agent \"main\" {\n  startup_script = \"echo hi\"\n}\necho {");
+    let template = push(&owner, "pool", &[("warmspace.hcl", &with_agent)]).await;
+    let us = preset_id(&owner, &template, "us").await;
+    eligible(&server, &owner, 1).await;
+    let claimed_ws = owner.create_workspace("me", &request(&template, "mine", Some(us), &[])).await.unwrap();
+    assert!(claimed(&claimed_ws));
+    let job = &claimed_ws.latest_build.job;
+    assert_eq!(job.status, warmspace_sdk::JobStatus::Succeeded, "no daemon needed");
+    assert_eq!(job.worker_name.as_deref(), Some("claim (reinit)"));
+    // The prebuild's simulated agent re-initialises for the new owner.
+    let me = owner.user("me").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agent = owner.workspace(claimed_ws.id).await.unwrap().agents[0].clone();
+        if agent.serving_owner_id == Some(me.id) && agent.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the agent never re-initialised: {agent:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = owner.agent_logs(claimed_ws.agents[0].id).await.unwrap();
+    assert_eq!(logs.iter().filter(|l| l.output == "Simulated the startup script").count(), 2, "{logs:#?}");
+}
+
+#[tokio::test]
+async fn a_claim_that_replaces_warm_resources_warns_and_tells_template_admins() {
+    let server = TestServer::start_full(Config::default(), 2, false).await;
+    let owner = server.owner().await;
+    let admin = server.user(&owner, "tadmin", &[Role::TemplateAdmin]).await;
+    let member = server.user(&owner, "member", &[]).await;
+    let replacing = manifest(1, "rebuild", "  replace_on_claim = [\"echo_volume.home\"]\n");
+    let template = push(&owner, "pool", &[("warmspace.hcl", &replacing)]).await;
+    let us = preset_id(&owner, &template, "us").await;
+    eligible(&server, &owner, 1).await;
+    let claimed_ws = member.create_workspace("me", &request(&template, "mine", Some(us), &[])).await.unwrap();
+    let (lines, build) = finish(&member, &claimed_ws.latest_build).await;
+    assert!(lines.iter().any(|l| l.contains("warning") && l.contains("echo_volume.home")), "{lines:#?}");
+    assert!(build.resources.iter().any(|r| r.address == "echo_volume.home" && r.replaced));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let inbox = admin.notifications(&Default::default()).await.unwrap();
+        if let Some(n) = inbox.notifications.iter().find(|n| n.kind == "prebuild_resources_replaced") {
+            assert!(n.content.contains("echo_volume.home"), "{n:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the template admin was not told");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(member.notifications(&Default::default()).await.unwrap().notifications.is_empty());
+}
+
+#[tokio::test]
+async fn who_may_read_delete_and_reschedule_prebuilds_and_workspaces() {
+    let server = TestServer::start_full(Config::default(), 2, false).await;
+    let owner = server.owner().await;
+    let admin = server.user(&owner, "tadmin", &[Role::TemplateAdmin]).await;
+    let member = server.user(&owner, "member", &[]).await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(3, "rebuild", ""))]).await;
+    eligible(&server, &owner, 3).await;
+    let pool: Vec<Workspace> = owner
+        .workspaces(&warmspace_sdk::WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() })
+        .await
+        .unwrap()
+        .workspaces;
+    // A regular workspace belonging to somebody else than the actors below (except owner).
+    let other = server.user(&owner, "other", &[]).await;
+    let regular =
+        other.create_workspace("me", &request(&template, "regular", None, &[("region", "eu")])).await.unwrap();
+    finish(&other, &regular.latest_build).await;
+
+    let delete = |client: Client, id: Uuid| async move {
+        let req = CreateWorkspaceBuildRequest {
+            transition: "delete".into(),
+            template_version_id: None,
+            rich_parameter_values: vec![],
+        };
+        client.create_build(id, &req).await.map(|_| ()).map_err(|e| e.status().unwrap())
+    };
+    let read = |client: Client, id: Uuid| async move {
+        client.workspace(id).await.map(|_| ()).map_err(|e| e.status().unwrap())
+    };
+    let ttl = |client: Client, id: Uuid| async move {
+        client.set_workspace_ttl(id, Some(3_600_000)).await.map(|_| ()).map_err(|e| e.status().unwrap())
+    };
+    use StatusCode as S;
+    let ok = Ok(());
+    // (who, what, on, expected)
+    let cases: Vec<(&str, &str, &str, Result<(), S>)> = vec![
+        ("owner", "read", "prebuild", ok),
+        ("owner", "ttl", "prebuild", Err(S::CONFLICT)),
+        ("owner", "read", "regular", ok),
+        ("admin", "read", "prebuild", ok),
+        ("admin", "ttl", "prebuild", Err(S::CONFLICT)),
+        ("admin", "read", "regular", ok),
+        ("admin", "delete", "regular", Err(S::FORBIDDEN)),
+        ("admin", "ttl", "regular", Err(S::FORBIDDEN)),
+        ("member", "read", "prebuild", Err(S::NOT_FOUND)),
+        ("member", "delete", "prebuild", Err(S::NOT_FOUND)),
+        ("member", "ttl", "prebuild", Err(S::NOT_FOUND)),
+        ("member", "read", "regular", Err(S::NOT_FOUND)),
+        ("member", "delete", "regular", Err(S::NOT_FOUND)),
+        ("member", "ttl", "regular", Err(S::NOT_FOUND)),
+        ("admin", "delete", "prebuild", ok),
+        ("owner", "delete", "prebuild", ok),
+        ("owner", "ttl", "regular", ok),
+        ("owner", "delete", "regular", ok),
+    ];
+    let mut prebuilds = pool.iter().map(|w| w.id);
+    let mut prebuild = prebuilds.next().unwrap();
+    for (who, what, on, expected) in cases {
+        let client = match who {
+            "owner" => owner.clone(),
+            "admin" => admin.clone(),
+            _ => member.clone(),
+        };
+        let id = if on == "prebuild" { prebuild } else { regular.id };
+        let got = match what {
+            "read" => read(client, id).await,
+            "delete" => delete(client, id).await,
+            _ => ttl(client, id).await,
+        };
+        assert_eq!(got, expected, "{who} {what} {on}");
+        if what == "delete" && on == "prebuild" && got.is_ok() {
+            prebuild = prebuilds.next().unwrap();
+        }
+    }
+    // Members do not see the pool in listings either.
+    let listed = member
+        .workspaces(&warmspace_sdk::WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_racing_claims_never_claim_twice_nor_half_way() {
+    // 10 000 claims straight at the claim transaction from 64 concurrent
+    // connections (a miss there queues no cold build, so the daemons keep
+    // refilling the pool meanwhile), then 1 000 through the HTTP API.
+    const RACERS: usize = 64;
+    let reconciler = ReconcilerConfig { interval: Duration::from_millis(200), ..ReconcilerConfig::default() };
+    let server = TestServer::start_full(Config { reconciler, ..Config::default() }, 3, true).await;
+    let owner = server.owner().await;
+    // Reinit claims need no daemon, so the daemons only refill the pool.
+    let template = push(
+        &owner,
+        "pool",
+        &[("warmspace.hcl", &manifest(20, "reinit", "").replace("duration_ms = 1", "duration_ms = 0"))],
+    )
+    .await;
+    let us = preset_id(&owner, &template, "us").await;
+    eligible(&server, &owner, 20).await;
+    let mut clients = Vec::new();
+    for i in 0..RACERS {
+        clients.push(server.user(&owner, &format!("racer{i}"), &[]).await);
+    }
+    let mut racers = Vec::new();
+    for client in &clients {
+        racers.push(client.user("me").await.unwrap().id);
+    }
+    let store_db = server.db.store().await;
+    let pubsub = server.pubsub.clone();
+    let values: BTreeMap<String, String> =
+        [("cpus".to_owned(), "2".to_owned()), ("region".to_owned(), "us".to_owned())].into();
+    let direct: Vec<bool> = futures::stream::iter(0..10_000usize)
+        .map(|i| {
+            let (store, values, user, pubsub) = (store_db.clone(), values.clone(), racers[i % RACERS], pubsub.clone());
+            async move {
+                let name = format!("direct-{i}");
+                let claim = warmspace_store::claims::ClaimRequest {
+                    preset_id: us,
+                    template_id: template.id,
+                    user_id: user,
+                    name: &name,
+                    ttl_ms: None,
+                    autostart_schedule: None,
+                    deadline: None,
+                    max_deadline: None,
+                    parameters: &values,
+                    reinit: true,
+                    elapsed_ms: 0.0,
+                };
+                let hit = store.claim_prebuild(&claim).await.unwrap().is_some();
+                if hit {
+                    // As the API does after commit: wake the reconciler to refill.
+                    warmspace_server::reconciler::trigger(&pubsub, "claimed").await;
+                } else {
+                    // A moment for the pool to refill, as users arriving over time would give it.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                hit
+            }
+        })
+        .buffer_unordered(RACERS)
+        .collect()
+        .await;
+    let direct_hits = direct.iter().filter(|hit| **hit).count();
+    println!("{direct_hits} of 10000 racing claims were hits");
+    assert!(direct_hits > 20, "the pool was refilled while the claims raced ({direct_hits} hits)");
+
+    let through_api: Vec<bool> = futures::stream::iter(0..1_000usize)
+        .map(|i| {
+            let client = clients[i % RACERS].clone();
+            let req = request(&template, &format!("api-{i}"), Some(us), &[]);
+            async move { claimed(&client.create_workspace("me", &req).await.unwrap()) }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let api_hits = through_api.iter().filter(|hit| **hit).count();
+    println!("{api_hits} of 1000 API requests were hits");
+
+    let pool = server.store.pool();
+    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap() };
+    assert_eq!(count("SELECT count(*) FROM claim_attempts WHERE hit").await as usize, direct_hits + api_hits);
+    // Claimed twice: two hits, two claim builds or two claimed events on one workspace.
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT workspace_id FROM claim_attempts WHERE hit GROUP BY 1 HAVING count(*) > 1) t"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM (SELECT workspace_id FROM workspace_builds WHERE reason = 'claim' GROUP BY 1 HAVING count(*) > 1) t").await, 0);
+    assert_eq!(count("SELECT count(*) FROM (SELECT workspace_id FROM prebuild_events WHERE event = 'claimed' GROUP BY 1 HAVING count(*) > 1) t").await, 0);
+    // Half-done: ownership moved without a claim build and a recorded hit, or the reverse.
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM workspaces w WHERE EXISTS (SELECT 1 FROM workspace_builds b WHERE b.workspace_id = w.id \
+             AND b.build_number = 1 AND b.initiator_id = 'c42fdf75-3097-471c-8c33-fb52454d81c0') \
+             AND ((w.owner_id <> 'c42fdf75-3097-471c-8c33-fb52454d81c0') \
+                  <> EXISTS (SELECT 1 FROM workspace_builds c WHERE c.workspace_id = w.id AND c.reason = 'claim') \
+                  OR (w.owner_id <> 'c42fdf75-3097-471c-8c33-fb52454d81c0') \
+                  <> EXISTS (SELECT 1 FROM claim_attempts a WHERE a.workspace_id = w.id AND a.hit))"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM workspaces WHERE name LIKE 'api-%'").await, 1000);
+}

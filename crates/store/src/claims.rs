@@ -1,0 +1,194 @@
+//! Claiming a prebuild: the atomic hand-over, and the record of every claim
+//! attempt.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::workspaces::{NewBuild, PREBUILDS_USER_ID, insert_build};
+use crate::{Result, Store, StoreError};
+
+/// A hand-over to carry out.
+pub struct ClaimRequest<'a> {
+    pub preset_id: Uuid,
+    pub template_id: Uuid,
+    pub user_id: Uuid,
+    /// The workspace's new name.
+    pub name: &'a str,
+    /// Lifecycle fields the claimed workspace takes on.
+    pub ttl_ms: Option<i64>,
+    pub autostart_schedule: Option<String>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub max_deadline: Option<DateTime<Utc>>,
+    /// The claim build's values: the preset's plus the user's mutable ones.
+    pub parameters: &'a BTreeMap<String, String>,
+    /// `claim = "reinit"`: the claim build is complete when the transaction
+    /// commits; the agent's re-init does the personalisation.
+    pub reinit: bool,
+    /// Time spent on the request before the transaction, for the record.
+    pub elapsed_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Claimed {
+    pub workspace_id: Uuid,
+    pub build_id: Uuid,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Claimable prebuilds of a preset, oldest first: latest build a successful
+/// start, not past the TTL nor invalidated, every agent ready. The same rule
+/// as the reconciler's `is_eligible`, in SQL so the row lock covers it.
+const ELIGIBLE: &str = "SELECT w.id FROM workspaces w \
+     JOIN template_version_presets p ON p.id = w.preset_id \
+     JOIN LATERAL (SELECT transition, job_id FROM workspace_builds WHERE workspace_id = w.id \
+                   ORDER BY build_number DESC LIMIT 1) b ON true \
+     JOIN provisioner_jobs j ON j.id = b.job_id \
+     WHERE w.preset_id = $1 AND w.owner_id = $2 AND NOT w.deleted \
+       AND b.transition = 'start' AND j.status = 'succeeded' \
+       AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > now()) \
+       AND (p.last_invalidated_at IS NULL OR w.created_at >= p.last_invalidated_at) \
+       AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
+                       AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') \
+     ORDER BY w.created_at, w.id \
+     FOR UPDATE OF w SKIP LOCKED LIMIT 1";
+
+impl Store {
+    /// Hands an eligible prebuild of the preset to the user, in one
+    /// transaction: lock it (skipping any another claim holds), move
+    /// ownership, rename it, give it its lifecycle fields, queue (or, for
+    /// reinit, complete) the claim build initiated by the user, and record
+    /// the hit. `None` when the preset has no eligible prebuild.
+    pub async fn claim_prebuild(&self, claim: &ClaimRequest<'_>) -> Result<Option<Claimed>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(workspace_id): Option<Uuid> =
+            sqlx::query_scalar(ELIGIBLE).bind(claim.preset_id).bind(PREBUILDS_USER_ID).fetch_optional(&mut *tx).await?
+        else {
+            return Ok(None);
+        };
+        let (organization_id, version_id): (Uuid, Uuid) = sqlx::query_as(
+            "UPDATE workspaces SET owner_id = $2, name = $3, ttl_ms = $4, autostart_schedule = $5, \
+                 last_used_at = now(), updated_at = now() WHERE id = $1 \
+             RETURNING organization_id, \
+                 (SELECT template_version_id FROM workspace_builds WHERE workspace_id = $1 \
+                  ORDER BY build_number DESC LIMIT 1)",
+        )
+        .bind(workspace_id)
+        .bind(claim.user_id)
+        .bind(claim.name)
+        .bind(claim.ttl_ms)
+        .bind(&claim.autostart_schedule)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
+        let build = NewBuild {
+            transition: "start",
+            initiator_id: claim.user_id,
+            reason: "claim",
+            template_version_id: version_id,
+            preset_id: Some(claim.preset_id),
+            parameters: claim.parameters.clone(),
+            deadline: claim.deadline,
+            max_deadline: claim.max_deadline,
+        };
+        let build_id = insert_build(&mut tx, workspace_id, organization_id, &build).await?;
+        if claim.reinit {
+            // Nothing to run: the job is done as it is queued, so no daemon takes it.
+            sqlx::query(
+                "UPDATE provisioner_jobs SET status = 'succeeded', started_at = clock_timestamp(), \
+                     completed_at = clock_timestamp(), updated_at = now(), worker_id = $2, \
+                     worker_name = 'claim (reinit)' \
+                 WHERE id = (SELECT job_id FROM workspace_builds WHERE id = $1)",
+            )
+            .bind(build_id)
+            .bind(Uuid::nil())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("INSERT INTO prebuild_events (workspace_id, preset_id, event) VALUES ($1, $2, 'claimed')")
+            .bind(workspace_id)
+            .bind(claim.preset_id)
+            .execute(&mut *tx)
+            .await?;
+        let committed_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, workspace_id, latency_ms, committed_at) \
+             VALUES ($1, $2, $3, true, $4, $5 + extract(epoch FROM clock_timestamp() - now()) * 1000, \
+                     clock_timestamp()) \
+             RETURNING committed_at",
+        )
+        .bind(claim.template_id)
+        .bind(claim.preset_id)
+        .bind(claim.user_id)
+        .bind(workspace_id)
+        .bind(claim.elapsed_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Claimed { workspace_id, build_id, committed_at }))
+    }
+
+    /// Records a create request that did not claim: why, and how long deciding and queueing took.
+    pub async fn record_claim_miss(
+        &self,
+        template_id: Uuid,
+        preset_id: Option<Uuid>,
+        user_id: Uuid,
+        reason: &str,
+        workspace_id: Option<Uuid>,
+        latency_ms: f64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, reason, workspace_id, latency_ms) \
+             VALUES ($1, $2, $3, false, $4, $5, $6)",
+        )
+        .bind(template_id)
+        .bind(preset_id)
+        .bind(user_id)
+        .bind(reason)
+        .bind(workspace_id)
+        .bind(latency_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claim attempts since `since`, per preset: (preset id, hits, misses by
+    /// reason, hit latency p50 and p99 in ms). Attempts with no preset are
+    /// grouped under `None`.
+    pub async fn claim_stats(&self, since: DateTime<Utc>) -> Result<Vec<ClaimStatsRow>> {
+        Ok(sqlx::query_as(
+            "WITH recent AS (SELECT * FROM claim_attempts WHERE at >= $1), \
+             totals AS (SELECT template_id, preset_id, count(*) FILTER (WHERE hit) AS hits, \
+                            count(*) FILTER (WHERE NOT hit) AS misses, \
+                            percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) FILTER (WHERE hit) AS hit_p50_ms, \
+                            percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) FILTER (WHERE hit) AS hit_p99_ms \
+                        FROM recent GROUP BY template_id, preset_id), \
+             reasons AS (SELECT template_id, preset_id, jsonb_object_agg(reason, n) AS misses_by_reason \
+                         FROM (SELECT template_id, preset_id, reason, count(*) AS n FROM recent WHERE NOT hit \
+                               GROUP BY template_id, preset_id, reason) per_reason \
+                         GROUP BY template_id, preset_id) \
+             SELECT s.preset_id, t.name AS template_name, p.name AS preset_name, s.hits, s.misses, \
+                 coalesce(r.misses_by_reason, '{}') AS misses_by_reason, s.hit_p50_ms, s.hit_p99_ms \
+             FROM totals s JOIN templates t ON t.id = s.template_id \
+             LEFT JOIN template_version_presets p ON p.id = s.preset_id \
+             LEFT JOIN reasons r ON r.template_id = s.template_id AND r.preset_id IS NOT DISTINCT FROM s.preset_id \
+             ORDER BY t.name, p.name",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimStatsRow {
+    pub preset_id: Option<Uuid>,
+    pub template_name: String,
+    pub preset_name: Option<String>,
+    pub hits: i64,
+    pub misses: i64,
+    pub misses_by_reason: sqlx::types::Json<BTreeMap<String, i64>>,
+    pub hit_p50_ms: Option<f64>,
+    pub hit_p99_ms: Option<f64>,
+}
