@@ -36,6 +36,7 @@
 mod fake_server;
 mod heartbeat;
 mod logs;
+pub mod output;
 mod reinit;
 mod retry;
 mod runner;

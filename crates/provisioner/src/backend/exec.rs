@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,15 +24,10 @@ use warmspace_template::{ExecConfig, Transition};
 
 use super::{BuildContext, canceled};
 use crate::logs::LogSink;
+use warmspace_agent::output::{drain, read_line_capped};
 
-/// Longer output lines are cut here, so one runaway line cannot exhaust memory.
-const MAX_LINE: usize = 64 * 1024;
 /// How long a script has to exit after SIGTERM before its group gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// How long the output readers may keep draining after the script exits. A
-/// background process it started (e.g. `nohup warmspace agent &`) may hold
-/// stdout open for as long as the workspace lives, so EOF cannot be awaited.
-const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 pub async fn run(config: &ExecConfig, mut ctx: BuildContext<'_>) -> BuildOutcome {
     let job = ctx.job;
@@ -213,49 +208,6 @@ where
     })
 }
 
-/// Reads the next line into `line`, without its `\n` or `\r\n`; false at the
-/// end of the stream. Past [`MAX_LINE`] bytes the rest of the line is skipped.
-async fn read_line_capped<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, line: &mut Vec<u8>) -> io::Result<bool> {
-    line.clear();
-    let mut read_any = false;
-    loop {
-        let chunk = reader.fill_buf().await?;
-        if chunk.is_empty() {
-            // The last line may lack its newline.
-            return Ok(read_any);
-        }
-        read_any = true;
-        let newline = chunk.iter().position(|&b| b == b'\n');
-        let content = &chunk[..newline.unwrap_or(chunk.len())];
-        let room = MAX_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&content[..content.len().min(room)]);
-        let consumed = newline.map_or(chunk.len(), |i| i + 1);
-        reader.consume(consumed);
-        if newline.is_some() {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(true);
-        }
-    }
-}
-
-/// Lets the readers finish what is already in the pipes, but stops them after
-/// [`OUTPUT_GRACE`] if something still holds the pipes open.
-async fn drain(readers: [JoinHandle<()>; 2]) {
-    let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
-    for mut reader in readers {
-        if tokio::time::timeout_at(deadline, &mut reader).await.is_err() {
-            reader.abort();
-            // Awaited so no line arrives after the build has returned.
-            let _ = reader.await;
-        }
-    }
-}
-
-/// The outcome of a script that ran: its ending decides the result; the
-/// state and result files it left are read whatever the ending, since even a
-/// failed start may have created things a later delete must clean up.
 fn conclude(ending: Ending, scratch: &Scratch, timeout: Duration, job: &BuildJob, log: &LogSink) -> BuildOutcome {
     let stage = job.transition.as_str();
     let state = match scratch.read_state() {
@@ -572,7 +524,7 @@ printf 'no newline at the end'"#,
         let of_level = |level| {
             script_lines(&lines).into_iter().filter(|(l, _)| *l == level).map(|(_, text)| text).collect::<Vec<_>>()
         };
-        let long = "a".repeat(MAX_LINE);
+        let long = "a".repeat(warmspace_agent::output::MAX_LINE);
         assert_eq!(
             of_level(LogLevel::Info),
             vec!["one", "two", "bad \u{FFFD} byte", &long, "after the long line", "no newline at the end"]
