@@ -1,26 +1,23 @@
 //! Files, template versions imported by real in-process daemons, templates
 //! and the job queue, through the HTTP API.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
 use warmspace_sdk::{
-    Client, ClientError, CreateTemplateRequest, CreateTemplateVersionRequest, JobStatus, JobsQuery, LogEvent, Role,
-    StatusCode, TemplateVersion, UpdateTemplateRequest, UpdateTemplateSettings,
+    Client, CreateTemplateRequest, JobStatus, JobsQuery, LogEvent, Role, StatusCode, TemplateVersion,
+    UpdateTemplateRequest, UpdateTemplateSettings,
 };
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
+use common::{api_status, upload_version};
+
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/echo")
-}
-
-fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
-    match result {
-        Err(ClientError::Api { status, response }) => (status, response),
-        other => panic!("expected an API error, got {other:?}"),
-    }
 }
 
 /// A directory holding `warmspace.hcl` with `manifest`.
@@ -28,24 +25,6 @@ fn template_dir(manifest: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("warmspace.hcl"), manifest).unwrap();
     dir
-}
-
-async fn upload_version(client: &Client, dir: &Path, template_id: Option<uuid::Uuid>) -> TemplateVersion {
-    let archive = warmspace_sdk::archive::tar_directory(dir).unwrap();
-    let file = client.upload_tar(archive).await.unwrap();
-    client
-        .create_template_version(
-            "default",
-            &CreateTemplateVersionRequest {
-                file_id: file.id,
-                template_id,
-                name: None,
-                message: String::new(),
-                provisioner_tags: Default::default(),
-            },
-        )
-        .await
-        .unwrap()
 }
 
 /// Follows the import log to its end; returns the lines and the final job.

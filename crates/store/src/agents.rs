@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::jobs::{LOG_TRUNCATED_LINE, NewLog, cap_logs};
+use crate::jobs::{CappedLog, NewLog, append_capped};
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -201,43 +201,7 @@ impl Store {
 
     /// Appends an agent's log lines, capped like job logs.
     pub async fn append_agent_logs(&self, agent_id: Uuid, logs: &[NewLog]) -> Result<usize> {
-        if logs.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin().await?;
-        let (length, overflowed): (i32, bool) =
-            sqlx::query_as("SELECT logs_length, logs_overflowed FROM workspace_agents WHERE id = $1 FOR UPDATE")
-                .bind(agent_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-        if overflowed {
-            return Ok(0);
-        }
-        let (mut kept, overflows) = cap_logs(length as usize, logs);
-        let added: usize = kept.iter().map(|l| l.output.len()).sum();
-        if overflows {
-            let last = logs.last().expect("not empty");
-            kept.push(NewLog { level: "warn".into(), output: LOG_TRUNCATED_LINE.into(), ..last.clone() });
-        }
-        sqlx::query(
-            "INSERT INTO workspace_agent_logs (agent_id, created_at, level, output) \
-             SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[])",
-        )
-        .bind(agent_id)
-        .bind(kept.iter().map(|l| l.created_at).collect::<Vec<_>>())
-        .bind(kept.iter().map(|l| l.level.clone()).collect::<Vec<_>>())
-        .bind(kept.iter().map(|l| l.output.clone()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE workspace_agents SET logs_length = logs_length + $2, logs_overflowed = $3 WHERE id = $1")
-            .bind(agent_id)
-            .bind(added as i32)
-            .bind(overflows)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(kept.len())
+        append_capped(&self.pool, CappedLog::Agent(agent_id), logs).await
     }
 
     /// An agent's log lines with ids above `after`: (id, time, level, output).

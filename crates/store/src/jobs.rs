@@ -343,56 +343,7 @@ impl Store {
     /// the cap, and the log ends with [`LOG_TRUNCATED_LINE`]. Returns how many
     /// lines were stored.
     pub async fn append_job_logs(&self, job_id: Uuid, logs: &[NewLog]) -> Result<usize> {
-        if logs.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin().await?;
-        // The row lock serialises appenders, so the length stays exact.
-        let (length, overflowed): (i32, bool) =
-            sqlx::query_as("SELECT logs_length, logs_overflowed FROM provisioner_jobs WHERE id = $1 FOR UPDATE")
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-        if overflowed {
-            return Ok(0);
-        }
-        let (mut kept, overflows) = cap_logs(length as usize, logs);
-        let added: usize = kept.iter().map(|l| l.output.len()).sum();
-        if overflows {
-            let last = logs.last().expect("not empty");
-            kept.push(NewLog {
-                created_at: last.created_at,
-                source: "provisioner_daemon".into(),
-                level: "warn".into(),
-                stage: last.stage.clone(),
-                output: LOG_TRUNCATED_LINE.into(),
-            });
-        }
-        let column = |f: fn(&NewLog) -> String| kept.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(
-            "INSERT INTO provisioner_job_logs (job_id, created_at, source, level, stage, output) \
-             SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])",
-        )
-        .bind(job_id)
-        .bind(kept.iter().map(|l| l.created_at).collect::<Vec<_>>())
-        .bind(column(|l| l.source.clone()))
-        .bind(column(|l| l.level.clone()))
-        .bind(column(|l| l.stage.clone()))
-        .bind(column(|l| l.output.clone()))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE provisioner_jobs SET logs_length = logs_length + $2, logs_overflowed = $3, updated_at = now() \
-             WHERE id = $1",
-        )
-        .bind(job_id)
-        .bind(added as i32)
-        .bind(overflows)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(kept.len())
+        append_capped(&self.pool, CappedLog::Job(job_id), logs).await
     }
 
     /// A job's log lines with ids above `after`, in order.
@@ -422,6 +373,79 @@ impl Store {
             .fetch_all(&self.pool)
             .await?)
     }
+}
+
+/// A log kept under the per-log cap: a job's, or an agent's.
+#[derive(Clone, Copy)]
+pub(crate) enum CappedLog {
+    Job(Uuid),
+    Agent(Uuid),
+}
+
+impl CappedLog {
+    /// The row holding the log's length, the insert of its lines, and the length update.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            CappedLog::Job(_) => (
+                "SELECT logs_length, logs_overflowed FROM provisioner_jobs WHERE id = $1 FOR UPDATE",
+                "INSERT INTO provisioner_job_logs (job_id, created_at, level, output, source, stage) \
+                 SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])",
+                "UPDATE provisioner_jobs SET logs_length = logs_length + $2, logs_overflowed = $3, updated_at = now() \
+                 WHERE id = $1",
+            ),
+            CappedLog::Agent(_) => (
+                "SELECT logs_length, logs_overflowed FROM workspace_agents WHERE id = $1 FOR UPDATE",
+                "INSERT INTO workspace_agent_logs (agent_id, created_at, level, output) \
+                 SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[])",
+                "UPDATE workspace_agents SET logs_length = logs_length + $2, logs_overflowed = $3 WHERE id = $1",
+            ),
+        }
+    }
+
+    fn id(self) -> Uuid {
+        match self {
+            CappedLog::Job(id) | CappedLog::Agent(id) => id,
+        }
+    }
+}
+
+/// Appends lines to a capped log in one transaction. The row lock
+/// serialises appenders, so the stored length stays exact.
+pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[NewLog]) -> Result<usize> {
+    if logs.is_empty() {
+        return Ok(0);
+    }
+    let (lock, insert, update) = log.sql();
+    let mut tx = pool.begin().await?;
+    let (length, overflowed): (i32, bool) =
+        sqlx::query_as(lock).bind(log.id()).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    if overflowed {
+        return Ok(0);
+    }
+    let (mut kept, overflows) = cap_logs(length as usize, logs);
+    let added: usize = kept.iter().map(|l| l.output.len()).sum();
+    if overflows {
+        let last = logs.last().expect("not empty");
+        kept.push(NewLog {
+            source: "provisioner_daemon".into(),
+            level: "warn".into(),
+            output: LOG_TRUNCATED_LINE.into(),
+            ..last.clone()
+        });
+    }
+    let column = |f: fn(&NewLog) -> String| kept.iter().map(f).collect::<Vec<_>>();
+    let mut query = sqlx::query(insert)
+        .bind(log.id())
+        .bind(kept.iter().map(|l| l.created_at).collect::<Vec<_>>())
+        .bind(column(|l| l.level.clone()))
+        .bind(column(|l| l.output.clone()));
+    if let CappedLog::Job(_) = log {
+        query = query.bind(column(|l| l.source.clone())).bind(column(|l| l.stage.clone()));
+    }
+    query.execute(&mut *tx).await?;
+    sqlx::query(update).bind(log.id()).bind(added as i32).bind(overflows).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(kept.len())
 }
 
 /// Prebuild jobs may run on at most this many daemons at once: the share

@@ -24,7 +24,6 @@ use crate::auth::Actor;
 /// A follower re-reads the log at least this often, in case an
 /// announcement was lost.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
-const MAX_JOBS: i64 = 1000;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_jobs))
@@ -51,10 +50,7 @@ async fn list_jobs(
             .collect::<Result<_, _>>()
             .map_err(|e| ApiError::field("status", e))?,
     };
-    let limit = query.limit.unwrap_or(MAX_JOBS);
-    if !(1..=MAX_JOBS).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_JOBS}")));
-    }
+    let (limit, _) = super::page(query.limit, None)?;
     let filter = JobFilter { organization_id: Some(organization.id), statuses, limit };
     let jobs = state.store.list_jobs(&filter).await?;
     Ok(axum::Json(jobs.into_iter().map(job_view).collect()))

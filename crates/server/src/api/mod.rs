@@ -75,6 +75,21 @@ async fn organization(state: &AppState, id_or_name: &str) -> Result<Organization
     })
 }
 
+/// Listings return at most this many items per request.
+const MAX_PAGE: i64 = 1000;
+
+/// A listing's `limit` (default and maximum [`MAX_PAGE`]) and `offset` (default 0), checked.
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let (limit, offset) = (limit.unwrap_or(MAX_PAGE), offset.unwrap_or(0));
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
+    }
+    if offset < 0 {
+        return Err(ApiError::field("offset", "must not be negative"));
+    }
+    Ok((limit, offset))
+}
+
 fn invalid(field: &str, detail: impl Into<String>) -> ValidationError {
     ValidationError { field: field.into(), detail: detail.into() }
 }

@@ -14,7 +14,7 @@ use warmspace_sdk::{
 use warmspace_store::{NewSession, NewUser, StoreError, UserFilter, UserRow};
 
 use super::extract::{Json, Query};
-use super::{ApiError, invalid};
+use super::{ApiError, invalid, page};
 use crate::AppState;
 use crate::auth::subject_of;
 use crate::auth::tokens::Token;
@@ -135,14 +135,7 @@ async fn list_users(
 ) -> Result<axum::Json<GetUsersResponse>, ApiError> {
     let mut filter = parse_search(query.q.as_deref().unwrap_or_default())?;
     filter.include_system = query.include_system;
-    filter.limit = query.limit.unwrap_or(MAX_PAGE);
-    filter.offset = query.offset.unwrap_or(0);
-    if !(1..=MAX_PAGE).contains(&filter.limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
-    }
-    if filter.offset < 0 {
-        return Err(ApiError::field("offset", "must not be negative"));
-    }
+    (filter.limit, filter.offset) = page(query.limit, query.offset)?;
     match warmspace_authz::visibility(&actor.subject, Action::Read, Resource::User) {
         Visibility::All => {}
         Visibility::OwnedBy(id) => filter.only = Some(id),
@@ -151,8 +144,6 @@ async fn list_users(
     let (rows, count) = state.store.list_users(&filter).await?;
     Ok(axum::Json(GetUsersResponse { users: rows.into_iter().map(user_view).collect(), count }))
 }
-
-const MAX_PAGE: i64 = 1000;
 
 /// Creates a user. Owners only.
 #[utoipa::path(post, path = "/api/v2/users", tag = "users", request_body = CreateUserRequest,

@@ -29,7 +29,7 @@ use super::agents::agent_view;
 use super::extract::{Json, Query};
 use super::jobs::{job_view, logs_response};
 use super::users::find_user;
-use super::{ApiError, invalid};
+use super::{ApiError, invalid, page};
 use crate::AppState;
 use crate::auth::Actor;
 use crate::provisioning::{EVENT_DONE, announce};
@@ -48,8 +48,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(update_ttl))
         .routes(routes!(update_autostart))
 }
-
-const MAX_PAGE: i64 = 1000;
 
 /// Creates a workspace for a user. When the request names a preset with a
 /// warm pool — or names none but repeats every value of one — an eligible
@@ -238,14 +236,7 @@ async fn list_workspaces(
     Query(query): Query<WorkspacesQuery>,
 ) -> Result<axum::Json<WorkspacesResponse>, ApiError> {
     let mut filter = parse_search(&state, &actor, query.q.as_deref().unwrap_or_default()).await?;
-    filter.limit = query.limit.unwrap_or(MAX_PAGE);
-    filter.offset = query.offset.unwrap_or(0);
-    if !(1..=MAX_PAGE).contains(&filter.limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
-    }
-    if filter.offset < 0 {
-        return Err(ApiError::field("offset", "must not be negative"));
-    }
+    (filter.limit, filter.offset) = page(query.limit, query.offset)?;
     match warmspace_authz::visibility(&actor.subject, Action::Read, Resource::Workspace) {
         Visibility::All => {}
         Visibility::OwnedBy(me) if filter.owner_id.is_none_or(|owner| owner == me) => filter.owner_id = Some(me),
