@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use uuid::Uuid;
 use warmspace_sdk::{
     BuildParameter, Client, ClientError, CreateTemplateRequest, CreateTemplateVersionRequest,
     CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, StatusCode, Template, TemplateVersion,
     Workspace, WorkspaceBuild,
 };
+use warmspace_server::testing::TestServer;
 
 pub fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
     match result {
@@ -133,4 +135,64 @@ pub async fn finish(client: &Client, build: &WorkspaceBuild) -> (Vec<String>, Wo
         }
     }
     (lines, client.build(build.id).await.unwrap())
+}
+
+// Claims: an echo template with a pooled preset `us` and a pool-less `eu`.
+
+/// Two presets: `us` keeps a pool of `instances`, `eu` keeps none.
+pub fn manifest(instances: u32, claim: &str, echo: &str) -> String {
+    format!(
+        "provisioner = \"echo\"\nclaim = \"{claim}\"\n\
+         parameter \"region\" {{\n  type = \"string\"\n  default = \"us\"\n}}\n\
+         parameter \"cpus\" {{\n  type = \"number\"\n  default = 2\n  mutable = true\n}}\n\
+         preset \"us\" {{\n  parameters = {{ region = \"us\", cpus = \"2\" }}\n  prebuilds {{\n    instances = {instances}\n  }}\n}}\n\
+         preset \"eu\" {{\n  parameters = {{ region = \"eu\" }}\n}}\n\
+         echo {{\n  duration_ms = 1\n{echo}}}\n"
+    )
+}
+
+pub async fn eligible(server: &TestServer, client: &Client, want: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = server.reconciler.run_cycle().await;
+        let status = client.prebuilds_status().await.unwrap();
+        let pool = status.presets.iter().find(|p| p.preset_name == "us" && p.version_active).unwrap();
+        if pool.eligible >= want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pool never reached {want}: {pool:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn request(
+    template: &Template,
+    name: &str,
+    preset: Option<Uuid>,
+    values: &[(&str, &str)],
+) -> CreateWorkspaceRequest {
+    CreateWorkspaceRequest {
+        template_id: template.id,
+        template_version_id: None,
+        name: name.into(),
+        rich_parameter_values: self::values(values),
+        template_version_preset_id: preset,
+        ttl_ms: None,
+        autostart_schedule: None,
+    }
+}
+
+pub async fn preset_id(client: &Client, template: &Template, name: &str) -> Uuid {
+    client
+        .template_version_presets(template.active_version_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap()
+        .id
+}
+
+pub fn claimed(w: &Workspace) -> bool {
+    w.latest_build.reason == "claim"
 }
