@@ -56,7 +56,10 @@ async fn the_exec_example_runs_a_local_process_per_workspace() {
     let second = started_pid(&restarted.stdout);
     assert!(alive(second));
 
-    let workspace_dir = std::fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
+    // The example's pool keeps a prebuild in `root` too: find this workspace's own directory.
+    let shown = run(warmspace(&config).args(["show", "box", "-o", "json"]));
+    let id = serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap()["id"].as_str().unwrap().to_owned();
+    let workspace_dir = root.join(id);
     assert!(Path::new(&workspace_dir).join("workspace.log").exists());
     run(warmspace(&config).args(["delete", "box", "-y"]));
     assert!(!alive(second), "delete ends the process");
