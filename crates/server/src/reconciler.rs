@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rand::RngExt;
 use rand::distr::Alphanumeric;
@@ -115,10 +115,16 @@ impl Reconciler {
         }
     }
 
+    /// How much build history a snapshot reads: enough of each preset's latest
+    /// builds to see the hard limit, and failures since the backoff lookback.
+    fn history(&self) -> (i64, DateTime<Utc>) {
+        (i64::from(self.config.failure_hard_limit.max(1)), Utc::now() - self.config.backoff_lookback)
+    }
+
     /// Reads the snapshot reconciliation decides from, as the pure logic sees it.
     pub async fn snapshot(&self) -> Result<(PrebuildsSnapshot, Snapshot), StoreError> {
-        let since = Utc::now() - self.config.backoff_lookback;
-        let raw = self.store.prebuilds_snapshot(i64::from(self.config.failure_hard_limit.max(1)), since).await?;
+        let (history, since) = self.history();
+        let raw = self.store.prebuilds_snapshot(history, since).await?;
         let snapshot = to_snapshot(&raw, self.settings(raw.paused));
         Ok((raw, snapshot))
     }
@@ -126,8 +132,7 @@ impl Reconciler {
     /// Why a preset has no claimable prebuild now, as a claim-miss reason:
     /// `paused`, `hard_limited`, `backoff`, or `no_eligible`.
     pub async fn miss_reason(&self, preset_id: Uuid) -> Result<&'static str, StoreError> {
-        let since = Utc::now() - self.config.backoff_lookback;
-        let history = i64::from(self.config.failure_hard_limit.max(1));
+        let (history, since) = self.history();
         let raw = self.store.preset_snapshot(preset_id, history, since).await?;
         let snapshot = to_snapshot(&raw, self.settings(raw.paused));
         if snapshot.settings.paused {
