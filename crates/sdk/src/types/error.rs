@@ -21,6 +21,13 @@ pub struct ValidationError {
     pub detail: String,
 }
 
+impl Response {
+    /// A body that carries only a message.
+    pub fn message(message: impl Into<String>) -> Self {
+        Response { message: message.into(), detail: String::new(), validations: Vec::new() }
+    }
+}
+
 impl std::fmt::Display for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)?;

@@ -88,7 +88,7 @@ impl AgentAuth {
 }
 
 fn ok() -> axum::Json<Body> {
-    axum::Json(Body { message: "OK.".into(), detail: String::new(), validations: vec![] })
+    axum::Json(Body::message("OK."))
 }
 
 #[utoipa::path(get, path = "/api/v2/workspaceagents/{agent}/manifest", tag = "agents",

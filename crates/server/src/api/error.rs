@@ -12,7 +12,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, body: Body { message: message.into(), detail: String::new(), validations: Vec::new() } }
+        ApiError { status, body: Body::message(message) }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -42,6 +42,15 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found."))
+    }
+
+    /// For `map_err` on a store lookup: a missing row is answered as a
+    /// missing `what`, any other error as usual.
+    pub fn missing(what: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |err| match err {
+            StoreError::NotFound => ApiError::not_found(what),
+            other => other.into(),
+        }
     }
 
     pub fn internal(err: impl std::fmt::Display) -> Self {

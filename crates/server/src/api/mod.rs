@@ -27,7 +27,7 @@ pub use extract::Json;
 pub use notifications::notify_template_admins;
 
 use warmspace_sdk::ValidationError;
-use warmspace_store::{OrganizationRow, StoreError};
+use warmspace_store::OrganizationRow;
 
 use crate::AppState;
 
@@ -69,10 +69,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The organization a path names, by id or name (`default` for the default one).
 async fn organization(state: &AppState, id_or_name: &str) -> Result<OrganizationRow, ApiError> {
-    state.store.organization(id_or_name).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("Organization"),
-        other => other.into(),
-    })
+    state.store.organization(id_or_name).await.map_err(ApiError::missing("Organization"))
 }
 
 /// Listings return at most this many items per request.

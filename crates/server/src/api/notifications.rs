@@ -101,11 +101,8 @@ async fn mark_read(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Body>, ApiError> {
     // Somebody else's notification is as absent as a missing one, so ids cannot be probed.
-    state.store.mark_notification_read(actor.user.id, id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("Notification"),
-        other => other.into(),
-    })?;
-    Ok(axum::Json(Body { message: "Marked as read.".into(), detail: String::new(), validations: vec![] }))
+    state.store.mark_notification_read(actor.user.id, id).await.map_err(ApiError::missing("Notification"))?;
+    Ok(axum::Json(Body::message("Marked as read.")))
 }
 
 /// Marks all of the caller's notifications read.

@@ -11,7 +11,6 @@ use warmspace_sdk::{
     ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings,
     PrebuildsStatus, PresetPoolStatus, Response as Body,
 };
-use warmspace_store::StoreError;
 
 use super::ApiError;
 use super::extract::{Json, Query};
@@ -137,10 +136,7 @@ async fn invalidate(
     Json(req): Json<InvalidatePresetsRequest>,
 ) -> Result<axum::Json<InvalidatePresetsResponse>, ApiError> {
     actor.authorize(Action::Update, Object::any(Resource::Template))?;
-    let template = state.store.template(template_id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("Template"),
-        other => other.into(),
-    })?;
+    let template = state.store.template(template_id).await.map_err(ApiError::missing("Template"))?;
     let presets: Vec<_> = state
         .store
         .version_presets(template.active_version_id)

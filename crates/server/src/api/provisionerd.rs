@@ -45,7 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 fn ok(message: &str) -> axum::Json<Body> {
-    axum::Json(Body { message: message.into(), detail: String::new(), validations: vec![] })
+    axum::Json(Body::message(message))
 }
 
 /// Creates a provisioner key for daemons on other hosts. The secret is shown once.

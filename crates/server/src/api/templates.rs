@@ -13,9 +13,7 @@ use warmspace_sdk::{
     TemplateVersionParameter, TemplateVersionParameterOption, UpdateActiveVersionRequest, UpdateTemplateRequest,
     UpdateTemplateSettings, ValidationError,
 };
-use warmspace_store::{
-    NewTemplate, NewTemplateVersion, PresetRow, StoreError, TemplateRow, TemplateUpdate, TemplateVersionRow,
-};
+use warmspace_store::{NewTemplate, NewTemplateVersion, PresetRow, TemplateRow, TemplateUpdate, TemplateVersionRow};
 use warmspace_template::Parameter;
 
 use super::extract::{Json, Query};
@@ -131,7 +129,7 @@ async fn cancel_version(
         Some(_) => {}
         None => return Err(ApiError::new(StatusCode::CONFLICT, "The import has already finished.")),
     }
-    Ok(axum::Json(Body { message: "Import canceled.".into(), detail: String::new(), validations: vec![] }))
+    Ok(axum::Json(Body::message("Import canceled.")))
 }
 
 #[utoipa::path(get, path = "/api/v2/templateversions/{version}/parameters", tag = "templates",
@@ -227,7 +225,7 @@ async fn template_by_name(
 ) -> Result<axum::Json<Template>, ApiError> {
     actor.authorize(Action::Read, Object::any(Resource::Template))?;
     let organization = organization(&state, &organization_ref).await?;
-    let template = state.store.template_by_name(organization.id, &name).await.map_err(not_found)?;
+    let template = state.store.template_by_name(organization.id, &name).await.map_err(ApiError::missing("Template"))?;
     Ok(axum::Json(template_view(template)))
 }
 
@@ -247,7 +245,7 @@ async fn get_template(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Template>, ApiError> {
     actor.authorize(Action::Read, Object::any(Resource::Template))?;
-    Ok(axum::Json(template_view(state.store.template(id).await.map_err(not_found)?)))
+    Ok(axum::Json(template_view(state.store.template(id).await.map_err(ApiError::missing("Template"))?)))
 }
 
 /// Changes a template's presentation and lifecycle settings; absent fields keep their value.
@@ -261,7 +259,7 @@ async fn update_template(
     Json(req): Json<UpdateTemplateRequest>,
 ) -> Result<axum::Json<Template>, ApiError> {
     actor.authorize(Action::Update, Object::any(Resource::Template))?;
-    let current = state.store.template(id).await.map_err(not_found)?;
+    let current = state.store.template(id).await.map_err(ApiError::missing("Template"))?;
     let display_name = req.display_name.unwrap_or(current.display_name.clone());
     let description = req.description.unwrap_or(current.description.clone());
     let icon = req.icon.unwrap_or(current.icon.clone());
@@ -290,14 +288,14 @@ async fn delete_template(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Body>, ApiError> {
     actor.authorize(Action::Delete, Object::any(Resource::Template))?;
-    state.store.template(id).await.map_err(not_found)?;
+    state.store.template(id).await.map_err(ApiError::missing("Template"))?;
     let in_use = state.store.template_in_use(id).await?;
     if in_use > 0 {
         return Err(ApiError::new(StatusCode::CONFLICT, "The template is in use.")
             .detail(format!("{in_use} workspaces use it; delete them first (prebuilds do not count).")));
     }
-    state.store.delete_template(id).await.map_err(not_found)?;
-    Ok(axum::Json(Body { message: "Template deleted.".into(), detail: String::new(), validations: vec![] }))
+    state.store.delete_template(id).await.map_err(ApiError::missing("Template"))?;
+    Ok(axum::Json(Body::message("Template deleted.")))
 }
 
 #[utoipa::path(get, path = "/api/v2/templates/{template}/versions", tag = "templates",
@@ -309,7 +307,7 @@ async fn template_versions(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Vec<TemplateVersion>>, ApiError> {
     actor.authorize(Action::Read, Object::any(Resource::Template))?;
-    state.store.template(id).await.map_err(not_found)?;
+    state.store.template(id).await.map_err(ApiError::missing("Template"))?;
     let mut versions = Vec::new();
     for version in state.store.template_versions(id).await? {
         versions.push(version_view(&state, version).await?);
@@ -328,26 +326,16 @@ async fn activate_version(
     Json(req): Json<UpdateActiveVersionRequest>,
 ) -> Result<axum::Json<Template>, ApiError> {
     actor.authorize(Action::Update, Object::any(Resource::Template))?;
-    state.store.template(id).await.map_err(not_found)?;
+    state.store.template(id).await.map_err(ApiError::missing("Template"))?;
     let template = state.store.set_active_version(id, req.id).await?;
     tracing::info!(template = %template.name, version = %req.id, "active version changed");
     crate::reconciler::trigger(&state.pubsub, "version activated").await;
     Ok(axum::Json(template_view(template)))
 }
 
-fn not_found(err: StoreError) -> ApiError {
-    match err {
-        StoreError::NotFound => ApiError::not_found("Template"),
-        other => other.into(),
-    }
-}
-
 async fn readable_version(state: &AppState, actor: &Actor, id: Uuid) -> Result<TemplateVersionRow, ApiError> {
     actor.authorize(Action::Read, Object::any(Resource::Template))?;
-    state.store.template_version(id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("Template version"),
-        other => other.into(),
-    })
+    state.store.template_version(id).await.map_err(ApiError::missing("Template version"))
 }
 
 async fn version_view(state: &AppState, v: TemplateVersionRow) -> Result<TemplateVersion, ApiError> {

@@ -120,7 +120,7 @@ async fn login(
     responses((status = 200, body = Response), (status = 401, body = Response)))]
 async fn logout(State(state): State<AppState>, actor: Actor) -> Result<axum::Json<Response>, ApiError> {
     state.store.delete_session(&actor.session_id).await?;
-    Ok(axum::Json(Response { message: "Logged out.".into(), detail: String::new(), validations: vec![] }))
+    Ok(axum::Json(Response::message("Logged out.")))
 }
 
 /// Lists users. Owners and template admins see everyone; members see
@@ -205,10 +205,7 @@ pub(super) async fn find_user(state: &AppState, actor: &Actor, user: &str) -> Re
         Ok(id) => state.store.user_by_id(id).await,
         Err(_) => state.store.user_by_username(user).await,
     };
-    found.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("User"),
-        other => other.into(),
-    })
+    found.map_err(ApiError::missing("User"))
 }
 
 async fn hash(password: String) -> Result<String, ApiError> {

@@ -22,7 +22,7 @@ use warmspace_store::claims::{ClaimRequest, Claimed};
 use warmspace_store::workspaces::{
     BuildRow, NewBuild, NewWorkspace, PREBUILDS_USER_ID, WorkspaceFilter, WorkspaceRow, claim_channel,
 };
-use warmspace_store::{StoreError, TemplateRow, UserRow};
+use warmspace_store::{TemplateRow, UserRow};
 use warmspace_template::{ParameterInput, Transition, resolve_parameters};
 
 use super::agents::agent_view;
@@ -263,7 +263,7 @@ async fn workspace_by_name(
     Path((user, name)): Path<(String, String)>,
 ) -> Result<axum::Json<Workspace>, ApiError> {
     let owner = find_user(&state, &actor, &user).await?;
-    let workspace = state.store.workspace_by_name(owner.id, &name).await.map_err(not_found)?;
+    let workspace = state.store.workspace_by_name(owner.id, &name).await.map_err(ApiError::missing("Workspace"))?;
     readable(&actor, &workspace)?;
     Ok(axum::Json(workspace_view(&state, workspace).await?))
 }
@@ -275,7 +275,7 @@ async fn get_workspace(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Workspace>, ApiError> {
-    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    let workspace = state.store.workspace(id).await.map_err(ApiError::missing("Workspace"))?;
     readable(&actor, &workspace)?;
     Ok(axum::Json(workspace_view(&state, workspace).await?))
 }
@@ -293,7 +293,7 @@ async fn create_build(
     Path(id): Path<Uuid>,
     Json(req): Json<CreateWorkspaceBuildRequest>,
 ) -> Result<(StatusCode, axum::Json<WorkspaceBuild>), ApiError> {
-    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    let workspace = state.store.workspace(id).await.map_err(ApiError::missing("Workspace"))?;
     readable(&actor, &workspace)?;
     if workspace.deleted {
         return Err(ApiError::not_found("Workspace"));
@@ -352,7 +352,7 @@ async fn list_builds(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Vec<WorkspaceBuild>>, ApiError> {
-    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    let workspace = state.store.workspace(id).await.map_err(ApiError::missing("Workspace"))?;
     readable(&actor, &workspace)?;
     let mut builds = Vec::new();
     for build in state.store.builds(id).await? {
@@ -406,7 +406,7 @@ async fn cancel_build(
         Some(_) => "Cancel requested; the daemon is stopping the build.",
         None => return Err(ApiError::new(StatusCode::CONFLICT, "The build has already finished.")),
     };
-    Ok(axum::Json(Body { message: message.into(), detail: String::new(), validations: vec![] }))
+    Ok(axum::Json(Body::message(message)))
 }
 
 /// Sets or clears a workspace's time to live. Refused for unclaimed prebuilds,
@@ -459,7 +459,7 @@ async fn update_autostart(
 
 /// A workspace whose lifecycle settings the actor may change.
 async fn lifecycle_target(state: &AppState, actor: &Actor, id: Uuid) -> Result<WorkspaceRow, ApiError> {
-    let workspace = state.store.workspace(id).await.map_err(not_found)?;
+    let workspace = state.store.workspace(id).await.map_err(ApiError::missing("Workspace"))?;
     readable(actor, &workspace)?;
     authorize_workspace(actor, workspace.owner_id, &[Action::Read, Action::Update])?;
     if workspace.owner_id == PREBUILDS_USER_ID {
@@ -467,13 +467,6 @@ async fn lifecycle_target(state: &AppState, actor: &Actor, id: Uuid) -> Result<W
             .detail("The reconciler manages prebuilds; the workspace takes the template's settings once claimed."));
     }
     Ok(workspace)
-}
-
-fn not_found(err: StoreError) -> ApiError {
-    match err {
-        StoreError::NotFound => ApiError::not_found("Workspace"),
-        other => other.into(),
-    }
 }
 
 fn readable(actor: &Actor, workspace: &WorkspaceRow) -> Result<(), ApiError> {
@@ -493,10 +486,7 @@ pub fn authorize_workspace(actor: &Actor, owner: Uuid, actions: &[Action]) -> Re
 }
 
 async fn readable_build(state: &AppState, actor: &Actor, id: Uuid) -> Result<(WorkspaceRow, BuildRow), ApiError> {
-    let build = state.store.build(id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("Build"),
-        other => other.into(),
-    })?;
+    let build = state.store.build(id).await.map_err(ApiError::missing("Build"))?;
     let workspace = state.store.workspace(build.workspace_id).await?;
     readable(actor, &workspace)?;
     Ok((workspace, build))
