@@ -327,7 +327,8 @@ impl Store {
     }
 
     pub async fn template(&self, id: Uuid) -> Result<TemplateRow> {
-        self.template_where("id = $1::uuid", id.to_string()).await
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE NOT deleted AND id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn template_by_name(&self, organization_id: Uuid, name: &str) -> Result<TemplateRow> {
@@ -337,15 +338,6 @@ impl Store {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(organization_id)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)
-    }
-
-    async fn template_where(&self, condition: &str, value: String) -> Result<TemplateRow> {
-        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE NOT deleted AND {condition}");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(value)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)
