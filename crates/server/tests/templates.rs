@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use warmspace_sdk::{
-    Client, CreateTemplateRequest, JobStatus, JobsQuery, LogEvent, Role, StatusCode, TemplateVersion,
-    UpdateTemplateRequest, UpdateTemplateSettings,
+    Client, JobStatus, JobsQuery, LogEvent, Role, StatusCode, TemplateVersion, UpdateTemplateRequest,
+    UpdateTemplateSettings,
 };
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
-use common::{api_status, upload_version};
+use common::{api_status, create_template, try_create_template, upload_version};
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/echo")
@@ -39,23 +39,6 @@ async fn follow(client: &Client, version: &TemplateVersion) -> (Vec<String>, war
         }
     }
     panic!("the log stream ended without an end event");
-}
-
-async fn create_template(client: &Client, name: &str, version: &TemplateVersion) -> warmspace_sdk::Template {
-    client
-        .create_template(
-            "default",
-            &CreateTemplateRequest {
-                name: name.into(),
-                template_version_id: version.id,
-                display_name: String::new(),
-                description: String::new(),
-                icon: String::new(),
-                settings: Default::default(),
-            },
-        )
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -120,19 +103,7 @@ async fn an_invalid_manifest_fails_its_import_naming_block_and_field() {
     assert!(lines.iter().any(|l| l.contains("Mars/Olympus_Mons")), "the log names the problem too: {lines:#?}");
 
     // A version whose import failed cannot back a template.
-    let refused = owner
-        .create_template(
-            "default",
-            &CreateTemplateRequest {
-                name: "broken".into(),
-                template_version_id: version.id,
-                display_name: String::new(),
-                description: String::new(),
-                icon: String::new(),
-                settings: Default::default(),
-            },
-        )
-        .await;
+    let refused = try_create_template(&owner, "broken", &version).await;
     let (status, body) = api_status(refused);
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body.validations[0].field, "template_version_id");
@@ -232,21 +203,8 @@ async fn templates_are_created_activated_updated_and_deleted_by_template_admins_
     let v1 = upload_version(&admin, &example_dir(), None).await;
     assert_eq!(follow(&admin, &v1).await.1.status, JobStatus::Succeeded);
     let template = create_template(&admin, "example", &v1).await;
-    let (status, body) = api_status(
-        admin
-            .create_template(
-                "default",
-                &CreateTemplateRequest {
-                    name: "example".into(),
-                    template_version_id: upload_version(&admin, &example_dir(), None).await.id,
-                    display_name: String::new(),
-                    description: String::new(),
-                    icon: String::new(),
-                    settings: Default::default(),
-                },
-            )
-            .await,
-    );
+    let another = upload_version(&admin, &example_dir(), None).await;
+    let (status, body) = api_status(try_create_template(&admin, "example", &another).await);
     assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::CONFLICT, "{status} {body:?}");
 
     let v2 = upload_version(&admin, &example_dir(), Some(template.id)).await;

@@ -32,6 +32,19 @@ pub async fn push(client: &Client, name: &str, files: &[(&str, &str)]) -> Templa
     }
     let version = upload_version(client, dir.path(), None).await;
     wait_imported(client, &version).await;
+    create_template(client, name, &version).await
+}
+
+/// Creates a template in the default organization around an imported version, with default settings.
+pub async fn create_template(client: &Client, name: &str, version: &TemplateVersion) -> Template {
+    try_create_template(client, name, version).await.unwrap()
+}
+
+pub async fn try_create_template(
+    client: &Client,
+    name: &str,
+    version: &TemplateVersion,
+) -> Result<Template, ClientError> {
     client
         .create_template(
             "default",
@@ -45,7 +58,6 @@ pub async fn push(client: &Client, name: &str, files: &[(&str, &str)]) -> Templa
             },
         )
         .await
-        .unwrap()
 }
 
 /// Uploads a template directory and creates a version from it (its import queued, not awaited).
