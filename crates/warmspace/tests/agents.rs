@@ -12,10 +12,6 @@ use warmspace_store::Store;
 use warmspace_store::testing::TestDatabase;
 use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
 
-fn example(name: &str) -> String {
-    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The example's startup script prints this; each (re)initialisation runs it once.
 const STARTUP_LINE: &str = "workspace ready";
 
@@ -60,34 +56,26 @@ async fn wait_ready(client: &Client, id: Uuid, owner: Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_workspace_s_agent_becomes_ready_disconnects_on_stop_and_loses_its_token_on_delete() {
     let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let root = tmp.path().join("workspaces");
-    let _cleanup = ExampleProcesses(root.clone());
-    let env = [("WARMSPACE_EXAMPLE_ROOT", root.to_str().unwrap())];
-    let mut server = ServerProcess::start_with_env(&config, &["--postgres-url", db.url()], &env);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
-    run(warmspace(&config).args(["templates", "push", "local", "-d", &example("exec")]));
-    run(warmspace(&config).args(["create", "box", "--template", "local"]));
+    let (example, server) = ExecExample::start(db.url()).await;
+    run(example.cli().args(["create", "box", "--template", "local"]));
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
     let ws = client.workspace_by_name("me", "box").await.unwrap();
     wait_ready(&client, ws.id, me.id).await;
-    let shown = run(warmspace(&config).args(["show", "box"]));
+    let shown = run(example.cli().args(["show", "box"]));
     assert!(String::from_utf8_lossy(&shown.stdout).contains("agent:      main — ready , connected"));
     let agent = workspace(&client, ws.id).await.agents[0].clone();
     assert!(agent.first_connected_at.is_some() && agent.ready_at.is_some());
 
     // The agent speaks with its token; nothing else does.
-    let token = agent_token(&root, ws.id);
+    let token = agent_token(&example.root, ws.id);
     let url: url::Url = server.url.parse().unwrap();
     let as_agent = Client::new(url.clone()).with_agent_token(&token);
     assert_eq!(as_agent.agent_manifest().await.unwrap().owner_name, "admin");
     // A regular workspace's agent is told so on re-init (and the agent stopped asking: see its log).
     let reinit = as_agent.agent_reinit(me.id).await.unwrap();
     assert_eq!(reinit.status(), StatusCode::CONFLICT);
-    let agent_log = std::fs::read_to_string(root.join(ws.id.to_string()).join("agent.log")).unwrap();
+    let agent_log = std::fs::read_to_string(example.root.join(ws.id.to_string()).join("agent.log")).unwrap();
     assert_eq!(agent_log.matches("regular workspace").count(), 1, "asked once, then stopped: {agent_log}");
     assert_eq!(as_agent.user("me").await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED), "no user endpoints");
     let garbage = Client::new(url.clone()).with_agent_token("not-a-token");
@@ -96,7 +84,7 @@ async fn an_exec_workspace_s_agent_becomes_ready_disconnects_on_stop_and_loses_i
     assert_eq!(session_as_agent.agent_manifest().await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED));
 
     // Another workspace's agent is out of reach.
-    run(warmspace(&config).args(["create", "other", "--template", "local"]));
+    run(example.cli().args(["create", "other", "--template", "local"]));
     let other = client.workspace_by_name("me", "other").await.unwrap();
     wait_ready(&client, other.id, me.id).await;
     let other_agent = workspace(&client, other.id).await.agents[0].id;
@@ -109,17 +97,17 @@ async fn an_exec_workspace_s_agent_becomes_ready_disconnects_on_stop_and_loses_i
     assert_eq!(reached.status(), StatusCode::FORBIDDEN);
 
     // Stopping kills the agent, which says goodbye.
-    run(warmspace(&config).args(["stop", "box"]));
+    run(example.cli().args(["stop", "box"]));
     eventually(Duration::from_secs(15), "the agent to disconnect", || async {
         workspace(&client, ws.id).await.agents[0].connection == AgentConnection::Disconnected
     })
     .await;
     // A new start issues a new token; the old one is dead.
-    run(warmspace(&config).args(["start", "box"]));
+    run(example.cli().args(["start", "box"]));
     wait_ready(&client, ws.id, me.id).await;
     assert_eq!(as_agent.agent_manifest().await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED));
-    let token = agent_token(&root, ws.id);
-    run(warmspace(&config).args(["delete", "box", "-y"]));
+    let token = agent_token(&example.root, ws.id);
+    run(example.cli().args(["delete", "box", "-y"]));
     let deleted_agent = Client::new(url).with_agent_token(&token);
     assert_eq!(deleted_agent.agent_manifest().await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED));
     server.terminate();
@@ -199,17 +187,7 @@ async fn announce_claim(store: &Store, workspace: Uuid, owner: Uuid) {
 async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let root = tmp.path().join("workspaces");
-    let _cleanup = ExampleProcesses(root.clone());
-    let env = [("WARMSPACE_EXAMPLE_ROOT", root.to_str().unwrap())];
-    let address = free_address();
-    let args = ["--postgres-url", db.url()];
-    let mut server = ServerProcess::start_on(&address, &config, &args, &env);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
-    run(warmspace(&config).args(["templates", "push", "local", "-d", &example("exec")]));
+    let (example, server) = ExecExample::start(db.url()).await;
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
     let template = client.template_by_name("default", "local").await.unwrap();
@@ -233,8 +211,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     wait_ready(&client, cut, PREBUILDS_USER_ID).await;
     server.terminate();
     claim(&store, cut, me.id, "mine-too").await;
-    let mut server = ServerProcess::start_on(&address, &config, &args, &env);
-    server.wait_healthy().await;
+    let server = example.serve().await;
     let client = admin_client(&server.url).await;
     wait_ready(&client, cut, me.id).await;
     assert_eq!(startup_runs(&client, cut).await, 2, "one re-init after reconnecting");
@@ -242,8 +219,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     // A server restart after the re-init does not re-initialise again.
     let before = workspace(&client, cut).await.agents[0].last_connected_at.unwrap();
     server.terminate();
-    let mut server = ServerProcess::start_on(&address, &config, &args, &env);
-    server.wait_healthy().await;
+    let server = example.serve().await;
     let client = admin_client(&server.url).await;
     eventually(Duration::from_secs(30), "the agents to reconnect after the restart", || async {
         workspace(&client, cut).await.agents[0].last_connected_at.is_some_and(|t| t > before)
@@ -254,7 +230,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     assert_eq!(startup_runs(&client, cut).await, 2);
     assert_eq!(startup_runs(&client, live).await, 2);
     for id in [live, cut] {
-        let log = std::fs::read_to_string(root.join(id.to_string()).join("agent.log")).unwrap();
+        let log = std::fs::read_to_string(example.root.join(id.to_string()).join("agent.log")).unwrap();
         assert_eq!(log.matches("re-initialising").count(), 1, "{log}");
     }
     server.terminate();
@@ -264,15 +240,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
 async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_and_refills_the_pool() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let root = tmp.path().join("workspaces");
-    let _cleanup = ExampleProcesses(root.clone());
-    let env = [("WARMSPACE_EXAMPLE_ROOT", root.to_str().unwrap())];
-    let mut server = ServerProcess::start_with_env(&config, &["--postgres-url", db.url()], &env);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
-    run(warmspace(&config).args(["templates", "push", "local", "-d", &example("exec")]));
+    let (example, server) = ExecExample::start(db.url()).await;
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
 
@@ -294,13 +262,13 @@ async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
-    let created = run(warmspace(&config).args(["create", "mine", "--template", "local", "--preset", "default"]));
+    let created = run(example.cli().args(["create", "mine", "--template", "local", "--preset", "default"]));
     let stdout = String::from_utf8_lossy(&created.stdout);
     assert!(stdout.contains("Claimed a prebuilt workspace"), "{stdout}");
     let claimed = client.workspace_by_name("me", "mine").await.unwrap();
     assert_eq!(claimed.id, prebuild.id, "the warm workspace itself was handed over");
     wait_ready(&client, claimed.id, me.id).await;
-    let token = agent_token(&root, claimed.id);
+    let token = agent_token(&example.root, claimed.id);
     let url: url::Url = server.url.parse().unwrap();
     let manifest = Client::new(url).with_agent_token(&token).agent_manifest().await.unwrap();
     assert_eq!((manifest.owner_id, manifest.workspace_name.as_str()), (me.id, "mine"));

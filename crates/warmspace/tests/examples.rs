@@ -9,10 +9,6 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use warmspace_store::testing::TestDatabase;
 
-fn example(name: &str) -> String {
-    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The pid the exec example's start script reports in the build log.
 fn started_pid(output: &[u8]) -> i32 {
     let text = String::from_utf8_lossy(output);
@@ -29,39 +25,28 @@ fn alive(pid: i32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exec_example_runs_a_local_process_per_workspace() {
     let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let root = tmp.path().join("workspaces");
-    let _cleanup = ExampleProcesses(root.clone());
-    let mut server = ServerProcess::start_with_env(
-        &config,
-        &["--postgres-url", db.url()],
-        &[("WARMSPACE_EXAMPLE_ROOT", root.to_str().unwrap())],
-    );
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
-    run(warmspace(&config).args(["templates", "push", "local", "-d", &example("exec")]));
+    let (example, server) = ExecExample::start(db.url()).await;
 
-    let created = run(warmspace(&config).args(["create", "box", "--template", "local", "--parameter", "greeting=hi"]));
+    let created = run(example.cli().args(["create", "box", "--template", "local", "--parameter", "greeting=hi"]));
     let pid = started_pid(&created.stdout);
     assert!(alive(pid), "the workspace process runs");
-    let shown = run(warmspace(&config).args(["show", "box"]));
+    let shown = run(example.cli().args(["show", "box"]));
     assert!(String::from_utf8_lossy(&shown.stdout).contains("local_process.workspace"));
 
-    let stopped = run(warmspace(&config).args(["stop", "box"]));
+    let stopped = run(example.cli().args(["stop", "box"]));
     assert!(String::from_utf8_lossy(&stopped.stdout).contains(&format!("stopped process {pid}")));
     assert!(!alive(pid), "stop ends the process whose pid the state file kept");
 
-    let restarted = run(warmspace(&config).args(["start", "box"]));
+    let restarted = run(example.cli().args(["start", "box"]));
     let second = started_pid(&restarted.stdout);
     assert!(alive(second));
 
     // The example's pool keeps a prebuild in `root` too: find this workspace's own directory.
-    let shown = run(warmspace(&config).args(["show", "box", "-o", "json"]));
+    let shown = run(example.cli().args(["show", "box", "-o", "json"]));
     let id = serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap()["id"].as_str().unwrap().to_owned();
-    let workspace_dir = root.join(id);
+    let workspace_dir = example.root.join(id);
     assert!(Path::new(&workspace_dir).join("workspace.log").exists());
-    run(warmspace(&config).args(["delete", "box", "-y"]));
+    run(example.cli().args(["delete", "box", "-y"]));
     assert!(!alive(second), "delete ends the process");
     assert!(!workspace_dir.exists(), "delete removes what the workspace made");
     server.terminate();

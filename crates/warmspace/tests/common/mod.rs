@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,11 +53,7 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(config_dir: &Path, args: &[&str]) -> ServerProcess {
-        Self::start_with_env(config_dir, args, &[])
-    }
-
-    pub fn start_with_env(config_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-        Self::start_on(&free_address(), config_dir, args, env)
+        Self::start_on(&free_address(), config_dir, args, &[])
     }
 
     /// A server on a given address: a restarted server keeps its URL, as agents know it.
@@ -203,9 +199,56 @@ where
     }
 }
 
-/// Kills, when dropped, the processes the exec example left under `root`
+/// The exec example as a user runs it: a server whose workspaces are local
+/// processes under a temporary `root`, the admin logged in (see [`Self::cli`]),
+/// and the example pushed as template `local`. The example's processes die
+/// with it.
+pub struct ExecExample {
+    config: PathBuf,
+    pub root: PathBuf,
+    address: String,
+    postgres_url: String,
+    _processes: ExampleProcesses,
+    _tmp: tempfile::TempDir,
+}
+
+impl ExecExample {
+    pub async fn start(postgres_url: &str) -> (ExecExample, ServerProcess) {
+        let tmp = temp_dir();
+        let root = tmp.path().join("workspaces");
+        let example = ExecExample {
+            config: tmp.path().join("client"),
+            root: root.clone(),
+            address: free_address(),
+            postgres_url: postgres_url.into(),
+            _processes: ExampleProcesses(root),
+            _tmp: tmp,
+        };
+        let server = example.serve().await;
+        login_admin(&example.config, &server.url);
+        let dir = format!("{}/../../examples/exec", env!("CARGO_MANIFEST_DIR"));
+        run(example.cli().args(["templates", "push", "local", "-d", &dir]));
+        (example, server)
+    }
+
+    /// The CLI, logged in as the admin.
+    pub fn cli(&self) -> Command {
+        warmspace(&self.config)
+    }
+
+    /// A (re)started server, always on the same address: agents know its URL.
+    pub async fn serve(&self) -> ServerProcess {
+        let args = ["--postgres-url", &self.postgres_url];
+        let env = [("WARMSPACE_EXAMPLE_ROOT", self.root.to_str().unwrap())];
+        let mut server = ServerProcess::start_on(&self.address, &self.config, &args, &env);
+        server.wait_healthy().await;
+        server
+    }
+}
+
+/// Kills, when dropped, the processes the exec example left under its root
 /// (their pids are in `*.pid` files), so a failing test leaks nothing.
-pub struct ExampleProcesses(pub std::path::PathBuf);
+struct ExampleProcesses(PathBuf);
 
 impl Drop for ExampleProcesses {
     fn drop(&mut self) {
