@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use uuid::Uuid;
 
 use crate::schedule::Schedule;
+pub use warmspace_states::{JobStatus, PresetStatus, Transition};
 
 mod pool;
 mod status;
@@ -101,29 +102,6 @@ pub struct LatestBuild {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    Start,
-    Stop,
-    Delete,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Canceling,
-    Succeeded,
-    Failed,
-    Canceled,
-}
-
-impl JobStatus {
-    pub fn in_progress(self) -> bool {
-        matches!(self, JobStatus::Pending | JobStatus::Running | JobStatus::Canceling)
-    }
-}
-
 /// What a preset's pool looks like now.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -153,6 +131,18 @@ pub enum Status {
     HardLimited,
     /// A creation failed parameter validation.
     ValidationFailed,
+}
+
+impl Status {
+    /// The status without its details, as stored and shown.
+    pub fn kind(self) -> PresetStatus {
+        match self {
+            Status::Normal => PresetStatus::Normal,
+            Status::Backoff { .. } => PresetStatus::Backoff,
+            Status::HardLimited => PresetStatus::HardLimited,
+            Status::ValidationFailed => PresetStatus::ValidationFailed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

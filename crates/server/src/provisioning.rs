@@ -13,7 +13,7 @@ use uuid::Uuid;
 use warmspace_provisioner::{
     AcquiredJob, Coordinator, CoordinatorError, Daemon, DaemonConfig, JobKind, JobState, WorkSignal, Worker,
 };
-use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, JobLogLine};
+use warmspace_sdk::{BuildJob, BuildOutcome, BuildReason, BuildResult, JobLogLine, JobStatus, LogLevel, LogSource};
 use warmspace_store::agents::IssuedToken;
 use warmspace_store::jobs::{self, JOB_POSTED_CHANNEL, JobRow, NewLog, QueuePolicy};
 use warmspace_store::pubsub::{PubSub, Subscription};
@@ -92,12 +92,8 @@ impl LocalCoordinator {
                     .provisioner_config
                     .ok_or_else(|| invalid("the template version was never imported".into()))
                     .and_then(|config| serde_json::from_value(config.0).map_err(|e| invalid(e.to_string())))?;
-                let transition = match p.transition.as_str() {
-                    "start" => Transition::Start,
-                    "stop" => Transition::Stop,
-                    _ => Transition::Delete,
-                };
-                let is_claim = p.reason == "claim";
+                let transition = p.transition;
+                let is_claim = p.reason == BuildReason::Claim;
                 // A start build brings up new agents, which need tokens; the
                 // raw tokens exist only in this job, never in the database.
                 // A claim keeps the tokens the prebuild's agents already run with.
@@ -158,8 +154,8 @@ impl LocalCoordinator {
             .iter()
             .map(|address| NewLog {
                 created_at: chrono::Utc::now(),
-                source: "provisioner_daemon".into(),
-                level: "warn".into(),
+                source: LogSource::ProvisionerDaemon,
+                level: LogLevel::Warn,
                 stage: "start".into(),
                 output: format!(
                     "warning: the claim replaced {address}, which the prebuild had ready; \
@@ -230,7 +226,7 @@ impl Coordinator for LocalCoordinator {
     async fn heartbeat(&self, job_id: Uuid, worker_id: Uuid) -> Result<JobState, CoordinatorError> {
         match self.store.heartbeat_job(job_id, worker_id, &self.policy).await.map_err(coordinator_error)? {
             None => Err(CoordinatorError::JobLost),
-            Some(status) if status == "canceling" => Ok(JobState::Canceling),
+            Some(JobStatus::Canceling) => Ok(JobState::Canceling),
             Some(_) => Ok(JobState::Running),
         }
     }
@@ -240,8 +236,8 @@ impl Coordinator for LocalCoordinator {
             .into_iter()
             .map(|l| NewLog {
                 created_at: l.created_at,
-                source: l.source.as_str().to_owned(),
-                level: l.level.as_str().to_owned(),
+                source: l.source,
+                level: l.level,
                 stage: l.stage,
                 output: l.output,
             })
@@ -269,16 +265,16 @@ impl Coordinator for LocalCoordinator {
             outcome.resources.iter().filter(|r| r.replaced).map(|r| r.address.clone()).collect();
         let claim = match replaced.is_empty() {
             true => None,
-            false => self.store.build_by_job(job_id).await.ok().filter(|b| b.reason == "claim"),
+            false => self.store.build_by_job(job_id).await.ok().filter(|b| b.reason == BuildReason::Claim),
         };
         if claim.is_some() {
             // Before the job ends, so everyone following the log sees it.
             self.warn_replaced(job_id, &replaced).await;
         }
         let (status, error) = match outcome.result {
-            BuildResult::Succeeded => ("succeeded", None),
-            BuildResult::Failed(error) => ("failed", Some(error)),
-            BuildResult::Canceled => ("canceled", Some("canceled".to_owned())),
+            BuildResult::Succeeded => (JobStatus::Succeeded, None),
+            BuildResult::Failed(error) => (JobStatus::Failed, Some(error)),
+            BuildResult::Canceled => (JobStatus::Canceled, Some("canceled".to_owned())),
         };
         let completion = BuildCompletion {
             status,

@@ -20,6 +20,7 @@ use warmspace_prebuilds::reconcile::{
     self, Action, Creation, Decision, JobStatus, LatestBuild, Prebuild, PresetState, Settings, Snapshot, Transition,
 };
 use warmspace_prebuilds::schedule::Schedule;
+use warmspace_states::{BuildReason, DeletionReason, MissReason, PrebuildEvent};
 use warmspace_store::prebuilds::{PrebuildsSnapshot, PresetSnapshotRow};
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
@@ -131,18 +132,18 @@ impl Reconciler {
 
     /// Why a preset has no claimable prebuild now, as a claim-miss reason:
     /// `paused`, `hard_limited`, `backoff`, or `no_eligible`.
-    pub async fn miss_reason(&self, preset_id: Uuid) -> Result<&'static str, StoreError> {
+    pub async fn miss_reason(&self, preset_id: Uuid) -> Result<MissReason, StoreError> {
         let (history, since) = self.history();
         let raw = self.store.preset_snapshot(preset_id, history, since).await?;
         let snapshot = to_snapshot(&raw, self.settings(raw.paused));
         if snapshot.settings.paused {
-            return Ok("paused");
+            return Ok(MissReason::Paused);
         }
-        let Some(preset) = snapshot.presets.first() else { return Ok("no_eligible") };
+        let Some(preset) = snapshot.presets.first() else { return Ok(MissReason::NoEligible) };
         Ok(match reconcile::decide(preset, snapshot.now, &snapshot.settings).status {
-            reconcile::Status::HardLimited | reconcile::Status::ValidationFailed => "hard_limited",
-            reconcile::Status::Backoff { .. } => "backoff",
-            reconcile::Status::Normal => "no_eligible",
+            reconcile::Status::HardLimited | reconcile::Status::ValidationFailed => MissReason::HardLimited,
+            reconcile::Status::Backoff { .. } => MissReason::Backoff,
+            reconcile::Status::Normal => MissReason::NoEligible,
         })
     }
 
@@ -271,9 +272,9 @@ impl Reconciler {
                         match self.delete_prebuild(*id).await {
                             Ok(()) => {
                                 done.deleted += 1;
-                                let mut events = vec![(*id, state.preset_id, "deleted", Some(reason))];
-                                if reason == "expired" {
-                                    events.push((*id, state.preset_id, "expired", None));
+                                let mut events = vec![(*id, state.preset_id, PrebuildEvent::Deleted, Some(reason))];
+                                if reason == DeletionReason::Expired {
+                                    events.push((*id, state.preset_id, PrebuildEvent::Expired, None));
                                 }
                                 let _ = self.store.record_prebuild_events(&events).await;
                             }
@@ -309,8 +310,10 @@ impl Reconciler {
                         match self.create_prebuild(row, state, &values).await {
                             Ok(id) => {
                                 done.created += 1;
-                                let _ =
-                                    self.store.record_prebuild_events(&[(id, state.preset_id, "created", None)]).await;
+                                let _ = self
+                                    .store
+                                    .record_prebuild_events(&[(id, state.preset_id, PrebuildEvent::Created, None)])
+                                    .await;
                             }
                             Err(err) => {
                                 tracing::warn!(preset = %row.preset_name, error = %err, "cannot create a prebuild")
@@ -359,9 +362,9 @@ impl Reconciler {
                 ttl_ms: None,
                 autostart_schedule: None,
                 build: NewBuild {
-                    transition: "start",
+                    transition: Transition::Start,
                     initiator_id: PREBUILDS_USER_ID,
-                    reason: "prebuild",
+                    reason: BuildReason::Prebuild,
                     template_version_id: state.template_version_id,
                     preset_id: Some(state.preset_id),
                     parameters: values.clone(),
@@ -388,9 +391,9 @@ impl Reconciler {
                 workspace_id,
                 PREBUILDS_USER_ID,
                 &NewBuild {
-                    transition: "delete",
+                    transition: Transition::Delete,
                     initiator_id: PREBUILDS_USER_ID,
-                    reason: "prebuild",
+                    reason: BuildReason::Prebuild,
                     template_version_id: latest.template_version_id,
                     preset_id: None,
                     parameters: latest.parameters.0,
@@ -442,16 +445,16 @@ impl Reconciler {
     }
 }
 
-fn deletion_reason(state: &PresetState, workspace: Uuid, now: chrono::DateTime<Utc>) -> &'static str {
+fn deletion_reason(state: &PresetState, workspace: Uuid, now: chrono::DateTime<Utc>) -> DeletionReason {
     let prebuild = state.prebuilds.iter().find(|b| b.workspace_id == workspace);
     if !state.version_active || state.template_deleted {
-        "inactive"
+        DeletionReason::Inactive
     } else if prebuild.is_some_and(|b| !matches!(b.latest.status, JobStatus::Succeeded)) {
-        "failed"
+        DeletionReason::Failed
     } else if prebuild.is_some_and(|b| reconcile::is_expired(state, b, now)) {
-        "expired"
+        DeletionReason::Expired
     } else {
-        "surplus"
+        DeletionReason::Surplus
     }
 }
 
@@ -470,12 +473,8 @@ pub fn to_snapshot(raw: &PrebuildsSnapshot, settings: Settings) -> Snapshot {
             workspace_id: b.workspace_id,
             created_at: b.created_at,
             latest: LatestBuild {
-                transition: match b.transition.as_str() {
-                    "start" => Transition::Start,
-                    "stop" => Transition::Stop,
-                    _ => Transition::Delete,
-                },
-                status: job_status(&b.job_status),
+                transition: b.transition,
+                status: b.job_status,
                 job_id: b.job_id,
                 build_number: b.build_number,
                 finished_at: b.finished_at,
@@ -507,15 +506,4 @@ pub fn to_snapshot(raw: &PrebuildsSnapshot, settings: Settings) -> Snapshot {
         })
         .collect();
     Snapshot { now: raw.now, settings, presets }
-}
-
-fn job_status(status: &str) -> JobStatus {
-    match status {
-        "pending" => JobStatus::Pending,
-        "running" => JobStatus::Running,
-        "canceling" => JobStatus::Canceling,
-        "succeeded" => JobStatus::Succeeded,
-        "canceled" => JobStatus::Canceled,
-        _ => JobStatus::Failed,
-    }
 }

@@ -31,8 +31,8 @@ pub fn decide(workspace_id: Uuid, state: &ReinitState, serving: Uuid) -> Decisio
     if state.owner_id == serving {
         return Decision::NothingToDo;
     }
-    match (state.claim_job_id, state.claim_job_status.as_deref()) {
-        (Some(job), Some("pending" | "running" | "canceling")) => Decision::WaitForClaimBuild(job),
+    match (state.claim_job_id, state.claim_job_status) {
+        (Some(job), Some(status)) if status.in_progress() => Decision::WaitForClaimBuild(job),
         _ => Decision::Reinit(ReinitEvent { workspace_id, owner_id: state.owner_id, reason: "claimed".into() }),
     }
 }
@@ -51,7 +51,7 @@ mod tests {
             deleted: false,
             first_build_initiator: first,
             claim_job_id: claim.map(|_| Uuid::from_u128(9)),
-            claim_job_status: claim.map(str::to_owned),
+            claim_job_status: claim.map(|s| s.parse().unwrap()),
         }
     }
 

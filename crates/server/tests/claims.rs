@@ -90,7 +90,7 @@ async fn claims_by_preset_and_by_matching_parameters_and_misses_say_why() {
     let stats = owner.claim_stats(&ClaimStatsQuery::default()).await.unwrap();
     let us_stats = stats.iter().find(|s| s.preset_id == Some(us)).unwrap();
     assert_eq!((us_stats.hits, us_stats.misses), (3, 3));
-    assert_eq!(us_stats.misses_by_reason.get("paused"), Some(&1));
+    assert_eq!(us_stats.misses_by_reason.get(&warmspace_sdk::MissReason::Paused), Some(&1));
     assert!(us_stats.hit_p50_ms.is_some_and(|ms| ms > 0.0));
     // Every attempt is recorded, hits and misses.
     let attempts: i64 =
@@ -207,7 +207,7 @@ async fn who_may_read_delete_and_reschedule_prebuilds_and_workspaces() {
 
     let delete = |client: Client, id: Uuid| async move {
         let req = CreateWorkspaceBuildRequest {
-            transition: "delete".into(),
+            transition: warmspace_sdk::Transition::Delete,
             template_version_id: None,
             rich_parameter_values: vec![],
         };

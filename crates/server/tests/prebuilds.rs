@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use warmspace_sdk::{Client, InvalidatePresetsRequest, PrebuildSettings, PresetPoolStatus};
+use warmspace_sdk::{Client, InvalidatePresetsRequest, PrebuildSettings, PresetPoolStatus, PresetStatus};
 use warmspace_server::Config;
 use warmspace_server::reconciler::{CycleStats, Reconciler, ReconcilerConfig};
 use warmspace_server::testing::TestServer;
@@ -140,7 +140,7 @@ async fn failing_creations_back_off_stop_at_the_hard_limit_and_resume_on_a_new_v
     let template = push(&owner, "pool", &[("warmspace.hcl", &failing)]).await;
     assert_eq!(cycle(&server).await.created, 1);
     until(&owner, "pool", "the creation to fail", |p| p.failed == 1).await;
-    let backing_off = until(&owner, "pool", "backoff", |p| p.status == "backoff").await;
+    let backing_off = until(&owner, "pool", "backoff", |p| p.status == PresetStatus::Backoff).await;
     assert!(backing_off.backoff_until.is_some());
     assert_eq!(cycle(&server).await.created, 0, "no creation while backing off");
     assert_eq!(active(&owner, "pool").await.failed, 1, "the failed prebuild is kept for its logs");
@@ -156,7 +156,7 @@ async fn failing_creations_back_off_stop_at_the_hard_limit_and_resume_on_a_new_v
         .await
         .unwrap();
     assert_eq!(cycle(&server).await.created, 3);
-    until(&owner, "pool", "hard limited", |p| p.status == "hard_limited").await;
+    until(&owner, "pool", "hard limited", |p| p.status == PresetStatus::HardLimited).await;
     assert_eq!(cycle(&server).await.created, 0, "nothing is created once hard-limited");
 
     // A new version's presets start afresh.
@@ -168,7 +168,7 @@ async fn failing_creations_back_off_stop_at_the_hard_limit_and_resume_on_a_new_v
     owner.set_active_version(template.id, v2.id).await.unwrap();
     let resumed = cycle(&server).await;
     assert_eq!(resumed.created, 1);
-    until(&owner, "pool", "the new version's pool", |p| p.running == 1 && p.status == "normal").await;
+    until(&owner, "pool", "the new version's pool", |p| p.running == 1 && p.status == PresetStatus::Normal).await;
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ async fn a_workspace_is_created_stopped_started_and_deleted() {
 
     let workspace = create(&owner, &template, "dev", &[("cpus", "4")]).await;
     assert_eq!(workspace.latest_build.build_number, 1);
-    assert_eq!(workspace.latest_build.transition, "start");
+    assert_eq!(workspace.latest_build.transition, warmspace_sdk::Transition::Start);
     let (_, first) = finish(&owner, &workspace.latest_build).await;
     assert_eq!(first.status, WorkspaceStatus::Running);
     let params: BTreeMap<_, _> = first.parameters.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();

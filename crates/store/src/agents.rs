@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
+use warmspace_states::{AgentLifecycle, JobStatus, LogLevel};
 
 use crate::jobs::{CappedLog, NewLog, append_capped};
 use crate::{Result, Store, StoreError};
@@ -15,7 +16,7 @@ pub struct AgentRow {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub name: String,
-    pub lifecycle_state: String,
+    pub lifecycle_state: AgentLifecycle,
     pub serving_owner_id: Option<Uuid>,
     pub first_connected_at: Option<DateTime<Utc>>,
     pub last_connected_at: Option<DateTime<Utc>>,
@@ -62,7 +63,7 @@ pub struct ReinitState {
     pub deleted: bool,
     pub first_build_initiator: Uuid,
     pub claim_job_id: Option<Uuid>,
-    pub claim_job_status: Option<String>,
+    pub claim_job_status: Option<JobStatus>,
 }
 
 /// A freshly issued token for one agent.
@@ -156,7 +157,7 @@ impl Store {
     }
 
     /// Records a lifecycle change, with the time of the states that have one.
-    pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: &str) -> Result<()> {
+    pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: AgentLifecycle) -> Result<()> {
         sqlx::query(
             "UPDATE workspace_agents SET lifecycle_state = $2, \
                  started_at = CASE WHEN $2 = 'starting' THEN now() ELSE started_at END, \
@@ -205,7 +206,7 @@ impl Store {
     }
 
     /// An agent's log lines with ids above `after`: (id, time, level, output).
-    pub async fn agent_logs(&self, agent_id: Uuid, after: i64) -> Result<Vec<(i64, DateTime<Utc>, String, String)>> {
+    pub async fn agent_logs(&self, agent_id: Uuid, after: i64) -> Result<Vec<(i64, DateTime<Utc>, LogLevel, String)>> {
         Ok(sqlx::query_as(
             "SELECT id, created_at, level, output FROM workspace_agent_logs WHERE agent_id = $1 AND id > $2 ORDER BY id",
         )

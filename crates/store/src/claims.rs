@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+use warmspace_states::{BuildReason, MissReason, Transition};
 
 use crate::workspaces::{NewBuild, PREBUILDS_USER_ID, insert_build};
 use crate::{Result, Store, StoreError};
@@ -83,9 +84,9 @@ impl Store {
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
         let build = NewBuild {
-            transition: "start",
+            transition: Transition::Start,
             initiator_id: claim.user_id,
-            reason: "claim",
+            reason: BuildReason::Claim,
             template_version_id: version_id,
             preset_id: Some(claim.preset_id),
             parameters: claim.parameters.clone(),
@@ -134,7 +135,7 @@ impl Store {
         template_id: Uuid,
         preset_id: Option<Uuid>,
         user_id: Uuid,
-        reason: &str,
+        reason: MissReason,
         workspace_id: Option<Uuid>,
         latency_ms: f64,
     ) -> Result<()> {
@@ -188,7 +189,7 @@ pub struct ClaimStatsRow {
     pub preset_name: Option<String>,
     pub hits: i64,
     pub misses: i64,
-    pub misses_by_reason: sqlx::types::Json<BTreeMap<String, i64>>,
+    pub misses_by_reason: sqlx::types::Json<BTreeMap<MissReason, i64>>,
     pub hit_p50_ms: Option<f64>,
     pub hit_p99_ms: Option<f64>,
 }

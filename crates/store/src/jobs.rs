@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
+use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
 
 use crate::{Result, Store, StoreError};
 
@@ -24,30 +25,6 @@ pub fn job_events_channel(job_id: Uuid) -> String {
     format!("job_events:{job_id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobType {
-    TemplateVersionImport,
-    WorkspaceBuild,
-}
-
-impl JobType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobType::TemplateVersionImport => "template_version_import",
-            JobType::WorkspaceBuild => "workspace_build",
-        }
-    }
-}
-
-/// Priority classes, lower first.
-pub mod priority {
-    /// Somebody is waiting: imports, user builds, claims.
-    pub const HUMAN: i16 = 0;
-    /// Prebuild creation and deletion.
-    pub const PREBUILD: i16 = 1;
-}
-
 pub type Tags = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -55,10 +32,10 @@ pub struct JobRow {
     pub id: Uuid,
     pub organization_id: Uuid,
     #[sqlx(rename = "type")]
-    pub kind: String,
-    pub status: String,
+    pub kind: JobType,
+    pub status: JobStatus,
     pub initiator_id: Uuid,
-    pub priority: i16,
+    pub priority: JobPriority,
     pub tags: Json<Tags>,
     pub input: Json<serde_json::Value>,
     pub file_id: Option<Uuid>,
@@ -79,7 +56,7 @@ pub struct JobRow {
 
 impl JobRow {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "canceled")
+        self.status.is_finished()
     }
 }
 
@@ -87,7 +64,7 @@ pub struct NewJob {
     pub organization_id: Uuid,
     pub kind: JobType,
     pub initiator_id: Uuid,
-    pub priority: i16,
+    pub priority: JobPriority,
     pub tags: Tags,
     pub input: serde_json::Value,
     pub file_id: Option<Uuid>,
@@ -124,8 +101,9 @@ const DAEMON_LIVENESS: &str = "90 seconds";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewLog {
     pub created_at: DateTime<Utc>,
-    pub source: String,
-    pub level: String,
+    /// Job logs only: agent logs keep no source (nor stage).
+    pub source: LogSource,
+    pub level: LogLevel,
     pub stage: String,
     pub output: String,
 }
@@ -135,8 +113,8 @@ pub struct LogRow {
     pub id: i64,
     pub job_id: Uuid,
     pub created_at: DateTime<Utc>,
-    pub source: String,
-    pub level: String,
+    pub source: LogSource,
+    pub level: LogLevel,
     pub stage: String,
     pub output: String,
 }
@@ -146,7 +124,7 @@ pub struct LogRow {
 pub struct JobFilter {
     pub organization_id: Option<Uuid>,
     /// Empty: any status.
-    pub statuses: Vec<String>,
+    pub statuses: Vec<JobStatus>,
     pub limit: i64,
 }
 
@@ -166,7 +144,7 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uu
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(job.organization_id)
-    .bind(job.kind.as_str())
+    .bind(job.kind)
     .bind(job.initiator_id)
     .bind(job.priority)
     .bind(Json(&job.tags))
@@ -187,9 +165,9 @@ pub(crate) async fn finish_job(
     tx: &mut Transaction<'_, Postgres>,
     job_id: Uuid,
     worker_id: Uuid,
-    status: &str,
+    status: JobStatus,
     error: Option<&str>,
-) -> Result<String> {
+) -> Result<JobStatus> {
     sqlx::query_scalar(
         "UPDATE provisioner_jobs SET status = CASE status WHEN 'canceling' THEN 'canceled' ELSE $3 END, \
              error = CASE status WHEN 'canceling' THEN coalesce($4, 'canceled') ELSE $4 END, \
@@ -217,7 +195,7 @@ impl Store {
     /// oldest first within each; only jobs whose tags the worker has.
     pub async fn acquire_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<JobRow>> {
         self.touch_daemon(worker).await?;
-        if let Some(job) = take_next(&mut *self.pool.acquire().await?, worker, policy, priority::HUMAN).await? {
+        if let Some(job) = take_next(&mut *self.pool.acquire().await?, worker, policy, JobPriority::User).await? {
             return Ok(Some(job));
         }
         // Counting and taking prebuild work happen under one lock, so racing
@@ -228,13 +206,13 @@ impl Store {
             "SELECT (SELECT count(*) FROM provisioner_jobs WHERE status IN ('running', 'canceling') AND priority = $1), \
                     (SELECT count(*) FROM provisioner_daemons WHERE last_seen_at > now() - interval '{DAEMON_LIVENESS}')"
         )))
-        .bind(priority::PREBUILD)
+        .bind(JobPriority::Prebuild)
         .fetch_one(&mut *tx)
         .await?;
         if running >= prebuild_cap(policy.prebuild_share, live) {
             return Ok(None);
         }
-        let job = take_next(&mut tx, worker, policy, priority::PREBUILD).await?;
+        let job = take_next(&mut tx, worker, policy, JobPriority::Prebuild).await?;
         tx.commit().await?;
         Ok(job)
     }
@@ -257,7 +235,12 @@ impl Store {
     /// Renews the lease of a job `worker_id` holds. Returns the job's status
     /// (`running`, or `canceling` when it should stop), or `None` when the
     /// worker no longer holds it and must stop at once.
-    pub async fn heartbeat_job(&self, job_id: Uuid, worker_id: Uuid, policy: &QueuePolicy) -> Result<Option<String>> {
+    pub async fn heartbeat_job(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        policy: &QueuePolicy,
+    ) -> Result<Option<JobStatus>> {
         Ok(sqlx::query_scalar(
             "WITH daemon AS (UPDATE provisioner_daemons SET last_seen_at = now() WHERE id = $2) \
              UPDATE provisioner_jobs SET lease_expires_at = now() + $3, updated_at = now() \
@@ -273,7 +256,7 @@ impl Store {
     /// Cancels a job: a pending one at once, a running one by asking its
     /// daemon (it learns on its next heartbeat). Returns the new status, or
     /// `None` when the job had already finished.
-    pub async fn cancel_job(&self, job_id: Uuid) -> Result<Option<String>> {
+    pub async fn cancel_job(&self, job_id: Uuid) -> Result<Option<JobStatus>> {
         Ok(sqlx::query_scalar(
             "UPDATE provisioner_jobs SET \
                  status = CASE status WHEN 'pending' THEN 'canceled' ELSE 'canceling' END, \
@@ -317,8 +300,8 @@ impl Store {
         for (job_id, worker, lease) in &expired {
             let line = NewLog {
                 created_at: Utc::now(),
-                source: "provisioner_daemon".into(),
-                level: "error".into(),
+                source: LogSource::ProvisionerDaemon,
+                level: LogLevel::Error,
                 stage: String::new(),
                 output: format!(
                     "warmspace: provisioner daemon {} stopped heartbeating; the job failed when its lease expired at {lease}",
@@ -333,7 +316,7 @@ impl Store {
     /// Fails a job held by `worker_id`.
     pub async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        finish_job(&mut tx, job_id, worker_id, "failed", Some(error)).await?;
+        finish_job(&mut tx, job_id, worker_id, JobStatus::Failed, Some(error)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -427,20 +410,21 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
     if overflows {
         let last = logs.last().expect("not empty");
         kept.push(NewLog {
-            source: "provisioner_daemon".into(),
-            level: "warn".into(),
+            source: LogSource::ProvisionerDaemon,
+            level: LogLevel::Warn,
             output: LOG_TRUNCATED_LINE.into(),
             ..last.clone()
         });
     }
-    let column = |f: fn(&NewLog) -> String| kept.iter().map(f).collect::<Vec<_>>();
     let mut query = sqlx::query(insert)
         .bind(log.id())
         .bind(kept.iter().map(|l| l.created_at).collect::<Vec<_>>())
-        .bind(column(|l| l.level.clone()))
-        .bind(column(|l| l.output.clone()));
+        .bind(kept.iter().map(|l| l.level).collect::<Vec<_>>())
+        .bind(kept.iter().map(|l| l.output.as_str()).collect::<Vec<_>>());
     if let CappedLog::Job(_) = log {
-        query = query.bind(column(|l| l.source.clone())).bind(column(|l| l.stage.clone()));
+        query = query
+            .bind(kept.iter().map(|l| l.source).collect::<Vec<_>>())
+            .bind(kept.iter().map(|l| l.stage.as_str()).collect::<Vec<_>>());
     }
     query.execute(&mut *tx).await?;
     sqlx::query(update).bind(log.id()).bind(added as i32).bind(overflows).execute(&mut *tx).await?;
@@ -460,7 +444,7 @@ async fn take_next(
     conn: &mut PgConnection,
     worker: &Worker,
     policy: &QueuePolicy,
-    priority: i16,
+    priority: JobPriority,
 ) -> Result<Option<JobRow>> {
     let sql = format!(
         "WITH next AS ( \
@@ -513,8 +497,8 @@ mod tests {
     fn log(output: &str) -> NewLog {
         NewLog {
             created_at: Utc::now(),
-            source: "provisioner".into(),
-            level: "info".into(),
+            source: LogSource::Provisioner,
+            level: LogLevel::Info,
             stage: String::new(),
             output: output.into(),
         }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+use warmspace_states::{DeletionReason, JobStatus, PrebuildEvent, Transition};
 
 use crate::workspaces::PREBUILDS_USER_ID;
 use crate::{Result, Store};
@@ -39,9 +40,9 @@ pub struct PrebuildSnapshotRow {
     pub preset_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub build_number: i32,
-    pub transition: String,
+    pub transition: Transition,
     pub job_id: Uuid,
-    pub job_status: String,
+    pub job_status: JobStatus,
     pub finished_at: Option<DateTime<Utc>>,
     pub agents_ready: bool,
 }
@@ -218,14 +219,14 @@ impl Store {
     /// Records events in prebuilds' lives.
     pub async fn record_prebuild_events(
         &self,
-        events: &[(Uuid, Uuid, &'static str, Option<&'static str>)],
+        events: &[(Uuid, Uuid, PrebuildEvent, Option<DeletionReason>)],
     ) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let (workspaces, presets): (Vec<Uuid>, Vec<Uuid>) = events.iter().map(|e| (e.0, e.1)).unzip();
-        let kinds: Vec<&str> = events.iter().map(|e| e.2).collect();
-        let reasons: Vec<Option<&str>> = events.iter().map(|e| e.3).collect();
+        let kinds: Vec<PrebuildEvent> = events.iter().map(|e| e.2).collect();
+        let reasons: Vec<Option<DeletionReason>> = events.iter().map(|e| e.3).collect();
         sqlx::query(
             "INSERT INTO prebuild_events (workspace_id, preset_id, event, reason) \
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])",

@@ -10,7 +10,9 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 use warmspace_template::{Manifest, Parameter, ParameterOption, ParameterType, ScheduleSpec, Validation};
 
-use crate::jobs::{JobType, NewJob, Tags, finish_job, insert_job, priority};
+use warmspace_states::{ClaimMode, JobPriority, JobStatus, JobType, Provisioner};
+
+use crate::jobs::{NewJob, Tags, finish_job, insert_job};
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -25,8 +27,8 @@ pub struct TemplateVersionRow {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub provisioner: Option<String>,
-    pub claim_mode: Option<String>,
+    pub provisioner: Option<Provisioner>,
+    pub claim_mode: Option<ClaimMode>,
     pub provisioner_config: Option<Json<serde_json::Value>>,
 }
 
@@ -138,7 +140,7 @@ struct ParameterRow {
     display_name: String,
     description: String,
     #[sqlx(rename = "type")]
-    kind: String,
+    kind: ParameterType,
     default_value: Option<String>,
     mutable: bool,
     validation_min: Option<f64>,
@@ -150,12 +152,6 @@ struct ParameterRow {
 
 impl From<ParameterRow> for Parameter {
     fn from(row: ParameterRow) -> Parameter {
-        let kind = match row.kind.as_str() {
-            "number" => ParameterType::Number,
-            "bool" => ParameterType::Bool,
-            "list(string)" => ParameterType::ListString,
-            _ => ParameterType::String,
-        };
         let has_validation = row.validation_min.is_some()
             || row.validation_max.is_some()
             || row.validation_regex.is_some()
@@ -164,7 +160,7 @@ impl From<ParameterRow> for Parameter {
             name: row.name,
             display_name: row.display_name,
             description: row.description,
-            kind,
+            kind: row.kind,
             default: row.default_value,
             mutable: row.mutable,
             options: row.options.0,
@@ -180,7 +176,7 @@ impl From<ParameterRow> for Parameter {
 
 /// The version's import status, for refusing to use a version that has not
 /// imported.
-async fn import_status(tx: &mut PgConnection, version_id: Uuid) -> Result<(Option<Uuid>, Uuid, String)> {
+async fn import_status(tx: &mut PgConnection, version_id: Uuid) -> Result<(Option<Uuid>, Uuid, JobStatus)> {
     sqlx::query_as(
         "SELECT v.template_id, v.organization_id, j.status FROM template_versions v \
          JOIN provisioner_jobs j ON j.id = v.job_id WHERE v.id = $1 FOR UPDATE OF v",
@@ -191,8 +187,8 @@ async fn import_status(tx: &mut PgConnection, version_id: Uuid) -> Result<(Optio
     .ok_or(StoreError::Invalid { field: "template_version_id", message: "no such template version".into() })
 }
 
-fn require_imported(status: &str) -> Result<()> {
-    if status != "succeeded" {
+fn require_imported(status: JobStatus) -> Result<()> {
+    if status != JobStatus::Succeeded {
         return Err(StoreError::Invalid {
             field: "template_version_id",
             message: format!("the version's import has not succeeded (it is {status})"),
@@ -212,7 +208,7 @@ impl Store {
                 organization_id: new.organization_id,
                 kind: JobType::TemplateVersionImport,
                 initiator_id: new.created_by,
-                priority: priority::HUMAN,
+                priority: JobPriority::User,
                 tags: new.tags.clone(),
                 input: serde_json::json!({ "template_version_id": id }),
                 file_id: Some(new.file_id),
@@ -276,7 +272,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         insert_manifest(&mut tx, version_id, manifest).await?;
-        finish_job(&mut tx, job_id, worker_id, "succeeded", None).await?;
+        finish_job(&mut tx, job_id, worker_id, JobStatus::Succeeded, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -285,7 +281,7 @@ impl Store {
     pub async fn create_template(&self, new: &NewTemplate) -> Result<TemplateRow> {
         let mut tx = self.pool.begin().await?;
         let (adopted_by, organization_id, status) = import_status(&mut tx, new.version_id).await?;
-        require_imported(&status)?;
+        require_imported(status)?;
         if adopted_by.is_some() || organization_id != new.organization_id {
             return Err(StoreError::Invalid {
                 field: "template_version_id",
@@ -385,7 +381,7 @@ impl Store {
         if belongs_to != Some(template_id) {
             return Err(StoreError::Invalid { field: "id", message: "the version belongs to another template".into() });
         }
-        require_imported(&status).map_err(|_| StoreError::Invalid {
+        require_imported(status).map_err(|_| StoreError::Invalid {
             field: "id",
             message: format!("only a successfully imported version can be activated (this one is {status})"),
         })?;
@@ -451,6 +447,15 @@ impl Store {
     }
 }
 
+/// A number from a validated manifest, as the column's integer type. The
+/// import bounds every number to what its column holds; this refuses rather
+/// than wraps should that ever not hold.
+fn column_int<T: TryFrom<u64>>(value: impl Into<u64>) -> Result<T> {
+    let value = value.into();
+    T::try_from(value)
+        .map_err(|_| StoreError::Invalid { field: "manifest", message: format!("{value} is too large to store") })
+}
+
 async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m: &Manifest) -> Result<()> {
     let config = serde_json::to_value(&m.backend)
         .map_err(|e| StoreError::Invalid { field: "manifest", message: e.to_string() })?;
@@ -459,8 +464,8 @@ async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m
          WHERE id = $1",
     )
     .bind(version_id)
-    .bind(m.provisioner.as_str())
-    .bind(m.claim.as_str())
+    .bind(m.provisioner)
+    .bind(m.claim)
     .bind(&config)
     .execute(&mut **tx)
     .await?;
@@ -477,7 +482,7 @@ async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m
         .bind(ordinal as i32)
         .bind(&p.display_name)
         .bind(&p.description)
-        .bind(p.kind.as_str())
+        .bind(p.kind)
         .bind(&p.default)
         .bind(p.mutable)
         .bind(v.and_then(|v| v.min))
@@ -518,8 +523,8 @@ async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m
         .bind(&preset.description)
         .bind(&preset.icon)
         .bind(preset.default)
-        .bind(policy.map(|p| p.instances as i32))
-        .bind(policy.and_then(|p| p.ttl_seconds).map(|t| t as i64))
+        .bind(policy.map(|p| column_int::<i32>(p.instances)).transpose()?)
+        .bind(policy.and_then(|p| p.ttl_seconds).map(column_int::<i64>).transpose()?)
         .bind(scheduling.map(|s| s.timezone.clone()))
         .fetch_one(&mut **tx)
         .await?;
@@ -541,7 +546,7 @@ async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m
             .bind(preset_id)
             .bind(ordinal as i32)
             .bind(&s.cron)
-            .bind(s.instances as i32)
+            .bind(column_int::<i32>(s.instances)?)
             .execute(&mut **tx)
             .await?;
         }

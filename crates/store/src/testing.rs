@@ -71,6 +71,15 @@ impl TestDatabase {
         PgConnectOptions::from_str(self.url.as_str()).expect("a URL we built parses")
     }
 
+    /// A raw connection pool, for tests that set up or inspect rows directly.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .connect_with(self.options())
+            .await
+            .expect("connecting to the test database")
+    }
+
     pub async fn store(&self) -> Store {
         Store::connect(self.options(), 5).await.expect("connecting to the test database")
     }

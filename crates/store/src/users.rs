@@ -6,6 +6,7 @@ use sqlx::query::QueryAs;
 use sqlx::{AssertSqlSafe, Postgres};
 use uuid::Uuid;
 use warmspace_authz::Role;
+use warmspace_states::{LoginType, UserStatus};
 
 use crate::{Result, Store, StoreError};
 
@@ -17,9 +18,9 @@ pub struct UserRow {
     pub username: String,
     pub email: String,
     pub name: String,
-    pub login_type: String,
+    pub login_type: LoginType,
     pub hashed_password: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
     pub is_system: bool,
     #[sqlx(rename = "rbac_roles", try_from = "Vec<String>")]
     pub roles: Roles,
@@ -45,9 +46,9 @@ pub struct NewUser {
     pub username: String,
     pub email: String,
     pub name: String,
-    pub login_type: &'static str,
+    pub login_type: LoginType,
     pub hashed_password: Option<String>,
-    pub status: &'static str,
+    pub status: UserStatus,
     /// Granted roles; `member` is implied and not stored.
     pub roles: Vec<Role>,
 }
@@ -57,8 +58,8 @@ pub struct NewUser {
 pub struct UserFilter {
     /// Matched case-insensitively against username, email and name.
     pub text: Option<String>,
-    pub login_type: Option<String>,
-    pub status: Option<String>,
+    pub login_type: Option<LoginType>,
+    pub status: Option<UserStatus>,
     pub role: Option<Role>,
     pub include_system: bool,
     /// Restricts the listing to one user (a member sees only themselves).
@@ -90,8 +91,8 @@ fn bind_filter<'q, O>(
 ) -> QueryAs<'q, Postgres, O, PgArguments> {
     query
         .bind(filter.text.as_deref().map(like_pattern))
-        .bind(&filter.login_type)
-        .bind(&filter.status)
+        .bind(filter.login_type)
+        .bind(filter.status)
         .bind(filter.role.map(|r| r.as_str()))
         .bind(filter.include_system)
         .bind(filter.only)

@@ -8,7 +8,9 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use crate::jobs::{JobType, NewJob, finish_job, insert_job, priority};
+use warmspace_states::{BuildReason, JobPriority, JobStatus, JobType, Transition, WorkspaceStatus};
+
+use crate::jobs::{NewJob, finish_job, insert_job};
 use crate::{Result, Store, StoreError};
 
 /// The user that owns unclaimed prebuilds.
@@ -39,20 +41,17 @@ pub struct WorkspaceRow {
     pub last_used_at: DateTime<Utc>,
     pub latest_build_id: Uuid,
     pub latest_build_number: i32,
-    pub latest_transition: String,
+    pub latest_transition: Transition,
     pub latest_version_id: Uuid,
     pub latest_job_id: Uuid,
-    pub latest_job_status: String,
-    /// pending, starting, running, stopping, stopped, deleting, deleted, failed, canceling, canceled.
-    pub status: String,
+    pub latest_job_status: JobStatus,
 }
 
-/// The status a workspace shows, from its latest build's transition and job.
-const STATUS: &str = "CASE j.status \
-       WHEN 'pending' THEN 'pending' \
-       WHEN 'running' THEN CASE b.transition WHEN 'start' THEN 'starting' WHEN 'stop' THEN 'stopping' ELSE 'deleting' END \
-       WHEN 'succeeded' THEN CASE b.transition WHEN 'start' THEN 'running' WHEN 'stop' THEN 'stopped' ELSE 'deleted' END \
-       ELSE j.status END";
+impl WorkspaceRow {
+    pub fn status(&self) -> WorkspaceStatus {
+        WorkspaceStatus::of_build(self.latest_transition, self.latest_job_status)
+    }
+}
 
 static WORKSPACE_SELECT: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -60,8 +59,7 @@ static WORKSPACE_SELECT: LazyLock<String> = LazyLock::new(|| {
              t.name AS template_name, t.active_version_id AS template_active_version_id, w.name, w.preset_id, \
              w.created_at, w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, \
              b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
-             b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status, \
-             {STATUS} AS status \
+             b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status \
          FROM workspaces w \
          JOIN users u ON u.id = w.owner_id \
          JOIN templates t ON t.id = w.template_id \
@@ -76,10 +74,10 @@ pub struct BuildRow {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub build_number: i32,
-    pub transition: String,
+    pub transition: Transition,
     pub initiator_id: Uuid,
     pub initiator_name: String,
-    pub reason: String,
+    pub reason: BuildReason,
     pub template_version_id: Uuid,
     pub template_version_name: String,
     pub template_version_preset_id: Option<Uuid>,
@@ -88,10 +86,16 @@ pub struct BuildRow {
     pub max_deadline: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// What the workspace was doing as of this build (see [`WorkspaceRow::status`]).
-    pub status: String,
+    pub job_status: JobStatus,
     pub parameters: Json<BTreeMap<String, String>>,
     pub resources: Json<Vec<ResourceRow>>,
+}
+
+impl BuildRow {
+    /// What the workspace was doing as of this build.
+    pub fn status(&self) -> WorkspaceStatus {
+        WorkspaceStatus::of_build(self.transition, self.job_status)
+    }
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -107,7 +111,7 @@ static BUILD_SELECT: LazyLock<String> = LazyLock::new(|| {
         "SELECT b.id, b.workspace_id, b.build_number, b.transition, b.initiator_id, \
              u.username AS initiator_name, b.reason, b.template_version_id, v.name AS template_version_name, \
              b.template_version_preset_id, b.job_id, b.deadline, b.max_deadline, b.created_at, b.updated_at, \
-             {STATUS} AS status, \
+             j.status AS job_status, \
              coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
                        WHERE p.workspace_build_id = b.id), '{{}}') AS parameters, \
              coalesce((SELECT json_agg(json_build_object('address', r.address, 'type', r.type, \
@@ -122,9 +126,9 @@ static BUILD_SELECT: LazyLock<String> = LazyLock::new(|| {
 /// A build to queue. Its parameter values have been validated already.
 #[derive(Debug, Clone)]
 pub struct NewBuild {
-    pub transition: &'static str,
+    pub transition: Transition,
     pub initiator_id: Uuid,
-    pub reason: &'static str,
+    pub reason: BuildReason,
     pub template_version_id: Uuid,
     pub preset_id: Option<Uuid>,
     pub parameters: BTreeMap<String, String>,
@@ -148,7 +152,7 @@ pub struct NewWorkspace {
 pub struct WorkspaceFilter {
     pub owner_id: Option<Uuid>,
     pub template_name: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<WorkspaceStatus>,
     /// Matched as a substring of the name.
     pub name: Option<String>,
     pub include_deleted: bool,
@@ -159,8 +163,8 @@ pub struct WorkspaceFilter {
 /// What a finished build leaves behind.
 #[derive(Debug, Clone)]
 pub struct BuildCompletion {
-    /// succeeded, failed or canceled.
-    pub status: &'static str,
+    /// Succeeded, failed or canceled.
+    pub status: JobStatus,
     pub error: Option<String>,
     /// The backend's state after the build; `None` when it keeps none.
     pub state: Option<Vec<u8>>,
@@ -172,8 +176,8 @@ pub struct BuildCompletion {
 pub struct BuildPayload {
     pub build_id: Uuid,
     pub build_number: i32,
-    pub transition: String,
-    pub reason: String,
+    pub transition: Transition,
+    pub reason: BuildReason,
     pub workspace_id: Uuid,
     pub workspace_name: String,
     pub owner_id: Uuid,
@@ -202,10 +206,10 @@ pub(crate) async fn insert_build(
         .fetch_one(&mut *tx)
         .await?;
     // Pool upkeep waits behind anything a person is waiting for; a claim is a person waiting.
-    let job_priority = if build.initiator_id == PREBUILDS_USER_ID && build.reason != "claim" {
-        priority::PREBUILD
+    let job_priority = if build.initiator_id == PREBUILDS_USER_ID && build.reason != BuildReason::Claim {
+        JobPriority::Prebuild
     } else {
-        priority::HUMAN
+        JobPriority::User
     };
     let id = Uuid::new_v4();
     let job_id = insert_job(
@@ -305,7 +309,7 @@ impl Store {
         if deleted || owner.is_some_and(|owner| owner != current_owner) {
             return Err(StoreError::NotFound);
         }
-        let busy: Option<(i32, String, String)> = sqlx::query_as(
+        let busy: Option<(i32, Transition, JobStatus)> = sqlx::query_as(
             "SELECT b.build_number, b.transition, j.status FROM workspace_builds b \
              JOIN provisioner_jobs j ON j.id = b.job_id \
              WHERE b.workspace_id = $1 AND j.status IN ('pending', 'running', 'canceling') \
@@ -341,18 +345,23 @@ impl Store {
 
     /// A page of workspaces, oldest first, and how many match in all.
     pub async fn list_workspaces(&self, filter: &WorkspaceFilter) -> Result<(Vec<WorkspaceRow>, i64)> {
+        // A status is matched as the latest builds that show it, so the rule
+        // stays in one place (`WorkspaceStatus::of_build`).
         let condition = "($1::uuid IS NULL OR w.owner_id = $1) AND ($2::text IS NULL OR t.name = $2) \
-             AND ($3::text IS NULL OR ({STATUS}) = $3) AND ($4::text IS NULL OR strpos(w.name, $4) > 0) \
-             AND ($5 OR NOT w.deleted)"
-            .replace("{STATUS}", STATUS);
-        let list = format!("{} WHERE {condition} ORDER BY w.created_at, w.id LIMIT $6 OFFSET $7", *WORKSPACE_SELECT);
+             AND ($3::text IS NULL OR strpos(w.name, $3) > 0) AND ($4 OR NOT w.deleted) \
+             AND (NOT $5 OR (b.transition, j.status) IN (SELECT * FROM unnest($6::text[], $7::text[])))";
+        let (transitions, statuses): (Vec<Transition>, Vec<JobStatus>) =
+            filter.status.map(WorkspaceStatus::latest_builds).unwrap_or_default().into_iter().unzip();
+        let list = format!("{} WHERE {condition} ORDER BY w.created_at, w.id LIMIT $8 OFFSET $9", *WORKSPACE_SELECT);
         let count = format!("SELECT count(*) FROM ({} WHERE {condition}) matching", *WORKSPACE_SELECT);
         let rows = sqlx::query_as(AssertSqlSafe(list))
             .bind(filter.owner_id)
             .bind(&filter.template_name)
-            .bind(&filter.status)
             .bind(&filter.name)
             .bind(filter.include_deleted)
+            .bind(filter.status.is_some())
+            .bind(&transitions)
+            .bind(&statuses)
             .bind(filter.limit)
             .bind(filter.offset)
             .fetch_all(&self.pool)
@@ -360,9 +369,11 @@ impl Store {
         let (total,): (i64,) = sqlx::query_as(AssertSqlSafe(count))
             .bind(filter.owner_id)
             .bind(&filter.template_name)
-            .bind(&filter.status)
             .bind(&filter.name)
             .bind(filter.include_deleted)
+            .bind(filter.status.is_some())
+            .bind(&transitions)
+            .bind(&statuses)
             .fetch_one(&self.pool)
             .await?;
         Ok((rows, total))
@@ -449,7 +460,7 @@ impl Store {
         let status = finish_job(&mut tx, job_id, worker_id, done.status, done.error.as_deref()).await?;
         // An empty state means "reported, and there is none", unlike NULL
         // ("never reported"), which makes the next build look further back.
-        let (build_id, workspace_id, transition): (Uuid, Uuid, String) = sqlx::query_as(
+        let (build_id, workspace_id, transition): (Uuid, Uuid, Transition) = sqlx::query_as(
             "UPDATE workspace_builds SET provisioner_state = $2, updated_at = now() WHERE job_id = $1 \
              RETURNING id, workspace_id, transition",
         )
@@ -469,7 +480,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        if transition == "delete" && status == "succeeded" {
+        if transition == Transition::Delete && status == JobStatus::Succeeded {
             sqlx::query("UPDATE workspaces SET deleted = true, updated_at = now() WHERE id = $1")
                 .bind(workspace_id)
                 .execute(&mut *tx)

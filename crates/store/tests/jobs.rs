@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use chrono::Utc;
 use futures::future::join_all;
 use uuid::Uuid;
+use warmspace_states::{BuildReason, JobPriority, JobStatus, LogLevel, LogSource, LoginType, Transition, UserStatus};
 use warmspace_store::jobs::{LOG_TRUNCATED_LINE, MAX_JOB_LOG_BYTES, NewLog, QueuePolicy, Worker};
 use warmspace_store::testing::TestDatabase;
 use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
@@ -16,9 +17,9 @@ async fn user(store: &Store) -> Uuid {
             username: "admin".into(),
             email: "admin@example.com".into(),
             name: String::new(),
-            login_type: "none",
+            login_type: LoginType::None,
             hashed_password: None,
-            status: "active",
+            status: UserStatus::Active,
             roles: vec![],
         })
         .await
@@ -94,9 +95,9 @@ async fn queue_start(store: &Store, template: (Uuid, Uuid), owner: Uuid, initiat
             ttl_ms: None,
             autostart_schedule: None,
             build: NewBuild {
-                transition: "start",
+                transition: Transition::Start,
                 initiator_id: initiator,
-                reason: if initiator == PREBUILDS_USER_ID { "prebuild" } else { "initiator" },
+                reason: if initiator == PREBUILDS_USER_ID { BuildReason::Prebuild } else { BuildReason::Initiator },
                 template_version_id: template.1,
                 preset_id: None,
                 parameters: Default::default(),
@@ -122,7 +123,7 @@ async fn racing_daemons_acquire_each_job_exactly_once() {
             let worker = worker(n);
             let mut taken = Vec::new();
             while let Some(job) = store.acquire_job(&worker, &POLICY).await.unwrap() {
-                assert_eq!(job.status, "running");
+                assert_eq!(job.status, JobStatus::Running);
                 assert_eq!(job.worker_name.as_deref(), Some(worker.name.as_str()));
                 taken.push(job.id);
                 store.fail_job(job.id, worker.id, "done").await.unwrap();
@@ -161,8 +162,8 @@ async fn a_job_log_is_capped_at_one_mebibyte_with_a_final_line() {
     // 3 MiB of 1000-byte lines, in batches, as a daemon would send them.
     let line = |i: usize| NewLog {
         created_at: Utc::now(),
-        source: "provisioner".into(),
-        level: "info".into(),
+        source: LogSource::Provisioner,
+        level: LogLevel::Info,
         stage: "apply".into(),
         output: format!("{i:>999}"),
     };
@@ -198,7 +199,7 @@ async fn a_person_s_build_queued_after_prebuild_work_runs_first() {
     let daemon = worker(1);
     let first = store.acquire_job(&daemon, &POLICY).await.unwrap().unwrap();
     assert_eq!(first.id, user_job, "the person's build jumps the prebuild queue");
-    assert_eq!(first.priority, 0);
+    assert_eq!(first.priority, JobPriority::User);
     let second = store.acquire_job(&daemon, &POLICY).await.unwrap().unwrap();
     assert_eq!(second.id, prebuild_jobs[0], "then prebuild work, oldest first");
 }
@@ -239,14 +240,14 @@ async fn expired_leases_fail_their_jobs_and_say_why() {
 
     assert_eq!(store.reap_expired_jobs().await.unwrap(), vec![held.id]);
     let failed = store.job(held.id).await.unwrap();
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, JobStatus::Failed);
     assert!(failed.error.unwrap().contains("daemon-1 stopped renewing its lease"));
     let log = store.job_logs(held.id, 0).await.unwrap();
     assert!(log.last().unwrap().output.contains("stopped heartbeating"));
     // The daemon that lost it learns so; the other job is untouched.
     assert_eq!(store.heartbeat_job(held.id, daemon.id, &POLICY).await.unwrap(), None);
     assert!(store.fail_job(held.id, daemon.id, "late").await.is_err());
-    assert_eq!(store.job(renewed.id).await.unwrap().status, "running");
+    assert_eq!(store.job(renewed.id).await.unwrap().status, JobStatus::Running);
     assert_eq!(jobs.len(), 2);
 }
 
@@ -257,11 +258,11 @@ async fn a_canceled_running_job_is_told_on_its_heartbeat() {
     queue_imports(&store, 1).await;
     let daemon = worker(1);
     let job = store.acquire_job(&daemon, &POLICY).await.unwrap().unwrap();
-    assert_eq!(store.heartbeat_job(job.id, daemon.id, &POLICY).await.unwrap().as_deref(), Some("running"));
-    assert_eq!(store.cancel_job(job.id).await.unwrap().as_deref(), Some("canceling"));
-    assert_eq!(store.heartbeat_job(job.id, daemon.id, &POLICY).await.unwrap().as_deref(), Some("canceling"));
+    assert_eq!(store.heartbeat_job(job.id, daemon.id, &POLICY).await.unwrap(), Some(JobStatus::Running));
+    assert_eq!(store.cancel_job(job.id).await.unwrap(), Some(JobStatus::Canceling));
+    assert_eq!(store.heartbeat_job(job.id, daemon.id, &POLICY).await.unwrap(), Some(JobStatus::Canceling));
     store.fail_job(job.id, daemon.id, "stopped").await.unwrap();
-    assert_eq!(store.job(job.id).await.unwrap().status, "canceled", "a canceling job ends canceled");
+    assert_eq!(store.job(job.id).await.unwrap().status, JobStatus::Canceled, "a canceling job ends canceled");
     assert_eq!(store.cancel_job(job.id).await.unwrap(), None, "finished jobs cannot be canceled");
 }
 
@@ -289,4 +290,34 @@ async fn the_schema_keeps_deadlines_within_their_maximum() {
     assert!(past_max.to_string().contains("workspace_builds_deadline_within_max"), "{past_max}");
     let zero = set("'1970-01-01 00:00:00+00'", "NULL").await.unwrap_err();
     assert!(zero.to_string().contains("workspace_builds_deadline_set"), "{zero}");
+}
+
+#[tokio::test]
+async fn an_unknown_state_in_a_row_is_a_decode_error_never_a_default() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    let human = store.user_by_username("admin").await.unwrap().id;
+    let job = queue_start(&store, template, human, human, "mine").await;
+    let workspace = store.workspace_by_name(human, "mine").await.unwrap().id;
+    // As if a newer release (or a hand edit) wrote values this binary does not know.
+    let raw = db.pool().await;
+    for sql in [
+        "ALTER TABLE provisioner_jobs DROP CONSTRAINT provisioner_jobs_status_check",
+        "ALTER TABLE workspace_builds DROP CONSTRAINT workspace_builds_transition_check",
+    ] {
+        sqlx::query(sql).execute(&raw).await.unwrap();
+    }
+    sqlx::query("UPDATE provisioner_jobs SET status = 'exploded' WHERE id = $1").bind(job).execute(&raw).await.unwrap();
+    let err = store.job(job).await.expect_err("an unknown job status does not decode");
+    assert!(err.to_string().contains("\"exploded\" is not a job status"), "{err}");
+    sqlx::query("UPDATE provisioner_jobs SET status = 'pending' WHERE id = $1").bind(job).execute(&raw).await.unwrap();
+    sqlx::query("UPDATE workspace_builds SET transition = 'restart' WHERE workspace_id = $1")
+        .bind(workspace)
+        .execute(&raw)
+        .await
+        .unwrap();
+    // Not silently a delete (nor anything else).
+    let err = store.workspace(workspace).await.expect_err("an unknown transition does not decode");
+    assert!(err.to_string().contains("\"restart\" is not a build transition"), "{err}");
 }

@@ -8,6 +8,7 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use tokio::time::timeout;
 use warmspace_authz::Role;
+use warmspace_states::{LoginType, UserStatus};
 use warmspace_store::embedded::{Cluster, ClusterOptions};
 use warmspace_store::pubsub::{Event, PubSub};
 use warmspace_store::testing::TestDatabase;
@@ -20,9 +21,9 @@ fn new_user(username: &str, email: &str) -> NewUser {
         username: username.into(),
         email: email.into(),
         name: String::new(),
-        login_type: "password",
+        login_type: LoginType::Password,
         hashed_password: Some("$argon2id$not-checked-here".into()),
-        status: "active",
+        status: UserStatus::Active,
         roles: vec![],
     }
 }
@@ -52,7 +53,7 @@ async fn prebuilds_user_is_seeded_hidden_and_cannot_log_in() {
     let user = store.user_by_id(PREBUILDS_USER).await.unwrap();
     assert_eq!(user.username, "prebuilds");
     assert!(user.is_system);
-    assert_eq!(user.login_type, "none");
+    assert_eq!(user.login_type, LoginType::None);
     assert!(user.hashed_password.is_none());
     assert!(user.roles.0.is_empty());
     assert!(!store.human_user_exists().await.unwrap());
@@ -110,9 +111,9 @@ async fn listing_filters_combine() {
     owner.roles = vec![Role::Owner];
     store.create_user(owner).await.unwrap();
     let mut robot = new_user("robot", "robot@example.com");
-    robot.login_type = "none";
+    robot.login_type = LoginType::None;
     robot.hashed_password = None;
-    robot.status = "suspended";
+    robot.status = UserStatus::Suspended;
     store.create_user(robot).await.unwrap();
     store.create_user(new_user("under_score-free", "x_y@example.com")).await.unwrap_err();
     store.create_user(new_user("carol", "carol_1@example.com")).await.unwrap();
@@ -128,8 +129,8 @@ async fn listing_filters_combine() {
     };
     assert_eq!(names(UserFilter { role: Some(Role::Owner), ..Default::default() }).await, ["owner"]);
     assert_eq!(names(UserFilter { role: Some(Role::Member), ..Default::default() }).await, ["owner", "robot", "carol"]);
-    assert_eq!(names(UserFilter { login_type: Some("none".into()), ..Default::default() }).await, ["robot"]);
-    assert_eq!(names(UserFilter { status: Some("active".into()), ..Default::default() }).await, ["owner", "carol"]);
+    assert_eq!(names(UserFilter { login_type: Some(LoginType::None), ..Default::default() }).await, ["robot"]);
+    assert_eq!(names(UserFilter { status: Some(UserStatus::Active), ..Default::default() }).await, ["owner", "carol"]);
     // `_` is a literal in search text, not a LIKE wildcard.
     assert_eq!(names(UserFilter { text: Some("l_1".into()), ..Default::default() }).await, ["carol"]);
     assert!(names(UserFilter { text: Some("o_n".into()), ..Default::default() }).await.is_empty());

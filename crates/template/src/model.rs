@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use warmspace_states::{ClaimMode, ParameterType, Provisioner, Transition};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -18,67 +19,6 @@ pub struct Manifest {
     pub agents: Vec<Agent>,
     /// The block of the backend named by `provisioner`.
     pub backend: BackendConfig,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provisioner {
-    Echo,
-    Exec,
-    Terraform,
-}
-
-impl Provisioner {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provisioner::Echo => "echo",
-            Provisioner::Exec => "exec",
-            Provisioner::Terraform => "terraform",
-        }
-    }
-}
-
-/// How a claim personalises a prebuild.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimMode {
-    /// A `start` build as the new owner (the default).
-    #[default]
-    Rebuild,
-    /// Ownership moves in one transaction; the agent re-runs its startup script.
-    Reinit,
-}
-
-impl ClaimMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClaimMode::Rebuild => "rebuild",
-            ClaimMode::Reinit => "reinit",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ParameterType {
-    #[serde(rename = "string")]
-    String,
-    #[serde(rename = "number")]
-    Number,
-    #[serde(rename = "bool")]
-    Bool,
-    #[serde(rename = "list(string)")]
-    ListString,
-}
-
-impl ParameterType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParameterType::String => "string",
-            ParameterType::Number => "number",
-            ParameterType::Bool => "bool",
-            ParameterType::ListString => "list(string)",
-        }
-    }
 }
 
 /// Values of every type travel as strings (as in build requests and presets):
@@ -159,26 +99,6 @@ pub struct Agent {
     pub name: String,
     pub startup_script: String,
     pub env: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transition {
-    Start,
-    Stop,
-    Delete,
-}
-
-impl Transition {
-    pub const ALL: [Transition; 3] = [Transition::Start, Transition::Stop, Transition::Delete];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Start => "start",
-            Transition::Stop => "stop",
-            Transition::Delete => "delete",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -125,9 +125,9 @@ async fn prebuild(store: &Store, template: &warmspace_sdk::Template, name: &str)
             ttl_ms: None,
             autostart_schedule: None,
             build: NewBuild {
-                transition: "start",
+                transition: warmspace_sdk::Transition::Start,
                 initiator_id: PREBUILDS_USER_ID,
-                reason: "prebuild",
+                reason: warmspace_sdk::BuildReason::Prebuild,
                 template_version_id: template.active_version_id,
                 preset_id: None,
                 parameters: [("greeting".to_owned(), "hello".to_owned())].into(),
@@ -159,9 +159,9 @@ async fn claim(store: &Store, workspace: Uuid, owner: Uuid, name: &str) {
         .create_build(
             workspace,
             &NewBuild {
-                transition: "start",
+                transition: warmspace_sdk::Transition::Start,
                 initiator_id: owner,
-                reason: "claim",
+                reason: warmspace_sdk::BuildReason::Claim,
                 template_version_id: version,
                 preset_id: None,
                 parameters: [("greeting".to_owned(), "hello".to_owned())].into(),

@@ -32,7 +32,7 @@ async fn transition_all(client: &Client, workspaces: &[Workspace], transition: &
     stream::iter(workspaces)
         .for_each_concurrent(25, |w| async move {
             let req = CreateWorkspaceBuildRequest {
-                transition: transition.into(),
+                transition: transition.parse().expect("a transition"),
                 template_version_id: None,
                 rich_parameter_values: vec![],
             };

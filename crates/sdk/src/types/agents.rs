@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+pub use warmspace_states::AgentLifecycle;
 
 use super::LogLevel;
 
@@ -23,42 +24,6 @@ pub struct AgentManifest {
     pub env: BTreeMap<String, String>,
     pub startup_script: String,
     pub server_url: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentLifecycle {
-    Created,
-    Starting,
-    Ready,
-    StartError,
-    ShuttingDown,
-    Off,
-}
-
-impl AgentLifecycle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentLifecycle::Created => "created",
-            AgentLifecycle::Starting => "starting",
-            AgentLifecycle::Ready => "ready",
-            AgentLifecycle::StartError => "start_error",
-            AgentLifecycle::ShuttingDown => "shutting_down",
-            AgentLifecycle::Off => "off",
-        }
-    }
-}
-
-impl std::str::FromStr for AgentLifecycle {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        use AgentLifecycle::*;
-        [Created, Starting, Ready, StartError, ShuttingDown, Off]
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown lifecycle state {s:?}"))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -128,6 +93,6 @@ pub struct WorkspaceAgent {
 pub struct WorkspaceAgentLog {
     pub id: i64,
     pub created_at: DateTime<Utc>,
-    pub level: String,
+    pub level: LogLevel,
     pub output: String,
 }

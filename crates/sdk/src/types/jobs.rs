@@ -4,59 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Canceling,
-    Canceled,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Pending => "pending",
-            JobStatus::Running => "running",
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::Canceling => "canceling",
-            JobStatus::Canceled => "canceled",
-        }
-    }
-
-    pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled)
-    }
-}
-
-impl std::str::FromStr for JobStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        [
-            JobStatus::Pending,
-            JobStatus::Running,
-            JobStatus::Succeeded,
-            JobStatus::Failed,
-            JobStatus::Canceling,
-            JobStatus::Canceled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-        .ok_or_else(|| format!("unknown job status {s:?}"))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobType {
-    TemplateVersionImport,
-    WorkspaceBuild,
-}
+pub use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProvisionerJob {
@@ -83,20 +31,13 @@ pub struct ProvisionerJob {
     pub logs_overflowed: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobPriority {
-    User,
-    Prebuild,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProvisionerJobLog {
     pub id: i64,
     pub created_at: DateTime<Utc>,
     /// `provisioner_daemon` (the daemon's own lines) or `provisioner` (the backend's output).
-    pub source: String,
-    pub level: String,
+    pub source: LogSource,
+    pub level: LogLevel,
     pub stage: String,
     pub output: String,
 }
@@ -134,44 +75,4 @@ pub struct JobLogLine {
     #[serde(default)]
     pub stage: String,
     pub output: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogSource {
-    /// The daemon itself.
-    ProvisionerDaemon,
-    /// The backend's output (a script's lines, Terraform's).
-    Provisioner,
-}
-
-impl LogSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogSource::ProvisionerDaemon => "provisioner_daemon",
-            LogSource::Provisioner => "provisioner",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
 }

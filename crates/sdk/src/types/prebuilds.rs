@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+pub use warmspace_states::{MissReason, PresetStatus};
 
 /// Every prebuild-configured preset's pool, as of now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -29,8 +30,7 @@ pub struct PresetPoolStatus {
     pub stopping: u32,
     pub deleting: u32,
     pub failed: u32,
-    /// `normal`, `backoff`, `hard_limited` or `validation_failed`.
-    pub status: String,
+    pub status: PresetStatus,
     pub backoff_until: Option<DateTime<Utc>>,
     pub validation_error: Option<String>,
     pub last_invalidated_at: Option<DateTime<Utc>>,
@@ -65,8 +65,7 @@ pub struct ClaimStats {
     pub preset_name: Option<String>,
     pub hits: i64,
     pub misses: i64,
-    /// no_preset, no_eligible, paused, hard_limited, backoff, parameter_mismatch.
-    pub misses_by_reason: std::collections::BTreeMap<String, i64>,
+    pub misses_by_reason: std::collections::BTreeMap<MissReason, i64>,
     /// Hand-over latency of the hits, from the request's arrival to the claim's commit.
     pub hit_p50_ms: Option<f64>,
     pub hit_p99_ms: Option<f64>,

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ProvisionerJob;
+pub use warmspace_states::{ClaimMode, ParameterType, Provisioner};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TemplateVersion {
@@ -19,10 +20,10 @@ pub struct TemplateVersion {
     pub created_at: DateTime<Utc>,
     /// The import job; the version is usable once it has succeeded.
     pub job: ProvisionerJob,
-    /// From the manifest, once imported: `echo`, `exec` or `terraform`.
-    pub provisioner: Option<String>,
-    /// From the manifest, once imported: `rebuild` or `reinit`.
-    pub claim_mode: Option<String>,
+    /// From the manifest, once imported.
+    pub provisioner: Option<Provisioner>,
+    /// From the manifest, once imported.
+    pub claim_mode: Option<ClaimMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -153,9 +154,8 @@ pub struct TemplateVersionParameter {
     pub name: String,
     pub display_name: String,
     pub description: String,
-    /// `string`, `number`, `bool` or `list(string)`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ParameterType,
     /// Absent for required parameters.
     pub default_value: Option<String>,
     pub required: bool,

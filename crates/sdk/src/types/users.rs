@@ -3,42 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use warmspace_authz::Role;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LoginType {
-    /// Logs in with email and password.
-    #[default]
-    Password,
-    /// Cannot log in; uses API tokens only.
-    None,
-}
-
-impl LoginType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoginType::Password => "password",
-            LoginType::None => "none",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum UserStatus {
-    #[default]
-    Active,
-    Suspended,
-}
-
-impl UserStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserStatus::Active => "active",
-            UserStatus::Suspended => "suspended",
-        }
-    }
-}
+pub use warmspace_states::{LoginType, UserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {

@@ -4,75 +4,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::ProvisionerJob;
-
-/// What a workspace is doing, from its latest build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkspaceStatus {
-    Pending,
-    Starting,
-    Running,
-    Stopping,
-    Stopped,
-    Deleting,
-    Deleted,
-    Failed,
-    Canceling,
-    Canceled,
-}
-
-impl WorkspaceStatus {
-    pub const ALL: [WorkspaceStatus; 10] = [
-        WorkspaceStatus::Pending,
-        WorkspaceStatus::Starting,
-        WorkspaceStatus::Running,
-        WorkspaceStatus::Stopping,
-        WorkspaceStatus::Stopped,
-        WorkspaceStatus::Deleting,
-        WorkspaceStatus::Deleted,
-        WorkspaceStatus::Failed,
-        WorkspaceStatus::Canceling,
-        WorkspaceStatus::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkspaceStatus::Pending => "pending",
-            WorkspaceStatus::Starting => "starting",
-            WorkspaceStatus::Running => "running",
-            WorkspaceStatus::Stopping => "stopping",
-            WorkspaceStatus::Stopped => "stopped",
-            WorkspaceStatus::Deleting => "deleting",
-            WorkspaceStatus::Deleted => "deleted",
-            WorkspaceStatus::Failed => "failed",
-            WorkspaceStatus::Canceling => "canceling",
-            WorkspaceStatus::Canceled => "canceled",
-        }
-    }
-
-    /// A build is under way.
-    pub fn is_transitioning(self) -> bool {
-        matches!(
-            self,
-            WorkspaceStatus::Pending
-                | WorkspaceStatus::Starting
-                | WorkspaceStatus::Stopping
-                | WorkspaceStatus::Deleting
-                | WorkspaceStatus::Canceling
-        )
-    }
-}
-
-impl std::str::FromStr for WorkspaceStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        WorkspaceStatus::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            let all: Vec<&str> = WorkspaceStatus::ALL.iter().map(|s| s.as_str()).collect();
-            format!("{s:?} is not a workspace status ({})", all.join(", "))
-        })
-    }
-}
+pub use warmspace_states::{BuildReason, Transition, WorkspaceStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Workspace {
@@ -103,12 +35,10 @@ pub struct WorkspaceBuild {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub build_number: i32,
-    /// `start`, `stop` or `delete`.
-    pub transition: String,
+    pub transition: Transition,
     pub initiator_id: Uuid,
     pub initiator_name: String,
-    /// initiator, autostart, autostop, dormancy, failed_stop, prebuild or claim.
-    pub reason: String,
+    pub reason: BuildReason,
     pub template_version_id: Uuid,
     pub template_version_name: String,
     pub template_version_preset_id: Option<Uuid>,
@@ -162,8 +92,7 @@ pub struct CreateWorkspaceRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspaceBuildRequest {
-    /// `start`, `stop` or `delete`.
-    pub transition: String,
+    pub transition: Transition,
     /// Default: the version of the workspace's latest build.
     #[serde(default)]
     pub template_version_id: Option<Uuid>,

@@ -18,8 +18,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource};
 use warmspace_sdk::{
-    AGENT_TOKEN_HEADER, AgentConnection, AgentHeartbeatRequest, AgentHeartbeatResponse, AgentLifecycle,
-    AgentLifecycleRequest, AgentLogLine, AgentManifest, Response as Body, WorkspaceAgent, WorkspaceAgentLog,
+    AGENT_TOKEN_HEADER, AgentConnection, AgentHeartbeatRequest, AgentHeartbeatResponse, AgentLifecycleRequest,
+    AgentLogLine, AgentManifest, LogSource, Response as Body, WorkspaceAgent, WorkspaceAgentLog,
 };
 use warmspace_store::agents::AgentRow;
 use warmspace_store::jobs::{NewLog, job_events_channel};
@@ -125,7 +125,7 @@ async fn lifecycle(
     Json(req): Json<AgentLifecycleRequest>,
 ) -> Result<axum::Json<Body>, ApiError> {
     auth.check(&agent)?;
-    state.store.set_agent_lifecycle(auth.agent_id, req.state.as_str()).await?;
+    state.store.set_agent_lifecycle(auth.agent_id, req.state).await?;
     Ok(ok())
 }
 
@@ -172,8 +172,8 @@ async fn append_logs(
         .into_iter()
         .map(|l| NewLog {
             created_at: l.created_at,
-            source: "agent".into(),
-            level: l.level.as_str().into(),
+            source: LogSource::Provisioner,
+            level: l.level,
             stage: String::new(),
             output: l.output,
         })
@@ -298,7 +298,7 @@ pub fn agent_view(a: AgentRow, now: DateTime<Utc>) -> WorkspaceAgent {
     WorkspaceAgent {
         id: a.id,
         name: a.name,
-        lifecycle_state: a.lifecycle_state.parse().unwrap_or(AgentLifecycle::Created),
+        lifecycle_state: a.lifecycle_state,
         connection,
         serving_owner_id: a.serving_owner_id,
         first_connected_at: a.first_connected_at,
@@ -313,6 +313,7 @@ pub fn agent_view(a: AgentRow, now: DateTime<Utc>) -> WorkspaceAgent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warmspace_sdk::AgentLifecycle;
 
     fn agent(last: Option<i64>, gone: bool, issued_ago: i64) -> AgentRow {
         let now = Utc::now();
@@ -320,7 +321,7 @@ mod tests {
             id: Uuid::nil(),
             workspace_id: Uuid::nil(),
             name: "main".into(),
-            lifecycle_state: "ready".into(),
+            lifecycle_state: AgentLifecycle::Ready,
             serving_owner_id: None,
             first_connected_at: last.map(|s| now - chrono::Duration::seconds(s)),
             last_connected_at: last.map(|s| now - chrono::Duration::seconds(s)),

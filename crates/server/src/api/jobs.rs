@@ -11,10 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource};
-use warmspace_sdk::{
-    JobPriority, JobStatus, JobType, JobsQuery, LogsQuery, ProvisionerJob, ProvisionerJobLog, Response as Body,
-};
-use warmspace_store::jobs::{JobFilter, JobRow, LogRow, job_events_channel, priority};
+use warmspace_sdk::{JobStatus, JobsQuery, LogsQuery, ProvisionerJob, ProvisionerJobLog, Response as Body};
+use warmspace_store::jobs::{JobFilter, JobRow, LogRow, job_events_channel};
 
 use super::ApiError;
 use super::extract::Query;
@@ -46,9 +44,9 @@ async fn list_jobs(
         None | Some("") => Vec::new(),
         Some(list) => list
             .split(',')
-            .map(|s| s.trim().parse::<JobStatus>().map(|s| s.as_str().to_owned()))
+            .map(|s| s.trim().parse::<JobStatus>())
             .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::field("status", e))?,
+            .map_err(|e| ApiError::field("status", e.to_string()))?,
     };
     let (limit, _) = super::page(query.limit, None)?;
     let filter = JobFilter { organization_id: Some(organization.id), statuses, limit };
@@ -60,13 +58,10 @@ pub fn job_view(row: JobRow) -> ProvisionerJob {
     ProvisionerJob {
         id: row.id,
         organization_id: row.organization_id,
-        kind: match row.kind.as_str() {
-            "template_version_import" => JobType::TemplateVersionImport,
-            _ => JobType::WorkspaceBuild,
-        },
-        status: row.status.parse().unwrap_or(JobStatus::Failed),
+        kind: row.kind,
+        status: row.status,
         initiator_id: row.initiator_id,
-        priority: if row.priority == priority::PREBUILD { JobPriority::Prebuild } else { JobPriority::User },
+        priority: row.priority,
         tags: row.tags.0,
         worker_id: row.worker_id,
         worker_name: row.worker_name,

@@ -70,11 +70,9 @@ async fn status(State(state): State<AppState>, actor: Actor) -> Result<axum::Jso
         .map(|(row, preset)| {
             let decision = reconcile::decide(preset, snapshot.now, &snapshot.settings);
             let c = decision.counts;
-            let (status, backoff_until) = match decision.status {
-                Status::Normal => ("normal", None),
-                Status::Backoff { until } => ("backoff", Some(until)),
-                Status::HardLimited => ("hard_limited", None),
-                Status::ValidationFailed => ("validation_failed", None),
+            let backoff_until = match decision.status {
+                Status::Backoff { until } => Some(until),
+                _ => None,
             };
             PresetPoolStatus {
                 organization_name: row.organization_name,
@@ -92,7 +90,7 @@ async fn status(State(state): State<AppState>, actor: Actor) -> Result<axum::Jso
                 stopping: c.stopping,
                 deleting: c.deleting,
                 failed: c.failed,
-                status: status.into(),
+                status: decision.status.kind(),
                 backoff_until,
                 validation_error: row.validation_error,
                 last_invalidated_at: row.last_invalidated_at,

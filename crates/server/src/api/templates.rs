@@ -13,6 +13,7 @@ use warmspace_sdk::{
     TemplateVersionParameter, TemplateVersionParameterOption, UpdateActiveVersionRequest, UpdateTemplateRequest,
     UpdateTemplateSettings, ValidationError,
 };
+use warmspace_states::JobStatus;
 use warmspace_store::{NewTemplate, NewTemplateVersion, PresetRow, TemplateRow, TemplateUpdate, TemplateVersionRow};
 use warmspace_template::Parameter;
 
@@ -124,8 +125,8 @@ async fn cancel_version(
 ) -> Result<axum::Json<Body>, ApiError> {
     actor.authorize(Action::Update, Object::any(Resource::Template))?;
     let version = readable_version(&state, &actor, id).await?;
-    match state.store.cancel_job(version.job_id).await?.as_deref() {
-        Some("canceled") => crate::provisioning::announce(&state.pubsub, version.job_id, EVENT_DONE).await,
+    match state.store.cancel_job(version.job_id).await? {
+        Some(JobStatus::Canceled) => crate::provisioning::announce(&state.pubsub, version.job_id, EVENT_DONE).await,
         Some(_) => {}
         None => return Err(ApiError::new(StatusCode::CONFLICT, "The import has already finished.")),
     }
@@ -470,7 +471,7 @@ fn parameter_view(p: Parameter) -> TemplateVersionParameter {
         name: p.name,
         display_name: p.display_name,
         description: p.description,
-        kind: p.kind.as_str().to_owned(),
+        kind: p.kind,
         default_value: p.default,
         required,
         mutable: p.mutable,

@@ -54,9 +54,9 @@ async fn create_first_user(
         username: req.username,
         email: req.email,
         name: req.name,
-        login_type: LoginType::Password.as_str(),
+        login_type: LoginType::Password,
         hashed_password: Some(hash(req.password).await?),
-        status: UserStatus::Active.as_str(),
+        status: UserStatus::Active,
         roles: vec![Role::Owner],
     };
     let Some(user) = state.store.create_first_user(user).await? else {
@@ -95,7 +95,7 @@ async fn login(
         return Err(ApiError::unauthorized("Incorrect email or password."));
     }
     let user = user.expect("a verified password belongs to a user");
-    if user.status != UserStatus::Active.as_str() {
+    if user.status != UserStatus::Active {
         return Err(ApiError::unauthorized("Your account is suspended.").detail("Ask an owner to reactivate it."));
     }
     let token = Token::generate();
@@ -171,9 +171,9 @@ async fn create_user(
             username: req.username,
             email: req.email,
             name: req.name,
-            login_type: req.login_type.as_str(),
+            login_type: req.login_type,
             hashed_password,
-            status: req.status.as_str(),
+            status: req.status,
             roles: req.roles,
         })
         .await?;
@@ -219,8 +219,8 @@ fn user_view(row: UserRow) -> User {
         username: row.username,
         email: row.email,
         name: row.name,
-        login_type: if row.login_type == "password" { LoginType::Password } else { LoginType::None },
-        status: if row.status == "active" { UserStatus::Active } else { UserStatus::Suspended },
+        login_type: row.login_type,
+        status: row.status,
         is_system: row.is_system,
         roles,
         organization_ids: row.organization_ids,
@@ -284,25 +284,25 @@ fn parse_search(q: &str) -> Result<UserFilter, ApiError> {
             continue;
         };
         let bad = |detail: String| ApiError::field("q", detail);
-        let slot = match key {
-            "login_type" if ["password", "none"].contains(&value) => &mut filter.login_type,
-            "status" if ["active", "suspended"].contains(&value) => &mut filter.status,
+        let given_twice = match key {
+            "login_type" => {
+                let login_type =
+                    value.parse().map_err(|_| bad(format!("login_type:{value}: expected password or none")))?;
+                filter.login_type.replace(login_type).is_some()
+            }
+            "status" => {
+                let status = value.parse().map_err(|_| bad(format!("status:{value}: expected active or suspended")))?;
+                filter.status.replace(status).is_some()
+            }
             "role" => {
                 let role = value.parse::<Role>().map_err(|e| bad(e.to_string()))?;
-                if filter.role.replace(role).is_some() {
-                    return Err(bad("role: is given twice".into()));
-                }
-                continue;
+                filter.role.replace(role).is_some()
             }
-            "login_type" => {
-                return Err(bad(format!("login_type:{value}: expected password or none")));
-            }
-            "status" => return Err(bad(format!("status:{value}: expected active or suspended"))),
             _ => {
                 return Err(bad(format!("unknown filter {key:?}: expected login_type, status or role")));
             }
         };
-        if slot.replace(value.to_owned()).is_some() {
+        if given_twice {
             return Err(bad(format!("{key}: is given twice")));
         }
     }
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn search_terms() {
         let f = parse_search("status:active  role:template-admin ali").unwrap();
-        assert_eq!(f.status.as_deref(), Some("active"));
+        assert_eq!(f.status, Some(UserStatus::Active));
         assert_eq!(f.role, Some(Role::TemplateAdmin));
         assert_eq!(f.text.as_deref(), Some("ali"));
         assert!(parse_search("").unwrap().text.is_none());

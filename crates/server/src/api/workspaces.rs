@@ -18,12 +18,13 @@ use warmspace_sdk::{
     UpdateWorkspaceAutostartRequest, UpdateWorkspaceTtlRequest, Workspace, WorkspaceBuild, WorkspaceResource,
     WorkspaceStatus, WorkspacesQuery, WorkspacesResponse,
 };
+use warmspace_states::{BuildReason, ClaimMode, JobStatus, MissReason, Transition, UnknownValue};
 use warmspace_store::claims::{ClaimRequest, Claimed};
 use warmspace_store::workspaces::{
     BuildRow, NewBuild, NewWorkspace, PREBUILDS_USER_ID, WorkspaceFilter, WorkspaceRow, claim_channel,
 };
 use warmspace_store::{TemplateRow, UserRow};
-use warmspace_template::{ParameterInput, Transition, resolve_parameters};
+use warmspace_template::{ParameterInput, resolve_parameters};
 
 use super::agents::agent_view;
 use super::extract::{Json, Query};
@@ -142,7 +143,7 @@ async fn create_workspace(
                 deadline,
                 max_deadline: None,
                 parameters: &values,
-                reinit: state.store.template_version(version_id).await?.claim_mode.as_deref() == Some("reinit"),
+                reinit: state.store.template_version(version_id).await?.claim_mode == Some(ClaimMode::Reinit),
                 elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             };
             match state.store.claim_prebuild(&claim).await? {
@@ -150,8 +151,8 @@ async fn create_workspace(
                 None => Some((Some(preset.id), state.reconciler.miss_reason(preset.id).await?)),
             }
         }
-        (None, PresetMatch::Mismatch(id)) => Some((Some(id), "parameter_mismatch")),
-        (None, _) => (!presets.is_empty()).then_some((preset.map(|p| p.id), "no_preset")),
+        (None, PresetMatch::Mismatch(id)) => Some((Some(id), MissReason::ParameterMismatch)),
+        (None, _) => (!presets.is_empty()).then_some((preset.map(|p| p.id), MissReason::NoPreset)),
     };
 
     let workspace = state
@@ -164,9 +165,9 @@ async fn create_workspace(
             ttl_ms,
             autostart_schedule,
             build: NewBuild {
-                transition: "start",
+                transition: Transition::Start,
                 initiator_id: actor.user.id,
-                reason: "initiator",
+                reason: BuildReason::Initiator,
                 template_version_id: version_id,
                 preset_id: preset.map(|p| p.id),
                 parameters: values,
@@ -298,12 +299,11 @@ async fn create_build(
     if workspace.deleted {
         return Err(ApiError::not_found("Workspace"));
     }
-    let (transition, actions): (_, &[Action]) = match req.transition.as_str() {
-        "start" => (Transition::Start, &[Action::Read, Action::Update]),
-        "stop" => (Transition::Stop, &[Action::Read, Action::Update]),
+    let transition = req.transition;
+    let actions: &[Action] = match transition {
+        Transition::Start | Transition::Stop => &[Action::Read, Action::Update],
         // Deleting needs read, update and delete.
-        "delete" => (Transition::Delete, &[Action::Read, Action::Update, Action::Delete]),
-        other => return Err(ApiError::field("transition", format!("{other:?} is not one of start, stop, delete"))),
+        Transition::Delete => &[Action::Read, Action::Update, Action::Delete],
     };
     authorize_workspace(&actor, workspace.owner_id, actions)?;
     let template = state.store.template(workspace.template_id).await?;
@@ -328,9 +328,9 @@ async fn create_build(
         .create_build(
             workspace.id,
             &NewBuild {
-                transition: transition.as_str(),
+                transition,
                 initiator_id: actor.user.id,
-                reason: "initiator",
+                reason: BuildReason::Initiator,
                 template_version_id: version_id,
                 preset_id: None,
                 parameters: values,
@@ -398,8 +398,8 @@ async fn cancel_build(
 ) -> Result<axum::Json<Body>, ApiError> {
     let (workspace, build) = readable_build(&state, &actor, id).await?;
     authorize_workspace(&actor, workspace.owner_id, &[Action::Read, Action::Update])?;
-    let message = match state.store.cancel_job(build.job_id).await?.as_deref() {
-        Some("canceled") => {
+    let message = match state.store.cancel_job(build.job_id).await? {
+        Some(JobStatus::Canceled) => {
             announce(&state.pubsub, build.job_id, EVENT_DONE).await;
             "Build canceled."
         }
@@ -538,9 +538,9 @@ async fn parse_search(state: &AppState, actor: &Actor, q: &str) -> Result<Worksp
             }
             Some(("template", name)) => filter.template_name = Some(name.to_owned()),
             Some(("status", status)) => {
-                let status: WorkspaceStatus = status.parse().map_err(bad)?;
+                let status: WorkspaceStatus = status.parse().map_err(|e: UnknownValue| bad(e.to_string()))?;
                 filter.include_deleted |= status == WorkspaceStatus::Deleted;
-                filter.status = Some(status.as_str().to_owned());
+                filter.status = Some(status);
             }
             Some(("name", name)) => filter.name = Some(name.to_owned()),
             Some((key, _)) => {
@@ -552,14 +552,11 @@ async fn parse_search(state: &AppState, actor: &Actor, q: &str) -> Result<Worksp
     Ok(filter)
 }
 
-fn status_of(status: &str) -> WorkspaceStatus {
-    status.parse().unwrap_or(WorkspaceStatus::Failed)
-}
-
 pub async fn workspace_view(state: &AppState, w: WorkspaceRow) -> Result<Workspace, ApiError> {
     let latest = state.store.build(w.latest_build_id).await?;
     let now = Utc::now();
     let agents = state.store.workspace_agents(w.id).await?.into_iter().map(|a| agent_view(a, now)).collect();
+    let status = w.status();
     Ok(Workspace {
         id: w.id,
         organization_id: w.organization_id,
@@ -576,7 +573,7 @@ pub async fn workspace_view(state: &AppState, w: WorkspaceRow) -> Result<Workspa
         autostart_schedule: w.autostart_schedule,
         last_used_at: w.last_used_at,
         outdated: w.latest_version_id != w.template_active_version_id,
-        status: status_of(&w.status),
+        status,
         latest_build: build_view(state, latest).await?,
         agents,
     })
@@ -584,6 +581,7 @@ pub async fn workspace_view(state: &AppState, w: WorkspaceRow) -> Result<Workspa
 
 async fn build_view(state: &AppState, b: BuildRow) -> Result<WorkspaceBuild, ApiError> {
     let job = job_view(state.store.job(b.job_id).await?);
+    let status = b.status();
     Ok(WorkspaceBuild {
         id: b.id,
         workspace_id: b.workspace_id,
@@ -595,7 +593,7 @@ async fn build_view(state: &AppState, b: BuildRow) -> Result<WorkspaceBuild, Api
         template_version_id: b.template_version_id,
         template_version_name: b.template_version_name,
         template_version_preset_id: b.template_version_preset_id,
-        status: status_of(&b.status),
+        status,
         job,
         deadline: b.deadline,
         max_deadline: b.max_deadline,

@@ -3,7 +3,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::Utc;
 use warmspace_authz::{Action, Object, Role, Subject};
-use warmspace_sdk::SESSION_TOKEN_HEADER;
+use warmspace_sdk::{SESSION_TOKEN_HEADER, UserStatus};
 use warmspace_store::{Session, UserRow};
 
 use super::tokens::Token;
@@ -61,7 +61,7 @@ impl FromRequestParts<AppState> for Actor {
         if key_expires_at <= now {
             return Err(ApiError::unauthorized("Your session has expired.").detail("Log in again."));
         }
-        if user.status != "active" {
+        if user.status != UserStatus::Active {
             return Err(ApiError::unauthorized("Your account is suspended."));
         }
         // Sliding expiry, written at most once a minute per session.

@@ -127,7 +127,7 @@ pub async fn build(
         .create_build(
             workspace.id,
             &CreateWorkspaceBuildRequest {
-                transition: transition.into(),
+                transition: transition.parse().expect("a transition"),
                 template_version_id: None,
                 rich_parameter_values: values(parameters),
             },
@@ -206,5 +206,5 @@ pub async fn preset_id(client: &Client, template: &Template, name: &str) -> Uuid
 }
 
 pub fn claimed(w: &Workspace) -> bool {
-    w.latest_build.reason == "claim"
+    w.latest_build.reason == warmspace_sdk::BuildReason::Claim
 }

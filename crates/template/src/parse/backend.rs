@@ -95,7 +95,7 @@ fn echo_defaults() -> EchoConfig {
 }
 
 fn transition(echo: &Reader, name: &str) -> Option<Transition> {
-    let found = Transition::ALL.into_iter().find(|t| t.as_str() == name);
+    let found = name.parse::<Transition>().ok();
     if found.is_none() {
         echo.report("fail_on", format!("{name:?} is not a transition; expected start, stop or delete"));
     }

@@ -126,8 +126,8 @@ fn read_prebuilds(prebuilds: &Reader) -> PrebuildPolicy {
     let expiration = prebuilds.nested("expiration_policy", EXPIRATION_KEYS);
     let scheduling = prebuilds.nested("scheduling", SCHEDULING_KEYS);
     PrebuildPolicy {
-        instances: prebuilds.required("instances", Reader::u32).unwrap_or(0),
-        ttl_seconds: expiration.and_then(|e| e.required("ttl", Reader::uint)),
+        instances: prebuilds.required("instances", Reader::count).unwrap_or(0),
+        ttl_seconds: expiration.and_then(|e| e.required("ttl", Reader::seconds)),
         scheduling: scheduling.map(|s| read_scheduling(&s)),
     }
 }
@@ -153,7 +153,7 @@ fn read_schedules(scheduling: &Reader) -> Vec<ScheduleSpec> {
     let mut specs = Vec::new();
     for (n, block) in blocks.iter().enumerate() {
         let cron = block.required("cron", Reader::string);
-        let instances = block.required("instances", Reader::u32).unwrap_or(0);
+        let instances = block.required("instances", Reader::count).unwrap_or(0);
         let Some(schedule) = cron.and_then(|cron| parse_cron(block, &cron)) else {
             specs.push(ScheduleSpec { cron: String::new(), instances });
             continue;

@@ -244,8 +244,15 @@ impl<'a> Reader<'a> {
         self.typed(name, as_uint)
     }
 
-    pub fn u32(&self, name: &str) -> Option<u32> {
-        self.typed(name, |v| as_uint(v)?.try_into().map_err(|_| format!("a whole number <= {}", u32::MAX)))
+    /// A count (of instances): stored in a 32-bit integer column, so at most `i32::MAX`.
+    pub fn count(&self, name: &str) -> Option<u32> {
+        self.typed(name, |v| at_most(as_uint(v)?, i32::MAX as u64).map(|n| n as u32))
+    }
+
+    /// A number of seconds: at most `i32::MAX` (68 years), which any
+    /// timestamp arithmetic in the database can still hold.
+    pub fn seconds(&self, name: &str) -> Option<u64> {
+        self.typed(name, |v| at_most(as_uint(v)?, i32::MAX as u64))
     }
 
     pub fn string_list(&self, name: &str) -> Option<Vec<String>> {
@@ -352,6 +359,13 @@ impl<'a> Reader<'a> {
 
 fn as_string(value: &Value) -> Result<String, String> {
     value.as_str().map(str::to_owned).ok_or_else(|| "a string".to_owned())
+}
+
+fn at_most(n: u64, max: u64) -> Result<u64, String> {
+    if n > max {
+        return Err(format!("a whole number <= {max}"));
+    }
+    Ok(n)
 }
 
 fn as_uint(value: &Value) -> Result<u64, String> {

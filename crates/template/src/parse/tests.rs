@@ -866,3 +866,17 @@ parameter "n" {{
         prop_assert_eq!(parsed.is_ok(), (min..=max).contains(&default), "{:?}", parsed);
     }
 }
+
+#[test]
+fn numbers_must_fit_the_columns_that_store_them() {
+    // A pool size is stored in a 32-bit integer: no wrap-around into a negative count.
+    let e = error(&with_prebuilds("instances = 4294967295"));
+    assert_eq!(e.path, r#"preset "us-small" › prebuilds › instances"#);
+    assert!(e.message.contains("a whole number <= 2147483647"), "{e}");
+    assert!(parse(&with_prebuilds("instances = 2147483647")).is_ok());
+    // A TTL must stay within what timestamp arithmetic can hold.
+    let e = error(&with_prebuilds("instances = 1\nexpiration_policy {\n ttl = 9223372036854775807\n}"));
+    assert_eq!(e.path, r#"preset "us-small" › prebuilds › expiration_policy › ttl"#);
+    let e = error(&with_schedules(&["* 8-18 * * 1-5"]).replace("instances = 1\n}", "instances = 3000000000\n}"));
+    assert!(e.path.ends_with("instances"), "{e}");
+}

@@ -114,9 +114,9 @@ impl Cli {
             Command::Create(args) => workspaces::create(&config, args).await,
             Command::List(args) => workspaces::list(&config, args).await,
             Command::Show { workspace, output } => workspaces::show(&config, workspace, output).await,
-            Command::Start(args) => workspaces::transition(&config, args, "start").await,
-            Command::Stop(args) => workspaces::transition(&config, args, "stop").await,
-            Command::Delete(args) => workspaces::transition(&config, args, "delete").await,
+            Command::Start(args) => workspaces::transition(&config, args, warmspace_sdk::Transition::Start).await,
+            Command::Stop(args) => workspaces::transition(&config, args, warmspace_sdk::Transition::Stop).await,
+            Command::Delete(args) => workspaces::transition(&config, args, warmspace_sdk::Transition::Delete).await,
             Command::Update(args) => workspaces::update(&config, args).await,
         }
     }

@@ -59,7 +59,7 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                         status.presets.iter().map(|p| {
                             let state = match p.backoff_until {
                                 Some(until) => format!("{} until {}", p.status, until.format("%H:%M:%S")),
-                                None => p.status.clone(),
+                                None => p.status.to_string(),
                             };
                             [
                                 p.template_name.clone(),

@@ -123,7 +123,7 @@ pub async fn run(config: &Config, command: TemplatesCommand) -> anyhow::Result<(
                             [
                                 v.name.clone(),
                                 v.job.status.as_str().to_owned(),
-                                v.provisioner.clone().unwrap_or_default(),
+                                v.provisioner.map(|p| p.to_string()).unwrap_or_default(),
                                 if v.id == template.active_version_id { "yes".into() } else { String::new() },
                                 v.created_at.format("%Y-%m-%d %H:%M").to_string(),
                                 v.message.clone(),

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use warmspace_sdk::{
-    BuildParameter, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Workspace,
-    WorkspaceBuild, WorkspacesQuery,
+    BuildParameter, BuildReason, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent,
+    Transition, Workspace, WorkspaceBuild, WorkspacesQuery,
 };
 
 use super::Config;
@@ -97,7 +97,7 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
-    if workspace.latest_build.reason == "claim" {
+    if workspace.latest_build.reason == BuildReason::Claim {
         println!(
             "Claimed a prebuilt workspace from {}: {}/{} was handed over in {:.0} ms.",
             template.name,
@@ -220,10 +220,10 @@ pub async fn show(config: &Config, args: NameArgs, output: OutputArgs) -> anyhow
 }
 
 /// `start`, `stop` and `delete`.
-pub async fn transition(config: &Config, args: BuildArgs, transition: &str) -> anyhow::Result<()> {
+pub async fn transition(config: &Config, args: BuildArgs, transition: Transition) -> anyhow::Result<()> {
     let client = config.client()?;
     let workspace = find(&client, &args.workspace.name).await?;
-    if transition == "delete"
+    if transition == Transition::Delete
         && !args.yes
         && !confirm(&format!("Delete workspace {}/{}?", workspace.owner_name, workspace.name))?
     {
@@ -240,16 +240,18 @@ pub async fn update(config: &Config, args: BuildArgs) -> anyhow::Result<()> {
         println!("Workspace {} already uses the active version.", workspace.name);
         return Ok(());
     }
-    if workspace.latest_build.transition == "start" && workspace.latest_build.job.status == JobStatus::Succeeded {
-        build(&client, &workspace, "stop", None, &[]).await?;
+    if workspace.latest_build.transition == Transition::Start
+        && workspace.latest_build.job.status == JobStatus::Succeeded
+    {
+        build(&client, &workspace, Transition::Stop, None, &[]).await?;
     }
-    build(&client, &workspace, "start", Some(workspace.template_active_version_id), &args.parameters).await
+    build(&client, &workspace, Transition::Start, Some(workspace.template_active_version_id), &args.parameters).await
 }
 
 async fn build(
     client: &Client,
     workspace: &Workspace,
-    transition: &str,
+    transition: Transition,
     version: Option<uuid::Uuid>,
     values: &[String],
 ) -> anyhow::Result<()> {
@@ -257,7 +259,7 @@ async fn build(
         .create_build(
             workspace.id,
             &CreateWorkspaceBuildRequest {
-                transition: transition.to_owned(),
+                transition,
                 template_version_id: version,
                 rich_parameter_values: parameters(values)?,
             },
@@ -265,7 +267,7 @@ async fn build(
         .await?;
     println!(
         "{} workspace {}/{} (build {}) …",
-        capitalised(transition),
+        capitalised(transition.as_str()),
         workspace.owner_name,
         workspace.name,
         build.build_number

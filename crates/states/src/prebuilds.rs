@@ -1,0 +1,56 @@
+//! Prebuild pools, claims and the history of each prebuild.
+
+text_enum! {
+    /// Whether a preset's pool is being kept, and if not why.
+    pub enum PresetStatus as "preset status" {
+        Normal = "normal",
+        /// Recent creations failed; the next waits.
+        Backoff = "backoff",
+        /// The last creations all failed; none until a new version.
+        HardLimited = "hard_limited",
+        /// The preset's parameter values do not validate.
+        ValidationFailed = "validation_failed",
+    }
+}
+
+text_enum! {
+    /// Why a create request did not claim a prebuild.
+    pub enum MissReason as "claim miss reason" {
+        /// No preset applied (none named, none matched).
+        NoPreset = "no_preset",
+        /// The preset keeps a pool but nothing in it is claimable now.
+        NoEligible = "no_eligible",
+        /// Reconciliation is paused site-wide.
+        Paused = "paused",
+        HardLimited = "hard_limited",
+        Backoff = "backoff",
+        /// The request almost matched a preset (charged to the closest).
+        ParameterMismatch = "parameter_mismatch",
+    }
+}
+
+text_enum! {
+    /// An event in a prebuild's life.
+    pub enum PrebuildEvent as "prebuild event" {
+        Created = "created",
+        /// It became claimable.
+        Eligible = "eligible",
+        Claimed = "claimed",
+        Expired = "expired",
+        Deleted = "deleted",
+    }
+}
+
+text_enum! {
+    /// Why the reconciler deleted a prebuild.
+    pub enum DeletionReason as "prebuild deletion reason" {
+        /// More than desired.
+        Surplus = "surplus",
+        /// Past its TTL, or invalidated.
+        Expired = "expired",
+        /// Its preset's version is no longer active, or its template is gone.
+        Inactive = "inactive",
+        /// Its latest build failed.
+        Failed = "failed",
+    }
+}
