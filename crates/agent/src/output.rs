@@ -1,6 +1,7 @@
 //! Reading a child process's output line by line, for the agent's startup
 //! script and the `exec` backend's scripts alike.
 
+use std::borrow::Cow;
 use std::io;
 use std::time::Duration;
 
@@ -15,9 +16,28 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// as long as the workspace lives, so EOF cannot be awaited.
 pub const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
+/// Reads `stream` (a child's stdout or stderr) line by line on a task of its
+/// own, handing each line to `on_line` as it comes, invalid UTF-8 replaced.
+/// The task ends with the stream; [`drain`] bounds how long it may take.
+pub fn forward_lines<R, F>(stream: Option<R>, mut on_line: F) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    F: FnMut(Cow<'_, str>) + Send + 'static,
+{
+    tokio::spawn(async move {
+        let Some(stream) = stream else { return };
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        // A read error ends the stream like EOF: there is nothing better to do with the rest.
+        while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
+            on_line(String::from_utf8_lossy(&line));
+        }
+    })
+}
+
 /// Reads the next line into `line`, without its `\n` or `\r\n`; false at the
 /// end of the stream. Past [`MAX_LINE`] bytes the rest of the line is skipped.
-pub async fn read_line_capped<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, line: &mut Vec<u8>) -> io::Result<bool> {
+async fn read_line_capped<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, line: &mut Vec<u8>) -> io::Result<bool> {
     line.clear();
     let mut read_any = false;
     loop {

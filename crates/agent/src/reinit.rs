@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 use warmspace_sdk::StatusCode;
 
-use crate::retry::{self, Backoff, Failure};
+use crate::retry::{self, Failure};
 use crate::{Agent, AgentError};
 
 /// The name of the events that matter on the stream.
@@ -138,19 +138,19 @@ where
 /// wait for (`Ok`), re-personalising the workspace whenever it is claimed.
 /// Errs only when the agent must exit.
 pub async fn follow(agent: &Agent, serving: &watch::Sender<Uuid>) -> Result<(), AgentError> {
-    let mut backoff = Backoff::default();
+    let mut backoff = retry::backoff();
     loop {
         let current = *serving.borrow();
         let response = match tokio::time::timeout(IDLE, agent.client.agent_reinit(current)).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "cannot open the re-init stream; retrying");
-                backoff.sleep().await;
+                retry::sleep(&mut backoff).await;
                 continue;
             }
             Err(_) => {
                 tracing::debug!("the server did not answer the re-init request; retrying");
-                backoff.sleep().await;
+                retry::sleep(&mut backoff).await;
                 continue;
             }
         };
@@ -167,7 +167,7 @@ pub async fn follow(agent: &Agent, serving: &watch::Sender<Uuid>) -> Result<(), 
             Opened::Unauthorized => return Err(AgentError::Unauthorized),
             Opened::Retry => {
                 tracing::debug!(status = %response.status(), "the re-init stream was refused; retrying");
-                backoff.sleep().await;
+                retry::sleep(&mut backoff).await;
                 continue;
             }
         }
@@ -188,9 +188,10 @@ pub async fn follow(agent: &Agent, serving: &watch::Sender<Uuid>) -> Result<(), 
         };
         tracing::debug!(reason = %ended, "the re-init stream ended; reconnecting");
         if was_healthy(since.elapsed(), reinitialised) {
-            backoff.reset();
+            // Start over from the shortest wait.
+            backoff = retry::backoff();
         }
-        backoff.sleep().await;
+        retry::sleep(&mut backoff).await;
     }
 }
 

@@ -1,62 +1,39 @@
 //! When and how long to wait before asking the server again.
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use warmspace_sdk::{ClientError, StatusCode};
 
 use crate::AgentError;
 
-/// The first wait after a failure.
+/// The first wait after a failure (before jitter).
 pub const FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
 pub const MAX: Duration = Duration::from_secs(10);
 
-/// Exponential backoff: 100 ms, 200 ms, 400 ms … doubling up to 10 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
+/// Exponential backoff: 100 ms, 200 ms, 400 ms … doubling up to 10 s, each
+/// wait jittered into its upper half so that many agents that lost the same
+/// server do not come back in lockstep. After a success, start a fresh one.
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    // backon's jitter adds up to the current delay (a delay `d` becomes one in
+    // `[d, 2d)`), so it gets half of each bound: the waits then land in
+    // `[wait / 2, wait)` for wait = 100 ms, 200 ms … 10 s, never above MAX.
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST / 2)
+        .with_max_delay(MAX / 2)
+        .with_factor(2.0)
+        .with_jitter()
+        // The agent keeps asking until the server answers or refuses.
+        .without_max_times()
+        .build()
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { next: FIRST }
-    }
-}
-
-impl Backoff {
-    /// The wait before the next attempt; each call doubles the one after.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (wait * 2).min(MAX);
-        wait
-    }
-
-    /// After a success: the next failure waits [`FIRST`] again.
-    pub fn reset(&mut self) {
-        self.next = FIRST;
-    }
-
-    /// Sleeps for the next wait, jittered so that many agents that lost the
-    /// same server do not come back in lockstep.
-    pub async fn sleep(&mut self) {
-        tokio::time::sleep(jitter(self.next_wait(), random_fraction())).await;
-    }
-}
-
-/// `wait` shortened by up to half: `fraction` (in `[0, 1]`) picks where in
-/// `[wait / 2, wait]` it lands.
-pub fn jitter(wait: Duration, fraction: f64) -> Duration {
-    let half = wait / 2;
-    half + half.mul_f64(fraction.clamp(0.0, 1.0))
-}
-
-/// A number in `[0, 1)` that differs from call to call. Not for secrets: the
-/// standard library's per-hasher random keys are plenty to spread retries.
-fn random_fraction() -> f64 {
-    let bits = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+/// Sleeps for the backoff's next wait.
+pub async fn sleep(backoff: &mut impl Iterator<Item = Duration>) {
+    // Built without a limit on attempts, the backoff never runs out; MAX only satisfies the type.
+    tokio::time::sleep(backoff.next().unwrap_or(MAX)).await;
 }
 
 /// What a failed request means for whoever made it.
@@ -94,7 +71,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
-    let mut backoff = Backoff::default();
+    let mut backoff = backoff();
     let mut attempt = 1u32;
     loop {
         let err = match request().await {
@@ -112,7 +89,7 @@ where
                     tracing::debug!(error = %err, attempt, "{what} failed; retrying");
                 }
                 attempt = attempt.saturating_add(1);
-                backoff.sleep().await;
+                sleep(&mut backoff).await;
             }
         }
     }
@@ -122,43 +99,44 @@ where
 mod tests {
     use super::*;
 
-    fn ms(ms: u64) -> Duration {
-        Duration::from_millis(ms)
+    /// The waits before each attempt, before jitter: 100 ms doubling to 10 s.
+    fn nominal_waits() -> impl Iterator<Item = Duration> {
+        (0..12).map(|attempt| FIRST.saturating_mul(1 << attempt).min(MAX))
     }
 
     #[test]
-    fn backoff_doubles_from_100ms_up_to_10s() {
-        let mut backoff = Backoff::default();
-        let waits: Vec<Duration> = (0..10).map(|_| backoff.next_wait()).collect();
-        assert_eq!(
-            waits,
-            [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(3200), ms(6400), ms(10_000), ms(10_000), ms(10_000)]
-        );
-    }
-
-    #[test]
-    fn reset_starts_over() {
-        let mut backoff = Backoff::default();
-        for _ in 0..5 {
-            backoff.next_wait();
-        }
-        backoff.reset();
-        assert_eq!(backoff.next_wait(), ms(100));
-        assert_eq!(backoff.next_wait(), ms(200));
-    }
-
-    #[test]
-    fn jitter_stays_within_the_upper_half() {
-        assert_eq!(jitter(ms(1000), 0.0), ms(500));
-        assert_eq!(jitter(ms(1000), 1.0), ms(1000));
-        assert_eq!(jitter(ms(1000), 0.5), ms(750));
-        // Out-of-range fractions cannot stretch or shrink the window.
-        assert_eq!(jitter(ms(1000), 7.0), ms(1000));
-        assert_eq!(jitter(ms(1000), -1.0), ms(500));
+    fn backoff_doubles_from_100ms_up_to_10s_jittered_into_the_upper_half() {
+        // backon's doubling runs in f32: allow for its nanosecond rounding.
+        let slack = Duration::from_micros(1);
         for _ in 0..1000 {
-            let fraction = random_fraction();
-            assert!((0.0..1.0).contains(&fraction), "{fraction}");
+            for (wait, nominal) in backoff().zip(nominal_waits()) {
+                assert!(wait + slack >= nominal / 2 && wait <= nominal + slack, "{wait:?} for {nominal:?}");
+                assert!(wait <= MAX, "{wait:?}");
+            }
         }
+    }
+
+    /// Also fails if backon lost its "std" feature, whose absence gives every
+    /// backoff the same fixed seed.
+    #[test]
+    fn the_jitter_spreads_agents_apart() {
+        let firsts: std::collections::HashSet<Duration> = (0..100).map(|_| backoff().next().unwrap()).collect();
+        assert!(firsts.len() > 10, "{firsts:?}");
+    }
+
+    #[test]
+    fn a_fresh_backoff_starts_over() {
+        let mut waits = backoff();
+        waits.by_ref().take(10).for_each(drop);
+        assert!(waits.next().unwrap() >= MAX / 2);
+        // What `reinit::follow` does after a healthy stream.
+        waits = backoff();
+        assert!(waits.next().unwrap() < FIRST);
+    }
+
+    #[test]
+    fn the_backoff_never_runs_out() {
+        assert_eq!(backoff().take(10_000).count(), 10_000);
     }
 
     #[test]

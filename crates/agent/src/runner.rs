@@ -7,14 +7,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 
-use tokio::io::{AsyncRead, BufReader};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 use warmspace_sdk::{AgentManifest, LogLevel};
 
 use crate::Runner;
 use crate::logs::LogSink;
-use crate::output::{drain, read_line_capped};
+use crate::output::{drain, forward_lines};
 
 /// How a startup script run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +57,10 @@ async fn run_shell(manifest: &AgentManifest, log: &LogSink) -> Outcome {
         Err(err) => return fail(log, format!("Cannot start the startup script: {err}")),
     };
     tracing::info!("running the startup script");
+    let (out, err) = (log.clone(), log.clone());
     let readers = [
-        forward_lines(child.stdout.take(), log.clone(), LogLevel::Info),
-        forward_lines(child.stderr.take(), log.clone(), LogLevel::Warn),
+        forward_lines(child.stdout.take(), move |line| out.line(LogLevel::Info, line)),
+        forward_lines(child.stderr.take(), move |line| err.line(LogLevel::Warn, line)),
     ];
     let status = child.wait().await;
     drain(readers).await;
@@ -106,22 +105,6 @@ pub fn working_dir(home: Option<OsString>, current: Option<PathBuf>) -> PathBuf 
         .filter(|home| home.is_dir())
         .or(current)
         .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// Forwards each line of the script's stdout or stderr to the log as it comes.
-fn forward_lines<R>(stream: Option<R>, log: LogSink, level: LogLevel) -> JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let Some(stream) = stream else { return };
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        // A read error ends the stream like EOF: there is nothing better to do with the rest.
-        while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
-            log.line(level, String::from_utf8_lossy(&line));
-        }
-    })
 }
 
 #[cfg(test)]

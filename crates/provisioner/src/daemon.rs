@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -45,13 +46,13 @@ impl<C: Coordinator> Daemon<C> {
 
     /// Runs jobs until `stop` turns true; a job under way is finished first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Backoff::default();
+        let mut backoff = BACKOFF.build();
         let mut signal = loop {
             match self.coordinator.work_signal().await {
                 Ok(signal) => break signal,
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot listen for jobs; retrying");
-                    if wait_or_stop(&mut stop, backoff.next()).await {
+                    if wait_or_stop(&mut stop, &mut backoff).await {
                         return;
                     }
                 }
@@ -61,7 +62,8 @@ impl<C: Coordinator> Daemon<C> {
         while !*stop.borrow() {
             match self.coordinator.acquire(&self.worker).await {
                 Ok(Some(job)) => {
-                    backoff = Backoff::default();
+                    // The coordinator answers again: a later failure starts over from the shortest wait.
+                    backoff = BACKOFF.build();
                     self.run_job(job).await;
                 }
                 Ok(None) => {
@@ -72,7 +74,7 @@ impl<C: Coordinator> Daemon<C> {
                 }
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot acquire jobs");
-                    if wait_or_stop(&mut stop, backoff.next()).await {
+                    if wait_or_stop(&mut stop, &mut backoff).await {
                         break;
                     }
                 }
@@ -183,27 +185,37 @@ impl<C: Coordinator> Daemon<C> {
     }
 }
 
-/// Exponential backoff from 100 ms to 5 s.
-struct Backoff(Duration);
+/// The longest wait between two attempts to reach the coordinator.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
+/// Waits between attempts to reach the coordinator: 100 ms doubling to
+/// [`MAX_BACKOFF`], for as long as the daemon runs.
+const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(MAX_BACKOFF)
+    .with_factor(2.0)
+    .without_max_times();
 
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        now
-    }
-}
-
-/// Sleeps `delay` unless told to stop first; true when stopping.
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+/// Sleeps the backoff's next wait unless told to stop first; true when stopping.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, backoff: &mut impl Iterator<Item = Duration>) -> bool {
+    // Built without a limit on attempts, the backoff never runs out; the maximum only satisfies the type.
+    let delay = backoff.next().unwrap_or(MAX_BACKOFF);
     tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = stop.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_from_100ms_up_to_5s_and_never_runs_out() {
+        // backon doubles in f32: compare to the nearest millisecond.
+        let waits: Vec<u128> =
+            BACKOFF.build().take(9).map(|wait| (wait + Duration::from_micros(500)).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(BACKOFF.build().take(10_000).filter(|&wait| wait <= MAX_BACKOFF).count(), 10_000);
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -20,7 +21,15 @@ pub const MAX_PAYLOAD: usize = 7999;
 pub const MAX_CHANNEL: usize = 63;
 
 const SUBSCRIBER_BUFFER: usize = 1024;
-const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// The longest wait between two attempts to reconnect the listener.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Waits between attempts to reconnect the listener: 100 ms doubling to
+/// [`MAX_RECONNECT_WAIT`], for as long as the pub/sub runs.
+const RECONNECT_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(MAX_RECONNECT_WAIT)
+    .with_factor(2.0)
+    .without_max_times();
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -135,22 +144,24 @@ async fn listen_loop(pool: PgPool, mut commands: mpsc::UnboundedReceiver<Command
     let mut channels = Channels::new();
     // Subscriptions waiting for the connection to come back.
     let mut waiting: Vec<(String, oneshot::Sender<broadcast::Receiver<Event>>)> = Vec::new();
-    let mut backoff = RECONNECT_BACKOFF.0;
+    let mut backoff = RECONNECT_BACKOFF.build();
     let mut connected_before = false;
     loop {
         let mut listener = match connect(&pool, &channels, &mut waiting).await {
             Ok(listener) => listener,
             Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?backoff, "pub/sub listener cannot connect");
+                // Built without a limit on attempts, the backoff never runs out; the maximum only satisfies the type.
+                let delay = backoff.next().unwrap_or(MAX_RECONNECT_WAIT);
+                tracing::warn!(error = %err, retry_in = ?delay, "pub/sub listener cannot connect");
                 // Keep accepting commands while down so that a stopped PubSub ends this task.
-                if let Stop::Yes(done) = wait_or_queue(&mut commands, &mut channels, &mut waiting, backoff).await {
+                if let Stop::Yes(done) = wait_or_queue(&mut commands, &mut channels, &mut waiting, delay).await {
                     return finish(pool, done).await;
                 }
-                backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
                 continue;
             }
         };
-        backoff = RECONNECT_BACKOFF.0;
+        // Connected: the next loss starts over from the shortest wait.
+        backoff = RECONNECT_BACKOFF.build();
         if connected_before {
             tracing::info!("pub/sub listener reconnected");
             broadcast_gap(&channels);
@@ -286,5 +297,19 @@ async fn release(listener: &mut PgListener, channels: &mut Channels, channel: &s
 fn broadcast_gap(channels: &Channels) {
     for sender in channels.values() {
         let _ = sender.send(Event::Gap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_back_off_from_100ms_up_to_5s_and_never_give_up() {
+        // backon doubles in f32: compare to the nearest millisecond.
+        let waits: Vec<u128> =
+            RECONNECT_BACKOFF.build().take(9).map(|wait| (wait + Duration::from_micros(500)).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(RECONNECT_BACKOFF.build().take(10_000).filter(|&wait| wait <= MAX_RECONNECT_WAIT).count(), 10_000);
     }
 }

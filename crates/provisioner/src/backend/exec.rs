@@ -15,16 +15,14 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
 use tempfile::TempDir;
-use tokio::io::{AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, LogLevel, LogSource, Resource};
 use warmspace_template::{ExecConfig, Transition};
 
 use super::{BuildContext, canceled};
 use crate::logs::LogSink;
-use warmspace_agent::output::{drain, read_line_capped};
+use warmspace_agent::output::{drain, forward_lines};
 
 /// How long a script has to exit after SIGTERM before its group gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -82,9 +80,10 @@ async fn run_script(script: &str, timeout: Duration, ctx: &mut BuildContext<'_>)
     let mut child = command.spawn().map_err(|e| format!("cannot start the {stage} script {script}: {e}"))?;
     // The script leads its own process group (see `script_command`), so its pid is the group's id.
     let group = Pid::from_raw(child.id().expect("a child that has not been waited for has a pid") as i32);
+    let (out, err) = (ctx.log.clone(), ctx.log.clone());
     let readers = [
-        forward_lines(child.stdout.take(), ctx.log.clone(), LogLevel::Info, stage),
-        forward_lines(child.stderr.take(), ctx.log.clone(), LogLevel::Warn, stage),
+        forward_lines(child.stdout.take(), move |line| out.line(LogSource::Provisioner, LogLevel::Info, stage, line)),
+        forward_lines(child.stderr.take(), move |line| err.line(LogSource::Provisioner, LogLevel::Warn, stage, line)),
     ];
 
     let ending = supervise(&mut child, group, timeout, &mut ctx.cancel, ctx.log, stage).await;
@@ -190,22 +189,6 @@ async fn stop_group(child: &mut Child, group: Pid) {
     let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
     let _ = killpg(group, Signal::SIGKILL);
     let _ = child.wait().await;
-}
-
-/// Forwards each line of a script's stdout or stderr to the log as it comes.
-fn forward_lines<R>(stream: Option<R>, log: LogSink, level: LogLevel, stage: &'static str) -> JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let Some(stream) = stream else { return };
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        // A read error ends the stream like EOF: there is nothing better to do with the rest.
-        while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
-            log.line(LogSource::Provisioner, level, stage, String::from_utf8_lossy(&line));
-        }
-    })
 }
 
 fn conclude(ending: Ending, scratch: &Scratch, timeout: Duration, job: &BuildJob, log: &LogSink) -> BuildOutcome {
