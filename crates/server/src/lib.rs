@@ -1,11 +1,18 @@
 //! The warmspace server: the HTTP API and everything behind it that is not
 //! SQL. Replicas are stateless; all state is in the store.
+//!
+//! Layers, arrows pointing down only: [`api`] (HTTP) → [`domain`] (every
+//! workflow, with permission checks) → the store. The in-process
+//! provisioner daemons ([`provisioning`]) and the [`reconciler`] drive the
+//! domain too. [`Server::start`] puts it all together, once, for
+//! `warmspace server` and for every test.
 
 pub mod api;
 pub mod auth;
+mod config;
+pub mod domain;
 pub mod provisioning;
 pub mod reconciler;
-pub mod reinit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,85 +20,207 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use warmspace_store::Store;
-use warmspace_store::jobs::QueuePolicy;
+use tokio::task::JoinHandle;
+use warmspace_store::embedded::{Cluster, ClusterError, ClusterOptions};
 use warmspace_store::pubsub::PubSub;
+use warmspace_store::{PgConnectOptions, Store, StoreError};
 
-use crate::provisioning::LocalCoordinator;
-use crate::reconciler::{Reconciler, ReconcilerConfig};
+pub use config::{Config, Database, ProvisioningConfig, ReconcilerConfig};
 
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// How long a session lasts after its last use.
-    pub session_duration: chrono::Duration,
-    /// Largest accepted file upload, in bytes.
-    pub max_file_size: usize,
-    /// Job leases and the prebuild share of daemons.
-    pub queue: QueuePolicy,
-    /// How workspaces (their agents, their scripts) reach this server.
-    pub access_url: String,
-    /// Prebuild reconciliation.
-    pub reconciler: ReconcilerConfig,
-}
+use crate::api::AppState;
+use crate::domain::Domain;
+use crate::provisioning::Daemons;
+use crate::reconciler::Reconciler;
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            session_duration: chrono::Duration::hours(24),
-            max_file_size: 100 << 20,
-            queue: QueuePolicy::default(),
-            access_url: "http://127.0.0.1:3000".into(),
-            reconciler: ReconcilerConfig::default(),
-        }
-    }
-}
-
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub pubsub: PubSub,
-    pub config: Arc<Config>,
-    /// The job queue as daemons see it; external daemons reach it over HTTP.
-    pub coordinator: LocalCoordinator,
-    /// Decides prebuild pools; its loop runs only where started.
-    pub reconciler: Reconciler,
-    /// Turns true when the server shuts down, so long-lived streams end.
-    shutdown: Arc<watch::Sender<bool>>,
-}
-
-impl AppState {
-    pub fn new(store: Store, pubsub: PubSub, config: Config) -> Self {
-        let coordinator = LocalCoordinator::new(store.clone(), pubsub.clone(), config.queue, config.access_url.clone());
-        let shutdown = Arc::new(watch::channel(false).0);
-        let reconciler = Reconciler::new(store.clone(), pubsub.clone(), config.reconciler.clone());
-        AppState { store, pubsub, config: Arc::new(config), coordinator, reconciler, shutdown }
-    }
-
-    /// Completes when the server begins shutting down.
-    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + use<> {
-        let mut receiver = self.shutdown.subscribe();
-        async move {
-            let _ = receiver.wait_for(|down| *down).await;
-        }
-    }
-}
-
+/// The database the server keeps its state in, inside the built-in cluster.
+const BUILTIN_DATABASE: &str = "warmspace";
 /// How long requests in flight get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+/// The fewest connections a replica can work with: the pub/sub listener,
+/// one for requests and daemons, and the reconciler's lock and one for its work.
+const MIN_CONNECTIONS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("starting the built-in PostgreSQL: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("connecting to PostgreSQL: {0}")]
+    Store(#[from] StoreError),
+    #[error("listening for HTTP: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// A server put together and ready to serve: its database, its pools,
+/// pub/sub, the domain, the reconciler and the in-process daemons.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    reconciler: Reconciler,
+    reconciler_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    daemons: Daemons,
+    stores: [Store; 2],
+    pubsub: PubSub,
+    cluster: Option<Cluster>,
+}
+
+/// Connections to PostgreSQL, split between the parts that use them, never
+/// more in total than the configured maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectionBudget {
+    /// Requests and in-process daemons.
+    main: u32,
+    /// The reconciler: its lock, and its per-preset work.
+    reconciler: u32,
+    /// The pub/sub listener.
+    listener: u32,
+}
+
+impl ConnectionBudget {
+    fn split(max: u32) -> Result<ConnectionBudget, StartError> {
+        if max < MIN_CONNECTIONS {
+            return Err(StartError::Config(format!(
+                "--postgres-max-connections must be at least {MIN_CONNECTIONS} (got {max})"
+            )));
+        }
+        let rest = max - 1;
+        // A third for the reconciler: it works on several presets at once
+        // but must never starve requests.
+        let reconciler = (rest / 3).max(2);
+        Ok(ConnectionBudget { main: rest - reconciler, reconciler, listener: 1 })
+    }
+}
+
+impl Server {
+    /// Builds a server from `config`: starts the built-in PostgreSQL if asked
+    /// to, connects and migrates, and starts the in-process daemons and (unless
+    /// configured off) the reconciliation loop. Serves on `listener` when
+    /// given, else on `config.http_address`.
+    pub async fn start(mut config: Config, listener: Option<TcpListener>) -> Result<Server, StartError> {
+        let budget = ConnectionBudget::split(config.max_connections)?;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.http_address).await?,
+        };
+        if config.access_url.is_empty() {
+            config.access_url = format!("http://{}", listener.local_addr()?);
+        }
+        let (options, cluster) = match &config.database {
+            Database::External(options) => (options.clone(), None),
+            Database::BuiltIn(dir) => {
+                let cluster = Cluster::start(ClusterOptions::new(dir.join("postgres"))).await?;
+                cluster.ensure_database(BUILTIN_DATABASE).await.map_err(StoreError::from)?;
+                (cluster.connect_options(BUILTIN_DATABASE), Some(cluster))
+            }
+        };
+        let (store, reconciler_store) = match connect(&options, budget, &config).await {
+            Ok(stores) => stores,
+            Err(err) => {
+                if let Some(cluster) = cluster {
+                    stop_cluster(cluster).await;
+                }
+                return Err(err);
+            }
+        };
+        let pubsub = PubSub::start(options, &store);
+        let config = Arc::new(config);
+        let domain = Domain::new(store.clone(), pubsub.clone(), Arc::clone(&config));
+        let reconciler = Reconciler::new(domain.with_store(reconciler_store.clone()), budget.reconciler as usize - 1);
+        let reconciler_loop = config.reconciler.background.then(|| {
+            let (stop, stopped) = watch::channel(false);
+            (stop, reconciler.clone().spawn(stopped))
+        });
+        let daemons = Daemons::start(domain.clone(), config.provisioner_daemons, config.binary.clone());
+        Ok(Server {
+            listener,
+            state: AppState::new(domain),
+            reconciler,
+            reconciler_loop,
+            daemons,
+            stores: [store, reconciler_store],
+            pubsub,
+            cluster,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn domain(&self) -> &Domain {
+        &self.state.domain
+    }
+
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    /// Serves until `shutdown` completes, lets requests in flight finish,
+    /// then stops everything it started, the built-in PostgreSQL last.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let Server { listener, state, reconciler: _, reconciler_loop, daemons, stores, pubsub, cluster } = self;
+        let served = serve(listener, state, shutdown).await;
+        if let Some((stop, task)) = reconciler_loop {
+            stop.send_replace(true);
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "the reconciliation loop ended badly");
+            }
+        }
+        daemons.stop().await;
+        for store in &stores {
+            store.close().await;
+        }
+        pubsub.close().await;
+        if let Some(cluster) = cluster {
+            stop_cluster(cluster).await;
+        }
+        tracing::info!("warmspace server stopped");
+        Ok(served?)
+    }
+}
+
+/// Builds a server from `config` and serves until `shutdown`: what
+/// `warmspace server` runs.
+pub async fn run(
+    config: Config,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    Server::start(config, listener).await?.serve(shutdown).await
+}
+
+/// The main store (migrated) and the reconciler's, within the budget.
+async fn connect(
+    options: &PgConnectOptions,
+    budget: ConnectionBudget,
+    config: &Config,
+) -> Result<(Store, Store), StartError> {
+    let store = Store::connect(options.clone(), budget.main).await?.with_clock(config.clock.clone());
+    store.migrate().await?;
+    let reconciler_store = Store::connect(options.clone(), budget.reconciler).await?.with_clock(config.clock.clone());
+    Ok((store, reconciler_store))
+}
+
+async fn stop_cluster(cluster: Cluster) {
+    if let Err(err) = cluster.stop().await {
+        tracing::error!(error = %err, "cannot stop the built-in PostgreSQL");
+    }
+}
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
-pub async fn serve(
+/// requests in flight (for at most [`DRAIN`]).
+async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let trigger = state.shutdown.clone();
+    let streams = state.clone();
     let down = state.shutting_down();
     let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
         shutdown.await;
-        let _ = trigger.send(true);
+        streams.shut_down();
     });
     tokio::select! {
         served = server => served,
@@ -104,3 +233,19 @@ pub async fn serve(
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_budget_never_exceeds_the_maximum() {
+        for max in MIN_CONNECTIONS..200 {
+            let b = ConnectionBudget::split(max).unwrap();
+            assert_eq!(b.main + b.reconciler + b.listener, max);
+            assert!(b.main >= 1 && b.reconciler >= 2, "{max}: {b:?}");
+        }
+        assert!(ConnectionBudget::split(MIN_CONNECTIONS - 1).is_err());
+        assert_eq!(ConnectionBudget::split(20).unwrap(), ConnectionBudget { main: 13, reconciler: 6, listener: 1 });
+    }
+}

@@ -1,31 +1,32 @@
-//! A real server on a fresh database, for tests: it listens on an ephemeral
-//! loopback port and is driven through the same typed client the CLI uses.
+//! A real server on a fresh database, for tests: built by the same
+//! [`Server::start`] as `warmspace server`, listening on an ephemeral
+//! loopback port, and driven through the same typed client the CLI uses.
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
 use warmspace_sdk::{Client, CreateFirstUserRequest, CreateUserRequest, LoginWithPasswordRequest, Role};
-use warmspace_store::Store;
-use warmspace_store::pubsub::PubSub;
 use warmspace_store::testing::TestDatabase;
+use warmspace_store::{Clock, Store};
 
-use crate::provisioning::Daemons;
+use crate::domain::Domain;
 use crate::reconciler::Reconciler;
-use crate::{AppState, Config};
+use crate::{Config, Database, Server};
 
 pub const OWNER_EMAIL: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestServer {
-    pub store: Store,
-    pub pubsub: PubSub,
     pub url: Url,
+    /// The server's own domain layer, for tests that act on it directly.
+    pub domain: Domain,
     pub reconciler: Reconciler,
+    /// The server's clock: advance it to see what happens later.
+    pub clock: Clock,
+    /// A store of the test's own on the same database, for setting up and checking rows.
+    pub store: Store,
     stop: Option<oneshot::Sender<()>>,
-    /// Dropping them aborts their tasks.
-    _daemons: Daemons,
-    _stop_reconciler: tokio::sync::watch::Sender<bool>,
-    // Last, so the database is dropped after the server has stopped.
+    // Last, so the database is dropped after the server has been told to stop.
     pub db: TestDatabase,
 }
 
@@ -40,35 +41,31 @@ impl TestServer {
     }
 
     /// `run_reconciler: false` leaves cycles to the test (`server.reconciler.run_cycle()`).
-    pub async fn start_full(config: Config, daemons: usize, run_reconciler: bool) -> TestServer {
+    pub async fn start_full(mut config: Config, daemons: usize, run_reconciler: bool) -> TestServer {
         let db = TestDatabase::new().await;
-        let store = db.store().await;
-        let pubsub = PubSub::start(db.options(), store.pool().clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        config.database = Database::External(db.options());
+        config.provisioner_daemons = daemons;
+        config.reconciler.background = run_reconciler;
+        // Scripts that start an agent get the test binary; tests that need a
+        // real agent run the real `warmspace` binary instead.
+        config.binary = std::env::current_exe().expect("the test binary's path");
+        let clock = config.clock.clone();
+        let server = Server::start(config, Some(listener)).await.expect("starting the server");
+        let (domain, reconciler) = (server.domain().clone(), server.reconciler().clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = Config { access_url: url.as_str().trim_end_matches('/').to_owned(), ..config };
-        let state = AppState::new(store.clone(), pubsub.clone(), config);
-        let binary = std::env::current_exe().expect("the test binary's path");
-        let daemons = Daemons::start(state.coordinator.clone(), daemons, binary);
-        let (stop_reconciler, reconciler_stopped) = tokio::sync::watch::channel(false);
-        if run_reconciler {
-            state.reconciler.clone().spawn(reconciler_stopped);
-        }
-        let reconciler = state.reconciler.clone();
-        tokio::spawn(crate::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            store,
-            pubsub,
-            url,
-            reconciler,
-            stop: Some(stop),
-            _daemons: daemons,
-            _stop_reconciler: stop_reconciler,
-            db,
-        }
+        tokio::spawn(async move {
+            let shutdown = async {
+                // Dropped or sent: either way the test is done with the server.
+                stopped.await.ok();
+            };
+            if let Err(err) = server.serve(shutdown).await {
+                tracing::warn!(error = %err, "test server stopped with an error");
+            }
+        });
+        let store = db.store().await.with_clock(clock.clone());
+        TestServer { url, domain, reconciler, clock, store, stop: Some(stop), db }
     }
 
     /// A client with no session.
@@ -122,7 +119,8 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            // The server may have stopped already; nothing more to tell it.
+            stop.send(()).ok();
         }
     }
 }

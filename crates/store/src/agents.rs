@@ -129,9 +129,12 @@ impl Store {
         .ok_or(StoreError::NotFound)
     }
 
-    pub async fn workspace_agents(&self, workspace_id: Uuid) -> Result<Vec<AgentRow>> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM workspace_agents a WHERE a.workspace_id = $1 ORDER BY a.name");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.pool).await?)
+    /// The agents of these workspaces, by workspace and name (a listing's agents, in one query).
+    pub async fn agents_of(&self, workspace_ids: &[Uuid]) -> Result<Vec<AgentRow>> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM workspace_agents a WHERE a.workspace_id = ANY ($1) ORDER BY a.workspace_id, a.name"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(workspace_ids).fetch_all(&self.pool).await?)
     }
 
     pub async fn agent(&self, id: Uuid) -> Result<AgentRow> {

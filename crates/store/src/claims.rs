@@ -31,6 +31,41 @@ pub struct ClaimRequest<'a> {
     pub elapsed_ms: f64,
 }
 
+/// A create request that did not claim, recorded with its cold build.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimMiss {
+    pub template_id: Uuid,
+    /// The preset the request used, matched or came closest to.
+    pub preset_id: Option<Uuid>,
+    pub reason: MissReason,
+    /// From the request's arrival to its cold build being queued.
+    pub latency_ms: f64,
+}
+
+/// Records a miss inside the transaction that queues its cold build.
+pub(crate) async fn insert_miss(
+    tx: &mut sqlx::PgConnection,
+    miss: &ClaimMiss,
+    user_id: Uuid,
+    workspace_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, reason, workspace_id, latency_ms) \
+         VALUES ($1, $2, $3, $4, false, $5, $6, $7)",
+    )
+    .bind(at)
+    .bind(miss.template_id)
+    .bind(miss.preset_id)
+    .bind(user_id)
+    .bind(miss.reason)
+    .bind(workspace_id)
+    .bind(miss.latency_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Claimed {
     pub workspace_id: Uuid,
@@ -93,20 +128,9 @@ impl Store {
             deadline: claim.deadline,
             max_deadline: claim.max_deadline,
         };
-        let build_id = insert_build(&mut tx, workspace_id, organization_id, &build).await?;
-        if claim.reinit {
-            // Nothing to run: the job is done as it is queued, so no daemon takes it.
-            sqlx::query(
-                "UPDATE provisioner_jobs SET status = 'succeeded', started_at = clock_timestamp(), \
-                     completed_at = clock_timestamp(), updated_at = now(), worker_id = $2, \
-                     worker_name = 'claim (reinit)' \
-                 WHERE id = (SELECT job_id FROM workspace_builds WHERE id = $1)",
-            )
-            .bind(build_id)
-            .bind(Uuid::nil())
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Reinit: nothing to run, so the job is done as it is queued and no daemon is woken.
+        let done_by = claim.reinit.then_some("claim (reinit)");
+        let build_id = insert_build(&mut tx, workspace_id, organization_id, &build, done_by).await?;
         sqlx::query("INSERT INTO prebuild_events (workspace_id, preset_id, event) VALUES ($1, $2, 'claimed')")
             .bind(workspace_id)
             .bind(claim.preset_id)
@@ -127,31 +151,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(Claimed { workspace_id, build_id, committed_at }))
-    }
-
-    /// Records a create request that did not claim: why, and how long deciding and queueing took.
-    pub async fn record_claim_miss(
-        &self,
-        template_id: Uuid,
-        preset_id: Option<Uuid>,
-        user_id: Uuid,
-        reason: MissReason,
-        workspace_id: Option<Uuid>,
-        latency_ms: f64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, reason, workspace_id, latency_ms) \
-             VALUES ($1, $2, $3, false, $4, $5, $6)",
-        )
-        .bind(template_id)
-        .bind(preset_id)
-        .bind(user_id)
-        .bind(reason)
-        .bind(workspace_id)
-        .bind(latency_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Claim attempts since `since`, per preset: (preset id, hits, misses by

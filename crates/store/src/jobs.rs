@@ -68,6 +68,9 @@ pub struct NewJob {
     pub tags: Tags,
     pub input: serde_json::Value,
     pub file_id: Option<Uuid>,
+    /// The job has nothing to run (a reinit claim's build): it is recorded
+    /// as done, under this worker name, when it is queued.
+    pub done_by: Option<&'static str>,
 }
 
 /// A daemon asking for work.
@@ -137,11 +140,17 @@ const JOB_COLUMNS: &str = "j.id, j.organization_id, j.type, j.status, j.initiato
 
 /// Inserts a job inside the caller's transaction. The NOTIFY that wakes
 /// daemons is part of the same transaction, so it is delivered at commit
-/// and never before the job is visible.
+/// and never before the job is visible. A job with nothing left to run
+/// (`NewJob::done_by`) is stored as succeeded and wakes nobody.
 pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uuid> {
     let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, tags, input, file_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, tags, input, file_id, \
+             status, worker_id, worker_name, started_at, completed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8::text IS NULL THEN 'pending' ELSE 'succeeded' END, \
+             CASE WHEN $8::text IS NOT NULL THEN $9::uuid END, $8, \
+             CASE WHEN $8::text IS NOT NULL THEN clock_timestamp() END, \
+             CASE WHEN $8::text IS NOT NULL THEN clock_timestamp() END) \
+         RETURNING id",
     )
     .bind(job.organization_id)
     .bind(job.kind)
@@ -150,9 +159,13 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uu
     .bind(Json(&job.tags))
     .bind(&job.input)
     .bind(job.file_id)
+    .bind(job.done_by)
+    .bind(Uuid::nil())
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(JOB_POSTED_CHANNEL).execute(&mut *tx).await?;
+    if job.done_by.is_none() {
+        sqlx::query("SELECT pg_notify($1, '')").bind(JOB_POSTED_CHANNEL).execute(&mut *tx).await?;
+    }
     Ok(id)
 }
 
@@ -187,6 +200,12 @@ impl Store {
     pub async fn job(&self, id: Uuid) -> Result<JobRow> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM provisioner_jobs j WHERE j.id = $1");
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Jobs by id, in no particular order (a listing's jobs, in one query).
+    pub async fn jobs_by_ids(&self, ids: &[Uuid]) -> Result<Vec<JobRow>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM provisioner_jobs j WHERE j.id = ANY ($1)");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(ids).fetch_all(&self.pool).await?)
     }
 
     /// Takes the next pending job `worker` may run, if any, leasing it for

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod claims;
+mod clock;
 pub mod embedded;
 mod error;
 mod files;
@@ -13,6 +14,7 @@ pub mod notifications;
 mod organizations;
 pub mod prebuilds;
 pub mod pubsub;
+mod seed;
 mod sessions;
 mod templates;
 #[cfg(feature = "testing")]
@@ -22,10 +24,12 @@ pub mod workspaces;
 
 use std::time::Duration;
 
+pub use clock::Clock;
 pub use error::StoreError;
 pub use files::FileRow;
 pub use keys::ProvisionerKeyRow;
-pub use migrate::{MIGRATOR, migrate};
+pub use migrate::MIGRATOR;
+use migrate::migrate;
 pub use organizations::OrganizationRow;
 pub use sessions::{NewSession, Session};
 pub use sqlx::postgres::{PgConnectOptions, PgPool};
@@ -43,6 +47,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    clock: Clock,
 }
 
 impl Store {
@@ -54,15 +59,45 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(Store { pool })
+        Ok(Store { pool, clock: Clock::default() })
     }
 
-    pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+    /// The same store, reading time from `clock`.
+    pub fn with_clock(self, clock: Clock) -> Store {
+        Store { clock, ..self }
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The time queries compare against and stamp rows with.
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Brings the schema up to date (see [`migrate`]).
+    pub async fn migrate(&self) -> Result<()> {
+        migrate(&self.pool).await
+    }
+
+    /// Connections this store's pool holds open now, in use or idle.
+    pub fn open_connections(&self) -> u32 {
+        self.pool.size()
+    }
+
+    /// Closes every connection, waiting for those in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The PostgreSQL server's version, for reports.
+    pub async fn server_version(&self) -> Result<String> {
+        Ok(sqlx::query_scalar("SHOW server_version").fetch_one(&self.pool).await?)
     }
 
     /// The round trip a health check makes.

@@ -1,8 +1,14 @@
 //! What reconciliation reads (one consistent snapshot, in a few set-based
 //! queries) and records (settings, validation failures, prebuild history).
 
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+use warmspace_prebuilds::reconcile::{Creation, LatestBuild, Prebuild, PresetState, Settings, Snapshot};
+use warmspace_prebuilds::schedule::Schedule;
 use warmspace_states::{DeletionReason, JobStatus, PrebuildEvent, Transition};
 
 use crate::workspaces::PREBUILDS_USER_ID;
@@ -15,6 +21,7 @@ pub struct PresetSnapshotRow {
     pub preset_name: String,
     pub template_id: Uuid,
     pub template_name: String,
+    pub organization_id: Uuid,
     pub organization_name: String,
     pub template_version_id: Uuid,
     pub version_active: bool,
@@ -65,20 +72,93 @@ pub struct PrebuildsSnapshot {
     pub creations: Vec<CreationSnapshotRow>,
 }
 
-/// Held by the one replica reconciling; released when dropped with its
-/// connection if not released before (a dead replica's lock dies with it).
+impl PrebuildsSnapshot {
+    /// The rows as the pure reconciliation logic reads them.
+    pub fn to_snapshot(&self, settings: Settings) -> Snapshot {
+        let mut schedules: HashMap<Uuid, Vec<(Schedule, u32)>> = HashMap::new();
+        for s in &self.schedules {
+            // The import validated every expression; one that no longer parses is skipped, not fatal.
+            match Schedule::parse(&s.cron_expression) {
+                Ok(schedule) => schedules.entry(s.preset_id).or_default().push((schedule, count(s.desired_instances))),
+                Err(err) => tracing::warn!(preset = %s.preset_id, error = %err, "skipping a stored schedule"),
+            }
+        }
+        let mut prebuilds: HashMap<Uuid, Vec<Prebuild>> = HashMap::new();
+        for b in &self.prebuilds {
+            prebuilds.entry(b.preset_id).or_default().push(Prebuild {
+                workspace_id: b.workspace_id,
+                created_at: b.created_at,
+                latest: LatestBuild {
+                    transition: b.transition,
+                    status: b.job_status,
+                    job_id: b.job_id,
+                    build_number: b.build_number,
+                    finished_at: b.finished_at,
+                },
+                agents_ready: b.agents_ready,
+            });
+        }
+        let mut creations: HashMap<Uuid, Vec<Creation>> = HashMap::new();
+        for c in &self.creations {
+            creations
+                .entry(c.preset_id)
+                .or_default()
+                .push(Creation { finished_at: c.finished_at, succeeded: c.succeeded });
+        }
+        let presets = self
+            .presets
+            .iter()
+            .map(|p| PresetState {
+                preset_id: p.preset_id,
+                template_id: p.template_id,
+                template_version_id: p.template_version_id,
+                version_active: p.version_active,
+                template_deleted: p.template_deleted,
+                instances: count(p.desired_instances),
+                ttl: p.ttl_seconds.map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
+                timezone: p.scheduling_timezone.as_deref().and_then(|tz| chrono_tz::Tz::from_str(tz).ok()),
+                schedules: schedules.remove(&p.preset_id).unwrap_or_default(),
+                last_invalidated_at: p.last_invalidated_at,
+                validation_failed: p.validation_error.is_some(),
+                creations: creations.remove(&p.preset_id).unwrap_or_default(),
+                prebuilds: prebuilds.remove(&p.preset_id).unwrap_or_default(),
+            })
+            .collect();
+        Snapshot { now: self.now, settings, presets }
+    }
+}
+
+/// A stored count (never negative: the schema checks it).
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+/// Held by the one replica reconciling. Released by [`ReconcilerLock::release`];
+/// a lock dropped without it (its cycle panicked, or its task was aborted)
+/// closes its connection, which releases the lock in PostgreSQL, rather than
+/// returning it to the pool still locked. A dead replica's lock dies with
+/// its connection.
 pub struct ReconcilerLock {
-    connection: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
 }
 
 const RECONCILER_LOCK: &str = "hashtext('warmspace.reconciler')";
 
 impl ReconcilerLock {
     pub async fn release(mut self) {
+        let Some(mut connection) = self.connection.take() else { return };
         let sql = format!("SELECT pg_advisory_unlock({RECONCILER_LOCK})");
-        if sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *self.connection).await.is_err() {
-            // Make sure the connection, and the lock with it, goes away.
-            self.connection.close_on_drop();
+        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *connection).await {
+            tracing::warn!(error = %err, "cannot release the reconciliation lock; closing its connection");
+            connection.close_on_drop();
+        }
+    }
+}
+
+impl Drop for ReconcilerLock {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.as_mut() {
+            connection.close_on_drop();
         }
     }
 }
@@ -89,7 +169,7 @@ impl Store {
         let mut connection = self.pool.acquire().await?;
         let sql = format!("SELECT pg_try_advisory_lock({RECONCILER_LOCK})");
         let locked: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *connection).await?;
-        Ok(locked.then_some(ReconcilerLock { connection }))
+        Ok(locked.then_some(ReconcilerLock { connection: Some(connection) }))
     }
 
     /// Everything reconciliation decides from, read in one repeatable-read
@@ -115,11 +195,12 @@ impl Store {
     async fn snapshot_of(&self, only: Option<Uuid>, history: i64, since: DateTime<Utc>) -> Result<PrebuildsSnapshot> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-        let (now, paused): (DateTime<Utc>, bool) =
-            sqlx::query_as("SELECT now(), reconciliation_paused FROM prebuild_settings").fetch_one(&mut *tx).await?;
+        let now = self.now();
+        let paused: bool =
+            sqlx::query_scalar("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&mut *tx).await?;
         let presets = sqlx::query_as(
             "SELECT p.id AS preset_id, p.name AS preset_name, t.id AS template_id, t.name AS template_name, \
-                 o.name AS organization_name, p.template_version_id, t.active_version_id = p.template_version_id \
+                 o.id AS organization_id, o.name AS organization_name, p.template_version_id, t.active_version_id = p.template_version_id \
                  AS version_active, t.deleted AS template_deleted, p.desired_instances, p.ttl_seconds, \
                  p.scheduling_timezone, p.last_invalidated_at, p.validation_error \
              FROM template_version_presets p \
@@ -209,8 +290,9 @@ impl Store {
     /// Invalidates presets' prebuilds: those created before now count as
     /// expired. Returns how many presets were invalidated.
     pub async fn invalidate_presets(&self, preset_ids: &[Uuid]) -> Result<u64> {
-        Ok(sqlx::query("UPDATE template_version_presets SET last_invalidated_at = now() WHERE id = ANY ($1)")
+        Ok(sqlx::query("UPDATE template_version_presets SET last_invalidated_at = $2 WHERE id = ANY ($1)")
             .bind(preset_ids)
+            .bind(self.now())
             .execute(&self.pool)
             .await?
             .rows_affected())
@@ -228,13 +310,14 @@ impl Store {
         let kinds: Vec<PrebuildEvent> = events.iter().map(|e| e.2).collect();
         let reasons: Vec<Option<DeletionReason>> = events.iter().map(|e| e.3).collect();
         sqlx::query(
-            "INSERT INTO prebuild_events (workspace_id, preset_id, event, reason) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])",
+            "INSERT INTO prebuild_events (workspace_id, preset_id, event, reason, at) \
+             SELECT *, $5 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])",
         )
         .bind(workspaces)
         .bind(presets)
         .bind(kinds)
         .bind(reasons)
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -247,12 +330,13 @@ impl Store {
         }
         let (workspaces, presets): (Vec<Uuid>, Vec<Uuid>) = prebuilds.iter().copied().unzip();
         sqlx::query(
-            "INSERT INTO prebuild_events (workspace_id, preset_id, event) \
-             SELECT w, p, 'eligible' FROM unnest($1::uuid[], $2::uuid[]) AS e(w, p) \
+            "INSERT INTO prebuild_events (workspace_id, preset_id, event, at) \
+             SELECT w, p, 'eligible', $3 FROM unnest($1::uuid[], $2::uuid[]) AS e(w, p) \
              WHERE NOT EXISTS (SELECT 1 FROM prebuild_events x WHERE x.workspace_id = e.w AND x.event = 'eligible')",
         )
         .bind(workspaces)
         .bind(presets)
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())

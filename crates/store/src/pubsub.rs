@@ -64,9 +64,10 @@ pub struct PubSub {
 }
 
 impl PubSub {
-    /// Starts the listening task on its own connection (not one of `pool`'s),
-    /// publishing through `pool`.
-    pub fn start(options: PgConnectOptions, pool: PgPool) -> PubSub {
+    /// Starts the listening task on its own connection (not one of the
+    /// store's), publishing through the store's pool.
+    pub fn start(options: PgConnectOptions, store: &crate::Store) -> PubSub {
+        let pool = store.pool().clone();
         let (commands, rx) = mpsc::unbounded_channel();
         let listener_pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
         tokio::spawn(listen_loop(listener_pool, rx));
@@ -127,6 +128,17 @@ impl Subscription {
             Ok(event) => Some(event),
             Err(broadcast::error::RecvError::Lagged(_)) => Some(Event::Gap),
             Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Subscription {
+    /// An event already waiting, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(event),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(Event::Gap),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => None,
         }
     }
 }

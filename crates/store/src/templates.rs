@@ -212,6 +212,7 @@ impl Store {
                 tags: new.tags.clone(),
                 input: serde_json::json!({ "template_version_id": id }),
                 file_id: Some(new.file_id),
+                done_by: None,
             },
         )
         .await?;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use warmspace_states::{BuildReason, JobPriority, JobStatus, JobType, Transition, WorkspaceStatus};
 
+use crate::claims::{ClaimMiss, insert_miss};
 use crate::jobs::{NewJob, finish_job, insert_job};
 use crate::{Result, Store, StoreError};
 
@@ -145,6 +146,9 @@ pub struct NewWorkspace {
     pub autostart_schedule: Option<String>,
     /// Build 1, a `start`.
     pub build: NewBuild,
+    /// The create request this answers did not claim a prebuild: recorded
+    /// in the same transaction.
+    pub miss: Option<ClaimMiss>,
 }
 
 /// Filters of a workspace listing; `None` means any.
@@ -190,11 +194,14 @@ pub struct BuildPayload {
     pub previous_state: Option<Vec<u8>>,
 }
 
+/// Inserts a build and its job inside the caller's transaction; with
+/// `done_by`, the job is recorded as already done (see `NewJob::done_by`).
 pub(crate) async fn insert_build(
     tx: &mut PgConnection,
     workspace_id: Uuid,
     organization_id: Uuid,
     build: &NewBuild,
+    done_by: Option<&'static str>,
 ) -> Result<Uuid> {
     let number: i32 =
         sqlx::query_scalar("SELECT coalesce(max(build_number), 0) + 1 FROM workspace_builds WHERE workspace_id = $1")
@@ -222,6 +229,7 @@ pub(crate) async fn insert_build(
             tags: Default::default(),
             input: serde_json::json!({ "workspace_build_id": id }),
             file_id: Some(file_id),
+            done_by,
         },
     )
     .await?;
@@ -274,7 +282,10 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
-        insert_build(&mut tx, id, new.organization_id, &new.build).await?;
+        insert_build(&mut tx, id, new.organization_id, &new.build, None).await?;
+        if let Some(miss) = &new.miss {
+            insert_miss(&mut tx, miss, new.owner_id, id, self.now()).await?;
+        }
         tx.commit().await?;
         self.workspace(id).await
     }
@@ -323,7 +334,7 @@ impl Store {
                 "build {number} ({transition}) of this workspace is still {status}; wait for it or cancel it"
             )));
         }
-        let id = insert_build(&mut tx, workspace_id, organization_id, build).await?;
+        let id = insert_build(&mut tx, workspace_id, organization_id, build, None).await?;
         tx.commit().await?;
         self.build(id).await
     }
@@ -423,6 +434,12 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    /// Builds by id, in no particular order (a listing's latest builds, in one query).
+    pub async fn builds_by_ids(&self, ids: &[Uuid]) -> Result<Vec<BuildRow>> {
+        let sql = format!("{} WHERE b.id = ANY ($1)", *BUILD_SELECT);
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(ids).fetch_all(&self.pool).await?)
     }
 
     /// A workspace's builds, newest first.

@@ -1,7 +1,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use warmspace_sdk::{Response as Body, ValidationError};
-use warmspace_store::StoreError;
+
+use crate::domain;
 
 /// An error answered as `{message, detail, validations[]}` with its status.
 #[derive(Debug)]
@@ -27,57 +28,27 @@ impl ApiError {
         err.body.validations = validations;
         err
     }
-
-    pub fn field(field: &str, detail: impl Into<String>) -> Self {
-        ApiError::invalid(vec![ValidationError { field: field.into(), detail: detail.into() }])
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, message)
-    }
-
-    pub fn forbidden(denied: warmspace_authz::Denied) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "Forbidden.").detail(format!("You are {denied}."))
-    }
-
-    pub fn not_found(what: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found."))
-    }
-
-    /// For `map_err` on a store lookup: a missing row is answered as a
-    /// missing `what`, any other error as usual.
-    pub fn missing(what: &'static str) -> impl Fn(StoreError) -> ApiError {
-        move |err| match err {
-            StoreError::NotFound => ApiError::not_found(what),
-            other => other.into(),
-        }
-    }
-
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.").detail(err.to_string())
-    }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
+impl From<domain::Error> for ApiError {
+    fn from(err: domain::Error) -> Self {
+        use domain::Error as E;
         match err {
-            StoreError::NotFound => ApiError::not_found("Resource"),
-            StoreError::Conflict { field } => {
-                let mut err = ApiError::new(StatusCode::CONFLICT, format!("That {field} is already taken."));
-                err.body.validations.push(ValidationError { field: field.into(), detail: "already taken".into() });
+            E::Invalid(validations) => ApiError::invalid(validations),
+            E::Unauthenticated { message, detail } => ApiError::new(StatusCode::UNAUTHORIZED, message).detail(detail),
+            E::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "Forbidden.").detail(why),
+            E::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found.")),
+            E::Conflict { message, detail, validations } => {
+                let mut err = ApiError::new(StatusCode::CONFLICT, message).detail(detail);
+                err.body.validations = validations;
                 err
             }
-            StoreError::Invalid { field, message } => ApiError::field(field, message),
-            StoreError::InProgress(message) => ApiError::new(StatusCode::CONFLICT, message),
-            other => ApiError::internal(other),
+            E::JobLost => ApiError::new(StatusCode::GONE, "This daemon no longer holds the job."),
+            E::TooLarge { message, detail } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).detail(detail),
+            // The cause was logged where it happened; it is the operator's to read, not the caller's.
+            E::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.")
+                .detail("The server could not complete the request; its log says why. Try again later."),
         }
-    }
-}
-
-impl From<warmspace_authz::Denied> for ApiError {
-    fn from(denied: warmspace_authz::Denied) -> Self {
-        ApiError::forbidden(denied)
     }
 }
 

@@ -1,13 +1,53 @@
 //! Request extractors whose failures are API errors naming the field at
-//! fault, instead of axum's plain-text rejections.
+//! fault, instead of axum's plain-text rejections; and the credentials a
+//! request carries, checked by the domain.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use warmspace_sdk::ValidationError;
+use warmspace_sdk::{AGENT_TOKEN_HEADER, PROVISIONER_KEY_HEADER, SESSION_TOKEN_HEADER, ValidationError};
 
-use super::ApiError;
+use super::{ApiError, AppState};
+use crate::domain::{Actor, AgentAuth, DaemonAuth};
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name)?.to_str().ok()
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    header(parts, AUTHORIZATION.as_str())?.strip_prefix("Bearer ")
+}
+
+/// A person, by their session token (header, or `Authorization: Bearer`).
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = header(parts, SESSION_TOKEN_HEADER).or_else(|| bearer(parts));
+        Ok(state.domain.authenticate(token).await?)
+    }
+}
+
+/// A workspace agent, by its token.
+impl FromRequestParts<AppState> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = header(parts, AGENT_TOKEN_HEADER).or_else(|| bearer(parts));
+        Ok(state.domain.authenticate_agent(token).await?)
+    }
+}
+
+/// An external provisioner daemon, by its key.
+impl FromRequestParts<AppState> for DaemonAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(state.domain.authenticate_daemon(header(parts, PROVISIONER_KEY_HEADER)).await?)
+    }
+}
 
 /// A JSON request body. Malformed input is a 400 whose validation names the
 /// field (`roles[1]`, `email`), or `body` when the JSON itself is broken.

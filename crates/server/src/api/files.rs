@@ -2,20 +2,15 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-use warmspace_authz::{Action, Object, Resource};
 use warmspace_sdk::{Response, UploadResponse};
 
-use super::ApiError;
-use crate::AppState;
-use crate::auth::Actor;
-
-pub const TAR: &str = "application/x-tar";
+use super::{ApiError, AppState, Created, created};
+use crate::domain::Actor;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,25 +30,16 @@ async fn upload_file(
     actor: Actor,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, axum::Json<UploadResponse>), ApiError> {
-    actor.authorize(Action::Create, Object { resource: Resource::File, owner: Some(actor.user.id) })?;
+) -> Result<Created<UploadResponse>, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type != TAR {
-        return Err(ApiError::field("Content-Type", format!("must be {TAR}, not {content_type:?}")));
-    }
-    let limit = state.config.max_file_size;
-    let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The file is too large.")
-            .detail(format!("Uploads are limited to {limit} bytes (--max-file-size)."))
-    };
+    // Read no more than the server takes: refuse a declared oversize at once, stop reading past the limit.
+    let limit = state.domain.config().max_file_size;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
+        return Err(state.domain.upload_too_large().into());
     }
-    let data = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
-    let hash = hex::encode(Sha256::digest(&data));
-    let file = state.store.upload_file(&hash, TAR, &data, actor.user.id).await?;
-    Ok((StatusCode::CREATED, axum::Json(UploadResponse { id: file.id, hash: file.hash })))
+    let data = axum::body::to_bytes(body, limit).await.map_err(|_| state.domain.upload_too_large())?;
+    Ok(created(state.domain.upload_file(&actor, content_type, &data).await?))
 }
 
 /// Downloads a file you uploaded, or one behind a template you may read.
@@ -66,16 +52,6 @@ async fn download_file(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let file = state.store.file(id).await.map_err(|_| ApiError::not_found("File"))?;
-    // Checked on every read: nothing cached may let one user read another's upload.
-    let reads_all = warmspace_authz::authorize(&actor.subject, Action::Read, Object::any(Resource::File)).is_ok();
-    let readable = reads_all
-        || state.store.file_uploaded_by(id, actor.user.id).await?
-        || (state.store.file_backs_a_template(id).await?
-            && actor.authorize(Action::Read, Object::any(Resource::Template)).is_ok());
-    if !readable {
-        return Err(warmspace_authz::Denied { action: Action::Read, resource: Resource::File }.into());
-    }
-    let data = state.store.file_data(id).await?;
-    Ok(([(header::CONTENT_TYPE, file.mimetype)], data))
+    let (mimetype, data) = state.domain.download_file(&actor, id).await?;
+    Ok(([(header::CONTENT_TYPE, mimetype)], data))
 }

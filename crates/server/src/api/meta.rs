@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use warmspace_sdk::BuildInfo;
 
-use crate::AppState;
+use super::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(buildinfo))
@@ -18,7 +18,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/healthz", tag = "general",
     responses((status = 200, description = "OK"), (status = 503, description = "The database does not answer")))]
 async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), state.domain.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "OK"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }

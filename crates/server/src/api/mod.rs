@@ -13,6 +13,7 @@ mod templates;
 mod users;
 mod workspaces;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,12 +25,38 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use extract::Json;
-pub use notifications::notify_template_admins;
 
-use warmspace_sdk::ValidationError;
-use warmspace_store::OrganizationRow;
+use tokio::sync::watch;
 
-use crate::AppState;
+use crate::domain::Domain;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub domain: Domain,
+    /// Turns true when the server shuts down, so long-lived streams end.
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    pub fn new(domain: Domain) -> Self {
+        AppState { domain, shutdown: Arc::new(watch::channel(false).0) }
+    }
+
+    /// Ends open streams (clients reconnect, to another replica or this one restarted).
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Completes when the server begins shutting down.
+    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut receiver = self.shutdown.subscribe();
+        async move {
+            // An error means the sender is gone, which is a shutdown too.
+            receiver.wait_for(|down| *down).await.ok();
+        }
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -67,30 +94,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(notifications::routes())
 }
 
-/// The organization a path names, by id or name (`default` for the default one).
-async fn organization(state: &AppState, id_or_name: &str) -> Result<OrganizationRow, ApiError> {
-    state.store.organization(id_or_name).await.map_err(ApiError::missing("Organization"))
-}
-
-/// Listings return at most this many items per request.
-const MAX_PAGE: i64 = 1000;
-
-/// A listing's `limit` (default and maximum [`MAX_PAGE`]) and `offset` (default 0), checked.
-fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let (limit, offset) = (limit.unwrap_or(MAX_PAGE), offset.unwrap_or(0));
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
-    }
-    if offset < 0 {
-        return Err(ApiError::field("offset", "must not be negative"));
-    }
-    Ok((limit, offset))
-}
-
-fn invalid(field: &str, detail: impl Into<String>) -> ValidationError {
-    ValidationError { field: field.into(), detail: detail.into() }
-}
-
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
@@ -113,4 +116,26 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A stream as Server-Sent Events, kept alive, ending when the server shuts
+/// down (clients reconnect, to another replica or this one restarted).
+fn sse<S>(state: &AppState, events: S) -> axum::response::Response
+where
+    S: futures::Stream<Item = axum::response::sse::Event> + Send + 'static,
+{
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+    let events = events.map(Ok::<_, std::convert::Infallible>).take_until(state.shutting_down());
+    axum::response::sse::Sse::new(events).keep_alive(axum::response::sse::KeepAlive::default()).into_response()
+}
+
+type Created<T> = (StatusCode, axum::Json<T>);
+
+fn created<T>(value: T) -> Created<T> {
+    (StatusCode::CREATED, axum::Json(value))
+}
+
+fn message(text: &str) -> axum::Json<warmspace_sdk::Response> {
+    axum::Json(warmspace_sdk::Response::message(text))
 }

@@ -1,8 +1,5 @@
-//! Who is calling: passwords, session tokens, and the extractor that turns a
-//! request's token into an authenticated [`Actor`].
+//! Secrets people and machines present: passwords (hashed with Argon2id)
+//! and tokens (`<id>-<secret>`, stored as the SHA-256 of the secret).
 
-mod actor;
 pub mod passwords;
 pub mod tokens;
-
-pub use actor::{Actor, subject_of};

@@ -6,17 +6,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
-use warmspace_server::provisioning::Daemons;
-use warmspace_server::reconciler::{Reconciler, ReconcilerConfig};
-use warmspace_server::{AppState, Config};
-use warmspace_store::embedded::{Cluster, ClusterOptions};
+use warmspace_server::{Config, Database, ProvisioningConfig, ReconcilerConfig, Server};
+use warmspace_store::PgConnectOptions;
 use warmspace_store::jobs::QueuePolicy;
-use warmspace_store::pubsub::PubSub;
-use warmspace_store::{PgConnectOptions, Store};
-
-/// The database the server keeps its state in, inside the built-in cluster.
-const BUILTIN_DATABASE: &str = "warmspace";
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -30,7 +22,8 @@ pub struct ServerArgs {
     /// /var/lib/warmspace when run as root).
     #[arg(long, env = "WARMSPACE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Most database connections this replica opens (pub/sub takes one more).
+    /// Most database connections this replica opens, in all (requests and
+    /// daemons, the reconciler, the pub/sub listener).
     #[arg(long, env = "WARMSPACE_POSTGRES_MAX_CONNECTIONS", default_value_t = 20)]
     postgres_max_connections: u32,
     /// How long a session lasts after its last use.
@@ -86,79 +79,44 @@ fn init_logging(format: LogFormat) {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let (options, cluster) = match &args.postgres_url {
-        Some(url) => (PgConnectOptions::from_str(url).context("--postgres-url is not a valid PostgreSQL URL")?, None),
-        None => {
-            let dir = args.data_dir.clone().map_or_else(default_data_dir, Ok)?.join("postgres");
-            let cluster =
-                Cluster::start(ClusterOptions::new(&dir)).await.context("starting the built-in PostgreSQL")?;
-            (cluster.connect_options(BUILTIN_DATABASE), Some(cluster))
+    let database = match &args.postgres_url {
+        Some(url) => {
+            Database::External(PgConnectOptions::from_str(url).context("--postgres-url is not a valid PostgreSQL URL")?)
         }
+        None => Database::BuiltIn(args.data_dir.clone().map_or_else(default_data_dir, Ok)?),
     };
-    let result = async {
-        if let Some(cluster) = &cluster {
-            cluster.ensure_database(BUILTIN_DATABASE).await.context("creating the database")?;
-        }
-        serve(&args, options).await
-    }
-    .await;
-    // Whatever happened, the cluster we started goes down with us.
-    if let Some(cluster) = cluster {
-        cluster.stop().await.context("stopping the built-in PostgreSQL")?;
-    }
-    result
-}
-
-async fn serve(args: &ServerArgs, options: PgConnectOptions) -> anyhow::Result<()> {
-    let store =
-        Store::connect(options.clone(), args.postgres_max_connections).await.context("connecting to PostgreSQL")?;
-    warmspace_store::migrate(store.pool()).await.context("migrating the database")?;
-    let pubsub = PubSub::start(options.clone(), store.pool().clone());
-    let listener =
-        TcpListener::bind(args.http_address).await.with_context(|| format!("listening on {}", args.http_address))?;
-    let address = listener.local_addr()?;
     let config = Config {
+        database,
+        http_address: args.http_address,
+        max_connections: args.postgres_max_connections,
+        provisioner_daemons: args.provisioner_daemons,
+        binary: std::env::current_exe().context("finding this executable")?,
+        clock: Default::default(),
         session_duration: chrono::Duration::from_std(args.session_duration).context("--session-duration")?,
         max_file_size: args.max_file_size,
         queue: QueuePolicy { lease: args.provisioner_lease, prebuild_share: args.prebuild_daemon_share },
-        access_url: args.access_url.clone().unwrap_or_else(|| format!("http://{address}")),
+        access_url: args.access_url.clone().unwrap_or_default(),
+        provisioning: ProvisioningConfig::default(),
         reconciler: ReconcilerConfig {
             interval: args.prebuilds_reconciliation_interval,
             backoff_interval: args.prebuilds_backoff_interval,
             backoff_lookback: args.prebuilds_backoff_lookback,
             failure_hard_limit: args.prebuilds_failure_hard_limit,
-            // Half the pool for per-preset work, the rest for requests.
-            concurrency: (args.postgres_max_connections as usize / 2).max(1),
+            ..ReconcilerConfig::default()
         },
     };
-    tracing::info!(%address, "warmspace server listening");
-    let url = format!("http://{address}");
+    let server = Server::start(config, None).await.context("starting the server")?;
+    let url = format!("http://{}", server.local_addr()?);
+    tracing::info!(%url, "warmspace server listening");
     println!("warmspace {} is listening on {url}", env!("CARGO_PKG_VERSION"));
     println!("  API description: {url}/api/v2/openapi.json");
-    if !store.human_user_exists().await? {
+    if !server.domain().first_user_exists().await? {
         println!(
             "  No users yet. Create the first one with:\n    warmspace login {url} --first-user-username admin \
              --first-user-email admin@example.com --first-user-password <password>"
         );
     }
-    let reconciler_connections = config.reconciler.concurrency as u32 + 1;
-    let mut state = AppState::new(store.clone(), pubsub.clone(), config);
-    // The reconciler gets a pool of its own, of its share plus one connection
-    // for its lock, so a busy cycle can never starve requests.
-    let reconciler_store = Store::connect(options.clone(), reconciler_connections).await?;
-    state.reconciler = Reconciler::new(reconciler_store.clone(), pubsub.clone(), state.config.reconciler.clone());
-    let binary = std::env::current_exe().context("finding this executable")?;
-    let daemons = Daemons::start(state.coordinator.clone(), args.provisioner_daemons, binary);
-    let (stop_reconciler, reconciler_stopped) = tokio::sync::watch::channel(false);
-    let reconciler = state.reconciler.clone().spawn(reconciler_stopped);
-    warmspace_server::serve(listener, state, super::shutdown_signal()).await?;
-    let _ = stop_reconciler.send(true);
-    let _ = reconciler.await;
-    daemons.stop().await;
-    reconciler_store.pool().close().await;
-    pubsub.close().await;
-    store.pool().close().await;
-    tracing::info!("warmspace server stopped");
+    server.serve(super::shutdown_signal()).await?;
     Ok(())
 }
 

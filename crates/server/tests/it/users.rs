@@ -148,7 +148,7 @@ async fn an_expired_session_is_refused() {
          WHERE id = $1",
     )
     .bind(id)
-    .execute(server.store.pool())
+    .execute(&server.db.pool().await)
     .await
     .unwrap();
     let (status, body) = api_error(owner.user("me").await);
@@ -166,14 +166,14 @@ async fn a_used_session_slides_its_expiry_forward() {
          WHERE id = $1",
     )
     .bind(id)
-    .execute(server.store.pool())
+    .execute(&server.db.pool().await)
     .await
     .unwrap();
     owner.user("me").await.unwrap();
     let hours_left: f64 =
         sqlx::query_scalar("SELECT extract(epoch FROM expires_at - now())::float8 / 3600 FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_one(server.store.pool())
+            .fetch_one(&server.db.pool().await)
             .await
             .unwrap();
     assert!(hours_left > 23.0, "expiry extended to a full session, got {hours_left} h");
@@ -187,20 +187,20 @@ async fn session_tokens_are_stored_only_as_hashes() {
     let (id, secret) = token.split_once('-').unwrap();
 
     let rows: Vec<String> =
-        sqlx::query_scalar("SELECT k::text FROM api_keys k").fetch_all(server.store.pool()).await.unwrap();
+        sqlx::query_scalar("SELECT k::text FROM api_keys k").fetch_all(&server.db.pool().await).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].contains(id), "the id is the lookup key");
     assert!(!rows[0].contains(secret), "the secret must not be stored: {}", rows[0]);
     let stored: Vec<u8> = sqlx::query_scalar("SELECT hashed_secret FROM api_keys WHERE id = $1")
         .bind(id)
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.db.pool().await)
         .await
         .unwrap();
     assert_eq!(stored, Sha256::digest(secret.as_bytes()).to_vec());
 
     // Passwords are argon2id PHC strings, not the password.
     let hash: String = sqlx::query_scalar("SELECT hashed_password FROM users WHERE username = 'admin'")
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.db.pool().await)
         .await
         .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");

@@ -1,6 +1,5 @@
 //! Helpers shared by the binary's end-to-end tests: server processes, the
 //! CLI as a user runs it.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

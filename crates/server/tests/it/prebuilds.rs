@@ -2,15 +2,14 @@
 //! database. Cycles are run by the tests, one at a time, so "in one cycle"
 //! can be asserted; daemons run the builds the cycles queue.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use warmspace_sdk::{Client, InvalidatePresetsRequest, PrebuildSettings, PresetPoolStatus, PresetStatus};
-use warmspace_server::Config;
-use warmspace_server::reconciler::{CycleStats, Reconciler, ReconcilerConfig};
+use warmspace_server::domain::{CycleStats, Domain};
+use warmspace_server::reconciler::Reconciler;
 use warmspace_server::testing::TestServer;
+use warmspace_server::{Config, ReconcilerConfig};
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
 /// An echo template with one preset keeping a pool of `instances`.
@@ -61,7 +60,7 @@ async fn until(
 async fn prebuild_count(server: &TestServer) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE owner_id = $1 AND NOT deleted")
         .bind(PREBUILDS_USER_ID)
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.db.pool().await)
         .await
         .unwrap()
 }
@@ -96,7 +95,7 @@ async fn a_pool_cut_from_twenty_to_one_shrinks_in_one_cycle() {
     assert_eq!(cycle(&server).await.created, 20);
     until(&owner, "pool", "twenty running", |p| p.running == 20).await;
     sqlx::query("UPDATE template_version_presets SET desired_instances = 1")
-        .execute(server.store.pool())
+        .execute(&server.db.pool().await)
         .await
         .unwrap();
     let shrink = cycle(&server).await;
@@ -109,7 +108,7 @@ async fn a_pool_cut_from_twenty_to_one_shrinks_in_one_cycle() {
          AND d.created_at > k.created_at",
     )
     .bind(PREBUILDS_USER_ID)
-    .fetch_one(server.store.pool())
+    .fetch_one(&server.db.pool().await)
     .await
     .unwrap();
     assert_eq!(oldest_deleted, 0, "the oldest were deleted first");
@@ -126,7 +125,7 @@ async fn expired_prebuilds_are_replaced_in_one_cycle() {
     let replace = cycle(&server).await;
     assert_eq!((replace.deleted, replace.created), (2, 2), "delete and create in the same cycle");
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM prebuild_events WHERE event = 'expired'")
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.db.pool().await)
         .await
         .unwrap();
     assert_eq!(events, 2, "each prebuild's life is recorded");
@@ -147,12 +146,12 @@ async fn failing_creations_back_off_stop_at_the_hard_limit_and_resume_on_a_new_v
 
     // Three failed creations in a row reach the hard limit.
     sqlx::query("UPDATE template_version_presets SET desired_instances = 3")
-        .execute(server.store.pool())
+        .execute(&server.db.pool().await)
         .await
         .unwrap();
     // Pretend the backoff has passed by moving the failure back in time.
     sqlx::query("UPDATE provisioner_jobs SET completed_at = now() - interval '2 hours', started_at = now() - interval '2 hours', created_at = now() - interval '2 hours' WHERE status = 'failed'")
-        .execute(server.store.pool())
+        .execute(&server.db.pool().await)
         .await
         .unwrap();
     assert_eq!(cycle(&server).await.created, 3);
@@ -207,7 +206,7 @@ async fn activating_a_new_version_cancels_unpicked_creations_and_moves_the_pool(
     assert_eq!(old.desired, 0);
     let canceled: i64 =
         sqlx::query_scalar("SELECT count(*) FROM provisioner_jobs WHERE status = 'canceled' AND priority = 1")
-            .fetch_one(server.store.pool())
+            .fetch_one(&server.db.pool().await)
             .await
             .unwrap();
     assert_eq!(canceled, 2);
@@ -233,8 +232,8 @@ async fn two_replicas_racing_never_create_more_than_desired() {
     push(&owner, "pool", &[("warmspace.hcl", &pool(5, "", ""))]).await;
     // A second replica: its own pool and pub/sub on the same database.
     let other_store = server.db.store().await;
-    let other_pubsub = warmspace_store::pubsub::PubSub::start(server.db.options(), other_store.pool().clone());
-    let other = Reconciler::new(other_store, other_pubsub, ReconcilerConfig::default());
+    let other_pubsub = warmspace_store::pubsub::PubSub::start(server.db.options(), &other_store);
+    let other = Reconciler::new(Domain::new(other_store, other_pubsub, Default::default()), 5);
     let mut racers = Vec::new();
     for i in 0..20 {
         let reconciler = if i % 2 == 0 { server.reconciler.clone() } else { other.clone() };

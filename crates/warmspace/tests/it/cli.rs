@@ -1,9 +1,7 @@
 //! The `warmspace` binary end to end: real server processes, the built-in
 //! PostgreSQL, and the CLI as a user types it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::PathBuf;
 
@@ -83,7 +81,7 @@ async fn two_replicas_on_one_database_both_serve_and_migrate_once() {
     a.wait_healthy().await;
     b.wait_healthy().await;
 
-    let store = db.store().await;
+    let store = db.pool().await;
     let applied: i64 = sqlx_count(&store, "SELECT count(*) FROM _sqlx_migrations").await;
     assert_eq!(applied as usize, MIGRATOR.iter().count(), "each migration recorded once");
     assert_eq!(sqlx_count(&store, "SELECT count(*) FROM organizations").await, 1);
@@ -96,8 +94,8 @@ async fn two_replicas_on_one_database_both_serve_and_migrate_once() {
     b.terminate();
 }
 
-async fn sqlx_count(store: &warmspace_store::Store, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(store.pool()).await.unwrap()
+async fn sqlx_count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 #[test]

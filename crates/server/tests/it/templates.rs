@@ -1,8 +1,6 @@
 //! Files, template versions imported by real in-process daemons, templates
 //! and the job queue, through the HTTP API.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use warmspace_sdk::{
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
-use common::{api_status, create_template, try_create_template, upload_version};
+use crate::common::{api_status, create_template, try_create_template, upload_version};
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/echo")
@@ -79,7 +77,7 @@ async fn the_design_example_imports_and_its_presets_are_listed() {
 
     // Stored relationally, not as a blob.
     let schedules: i64 = sqlx::query_scalar("SELECT count(*) FROM template_version_preset_prebuild_schedules")
-        .fetch_one(server.store.pool())
+        .fetch_one(&server.db.pool().await)
         .await
         .unwrap();
     assert_eq!(schedules, 2);
@@ -120,7 +118,8 @@ async fn identical_uploads_share_one_id_and_oversized_ones_get_413() {
     let b = owner.upload_tar(vec![7; 1024]).await.unwrap();
     let c = member.upload_tar(vec![7; 1024]).await.unwrap();
     assert_eq!((a.id, a.id), (b.id, c.id));
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM files").fetch_one(server.store.pool()).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM files").fetch_one(&server.db.pool().await).await.unwrap();
     assert_eq!(stored, 1, "the bytes are stored once");
 
     let (status, body) = api_status(owner.upload_tar(vec![0; 4097]).await);

@@ -1,10 +1,8 @@
 //! The example templates in `examples/`, pushed and used as a user would.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use warmspace_store::testing::TestDatabase;

@@ -1,5 +1,4 @@
 //! Helpers shared by the server's API tests.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -104,6 +104,7 @@ async fn queue_start(store: &Store, template: (Uuid, Uuid), owner: Uuid, initiat
                 deadline: None,
                 max_deadline: None,
             },
+            miss: None,
         })
         .await
         .unwrap();
@@ -144,7 +145,7 @@ async fn acquisition_honours_tags_and_order() {
     let jobs = queue_imports(&store, 2).await;
     sqlx::query("UPDATE provisioner_jobs SET tags = '{\"os\": \"windows\"}' WHERE id = $1")
         .bind(jobs[0])
-        .execute(store.pool())
+        .execute(&db.pool().await)
         .await
         .unwrap();
     let linux = Worker { tags: [("os".to_owned(), "linux".to_owned())].into(), ..worker(1) };
@@ -273,14 +274,15 @@ async fn the_schema_keeps_deadlines_within_their_maximum() {
     let template = template(&store).await;
     let human = store.user_by_username("admin").await.unwrap().id;
     let job = queue_start(&store, template, human, human, "mine").await;
+    let raw = db.pool().await;
     let set = |deadline: &'static str, max: &'static str| {
-        let store = store.clone();
+        let raw = raw.clone();
         async move {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE workspace_builds SET deadline = {deadline}, max_deadline = {max} WHERE job_id = $1"
             )))
             .bind(job)
-            .execute(store.pool())
+            .execute(&raw)
             .await
         }
     };

@@ -1,11 +1,9 @@
 //! Real `warmspace agent` processes, started by the exec example's scripts,
 //! against a real server: lifecycle, tokens, and the re-init stream.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use uuid::Uuid;
 use warmspace_sdk::{AgentConnection, AgentLifecycle, Client, StatusCode, Workspace, WorkspaceAgentLog};
 use warmspace_store::Store;
@@ -134,6 +132,7 @@ async fn prebuild(store: &Store, template: &warmspace_sdk::Template, name: &str)
                 deadline: None,
                 max_deadline: None,
             },
+            miss: None,
         })
         .await
         .unwrap();
@@ -142,17 +141,17 @@ async fn prebuild(store: &Store, template: &warmspace_sdk::Template, name: &str)
 
 /// Claims a prebuild by hand (the claim issue does this for real): ownership
 /// moves, and a claim build initiated by the new owner is queued.
-async fn claim(store: &Store, workspace: Uuid, owner: Uuid, name: &str) {
+async fn claim(store: &Store, raw: &sqlx::PgPool, workspace: Uuid, owner: Uuid, name: &str) {
     sqlx::query("UPDATE workspaces SET owner_id = $2, name = $3 WHERE id = $1")
         .bind(workspace)
         .bind(owner)
         .bind(name)
-        .execute(store.pool())
+        .execute(raw)
         .await
         .unwrap();
     let version: Uuid = sqlx::query_scalar("SELECT template_version_id FROM workspace_builds WHERE workspace_id = $1")
         .bind(workspace)
-        .fetch_one(store.pool())
+        .fetch_one(raw)
         .await
         .unwrap();
     store
@@ -173,12 +172,12 @@ async fn claim(store: &Store, workspace: Uuid, owner: Uuid, name: &str) {
         .unwrap();
 }
 
-async fn announce_claim(store: &Store, workspace: Uuid, owner: Uuid) {
+async fn announce_claim(raw: &sqlx::PgPool, workspace: Uuid, owner: Uuid) {
     let payload = serde_json::json!({ "workspace_id": workspace, "owner_id": owner, "reason": "claimed" }).to_string();
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(warmspace_store::workspaces::claim_channel(workspace))
         .bind(payload)
-        .execute(store.pool())
+        .execute(raw)
         .await
         .unwrap();
 }
@@ -187,6 +186,7 @@ async fn announce_claim(store: &Store, workspace: Uuid, owner: Uuid) {
 async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
+    let raw = db.pool().await;
     let (example, server) = ExecExample::start(db.url()).await;
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
@@ -196,10 +196,10 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     let live = prebuild(&store, &template, "pool-1").await;
     wait_ready(&client, live, PREBUILDS_USER_ID).await;
     assert_eq!(startup_runs(&client, live).await, 1);
-    claim(&store, live, me.id, "mine").await;
-    announce_claim(&store, live, me.id).await;
+    claim(&store, &raw, live, me.id, "mine").await;
+    announce_claim(&raw, live, me.id).await;
     // A duplicate announcement changes nothing.
-    announce_claim(&store, live, me.id).await;
+    announce_claim(&raw, live, me.id).await;
     wait_ready(&client, live, me.id).await;
     assert_eq!(startup_runs(&client, live).await, 2, "one re-init");
     let manifest_owner = client.workspace(live).await.unwrap().owner_name;
@@ -210,7 +210,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     let cut = prebuild(&store, &template, "pool-2").await;
     wait_ready(&client, cut, PREBUILDS_USER_ID).await;
     server.terminate();
-    claim(&store, cut, me.id, "mine-too").await;
+    claim(&store, &raw, cut, me.id, "mine-too").await;
     let server = example.serve().await;
     let client = admin_client(&server.url).await;
     wait_ready(&client, cut, me.id).await;
@@ -239,7 +239,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_and_refills_the_pool() {
     let db = TestDatabase::new().await;
-    let store = db.store().await;
+    let raw = db.pool().await;
     let (example, server) = ExecExample::start(db.url()).await;
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
@@ -284,7 +284,7 @@ async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_
          JOIN provisioner_jobs j ON j.id = b.job_id WHERE a.hit AND j.created_at > a.committed_at \
          GROUP BY a.committed_at",
     )
-    .fetch_one(store.pool())
+    .fetch_one(&raw)
     .await
     .unwrap();
     println!("refill queued {gap_ms:.1} ms after the claim committed");

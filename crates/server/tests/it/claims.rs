@@ -2,12 +2,10 @@
 //! misses and their reasons, reinit claims, replacements, authorisation, and
 //! racing claims.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use uuid::Uuid;
 use warmspace_sdk::{
     ClaimStatsQuery, Client, CreateWorkspaceBuildRequest, PrebuildSettings, Role, StatusCode, Workspace,
@@ -18,7 +16,7 @@ use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
 async fn misses(server: &TestServer) -> Vec<String> {
     sqlx::query_scalar("SELECT reason FROM claim_attempts WHERE NOT hit ORDER BY id")
-        .fetch_all(server.store.pool())
+        .fetch_all(&server.db.pool().await)
         .await
         .unwrap()
 }
@@ -94,7 +92,7 @@ async fn claims_by_preset_and_by_matching_parameters_and_misses_say_why() {
     assert!(us_stats.hit_p50_ms.is_some_and(|ms| ms > 0.0));
     // Every attempt is recorded, hits and misses.
     let attempts: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(server.store.pool()).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(&server.db.pool().await).await.unwrap();
     assert_eq!(attempts, 8);
 }
 
@@ -117,7 +115,7 @@ async fn a_claim_queues_the_pool_s_refill_within_100_ms() {
              WHERE a.hit AND j.created_at > a.committed_at ORDER BY j.created_at LIMIT 1",
         )
         .bind(PREBUILDS_USER_ID)
-        .fetch_optional(server.store.pool())
+        .fetch_optional(&server.db.pool().await)
         .await
         .unwrap();
         if let Some(gap) = gap {

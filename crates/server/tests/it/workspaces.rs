@@ -1,9 +1,7 @@
 //! Workspaces and builds through the HTTP API, run by real in-process
 //! daemons on the `echo` and `exec` backends.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,8 +83,9 @@ async fn parameters_are_validated_before_anything_is_queued() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     let template = push(&owner, "echo", &[("warmspace.hcl", ECHO)]).await;
-    let jobs = |server: &TestServer| {
-        let pool = server.store.pool().clone();
+    let pool = server.db.pool().await;
+    let jobs = |_: &TestServer| {
+        let pool = pool.clone();
         async move {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM provisioner_jobs WHERE type = 'workspace_build'")
                 .fetch_one(&pool)

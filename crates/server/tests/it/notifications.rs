@@ -9,9 +9,7 @@ use uuid::Uuid;
 use warmspace_sdk::{
     Client, ClientError, CreateUserRequest, Notification, NotificationsQuery, Role, StatusCode, UserStatus,
 };
-use warmspace_server::api::notify_template_admins;
 use warmspace_server::testing::{PASSWORD, TestServer};
-use warmspace_store::notifications::inbox_channel;
 
 const KIND: &str = "test_notice";
 
@@ -25,7 +23,7 @@ fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode
 /// Sends `title` to `user` and announces it, as a sender does after committing.
 async fn notify(server: &TestServer, user: Uuid, title: &str) -> Uuid {
     let ids = server.store.notify(&[user], KIND, title, &format!("About {title}."), None).await.unwrap();
-    server.pubsub.publish(&inbox_channel(user), &ids[0].to_string()).await.unwrap();
+    server.domain.events().notification(user, ids[0]).await;
     ids[0]
 }
 
@@ -76,7 +74,7 @@ async fn active_owners_and_template_admins_are_notified_and_nobody_else() {
     let workspace = Uuid::new_v4();
 
     let replaced = "prebuild_resources_replaced";
-    notify_template_admins(&server.store, &server.pubsub, replaced, "Replaced", "Details.", Some(workspace)).await;
+    server.domain.notify_template_admins(replaced, "Replaced", "Details.", Some(workspace)).await;
 
     for client in [&owner, &admin] {
         let listed = inbox(client).await;
@@ -192,7 +190,7 @@ async fn the_watch_stream_delivers_what_the_servers_sender_sends() {
     let owner = server.owner().await;
     let mut stream = Box::pin(owner.watch_notifications().await.unwrap());
 
-    notify_template_admins(&server.store, &server.pubsub, KIND, "Live", "Sent while watching.", None).await;
+    server.domain.notify_template_admins(KIND, "Live", "Sent while watching.", None).await;
 
     let received = next(&mut stream).await;
     assert_eq!(received.title, "Live");

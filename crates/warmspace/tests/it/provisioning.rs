@@ -1,12 +1,10 @@
 //! Provisioning end to end: the server's own daemons and external
 //! `warmspace provisioner start` processes sharing the job queue.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::{StreamExt, stream};
 use warmspace_sdk::{
     Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, Workspace, WorkspacesQuery,
@@ -86,12 +84,12 @@ async fn two_hundred_workspaces_through_in_process_and_external_daemons() {
     eventually(Duration::from_secs(240), "every workspace deleted", || async { count(&client, "").await == 0 }).await;
 
     // Every job ran exactly once: one acquisition each, all succeeded.
-    let store = db.store().await;
+    let store = db.pool().await;
     let acquisitions: Vec<(i64,)> = sqlx::query_as(
         "SELECT count(l.id) FROM provisioner_jobs j LEFT JOIN provisioner_job_logs l \
          ON l.job_id = j.id AND l.output LIKE 'Job acquired by %' GROUP BY j.id",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&store)
     .await
     .unwrap();
     assert_eq!(acquisitions.len(), 4 * WORKSPACES + 1, "four builds per workspace and one import");
@@ -209,9 +207,9 @@ async fn killing_the_server_mid_claims_leaves_every_workspace_claimed_or_in_the_
         })
         .collect();
     // Kill once some claims have committed, while the rest are in flight.
-    let store = db.store().await;
+    let store = db.pool().await;
     eventually(Duration::from_secs(30), "the first claims to commit", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM claim_attempts").fetch_one(store.pool()).await.unwrap() >= 5
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM claim_attempts").fetch_one(&store).await.unwrap() >= 5
     })
     .await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGKILL)
@@ -234,14 +232,13 @@ async fn killing_the_server_mid_claims_leaves_every_workspace_claimed_or_in_the_
               AND a.hit) \
            OR (w.owner_id <> '{prebuilds}') <> (w.name LIKE 'mine-%'))"
     )))
-    .fetch_one(store.pool())
+    .fetch_one(&store)
     .await
     .unwrap();
     assert_eq!(half_done, 0, "every workspace is either fully claimed or still in the pool");
     let claimed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM claim_attempts WHERE hit").fetch_one(store.pool()).await.unwrap();
-    let attempts: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(store.pool()).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM claim_attempts WHERE hit").fetch_one(&store).await.unwrap();
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(&store).await.unwrap();
     println!("{claimed} claims committed, {attempts} requests recorded, of 200 sent");
     assert!(claimed >= 5, "claims had committed when the server died");
     assert!(attempts < 200, "the server died before answering every request");

@@ -1,0 +1,108 @@
+//! How a server is set up: everything `warmspace server`'s flags decide.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warmspace_store::jobs::QueuePolicy;
+use warmspace_store::{Clock, PgConnectOptions};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The database: an external PostgreSQL, or the built-in one in a directory.
+    pub database: Database,
+    /// Where the HTTP API listens (unless a listener is handed over).
+    pub http_address: SocketAddr,
+    /// Most connections to PostgreSQL this replica opens, all pools and the
+    /// pub/sub listener together.
+    pub max_connections: u32,
+    /// In-process provisioner daemons.
+    pub provisioner_daemons: usize,
+    /// The `warmspace` executable daemons hand to template scripts (`WARMSPACE_BINARY`).
+    pub binary: PathBuf,
+    /// Where every time-dependent rule reads "now".
+    pub clock: Clock,
+    /// How long a session lasts after its last use.
+    pub session_duration: chrono::Duration,
+    /// Largest accepted file upload, in bytes.
+    pub max_file_size: usize,
+    /// Job leases and the prebuild share of daemons.
+    pub queue: QueuePolicy,
+    /// How workspaces (their agents, their scripts) reach this server; by
+    /// default the address the server listens on.
+    pub access_url: String,
+    pub provisioning: ProvisioningConfig,
+    pub reconciler: ReconcilerConfig,
+}
+
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// A PostgreSQL server the operator runs.
+    External(PgConnectOptions),
+    /// A private cluster started from the machine's PostgreSQL binaries,
+    /// kept under this directory (in `postgres/`).
+    BuiltIn(PathBuf),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: Database::BuiltIn("warmspace-data".into()),
+            http_address: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            max_connections: 20,
+            provisioner_daemons: 3,
+            binary: std::env::current_exe().unwrap_or_else(|_| "warmspace".into()),
+            clock: Clock::default(),
+            session_duration: chrono::Duration::hours(24),
+            max_file_size: 100 << 20,
+            queue: QueuePolicy::default(),
+            access_url: String::new(),
+            provisioning: ProvisioningConfig::default(),
+            reconciler: ReconcilerConfig::default(),
+        }
+    }
+}
+
+/// Timings of the in-process daemons and the lease reaper.
+#[derive(Clone, Debug)]
+pub struct ProvisioningConfig {
+    /// Idle daemons look for work this often even without a notification.
+    pub poll_interval: Duration,
+    /// How often expired leases are looked for.
+    pub reap_interval: Duration,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        ProvisioningConfig { poll_interval: Duration::from_secs(5), reap_interval: Duration::from_secs(2) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Run cycles in the background, on the timer and whenever triggered.
+    /// Off, they run only when called (`Reconciler::run_cycle`): for tests
+    /// that drive cycles themselves.
+    pub background: bool,
+    /// A cycle runs at least this often (and at once when something changes).
+    pub interval: Duration,
+    /// Triggers arriving within this window of the first are handled by one cycle.
+    pub debounce: Duration,
+    pub backoff_interval: Duration,
+    pub backoff_lookback: Duration,
+    /// Consecutive failed creations before a preset stops; 0 disables.
+    pub failure_hard_limit: u32,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            background: true,
+            interval: Duration::from_secs(15),
+            debounce: Duration::from_millis(20),
+            backoff_interval: Duration::from_secs(15),
+            backoff_lookback: Duration::from_secs(3600),
+            failure_hard_limit: 3,
+        }
+    }
+}

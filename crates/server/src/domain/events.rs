@@ -1,0 +1,71 @@
+//! Announcements between replicas over pub/sub. Each is published after
+//! the transaction whose change it announces has committed (never inside
+//! one), and none is load-bearing: a lost announcement only delays its
+//! listeners until they next look at the durable state.
+
+use uuid::Uuid;
+use warmspace_sdk::ReinitEvent;
+use warmspace_store::jobs::{JOB_POSTED_CHANNEL, job_events_channel};
+use warmspace_store::notifications::inbox_channel;
+use warmspace_store::pubsub::{PubSub, PubSubError, Subscription};
+use warmspace_store::workspaces::claim_channel;
+
+/// Anything that may change a pool's picture is announced here; every
+/// replica's reconciler wakes, and the one holding the lock acts.
+pub const RECONCILE_CHANNEL: &str = "prebuilds_reconcile";
+
+/// Published on a job's event channel when new log lines are stored.
+pub const EVENT_LOGS: &str = "logs";
+/// Published on a job's event channel when it has finished.
+pub const EVENT_DONE: &str = "done";
+
+#[derive(Clone, Debug)]
+pub struct Events {
+    pubsub: PubSub,
+}
+
+impl Events {
+    pub fn new(pubsub: PubSub) -> Events {
+        Events { pubsub }
+    }
+
+    async fn publish(&self, channel: &str, payload: &str) {
+        if let Err(err) = self.pubsub.publish(channel, payload).await {
+            tracing::warn!(channel, error = %err, "could not announce an event; listeners will catch up later");
+        }
+    }
+
+    /// A job stored new log lines.
+    pub async fn job_logs(&self, job_id: Uuid) {
+        self.publish(&job_events_channel(job_id), EVENT_LOGS).await;
+    }
+
+    /// A job finished.
+    pub async fn job_done(&self, job_id: Uuid) {
+        self.publish(&job_events_channel(job_id), EVENT_DONE).await;
+    }
+
+    /// A prebuild was claimed: its agents' re-init streams look again.
+    pub async fn claimed(&self, event: &ReinitEvent) {
+        let payload = serde_json::to_string(event).expect("an event serialises");
+        self.publish(&claim_channel(event.workspace_id), &payload).await;
+    }
+
+    /// Something changed a pool's picture: reconcile soon.
+    pub async fn reconcile(&self, why: &str) {
+        self.publish(RECONCILE_CHANNEL, why).await;
+    }
+
+    /// A notification was stored for `user_id`.
+    pub async fn notification(&self, user_id: Uuid, notification_id: Uuid) {
+        self.publish(&inbox_channel(user_id), &notification_id.to_string()).await;
+    }
+
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription, PubSubError> {
+        self.pubsub.subscribe(channel).await
+    }
+
+    pub async fn job_posted(&self) -> Result<Subscription, PubSubError> {
+        self.pubsub.subscribe(JOB_POSTED_CHANNEL).await
+    }
+}

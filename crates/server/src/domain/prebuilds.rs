@@ -1,0 +1,395 @@
+//! Prebuild pools: what they look like (derived from the database by
+//! whichever replica asks), pausing and invalidating them, claim
+//! statistics, and the actions the reconciler takes on them: creating and
+//! deleting prebuilds as builds by the prebuilds user.
+
+use std::collections::BTreeMap;
+
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use uuid::Uuid;
+use warmspace_authz::{Action, Object, Resource};
+use warmspace_prebuilds::reconcile::{self, Decision, PresetState, Settings, Snapshot, Status};
+use warmspace_sdk::{
+    ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings,
+    PrebuildsStatus, PresetPoolStatus,
+};
+use warmspace_states::{BuildReason, DeletionReason, JobStatus, MissReason, PrebuildEvent, Transition};
+use warmspace_store::StoreError;
+use warmspace_store::prebuilds::{PrebuildsSnapshot, PresetSnapshotRow, ReconcilerLock};
+use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
+use warmspace_template::{ParameterInput, resolve_parameters};
+
+use super::{Actor, Domain, Error, Found, Result};
+
+/// One preset's decision in a cycle, with its row (names, for logs).
+pub struct PrebuildPlan<'a> {
+    pub row: &'a PresetSnapshotRow,
+    pub state: &'a PresetState,
+    pub decision: Decision,
+}
+
+/// What a cycle (or the part of one spent on a preset) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleStats {
+    pub presets_total: usize,
+    /// Presets that needed any work looked at (the others were skipped).
+    pub presets_reconciled: usize,
+    pub actions: usize,
+    pub created: usize,
+    pub deleted: usize,
+    pub canceled: usize,
+    pub snapshot: std::time::Duration,
+    pub elapsed: std::time::Duration,
+}
+
+impl CycleStats {
+    pub fn add(&mut self, done: &CycleStats) {
+        self.actions += done.actions;
+        self.created += done.created;
+        self.deleted += done.deleted;
+        self.canceled += done.canceled;
+    }
+}
+
+impl Domain {
+    /// The reconciliation knobs, with the site-wide paused flag.
+    fn prebuild_settings(&self, paused: bool) -> Settings {
+        let config = &self.config.reconciler;
+        Settings {
+            paused,
+            backoff_interval: config.backoff_interval,
+            backoff_lookback: config.backoff_lookback,
+            failure_hard_limit: config.failure_hard_limit,
+        }
+    }
+
+    /// How much build history a snapshot reads: enough of each preset's latest
+    /// builds to see the hard limit, and failures since the backoff lookback.
+    fn history(&self) -> (i64, chrono::DateTime<chrono::Utc>) {
+        let config = &self.config.reconciler;
+        (i64::from(config.failure_hard_limit.max(1)), self.now() - config.backoff_lookback)
+    }
+
+    /// What reconciliation decides from: every prebuild-configured preset
+    /// and its prebuilds, as rows and as the pure logic reads them.
+    pub async fn prebuilds_snapshot(&self) -> Result<(PrebuildsSnapshot, Snapshot)> {
+        let (history, since) = self.history();
+        let raw = self.store.prebuilds_snapshot(history, since).await?;
+        let snapshot = raw.to_snapshot(self.prebuild_settings(raw.paused));
+        Ok((raw, snapshot))
+    }
+
+    /// Why a preset has no claimable prebuild now: paused, hard-limited,
+    /// backing off, or simply nothing eligible.
+    pub(super) async fn miss_reason(&self, preset_id: Uuid) -> Result<MissReason> {
+        let (history, since) = self.history();
+        let raw = self.store.preset_snapshot(preset_id, history, since).await?;
+        let snapshot = raw.to_snapshot(self.prebuild_settings(raw.paused));
+        if snapshot.settings.paused {
+            return Ok(MissReason::Paused);
+        }
+        let Some(preset) = snapshot.presets.first() else { return Ok(MissReason::NoEligible) };
+        Ok(match reconcile::decide(preset, snapshot.now, &snapshot.settings).status {
+            Status::HardLimited | Status::ValidationFailed => MissReason::HardLimited,
+            Status::Backoff { .. } => MissReason::Backoff,
+            Status::Normal => MissReason::NoEligible,
+        })
+    }
+
+    /// Every prebuild-configured preset's pool: desired, running, eligible,
+    /// in progress, and its status.
+    pub async fn prebuilds_status(&self, actor: &Actor) -> Result<PrebuildsStatus> {
+        actor.authorize(Action::Read, Object::any(Resource::Workspace))?;
+        let (raw, snapshot) = self.prebuilds_snapshot().await?;
+        let presets = raw
+            .presets
+            .into_iter()
+            .zip(&snapshot.presets)
+            .map(|(row, preset)| {
+                let decision = reconcile::decide(preset, snapshot.now, &snapshot.settings);
+                let c = decision.counts;
+                PresetPoolStatus {
+                    organization_name: row.organization_name,
+                    template_id: row.template_id,
+                    template_name: row.template_name,
+                    template_version_id: row.template_version_id,
+                    version_active: row.version_active,
+                    preset_id: row.preset_id,
+                    preset_name: row.preset_name,
+                    desired: c.desired,
+                    running: c.running,
+                    eligible: c.eligible,
+                    expired: c.expired,
+                    starting: c.starting,
+                    stopping: c.stopping,
+                    deleting: c.deleting,
+                    failed: c.failed,
+                    status: decision.status.kind(),
+                    backoff_until: match decision.status {
+                        Status::Backoff { until } => Some(until),
+                        _ => None,
+                    },
+                    validation_error: row.validation_error,
+                    last_invalidated_at: row.last_invalidated_at,
+                }
+            })
+            .collect();
+        Ok(PrebuildsStatus { reconciliation_paused: raw.paused, presets })
+    }
+
+    pub async fn prebuild_settings_of(&self, actor: &Actor) -> Result<PrebuildSettings> {
+        actor.authorize(Action::Read, Object::any(Resource::Template))?;
+        Ok(PrebuildSettings { reconciliation_paused: self.store.reconciliation_paused().await? })
+    }
+
+    /// Pauses or resumes reconciliation site-wide; while paused nothing is
+    /// created, deleted or canceled.
+    pub async fn set_prebuild_settings(&self, actor: &Actor, settings: PrebuildSettings) -> Result<PrebuildSettings> {
+        actor.authorize(Action::Update, Object::any(Resource::Template))?;
+        self.store.set_reconciliation_paused(settings.reconciliation_paused).await?;
+        tracing::info!(paused = settings.reconciliation_paused, by = %actor.user.username, "prebuild reconciliation settings changed");
+        self.events.reconcile("settings").await;
+        Ok(settings)
+    }
+
+    /// Invalidates a template's presets (of its active version): their
+    /// prebuilds count as expired and are replaced.
+    pub async fn invalidate_presets(
+        &self,
+        actor: &Actor,
+        template_id: Uuid,
+        req: InvalidatePresetsRequest,
+    ) -> Result<InvalidatePresetsResponse> {
+        actor.authorize(Action::Update, Object::any(Resource::Template))?;
+        let template = self.store.template(template_id).await.found("Template")?;
+        let presets: Vec<_> = self
+            .store
+            .version_presets(template.active_version_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.desired_instances.is_some())
+            .filter(|p| req.preset.as_ref().is_none_or(|name| &p.name == name))
+            .collect();
+        if let Some(name) = &req.preset
+            && presets.is_empty()
+        {
+            return Err(Error::field(
+                "preset",
+                format!("the active version has no prebuild-configured preset {name:?}"),
+            ));
+        }
+        let ids: Vec<Uuid> = presets.iter().map(|p| p.id).collect();
+        self.store.invalidate_presets(&ids).await?;
+        tracing::info!(template = %template.name, presets = ids.len(), by = %actor.user.username, "presets invalidated");
+        self.events.reconcile("invalidated").await;
+        Ok(InvalidatePresetsResponse { invalidated: presets.into_iter().map(|p| p.name).collect() })
+    }
+
+    /// Hits and misses of create requests, per preset, over a window.
+    pub async fn claim_stats(&self, actor: &Actor, query: ClaimStatsQuery) -> Result<Vec<ClaimStats>> {
+        actor.authorize(Action::Read, Object::any(Resource::Template))?;
+        let window = query.window_seconds.unwrap_or(86_400);
+        if !(1..=i64::from(i32::MAX)).contains(&window) {
+            return Err(Error::field("window_seconds", format!("must be between 1 and {}", i32::MAX)));
+        }
+        let since = self.now() - chrono::Duration::seconds(window);
+        Ok(self
+            .store
+            .claim_stats(since)
+            .await?
+            .into_iter()
+            .map(|r| ClaimStats {
+                template_name: r.template_name,
+                preset_id: r.preset_id,
+                preset_name: r.preset_name,
+                hits: r.hits,
+                misses: r.misses,
+                misses_by_reason: r.misses_by_reason.0,
+                hit_p50_ms: r.hit_p50_ms,
+                hit_p99_ms: r.hit_p99_ms,
+            })
+            .collect())
+    }
+
+    /// The reconciliation lock, unless another replica holds it.
+    pub async fn try_lock_reconciler(&self) -> Result<Option<ReconcilerLock>> {
+        Ok(self.store.try_lock_reconciler().await?)
+    }
+
+    /// Records when prebuilds became claimable (once per prebuild; the
+    /// store skips those already recorded).
+    pub async fn record_eligible(&self, prebuilds: &[(Uuid, Uuid)]) -> Result<()> {
+        Ok(self.store.record_eligible(prebuilds).await?)
+    }
+
+    /// Carries out one preset's actions. Failures of single actions are
+    /// logged and counted out; the next cycle sees what is left to do.
+    pub async fn carry_out(&self, plan: &PrebuildPlan<'_>) -> CycleStats {
+        let mut done = CycleStats::default();
+        let (row, state) = (plan.row, plan.state);
+        let now = self.now();
+        for action in &plan.decision.actions {
+            match action {
+                reconcile::Action::CancelPending(jobs) => match self.store.cancel_pending_jobs(jobs).await {
+                    Ok(canceled) => {
+                        for job in &canceled {
+                            self.events.job_done(*job).await;
+                        }
+                        done.canceled += canceled.len();
+                        done.actions += 1;
+                        // Canceled creations are deleted by the next cycle: ask for it now.
+                        if !canceled.is_empty() {
+                            self.events.reconcile("creations canceled").await;
+                        }
+                    }
+                    Err(err) => tracing::warn!(preset = %row.preset_name, error = %err, "cannot cancel creations"),
+                },
+                reconcile::Action::Delete(workspaces) => {
+                    for id in workspaces {
+                        let reason = deletion_reason(state, *id, now);
+                        match self.delete_prebuild(*id).await {
+                            Ok(()) => {
+                                done.deleted += 1;
+                                let mut events = vec![(*id, state.preset_id, PrebuildEvent::Deleted, Some(reason))];
+                                if reason == DeletionReason::Expired {
+                                    events.push((*id, state.preset_id, PrebuildEvent::Expired, None));
+                                }
+                                self.record_events(&events).await;
+                            }
+                            // Someone else (a claim, a user) got there first: the next cycle sees it.
+                            Err(StoreError::InProgress(_) | StoreError::NotFound) => {}
+                            Err(err) => tracing::warn!(workspace = %id, error = %err, "cannot delete a prebuild"),
+                        }
+                    }
+                    done.actions += 1;
+                }
+                reconcile::Action::Create(count) => {
+                    let values = match self.preset_values(state).await {
+                        Ok(values) => values,
+                        Err(problem) => {
+                            tracing::warn!(preset = %row.preset_name, template = %row.template_name, %problem,
+                                "preset parameters do not validate; its prebuilds will not be created");
+                            if let Err(err) = self.store.set_preset_validation_error(state.preset_id, &problem).await {
+                                tracing::warn!(preset = %row.preset_name, error = %err, "cannot record the validation failure");
+                            }
+                            break;
+                        }
+                    };
+                    for _ in 0..*count {
+                        match self.create_prebuild(row, state, &values).await {
+                            Ok(id) => {
+                                done.created += 1;
+                                self.record_events(&[(id, state.preset_id, PrebuildEvent::Created, None)]).await;
+                            }
+                            Err(err) => {
+                                tracing::warn!(preset = %row.preset_name, error = %err, "cannot create a prebuild")
+                            }
+                        }
+                    }
+                    done.actions += 1;
+                }
+            }
+        }
+        done
+    }
+
+    /// The history of prebuilds' lives is for insight, not for correctness:
+    /// failing to record it is logged, never fatal.
+    async fn record_events(&self, events: &[(Uuid, Uuid, PrebuildEvent, Option<DeletionReason>)]) {
+        if let Err(err) = self.store.record_prebuild_events(events).await {
+            tracing::warn!(error = %err, "cannot record prebuild events");
+        }
+    }
+
+    /// The preset's parameter values for a new prebuild, validated as any
+    /// build's are; an error is a validation failure (not retried).
+    async fn preset_values(&self, state: &PresetState) -> std::result::Result<BTreeMap<String, String>, String> {
+        let parameters = self.store.version_parameters(state.template_version_id).await.map_err(|e| e.to_string())?;
+        let presets = self.store.version_presets(state.template_version_id).await.map_err(|e| e.to_string())?;
+        let preset = presets.iter().find(|p| p.id == state.preset_id).ok_or("the preset is gone")?;
+        resolve_parameters(&ParameterInput {
+            parameters: &parameters,
+            previous: None,
+            preset: Some((&preset.name, &preset.parameters.0)),
+            requested: &BTreeMap::new(),
+            transition: Transition::Start,
+        })
+        .map_err(|problems| problems.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "))
+    }
+
+    async fn create_prebuild(
+        &self,
+        row: &PresetSnapshotRow,
+        state: &PresetState,
+        values: &BTreeMap<String, String>,
+    ) -> std::result::Result<Uuid, StoreError> {
+        let suffix: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect::<String>();
+        // Prebuilds get no lifecycle fields: no TTL, deadline or autostart until claimed.
+        let workspace = self
+            .store
+            .create_workspace(&NewWorkspace {
+                organization_id: row.organization_id,
+                owner_id: PREBUILDS_USER_ID,
+                template_id: state.template_id,
+                name: format!("prebuild-{}", suffix.to_lowercase()),
+                ttl_ms: None,
+                autostart_schedule: None,
+                build: NewBuild {
+                    transition: Transition::Start,
+                    initiator_id: PREBUILDS_USER_ID,
+                    reason: BuildReason::Prebuild,
+                    template_version_id: state.template_version_id,
+                    preset_id: Some(state.preset_id),
+                    parameters: values.clone(),
+                    deadline: None,
+                    max_deadline: None,
+                },
+                miss: None,
+            })
+            .await?;
+        tracing::debug!(preset = %row.preset_name, workspace = %workspace.name, "prebuild queued");
+        Ok(workspace.id)
+    }
+
+    /// A delete build initiated by the prebuilds user, on the version and
+    /// with the values of the prebuild's latest build — only while it is
+    /// still unclaimed: a claim landing meanwhile keeps its workspace.
+    async fn delete_prebuild(&self, workspace_id: Uuid) -> std::result::Result<(), StoreError> {
+        let workspace = self.store.workspace(workspace_id).await?;
+        if workspace.owner_id != PREBUILDS_USER_ID {
+            return Err(StoreError::NotFound);
+        }
+        let latest = self.store.build(workspace.latest_build_id).await?;
+        self.store
+            .create_build_for_owner(
+                workspace_id,
+                PREBUILDS_USER_ID,
+                &NewBuild {
+                    transition: Transition::Delete,
+                    initiator_id: PREBUILDS_USER_ID,
+                    reason: BuildReason::Prebuild,
+                    template_version_id: latest.template_version_id,
+                    preset_id: None,
+                    parameters: latest.parameters.0,
+                    deadline: None,
+                    max_deadline: None,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn deletion_reason(state: &PresetState, workspace: Uuid, now: chrono::DateTime<chrono::Utc>) -> DeletionReason {
+    let prebuild = state.prebuilds.iter().find(|b| b.workspace_id == workspace);
+    if !state.keeps_pool() {
+        DeletionReason::Inactive
+    } else if prebuild.is_some_and(|b| b.latest.status != JobStatus::Succeeded) {
+        DeletionReason::Failed
+    } else if prebuild.is_some_and(|b| reconcile::is_expired(state, b, now)) {
+        DeletionReason::Expired
+    } else {
+        DeletionReason::Surplus
+    }
+}

@@ -1,0 +1,272 @@
+//! The job queue as provisioner daemons see it, whether they run in this
+//! process or on another host: taking a job (and everything needed to run
+//! it), renewing its lease, storing its log, recording how it ended; failing
+//! jobs whose daemon vanished; and the keys external daemons authenticate with.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+use warmspace_authz::{Action, Object, Resource};
+use warmspace_provisioner::{AcquiredJob, JobKind, JobState, Worker};
+use warmspace_sdk::{
+    BuildJob, BuildOutcome, BuildReason, BuildResult, CreateProvisionerKeyRequest, CreateProvisionerKeyResponse,
+    JobLogLine, JobStatus, JobType, LogLevel, LogSource, ProvisionerKey,
+};
+use warmspace_store::StoreError;
+use warmspace_store::agents::IssuedToken;
+use warmspace_store::jobs::{self, JobRow, NewLog};
+use warmspace_store::workspaces::{BuildCompletion, BuildRow, PREBUILDS_USER_ID};
+use warmspace_template::{BackendConfig, Manifest, Transition};
+
+use super::views::key_view;
+use super::{Actor, Domain, Error, Found, Result, valid_slug};
+use crate::auth::tokens::Token;
+
+/// A job whose daemon has not reported for its lease is no longer its.
+fn job_lost(err: StoreError) -> Error {
+    match err {
+        StoreError::NotFound => Error::JobLost,
+        other => other.into(),
+    }
+}
+
+impl Domain {
+    /// Takes the next job `worker` may run (authenticated by a provisioner
+    /// key, when external), with everything needed to run it.
+    pub async fn acquire_job(&self, worker: &Worker, key_id: Option<String>) -> Result<Option<AcquiredJob>> {
+        let queue_worker = jobs::Worker { id: worker.id, name: worker.name.clone(), tags: worker.tags.clone(), key_id };
+        let policy = &self.config.queue;
+        let Some(job) = self.store.acquire_job(&queue_worker, policy).await? else {
+            return Ok(None);
+        };
+        match self.describe(&job).await {
+            Ok(kind) => Ok(Some(AcquiredJob { id: job.id, heartbeat_every: policy.lease / 3, kind })),
+            // A job no daemon can even start must not stay running until its lease expires.
+            Err(err) => {
+                let message = format!("the job could not be started: {err}");
+                self.store.fail_job(job.id, worker.id, &message).await.map_err(job_lost)?;
+                self.events.job_done(job.id).await;
+                Err(Error::internal(message))
+            }
+        }
+    }
+
+    async fn describe(&self, job: &JobRow) -> std::result::Result<JobKind, StoreError> {
+        if job.kind == JobType::TemplateVersionImport {
+            let version = self.store.template_version_by_job(job.id).await?;
+            return Ok(JobKind::TemplateImport { template_version_id: version.id, file_id: version.file_id });
+        }
+        let p = self.store.build_payload(job.id).await?;
+        let invalid = |message: String| StoreError::Invalid { field: "job", message };
+        let backend: BackendConfig = p
+            .provisioner_config
+            .ok_or_else(|| invalid("the template version was never imported".into()))
+            .and_then(|config| serde_json::from_value(config.0).map_err(|e| invalid(e.to_string())))?;
+        let is_claim = p.reason == BuildReason::Claim;
+        // A start build brings up new agents, which need tokens; the raw
+        // tokens exist only in this job, never in the database. A claim keeps
+        // the tokens the prebuild's agents already run with.
+        let agent_tokens = if p.transition == Transition::Start && !is_claim {
+            self.issue_agent_tokens(p.workspace_id, p.template_version_id).await?
+        } else {
+            Default::default()
+        };
+        Ok(JobKind::WorkspaceBuild(Box::new(BuildJob {
+            build_id: p.build_id,
+            build_number: p.build_number,
+            transition: p.transition,
+            workspace_id: p.workspace_id,
+            workspace_name: p.workspace_name,
+            owner_id: p.owner_id,
+            owner_name: p.owner_name,
+            is_prebuild: p.owner_id == PREBUILDS_USER_ID,
+            is_claim,
+            parameters: p.parameters.0,
+            agent_tokens,
+            backend,
+            state: p.previous_state.filter(|state| !state.is_empty()),
+            file_id: p.file_id,
+            server_url: self.config.access_url.clone(),
+        })))
+    }
+
+    /// New tokens for the agents `version_id` declares: agent name → raw token.
+    async fn issue_agent_tokens(
+        &self,
+        workspace_id: Uuid,
+        version_id: Uuid,
+    ) -> std::result::Result<BTreeMap<String, String>, StoreError> {
+        let mut raw = BTreeMap::new();
+        let mut issued = Vec::new();
+        for name in self.store.version_agent_names(version_id).await? {
+            let token = Token::generate();
+            issued.push(IssuedToken {
+                agent_name: name.clone(),
+                token_id: token.id.clone(),
+                hashed_secret: token.hashed_secret(),
+            });
+            raw.insert(name, token.to_header_value());
+        }
+        self.store.issue_agent_tokens(workspace_id, &issued).await?;
+        Ok(raw)
+    }
+
+    /// The bytes of a template version's archive, for the daemon running its job.
+    pub async fn daemon_file(&self, file_id: Uuid) -> Result<Vec<u8>> {
+        self.store.file_data(file_id).await.found("File")
+    }
+
+    /// Renews the lease of a job `worker_id` holds; says whether it is being canceled.
+    pub async fn job_heartbeat(&self, job_id: Uuid, worker_id: Uuid) -> Result<JobState> {
+        match self.store.heartbeat_job(job_id, worker_id, &self.config.queue).await? {
+            None => Err(Error::JobLost),
+            Some(JobStatus::Canceling) => Ok(JobState::Canceling),
+            Some(_) => Ok(JobState::Running),
+        }
+    }
+
+    pub async fn append_job_logs(&self, job_id: Uuid, logs: Vec<JobLogLine>) -> Result<()> {
+        let logs: Vec<NewLog> = logs
+            .into_iter()
+            .map(|l| NewLog {
+                created_at: l.created_at,
+                source: l.source,
+                level: l.level,
+                stage: l.stage,
+                output: l.output,
+            })
+            .collect();
+        if self.store.append_job_logs(job_id, &logs).await.map_err(job_lost)? > 0 {
+            self.events.job_logs(job_id).await;
+        }
+        Ok(())
+    }
+
+    /// Records a successful import: everything the manifest declares.
+    pub async fn complete_import(&self, job_id: Uuid, worker_id: Uuid, manifest: Manifest) -> Result<()> {
+        self.store.complete_template_import(job_id, worker_id, &manifest).await.map_err(job_lost)?;
+        self.events.job_done(job_id).await;
+        Ok(())
+    }
+
+    /// Records how a build ended. A claim build that replaced resources the
+    /// pool kept warm says so in its log and tells the template admins.
+    pub async fn complete_build(&self, job_id: Uuid, worker_id: Uuid, outcome: BuildOutcome) -> Result<()> {
+        let replaced: Vec<String> =
+            outcome.resources.iter().filter(|r| r.replaced).map(|r| r.address.clone()).collect();
+        let claim = match replaced.is_empty() {
+            true => None,
+            false => self.store.build_by_job(job_id).await.ok().filter(|b| b.reason == BuildReason::Claim),
+        };
+        if claim.is_some() {
+            // Before the job ends, so everyone following the log sees it.
+            self.warn_replaced(job_id, &replaced).await;
+        }
+        let (status, error) = match outcome.result {
+            BuildResult::Succeeded => (JobStatus::Succeeded, None),
+            BuildResult::Failed(error) => (JobStatus::Failed, Some(error)),
+            BuildResult::Canceled => (JobStatus::Canceled, Some("canceled".to_owned())),
+        };
+        let completion = BuildCompletion {
+            status,
+            error,
+            state: outcome.state,
+            resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
+        };
+        self.store.complete_build(job_id, worker_id, &completion).await.map_err(job_lost)?;
+        self.events.job_done(job_id).await;
+        // A finished build may change a pool: a prebuild became ready, failed, or went away.
+        self.events.reconcile("build finished").await;
+        if let Some(build) = claim {
+            self.tell_template_admins(&build, &replaced).await;
+        }
+        Ok(())
+    }
+
+    pub async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: &str) -> Result<()> {
+        self.store.fail_job(job_id, worker_id, error).await.map_err(job_lost)?;
+        self.events.job_done(job_id).await;
+        Ok(())
+    }
+
+    /// Fails (or, if being canceled, cancels) every job whose lease ran out.
+    /// Returns how many. Safe on every replica at once: one idempotent update.
+    pub async fn reap_expired_jobs(&self) -> Result<usize> {
+        let reaped = self.store.reap_expired_jobs().await?;
+        for job_id in &reaped {
+            tracing::warn!(%job_id, "job failed: its daemon stopped heartbeating");
+            self.events.job_done(*job_id).await;
+        }
+        if !reaped.is_empty() {
+            self.events.reconcile("lease expired").await;
+        }
+        Ok(reaped.len())
+    }
+
+    /// A claim rebuilt resources the pool had kept warm: say so in the build log.
+    async fn warn_replaced(&self, job_id: Uuid, replaced: &[String]) {
+        let lines: Vec<NewLog> = replaced
+            .iter()
+            .map(|address| NewLog {
+                created_at: self.now(),
+                source: LogSource::ProvisionerDaemon,
+                level: LogLevel::Warn,
+                stage: "start".into(),
+                output: format!(
+                    "warning: the claim replaced {address}, which the prebuild had ready; \
+                     the template rebuilds it for each new owner, so the pool saves less time than it could"
+                ),
+            })
+            .collect();
+        if let Err(err) = self.store.append_job_logs(job_id, &lines).await {
+            tracing::warn!(%job_id, error = %err, "cannot log replaced resources");
+        }
+    }
+
+    /// Template admins hear of claims that rebuilt warm resources.
+    async fn tell_template_admins(&self, build: &BuildRow, replaced: &[String]) {
+        tracing::warn!(workspace = %build.workspace_id, resources = ?replaced, "a claim replaced prebuilt resources");
+        let content = format!(
+            "Claiming workspace {} (template version {}) rebuilt {}. Those resources are rebuilt for every new owner, \
+             so claims from this pool are slower than they could be.",
+            build.workspace_id,
+            build.template_version_name,
+            replaced.join(", ")
+        );
+        self.notify_template_admins(
+            "prebuild_resources_replaced",
+            "A prebuild claim replaced warm resources",
+            &content,
+            Some(build.workspace_id),
+        )
+        .await;
+    }
+
+    /// Creates a provisioner key for daemons on other hosts. The secret is shown once.
+    pub async fn create_provisioner_key(
+        &self,
+        actor: &Actor,
+        req: CreateProvisionerKeyRequest,
+    ) -> Result<CreateProvisionerKeyResponse> {
+        actor.authorize(Action::Create, Object::any(Resource::ProvisionerDaemon))?;
+        if !valid_slug(&req.name, 64) {
+            return Err(Error::field("name", "must be lowercase letters or digits with single hyphens, at most 64"));
+        }
+        let token = Token::generate();
+        let key =
+            self.store.create_provisioner_key(&token.id, &req.name, &token.hashed_secret(), actor.user.id).await?;
+        tracing::info!(key = %key.name, by = %actor.user.username, "provisioner key created");
+        Ok(CreateProvisionerKeyResponse { key: key_view(key), secret: token.to_header_value() })
+    }
+
+    pub async fn provisioner_keys(&self, actor: &Actor) -> Result<Vec<ProvisionerKey>> {
+        actor.authorize(Action::Read, Object::any(Resource::ProvisionerDaemon))?;
+        Ok(self.store.provisioner_keys().await?.into_iter().map(key_view).collect())
+    }
+
+    /// Deletes a key; daemons using it can take no more jobs.
+    pub async fn delete_provisioner_key(&self, actor: &Actor, name: &str) -> Result<()> {
+        actor.authorize(Action::Delete, Object::any(Resource::ProvisionerDaemon))?;
+        self.store.delete_provisioner_key(name).await.found("Provisioner key")
+    }
+}

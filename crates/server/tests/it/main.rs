@@ -1,0 +1,12 @@
+//! The server through its HTTP API, against real PostgreSQL, real daemons
+//! and the typed client the CLI uses. One test binary: one link, one
+//! PostgreSQL cluster, and its tests run in parallel.
+
+mod claims;
+mod claims_race;
+mod common;
+mod notifications;
+mod prebuilds;
+mod templates;
+mod users;
+mod workspaces;

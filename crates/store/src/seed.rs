@@ -1,0 +1,138 @@
+//! Bulk data for benchmarks and load tests, written in a few set-based
+//! statements rather than through the workflows (which would take minutes
+//! for the sizes benchmarks need). What is written is what the workflows
+//! would leave behind: imported versions, running prebuilds.
+
+use uuid::Uuid;
+
+use crate::workspaces::PREBUILDS_USER_ID;
+use crate::{Result, Store, StoreError};
+
+impl Store {
+    /// `count` templates, each with an imported `echo` version whose one
+    /// preset keeps a pool of 1: full (a running prebuild) or empty.
+    pub async fn seed_pools(&self, count: u32, full: bool) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let batch = Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let (org, file): (Uuid, Uuid) = sqlx::query_as(
+            "SELECT (SELECT id FROM organizations WHERE is_default), \
+                    coalesce((SELECT id FROM files WHERE hash = repeat('0', 64)), gen_random_uuid())",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let owner: Uuid = sqlx::query_scalar(
+            "INSERT INTO users (username, email, login_type) VALUES ('seed-' || $1, 'seed-' || $1 || '@example.com', \
+             'none') RETURNING id",
+        )
+        .bind(&batch)
+        .fetch_one(&mut *tx)
+        .await?;
+        let templates = [
+            "INSERT INTO files (id, hash, mimetype, size, data) VALUES ($3, repeat('0', 64), 'application/x-tar', 0, '') \
+             ON CONFLICT (hash) DO NOTHING",
+            "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS version, gen_random_uuid() AS import, \
+                 gen_random_uuid() AS template, gen_random_uuid() AS preset, gen_random_uuid() AS workspace, \
+                 gen_random_uuid() AS build, gen_random_uuid() AS job FROM generate_series(1, $1) g",
+            "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, input, file_id, worker_id, \
+                 worker_name, started_at, completed_at) \
+             SELECT import, $2, 'template_version_import', 'succeeded', $4, '{}', $3, gen_random_uuid(), 'seed', now(), now() \
+             FROM seed",
+            "INSERT INTO template_versions (id, organization_id, name, file_id, job_id, created_by, provisioner, claim_mode, \
+                 provisioner_config) \
+             SELECT version, $2, 'v1', $3, import, $4, 'echo', 'rebuild', \
+                 '{\"backend\": \"echo\", \"duration_ms\": 0, \"fail_on\": [], \"replace_on_claim\": []}' FROM seed",
+            "INSERT INTO templates (id, organization_id, name, active_version_id, created_by) \
+             SELECT template, $2, 'seed-' || $5 || '-' || g, version, $4 FROM seed",
+            "UPDATE template_versions v SET template_id = s.template FROM seed s WHERE v.id = s.version",
+            "INSERT INTO template_version_presets (id, template_version_id, name, ordinal, desired_instances) \
+             SELECT preset, version, 'pool', 0, 1 FROM seed",
+        ];
+        let prebuilds = [
+            "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, priority, input, file_id, \
+                 worker_id, worker_name, started_at, completed_at) \
+             SELECT job, $2, 'workspace_build', 'succeeded', $6, 1, '{}', $3, gen_random_uuid(), 'seed', now(), now() \
+             FROM seed",
+            "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id) \
+             SELECT workspace, $2, $6, template, 'prebuild-' || $5 || '-' || g, preset FROM seed",
+            "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                 template_version_id, template_version_preset_id, job_id, provisioner_state) \
+             SELECT build, workspace, 1, 'start', $6, 'prebuild', version, preset, job, '' FROM seed",
+        ];
+        let chosen = templates.iter().chain(if full { prebuilds.iter() } else { [].iter() });
+        // Every value is one generated here (numbers, UUIDs, hex): inlined, so
+        // each statement takes exactly the parameters it uses.
+        let values = [
+            ("$1", count.to_string()),
+            ("$2", format!("'{org}'")),
+            ("$3", format!("'{file}'")),
+            ("$4", format!("'{owner}'")),
+            ("$5", format!("'{batch}'")),
+            ("$6", format!("'{PREBUILDS_USER_ID}'")),
+        ];
+        for statement in chosen {
+            let sql = values.iter().fold(statement.to_string(), |sql, (name, value)| sql.replace(name, value));
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `count` running, claimable prebuilds of an existing preset (of its
+    /// template's active version), built with the preset's values and
+    /// created one millisecond apart, oldest first.
+    pub async fn seed_prebuilds(&self, preset_id: Uuid, count: u32) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (organization, template, version, file): (Uuid, Uuid, Uuid, Uuid) = sqlx::query_as(
+            "SELECT t.organization_id, t.id, v.id, v.file_id FROM template_version_presets p \
+             JOIN template_versions v ON v.id = p.template_version_id JOIN templates t ON t.id = v.template_id \
+             WHERE p.id = $1",
+        )
+        .bind(preset_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let count =
+            i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
+        // Everything the inserts need, in one row per prebuild, so they take no parameters.
+        sqlx::query(
+            "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
+                 gen_random_uuid() AS build, gen_random_uuid() AS job, \
+                 $2::timestamptz - make_interval(secs => ($1 - g) / 1000.0) AS at, \
+                 'prebuild-' || left(md5(random()::text), 8) || '-' || g AS name, \
+                 $3::uuid AS organization, $4::uuid AS template, $5::uuid AS version, $6::uuid AS file, \
+                 $7::uuid AS preset, $8::uuid AS owner \
+             FROM generate_series(1, $1) g",
+        )
+        .bind(count)
+        .bind(self.now())
+        .bind(organization)
+        .bind(template)
+        .bind(version)
+        .bind(file)
+        .bind(preset_id)
+        .bind(PREBUILDS_USER_ID)
+        .execute(&mut *tx)
+        .await?;
+        let statements = [
+            "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, priority, input, file_id, \
+                 worker_id, worker_name, created_at, started_at, completed_at) \
+             SELECT job, organization, 'workspace_build', 'succeeded', owner, 1, '{}', file, gen_random_uuid(), 'seed', \
+                 at, at, at \
+             FROM seed",
+            "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at) \
+             SELECT workspace, organization, owner, template, name, preset, at FROM seed",
+            "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                 template_version_id, template_version_preset_id, job_id, provisioner_state, created_at) \
+             SELECT build, workspace, 1, 'start', owner, 'prebuild', version, preset, job, '', at FROM seed",
+            "INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
+             SELECT s.build, pp.name, pp.value FROM seed s JOIN template_version_preset_parameters pp \
+                 ON pp.preset_id = s.preset",
+        ];
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

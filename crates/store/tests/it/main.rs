@@ -1,0 +1,5 @@
+//! The store against a real PostgreSQL, in one test binary (one cluster,
+//! one link) whose tests run in parallel.
+
+mod jobs;
+mod store;

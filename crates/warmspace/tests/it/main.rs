@@ -1,0 +1,9 @@
+//! The `warmspace` binary end to end: server processes, the CLI as a user
+//! runs it, real agents and external daemons. One test binary, whose tests
+//! run in parallel.
+
+mod agents;
+mod cli;
+mod common;
+mod examples;
+mod provisioning;
