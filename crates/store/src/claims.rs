@@ -83,7 +83,7 @@ const ELIGIBLE: &str = "SELECT w.id FROM workspaces w \
      JOIN provisioner_jobs j ON j.id = b.job_id \
      WHERE w.preset_id = $1 AND w.owner_id = $2 AND NOT w.deleted \
        AND b.transition = 'start' AND j.status = 'succeeded' \
-       AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > now()) \
+       AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > $3) \
        AND (p.last_invalidated_at IS NULL OR w.created_at >= p.last_invalidated_at) \
        AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
                        AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') \
@@ -99,7 +99,12 @@ impl Store {
     pub async fn claim_prebuild(&self, claim: &ClaimRequest<'_>) -> Result<Option<Claimed>> {
         let mut tx = self.pool.begin().await?;
         let Some(workspace_id): Option<Uuid> =
-            sqlx::query_scalar(ELIGIBLE).bind(claim.preset_id).bind(PREBUILDS_USER_ID).fetch_optional(&mut *tx).await?
+            sqlx::query_scalar(ELIGIBLE)
+                .bind(claim.preset_id)
+                .bind(PREBUILDS_USER_ID)
+                .bind(self.now())
+                .fetch_optional(&mut *tx)
+                .await?
         else {
             return Ok(None);
         };

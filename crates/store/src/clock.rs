@@ -5,10 +5,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-/// The time every time-dependent rule reads: TTLs, backoff, leases,
-/// heartbeats, deadlines. In production it is the system clock. Tests move
-/// it forward with [`Clock::advance`] to see what happens later, instead of
-/// waiting for it. Clones share one clock.
+/// The time every time-dependent rule reads: whether a prebuild's TTL has
+/// passed, a preset still backs off, a lease has run out, a session has
+/// expired, an agent is still connected; and the deadlines computed from
+/// now. In production it is the system clock. Tests move it forward with
+/// [`Clock::advance`] to see what happens later, instead of waiting.
+///
+/// The times things happened (`created_at`, `completed_at` …) are stamped
+/// by the database, one clock for every replica, so the schema's ordering
+/// checks always hold; rules compare those stamps with this clock. Clones
+/// share one clock.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     /// Added to the system time, in microseconds.

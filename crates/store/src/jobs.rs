@@ -223,9 +223,10 @@ impl Store {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warmspace.prebuild_acquire'))").execute(&mut *tx).await?;
         let (running, live): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM provisioner_jobs WHERE status IN ('running', 'canceling') AND priority = $1), \
-                    (SELECT count(*) FROM provisioner_daemons WHERE last_seen_at > now() - interval '{DAEMON_LIVENESS}')"
+                    (SELECT count(*) FROM provisioner_daemons WHERE last_seen_at > $2 - interval '{DAEMON_LIVENESS}')"
         )))
         .bind(JobPriority::Prebuild)
+        .bind(self.now())
         .fetch_one(&mut *tx)
         .await?;
         if running >= prebuild_cap(policy.prebuild_share, live) {
@@ -311,14 +312,15 @@ impl Store {
                  error = format('provisioner daemon %s stopped renewing its lease, which expired at %s', \
                                 coalesce(worker_name, '?'), lease_expires_at), \
                  completed_at = now(), updated_at = now() \
-             WHERE status IN ('running', 'canceling') AND lease_expires_at < now() \
+             WHERE status IN ('running', 'canceling') AND lease_expires_at < $1 \
              RETURNING id, worker_name, lease_expires_at",
         )
+        .bind(self.now())
         .fetch_all(&self.pool)
         .await?;
         for (job_id, worker, lease) in &expired {
             let line = NewLog {
-                created_at: Utc::now(),
+                created_at: self.now(),
                 source: LogSource::ProvisionerDaemon,
                 level: LogLevel::Error,
                 stage: String::new(),

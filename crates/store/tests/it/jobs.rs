@@ -233,11 +233,13 @@ async fn expired_leases_fail_their_jobs_and_say_why() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
     let jobs = queue_imports(&store, 2).await;
-    let short = QueuePolicy { lease: std::time::Duration::from_millis(1), ..POLICY };
+    let short = QueuePolicy { lease: std::time::Duration::from_secs(1), ..POLICY };
     let daemon = worker(1);
     let held = store.acquire_job(&daemon, &short).await.unwrap().unwrap();
     let renewed = store.acquire_job(&worker(2), &POLICY).await.unwrap().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(store.reap_expired_jobs().await.unwrap().is_empty(), "no lease has run out yet");
+    // Later: the short lease has run out, the other has not.
+    store.clock().advance(std::time::Duration::from_secs(5));
 
     assert_eq!(store.reap_expired_jobs().await.unwrap(), vec![held.id]);
     let failed = store.job(held.id).await.unwrap();
