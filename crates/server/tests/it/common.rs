@@ -176,6 +176,20 @@ pub async fn eligible(server: &TestServer, client: &Client, want: u32) {
     }
 }
 
+/// Waits, without running cycles itself, until the active `us` pool has `want` eligible prebuilds.
+pub async fn until_eligible(client: &Client, want: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = client.prebuilds_status().await.unwrap();
+        let pool = status.presets.iter().find(|p| p.preset_name == "us" && p.version_active).unwrap();
+        if pool.eligible >= want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pool never refilled to {want}: {pool:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn request(
     template: &Template,
     name: &str,

@@ -149,11 +149,8 @@ async fn failing_creations_back_off_stop_at_the_hard_limit_and_resume_on_a_new_v
         .execute(&server.db.pool().await)
         .await
         .unwrap();
-    // Pretend the backoff has passed by moving the failure back in time.
-    sqlx::query("UPDATE provisioner_jobs SET completed_at = now() - interval '2 hours', started_at = now() - interval '2 hours', created_at = now() - interval '2 hours' WHERE status = 'failed'")
-        .execute(&server.db.pool().await)
-        .await
-        .unwrap();
+    // Two hours later, the backoff has passed.
+    server.clock.advance(Duration::from_secs(2 * 3600));
     assert_eq!(cycle(&server).await.created, 3);
     until(&owner, "pool", "hard limited", |p| p.status == PresetStatus::HardLimited).await;
     assert_eq!(cycle(&server).await.created, 0, "nothing is created once hard-limited");

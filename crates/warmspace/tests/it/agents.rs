@@ -34,6 +34,18 @@ async fn agent_logs(client: &Client, ws: &Workspace) -> Vec<WorkspaceAgentLog> {
     client.agent_logs(ws.agents[0].id).await.unwrap()
 }
 
+/// What the agent logs once it serves its workspace's owner and stops listening for claims.
+const NOT_WAITING: &str = "not waiting for a claim";
+
+fn agent_log(example: &ExecExample, workspace: Uuid) -> String {
+    std::fs::read_to_string(example.root.join(workspace.to_string()).join("agent.log")).unwrap_or_default()
+}
+
+/// Waits until the workspace's agent has logged `what`.
+async fn agent_said(example: &ExecExample, workspace: Uuid, what: &str) {
+    eventually(Duration::from_secs(30), what, || async { agent_log(example, workspace).contains(what) }).await;
+}
+
 async fn startup_runs(client: &Client, id: Uuid) -> usize {
     let ws = workspace(client, id).await;
     agent_logs(client, &ws).await.iter().filter(|l| l.output.contains(STARTUP_LINE)).count()
@@ -216,6 +228,11 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     wait_ready(&client, cut, me.id).await;
     assert_eq!(startup_runs(&client, cut).await, 2, "one re-init after reconnecting");
 
+    // An agent serving its workspace's owner says so and stops listening for
+    // claims: from then on nothing can re-initialise it.
+    for id in [live, cut] {
+        agent_said(&example, id, NOT_WAITING).await;
+    }
     // A server restart after the re-init does not re-initialise again.
     let before = workspace(&client, cut).await.agents[0].last_connected_at.unwrap();
     server.terminate();
@@ -225,13 +242,12 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
         workspace(&client, cut).await.agents[0].last_connected_at.is_some_and(|t| t > before)
     })
     .await;
-    // Give a (wrong) re-init every chance to happen before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(startup_runs(&client, cut).await, 2);
     assert_eq!(startup_runs(&client, live).await, 2);
     for id in [live, cut] {
-        let log = std::fs::read_to_string(example.root.join(id.to_string()).join("agent.log")).unwrap();
+        let log = agent_log(&example, id);
         assert_eq!(log.matches("re-initialising").count(), 1, "{log}");
+        assert_eq!(log.matches(NOT_WAITING).count(), 1, "{log}");
     }
     server.terminate();
 }
@@ -272,22 +288,23 @@ async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_
     let url: url::Url = server.url.parse().unwrap();
     let manifest = Client::new(url).with_agent_token(&token).agent_manifest().await.unwrap();
     assert_eq!((manifest.owner_id, manifest.workspace_name.as_str()), (me.id, "mine"));
-    // Exactly once, even given time for a second.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Exactly once: the agent now serves the owner and has stopped listening for claims.
+    agent_said(&example, claimed.id, NOT_WAITING).await;
     assert_eq!(startup_runs(&client, claimed.id).await, 2);
 
-    // The pool's refill was queued within 100 ms of the claim's commit.
-    let gap_ms: f64 = sqlx::query_scalar(
-        "SELECT (extract(epoch FROM min(j.created_at) - a.committed_at) * 1000)::float8 FROM claim_attempts a \
-         JOIN workspaces w ON w.preset_id = a.preset_id AND w.id <> a.workspace_id \
-         JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
-         JOIN provisioner_jobs j ON j.id = b.job_id WHERE a.hit AND j.created_at > a.committed_at \
-         GROUP BY a.committed_at",
-    )
-    .fetch_one(&raw)
-    .await
-    .unwrap();
-    println!("refill queued {gap_ms:.1} ms after the claim committed");
-    assert!(gap_ms < 100.0, "refill queued {gap_ms:.1} ms after the claim");
+    // The pool's refill was queued once the claim had committed (how soon is
+    // `warmspace bench`'s to measure).
+    eventually(Duration::from_secs(30), "a replacement queued after the claim", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM claim_attempts a \
+             JOIN workspaces w ON w.preset_id = a.preset_id AND w.id <> a.workspace_id \
+             JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
+             JOIN provisioner_jobs j ON j.id = b.job_id WHERE a.hit AND j.created_at > a.committed_at)",
+        )
+        .fetch_one(&raw)
+        .await
+        .unwrap()
+    })
+    .await;
     server.terminate();
 }
