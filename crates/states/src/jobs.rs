@@ -66,6 +66,13 @@ pub enum JobPriority {
 }
 
 impl JobPriority {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobPriority::User => "user",
+            JobPriority::Prebuild => "prebuild",
+        }
+    }
+
     pub const fn as_i16(self) -> i16 {
         self as i16
     }

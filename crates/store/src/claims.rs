@@ -98,13 +98,12 @@ impl Store {
     /// the hit. `None` when the preset has no eligible prebuild.
     pub async fn claim_prebuild(&self, claim: &ClaimRequest<'_>) -> Result<Option<Claimed>> {
         let mut tx = self.pool.begin().await?;
-        let Some(workspace_id): Option<Uuid> =
-            sqlx::query_scalar(ELIGIBLE)
-                .bind(claim.preset_id)
-                .bind(PREBUILDS_USER_ID)
-                .bind(self.now())
-                .fetch_optional(&mut *tx)
-                .await?
+        let Some(workspace_id): Option<Uuid> = sqlx::query_scalar(ELIGIBLE)
+            .bind(claim.preset_id)
+            .bind(PREBUILDS_USER_ID)
+            .bind(self.now())
+            .fetch_optional(&mut *tx)
+            .await?
         else {
             return Ok(None);
         };

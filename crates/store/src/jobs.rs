@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
-use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
+use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition};
 
 use crate::{Result, Store, StoreError};
 
@@ -52,6 +52,24 @@ pub struct JobRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Pending jobs ahead of this one (0 = next); `None` unless pending.
     pub queue_position: Option<i64>,
+    #[sqlx(flatten)]
+    pub target: JobTarget,
+}
+
+/// What a job is for: the template version it imports or builds from, and
+/// for a build, the workspace and the build. Not read when a daemon takes
+/// the job (it learns what to run from the job's payload instead).
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct JobTarget {
+    pub template_version_id: Option<Uuid>,
+    pub template_version_name: Option<String>,
+    pub template_id: Option<Uuid>,
+    pub template_name: Option<String>,
+    pub workspace_id: Option<Uuid>,
+    pub workspace_name: Option<String>,
+    pub build_id: Option<Uuid>,
+    pub build_number: Option<i32>,
+    pub transition: Option<Transition>,
 }
 
 impl JobRow {
@@ -134,9 +152,31 @@ pub struct JobFilter {
 /// Columns of `JobRow`, with the queue position computed for pending jobs.
 const JOB_COLUMNS: &str = "j.id, j.organization_id, j.type, j.status, j.initiator_id, j.priority, j.tags, \
      j.input, j.file_id, j.worker_id, j.worker_name, j.error, j.created_at, j.updated_at, j.started_at, \
-     j.completed_at, j.canceled_at, j.logs_length, j.logs_overflowed, j.lease_expires_at, \
-     CASE WHEN j.status = 'pending' THEN (SELECT count(*) FROM provisioner_jobs q WHERE q.status = 'pending' \
-          AND (q.priority, q.created_at, q.id) < (j.priority, j.created_at, j.id)) END AS queue_position";
+     j.completed_at, j.canceled_at, j.logs_length, j.logs_overflowed, j.lease_expires_at";
+
+/// A pending job's place in the queue, counted for that one job (an index range).
+const QUEUE_POSITION: &str = "CASE WHEN j.status = 'pending' THEN (SELECT count(*) FROM provisioner_jobs q \
+     WHERE q.status = 'pending' AND (q.priority, q.created_at, q.id) < (j.priority, j.created_at, j.id)) END \
+     AS queue_position";
+
+/// [`JobTarget`]'s columns, from [`JOB_FROM`]'s joins.
+const TARGET_COLUMNS: &str = "coalesce(bv.id, iv.id) AS template_version_id, \
+     coalesce(bv.name, iv.name) AS template_version_name, tt.id AS template_id, tt.name AS template_name, \
+     tw.id AS workspace_id, tw.name AS workspace_name, tb.id AS build_id, tb.build_number, tb.transition";
+
+/// Jobs with what they are for: a build's workspace and version, an import's version.
+const JOB_FROM: &str = "provisioner_jobs j \
+     LEFT JOIN workspace_builds tb ON tb.job_id = j.id \
+     LEFT JOIN workspaces tw ON tw.id = tb.workspace_id \
+     LEFT JOIN template_versions bv ON bv.id = tb.template_version_id \
+     LEFT JOIN template_versions iv ON iv.job_id = j.id \
+     LEFT JOIN templates tt ON tt.id = coalesce(bv.template_id, iv.template_id)";
+
+/// In place of [`TARGET_COLUMNS`] where a job is read without its target.
+const NO_TARGET: &str = "NULL::uuid AS template_version_id, NULL::text AS template_version_name, \
+     NULL::uuid AS template_id, NULL::text AS template_name, NULL::uuid AS workspace_id, \
+     NULL::text AS workspace_name, NULL::uuid AS build_id, NULL::integer AS build_number, \
+     NULL::text AS transition";
 
 /// Inserts a job inside the caller's transaction. The NOTIFY that wakes
 /// daemons is part of the same transaction, so it is delivered at commit
@@ -198,13 +238,14 @@ pub(crate) async fn finish_job(
 
 impl Store {
     pub async fn job(&self, id: Uuid) -> Result<JobRow> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM provisioner_jobs j WHERE j.id = $1");
+        let sql = format!("SELECT {JOB_COLUMNS}, {QUEUE_POSITION}, {TARGET_COLUMNS} FROM {JOB_FROM} WHERE j.id = $1");
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
     /// Jobs by id, in no particular order (a listing's jobs, in one query).
     pub async fn jobs_by_ids(&self, ids: &[Uuid]) -> Result<Vec<JobRow>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM provisioner_jobs j WHERE j.id = ANY ($1)");
+        let sql =
+            format!("SELECT {JOB_COLUMNS}, {QUEUE_POSITION}, {TARGET_COLUMNS} FROM {JOB_FROM} WHERE j.id = ANY ($1)");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(ids).fetch_all(&self.pool).await?)
     }
 
@@ -364,8 +405,12 @@ impl Store {
 
     /// Jobs, newest first.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>> {
+        // Queue positions in one pass over the pending jobs, rather than a count per row.
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM provisioner_jobs j \
+            "WITH queue AS (SELECT id, row_number() OVER (ORDER BY priority, created_at, id) - 1 AS position \
+                            FROM provisioner_jobs WHERE status = 'pending') \
+             SELECT {JOB_COLUMNS}, queue.position AS queue_position, {TARGET_COLUMNS} \
+             FROM {JOB_FROM} LEFT JOIN queue ON queue.id = j.id \
              WHERE ($1::uuid IS NULL OR j.organization_id = $1) \
                AND (cardinality($2::text[]) = 0 OR j.status = ANY ($2)) \
              ORDER BY j.created_at DESC, j.id LIMIT $3"
@@ -476,7 +521,7 @@ async fn take_next(
          UPDATE provisioner_jobs j SET status = 'running', started_at = now(), updated_at = now(), \
              worker_id = $1, worker_name = $2, lease_expires_at = now() + $5 \
          FROM next WHERE j.id = next.id \
-         RETURNING {JOB_COLUMNS}"
+         RETURNING {JOB_COLUMNS}, NULL::bigint AS queue_position, {NO_TARGET}"
     );
     Ok(sqlx::query_as(AssertSqlSafe(sql))
         .bind(worker.id)

@@ -29,6 +29,23 @@ pub struct ProvisionerJob {
     pub queue_position: Option<i64>,
     /// The job's log hit the 1 MiB cap and was truncated.
     pub logs_overflowed: bool,
+    /// What the job is for.
+    pub metadata: ProvisionerJobMetadata,
+}
+
+/// What a job is for: the template version it imports (or builds from), and
+/// for a workspace build, the workspace, the build and its transition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProvisionerJobMetadata {
+    pub template_version_id: Option<Uuid>,
+    pub template_version_name: Option<String>,
+    pub template_id: Option<Uuid>,
+    pub template_name: Option<String>,
+    pub workspace_id: Option<Uuid>,
+    pub workspace_name: Option<String>,
+    pub workspace_build_id: Option<Uuid>,
+    pub build_number: Option<i32>,
+    pub transition: Option<super::Transition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use warmspace_sdk::{
     AgentConnection, BuildParameter, Notification, PrebuildPolicy, PrebuildSchedule, PrebuildScheduling, Preset,
-    PresetParameter, ProvisionerJob, ProvisionerJobLog, ProvisionerKey, Template, TemplateSettings, TemplateVersion,
-    TemplateVersionParameter, TemplateVersionParameterOption, User, Workspace, WorkspaceAgent, WorkspaceBuild,
-    WorkspaceResource,
+    PresetParameter, ProvisionerJob, ProvisionerJobLog, ProvisionerJobMetadata, ProvisionerKey, Template,
+    TemplateSettings, TemplateVersion, TemplateVersionParameter, TemplateVersionParameterOption, User, Workspace,
+    WorkspaceAgent, WorkspaceBuild, WorkspaceResource,
 };
 use warmspace_store::agents::AgentRow;
 use warmspace_store::jobs::{JobRow, LogRow};
@@ -165,6 +165,17 @@ pub fn job_view(row: JobRow) -> ProvisionerJob {
         canceled_at: row.canceled_at,
         queue_position: row.queue_position,
         logs_overflowed: row.logs_overflowed,
+        metadata: ProvisionerJobMetadata {
+            template_version_id: row.target.template_version_id,
+            template_version_name: row.target.template_version_name,
+            template_id: row.target.template_id,
+            template_name: row.target.template_name,
+            workspace_id: row.target.workspace_id,
+            workspace_name: row.target.workspace_name,
+            workspace_build_id: row.target.build_id,
+            build_number: row.target.build_number,
+            transition: row.target.transition,
+        },
     }
 }
 

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use warmspace_sdk::{
     ClaimStatsQuery, Client, CreateWorkspaceBuildRequest, PrebuildSettings, Role, StatusCode, Workspace,
 };
-use warmspace_server::{Config, ReconcilerConfig};
 use warmspace_server::testing::TestServer;
+use warmspace_server::{Config, ReconcilerConfig};
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
 async fn misses(server: &TestServer) -> Vec<String> {

@@ -178,6 +178,13 @@ async fn a_pending_import_can_be_canceled_and_jobs_show_their_queue_position() {
         owner.provisioner_jobs("default", &JobsQuery { status: Some("pending".into()), limit: None }).await.unwrap();
     let position = |id| jobs.iter().find(|j| j.id == id).unwrap().queue_position;
     assert_eq!((position(first.job.id), position(second.job.id)), (Some(0), Some(1)));
+    // Each job says what it is for: here, the version it imports.
+    let first_job = jobs.iter().find(|j| j.id == first.job.id).unwrap();
+    assert_eq!(
+        (first_job.metadata.template_version_id, first_job.metadata.template_version_name.as_deref()),
+        (Some(first.id), Some(first.name.as_str()))
+    );
+    assert_eq!(first_job.metadata.workspace_id, None);
 
     owner.cancel_template_version(first.id).await.unwrap();
     let canceled = owner.template_version(first.id).await.unwrap().job;

@@ -104,19 +104,14 @@ pub async fn run(config: &Config, command: ProvisionerCommand) -> anyhow::Result
                 Format::Json => output::json(&jobs),
                 Format::Table => {
                     output::table(
-                        ["ID", "TYPE", "STATUS", "PRIORITY", "WORKER", "QUEUE", "CREATED", "ERROR"],
+                        ["ID", "TYPE", "FOR", "STATUS", "PRIORITY", "WORKER", "QUEUE", "CREATED", "ERROR"],
                         jobs.iter().map(|j| {
                             [
                                 j.id.to_string(),
-                                serde_json::to_value(j.kind)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_owned))
-                                    .unwrap_or_default(),
+                                j.kind.as_str().to_owned(),
+                                job_target(&j.metadata),
                                 j.status.as_str().to_owned(),
-                                serde_json::to_value(j.priority)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_owned))
-                                    .unwrap_or_default(),
+                                j.priority.as_str().to_owned(),
                                 j.worker_name.clone().unwrap_or_default(),
                                 j.queue_position.map(|p| p.to_string()).unwrap_or_default(),
                                 j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -128,6 +123,19 @@ pub async fn run(config: &Config, command: ProvisionerCommand) -> anyhow::Result
                 }
             }
         }
+    }
+}
+
+/// What a job is for, in a few words: `dev #2 stop (pool v3)` or `pool v3`.
+fn job_target(m: &warmspace_sdk::ProvisionerJobMetadata) -> String {
+    let version = match (&m.template_name, &m.template_version_name) {
+        (Some(template), Some(version)) => format!("{template} {version}"),
+        (None, Some(version)) => version.clone(),
+        _ => String::new(),
+    };
+    match (&m.workspace_name, m.build_number, m.transition) {
+        (Some(workspace), Some(number), Some(transition)) => format!("{workspace} #{number} {transition} ({version})"),
+        _ => version,
     }
 }
 
