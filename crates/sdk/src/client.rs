@@ -46,8 +46,9 @@ pub struct Client {
 impl Client {
     pub fn new(base: Url) -> Self {
         // reqwest is built without a bundled crypto provider so that the whole
-        // tree uses ring; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // tree uses ring. Installing fails only when a provider is installed
+        // already (a second client), which is as good.
+        rustls::crypto::ring::default_provider().install_default().ok();
         let http = reqwest::Client::builder()
             .user_agent(concat!("warmspace/", env!("CARGO_PKG_VERSION")))
             .build()

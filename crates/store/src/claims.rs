@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 use warmspace_states::{BuildReason, MissReason, Transition};
 
@@ -73,9 +74,10 @@ pub struct Claimed {
     pub committed_at: DateTime<Utc>,
 }
 
-/// Claimable prebuilds of a preset, oldest first: latest build a successful
-/// start, not past the TTL nor invalidated, every agent ready. The same rule
-/// as the reconciler's `is_eligible`, in SQL so the row lock covers it.
+/// Claimable prebuilds of preset `$1` (owned by `$2`) at `$3`, oldest first:
+/// latest build a successful start, not past the TTL nor invalidated, every
+/// agent ready. The rule the reconciler's pure `is_eligible` applies too; a
+/// test holds the two to the same answers on the same rows.
 const ELIGIBLE: &str = "SELECT w.id FROM workspaces w \
      JOIN template_version_presets p ON p.id = w.preset_id \
      JOIN LATERAL (SELECT transition, job_id FROM workspace_builds WHERE workspace_id = w.id \
@@ -87,8 +89,7 @@ const ELIGIBLE: &str = "SELECT w.id FROM workspaces w \
        AND (p.last_invalidated_at IS NULL OR w.created_at >= p.last_invalidated_at) \
        AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
                        AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') \
-     ORDER BY w.created_at, w.id \
-     FOR UPDATE OF w SKIP LOCKED LIMIT 1";
+     ORDER BY w.created_at, w.id";
 
 impl Store {
     /// Hands an eligible prebuild of the preset to the user, in one
@@ -98,7 +99,9 @@ impl Store {
     /// the hit. `None` when the preset has no eligible prebuild.
     pub async fn claim_prebuild(&self, claim: &ClaimRequest<'_>) -> Result<Option<Claimed>> {
         let mut tx = self.pool.begin().await?;
-        let Some(workspace_id): Option<Uuid> = sqlx::query_scalar(ELIGIBLE)
+        // The oldest one no other claim holds, locked until this one commits.
+        let take = format!("{ELIGIBLE} FOR UPDATE OF w SKIP LOCKED LIMIT 1");
+        let Some(workspace_id): Option<Uuid> = sqlx::query_scalar(AssertSqlSafe(take))
             .bind(claim.preset_id)
             .bind(PREBUILDS_USER_ID)
             .bind(self.now())
@@ -155,6 +158,16 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(Claimed { workspace_id, build_id, committed_at }))
+    }
+
+    /// Every prebuild of the preset a claim could take now, oldest first.
+    pub async fn eligible_prebuilds(&self, preset_id: Uuid) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(ELIGIBLE)
+            .bind(preset_id)
+            .bind(PREBUILDS_USER_ID)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Claim attempts since `since`, per preset: (preset id, hits, misses by

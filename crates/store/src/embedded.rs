@@ -295,7 +295,8 @@ impl Cluster {
         let started = Instant::now();
         loop {
             if let Ok(conn) = options.connect().await {
-                let _ = conn.close().await;
+                // It answered: that was the point; how the probe connection closes does not matter.
+                conn.close().await.ok();
                 return Ok(());
             }
             let exited = self.child.lock().unwrap().as_mut().map(|c| c.try_wait());
@@ -312,7 +313,8 @@ impl Cluster {
 
     fn kill(&self, signal: Signal) {
         if let Some(pid) = self.pid() {
-            let _ = kill(Pid::from_raw(pid as i32), signal);
+            // ESRCH: it has exited already, which is what the signal was for.
+            kill(Pid::from_raw(pid as i32), signal).ok();
         }
     }
 
@@ -328,7 +330,8 @@ impl Cluster {
             (Signal::SIGQUIT, Duration::from_secs(5)),
             (Signal::SIGKILL, Duration::from_secs(5)),
         ] {
-            let _ = kill(pid, signal);
+            // ESRCH: it has exited already; the wait below sees so.
+            kill(pid, signal).ok();
             let deadline = Instant::now() + patience;
             while Instant::now() < deadline {
                 if child.try_wait().map_err(io_err("waiting for postgres"))?.is_some() {
@@ -426,7 +429,8 @@ fn spawn_from_lasting_thread(cmd: Command) -> io::Result<Child> {
             .name("postgres-spawner".into())
             .spawn(move || {
                 for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
+                    // The caller may have stopped waiting; the child is reaped with it then.
+                    reply.send(cmd.spawn()).ok();
                 }
             })
             .expect("spawning a thread");
@@ -442,8 +446,10 @@ fn tail(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(path) {
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
-        let _ = file.read_to_string(&mut text);
+        // The tail of a log for an error message: whatever of it can be read.
+        if file.seek(SeekFrom::Start(len.saturating_sub(4096))).is_ok() {
+            file.read_to_string(&mut text).ok();
+        }
     }
     text
 }

@@ -91,7 +91,8 @@ impl PubSub {
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.commands.send(Command::Close { done }).is_ok() {
-            let _ = closed.await;
+            // An error means the task ended without answering: it has stopped all the same.
+            closed.await.ok();
         }
     }
 
@@ -145,7 +146,8 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Release { channel: std::mem::take(&mut self.channel) });
+        // Fails only once the listener has stopped, when there is nothing left to release.
+        self.commands.send(Command::Release { channel: std::mem::take(&mut self.channel) }).ok();
     }
 }
 
@@ -202,7 +204,8 @@ async fn listen_loop(pool: PgPool, mut commands: mpsc::UnboundedReceiver<Command
                 notification = listener.try_recv() => match notification {
                     Ok(Some(n)) => {
                         if let Some(sender) = channels.get(n.channel()) {
-                            let _ = sender.send(Event::Message(n.payload().to_owned()));
+                            // Fails only when nobody subscribes any more (they are releasing).
+                            sender.send(Event::Message(n.payload().to_owned())).ok();
                         }
                     }
                     // sqlx reconnected and re-listened by itself; anything sent meanwhile is gone.
@@ -227,7 +230,7 @@ async fn connect(
     listener.listen_all(names).await?;
     for (channel, reply) in waiting.drain(..) {
         listener.listen(&channel).await?;
-        let _ = reply.send(channels[&channel].subscribe());
+        answer(reply, &channels[&channel]);
     }
     Ok(listener)
 }
@@ -235,7 +238,8 @@ async fn connect(
 async fn finish(pool: PgPool, done: Option<oneshot::Sender<()>>) {
     pool.close().await;
     if let Some(done) = done {
-        let _ = done.send(());
+        // The closer may have given up waiting; it needs no answer then.
+        done.send(()).ok();
     }
 }
 
@@ -285,7 +289,7 @@ async fn subscribe(
     waiting: &mut Vec<(String, oneshot::Sender<broadcast::Receiver<Event>>)>,
 ) -> Result<(), sqlx::Error> {
     if let Some(sender) = channels.get(&channel) {
-        let _ = reply.send(sender.subscribe());
+        answer(reply, sender);
         return Ok(());
     }
     channels.insert(channel.clone(), broadcast::channel(SUBSCRIBER_BUFFER).0);
@@ -294,7 +298,7 @@ async fn subscribe(
         waiting.push((channel, reply));
         return Err(err);
     }
-    let _ = reply.send(channels[&channel].subscribe());
+    answer(reply, &channels[&channel]);
     Ok(())
 }
 
@@ -306,9 +310,16 @@ async fn release(listener: &mut PgListener, channels: &mut Channels, channel: &s
     Ok(())
 }
 
+/// Hands a subscriber its receiver. A subscriber that stopped waiting for it
+/// (its request was dropped) needs none.
+fn answer(reply: oneshot::Sender<broadcast::Receiver<Event>>, sender: &broadcast::Sender<Event>) {
+    reply.send(sender.subscribe()).ok();
+}
+
 fn broadcast_gap(channels: &Channels) {
     for sender in channels.values() {
-        let _ = sender.send(Event::Gap);
+        // Fails only when nobody subscribes any more.
+        sender.send(Event::Gap).ok();
     }
 }
 

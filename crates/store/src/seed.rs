@@ -10,8 +10,9 @@ use crate::{Result, Store, StoreError};
 
 impl Store {
     /// `count` templates, each with an imported `echo` version whose one
-    /// preset keeps a pool of 1: full (a running prebuild) or empty.
-    pub async fn seed_pools(&self, count: u32, full: bool) -> Result<()> {
+    /// preset keeps a pool of 1: full (a running prebuild) or empty. Returns
+    /// the presets.
+    pub async fn seed_pools(&self, count: u32, full: bool) -> Result<Vec<Uuid>> {
         let mut tx = self.pool.begin().await?;
         let batch = Uuid::new_v4().simple().to_string()[..8].to_owned();
         let (org, file): (Uuid, Uuid) = sqlx::query_as(
@@ -73,9 +74,10 @@ impl Store {
             let sql = values.iter().fold(statement.to_string(), |sql, (name, value)| sql.replace(name, value));
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
         }
+        let presets = sqlx::query_scalar("SELECT preset FROM seed ORDER BY g").fetch_all(&mut *tx).await?;
         tx.commit().await?;
         sqlx::query("ANALYZE").execute(&self.pool).await?;
-        Ok(())
+        Ok(presets)
     }
 
     /// `count` running, claimable prebuilds of an existing preset (of its

@@ -1,5 +1,6 @@
 //! The store against a real PostgreSQL, in one test binary (one cluster,
 //! one link) whose tests run in parallel.
 
+mod eligibility;
 mod jobs;
 mod store;

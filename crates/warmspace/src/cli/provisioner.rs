@@ -162,7 +162,8 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(daemon.run(stopped));
     super::shutdown_signal().await;
-    let _ = stop.send(true);
+    // Nobody listening means the daemon has stopped already.
+    stop.send_replace(true);
     running.await?;
     Ok(())
 }

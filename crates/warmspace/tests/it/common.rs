@@ -102,8 +102,9 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // It may have exited already (terminate() waits for it): nothing to kill then.
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 
@@ -174,14 +175,15 @@ impl ExternalDaemon {
 
     pub fn kill_hard(&mut self) {
         kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL).unwrap();
-        let _ = self.0.wait();
+        self.0.wait().expect("reaping the killed daemon");
     }
 }
 
 impl Drop for ExternalDaemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // It may have been killed already: nothing to kill then.
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }
 
@@ -257,7 +259,8 @@ impl Drop for ExampleProcesses {
             if path.extension().is_some_and(|e| e == "pid")
                 && let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse::<i32>().ok())
             {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                // Already gone is fine.
+                kill(Pid::from_raw(pid), Signal::SIGKILL).ok();
             }
         }
     }
