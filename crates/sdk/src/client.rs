@@ -504,5 +504,5 @@ fn error_body(status: StatusCode, bytes: &[u8]) -> ClientError {
 pub enum LogEvent {
     Log(ProvisionerJobLog),
     /// The job has ended; no more lines follow.
-    End(ProvisionerJob),
+    End(Box<ProvisionerJob>),
 }

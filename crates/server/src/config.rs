@@ -38,7 +38,7 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub enum Database {
     /// A PostgreSQL server the operator runs.
-    External(PgConnectOptions),
+    External(Box<PgConnectOptions>),
     /// A private cluster started from the machine's PostgreSQL binaries,
     /// kept under this directory (in `postgres/`).
     BuiltIn(PathBuf),

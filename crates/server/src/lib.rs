@@ -107,7 +107,7 @@ impl Server {
             config.access_url = format!("http://{}", listener.local_addr()?);
         }
         let (options, cluster) = match &config.database {
-            Database::External(options) => (options.clone(), None),
+            Database::External(options) => (options.as_ref().clone(), None),
             Database::BuiltIn(dir) => {
                 let cluster = Cluster::start(ClusterOptions::new(dir.join("postgres"))).await?;
                 cluster.ensure_database(BUILTIN_DATABASE).await.map_err(StoreError::from)?;

@@ -45,7 +45,7 @@ impl TestServer {
         let db = TestDatabase::new().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-        config.database = Database::External(db.options());
+        config.database = Database::External(Box::new(db.options()));
         config.provisioner_daemons = daemons;
         config.reconciler.background = run_reconciler;
         // Scripts that start an agent get the test binary; tests that need a

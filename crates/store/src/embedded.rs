@@ -278,6 +278,7 @@ impl Cluster {
         cmd.process_group(0);
         let parent = nix::unistd::getpid();
         // SAFETY: only async-signal-safe system calls run between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT)?;

@@ -22,7 +22,7 @@ const FOLLOW_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub enum LogFollow {
     Line(ProvisionerJobLog),
-    End(ProvisionerJob),
+    End(Box<ProvisionerJob>),
 }
 
 impl Domain {
@@ -107,7 +107,7 @@ pub fn job_log_stream(
                 }
             }
             if job.is_finished() {
-                f.ready.push_back(LogFollow::End(job_view(job)));
+                f.ready.push_back(LogFollow::End(Box::new(job_view(job))));
                 f.ended = true;
             } else if f.ready.is_empty() {
                 // Nothing new yet: wait to be told, or look again anyway.

@@ -33,7 +33,7 @@ async fn follow(client: &Client, version: &TemplateVersion) -> (Vec<String>, war
     while let Some(event) = tokio::time::timeout_at(deadline, events.next()).await.expect("the import ends") {
         match event.unwrap() {
             LogEvent::Log(log) => lines.push(log.output),
-            LogEvent::End(job) => return (lines, job),
+            LogEvent::End(job) => return (lines, *job),
         }
     }
     panic!("the log stream ended without an end event");

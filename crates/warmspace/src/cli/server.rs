@@ -80,9 +80,9 @@ fn init_logging(format: LogFormat) {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let database = match &args.postgres_url {
-        Some(url) => {
-            Database::External(PgConnectOptions::from_str(url).context("--postgres-url is not a valid PostgreSQL URL")?)
-        }
+        Some(url) => Database::External(Box::new(
+            PgConnectOptions::from_str(url).context("--postgres-url is not a valid PostgreSQL URL")?,
+        )),
         None => Database::BuiltIn(args.data_dir.clone().map_or_else(default_data_dir, Ok)?),
     };
     let config = Config {

@@ -229,7 +229,7 @@ async fn follow_import(client: &Client, version_id: uuid::Uuid) -> anyhow::Resul
     while let Some(event) = events.next().await {
         match event? {
             LogEvent::Log(line) => println!("  {}", line.output),
-            LogEvent::End(job) => return Ok(job),
+            LogEvent::End(job) => return Ok(*job),
         }
     }
     // The stream ended without an end event (server restart): ask directly.

@@ -283,7 +283,7 @@ async fn follow(client: &Client, build: &WorkspaceBuild) -> anyhow::Result<()> {
         match event? {
             LogEvent::Log(line) => println!("  {}", line.output),
             LogEvent::End(end) => {
-                job = Some(end);
+                job = Some(*end);
                 break;
             }
         }
