@@ -43,7 +43,7 @@ async fn status(State(state): State<AppState>, actor: Actor) -> Result<axum::Jso
 #[utoipa::path(get, path = "/api/v2/prebuilds/settings", tag = "prebuilds", security(("session_token" = [])),
     responses((status = 200, body = PrebuildSettings)))]
 async fn get_settings(State(state): State<AppState>, actor: Actor) -> Result<axum::Json<PrebuildSettings>, ApiError> {
-    Ok(axum::Json(state.domain.prebuild_settings_of(&actor).await?))
+    Ok(axum::Json(state.domain.prebuild_settings(&actor).await?))
 }
 
 /// Pauses or resumes reconciliation site-wide; while paused nothing is created, deleted or canceled.

@@ -88,36 +88,39 @@ impl Domain {
     }
 
     pub async fn authenticate_agent(&self, raw: Option<&str>) -> Result<AgentAuth> {
-        let raw = raw.ok_or_else(|| {
-            Error::unauthenticated(format!("Send the agent's token in the {AGENT_TOKEN_HEADER} header."))
-        })?;
-        let invalid = || Error::unauthenticated("Invalid agent token.");
-        let token = Token::parse(raw).ok_or_else(invalid)?;
-        let credential = match self.store.agent_credential(&token.id).await {
-            Ok(credential) => credential,
-            Err(StoreError::NotFound) => return Err(invalid()),
-            Err(err) => return Err(err.into()),
-        };
-        if !token.matches(&credential.hashed_secret) {
-            return Err(invalid());
-        }
+        let missing = format!("Send the agent's token in the {AGENT_TOKEN_HEADER} header.");
+        let find = async |id: String| self.store.agent_credential(&id).await;
+        let credential = verify(raw, missing, "Invalid agent token.", find, |c| &c.hashed_secret).await?;
         Ok(AgentAuth { agent_id: credential.agent_id, workspace_id: credential.workspace_id })
     }
 
     pub async fn authenticate_daemon(&self, raw: Option<&str>) -> Result<DaemonAuth> {
-        let raw = raw.ok_or_else(|| {
-            Error::unauthenticated(format!("Send a provisioner key in the {PROVISIONER_KEY_HEADER} header."))
-        })?;
-        let invalid = || Error::unauthenticated("Invalid provisioner key.");
-        let token = Token::parse(raw).ok_or_else(invalid)?;
-        let key = match self.store.provisioner_key(&token.id).await {
-            Ok(key) => key,
-            Err(StoreError::NotFound) => return Err(invalid()),
-            Err(err) => return Err(err.into()),
-        };
-        if !token.matches(&key.hashed_secret) {
-            return Err(invalid());
-        }
+        let missing = format!("Send a provisioner key in the {PROVISIONER_KEY_HEADER} header.");
+        let find = async |id: String| self.store.provisioner_key(&id).await;
+        let key = verify(raw, missing, "Invalid provisioner key.", find, |k| &k.hashed_secret).await?;
         Ok(DaemonAuth { key_id: key.id })
     }
+}
+
+/// A `<id>-<secret>` credential (an agent token, a provisioner key): parsed,
+/// its row found by id, its secret compared in constant time with the stored
+/// hash. Every way of being wrong reads the same to the caller.
+async fn verify<T>(
+    raw: Option<&str>,
+    missing: String,
+    invalid: &str,
+    find: impl AsyncFnOnce(String) -> std::result::Result<T, StoreError>,
+    hashed_secret: impl Fn(&T) -> &[u8],
+) -> Result<T> {
+    let raw = raw.ok_or_else(|| Error::unauthenticated(missing))?;
+    let token = Token::parse(raw).ok_or_else(|| Error::unauthenticated(invalid))?;
+    let found = match find(token.id.clone()).await {
+        Ok(found) => found,
+        Err(StoreError::NotFound) => return Err(Error::unauthenticated(invalid)),
+        Err(err) => return Err(err.into()),
+    };
+    if !token.matches(hashed_secret(&found)) {
+        return Err(Error::unauthenticated(invalid));
+    }
+    Ok(found)
 }

@@ -62,7 +62,7 @@ impl Domain {
 }
 
 /// The stream behind [`Domain::follow_job_log`].
-pub fn job_log_stream(
+fn job_log_stream(
     domain: Domain,
     job_id: Uuid,
     after: i64,

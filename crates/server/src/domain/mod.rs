@@ -30,14 +30,14 @@ pub use actor::{Actor, AgentAuth, DaemonAuth};
 pub use agents::Reinit;
 pub use error::{Error, Found, Result};
 pub use events::{Events, RECONCILE_CHANNEL};
-pub use jobs::{LogFollow, job_log_stream};
+pub use jobs::LogFollow;
 pub use prebuilds::{CycleStats, PrebuildPlan};
 pub use workspaces::Created;
 
 use crate::Config;
 
 /// Listings return at most this many items per request.
-pub const MAX_PAGE: i64 = 1000;
+const MAX_PAGE: i64 = 1000;
 
 /// The domain's handle on the world: the store, the announcements between
 /// replicas, the configuration. Cheap to clone.
@@ -81,7 +81,7 @@ impl Domain {
 }
 
 /// A listing's `limit` (default and maximum [`MAX_PAGE`]) and `offset` (default 0), checked.
-pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)> {
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)> {
     let (limit, offset) = (limit.unwrap_or(MAX_PAGE), offset.unwrap_or(0));
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::field("limit", format!("must be between 1 and {MAX_PAGE}")));

@@ -54,7 +54,7 @@ impl CycleStats {
 
 impl Domain {
     /// The reconciliation knobs, with the site-wide paused flag.
-    fn prebuild_settings(&self, paused: bool) -> Settings {
+    fn reconcile_settings(&self, paused: bool) -> Settings {
         let config = &self.config.reconciler;
         Settings {
             paused,
@@ -76,7 +76,7 @@ impl Domain {
     pub async fn prebuilds_snapshot(&self) -> Result<(PrebuildsSnapshot, Snapshot)> {
         let (history, since) = self.history();
         let raw = self.store.prebuilds_snapshot(history, since).await?;
-        let snapshot = raw.to_snapshot(self.prebuild_settings(raw.paused));
+        let snapshot = raw.to_snapshot(self.reconcile_settings(raw.paused));
         Ok((raw, snapshot))
     }
 
@@ -85,7 +85,7 @@ impl Domain {
     pub(super) async fn miss_reason(&self, preset_id: Uuid) -> Result<MissReason> {
         let (history, since) = self.history();
         let raw = self.store.preset_snapshot(preset_id, history, since).await?;
-        let snapshot = raw.to_snapshot(self.prebuild_settings(raw.paused));
+        let snapshot = raw.to_snapshot(self.reconcile_settings(raw.paused));
         if snapshot.settings.paused {
             return Ok(MissReason::Paused);
         }
@@ -138,7 +138,7 @@ impl Domain {
         Ok(PrebuildsStatus { reconciliation_paused: raw.paused, presets })
     }
 
-    pub async fn prebuild_settings_of(&self, actor: &Actor) -> Result<PrebuildSettings> {
+    pub async fn prebuild_settings(&self, actor: &Actor) -> Result<PrebuildSettings> {
         actor.authorize(Action::Read, Object::any(Resource::Template))?;
         Ok(PrebuildSettings { reconciliation_paused: self.store.reconciliation_paused().await? })
     }

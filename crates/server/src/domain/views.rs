@@ -59,16 +59,14 @@ impl Domain {
 
     /// Builds as shown, in the order given, with their jobs read in one query.
     pub(super) async fn build_views(&self, rows: Vec<BuildRow>) -> Result<Vec<WorkspaceBuild>> {
-        let job_ids: Vec<Uuid> = rows.iter().map(|b| b.job_id).collect();
-        let mut jobs: HashMap<Uuid, JobRow> =
-            self.store.jobs_by_ids(&job_ids).await?.into_iter().map(|j| (j.id, j)).collect();
-        rows.into_iter()
-            .map(|b| {
-                let job =
-                    jobs.remove(&b.job_id).ok_or_else(|| Error::internal(format!("build {} lost its job", b.id)))?;
-                Ok(build_view(b, job))
-            })
-            .collect()
+        let mut jobs = self.jobs_of(rows.iter().map(|b| b.job_id)).await?;
+        rows.into_iter().map(|b| Ok(build_view(take_job(&mut jobs, b.job_id)?, b))).collect()
+    }
+
+    /// The jobs with these ids, in one query, to be taken out by id.
+    async fn jobs_of(&self, ids: impl Iterator<Item = Uuid>) -> Result<HashMap<Uuid, JobRow>> {
+        let ids: Vec<Uuid> = ids.collect();
+        Ok(self.store.jobs_by_ids(&ids).await?.into_iter().map(|j| (j.id, j)).collect())
     }
 
     pub(super) async fn build_view(&self, row: BuildRow) -> Result<WorkspaceBuild> {
@@ -77,21 +75,18 @@ impl Domain {
 
     /// Template versions as shown, with their import jobs read in one query.
     pub(super) async fn version_views(&self, rows: Vec<TemplateVersionRow>) -> Result<Vec<TemplateVersion>> {
-        let job_ids: Vec<Uuid> = rows.iter().map(|v| v.job_id).collect();
-        let mut jobs: HashMap<Uuid, JobRow> =
-            self.store.jobs_by_ids(&job_ids).await?.into_iter().map(|j| (j.id, j)).collect();
-        rows.into_iter()
-            .map(|v| {
-                let job =
-                    jobs.remove(&v.job_id).ok_or_else(|| Error::internal(format!("version {} lost its job", v.id)))?;
-                Ok(version_view(v, job))
-            })
-            .collect()
+        let mut jobs = self.jobs_of(rows.iter().map(|v| v.job_id)).await?;
+        rows.into_iter().map(|v| Ok(version_view(take_job(&mut jobs, v.job_id)?, v))).collect()
     }
 
     pub(super) async fn version_view(&self, row: TemplateVersionRow) -> Result<TemplateVersion> {
         Ok(self.version_views(vec![row]).await?.remove(0))
     }
+}
+
+/// A job every build and version has: missing, the database is inconsistent.
+fn take_job(jobs: &mut HashMap<Uuid, JobRow>, id: Uuid) -> Result<JobRow> {
+    jobs.remove(&id).ok_or_else(|| Error::internal(format!("job {id} is missing")))
 }
 
 fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<WorkspaceAgent>) -> Workspace {
@@ -118,7 +113,7 @@ fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<Wor
     }
 }
 
-fn build_view(b: BuildRow, job: JobRow) -> WorkspaceBuild {
+fn build_view(job: JobRow, b: BuildRow) -> WorkspaceBuild {
     let status = b.status();
     WorkspaceBuild {
         id: b.id,
@@ -232,7 +227,7 @@ pub fn user_view(row: UserRow) -> User {
     }
 }
 
-fn version_view(v: TemplateVersionRow, job: JobRow) -> TemplateVersion {
+fn version_view(job: JobRow, v: TemplateVersionRow) -> TemplateVersion {
     TemplateVersion {
         id: v.id,
         organization_id: v.organization_id,

@@ -96,15 +96,6 @@ async fn claims_by_preset_and_by_matching_parameters_and_misses_say_why() {
     assert_eq!(attempts, 8);
 }
 
-/// Unclaimed prebuilds of the test's pool (running or being built).
-async fn pool_size(server: &TestServer) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE owner_id = $1 AND NOT deleted")
-        .bind(PREBUILDS_USER_ID)
-        .fetch_one(&server.db.pool().await)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_claim_queues_the_pool_s_refill_at_once_not_at_the_next_tick() {
     // With an hour between ticks, only the claim itself can have asked for the refill.
@@ -117,7 +108,7 @@ async fn a_claim_queues_the_pool_s_refill_at_once_not_at_the_next_tick() {
     let claimed_ws = owner.create_workspace("me", &request(&template, "mine", Some(us), &[])).await.unwrap();
     assert!(claimed(&claimed_ws));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while pool_size(&server).await < 1 {
+    while prebuild_count(&server).await < 1 {
         assert!(tokio::time::Instant::now() < deadline, "no refill was queued");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -165,7 +156,7 @@ async fn a_burst_of_claims_is_reconciled_in_a_handful_of_cycles_and_the_pool_ref
         assert!(claim.unwrap(), "the warm pool had a prebuild for every claim");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while pool_size(&server).await < BURST as i64 {
+    while prebuild_count(&server).await < BURST as i64 {
         assert!(tokio::time::Instant::now() < deadline, "the claimed prebuilds were not all replaced");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -9,7 +9,9 @@ use warmspace_sdk::{
     CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, StatusCode, Template, TemplateVersion,
     Workspace, WorkspaceBuild,
 };
+use warmspace_server::reconciler::Reconciler;
 use warmspace_server::testing::TestServer;
+use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
 pub fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
     match result {
@@ -162,11 +164,23 @@ pub fn manifest(instances: u32, claim: &str, echo: &str) -> String {
     )
 }
 
+/// Runs cycles until the active `us` pool has `want` eligible prebuilds.
 pub async fn eligible(server: &TestServer, client: &Client, want: u32) {
+    wait_eligible(client, want, Some(&server.reconciler)).await
+}
+
+/// Waits, without running cycles itself, until the active `us` pool has `want` eligible prebuilds.
+pub async fn until_eligible(client: &Client, want: u32) {
+    wait_eligible(client, want, None).await
+}
+
+async fn wait_eligible(client: &Client, want: u32, cycles: Option<&Reconciler>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        // A cycle run by the server's own loop (holding the lock) does the work just as well.
-        server.reconciler.run_cycle().await.unwrap();
+        if let Some(reconciler) = cycles {
+            // A cycle run by the server's own loop (holding the lock) does the work just as well.
+            reconciler.run_cycle().await.unwrap();
+        }
         let status = client.prebuilds_status().await.unwrap();
         let pool = status.presets.iter().find(|p| p.preset_name == "us" && p.version_active).unwrap();
         if pool.eligible >= want {
@@ -177,18 +191,13 @@ pub async fn eligible(server: &TestServer, client: &Client, want: u32) {
     }
 }
 
-/// Waits, without running cycles itself, until the active `us` pool has `want` eligible prebuilds.
-pub async fn until_eligible(client: &Client, want: u32) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = client.prebuilds_status().await.unwrap();
-        let pool = status.presets.iter().find(|p| p.preset_name == "us" && p.version_active).unwrap();
-        if pool.eligible >= want {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the pool never refilled to {want}: {pool:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Unclaimed prebuilds, running or being built.
+pub async fn prebuild_count(server: &TestServer) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE owner_id = $1 AND NOT deleted")
+        .bind(PREBUILDS_USER_ID)
+        .fetch_one(&server.db.pool().await)
+        .await
+        .unwrap()
 }
 
 pub fn request(

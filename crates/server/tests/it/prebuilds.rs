@@ -57,14 +57,6 @@ async fn until(
     }
 }
 
-async fn prebuild_count(server: &TestServer) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE owner_id = $1 AND NOT deleted")
-        .bind(PREBUILDS_USER_ID)
-        .fetch_one(&server.db.pool().await)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_pool_of_three_fills_and_stays_at_three() {
     let (server, owner) = server(2, ReconcilerConfig::default()).await;
