@@ -94,6 +94,7 @@ impl FakeServer {
 
 async fn serve(mut stream: TcpStream, requests: Arc<Mutex<Vec<Request>>>, handler: Arc<Handler>) {
     let Some(request) = read_request(&mut stream).await else { return };
+    let path = request.path.clone();
     let reply = {
         let mut requests = requests.lock().unwrap();
         requests.push(request);
@@ -109,9 +110,17 @@ async fn serve(mut stream: TcpStream, requests: Arc<Mutex<Vec<Request>>>, handle
         "HTTP/1.1 {} Fake\r\ncontent-type: {}\r\nconnection: close\r\n{length}\r\n",
         reply.status, reply.content_type
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.flush().await;
+    let written = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.flush().await
+    };
+    if let Err(err) = written.await {
+        // The agent hung up before reading the answer (it was shutting down);
+        // the request is recorded, and there is no one left to hold a stream for.
+        tracing::debug!(%path, error = %err, "the fake server could not answer");
+        return;
+    }
     if reply.hold {
         tokio::time::sleep(Duration::from_secs(60)).await;
     }

@@ -247,6 +247,7 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use uuid::Uuid;
     use warmspace_sdk::{AgentLogLine, PREBUILDS_USER_ID as PREBUILDS, ReinitEvent};
@@ -484,15 +485,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_script_reports_start_error_and_shutdown_says_goodbye() {
-        let server = FakeServer::start(|requests| match endpoint(requests.last().unwrap()) {
-            "manifest" => Reply::json(200, manifest(PREBUILDS, "prebuilds", "echo oops >&2; exit 3")),
-            "heartbeat" => Reply::json(200, serde_json::json!({ "stop": false })),
-            // An unclaimed prebuild: the stream stays open, waiting.
-            "reinit" => Reply { hold: true, ..Reply::events(&[]) },
-            _ => Reply::ok(),
+        // Shut down once the server has heard the outcome, rather than after a guessed while.
+        let reported = Arc::new(tokio::sync::Notify::new());
+        let server = FakeServer::start({
+            let reported = reported.clone();
+            move |requests| {
+                let last = requests.last().unwrap();
+                match endpoint(last) {
+                    "manifest" => Reply::json(200, manifest(PREBUILDS, "prebuilds", "echo oops >&2; exit 3")),
+                    "heartbeat" => Reply::json(200, serde_json::json!({ "stop": false })),
+                    // An unclaimed prebuild: the stream stays open, waiting.
+                    "reinit" => Reply { hold: true, ..Reply::events(&[]) },
+                    "lifecycle" if last.body.contains("start_error") => {
+                        // Stored as a permit if the agent is not waiting yet.
+                        reported.notify_one();
+                        Reply::ok()
+                    }
+                    _ => Reply::ok(),
+                }
+            }
         })
         .await;
-        let shutdown = tokio::time::sleep(Duration::from_millis(500));
+        let shutdown = async move { reported.notified().await };
 
         let exit = run_for_at_most_10s(options(&server), shutdown).await.unwrap();
 

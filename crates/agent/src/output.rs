@@ -69,8 +69,13 @@ pub async fn drain(readers: [JoinHandle<()>; 2]) {
     for mut reader in readers {
         if tokio::time::timeout_at(deadline, &mut reader).await.is_err() {
             reader.abort();
-            // Awaited so that no line arrives after the outcome.
-            let _ = reader.await;
+            // Awaited so that no line arrives after the outcome. It ends
+            // canceled, as asked; only a panic in the reader is news.
+            if let Err(err) = reader.await
+                && err.is_panic()
+            {
+                tracing::warn!(error = %err, "an output reader panicked; some output may be lost");
+            }
         }
     }
 }

@@ -300,12 +300,13 @@ mod tests {
         assert_eq!(parse(&event.data), Reinit { owner: Some(ALICE), reason: "claimed".into() });
     }
 
-    #[tokio::test]
+    /// On paused time, so the real idle limit takes no real time.
+    #[tokio::test(start_paused = true)]
     async fn a_silent_stream_ends_in_an_error() {
         let silent = futures::stream::pending::<Result<&'static [u8], String>>();
-        let events: Vec<_> = events(silent, Duration::from_millis(50)).collect().await;
+        let events: Vec<_> = events(silent, IDLE).collect().await;
         assert_eq!(events.len(), 1);
-        assert!(events[0].as_ref().unwrap_err().contains("nothing received"), "{events:?}");
+        assert!(events[0].as_ref().unwrap_err().contains("nothing received for 60s"), "{events:?}");
     }
 
     #[tokio::test]

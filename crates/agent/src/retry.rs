@@ -154,7 +154,8 @@ mod tests {
         assert_eq!(classify(&bad_url), Failure::Refused);
     }
 
-    #[tokio::test]
+    /// On paused time, so the backoff between attempts takes no real time.
+    #[tokio::test(start_paused = true)]
     async fn retry_retries_transient_failures_and_stops_on_401() {
         let mut calls = 0;
         let value = retry("the test request", || {

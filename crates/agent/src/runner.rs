@@ -109,8 +109,9 @@ pub fn working_dir(home: Option<OsString>, current: Option<PathBuf>) -> PathBuf 
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use futures::FutureExt;
     use tokio::sync::mpsc;
     use uuid::Uuid;
 
@@ -190,13 +191,36 @@ mod tests {
         assert_eq!(lines, [(LogLevel::Error, "The startup script was killed by signal 9".to_owned())]);
     }
 
+    /// Whether a process still runs (a zombie counts as gone).
+    fn is_running(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
     #[tokio::test]
     async fn a_background_process_holding_stdout_does_not_hold_up_the_outcome() {
-        let started = Instant::now();
-        let (outcome, lines) = run_script(Runner::Shell, "echo started; sleep 5 &").await;
+        let pid_file = std::env::temp_dir().join(format!("warmspace-runner-test-{}.pid", Uuid::new_v4()));
+        let script = format!("echo started; sleep 60 & echo $! > '{}'", pid_file.display());
+        let (outcome, lines) = run_script(Runner::Shell, &script).await;
+        let background: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        // Had the runner waited for the pipe the background process holds, that
+        // process would have had to end first.
+        let survived = is_running(background);
+        // Cleanup only: what matters happened before.
+        match std::process::Command::new("kill").args(["-KILL", &background.to_string()]).status() {
+            Ok(status) if status.success() => {}
+            other => eprintln!("cannot kill the background process {background}: {other:?}"),
+        }
+        if let Err(err) = std::fs::remove_file(&pid_file) {
+            eprintln!("cannot remove {}: {err}", pid_file.display());
+        }
+
         assert_eq!(outcome, Outcome::Succeeded);
         assert_eq!(lines, [(LogLevel::Info, "started".to_owned())]);
-        assert!(started.elapsed() < Duration::from_secs(4), "waited {:?}", started.elapsed());
+        assert!(survived, "the outcome waited for the background process {background}");
     }
 
     #[tokio::test]
@@ -206,14 +230,22 @@ mod tests {
         assert!(lines.is_empty(), "{lines:?}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_simulated_runner_runs_nothing_but_takes_its_time() {
-        let started = Instant::now();
-        let delay = Duration::from_millis(50);
-        let (outcome, lines) = run_script(Runner::Simulated { delay }, "exit 1").await;
+        let delay = Duration::from_secs(30);
+        let (runner, manifest) = (Runner::Simulated { delay }, manifest("exit 1"));
+        let (sink, mut rx) = LogSink::channel();
+        let simulated = run(&runner, &manifest, &sink);
+        tokio::pin!(simulated);
+        // The first poll starts the delay at the paused clock's now.
+        assert!((&mut simulated).now_or_never().is_none(), "the simulated script took no time");
+        tokio::time::advance(delay - Duration::from_millis(1)).await;
+        assert!((&mut simulated).now_or_never().is_none(), "the simulated script ended before its delay");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let outcome = (&mut simulated).now_or_never().expect("the simulated script did not end at its delay");
+
         assert_eq!(outcome, Outcome::Succeeded);
-        assert_eq!(lines, [(LogLevel::Info, "Simulated the startup script".to_owned())]);
-        assert!(started.elapsed() >= delay);
+        assert_eq!(lines(&mut rx), [(LogLevel::Info, "Simulated the startup script".to_owned())]);
     }
 
     #[test]

@@ -25,19 +25,34 @@ pub struct DaemonConfig {
     pub poll_interval: Duration,
     /// The `warmspace` executable scripts may start (`WARMSPACE_BINARY`).
     pub binary: PathBuf,
+    /// How long a script that is canceled or times out gets between SIGTERM
+    /// and SIGKILL ([`DEFAULT_STOP_GRACE`]).
+    pub stop_grace: Duration,
 }
+
+/// The default [`DaemonConfig::stop_grace`]: long enough for a script that
+/// traps TERM to tear down what it started, short enough that a canceled
+/// build does not linger.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Daemon<C> {
     coordinator: C,
     worker: Worker,
     poll_interval: Duration,
     binary: PathBuf,
+    stop_grace: Duration,
 }
 
 impl<C: Coordinator> Daemon<C> {
     pub fn new(coordinator: C, config: DaemonConfig) -> Self {
         let worker = Worker { id: Uuid::new_v4(), name: config.name, tags: config.tags };
-        Daemon { coordinator, worker, poll_interval: config.poll_interval, binary: config.binary }
+        Daemon {
+            coordinator,
+            worker,
+            poll_interval: config.poll_interval,
+            binary: config.binary,
+            stop_grace: config.stop_grace,
+        }
     }
 
     pub fn worker(&self) -> &Worker {
@@ -152,7 +167,15 @@ impl<C: Coordinator> Daemon<C> {
         if let Err(err) = unpacked.map_err(std::io::Error::other).and_then(|r| r) {
             return failed(format!("cannot unpack the template's files: {err}"));
         }
-        run_build(BuildContext { job, files: files.path(), log, cancel, binary: &self.binary }).await
+        run_build(BuildContext {
+            job,
+            files: files.path(),
+            log,
+            cancel,
+            binary: &self.binary,
+            stop_grace: self.stop_grace,
+        })
+        .await
     }
 
     /// Renews the job's lease until aborted. The returned receiver turns
@@ -169,11 +192,13 @@ impl<C: Coordinator> Daemon<C> {
                     Ok(JobState::Running) => {}
                     Ok(JobState::Canceling) => {
                         tracing::info!(daemon = %worker.name, job = %job_id, "job canceled; stopping it");
-                        let _ = stop_job.send(true);
+                        // The receiver goes away once the job has ended; then there is nothing left to stop.
+                        stop_job.send(true).ok();
                     }
                     Err(CoordinatorError::JobLost) => {
                         tracing::warn!(daemon = %worker.name, job = %job_id, "lease lost; stopping the job");
-                        let _ = stop_job.send(true);
+                        // As above: a job that has already ended needs no stopping.
+                        stop_job.send(true).ok();
                         return;
                     }
                     // A missed heartbeat is retried; the lease outlasts a few of them.

@@ -100,8 +100,8 @@ fn resource(address: &str, replaced: bool) -> Resource {
 mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
-    use std::time::Instant;
 
+    use futures::FutureExt;
     use tokio::sync::watch;
     use uuid::Uuid;
     use warmspace_sdk::{BuildJob, JobLogLine};
@@ -134,11 +134,23 @@ mod tests {
         }
     }
 
+    /// The context of a simulated build: no files, no binary, no script to stop.
+    fn context<'a>(job: &'a BuildJob, log: &'a LogSink, cancel: watch::Receiver<bool>) -> BuildContext<'a> {
+        BuildContext {
+            job,
+            files: Path::new("/nonexistent"),
+            log,
+            cancel,
+            binary: Path::new("/x"),
+            stop_grace: crate::DEFAULT_STOP_GRACE,
+        }
+    }
+
     /// Runs a build to its end; the cancel sender stays alive (and false) throughout.
     async fn build(config: &EchoConfig, job: &BuildJob) -> (BuildOutcome, Vec<JobLogLine>) {
         let (log, mut rx) = LogSink::channel();
         let (_cancel_tx, cancel) = watch::channel(false);
-        let ctx = BuildContext { job, files: Path::new("/nonexistent"), log: &log, cancel, binary: Path::new("/x") };
+        let ctx = context(job, &log, cancel);
         let outcome = run(config, ctx).await;
         drop(log);
         let mut lines = Vec::new();
@@ -148,20 +160,20 @@ mod tests {
         (outcome, lines)
     }
 
-    #[tokio::test]
-    async fn start_waits_reports_the_workspace_and_keeps_the_state() {
+    #[tokio::test(start_paused = true)]
+    async fn start_waits_its_duration_reports_the_workspace_and_keeps_the_state() {
         let config = config(300);
         let job = job(&config, Transition::Start);
         let (log, _rx) = LogSink::channel();
         let (_cancel_tx, cancel) = watch::channel(false);
-        let ctx = BuildContext { job: &job, files: Path::new("/x"), log: &log, cancel, binary: Path::new("/x") };
-        let build = run(&config, ctx);
+        let build = run(&config, context(&job, &log, cancel));
         tokio::pin!(build);
-        tokio::select! {
-            _ = &mut build => panic!("the build finished before its duration"),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-        let outcome = build.await;
+        // The first poll starts the simulated wait at the paused clock's now.
+        assert!((&mut build).now_or_never().is_none(), "the build finished at once");
+        tokio::time::advance(Duration::from_millis(299)).await;
+        assert!((&mut build).now_or_never().is_none(), "the build finished before its duration");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let outcome = (&mut build).now_or_never().expect("the build did not finish at its duration");
 
         assert_eq!(outcome.result, BuildResult::Succeeded);
         assert_eq!(outcome.state, Some(b"previous".to_vec()));
@@ -223,20 +235,19 @@ mod tests {
         assert_eq!(outcome.resources, vec![resource(MAIN_ADDRESS, false)]);
     }
 
-    #[tokio::test]
+    /// On paused time: had the cancel been missed, the clock would have
+    /// jumped to the end of the ten minutes and the build succeeded.
+    #[tokio::test(start_paused = true)]
     async fn cancel_stops_the_simulation() {
         let config = config(600_000);
         let job = job(&config, Transition::Start);
         let (log, _rx) = LogSink::channel();
         let (cancel_tx, cancel) = watch::channel(false);
-        let ctx = BuildContext { job: &job, files: Path::new("/x"), log: &log, cancel, binary: Path::new("/x") };
-        let started = Instant::now();
-        let (outcome, _) = tokio::join!(run(&config, ctx), async {
+        let (outcome, _) = tokio::join!(run(&config, context(&job, &log, cancel)), async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             cancel_tx.send(true).unwrap();
         });
         assert_eq!(outcome.result, BuildResult::Canceled);
         assert_eq!(outcome.state, Some(b"previous".to_vec()));
-        assert!(started.elapsed() < Duration::from_secs(10), "the ten-minute build was not canceled");
     }
 }

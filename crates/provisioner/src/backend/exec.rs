@@ -24,9 +24,6 @@ use super::{BuildContext, canceled};
 use crate::logs::LogSink;
 use warmspace_agent::output::{drain, forward_lines};
 
-/// How long a script has to exit after SIGTERM before its group gets SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
 pub async fn run(config: &ExecConfig, mut ctx: BuildContext<'_>) -> BuildOutcome {
     let job = ctx.job;
     let stage = job.transition.as_str();
@@ -86,7 +83,7 @@ async fn run_script(script: &str, timeout: Duration, ctx: &mut BuildContext<'_>)
         forward_lines(child.stderr.take(), move |line| err.line(LogSource::Provisioner, LogLevel::Warn, stage, line)),
     ];
 
-    let ending = supervise(&mut child, group, timeout, &mut ctx.cancel, ctx.log, stage).await;
+    let ending = supervise(&mut child, group, timeout, ctx.stop_grace, &mut ctx.cancel, ctx.log, stage).await;
     drain(readers).await;
     Ok(conclude(ending, &scratch, timeout, job, ctx.log))
 }
@@ -154,6 +151,7 @@ async fn supervise(
     child: &mut Child,
     group: Pid,
     timeout: Duration,
+    stop_grace: Duration,
     cancel: &mut watch::Receiver<bool>,
     log: &LogSink,
     stage: &str,
@@ -175,20 +173,34 @@ async fn supervise(
             Ending::Canceled
         }
     };
-    stop_group(child, group).await;
+    stop_group(child, group, stop_grace).await;
     ending
 }
 
 /// SIGTERM to the whole group, then SIGKILL to whatever is left once the
-/// script has exited or the grace period is over. The script's own lifetime is
-/// the grace its children get: a script that wants them to shut down cleanly
+/// script has exited or `grace` is over. The script's own lifetime is the
+/// grace its children get: a script that wants them to shut down cleanly
 /// traps TERM and waits for them.
-async fn stop_group(child: &mut Child, group: Pid) {
-    // Errors mean the group is already gone, which is the goal.
-    let _ = killpg(group, Signal::SIGTERM);
-    let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait().await;
+async fn stop_group(child: &mut Child, group: Pid, grace: Duration) {
+    // ESRCH means the group is already gone, which is the goal; anything else
+    // (EPERM) cannot happen to a group we started, and SIGKILL follows anyway.
+    if let Err(err) = killpg(group, Signal::SIGTERM) {
+        tracing::debug!(%group, error = %err, "cannot send SIGTERM to the script's process group");
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(Ok(_)) => {}
+        // The final wait below reports the same failure, if it persists.
+        Ok(Err(err)) => tracing::debug!(%group, error = %err, "cannot wait for the script after SIGTERM"),
+        Err(_) => tracing::debug!(%group, ?grace, "the script outlived SIGTERM; killing its process group"),
+    }
+    // The script's children may outlive it even when it exited on TERM.
+    if let Err(err) = killpg(group, Signal::SIGKILL) {
+        tracing::debug!(%group, error = %err, "cannot send SIGKILL to the script's process group");
+    }
+    // Reaps the script so it leaves no zombie; the ending is already decided.
+    if let Err(err) = child.wait().await {
+        tracing::warn!(%group, error = %err, "cannot reap the stopped script");
+    }
 }
 
 fn conclude(ending: Ending, scratch: &Scratch, timeout: Duration, job: &BuildJob, log: &LogSink) -> BuildOutcome {
@@ -295,7 +307,6 @@ impl Scratch {
 mod tests {
     use std::collections::BTreeMap;
     use std::os::unix::fs::PermissionsExt;
-    use std::time::Instant;
 
     use nix::sys::signal::kill;
     use tempfile::TempDir;
@@ -309,13 +320,14 @@ mod tests {
     struct Template {
         dir: TempDir,
         config: ExecConfig,
+        stop_grace: Duration,
     }
 
     impl Template {
         fn new() -> Template {
             let config =
                 ExecConfig { start: "start.sh".into(), stop: None, delete: None, timeout: Duration::from_secs(60) };
-            Template { dir: tempfile::tempdir().unwrap(), config }
+            Template { dir: tempfile::tempdir().unwrap(), config, stop_grace: crate::DEFAULT_STOP_GRACE }
         }
 
         /// Writes an executable `#!/bin/sh` script.
@@ -380,7 +392,14 @@ mod tests {
             log: &'a LogSink,
             cancel: watch::Receiver<bool>,
         ) -> BuildContext<'a> {
-            BuildContext { job, files: self.dir.path(), log, cancel, binary: Path::new("/usr/local/bin/warmspace") }
+            BuildContext {
+                job,
+                files: self.dir.path(),
+                log,
+                cancel,
+                binary: Path::new("/usr/local/bin/warmspace"),
+                stop_grace: self.stop_grace,
+            }
         }
     }
 
@@ -672,33 +691,33 @@ JSON"#,
     }
 
     /// Builds with a one-second timeout a script that would hang, and checks it
-    /// was stopped in time along with the child whose pid it wrote to `child.pid`.
-    async fn assert_times_out(body: &str, within: Duration) {
-        let mut t = Template::new();
+    /// timed out and was stopped along with the child whose pid it wrote to
+    /// `child.pid`. Had the child outlived the stop, `wait_gone` would say so.
+    async fn assert_times_out(mut t: Template, body: &str) {
         t.config.timeout = Duration::from_secs(1);
         t.script("start.sh", body);
-        let started = Instant::now();
         let (outcome, _) = t.build(&t.job(Transition::Start)).await;
         assert_eq!(failure(&outcome), "start script timed out after 1s");
-        assert!(started.elapsed() < within, "took {:?}", started.elapsed());
         let child = t.pid("child.pid");
         assert!(wait_gone(child).await, "the script's child {child} survived");
     }
 
     #[tokio::test]
     async fn a_hanging_script_is_killed_at_its_timeout() {
-        assert_times_out("echo $$ > child.pid\nsleep 600", Duration::from_secs(10)).await;
+        assert_times_out(Template::new(), "echo $$ > child.pid\nsleep 600").await;
     }
 
     #[tokio::test]
     async fn a_timeout_kills_the_children_of_the_script_too() {
-        assert_times_out("sleep 600 &\necho $! > child.pid\nwait", Duration::from_secs(10)).await;
+        assert_times_out(Template::new(), "sleep 600 &\necho $! > child.pid\nwait").await;
     }
 
     #[tokio::test]
     async fn a_script_ignoring_sigterm_gets_sigkill() {
-        // The ignored TERM is inherited by the child, so only SIGKILL (after the grace) ends them.
-        assert_times_out("trap '' TERM\nsleep 600 &\necho $! > child.pid\nwait", Duration::from_secs(20)).await;
+        // The ignored TERM is inherited by the child, so only SIGKILL (after
+        // the grace, kept short here) ends them.
+        let t = Template { stop_grace: Duration::from_millis(200), ..Template::new() };
+        assert_times_out(t, "trap '' TERM\nsleep 600 &\necho $! > child.pid\nwait").await;
     }
 
     #[tokio::test]
@@ -708,7 +727,6 @@ JSON"#,
         let job = t.job(Transition::Start);
         let (log, mut rx) = LogSink::channel();
         let (cancel_tx, cancel) = watch::channel(false);
-        let started = Instant::now();
         let build = run(&t.config, t.context(&job, &log, cancel));
         let cancel_when_ready = async {
             while let Some(line) = rx.recv().await {
@@ -721,7 +739,6 @@ JSON"#,
         let (outcome, ()) = tokio::join!(build, cancel_when_ready);
 
         assert_eq!(outcome.result, BuildResult::Canceled);
-        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
         let child = t.pid("child.pid");
         assert!(wait_gone(child).await, "the script's child {child} survived");
     }
@@ -742,17 +759,18 @@ JSON"#,
     async fn a_background_process_holding_stdout_does_not_hold_up_the_build() {
         let t = Template::new();
         t.script("start.sh", "sleep 30 &\necho $! > background.pid\necho started");
-        let started = Instant::now();
         let (outcome, lines) = t.build(&t.job(Transition::Start)).await;
-        let elapsed = started.elapsed();
         let background = t.pid("background.pid");
-        // A normal exit leaves what the script started running.
+        // A normal exit leaves what the script started running; and had the
+        // build waited for the pipe it holds to close, it would be gone by now.
         let survived = is_running(background);
-        let _ = kill(background, Signal::SIGKILL);
+        // Cleanup only: the assertions below are about what happened before.
+        if let Err(err) = kill(background, Signal::SIGKILL) {
+            eprintln!("cannot kill the background process {background}: {err}");
+        }
 
         assert_eq!(outcome.result, BuildResult::Succeeded);
-        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-        assert!(survived, "the background process was killed");
+        assert!(survived, "the background process was killed or waited for");
         assert_eq!(script_lines(&lines), vec![(LogLevel::Info, "started")]);
     }
 

@@ -6,6 +6,7 @@ mod echo;
 mod exec;
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult};
@@ -23,6 +24,8 @@ pub struct BuildContext<'a> {
     pub cancel: watch::Receiver<bool>,
     /// The daemon's own executable (`WARMSPACE_BINARY`), so a script can start `warmspace agent`.
     pub binary: &'a Path,
+    /// How long a script that must stop gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
 }
 
 pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {

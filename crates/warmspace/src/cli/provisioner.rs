@@ -48,6 +48,9 @@ pub struct StartArgs {
     /// How often an idle daemon looks for jobs without being told of one.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     poll_interval: std::time::Duration,
+    /// How long a canceled or timed-out script gets between SIGTERM and SIGKILL.
+    #[arg(long, env = "WARMSPACE_PROVISIONER_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    stop_grace: std::time::Duration,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -156,6 +159,7 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
             tags,
             poll_interval: args.poll_interval,
             binary: std::env::current_exe().context("finding this executable")?,
+            stop_grace: args.stop_grace,
         },
     );
     println!("Provisioner daemon {name} taking jobs from {url}");
