@@ -70,11 +70,17 @@ pub struct ProvisioningConfig {
     pub poll_interval: Duration,
     /// How often expired leases are looked for.
     pub reap_interval: Duration,
+    /// A canceled or timed-out script gets this long between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
 }
 
 impl Default for ProvisioningConfig {
     fn default() -> Self {
-        ProvisioningConfig { poll_interval: Duration::from_secs(5), reap_interval: Duration::from_secs(2) }
+        ProvisioningConfig {
+            poll_interval: Duration::from_secs(5),
+            reap_interval: Duration::from_secs(2),
+            stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
+        }
     }
 }
 

@@ -114,7 +114,7 @@ impl Daemons {
                 tags: Default::default(),
                 poll_interval: timing.poll_interval,
                 binary: binary.clone(),
-                stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
+                stop_grace: timing.stop_grace,
             };
             tasks.spawn(Daemon::new(LocalCoordinator::new(domain.clone()), config).run(stopped.clone()));
         }

@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// A running job whose daemon has not heartbeated for this long is failed.
     #[arg(long, env = "WARMSPACE_PROVISIONER_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
     provisioner_lease: Duration,
+    /// How long a canceled or timed-out template script gets between SIGTERM and SIGKILL.
+    #[arg(long, env = "WARMSPACE_PROVISIONER_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    provisioner_stop_grace: Duration,
     /// The share of live provisioner daemons prebuild jobs may occupy at once (at least one daemon).
     #[arg(long, env = "WARMSPACE_PREBUILD_DAEMON_SHARE", default_value_t = 0.5)]
     prebuild_daemon_share: f64,
@@ -96,7 +99,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_file_size: args.max_file_size,
         queue: QueuePolicy { lease: args.provisioner_lease, prebuild_share: args.prebuild_daemon_share },
         access_url: args.access_url.clone().unwrap_or_default(),
-        provisioning: ProvisioningConfig::default(),
+        provisioning: ProvisioningConfig { stop_grace: args.provisioner_stop_grace, ..ProvisioningConfig::default() },
         reconciler: ReconcilerConfig {
             interval: args.prebuilds_reconciliation_interval,
             backoff_interval: args.prebuilds_backoff_interval,
