@@ -81,26 +81,26 @@ impl Store {
     pub async fn issue_agent_tokens(&self, workspace_id: Uuid, tokens: &[IssuedToken]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let names: Vec<&str> = tokens.iter().map(|t| t.agent_name.as_str()).collect();
-        sqlx::query(
+        sqlx::query!(
             "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
              WHERE workspace_id = $1 AND NOT (name = ANY ($2))",
+            workspace_id,
+            names.as_slice() as &[&str],
         )
-        .bind(workspace_id)
-        .bind(&names)
         .execute(&mut *tx)
         .await?;
         for token in tokens {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO workspace_agents (workspace_id, name, token_id, hashed_secret) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (workspace_id, name) DO UPDATE SET token_id = excluded.token_id, \
                      hashed_secret = excluded.hashed_secret, lifecycle_state = 'created', first_connected_at = NULL, \
                      last_connected_at = NULL, disconnected_at = NULL, started_at = NULL, ready_at = NULL, \
                      updated_at = now()",
+                workspace_id,
+                &token.agent_name,
+                &token.token_id,
+                &token.hashed_secret,
             )
-            .bind(workspace_id)
-            .bind(&token.agent_name)
-            .bind(&token.token_id)
-            .bind(&token.hashed_secret)
             .execute(&mut *tx)
             .await?;
         }
@@ -110,20 +110,21 @@ impl Store {
 
     /// The names of the agents a template version declares.
     pub async fn version_agent_names(&self, version_id: Uuid) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "SELECT name FROM template_version_agents WHERE template_version_id = $1 ORDER BY ordinal",
+            version_id,
         )
-        .bind(version_id)
         .fetch_all(&self.pool)
         .await?)
     }
 
     pub async fn agent_credential(&self, token_id: &str) -> Result<AgentCredential> {
-        sqlx::query_as(
-            "SELECT a.id AS agent_id, a.workspace_id, a.hashed_secret FROM workspace_agents a \
+        sqlx::query_as!(
+            AgentCredential,
+            "SELECT a.id AS agent_id, a.workspace_id, a.hashed_secret AS \"hashed_secret!\" FROM workspace_agents a \
              JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_id = $1 AND NOT w.deleted",
+            token_id,
         )
-        .bind(token_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
@@ -144,16 +145,19 @@ impl Store {
 
     /// The agent's manifest, from the version of the workspace's latest build.
     pub async fn agent_manifest(&self, agent_id: Uuid) -> Result<ManifestRow> {
-        sqlx::query_as(
+        sqlx::query_as!(
+            ManifestRow,
             "SELECT a.id AS agent_id, a.name AS agent_name, w.id AS workspace_id, w.name AS workspace_name, \
-                 w.owner_id, u.username AS owner_name, b.template_version_id, ta.startup_script, ta.env \
+                 w.owner_id, u.username AS owner_name, b.template_version_id, \
+                 ta.startup_script AS \"startup_script?\", \
+                 ta.env AS \"env?: Json<BTreeMap<String, String>>\" \
              FROM workspace_agents a JOIN workspaces w ON w.id = a.workspace_id JOIN users u ON u.id = w.owner_id \
              JOIN LATERAL (SELECT template_version_id FROM workspace_builds WHERE workspace_id = w.id \
                            ORDER BY build_number DESC LIMIT 1) b ON true \
              LEFT JOIN template_version_agents ta ON ta.template_version_id = b.template_version_id AND ta.name = a.name \
              WHERE a.id = $1",
+            agent_id,
         )
-        .bind(agent_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
@@ -161,14 +165,14 @@ impl Store {
 
     /// Records a lifecycle change, with the time of the states that have one.
     pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: AgentLifecycle) -> Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE workspace_agents SET lifecycle_state = $2, \
                  started_at = CASE WHEN $2 = 'starting' THEN now() ELSE started_at END, \
                  ready_at = CASE WHEN $2 = 'ready' THEN now() ELSE ready_at END, updated_at = now() \
              WHERE id = $1",
+            agent_id,
+            state as AgentLifecycle,
         )
-        .bind(agent_id)
-        .bind(state)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -177,18 +181,18 @@ impl Store {
     /// Records that the agent is connected (and whom it serves). Returns true
     /// when the workspace has been stopped or deleted, so the agent should exit.
     pub async fn agent_heartbeat(&self, agent_id: Uuid, serving_owner_id: Option<Uuid>) -> Result<bool> {
-        let stop: Option<bool> = sqlx::query_scalar(
+        let stop: Option<bool> = sqlx::query_scalar!(
             "WITH seen AS (UPDATE workspace_agents SET last_connected_at = now(), \
                      first_connected_at = coalesce(first_connected_at, now()), disconnected_at = NULL, \
                      serving_owner_id = coalesce($2, serving_owner_id) \
                  WHERE id = $1 RETURNING workspace_id) \
-             SELECT b.transition <> 'start' AND j.status = 'succeeded' FROM seen \
+             SELECT b.transition <> 'start' AND j.status = 'succeeded' AS \"stop!\" FROM seen \
              JOIN LATERAL (SELECT transition, job_id FROM workspace_builds WHERE workspace_id = seen.workspace_id \
                            ORDER BY build_number DESC LIMIT 1) b ON true \
              JOIN provisioner_jobs j ON j.id = b.job_id",
+            agent_id,
+            serving_owner_id,
         )
-        .bind(agent_id)
-        .bind(serving_owner_id)
         .fetch_optional(&self.pool)
         .await?;
         stop.ok_or(StoreError::NotFound)
@@ -196,8 +200,7 @@ impl Store {
 
     /// The agent is going away on purpose.
     pub async fn agent_disconnected(&self, agent_id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE workspace_agents SET disconnected_at = now(), updated_at = now() WHERE id = $1")
-            .bind(agent_id)
+        sqlx::query!("UPDATE workspace_agents SET disconnected_at = now(), updated_at = now() WHERE id = $1", agent_id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -210,28 +213,31 @@ impl Store {
 
     /// An agent's log lines with ids above `after`: (id, time, level, output).
     pub async fn agent_logs(&self, agent_id: Uuid, after: i64) -> Result<Vec<(i64, DateTime<Utc>, LogLevel, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT id, created_at, level, output FROM workspace_agent_logs WHERE agent_id = $1 AND id > $2 ORDER BY id",
+        let rows = sqlx::query!(
+            "SELECT id, created_at, level AS \"level: LogLevel\", output FROM workspace_agent_logs \
+             WHERE agent_id = $1 AND id > $2 ORDER BY id",
+            agent_id,
+            after,
         )
-        .bind(agent_id)
-        .bind(after)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.created_at, r.level, r.output)).collect())
     }
 
     pub async fn reinit_state(&self, workspace_id: Uuid) -> Result<ReinitState> {
-        sqlx::query_as(
+        sqlx::query_as!(
+            ReinitState,
             "SELECT w.owner_id, w.deleted, \
                  (SELECT initiator_id FROM workspace_builds WHERE workspace_id = w.id AND build_number = 1) \
-                     AS first_build_initiator, \
-                 c.job_id AS claim_job_id, j.status AS claim_job_status \
+                     AS \"first_build_initiator!\", \
+                 c.job_id AS \"claim_job_id?\", j.status AS \"claim_job_status?: JobStatus\" \
              FROM workspaces w \
              LEFT JOIN LATERAL (SELECT job_id FROM workspace_builds WHERE workspace_id = w.id AND reason = 'claim' \
                                 ORDER BY build_number DESC LIMIT 1) c ON true \
              LEFT JOIN provisioner_jobs j ON j.id = c.job_id \
              WHERE w.id = $1",
+            workspace_id,
         )
-        .bind(workspace_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
 use uuid::Uuid;
 use warmspace_states::{BuildReason, MissReason, Transition};
 
@@ -51,17 +52,17 @@ pub(crate) async fn insert_miss(
     workspace_id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, reason, workspace_id, latency_ms) \
          VALUES ($1, $2, $3, $4, false, $5, $6, $7)",
+        at,
+        miss.template_id,
+        miss.preset_id,
+        user_id,
+        miss.reason as MissReason,
+        workspace_id,
+        miss.latency_ms,
     )
-    .bind(at)
-    .bind(miss.template_id)
-    .bind(miss.preset_id)
-    .bind(user_id)
-    .bind(miss.reason)
-    .bind(workspace_id)
-    .bind(miss.latency_ms)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -110,21 +111,22 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (organization_id, version_id): (Uuid, Uuid) = sqlx::query_as(
+        let claimed = sqlx::query!(
             "UPDATE workspaces SET owner_id = $2, name = $3, ttl_ms = $4, autostart_schedule = $5, \
                  last_used_at = now(), updated_at = now() WHERE id = $1 \
              RETURNING organization_id, \
                  (SELECT template_version_id FROM workspace_builds WHERE workspace_id = $1 \
-                  ORDER BY build_number DESC LIMIT 1)",
+                  ORDER BY build_number DESC LIMIT 1) AS \"version_id!\"",
+            workspace_id,
+            claim.user_id,
+            claim.name,
+            claim.ttl_ms,
+            claim.autostart_schedule.as_deref(),
         )
-        .bind(workspace_id)
-        .bind(claim.user_id)
-        .bind(claim.name)
-        .bind(claim.ttl_ms)
-        .bind(&claim.autostart_schedule)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
+        let (organization_id, version_id) = (claimed.organization_id, claimed.version_id);
         let build = NewBuild {
             transition: Transition::Start,
             initiator_id: claim.user_id,
@@ -138,22 +140,25 @@ impl Store {
         // Reinit: nothing to run, so the job is done as it is queued and no daemon is woken.
         let done_by = claim.reinit.then_some("claim (reinit)");
         let build_id = insert_build(&mut tx, workspace_id, organization_id, &build, done_by).await?;
-        sqlx::query("INSERT INTO prebuild_events (workspace_id, preset_id, event) VALUES ($1, $2, 'claimed')")
-            .bind(workspace_id)
-            .bind(claim.preset_id)
-            .execute(&mut *tx)
-            .await?;
-        let committed_at: DateTime<Utc> = sqlx::query_scalar(
+        sqlx::query!(
+            "INSERT INTO prebuild_events (workspace_id, preset_id, event) VALUES ($1, $2, 'claimed')",
+            workspace_id,
+            claim.preset_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let committed_at: DateTime<Utc> = sqlx::query_scalar!(
             "INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, workspace_id, latency_ms, committed_at) \
              VALUES ($1, $2, $3, true, $4, $5 + extract(epoch FROM clock_timestamp() - now()) * 1000, \
                      clock_timestamp()) \
-             RETURNING committed_at",
+             RETURNING committed_at AS \"committed_at!\"",
+            claim.template_id,
+            claim.preset_id,
+            claim.user_id,
+            workspace_id,
+            // Bound as float8, as ever; the macro alone would infer numeric, `$5` being added to one.
+            claim.elapsed_ms as f64,
         )
-        .bind(claim.template_id)
-        .bind(claim.preset_id)
-        .bind(claim.user_id)
-        .bind(workspace_id)
-        .bind(claim.elapsed_ms)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -174,7 +179,8 @@ impl Store {
     /// reason, hit latency p50 and p99 in ms). Attempts with no preset are
     /// grouped under `None`.
     pub async fn claim_stats(&self, since: DateTime<Utc>) -> Result<Vec<ClaimStatsRow>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as!(
+            ClaimStatsRow,
             "WITH recent AS (SELECT * FROM claim_attempts WHERE at >= $1), \
              totals AS (SELECT template_id, preset_id, count(*) FILTER (WHERE hit) AS hits, \
                             count(*) FILTER (WHERE NOT hit) AS misses, \
@@ -185,14 +191,16 @@ impl Store {
                          FROM (SELECT template_id, preset_id, reason, count(*) AS n FROM recent WHERE NOT hit \
                                GROUP BY template_id, preset_id, reason) per_reason \
                          GROUP BY template_id, preset_id) \
-             SELECT s.preset_id, t.name AS template_name, p.name AS preset_name, s.hits, s.misses, \
-                 coalesce(r.misses_by_reason, '{}') AS misses_by_reason, s.hit_p50_ms, s.hit_p99_ms \
+             SELECT s.preset_id, t.name AS template_name, p.name AS \"preset_name?\", s.hits AS \"hits!\", \
+                 s.misses AS \"misses!\", \
+                 coalesce(r.misses_by_reason, '{}') AS \"misses_by_reason!: Json<BTreeMap<MissReason, i64>>\", \
+                 s.hit_p50_ms, s.hit_p99_ms \
              FROM totals s JOIN templates t ON t.id = s.template_id \
              LEFT JOIN template_version_presets p ON p.id = s.preset_id \
              LEFT JOIN reasons r ON r.template_id = s.template_id AND r.preset_id IS NOT DISTINCT FROM s.preset_id \
              ORDER BY t.name, p.name",
+            since,
         )
-        .bind(since)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -205,7 +213,7 @@ pub struct ClaimStatsRow {
     pub preset_name: Option<String>,
     pub hits: i64,
     pub misses: i64,
-    pub misses_by_reason: sqlx::types::Json<BTreeMap<MissReason, i64>>,
+    pub misses_by_reason: Json<BTreeMap<MissReason, i64>>,
     pub hit_p50_ms: Option<f64>,
     pub hit_p99_ms: Option<f64>,
 }

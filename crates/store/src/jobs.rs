@@ -183,7 +183,7 @@ const NO_TARGET: &str = "NULL::uuid AS template_version_id, NULL::text AS templa
 /// and never before the job is visible. A job with nothing left to run
 /// (`NewJob::done_by`) is stored as succeeded and wakes nobody.
 pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uuid> {
-    let id: Uuid = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, tags, input, file_id, \
              status, worker_id, worker_name, started_at, completed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8::text IS NULL THEN 'pending' ELSE 'succeeded' END, \
@@ -191,20 +191,20 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uu
              CASE WHEN $8::text IS NOT NULL THEN clock_timestamp() END, \
              CASE WHEN $8::text IS NOT NULL THEN clock_timestamp() END) \
          RETURNING id",
+        job.organization_id,
+        job.kind as JobType,
+        job.initiator_id,
+        job.priority as JobPriority,
+        Json(&job.tags) as Json<&Tags>,
+        job.input,
+        job.file_id,
+        job.done_by,
+        Uuid::nil(),
     )
-    .bind(job.organization_id)
-    .bind(job.kind)
-    .bind(job.initiator_id)
-    .bind(job.priority)
-    .bind(Json(&job.tags))
-    .bind(&job.input)
-    .bind(job.file_id)
-    .bind(job.done_by)
-    .bind(Uuid::nil())
     .fetch_one(&mut *tx)
     .await?;
     if job.done_by.is_none() {
-        sqlx::query("SELECT pg_notify($1, '')").bind(JOB_POSTED_CHANNEL).execute(&mut *tx).await?;
+        sqlx::query!("SELECT pg_notify($1, '')", JOB_POSTED_CHANNEL).execute(&mut *tx).await?;
     }
     Ok(id)
 }
@@ -221,16 +221,17 @@ pub(crate) async fn finish_job(
     status: JobStatus,
     error: Option<&str>,
 ) -> Result<JobStatus> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE provisioner_jobs SET status = CASE status WHEN 'canceling' THEN 'canceled' ELSE $3 END, \
              error = CASE status WHEN 'canceling' THEN coalesce($4, 'canceled') ELSE $4 END, \
              completed_at = now(), updated_at = now() \
-         WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') RETURNING status",
+         WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') \
+         RETURNING status AS \"status: JobStatus\"",
+        job_id,
+        worker_id,
+        status as JobStatus,
+        error,
     )
-    .bind(job_id)
-    .bind(worker_id)
-    .bind(status)
-    .bind(error)
     .fetch_optional(&mut **tx)
     .await?
     .ok_or(StoreError::NotFound)
@@ -261,7 +262,7 @@ impl Store {
         // Counting and taking prebuild work happen under one lock, so racing
         // daemons cannot both take the last prebuild slot.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warmspace.prebuild_acquire'))").execute(&mut *tx).await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('warmspace.prebuild_acquire'))").execute(&mut *tx).await?;
         let (running, live): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM provisioner_jobs WHERE status IN ('running', 'canceling') AND priority = $1), \
                     (SELECT count(*) FROM provisioner_daemons WHERE last_seen_at > $2 - interval '{DAEMON_LIVENESS}')"
@@ -280,14 +281,14 @@ impl Store {
 
     /// Records that a daemon is alive (and what it calls itself).
     async fn touch_daemon(&self, worker: &Worker) -> Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO provisioner_daemons (id, name, tags, key_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, tags = excluded.tags, last_seen_at = now()",
+            worker.id,
+            worker.name,
+            Json(&worker.tags) as Json<&Tags>,
+            worker.key_id,
         )
-        .bind(worker.id)
-        .bind(&worker.name)
-        .bind(Json(&worker.tags))
-        .bind(&worker.key_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -302,14 +303,15 @@ impl Store {
         worker_id: Uuid,
         policy: &QueuePolicy,
     ) -> Result<Option<JobStatus>> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "WITH daemon AS (UPDATE provisioner_daemons SET last_seen_at = now() WHERE id = $2) \
              UPDATE provisioner_jobs SET lease_expires_at = now() + $3, updated_at = now() \
-             WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') RETURNING status",
+             WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') \
+             RETURNING status AS \"status: JobStatus\"",
+            job_id,
+            worker_id,
+            policy.lease as std::time::Duration,
         )
-        .bind(job_id)
-        .bind(worker_id)
-        .bind(policy.lease)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -318,27 +320,27 @@ impl Store {
     /// daemon (it learns on its next heartbeat). Returns the new status, or
     /// `None` when the job had already finished.
     pub async fn cancel_job(&self, job_id: Uuid) -> Result<Option<JobStatus>> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "UPDATE provisioner_jobs SET \
                  status = CASE status WHEN 'pending' THEN 'canceled' ELSE 'canceling' END, \
                  completed_at = CASE status WHEN 'pending' THEN now() END, \
                  error = CASE status WHEN 'pending' THEN 'canceled before it started' END, \
                  canceled_at = now(), updated_at = now() \
-             WHERE id = $1 AND status IN ('pending', 'running') RETURNING status",
+             WHERE id = $1 AND status IN ('pending', 'running') RETURNING status AS \"status: JobStatus\"",
+            job_id,
         )
-        .bind(job_id)
         .fetch_optional(&self.pool)
         .await?)
     }
 
     /// Cancels those of `job_ids` that no daemon has picked up; returns them.
     pub async fn cancel_pending_jobs(&self, job_ids: &[Uuid]) -> Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "UPDATE provisioner_jobs SET status = 'canceled', canceled_at = now(), completed_at = now(), \
                  updated_at = now(), error = 'canceled before it started: its preset is no longer active' \
              WHERE id = ANY ($1) AND status = 'pending' RETURNING id",
+            job_ids,
         )
-        .bind(job_ids)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -347,19 +349,20 @@ impl Store {
     /// was being canceled — with the reason at the end of its log. Returns
     /// the jobs ended.
     pub async fn reap_expired_jobs(&self) -> Result<Vec<Uuid>> {
-        let expired: Vec<(Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        let expired = sqlx::query!(
             "UPDATE provisioner_jobs SET \
                  status = CASE status WHEN 'canceling' THEN 'canceled' ELSE 'failed' END, \
                  error = format('provisioner daemon %s stopped renewing its lease, which expired at %s', \
                                 coalesce(worker_name, '?'), lease_expires_at), \
                  completed_at = now(), updated_at = now() \
              WHERE status IN ('running', 'canceling') AND lease_expires_at < $1 \
-             RETURNING id, worker_name, lease_expires_at",
+             RETURNING id, worker_name, lease_expires_at AS \"lease_expires_at!\"",
+            self.now(),
         )
-        .bind(self.now())
         .fetch_all(&self.pool)
         .await?;
-        for (job_id, worker, lease) in &expired {
+        for job in &expired {
+            let lease = job.lease_expires_at;
             let line = NewLog {
                 created_at: self.now(),
                 source: LogSource::ProvisionerDaemon,
@@ -367,12 +370,12 @@ impl Store {
                 stage: String::new(),
                 output: format!(
                     "warmspace: provisioner daemon {} stopped heartbeating; the job failed when its lease expired at {lease}",
-                    worker.as_deref().unwrap_or("?")
+                    job.worker_name.as_deref().unwrap_or("?")
                 ),
             };
-            self.append_job_logs(*job_id, &[line]).await?;
+            self.append_job_logs(job.id, &[line]).await?;
         }
-        Ok(expired.into_iter().map(|(id, _, _)| id).collect())
+        Ok(expired.into_iter().map(|job| job.id).collect())
     }
 
     /// Fails a job held by `worker_id`.
@@ -393,12 +396,14 @@ impl Store {
 
     /// A job's log lines with ids above `after`, in order.
     pub async fn job_logs(&self, job_id: Uuid, after: i64) -> Result<Vec<LogRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, job_id, created_at, source, level, stage, output FROM provisioner_job_logs \
-             WHERE job_id = $1 AND id > $2 ORDER BY id",
+        Ok(sqlx::query_as!(
+            LogRow,
+            "SELECT id, job_id, created_at, source AS \"source: LogSource\", level AS \"level: LogLevel\", stage, \
+                 output \
+             FROM provisioner_job_logs WHERE job_id = $1 AND id > $2 ORDER BY id",
+            job_id,
+            after,
         )
-        .bind(job_id)
-        .bind(after)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -431,31 +436,10 @@ pub(crate) enum CappedLog {
     Agent(Uuid),
 }
 
-impl CappedLog {
-    /// The row holding the log's length, the insert of its lines, and the length update.
-    fn sql(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            CappedLog::Job(_) => (
-                "SELECT logs_length, logs_overflowed FROM provisioner_jobs WHERE id = $1 FOR UPDATE",
-                "INSERT INTO provisioner_job_logs (job_id, created_at, level, output, source, stage) \
-                 SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])",
-                "UPDATE provisioner_jobs SET logs_length = logs_length + $2, logs_overflowed = $3, updated_at = now() \
-                 WHERE id = $1",
-            ),
-            CappedLog::Agent(_) => (
-                "SELECT logs_length, logs_overflowed FROM workspace_agents WHERE id = $1 FOR UPDATE",
-                "INSERT INTO workspace_agent_logs (agent_id, created_at, level, output) \
-                 SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[])",
-                "UPDATE workspace_agents SET logs_length = logs_length + $2, logs_overflowed = $3 WHERE id = $1",
-            ),
-        }
-    }
-
-    fn id(self) -> Uuid {
-        match self {
-            CappedLog::Job(id) | CappedLog::Agent(id) => id,
-        }
-    }
+/// What the row holding a capped log says about it.
+struct LogLength {
+    logs_length: i32,
+    logs_overflowed: bool,
 }
 
 /// Appends lines to a capped log in one transaction. The row lock
@@ -464,10 +448,28 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
     if logs.is_empty() {
         return Ok(0);
     }
-    let (lock, insert, update) = log.sql();
     let mut tx = pool.begin().await?;
-    let (length, overflowed): (i32, bool) =
-        sqlx::query_as(lock).bind(log.id()).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    let length = match log {
+        CappedLog::Job(id) => {
+            sqlx::query_as!(
+                LogLength,
+                "SELECT logs_length, logs_overflowed FROM provisioner_jobs WHERE id = $1 FOR UPDATE",
+                id,
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        CappedLog::Agent(id) => {
+            sqlx::query_as!(
+                LogLength,
+                "SELECT logs_length, logs_overflowed FROM workspace_agents WHERE id = $1 FOR UPDATE",
+                id,
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let LogLength { logs_length: length, logs_overflowed: overflowed } = length.ok_or(StoreError::NotFound)?;
     if overflowed {
         return Ok(0);
     }
@@ -482,18 +484,56 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
             ..last.clone()
         });
     }
-    let mut query = sqlx::query(insert)
-        .bind(log.id())
-        .bind(kept.iter().map(|l| l.created_at).collect::<Vec<_>>())
-        .bind(kept.iter().map(|l| l.level).collect::<Vec<_>>())
-        .bind(kept.iter().map(|l| l.output.as_str()).collect::<Vec<_>>());
-    if let CappedLog::Job(_) = log {
-        query = query
-            .bind(kept.iter().map(|l| l.source).collect::<Vec<_>>())
-            .bind(kept.iter().map(|l| l.stage.as_str()).collect::<Vec<_>>());
+    let created_at: Vec<DateTime<Utc>> = kept.iter().map(|l| l.created_at).collect();
+    let levels: Vec<LogLevel> = kept.iter().map(|l| l.level).collect();
+    let outputs: Vec<&str> = kept.iter().map(|l| l.output.as_str()).collect();
+    match log {
+        CappedLog::Job(id) => {
+            let sources: Vec<LogSource> = kept.iter().map(|l| l.source).collect();
+            let stages: Vec<&str> = kept.iter().map(|l| l.stage.as_str()).collect();
+            sqlx::query!(
+                "INSERT INTO provisioner_job_logs (job_id, created_at, level, output, source, stage) \
+                 SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])",
+                id,
+                &created_at,
+                levels.as_slice() as &[LogLevel],
+                outputs.as_slice() as &[&str],
+                sources.as_slice() as &[LogSource],
+                stages.as_slice() as &[&str],
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "UPDATE provisioner_jobs SET logs_length = logs_length + $2, logs_overflowed = $3, updated_at = now() \
+                 WHERE id = $1",
+                id,
+                added as i32,
+                overflows,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        CappedLog::Agent(id) => {
+            sqlx::query!(
+                "INSERT INTO workspace_agent_logs (agent_id, created_at, level, output) \
+                 SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[])",
+                id,
+                &created_at,
+                levels.as_slice() as &[LogLevel],
+                outputs.as_slice() as &[&str],
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "UPDATE workspace_agents SET logs_length = logs_length + $2, logs_overflowed = $3 WHERE id = $1",
+                id,
+                added as i32,
+                overflows,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
     }
-    query.execute(&mut *tx).await?;
-    sqlx::query(update).bind(log.id()).bind(added as i32).bind(overflows).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(kept.len())
 }

@@ -22,36 +22,42 @@ impl Store {
         hashed_secret: &[u8],
         created_by: Uuid,
     ) -> Result<ProvisionerKeyRow> {
-        sqlx::query_as(
+        sqlx::query_as!(
+            ProvisionerKeyRow,
             "INSERT INTO provisioner_keys (id, name, hashed_secret, created_by) VALUES ($1, $2, $3, $4) \
              RETURNING id, name, hashed_secret, created_by, created_at",
+            id,
+            name,
+            hashed_secret,
+            created_by,
         )
-        .bind(id)
-        .bind(name)
-        .bind(hashed_secret)
-        .bind(created_by)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("provisioner_keys_name_key", "name")]))
     }
 
     pub async fn provisioner_key(&self, id: &str) -> Result<ProvisionerKeyRow> {
-        sqlx::query_as("SELECT id, name, hashed_secret, created_by, created_at FROM provisioner_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)
+        sqlx::query_as!(
+            ProvisionerKeyRow,
+            "SELECT id, name, hashed_secret, created_by, created_at FROM provisioner_keys WHERE id = $1",
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
     }
 
     pub async fn provisioner_keys(&self) -> Result<Vec<ProvisionerKeyRow>> {
-        Ok(sqlx::query_as("SELECT id, name, hashed_secret, created_by, created_at FROM provisioner_keys ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as!(
+            ProvisionerKeyRow,
+            "SELECT id, name, hashed_secret, created_by, created_at FROM provisioner_keys ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn delete_provisioner_key(&self, name: &str) -> Result<()> {
-        let deleted =
-            sqlx::query("DELETE FROM provisioner_keys WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let deleted = sqlx::query!("DELETE FROM provisioner_keys WHERE name = $1", name).execute(&self.pool).await?;
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }

@@ -102,7 +102,7 @@ impl Store {
 
     /// The round trip a health check makes.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query_scalar!("SELECT 1").fetch_one(&self.pool).await?;
         Ok(())
     }
 }

@@ -54,16 +54,16 @@ impl Store {
         // Ids made here rather than by the database, so they pair up with
         // `user_ids` without relying on the order of RETURNING.
         let ids: Vec<Uuid> = user_ids.iter().map(|_| Uuid::new_v4()).collect();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO notifications (id, user_id, kind, title, content, target_id) \
              SELECT n.id, n.user_id, $3, $4, $5, $6 FROM unnest($1::uuid[], $2::uuid[]) AS n (id, user_id)",
+            &ids,
+            user_ids,
+            kind,
+            title,
+            content,
+            target_id,
         )
-        .bind(&ids)
-        .bind(user_ids)
-        .bind(kind)
-        .bind(title)
-        .bind(content)
-        .bind(target_id)
         .execute(&self.pool)
         .await
         .map_err(invalid_input)?;
@@ -80,21 +80,21 @@ impl Store {
         content: &str,
         target_id: Option<Uuid>,
     ) -> Result<Vec<Notified>> {
-        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        sqlx::query_as!(
+            Notified,
             "INSERT INTO notifications (user_id, kind, title, content, target_id) \
              SELECT u.id, $2, $3, $4, $5 FROM users u \
              WHERE NOT u.deleted AND NOT u.is_system AND u.status = 'active' AND u.rbac_roles && $1::text[] \
-             RETURNING user_id, id",
+             RETURNING user_id, id AS notification_id",
+            TEMPLATE_ADMIN_ROLES as &[&str],
+            kind,
+            title,
+            content,
+            target_id,
         )
-        .bind(TEMPLATE_ADMIN_ROLES)
-        .bind(kind)
-        .bind(title)
-        .bind(content)
-        .bind(target_id)
         .fetch_all(&self.pool)
         .await
-        .map_err(invalid_input)?;
-        Ok(rows.into_iter().map(|(user_id, notification_id)| Notified { user_id, notification_id }).collect())
+        .map_err(invalid_input)
     }
 
     /// A user's newest `limit` notifications (only the unread ones with
@@ -102,43 +102,63 @@ impl Store {
     pub async fn notifications(&self, user_id: Uuid, unread_only: bool, limit: i64) -> Result<Vec<NotificationRow>> {
         // Two statements rather than one with an `$2 OR …` condition, so the
         // unread listing can use the partial index.
-        const ALL: &str = "SELECT id, user_id, kind, title, content, target_id, created_at, read_at \
-             FROM notifications WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
-        const UNREAD: &str = "SELECT id, user_id, kind, title, content, target_id, created_at, read_at \
-             FROM notifications WHERE user_id = $1 AND read_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2";
-        let sql = if unread_only { UNREAD } else { ALL };
-        Ok(sqlx::query_as(sql).bind(user_id).bind(limit).fetch_all(&self.pool).await?)
+        let rows = if unread_only {
+            sqlx::query_as!(
+                NotificationRow,
+                "SELECT id, user_id, kind, title, content, target_id, created_at, read_at \
+                 FROM notifications WHERE user_id = $1 AND read_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2",
+                user_id,
+                limit,
+            )
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            sqlx::query_as!(
+                NotificationRow,
+                "SELECT id, user_id, kind, title, content, target_id, created_at, read_at \
+                 FROM notifications WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                user_id,
+                limit,
+            )
+            .fetch_all(&self.pool)
+            .await?
+        };
+        Ok(rows)
     }
 
     /// One of a user's notifications; `NotFound` when it is somebody else's.
     pub async fn notification(&self, user_id: Uuid, id: Uuid) -> Result<NotificationRow> {
-        sqlx::query_as(
+        sqlx::query_as!(
+            NotificationRow,
             "SELECT id, user_id, kind, title, content, target_id, created_at, read_at \
              FROM notifications WHERE id = $1 AND user_id = $2",
+            id,
+            user_id,
         )
-        .bind(id)
-        .bind(user_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
     }
 
     pub async fn unread_count(&self, user_id: Uuid) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar!(
+            "SELECT count(*) AS \"count!\" FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+            user_id,
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Marks one of a user's notifications read; `NotFound` when it is
     /// somebody else's. Marking it again keeps the time it was first read.
     pub async fn mark_notification_read(&self, user_id: Uuid, id: Uuid) -> Result<()> {
-        let done =
-            sqlx::query("UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query!(
+            "UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 AND user_id = $2",
+            id,
+            user_id,
+        )
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -147,10 +167,10 @@ impl Store {
 
     /// Marks all of a user's unread notifications read; returns how many there were.
     pub async fn mark_all_read(&self, user_id: Uuid) -> Result<u64> {
-        let done = sqlx::query("UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query!("UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL", user_id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 }

@@ -16,12 +16,13 @@ impl Store {
     /// An organization by id or name; `default` names the default one.
     pub async fn organization(&self, id_or_name: &str) -> Result<OrganizationRow> {
         let id = Uuid::parse_str(id_or_name).ok();
-        sqlx::query_as(
+        sqlx::query_as!(
+            OrganizationRow,
             "SELECT id, name, display_name, is_default, created_at FROM organizations \
              WHERE id = $1 OR name = $2 OR ($2 = 'default' AND is_default) ORDER BY is_default DESC LIMIT 1",
+            id,
+            id_or_name,
         )
-        .bind(id)
-        .bind(id_or_name)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)

@@ -194,14 +194,16 @@ impl Store {
 
     async fn snapshot_of(&self, only: Option<Uuid>, history: i64, since: DateTime<Utc>) -> Result<PrebuildsSnapshot> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
         let now = self.now();
-        let paused: bool =
-            sqlx::query_scalar("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&mut *tx).await?;
-        let presets = sqlx::query_as(
+        let paused =
+            sqlx::query_scalar!("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&mut *tx).await?;
+        let presets = sqlx::query_as!(
+            PresetSnapshotRow,
             "SELECT p.id AS preset_id, p.name AS preset_name, t.id AS template_id, t.name AS template_name, \
-                 o.id AS organization_id, o.name AS organization_name, p.template_version_id, t.active_version_id = p.template_version_id \
-                 AS version_active, t.deleted AS template_deleted, p.desired_instances, p.ttl_seconds, \
+                 o.id AS organization_id, o.name AS organization_name, p.template_version_id, \
+                 t.active_version_id = p.template_version_id AS \"version_active!\", t.deleted AS template_deleted, \
+                 p.desired_instances AS \"desired_instances!\", p.ttl_seconds, \
                  p.scheduling_timezone, p.last_invalidated_at, p.validation_error \
              FROM template_version_presets p \
              JOIN template_versions v ON v.id = p.template_version_id \
@@ -212,39 +214,43 @@ impl Store {
                     OR EXISTS (SELECT 1 FROM workspaces w WHERE w.preset_id = p.id AND w.owner_id = $1 \
                                AND NOT w.deleted)) \
              ORDER BY t.name, p.ordinal",
+            PREBUILDS_USER_ID,
+            only,
         )
-        .bind(PREBUILDS_USER_ID)
-        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
-        let schedules = sqlx::query_as(
+        let schedules = sqlx::query_as!(
+            ScheduleSnapshotRow,
             "SELECT s.preset_id, s.cron_expression, s.desired_instances \
              FROM template_version_preset_prebuild_schedules s \
              JOIN template_version_presets p ON p.id = s.preset_id WHERE p.desired_instances IS NOT NULL \
                AND ($1::uuid IS NULL OR p.id = $1) \
              ORDER BY s.preset_id, s.ordinal",
+            only,
         )
-        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
-        let prebuilds = sqlx::query_as(
-            "SELECT w.id AS workspace_id, w.preset_id, w.created_at, b.build_number, b.transition, \
-                 j.id AS job_id, j.status AS job_status, j.completed_at AS finished_at, \
+        let prebuilds = sqlx::query_as!(
+            PrebuildSnapshotRow,
+            "SELECT w.id AS workspace_id, w.preset_id AS \"preset_id!\", w.created_at, b.build_number, \
+                 b.transition AS \"transition: Transition\", j.id AS job_id, j.status AS \"job_status: JobStatus\", \
+                 j.completed_at AS finished_at, \
                  NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
-                             AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') AS agents_ready \
+                             AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') AS \"agents_ready!\" \
              FROM workspaces w \
              JOIN LATERAL (SELECT build_number, transition, job_id FROM workspace_builds \
                            WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
              JOIN provisioner_jobs j ON j.id = b.job_id \
              WHERE w.owner_id = $1 AND NOT w.deleted AND w.preset_id IS NOT NULL \
                AND ($2::uuid IS NULL OR w.preset_id = $2)",
+            PREBUILDS_USER_ID,
+            only,
         )
-        .bind(PREBUILDS_USER_ID)
-        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
-        let creations = sqlx::query_as(
-            "SELECT preset_id, finished_at, succeeded FROM ( \
+        let creations = sqlx::query_as!(
+            CreationSnapshotRow,
+            "SELECT preset_id AS \"preset_id!\", finished_at AS \"finished_at!\", succeeded AS \"succeeded!\" FROM ( \
                  SELECT w.preset_id, j.completed_at AS finished_at, j.status = 'succeeded' AS succeeded, \
                      row_number() OVER (PARTITION BY w.preset_id ORDER BY j.completed_at DESC) AS newest \
                  FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
@@ -253,11 +259,11 @@ impl Store {
                    AND j.status IN ('succeeded', 'failed') AND ($4::uuid IS NULL OR w.preset_id = $4)) c \
              WHERE newest <= $2 OR (NOT succeeded AND finished_at > $3) \
              ORDER BY preset_id, finished_at DESC",
+            PREBUILDS_USER_ID,
+            history,
+            since,
+            only,
         )
-        .bind(PREBUILDS_USER_ID)
-        .bind(history)
-        .bind(since)
-        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -265,12 +271,11 @@ impl Store {
     }
 
     pub async fn reconciliation_paused(&self) -> Result<bool> {
-        Ok(sqlx::query_scalar("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar!("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&self.pool).await?)
     }
 
     pub async fn set_reconciliation_paused(&self, paused: bool) -> Result<()> {
-        sqlx::query("UPDATE prebuild_settings SET reconciliation_paused = $1, updated_at = now()")
-            .bind(paused)
+        sqlx::query!("UPDATE prebuild_settings SET reconciliation_paused = $1, updated_at = now()", paused)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -279,9 +284,7 @@ impl Store {
     /// Marks a preset whose prebuilds cannot be created: its parameter
     /// values do not validate. Never retried.
     pub async fn set_preset_validation_error(&self, preset_id: Uuid, error: &str) -> Result<()> {
-        sqlx::query("UPDATE template_version_presets SET validation_error = $2 WHERE id = $1")
-            .bind(preset_id)
-            .bind(error)
+        sqlx::query!("UPDATE template_version_presets SET validation_error = $2 WHERE id = $1", preset_id, error)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -290,12 +293,14 @@ impl Store {
     /// Invalidates presets' prebuilds: those created before now count as
     /// expired. Returns how many presets were invalidated.
     pub async fn invalidate_presets(&self, preset_ids: &[Uuid]) -> Result<u64> {
-        Ok(sqlx::query("UPDATE template_version_presets SET last_invalidated_at = $2 WHERE id = ANY ($1)")
-            .bind(preset_ids)
-            .bind(self.now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(sqlx::query!(
+            "UPDATE template_version_presets SET last_invalidated_at = $2 WHERE id = ANY ($1)",
+            preset_ids,
+            self.now(),
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Records events in prebuilds' lives.
@@ -309,15 +314,15 @@ impl Store {
         let (workspaces, presets): (Vec<Uuid>, Vec<Uuid>) = events.iter().map(|e| (e.0, e.1)).unzip();
         let kinds: Vec<PrebuildEvent> = events.iter().map(|e| e.2).collect();
         let reasons: Vec<Option<DeletionReason>> = events.iter().map(|e| e.3).collect();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO prebuild_events (workspace_id, preset_id, event, reason, at) \
              SELECT *, $5 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])",
+            &workspaces,
+            &presets,
+            kinds as Vec<PrebuildEvent>,
+            reasons as Vec<Option<DeletionReason>>,
+            self.now(),
         )
-        .bind(workspaces)
-        .bind(presets)
-        .bind(kinds)
-        .bind(reasons)
-        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -329,14 +334,14 @@ impl Store {
             return Ok(());
         }
         let (workspaces, presets): (Vec<Uuid>, Vec<Uuid>) = prebuilds.iter().copied().unzip();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO prebuild_events (workspace_id, preset_id, event, at) \
              SELECT w, p, 'eligible', $3 FROM unnest($1::uuid[], $2::uuid[]) AS e(w, p) \
              WHERE NOT EXISTS (SELECT 1 FROM prebuild_events x WHERE x.workspace_id = e.w AND x.event = 'eligible')",
+            &workspaces,
+            &presets,
+            self.now(),
         )
-        .bind(workspaces)
-        .bind(presets)
-        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())

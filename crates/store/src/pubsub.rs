@@ -81,7 +81,7 @@ impl PubSub {
         if payload.len() > MAX_PAYLOAD {
             return Err(PubSubError::PayloadTooLarge(payload.len()));
         }
-        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
+        sqlx::query!("SELECT pg_notify($1, $2)", channel, payload).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -15,17 +15,18 @@ impl Store {
     pub async fn seed_pools(&self, count: u32, full: bool) -> Result<Vec<Uuid>> {
         let mut tx = self.pool.begin().await?;
         let batch = Uuid::new_v4().simple().to_string()[..8].to_owned();
-        let (org, file): (Uuid, Uuid) = sqlx::query_as(
-            "SELECT (SELECT id FROM organizations WHERE is_default), \
-                    coalesce((SELECT id FROM files WHERE hash = repeat('0', 64)), gen_random_uuid())",
+        let ids = sqlx::query!(
+            "SELECT (SELECT id FROM organizations WHERE is_default) AS \"org!\", \
+                    coalesce((SELECT id FROM files WHERE hash = repeat('0', 64)), gen_random_uuid()) AS \"file!\"",
         )
         .fetch_one(&mut *tx)
         .await?;
-        let owner: Uuid = sqlx::query_scalar(
+        let (org, file) = (ids.org, ids.file);
+        let owner = sqlx::query_scalar!(
             "INSERT INTO users (username, email, login_type) VALUES ('seed-' || $1, 'seed-' || $1 || '@example.com', \
              'none') RETURNING id",
+            batch,
         )
-        .bind(&batch)
         .fetch_one(&mut *tx)
         .await?;
         let templates = [
@@ -76,7 +77,7 @@ impl Store {
         }
         let presets = sqlx::query_scalar("SELECT preset FROM seed ORDER BY g").fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        sqlx::query!("ANALYZE").execute(&self.pool).await?;
         Ok(presets)
     }
 
@@ -85,19 +86,20 @@ impl Store {
     /// created one millisecond apart, oldest first.
     pub async fn seed_prebuilds(&self, preset_id: Uuid, count: u32) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let (organization, template, version, file): (Uuid, Uuid, Uuid, Uuid) = sqlx::query_as(
-            "SELECT t.organization_id, t.id, v.id, v.file_id FROM template_version_presets p \
+        let preset = sqlx::query!(
+            "SELECT t.organization_id, t.id AS template_id, v.id AS version_id, v.file_id \
+             FROM template_version_presets p \
              JOIN template_versions v ON v.id = p.template_version_id JOIN templates t ON t.id = v.template_id \
              WHERE p.id = $1",
+            preset_id,
         )
-        .bind(preset_id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
         let count =
             i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
         // Everything the inserts need, in one row per prebuild, so they take no parameters.
-        sqlx::query(
+        sqlx::query!(
             "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
                  gen_random_uuid() AS build, gen_random_uuid() AS job, \
                  $2::timestamptz - make_interval(secs => ($1 - g) / 1000.0) AS at, \
@@ -105,15 +107,15 @@ impl Store {
                  $3::uuid AS organization, $4::uuid AS template, $5::uuid AS version, $6::uuid AS file, \
                  $7::uuid AS preset, $8::uuid AS owner \
              FROM generate_series(1, $1) g",
+            count,
+            self.now(),
+            preset.organization_id,
+            preset.template_id,
+            preset.version_id,
+            preset.file_id,
+            preset_id,
+            PREBUILDS_USER_ID,
         )
-        .bind(count)
-        .bind(self.now())
-        .bind(organization)
-        .bind(template)
-        .bind(version)
-        .bind(file)
-        .bind(preset_id)
-        .bind(PREBUILDS_USER_ID)
         .execute(&mut *tx)
         .await?;
         let statements = [

@@ -30,14 +30,14 @@ pub struct Session {
 
 impl Store {
     pub async fn create_session(&self, session: &NewSession) -> Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO api_keys (id, hashed_secret, user_id, login_type, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            session.id,
+            session.hashed_secret,
+            session.user_id,
+            session.login_type,
+            session.expires_at,
         )
-        .bind(&session.id)
-        .bind(&session.hashed_secret)
-        .bind(session.user_id)
-        .bind(session.login_type)
-        .bind(session.expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -58,16 +58,18 @@ impl Store {
     /// Records use of a session and slides its expiry forward to `expires_at`
     /// (never backward).
     pub async fn refresh_session(&self, id: &str, expires_at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE api_keys SET last_used_at = now(), expires_at = greatest(expires_at, $2) WHERE id = $1")
-            .bind(id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "UPDATE api_keys SET last_used_at = now(), expires_at = greatest(expires_at, $2) WHERE id = $1",
+            id,
+            expires_at,
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query!("DELETE FROM api_keys WHERE id = $1", id).execute(&self.pool).await?;
         Ok(())
     }
 }

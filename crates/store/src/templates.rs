@@ -134,12 +134,10 @@ pub struct PresetRow {
     pub schedules: Json<Vec<ScheduleSpec>>,
 }
 
-#[derive(sqlx::FromRow)]
 struct ParameterRow {
     name: String,
     display_name: String,
     description: String,
-    #[sqlx(rename = "type")]
     kind: ParameterType,
     default_value: Option<String>,
     mutable: bool,
@@ -177,14 +175,15 @@ impl From<ParameterRow> for Parameter {
 /// The version's import status, for refusing to use a version that has not
 /// imported.
 async fn import_status(tx: &mut PgConnection, version_id: Uuid) -> Result<(Option<Uuid>, Uuid, JobStatus)> {
-    sqlx::query_as(
-        "SELECT v.template_id, v.organization_id, j.status FROM template_versions v \
+    let row = sqlx::query!(
+        "SELECT v.template_id, v.organization_id, j.status AS \"status: JobStatus\" FROM template_versions v \
          JOIN provisioner_jobs j ON j.id = v.job_id WHERE v.id = $1 FOR UPDATE OF v",
+        version_id,
     )
-    .bind(version_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(StoreError::Invalid { field: "template_version_id", message: "no such template version".into() })
+    .ok_or(StoreError::Invalid { field: "template_version_id", message: "no such template version".into() })?;
+    Ok((row.template_id, row.organization_id, row.status))
 }
 
 fn require_imported(status: JobStatus) -> Result<()> {
@@ -218,7 +217,9 @@ impl Store {
         .await?;
         if let Some(template_id) = new.template_id {
             // Serialises version numbering within the template.
-            sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE").bind(template_id).execute(&mut *tx).await?;
+            sqlx::query_scalar!("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE", template_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         }
         let sql = format!(
             "INSERT INTO template_versions (id, organization_id, template_id, name, message, file_id, job_id, created_by) \
@@ -267,8 +268,7 @@ impl Store {
     /// the job's success, in one transaction.
     pub async fn complete_template_import(&self, job_id: Uuid, worker_id: Uuid, manifest: &Manifest) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let version_id: Uuid = sqlx::query_scalar("SELECT id FROM template_versions WHERE job_id = $1")
-            .bind(job_id)
+        let version_id = sqlx::query_scalar!("SELECT id FROM template_versions WHERE job_id = $1", job_id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -314,11 +314,13 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| StoreError::conflict_on(e, &[("templates_name_key", "name")]))?;
-        sqlx::query("UPDATE template_versions SET template_id = $2, updated_at = now() WHERE id = $1")
-            .bind(new.version_id)
-            .bind(template.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE template_versions SET template_id = $2, updated_at = now() WHERE id = $1",
+            new.version_id,
+            template.id,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(template)
     }
@@ -403,8 +405,7 @@ impl Store {
     /// Soft-deletes a template.
     pub async fn delete_template(&self, id: Uuid) -> Result<()> {
         let deleted =
-            sqlx::query("UPDATE templates SET deleted = true, updated_at = now() WHERE id = $1 AND NOT deleted")
-                .bind(id)
+            sqlx::query!("UPDATE templates SET deleted = true, updated_at = now() WHERE id = $1 AND NOT deleted", id)
                 .execute(&self.pool)
                 .await?;
         if deleted.rows_affected() == 0 {
@@ -415,16 +416,19 @@ impl Store {
 
     /// A version's parameters, in manifest order.
     pub async fn version_parameters(&self, version_id: Uuid) -> Result<Vec<Parameter>> {
-        let rows: Vec<ParameterRow> = sqlx::query_as(
-            "SELECT p.name, p.display_name, p.description, p.type, p.default_value, p.mutable, p.validation_min, \
+        let rows = sqlx::query_as!(
+            ParameterRow,
+            "SELECT p.name, p.display_name, p.description, p.type AS \"kind: ParameterType\", p.default_value, \
+                 p.mutable, p.validation_min, \
                  p.validation_max, p.validation_regex, p.validation_error, \
                  coalesce((SELECT json_agg(json_build_object('name', o.name, 'value', o.value, \
                      'description', o.description, 'icon', o.icon) ORDER BY o.ordinal) \
                    FROM template_version_parameter_options o \
-                   WHERE o.template_version_id = p.template_version_id AND o.parameter_name = p.name), '[]') AS options \
+                   WHERE o.template_version_id = p.template_version_id AND o.parameter_name = p.name), '[]') \
+                   AS \"options!: Json<Vec<ParameterOption>>\" \
              FROM template_version_parameters p WHERE p.template_version_id = $1 ORDER BY p.ordinal",
+            version_id,
         )
-        .bind(version_id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Parameter::from).collect())
@@ -432,17 +436,19 @@ impl Store {
 
     /// A version's presets with their parameter values and schedules, in manifest order.
     pub async fn version_presets(&self, version_id: Uuid) -> Result<Vec<PresetRow>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as!(
+            PresetRow,
             "SELECT p.id, p.template_version_id, p.name, p.description, p.icon, p.is_default, p.desired_instances, \
                  p.ttl_seconds, p.scheduling_timezone, p.last_invalidated_at, \
                  coalesce((SELECT json_object_agg(pp.name, pp.value) FROM template_version_preset_parameters pp \
-                   WHERE pp.preset_id = p.id), '{}') AS parameters, \
+                   WHERE pp.preset_id = p.id), '{}') AS \"parameters!: Json<BTreeMap<String, String>>\", \
                  coalesce((SELECT json_agg(json_build_object('cron', s.cron_expression, 'instances', \
                      s.desired_instances) ORDER BY s.ordinal) \
-                   FROM template_version_preset_prebuild_schedules s WHERE s.preset_id = p.id), '[]') AS schedules \
+                   FROM template_version_preset_prebuild_schedules s WHERE s.preset_id = p.id), '[]') \
+                   AS \"schedules!: Json<Vec<ScheduleSpec>>\" \
              FROM template_version_presets p WHERE p.template_version_id = $1 ORDER BY p.ordinal",
+            version_id,
         )
-        .bind(version_id)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -460,51 +466,51 @@ fn column_int<T: TryFrom<u64>>(value: impl Into<u64>) -> Result<T> {
 async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m: &Manifest) -> Result<()> {
     let config = serde_json::to_value(&m.backend)
         .map_err(|e| StoreError::Invalid { field: "manifest", message: e.to_string() })?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE template_versions SET provisioner = $2, claim_mode = $3, provisioner_config = $4, updated_at = now() \
          WHERE id = $1",
+        version_id,
+        m.provisioner as Provisioner,
+        m.claim as ClaimMode,
+        config,
     )
-    .bind(version_id)
-    .bind(m.provisioner)
-    .bind(m.claim)
-    .bind(&config)
     .execute(&mut **tx)
     .await?;
 
     for (ordinal, p) in m.parameters.iter().enumerate() {
         let v = p.validation.as_ref();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO template_version_parameters (template_version_id, name, ordinal, display_name, description, \
                  type, default_value, mutable, validation_min, validation_max, validation_regex, validation_error) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            version_id,
+            p.name,
+            ordinal as i32,
+            p.display_name,
+            p.description,
+            p.kind as ParameterType,
+            p.default,
+            p.mutable,
+            v.and_then(|v| v.min),
+            v.and_then(|v| v.max),
+            v.and_then(|v| v.regex.clone()),
+            v.and_then(|v| v.error.clone()),
         )
-        .bind(version_id)
-        .bind(&p.name)
-        .bind(ordinal as i32)
-        .bind(&p.display_name)
-        .bind(&p.description)
-        .bind(p.kind)
-        .bind(&p.default)
-        .bind(p.mutable)
-        .bind(v.and_then(|v| v.min))
-        .bind(v.and_then(|v| v.max))
-        .bind(v.and_then(|v| v.regex.clone()))
-        .bind(v.and_then(|v| v.error.clone()))
         .execute(&mut **tx)
         .await?;
         for (ordinal, o) in p.options.iter().enumerate() {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO template_version_parameter_options \
                      (template_version_id, parameter_name, ordinal, name, value, description, icon) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                version_id,
+                p.name,
+                ordinal as i32,
+                o.name,
+                o.value,
+                o.description,
+                o.icon,
             )
-            .bind(version_id)
-            .bind(&p.name)
-            .bind(ordinal as i32)
-            .bind(&o.name)
-            .bind(&o.value)
-            .bind(&o.description)
-            .bind(&o.icon)
             .execute(&mut **tx)
             .await?;
         }
@@ -513,56 +519,56 @@ async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m
     for (ordinal, preset) in m.presets.iter().enumerate() {
         let policy = preset.prebuilds.as_ref();
         let scheduling = policy.and_then(|p| p.scheduling.as_ref());
-        let preset_id: Uuid = sqlx::query_scalar(
+        let preset_id = sqlx::query_scalar!(
             "INSERT INTO template_version_presets (template_version_id, name, ordinal, description, icon, is_default, \
                  desired_instances, ttl_seconds, scheduling_timezone) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            version_id,
+            preset.name,
+            ordinal as i32,
+            preset.description,
+            preset.icon,
+            preset.default,
+            policy.map(|p| column_int::<i32>(p.instances)).transpose()?,
+            policy.and_then(|p| p.ttl_seconds).map(column_int::<i64>).transpose()?,
+            scheduling.map(|s| s.timezone.clone()),
         )
-        .bind(version_id)
-        .bind(&preset.name)
-        .bind(ordinal as i32)
-        .bind(&preset.description)
-        .bind(&preset.icon)
-        .bind(preset.default)
-        .bind(policy.map(|p| column_int::<i32>(p.instances)).transpose()?)
-        .bind(policy.and_then(|p| p.ttl_seconds).map(column_int::<i64>).transpose()?)
-        .bind(scheduling.map(|s| s.timezone.clone()))
         .fetch_one(&mut **tx)
         .await?;
         let (names, values): (Vec<&String>, Vec<&String>) = preset.parameters.iter().unzip();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO template_version_preset_parameters (preset_id, name, value) \
              SELECT $1, * FROM unnest($2::text[], $3::text[])",
+            preset_id,
+            names as Vec<&String>,
+            values as Vec<&String>,
         )
-        .bind(preset_id)
-        .bind(names)
-        .bind(values)
         .execute(&mut **tx)
         .await?;
         for (ordinal, s) in scheduling.map(|s| s.schedules.as_slice()).unwrap_or_default().iter().enumerate() {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO template_version_preset_prebuild_schedules \
                      (preset_id, ordinal, cron_expression, desired_instances) VALUES ($1, $2, $3, $4)",
+                preset_id,
+                ordinal as i32,
+                s.cron,
+                column_int::<i32>(s.instances)?,
             )
-            .bind(preset_id)
-            .bind(ordinal as i32)
-            .bind(&s.cron)
-            .bind(column_int::<i32>(s.instances)?)
             .execute(&mut **tx)
             .await?;
         }
     }
 
     for (ordinal, agent) in m.agents.iter().enumerate() {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO template_version_agents (template_version_id, name, ordinal, startup_script, env) \
              VALUES ($1, $2, $3, $4, $5)",
+            version_id,
+            agent.name,
+            ordinal as i32,
+            agent.startup_script,
+            Json(&agent.env) as Json<&BTreeMap<String, String>>,
         )
-        .bind(version_id)
-        .bind(&agent.name)
-        .bind(ordinal as i32)
-        .bind(&agent.startup_script)
-        .bind(Json(&agent.env))
         .execute(&mut **tx)
         .await?;
     }

@@ -109,11 +109,12 @@ impl Store {
     /// serialised by a transaction-scoped advisory lock, so at most one wins.
     pub async fn create_first_user(&self, user: NewUser) -> Result<Option<UserRow>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warmspace.first_user'))").execute(&mut *tx).await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted)")
-                .fetch_one(&mut *tx)
-                .await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('warmspace.first_user'))").execute(&mut *tx).await?;
+        let exists = sqlx::query_scalar!(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted) AS \"exists!\""
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if exists {
             return Ok(None);
         }
@@ -123,9 +124,11 @@ impl Store {
     }
 
     pub async fn human_user_exists(&self) -> Result<bool> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted)")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar!(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE NOT is_system AND NOT deleted) AS \"exists!\""
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Creates a user and makes them a member of the default organization.
@@ -176,32 +179,32 @@ impl Store {
     }
 
     pub async fn touch_last_seen(&self, id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE users SET last_seen_at = now() WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query!("UPDATE users SET last_seen_at = now() WHERE id = $1", id).execute(&self.pool).await?;
         Ok(())
     }
 }
 
 async fn insert_user(tx: &mut sqlx::PgConnection, user: &NewUser) -> Result<Uuid> {
     let roles: Vec<&str> = user.roles.iter().filter(|r| **r != Role::Member).map(|r| r.as_str()).collect();
-    let id: Uuid = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO users (username, email, name, login_type, hashed_password, status, rbac_roles) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        user.username,
+        user.email,
+        user.name,
+        user.login_type as LoginType,
+        user.hashed_password,
+        user.status as UserStatus,
+        roles.as_slice() as &[&str],
     )
-    .bind(&user.username)
-    .bind(&user.email)
-    .bind(&user.name)
-    .bind(user.login_type)
-    .bind(&user.hashed_password)
-    .bind(user.status)
-    .bind(&roles)
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| StoreError::conflict_on(e, UNIQUE_FIELDS))?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO organization_members (organization_id, user_id) \
          SELECT id, $1 FROM organizations WHERE is_default",
+        id,
     )
-    .bind(id)
     .execute(&mut *tx)
     .await?;
     Ok(id)

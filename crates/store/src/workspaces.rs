@@ -203,13 +203,13 @@ pub(crate) async fn insert_build(
     build: &NewBuild,
     done_by: Option<&'static str>,
 ) -> Result<Uuid> {
-    let number: i32 =
-        sqlx::query_scalar("SELECT coalesce(max(build_number), 0) + 1 FROM workspace_builds WHERE workspace_id = $1")
-            .bind(workspace_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let file_id: Uuid = sqlx::query_scalar("SELECT file_id FROM template_versions WHERE id = $1")
-        .bind(build.template_version_id)
+    let number = sqlx::query_scalar!(
+        "SELECT coalesce(max(build_number), 0) + 1 AS \"number!\" FROM workspace_builds WHERE workspace_id = $1",
+        workspace_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let file_id = sqlx::query_scalar!("SELECT file_id FROM template_versions WHERE id = $1", build.template_version_id)
         .fetch_one(&mut *tx)
         .await?;
     // Pool upkeep waits behind anything a person is waiting for; a claim is a person waiting.
@@ -233,32 +233,32 @@ pub(crate) async fn insert_build(
         },
     )
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
              template_version_id, template_version_preset_id, job_id, deadline, max_deadline) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        id,
+        workspace_id,
+        number,
+        build.transition as Transition,
+        build.initiator_id,
+        build.reason as BuildReason,
+        build.template_version_id,
+        build.preset_id,
+        job_id,
+        build.deadline,
+        build.max_deadline,
     )
-    .bind(id)
-    .bind(workspace_id)
-    .bind(number)
-    .bind(build.transition)
-    .bind(build.initiator_id)
-    .bind(build.reason)
-    .bind(build.template_version_id)
-    .bind(build.preset_id)
-    .bind(job_id)
-    .bind(build.deadline)
-    .bind(build.max_deadline)
     .execute(&mut *tx)
     .await?;
     let (names, values): (Vec<&String>, Vec<&String>) = build.parameters.iter().unzip();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
          SELECT $1, * FROM unnest($2::text[], $3::text[])",
+        id,
+        names as Vec<&String>,
+        values as Vec<&String>,
     )
-    .bind(id)
-    .bind(names)
-    .bind(values)
     .execute(&mut *tx)
     .await?;
     Ok(id)
@@ -268,17 +268,17 @@ impl Store {
     /// Creates a workspace and queues its first build, in one transaction.
     pub async fn create_workspace(&self, new: &NewWorkspace) -> Result<WorkspaceRow> {
         let mut tx = self.pool.begin().await?;
-        let id: Uuid = sqlx::query_scalar(
+        let id = sqlx::query_scalar!(
             "INSERT INTO workspaces (organization_id, owner_id, template_id, name, preset_id, ttl_ms, autostart_schedule) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            new.organization_id,
+            new.owner_id,
+            new.template_id,
+            new.name,
+            new.build.preset_id,
+            new.ttl_ms,
+            new.autostart_schedule,
         )
-        .bind(new.organization_id)
-        .bind(new.owner_id)
-        .bind(new.template_id)
-        .bind(&new.name)
-        .bind(new.build.preset_id)
-        .bind(new.ttl_ms)
-        .bind(&new.autostart_schedule)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
@@ -311,30 +311,33 @@ impl Store {
         build: &NewBuild,
     ) -> Result<BuildRow> {
         let mut tx = self.pool.begin().await?;
-        let (organization_id, deleted, current_owner): (Uuid, bool, Uuid) =
-            sqlx::query_as("SELECT organization_id, deleted, owner_id FROM workspaces WHERE id = $1 FOR UPDATE")
-                .bind(workspace_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-        if deleted || owner.is_some_and(|owner| owner != current_owner) {
+        let current = sqlx::query!(
+            "SELECT organization_id, deleted, owner_id FROM workspaces WHERE id = $1 FOR UPDATE",
+            workspace_id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if current.deleted || owner.is_some_and(|owner| owner != current.owner_id) {
             return Err(StoreError::NotFound);
         }
-        let busy: Option<(i32, Transition, JobStatus)> = sqlx::query_as(
-            "SELECT b.build_number, b.transition, j.status FROM workspace_builds b \
+        let busy = sqlx::query!(
+            "SELECT b.build_number, b.transition AS \"transition: Transition\", j.status AS \"status: JobStatus\" \
+             FROM workspace_builds b \
              JOIN provisioner_jobs j ON j.id = b.job_id \
              WHERE b.workspace_id = $1 AND j.status IN ('pending', 'running', 'canceling') \
              ORDER BY b.build_number DESC LIMIT 1",
+            workspace_id,
         )
-        .bind(workspace_id)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((number, transition, status)) = busy {
+        if let Some(busy) = busy {
+            let (number, transition, status) = (busy.build_number, busy.transition, busy.status);
             return Err(StoreError::InProgress(format!(
                 "build {number} ({transition}) of this workspace is still {status}; wait for it or cancel it"
             )));
         }
-        let id = insert_build(&mut tx, workspace_id, organization_id, build, None).await?;
+        let id = insert_build(&mut tx, workspace_id, current.organization_id, build, None).await?;
         tx.commit().await?;
         self.build(id).await
     }
@@ -396,22 +399,24 @@ impl Store {
         ttl_ms: Option<i64>,
         autostart: Option<String>,
     ) -> Result<()> {
-        sqlx::query("UPDATE workspaces SET ttl_ms = $2, autostart_schedule = $3, updated_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(ttl_ms)
-            .bind(autostart)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "UPDATE workspaces SET ttl_ms = $2, autostart_schedule = $3, updated_at = now() WHERE id = $1",
+            id,
+            ttl_ms,
+            autostart,
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Workspaces other than unclaimed prebuilds that still use a template.
     pub async fn template_in_use(&self, template_id: Uuid) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM workspaces WHERE template_id = $1 AND NOT deleted AND owner_id <> $2",
+        Ok(sqlx::query_scalar!(
+            "SELECT count(*) AS \"count!\" FROM workspaces WHERE template_id = $1 AND NOT deleted AND owner_id <> $2",
+            template_id,
+            PREBUILDS_USER_ID,
         )
-        .bind(template_id)
-        .bind(PREBUILDS_USER_ID)
         .fetch_one(&self.pool)
         .await?)
     }
@@ -450,20 +455,23 @@ impl Store {
 
     /// Everything a daemon needs to run the build behind `job_id`.
     pub async fn build_payload(&self, job_id: Uuid) -> Result<BuildPayload> {
-        sqlx::query_as(
-            "SELECT b.id AS build_id, b.build_number, b.transition, b.reason, w.id AS workspace_id, \
+        sqlx::query_as!(
+            BuildPayload,
+            "SELECT b.id AS build_id, b.build_number, b.transition AS \"transition: Transition\", \
+                 b.reason AS \"reason: BuildReason\", w.id AS workspace_id, \
                  w.name AS workspace_name, w.owner_id, u.username AS owner_name, b.template_version_id, v.file_id, \
-                 v.provisioner_config, \
+                 v.provisioner_config AS \"provisioner_config: Json<serde_json::Value>\", \
                  coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
-                           WHERE p.workspace_build_id = b.id), '{}') AS parameters, \
+                           WHERE p.workspace_build_id = b.id), '{}') \
+                     AS \"parameters!: Json<BTreeMap<String, String>>\", \
                  (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id \
                       AND e.build_number < b.build_number AND e.provisioner_state IS NOT NULL \
                   ORDER BY e.build_number DESC LIMIT 1) AS previous_state \
              FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
              JOIN users u ON u.id = w.owner_id JOIN template_versions v ON v.id = b.template_version_id \
              WHERE b.job_id = $1",
+            job_id,
         )
-        .bind(job_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
@@ -477,37 +485,36 @@ impl Store {
         let status = finish_job(&mut tx, job_id, worker_id, done.status, done.error.as_deref()).await?;
         // An empty state means "reported, and there is none", unlike NULL
         // ("never reported"), which makes the next build look further back.
-        let (build_id, workspace_id, transition): (Uuid, Uuid, Transition) = sqlx::query_as(
+        let build = sqlx::query!(
             "UPDATE workspace_builds SET provisioner_state = $2, updated_at = now() WHERE job_id = $1 \
-             RETURNING id, workspace_id, transition",
+             RETURNING id, workspace_id, transition AS \"transition: Transition\"",
+            job_id,
+            done.state.clone().unwrap_or_default(),
         )
-        .bind(job_id)
-        .bind(done.state.clone().unwrap_or_default())
         .fetch_one(&mut *tx)
         .await?;
         for (address, kind, replaced) in &done.resources {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO workspace_resources (workspace_build_id, address, type, replaced) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (workspace_build_id, address) DO UPDATE SET type = excluded.type, replaced = excluded.replaced",
+                build.id,
+                address,
+                kind,
+                replaced,
             )
-            .bind(build_id)
-            .bind(address)
-            .bind(kind)
-            .bind(replaced)
             .execute(&mut *tx)
             .await?;
         }
-        if transition == Transition::Delete && status == JobStatus::Succeeded {
-            sqlx::query("UPDATE workspaces SET deleted = true, updated_at = now() WHERE id = $1")
-                .bind(workspace_id)
+        if build.transition == Transition::Delete && status == JobStatus::Succeeded {
+            sqlx::query!("UPDATE workspaces SET deleted = true, updated_at = now() WHERE id = $1", build.workspace_id)
                 .execute(&mut *tx)
                 .await?;
             // A deleted workspace's agents authenticate no more.
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
                  WHERE workspace_id = $1",
+                build.workspace_id,
             )
-            .bind(workspace_id)
             .execute(&mut *tx)
             .await?;
         }
