@@ -80,26 +80,31 @@ impl Store {
     /// declares lose their token.
     pub async fn issue_agent_tokens(&self, workspace_id: Uuid, tokens: &[IssuedToken]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // Stamped by the clock: an agent that never connects times out counting from here.
+        let now = self.now();
         let names: Vec<&str> = tokens.iter().map(|t| t.agent_name.as_str()).collect();
         sqlx::query!(
-            "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
+            "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = $3 \
              WHERE workspace_id = $1 AND NOT (name = ANY ($2))",
             workspace_id,
             names.as_slice() as &[&str],
+            now,
         )
         .execute(&mut *tx)
         .await?;
         for token in tokens {
             sqlx::query!(
-                "INSERT INTO workspace_agents (workspace_id, name, token_id, hashed_secret) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO workspace_agents (workspace_id, name, token_id, hashed_secret, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) \
                  ON CONFLICT (workspace_id, name) DO UPDATE SET token_id = excluded.token_id, \
                      hashed_secret = excluded.hashed_secret, lifecycle_state = 'created', first_connected_at = NULL, \
                      last_connected_at = NULL, disconnected_at = NULL, started_at = NULL, ready_at = NULL, \
-                     updated_at = now()",
+                     updated_at = $5",
                 workspace_id,
                 &token.agent_name,
                 &token.token_id,
                 &token.hashed_secret,
+                now,
             )
             .execute(&mut *tx)
             .await?;
@@ -167,11 +172,12 @@ impl Store {
     pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: AgentLifecycle) -> Result<()> {
         sqlx::query!(
             "UPDATE workspace_agents SET lifecycle_state = $2, \
-                 started_at = CASE WHEN $2 = 'starting' THEN now() ELSE started_at END, \
-                 ready_at = CASE WHEN $2 = 'ready' THEN now() ELSE ready_at END, updated_at = now() \
+                 started_at = CASE WHEN $2 = 'starting' THEN $3 ELSE started_at END, \
+                 ready_at = CASE WHEN $2 = 'ready' THEN $3 ELSE ready_at END, updated_at = $3 \
              WHERE id = $1",
             agent_id,
             state as AgentLifecycle,
+            self.now(),
         )
         .execute(&self.pool)
         .await?;
@@ -182,8 +188,8 @@ impl Store {
     /// when the workspace has been stopped or deleted, so the agent should exit.
     pub async fn agent_heartbeat(&self, agent_id: Uuid, serving_owner_id: Option<Uuid>) -> Result<bool> {
         let stop: Option<bool> = sqlx::query_scalar!(
-            "WITH seen AS (UPDATE workspace_agents SET last_connected_at = now(), \
-                     first_connected_at = coalesce(first_connected_at, now()), disconnected_at = NULL, \
+            "WITH seen AS (UPDATE workspace_agents SET last_connected_at = $3, \
+                     first_connected_at = coalesce(first_connected_at, $3), disconnected_at = NULL, \
                      serving_owner_id = coalesce($2, serving_owner_id) \
                  WHERE id = $1 RETURNING workspace_id) \
              SELECT b.transition <> 'start' AND j.status = 'succeeded' AS \"stop!\" FROM seen \
@@ -192,17 +198,28 @@ impl Store {
              JOIN provisioner_jobs j ON j.id = b.job_id",
             agent_id,
             serving_owner_id,
+            self.now(),
         )
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Invalid { field: "serving_owner_id", message: "is not a user".into() }
+            }
+            _ => StoreError::Database(err),
+        })?;
         stop.ok_or(StoreError::NotFound)
     }
 
     /// The agent is going away on purpose.
     pub async fn agent_disconnected(&self, agent_id: Uuid) -> Result<()> {
-        sqlx::query!("UPDATE workspace_agents SET disconnected_at = now(), updated_at = now() WHERE id = $1", agent_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "UPDATE workspace_agents SET disconnected_at = $2, updated_at = $2 WHERE id = $1",
+            agent_id,
+            self.now()
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

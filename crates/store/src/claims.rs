@@ -113,7 +113,7 @@ impl Store {
         };
         let claimed = sqlx::query!(
             "UPDATE workspaces SET owner_id = $2, name = $3, ttl_ms = $4, autostart_schedule = $5, \
-                 last_used_at = now(), updated_at = now() WHERE id = $1 \
+                 last_used_at = $6, updated_at = $6 WHERE id = $1 \
              RETURNING organization_id, \
                  (SELECT template_version_id FROM workspace_builds WHERE workspace_id = $1 \
                   ORDER BY build_number DESC LIMIT 1) AS \"version_id!\"",
@@ -122,6 +122,7 @@ impl Store {
             claim.name,
             claim.ttl_ms,
             claim.autostart_schedule.as_deref(),
+            self.now(),
         )
         .fetch_one(&mut *tx)
         .await
@@ -139,7 +140,7 @@ impl Store {
         };
         // Reinit: nothing to run, so the job is done as it is queued and no daemon is woken.
         let done_by = claim.reinit.then_some("claim (reinit)");
-        let build_id = insert_build(&mut tx, workspace_id, organization_id, &build, done_by).await?;
+        let build_id = insert_build(&mut tx, workspace_id, organization_id, &build, done_by, self.now()).await?;
         sqlx::query!(
             "INSERT INTO prebuild_events (workspace_id, preset_id, event) VALUES ($1, $2, 'claimed')",
             workspace_id,

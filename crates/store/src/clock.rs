@@ -11,10 +11,14 @@ use chrono::{DateTime, Utc};
 /// now. In production it is the system clock. Tests move it forward with
 /// [`Clock::advance`] to see what happens later, instead of waiting.
 ///
-/// The times things happened (`created_at`, `completed_at` …) are stamped
-/// by the database, one clock for every replica, so the schema's ordering
-/// checks always hold; rules compare those stamps with this clock. Clones
-/// share one clock.
+/// The times those rules compare against are stamped by this clock too (a
+/// job's creation, start, end and lease, a daemon's last sighting, a
+/// workspace's creation and last use, an agent's connection and lifecycle, a
+/// session's use), so moving it forward makes them age together. A job's
+/// start and end are never stamped before the stamp they follow
+/// (`greatest(now, …)`), so the schema's ordering checks hold even between
+/// replicas whose clocks differ a little. Other history (`updated_at`, a
+/// notification's time) is the database's. Clones share one clock.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     /// Added to the system time, in microseconds.

@@ -182,14 +182,13 @@ const NO_TARGET: &str = "NULL::uuid AS template_version_id, NULL::text AS templa
 /// daemons is part of the same transaction, so it is delivered at commit
 /// and never before the job is visible. A job with nothing left to run
 /// (`NewJob::done_by`) is stored as succeeded and wakes nobody.
-pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uuid> {
+pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob, now: DateTime<Utc>) -> Result<Uuid> {
     let id = sqlx::query_scalar!(
         "INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, tags, input, file_id, \
-             status, worker_id, worker_name, started_at, completed_at) \
+             status, worker_id, worker_name, created_at, updated_at, started_at, completed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8::text IS NULL THEN 'pending' ELSE 'succeeded' END, \
-             CASE WHEN $8::text IS NOT NULL THEN $9::uuid END, $8, \
-             CASE WHEN $8::text IS NOT NULL THEN clock_timestamp() END, \
-             CASE WHEN $8::text IS NOT NULL THEN clock_timestamp() END) \
+             CASE WHEN $8::text IS NOT NULL THEN $9::uuid END, $8, $10::timestamptz, $10, \
+             CASE WHEN $8::text IS NOT NULL THEN $10 END, CASE WHEN $8::text IS NOT NULL THEN $10 END) \
          RETURNING id",
         job.organization_id,
         job.kind as JobType,
@@ -200,6 +199,7 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob) -> Result<Uu
         job.file_id,
         job.done_by,
         Uuid::nil(),
+        now,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -220,17 +220,19 @@ pub(crate) async fn finish_job(
     worker_id: Uuid,
     status: JobStatus,
     error: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<JobStatus> {
     sqlx::query_scalar!(
         "UPDATE provisioner_jobs SET status = CASE status WHEN 'canceling' THEN 'canceled' ELSE $3 END, \
              error = CASE status WHEN 'canceling' THEN coalesce($4, 'canceled') ELSE $4 END, \
-             completed_at = now(), updated_at = now() \
+             completed_at = greatest($5, started_at), updated_at = $5 \
          WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') \
          RETURNING status AS \"status: JobStatus\"",
         job_id,
         worker_id,
         status as JobStatus,
         error,
+        now,
     )
     .fetch_optional(&mut **tx)
     .await?
@@ -256,7 +258,9 @@ impl Store {
     /// oldest first within each; only jobs whose tags the worker has.
     pub async fn acquire_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<JobRow>> {
         self.touch_daemon(worker).await?;
-        if let Some(job) = take_next(&mut *self.pool.acquire().await?, worker, policy, JobPriority::User).await? {
+        if let Some(job) =
+            take_next(&mut *self.pool.acquire().await?, worker, policy, JobPriority::User, self.now()).await?
+        {
             return Ok(Some(job));
         }
         // Counting and taking prebuild work happen under one lock, so racing
@@ -274,7 +278,7 @@ impl Store {
         if running >= prebuild_cap(policy.prebuild_share, live) {
             return Ok(None);
         }
-        let job = take_next(&mut tx, worker, policy, JobPriority::Prebuild).await?;
+        let job = take_next(&mut tx, worker, policy, JobPriority::Prebuild, self.now()).await?;
         tx.commit().await?;
         Ok(job)
     }
@@ -282,12 +286,14 @@ impl Store {
     /// Records that a daemon is alive (and what it calls itself).
     async fn touch_daemon(&self, worker: &Worker) -> Result<()> {
         sqlx::query!(
-            "INSERT INTO provisioner_daemons (id, name, tags, key_id) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, tags = excluded.tags, last_seen_at = now()",
+            "INSERT INTO provisioner_daemons (id, name, tags, key_id, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, tags = excluded.tags, last_seen_at = $5",
             worker.id,
             worker.name,
             Json(&worker.tags) as Json<&Tags>,
             worker.key_id,
+            self.now(),
         )
         .execute(&self.pool)
         .await?;
@@ -304,13 +310,14 @@ impl Store {
         policy: &QueuePolicy,
     ) -> Result<Option<JobStatus>> {
         Ok(sqlx::query_scalar!(
-            "WITH daemon AS (UPDATE provisioner_daemons SET last_seen_at = now() WHERE id = $2) \
-             UPDATE provisioner_jobs SET lease_expires_at = now() + $3, updated_at = now() \
+            "WITH daemon AS (UPDATE provisioner_daemons SET last_seen_at = $4 WHERE id = $2) \
+             UPDATE provisioner_jobs SET lease_expires_at = $4 + $3, updated_at = $4 \
              WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') \
              RETURNING status AS \"status: JobStatus\"",
             job_id,
             worker_id,
             policy.lease as std::time::Duration,
+            self.now(),
         )
         .fetch_optional(&self.pool)
         .await?)
@@ -323,11 +330,12 @@ impl Store {
         Ok(sqlx::query_scalar!(
             "UPDATE provisioner_jobs SET \
                  status = CASE status WHEN 'pending' THEN 'canceled' ELSE 'canceling' END, \
-                 completed_at = CASE status WHEN 'pending' THEN now() END, \
+                 completed_at = CASE status WHEN 'pending' THEN greatest($2, created_at) END, \
                  error = CASE status WHEN 'pending' THEN 'canceled before it started' END, \
-                 canceled_at = now(), updated_at = now() \
+                 canceled_at = $2, updated_at = $2 \
              WHERE id = $1 AND status IN ('pending', 'running') RETURNING status AS \"status: JobStatus\"",
             job_id,
+            self.now(),
         )
         .fetch_optional(&self.pool)
         .await?)
@@ -336,10 +344,12 @@ impl Store {
     /// Cancels those of `job_ids` that no daemon has picked up; returns them.
     pub async fn cancel_pending_jobs(&self, job_ids: &[Uuid]) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar!(
-            "UPDATE provisioner_jobs SET status = 'canceled', canceled_at = now(), completed_at = now(), \
-                 updated_at = now(), error = 'canceled before it started: its preset is no longer active' \
+            "UPDATE provisioner_jobs SET status = 'canceled', canceled_at = $2, \
+                 completed_at = greatest($2, created_at), updated_at = $2, \
+                 error = 'canceled before it started: its preset is no longer active' \
              WHERE id = ANY ($1) AND status = 'pending' RETURNING id",
             job_ids,
+            self.now(),
         )
         .fetch_all(&self.pool)
         .await?)
@@ -354,7 +364,7 @@ impl Store {
                  status = CASE status WHEN 'canceling' THEN 'canceled' ELSE 'failed' END, \
                  error = format('provisioner daemon %s stopped renewing its lease, which expired at %s', \
                                 coalesce(worker_name, '?'), lease_expires_at), \
-                 completed_at = now(), updated_at = now() \
+                 completed_at = greatest($1, started_at), updated_at = $1 \
              WHERE status IN ('running', 'canceling') AND lease_expires_at < $1 \
              RETURNING id, worker_name, lease_expires_at AS \"lease_expires_at!\"",
             self.now(),
@@ -381,7 +391,7 @@ impl Store {
     /// Fails a job held by `worker_id`.
     pub async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        finish_job(&mut tx, job_id, worker_id, JobStatus::Failed, Some(error)).await?;
+        finish_job(&mut tx, job_id, worker_id, JobStatus::Failed, Some(error), self.now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -551,6 +561,7 @@ async fn take_next(
     worker: &Worker,
     policy: &QueuePolicy,
     priority: JobPriority,
+    now: DateTime<Utc>,
 ) -> Result<Option<JobRow>> {
     let sql = format!(
         "WITH next AS ( \
@@ -558,8 +569,8 @@ async fn take_next(
              WHERE status = 'pending' AND priority = $4 AND tags <@ $3 \
              ORDER BY created_at, id \
              FOR UPDATE SKIP LOCKED LIMIT 1) \
-         UPDATE provisioner_jobs j SET status = 'running', started_at = now(), updated_at = now(), \
-             worker_id = $1, worker_name = $2, lease_expires_at = now() + $5 \
+         UPDATE provisioner_jobs j SET status = 'running', started_at = greatest($6, j.created_at), \
+             updated_at = $6, worker_id = $1, worker_name = $2, lease_expires_at = $6 + $5 \
          FROM next WHERE j.id = next.id \
          RETURNING {JOB_COLUMNS}, NULL::bigint AS queue_position, {NO_TARGET}"
     );
@@ -569,6 +580,7 @@ async fn take_next(
         .bind(Json(&worker.tags))
         .bind(priority)
         .bind(policy.lease)
+        .bind(now)
         .fetch_optional(&mut *conn)
         .await?)
 }

@@ -31,12 +31,14 @@ pub struct Session {
 impl Store {
     pub async fn create_session(&self, session: &NewSession) -> Result<()> {
         sqlx::query!(
-            "INSERT INTO api_keys (id, hashed_secret, user_id, login_type, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, hashed_secret, user_id, login_type, expires_at, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
             session.id,
             session.hashed_secret,
             session.user_id,
             session.login_type,
             session.expires_at,
+            self.now(),
         )
         .execute(&self.pool)
         .await?;
@@ -59,9 +61,10 @@ impl Store {
     /// (never backward).
     pub async fn refresh_session(&self, id: &str, expires_at: DateTime<Utc>) -> Result<()> {
         sqlx::query!(
-            "UPDATE api_keys SET last_used_at = now(), expires_at = greatest(expires_at, $2) WHERE id = $1",
+            "UPDATE api_keys SET last_used_at = $3, expires_at = greatest(expires_at, $2) WHERE id = $1",
             id,
             expires_at,
+            self.now(),
         )
         .execute(&self.pool)
         .await?;

@@ -213,6 +213,7 @@ impl Store {
                 file_id: Some(new.file_id),
                 done_by: None,
             },
+            self.now(),
         )
         .await?;
         if let Some(template_id) = new.template_id {
@@ -273,7 +274,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         insert_manifest(&mut tx, version_id, manifest).await?;
-        finish_job(&mut tx, job_id, worker_id, JobStatus::Succeeded, None).await?;
+        finish_job(&mut tx, job_id, worker_id, JobStatus::Succeeded, None, self.now()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! Workspaces and their builds.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -54,9 +53,7 @@ impl WorkspaceRow {
     }
 }
 
-static WORKSPACE_SELECT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT w.id, w.organization_id, w.owner_id, u.username AS owner_name, w.template_id, \
+const WORKSPACE_SELECT: &str = "SELECT w.id, w.organization_id, w.owner_id, u.username AS owner_name, w.template_id, \
              t.name AS template_name, t.active_version_id AS template_active_version_id, w.name, w.preset_id, \
              w.created_at, w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, \
              b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
@@ -66,9 +63,7 @@ static WORKSPACE_SELECT: LazyLock<String> = LazyLock::new(|| {
          JOIN templates t ON t.id = w.template_id \
          JOIN LATERAL (SELECT * FROM workspace_builds WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b \
              ON true \
-         JOIN provisioner_jobs j ON j.id = b.job_id"
-    )
-});
+         JOIN provisioner_jobs j ON j.id = b.job_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BuildRow {
@@ -107,22 +102,18 @@ pub struct ResourceRow {
     pub replaced: bool,
 }
 
-static BUILD_SELECT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT b.id, b.workspace_id, b.build_number, b.transition, b.initiator_id, \
+const BUILD_SELECT: &str = "SELECT b.id, b.workspace_id, b.build_number, b.transition, b.initiator_id, \
              u.username AS initiator_name, b.reason, b.template_version_id, v.name AS template_version_name, \
              b.template_version_preset_id, b.job_id, b.deadline, b.max_deadline, b.created_at, b.updated_at, \
              j.status AS job_status, \
              coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
-                       WHERE p.workspace_build_id = b.id), '{{}}') AS parameters, \
+                       WHERE p.workspace_build_id = b.id), '{}') AS parameters, \
              coalesce((SELECT json_agg(json_build_object('address', r.address, 'type', r.type, \
                        'replaced', r.replaced) ORDER BY r.address) \
                        FROM workspace_resources r WHERE r.workspace_build_id = b.id), '[]') AS resources \
          FROM workspace_builds b JOIN users u ON u.id = b.initiator_id \
          JOIN template_versions v ON v.id = b.template_version_id \
-         JOIN provisioner_jobs j ON j.id = b.job_id"
-    )
-});
+         JOIN provisioner_jobs j ON j.id = b.job_id";
 
 /// A build to queue. Its parameter values have been validated already.
 #[derive(Debug, Clone)]
@@ -202,6 +193,7 @@ pub(crate) async fn insert_build(
     organization_id: Uuid,
     build: &NewBuild,
     done_by: Option<&'static str>,
+    now: DateTime<Utc>,
 ) -> Result<Uuid> {
     let number = sqlx::query_scalar!(
         "SELECT coalesce(max(build_number), 0) + 1 AS \"number!\" FROM workspace_builds WHERE workspace_id = $1",
@@ -231,6 +223,7 @@ pub(crate) async fn insert_build(
             file_id: Some(file_id),
             done_by,
         },
+        now,
     )
     .await?;
     sqlx::query!(
@@ -268,9 +261,12 @@ impl Store {
     /// Creates a workspace and queues its first build, in one transaction.
     pub async fn create_workspace(&self, new: &NewWorkspace) -> Result<WorkspaceRow> {
         let mut tx = self.pool.begin().await?;
+        let now = self.now();
+        // Stamped by the clock: its age decides when a prebuild expires.
         let id = sqlx::query_scalar!(
-            "INSERT INTO workspaces (organization_id, owner_id, template_id, name, preset_id, ttl_ms, autostart_schedule) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO workspaces (organization_id, owner_id, template_id, name, preset_id, ttl_ms, autostart_schedule, \
+                 created_at, updated_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING id",
             new.organization_id,
             new.owner_id,
             new.template_id,
@@ -278,13 +274,14 @@ impl Store {
             new.build.preset_id,
             new.ttl_ms,
             new.autostart_schedule,
+            now,
         )
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
-        insert_build(&mut tx, id, new.organization_id, &new.build, None).await?;
+        insert_build(&mut tx, id, new.organization_id, &new.build, None, now).await?;
         if let Some(miss) = &new.miss {
-            insert_miss(&mut tx, miss, new.owner_id, id, self.now()).await?;
+            insert_miss(&mut tx, miss, new.owner_id, id, now).await?;
         }
         tx.commit().await?;
         self.workspace(id).await
@@ -337,18 +334,18 @@ impl Store {
                 "build {number} ({transition}) of this workspace is still {status}; wait for it or cancel it"
             )));
         }
-        let id = insert_build(&mut tx, workspace_id, current.organization_id, build, None).await?;
+        let id = insert_build(&mut tx, workspace_id, current.organization_id, build, None, self.now()).await?;
         tx.commit().await?;
         self.build(id).await
     }
 
     pub async fn workspace(&self, id: Uuid) -> Result<WorkspaceRow> {
-        let sql = format!("{} WHERE w.id = $1", *WORKSPACE_SELECT);
+        let sql = format!("{} WHERE w.id = $1", WORKSPACE_SELECT);
         sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn workspace_by_name(&self, owner_id: Uuid, name: &str) -> Result<WorkspaceRow> {
-        let sql = format!("{} WHERE w.owner_id = $1 AND w.name = $2 AND NOT w.deleted", *WORKSPACE_SELECT);
+        let sql = format!("{} WHERE w.owner_id = $1 AND w.name = $2 AND NOT w.deleted", WORKSPACE_SELECT);
         sqlx::query_as(AssertSqlSafe(sql))
             .bind(owner_id)
             .bind(name)
@@ -366,8 +363,8 @@ impl Store {
              AND (NOT $5 OR (b.transition, j.status) IN (SELECT * FROM unnest($6::text[], $7::text[])))";
         let (transitions, statuses): (Vec<Transition>, Vec<JobStatus>) =
             filter.status.map(WorkspaceStatus::latest_builds).unwrap_or_default().into_iter().unzip();
-        let list = format!("{} WHERE {condition} ORDER BY w.created_at, w.id LIMIT $8 OFFSET $9", *WORKSPACE_SELECT);
-        let count = format!("SELECT count(*) FROM ({} WHERE {condition}) matching", *WORKSPACE_SELECT);
+        let list = format!("{} WHERE {condition} ORDER BY w.created_at, w.id LIMIT $8 OFFSET $9", WORKSPACE_SELECT);
+        let count = format!("SELECT count(*) FROM ({} WHERE {condition}) matching", WORKSPACE_SELECT);
         let rows = sqlx::query_as(AssertSqlSafe(list))
             .bind(filter.owner_id)
             .bind(&filter.template_name)
@@ -422,17 +419,17 @@ impl Store {
     }
 
     pub async fn build_by_job(&self, job_id: Uuid) -> Result<BuildRow> {
-        let sql = format!("{} WHERE b.job_id = $1", *BUILD_SELECT);
+        let sql = format!("{} WHERE b.job_id = $1", BUILD_SELECT);
         sqlx::query_as(AssertSqlSafe(sql)).bind(job_id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn build(&self, id: Uuid) -> Result<BuildRow> {
-        let sql = format!("{} WHERE b.id = $1", *BUILD_SELECT);
+        let sql = format!("{} WHERE b.id = $1", BUILD_SELECT);
         sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn build_by_number(&self, workspace_id: Uuid, number: i32) -> Result<BuildRow> {
-        let sql = format!("{} WHERE b.workspace_id = $1 AND b.build_number = $2", *BUILD_SELECT);
+        let sql = format!("{} WHERE b.workspace_id = $1 AND b.build_number = $2", BUILD_SELECT);
         sqlx::query_as(AssertSqlSafe(sql))
             .bind(workspace_id)
             .bind(number)
@@ -443,13 +440,13 @@ impl Store {
 
     /// Builds by id, in no particular order (a listing's latest builds, in one query).
     pub async fn builds_by_ids(&self, ids: &[Uuid]) -> Result<Vec<BuildRow>> {
-        let sql = format!("{} WHERE b.id = ANY ($1)", *BUILD_SELECT);
+        let sql = format!("{} WHERE b.id = ANY ($1)", BUILD_SELECT);
         Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(ids).fetch_all(&self.pool).await?)
     }
 
     /// A workspace's builds, newest first.
     pub async fn builds(&self, workspace_id: Uuid) -> Result<Vec<BuildRow>> {
-        let sql = format!("{} WHERE b.workspace_id = $1 ORDER BY b.build_number DESC", *BUILD_SELECT);
+        let sql = format!("{} WHERE b.workspace_id = $1 ORDER BY b.build_number DESC", BUILD_SELECT);
         Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.pool).await?)
     }
 
@@ -482,7 +479,7 @@ impl Store {
     /// one transaction.
     pub async fn complete_build(&self, job_id: Uuid, worker_id: Uuid, done: &BuildCompletion) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let status = finish_job(&mut tx, job_id, worker_id, done.status, done.error.as_deref()).await?;
+        let status = finish_job(&mut tx, job_id, worker_id, done.status, done.error.as_deref(), self.now()).await?;
         // An empty state means "reported, and there is none", unlike NULL
         // ("never reported"), which makes the next build look further back.
         let build = sqlx::query!(
