@@ -88,6 +88,13 @@ async fn an_exec_workspace_s_agent_becomes_ready_disconnects_on_stop_and_loses_i
     let agent_log = std::fs::read_to_string(example.root.join(ws.id.to_string()).join("agent.log")).unwrap();
     assert_eq!(agent_log.matches("regular workspace").count(), 1, "asked once, then stopped: {agent_log}");
     assert_eq!(as_agent.user("me").await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED), "no user endpoints");
+    // Bad input from an agent is its mistake, named, not the server's.
+    match as_agent.agent_heartbeat(Some(Uuid::new_v4())).await {
+        Err(warmspace_sdk::ClientError::Api { status, response }) => {
+            assert_eq!((status, response.validations[0].field.as_str()), (StatusCode::BAD_REQUEST, "serving_owner_id"))
+        }
+        other => panic!("a heartbeat serving nobody was accepted: {other:?}"),
+    }
     let garbage = Client::new(url.clone()).with_agent_token("not-a-token");
     assert_eq!(garbage.agent_manifest().await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED));
     let session_as_agent = Client::new(url.clone()).with_agent_token(client.token().unwrap());
