@@ -16,9 +16,10 @@ use warmspace_sdk::{
     WorkspaceBuild, WorkspacesQuery, WorkspacesResponse,
 };
 use warmspace_states::{BuildReason, ClaimMode, JobStatus, MissReason, Transition, WorkspaceStatus};
+use warmspace_store::PresetRow;
 use warmspace_store::claims::{ClaimMiss, ClaimRequest};
 use warmspace_store::workspaces::{BuildRow, NewBuild, NewWorkspace, PREBUILDS_USER_ID, WorkspaceFilter, WorkspaceRow};
-use warmspace_template::{ParameterInput, resolve_parameters};
+use warmspace_template::{Parameter, ParameterInput, resolve_parameters};
 
 use super::jobs::LogFollow;
 use super::templates::MAX_TTL_MS;
@@ -63,27 +64,7 @@ impl Domain {
         let parameters = self.store.version_parameters(version_id).await?;
         let requested = requested_values(&req.rich_parameter_values)?;
 
-        // The preset: the one named, else the one whose values the request repeats.
-        let matched = match req.template_version_preset_id {
-            Some(id) => {
-                presets.iter().find(|p| p.id == id).ok_or_else(|| {
-                    Error::field("template_version_preset_id", "not a preset of the template version")
-                })?;
-                PresetMatch::Matched(id)
-            }
-            None => {
-                let canonical: BTreeMap<String, String> = requested
-                    .iter()
-                    .map(|(name, value)| match parameters.iter().find(|p| &p.name == name) {
-                        Some(parameter) => (name.clone(), parameter.canonical(value)),
-                        None => (name.clone(), value.clone()),
-                    })
-                    .collect();
-                let candidates: Vec<PresetValues> =
-                    presets.iter().map(|p| PresetValues { id: p.id, values: &p.parameters.0 }).collect();
-                match_preset(&candidates, &canonical)
-            }
-        };
+        let matched = preset_of(req.template_version_preset_id, &presets, &parameters, &requested)?;
         let preset = match matched {
             PresetMatch::Matched(id) => presets.iter().find(|p| p.id == id),
             _ => None,
@@ -420,6 +401,33 @@ fn check_autostart(field: &str, schedule: &str) -> Result<String> {
     Schedule::parse(cron)
         .map_err(|e| bad(format!("{e} (expected five cron fields, optionally after CRON_TZ=<zone>)")))?;
     Ok(schedule.trim().to_owned())
+}
+
+/// The preset a create request uses: the one it names, else the one whose
+/// every value it repeats (values compared as their parameter's type means them).
+fn preset_of(
+    named: Option<Uuid>,
+    presets: &[PresetRow],
+    parameters: &[Parameter],
+    requested: &BTreeMap<String, String>,
+) -> Result<PresetMatch> {
+    if let Some(id) = named {
+        presets
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::field("template_version_preset_id", "not a preset of the template version"))?;
+        return Ok(PresetMatch::Matched(id));
+    }
+    let canonical: BTreeMap<String, String> = requested
+        .iter()
+        .map(|(name, value)| match parameters.iter().find(|p| &p.name == name) {
+            Some(parameter) => (name.clone(), parameter.canonical(value)),
+            None => (name.clone(), value.clone()),
+        })
+        .collect();
+    let candidates: Vec<PresetValues> =
+        presets.iter().map(|p| PresetValues { id: p.id, values: &p.parameters.0 }).collect();
+    Ok(match_preset(&candidates, &canonical))
 }
 
 fn requested_values(values: &[BuildParameter]) -> Result<BTreeMap<String, String>> {
