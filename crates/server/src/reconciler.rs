@@ -3,7 +3,7 @@
 //! each preset, and have the domain carry out the actions. Only the replica
 //! holding the reconciliation lock acts in a cycle.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,9 +88,10 @@ impl Reconciler {
                 row,
                 state,
                 decision: reconcile::decide(state, now, &snapshot.settings),
+                now,
             })
             .collect();
-        self.record_eligible(&planned, now).await;
+        self.record_eligible(&planned).await;
 
         let mut stats = CycleStats {
             presets_total: snapshot.presets.len(),
@@ -130,21 +131,22 @@ impl Reconciler {
     }
 
     /// Records when prebuilds became claimable, once each.
-    async fn record_eligible(&self, planned: &[PrebuildPlan<'_>], now: chrono::DateTime<chrono::Utc>) {
-        let eligible: Vec<(Uuid, Uuid)> = planned
+    async fn record_eligible(&self, planned: &[PrebuildPlan<'_>]) {
+        // Workspace → preset, for every prebuild claimable now.
+        let eligible: HashMap<Uuid, Uuid> = planned
             .iter()
             .flat_map(|p| {
                 p.state
                     .prebuilds
                     .iter()
-                    .filter(move |b| reconcile::is_eligible(p.state, b, now))
+                    .filter(move |b| reconcile::is_eligible(p.state, b, p.now))
                     .map(|b| (b.workspace_id, p.state.preset_id))
             })
             .collect();
         let fresh: Vec<(Uuid, Uuid)> = {
             let mut recorded = self.eligible_recorded.lock().expect("the eligible set is never poisoned");
             // Claimed or deleted prebuilds will not be eligible again: forget them.
-            recorded.retain(|id| eligible.iter().any(|(workspace, _)| workspace == id));
+            recorded.retain(|id| eligible.contains_key(id));
             eligible.into_iter().filter(|(id, _)| !recorded.contains(id)).collect()
         };
         if fresh.is_empty() {

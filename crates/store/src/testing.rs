@@ -31,6 +31,7 @@ pub struct TestDatabase {
     name: String,
     url: Url,
     admin_url: Url,
+    pool: OnceCell<sqlx::PgPool>,
 }
 
 impl TestDatabase {
@@ -55,7 +56,12 @@ impl TestDatabase {
             .await
             .expect("creating a test database");
         admin.close().await.ok();
-        TestDatabase { url: with_database(&server.admin_url, &name), name, admin_url: server.admin_url.clone() }
+        TestDatabase {
+            url: with_database(&server.admin_url, &name),
+            name,
+            admin_url: server.admin_url.clone(),
+            pool: OnceCell::new(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -71,13 +77,19 @@ impl TestDatabase {
         PgConnectOptions::from_str(self.url.as_str()).expect("a URL we built parses")
     }
 
-    /// A raw connection pool, for tests that set up or inspect rows directly.
+    /// A raw connection pool, for tests that set up or inspect rows
+    /// directly: one per database, made on first use and shared by clones.
     pub async fn pool(&self) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(5)
-            .connect_with(self.options())
+        self.pool
+            .get_or_init(|| async {
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(5)
+                    .connect_with(self.options())
+                    .await
+                    .expect("connecting to the test database")
+            })
             .await
-            .expect("connecting to the test database")
+            .clone()
     }
 
     pub async fn store(&self) -> Store {

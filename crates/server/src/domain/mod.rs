@@ -23,8 +23,8 @@ mod workspaces;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use warmspace_store::Store;
 use warmspace_store::pubsub::PubSub;
-use warmspace_store::{Clock, Store};
 
 pub use actor::{Actor, AgentAuth, DaemonAuth};
 pub use agents::Reinit;
@@ -64,10 +64,6 @@ impl Domain {
 
     pub fn events(&self) -> &Events {
         &self.events
-    }
-
-    pub fn clock(&self) -> &Clock {
-        self.store.clock()
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -27,6 +27,8 @@ pub struct PrebuildPlan<'a> {
     pub row: &'a PresetSnapshotRow,
     pub state: &'a PresetState,
     pub decision: Decision,
+    /// The instant the decision was made for (the snapshot's).
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a cycle (or the part of one spent on a preset) did.
@@ -74,8 +76,16 @@ impl Domain {
     /// What reconciliation decides from: every prebuild-configured preset
     /// and its prebuilds, as rows and as the pure logic reads them.
     pub async fn prebuilds_snapshot(&self) -> Result<(PrebuildsSnapshot, Snapshot)> {
+        self.read_snapshot(None).await
+    }
+
+    /// The snapshot of every preset, or of `only` that one.
+    async fn read_snapshot(&self, only: Option<Uuid>) -> Result<(PrebuildsSnapshot, Snapshot)> {
         let (history, since) = self.history();
-        let raw = self.store.prebuilds_snapshot(history, since).await?;
+        let raw = match only {
+            None => self.store.prebuilds_snapshot(history, since).await?,
+            Some(preset_id) => self.store.preset_snapshot(preset_id, history, since).await?,
+        };
         let snapshot = raw.to_snapshot(self.reconcile_settings(raw.paused));
         Ok((raw, snapshot))
     }
@@ -83,9 +93,7 @@ impl Domain {
     /// Why a preset has no claimable prebuild now: paused, hard-limited,
     /// backing off, or simply nothing eligible.
     pub(super) async fn miss_reason(&self, preset_id: Uuid) -> Result<MissReason> {
-        let (history, since) = self.history();
-        let raw = self.store.preset_snapshot(preset_id, history, since).await?;
-        let snapshot = raw.to_snapshot(self.reconcile_settings(raw.paused));
+        let (_, snapshot) = self.read_snapshot(Some(preset_id)).await?;
         if snapshot.settings.paused {
             return Ok(MissReason::Paused);
         }
@@ -227,8 +235,7 @@ impl Domain {
     /// logged and counted out; the next cycle sees what is left to do.
     pub async fn carry_out(&self, plan: &PrebuildPlan<'_>) -> CycleStats {
         let mut done = CycleStats::default();
-        let (row, state) = (plan.row, plan.state);
-        let now = self.now();
+        let (row, state, now) = (plan.row, plan.state, plan.now);
         for action in &plan.decision.actions {
             match action {
                 reconcile::Action::CancelPending(jobs) => match self.store.cancel_pending_jobs(jobs).await {

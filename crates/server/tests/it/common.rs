@@ -101,21 +101,7 @@ pub fn values(pairs: &[(&str, &str)]) -> Vec<BuildParameter> {
 }
 
 pub async fn create(client: &Client, template: &Template, name: &str, parameters: &[(&str, &str)]) -> Workspace {
-    client
-        .create_workspace(
-            "me",
-            &CreateWorkspaceRequest {
-                template_id: template.id,
-                template_version_id: None,
-                name: name.into(),
-                rich_parameter_values: values(parameters),
-                template_version_preset_id: None,
-                ttl_ms: None,
-                autostart_schedule: None,
-            },
-        )
-        .await
-        .unwrap()
+    client.create_workspace("me", &request(template, name, None, parameters)).await.unwrap()
 }
 
 pub async fn build(

@@ -11,14 +11,9 @@ use warmspace_sdk::{
 };
 use warmspace_server::testing::{PASSWORD, TestServer};
 
-const KIND: &str = "test_notice";
+use crate::common::api_status;
 
-fn api_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
-    match result {
-        Err(ClientError::Api { status, response }) => (status, response),
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
+const KIND: &str = "test_notice";
 
 /// Sends `title` to `user` and announces it, as a sender does after committing.
 async fn notify(server: &TestServer, user: Uuid, title: &str) -> Uuid {

@@ -4,18 +4,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warmspace_sdk::{
-    Client, ClientError, CreateFirstUserRequest, CreateUserRequest, LoginType, LoginWithPasswordRequest, Role,
-    UserStatus, UsersQuery,
+    Client, CreateFirstUserRequest, CreateUserRequest, LoginType, LoginWithPasswordRequest, Role, UserStatus,
+    UsersQuery,
 };
 use warmspace_server::testing::{OWNER_EMAIL, PASSWORD, TestServer};
 
-/// The status and body of a failed call.
-fn api_error(result: Result<impl std::fmt::Debug, ClientError>) -> (StatusCode, warmspace_sdk::Response) {
-    match result {
-        Err(ClientError::Api { status, response }) => (status, response),
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
+use crate::common::api_status;
 
 fn fields(response: &warmspace_sdk::Response) -> Vec<&str> {
     response.validations.iter().map(|v| v.field.as_str()).collect()
@@ -68,7 +62,7 @@ async fn the_first_user_can_be_created_only_once() {
             name: String::new(),
         })
         .await;
-    let (status, body) = api_error(again);
+    let (status, body) = api_status(again);
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body.message.contains("already been created"), "{body:?}");
 }
@@ -83,34 +77,34 @@ async fn login_succeeds_with_the_right_password_only() {
     let wrong = anonymous
         .login(&LoginWithPasswordRequest { email: OWNER_EMAIL.into(), password: "not the password".into() })
         .await;
-    let (status, wrong_body) = api_error(wrong);
+    let (status, wrong_body) = api_status(wrong);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // An unknown account gets the very same answer, so accounts cannot be probed.
     let unknown = anonymous
         .login(&LoginWithPasswordRequest { email: "nobody@example.com".into(), password: PASSWORD.into() })
         .await;
-    assert_eq!(api_error(unknown), (StatusCode::UNAUTHORIZED, wrong_body));
+    assert_eq!(api_status(unknown), (StatusCode::UNAUTHORIZED, wrong_body));
     // The prebuilds user has no password and cannot log in.
     let system = anonymous
         .login(&LoginWithPasswordRequest { email: "prebuilds@system.invalid".into(), password: String::new() })
         .await;
-    let (status, body) = api_error(system);
+    let (status, body) = api_status(system);
     assert_eq!((status, fields(&body)), (StatusCode::BAD_REQUEST, vec!["password"]));
     let system = anonymous
         .login(&LoginWithPasswordRequest { email: "prebuilds@system.invalid".into(), password: PASSWORD.into() })
         .await;
-    assert_eq!(api_error(system).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api_status(system).0, StatusCode::UNAUTHORIZED);
 
     // No token, a garbage token, a well-formed but unknown one: all 401.
-    assert_eq!(api_error(anonymous.user("me").await).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api_status(anonymous.user("me").await).0, StatusCode::UNAUTHORIZED);
     let garbage = server.client().with_token("garbage");
-    assert_eq!(api_error(garbage.user("me").await).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api_status(garbage.user("me").await).0, StatusCode::UNAUTHORIZED);
     let forged = server.client().with_token(format!("{}-{}", "a".repeat(10), "b".repeat(22)));
-    assert_eq!(api_error(forged.user("me").await).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api_status(forged.user("me").await).0, StatusCode::UNAUTHORIZED);
     // The right id with a wrong secret.
     let real = owner.token().unwrap();
     let wrong_secret = server.client().with_token(format!("{}-{}", &real[..10], "c".repeat(22)));
-    assert_eq!(api_error(wrong_secret.user("me").await).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api_status(wrong_secret.user("me").await).0, StatusCode::UNAUTHORIZED);
 
     // Bearer authentication works as well as the header.
     let resp = server
@@ -131,7 +125,7 @@ async fn suspended_users_cannot_log_in() {
     let mut req = user_request("sleepy", &[]);
     req.status = UserStatus::Suspended;
     owner.create_user(&req).await.unwrap();
-    let (status, body) = api_error(
+    let (status, body) = api_status(
         server.client().login(&LoginWithPasswordRequest { email: req.email, password: PASSWORD.into() }).await,
     );
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -151,7 +145,7 @@ async fn an_expired_session_is_refused() {
     .execute(&server.db.pool().await)
     .await
     .unwrap();
-    let (status, body) = api_error(owner.user("me").await);
+    let (status, body) = api_status(owner.user("me").await);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.message.contains("expired"), "{body:?}");
 }
@@ -213,7 +207,7 @@ async fn logout_ends_the_session() {
     let owner = server.owner().await;
     let other_session = server.login(OWNER_EMAIL).await;
     owner.logout().await.unwrap();
-    assert_eq!(api_error(owner.user("me").await).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api_status(owner.user("me").await).0, StatusCode::UNAUTHORIZED);
     assert!(other_session.user("me").await.is_ok(), "only the session that logged out ends");
 }
 
@@ -225,11 +219,11 @@ async fn only_owners_create_users() {
     let admin = server.user(&owner, "tadmin", &[Role::TemplateAdmin]).await;
 
     for (who, client) in [("member", &member), ("template-admin", &admin)] {
-        let (status, body) = api_error(client.create_user(&user_request("newbie", &[])).await);
+        let (status, body) = api_status(client.create_user(&user_request("newbie", &[])).await);
         assert_eq!(status, StatusCode::FORBIDDEN, "{who}");
         assert!(body.detail.contains("create user"), "{who}: {body:?}");
     }
-    let (status, _) = api_error(server.client().create_user(&user_request("newbie", &[])).await);
+    let (status, _) = api_status(server.client().create_user(&user_request("newbie", &[])).await);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let created = owner.create_user(&user_request("newbie", &[Role::TemplateAdmin])).await.unwrap();
@@ -369,11 +363,11 @@ async fn listings_hide_system_users_and_respect_roles() {
 
     // Reading one user follows the same rules.
     assert_eq!(member.user("member").await.unwrap().username, "member");
-    assert_eq!(api_error(member.user("admin").await).0, StatusCode::FORBIDDEN);
+    assert_eq!(api_status(member.user("admin").await).0, StatusCode::FORBIDDEN);
     assert_eq!(admin.user("member").await.unwrap().roles, [Role::Member]);
     let by_id = owner.user("c42fdf75-3097-471c-8c33-fb52454d81c0").await.unwrap();
     assert!(by_id.is_system && by_id.roles.is_empty());
-    assert_eq!(api_error(owner.user("ghost").await).0, StatusCode::NOT_FOUND);
+    assert_eq!(api_status(owner.user("ghost").await).0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use warmspace_sdk::{CreateWorkspaceRequest, JobStatus, Role, StatusCode, WorkspaceStatus, WorkspacesQuery};
+use warmspace_sdk::{JobStatus, Role, StatusCode, WorkspaceStatus, WorkspacesQuery};
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
@@ -100,20 +100,7 @@ async fn parameters_are_validated_before_anything_is_queued() {
         (vec![("region", "mars")], "region"),
         (vec![("gpus", "1")], "gpus"),
     ] {
-        let refused = owner
-            .create_workspace(
-                "me",
-                &CreateWorkspaceRequest {
-                    template_id: template.id,
-                    template_version_id: None,
-                    name: "dev".into(),
-                    rich_parameter_values: values(&parameters),
-                    template_version_preset_id: None,
-                    ttl_ms: None,
-                    autostart_schedule: None,
-                },
-            )
-            .await;
+        let refused = owner.create_workspace("me", &request(&template, "dev", None, &parameters)).await;
         let (status, body) = api_status(refused);
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body.validations[0].field, field, "{body:?}");
@@ -132,37 +119,11 @@ async fn parameters_are_validated_before_anything_is_queued() {
     assert_eq!(jobs(&server).await, 2);
 
     // Bad names and taken names.
-    let bad = owner
-        .create_workspace(
-            "me",
-            &CreateWorkspaceRequest {
-                template_id: template.id,
-                template_version_id: None,
-                name: "Bad_Name".into(),
-                rich_parameter_values: vec![],
-                template_version_preset_id: None,
-                ttl_ms: None,
-                autostart_schedule: None,
-            },
-        )
-        .await;
+    let bad = owner.create_workspace("me", &request(&template, "Bad_Name", None, &[])).await;
     let (status, body) = api_status(bad);
     assert_eq!((status, body.validations[0].field.as_str()), (StatusCode::BAD_REQUEST, "name"));
     assert!(body.validations[0].detail.contains("lowercase"), "the rule is stated: {body:?}");
-    let taken = owner
-        .create_workspace(
-            "me",
-            &CreateWorkspaceRequest {
-                template_id: template.id,
-                template_version_id: None,
-                name: "dev".into(),
-                rich_parameter_values: vec![],
-                template_version_preset_id: None,
-                ttl_ms: None,
-                autostart_schedule: None,
-            },
-        )
-        .await;
+    let taken = owner.create_workspace("me", &request(&template, "dev", None, &[])).await;
     assert_eq!(api_status(taken).0, StatusCode::CONFLICT);
 }
 
@@ -235,22 +196,7 @@ async fn members_see_and_build_only_their_own_workspaces() {
     assert_eq!(api_status(bob.workspace(mine.id).await).0, StatusCode::NOT_FOUND);
     assert_eq!(api_status(build(&bob, &mine, "stop", &[]).await).0, StatusCode::NOT_FOUND);
     assert_eq!(
-        api_status(
-            bob.create_workspace(
-                "alice",
-                &CreateWorkspaceRequest {
-                    template_id: template.id,
-                    template_version_id: None,
-                    name: "sneaky".into(),
-                    rich_parameter_values: vec![],
-                    template_version_preset_id: None,
-                    ttl_ms: None,
-                    autostart_schedule: None,
-                }
-            )
-            .await
-        )
-        .0,
+        api_status(bob.create_workspace("alice", &request(&template, "sneaky", None, &[])).await).0,
         StatusCode::FORBIDDEN
     );
     // Template admins read every workspace but do not build them.
