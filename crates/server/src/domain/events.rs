@@ -45,6 +45,14 @@ impl Events {
         self.publish(&job_events_channel(job_id), EVENT_DONE).await;
     }
 
+    /// A workspace build finished (succeeded, failed or canceled, by its
+    /// daemon or without one): its followers see the end, and the pools
+    /// look again — a prebuild became ready, failed, or went away.
+    pub async fn build_finished(&self, job_id: Uuid) {
+        self.job_done(job_id).await;
+        self.reconcile("build finished").await;
+    }
+
     /// A prebuild was claimed: its agents' re-init streams look again.
     pub async fn claimed(&self, event: &ReinitEvent) {
         let payload = serde_json::to_string(event).expect("an event serialises");

@@ -45,7 +45,7 @@ impl Domain {
             Err(err) => {
                 let message = format!("the job could not be started: {err}");
                 self.store.fail_job(job.id, worker.id, &message).await.map_err(job_lost)?;
-                self.events.job_done(job.id).await;
+                self.events.build_finished(job.id).await;
                 Err(Error::internal(message))
             }
         }
@@ -174,9 +174,7 @@ impl Domain {
             resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
         };
         self.store.complete_build(job_id, worker_id, &completion).await.map_err(job_lost)?;
-        self.events.job_done(job_id).await;
-        // A finished build may change a pool: a prebuild became ready, failed, or went away.
-        self.events.reconcile("build finished").await;
+        self.events.build_finished(job_id).await;
         if let Some(build) = claim {
             self.tell_template_admins(&build, &replaced).await;
         }
@@ -185,7 +183,8 @@ impl Domain {
 
     pub async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: &str) -> Result<()> {
         self.store.fail_job(job_id, worker_id, error).await.map_err(job_lost)?;
-        self.events.job_done(job_id).await;
+        // Imports fail here too; waking the reconciler for one costs a cycle that finds nothing to do.
+        self.events.build_finished(job_id).await;
         Ok(())
     }
 
@@ -198,6 +197,7 @@ impl Domain {
             self.events.job_done(*job_id).await;
         }
         if !reaped.is_empty() {
+            // Once for all of them: one cycle sees every reaped job.
             self.events.reconcile("lease expired").await;
         }
         Ok(reaped.len())

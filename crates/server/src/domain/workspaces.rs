@@ -276,7 +276,7 @@ impl Domain {
         authorize_workspace(actor, workspace.owner_id, &[Action::Read, Action::Update])?;
         match self.store.cancel_job(build.job_id).await? {
             Some(JobStatus::Canceled) => {
-                self.events.job_done(build.job_id).await;
+                self.events.build_finished(build.job_id).await;
                 Ok("Build canceled.")
             }
             Some(_) => Ok("Cancel requested; the daemon is stopping the build."),
