@@ -18,6 +18,7 @@ mod tests;
 mod time;
 
 use pool::Pool;
+use time::later_by;
 
 /// Site-wide knobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,10 @@ pub struct Settings {
     /// After this many consecutive failed creations, a preset stops creating
     /// until a new template version; 0 disables the limit.
     pub failure_hard_limit: u32,
+    /// An expired prebuild is kept, while its replacement is not yet
+    /// eligible, for at most this long past its expiry (make before break);
+    /// then it goes even if the replacement never comes.
+    pub replacement_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +58,13 @@ pub struct PresetState {
     pub instances: u32,
     /// Unclaimed prebuilds older than this are replaced.
     pub ttl: Option<Duration>,
+    /// A running prebuild whose agents are not all ready this long after its
+    /// start build finished is a failed creation (its template's setting).
+    pub agent_ready_timeout: Duration,
+    /// How long a creation typically takes to become eligible (the median of
+    /// the preset's recent ones), if known: an expiring prebuild's
+    /// replacement starts this long before it expires.
+    pub typical_build: Option<Duration>,
     pub timezone: Option<Tz>,
     /// Never two covering the same minute (the import refused that).
     pub schedules: Vec<(Schedule, u32)>,
@@ -78,6 +90,8 @@ impl PresetState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Creation {
+    /// The prebuild it created (claimed since, or deleted, perhaps).
+    pub workspace_id: Uuid,
     pub finished_at: DateTime<Utc>,
     pub succeeded: bool,
 }
@@ -110,6 +124,9 @@ pub struct Counts {
     pub running: u32,
     /// Running, but past the TTL or created before the last invalidation.
     pub expired: u32,
+    /// Running, but its agents were not ready within the template's
+    /// `agent_ready_timeout`: a failed creation, being replaced.
+    pub agents_not_ready: u32,
     /// Running, not expired, agents ready: claimable.
     pub eligible: u32,
     /// In progress, by transition.
@@ -195,6 +212,16 @@ pub fn is_expired(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>)
     prebuild.is_expired(preset, now)
 }
 
+/// Expired, or expiring within one typical build: its replacement is due.
+pub fn is_due_for_replacement(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>) -> bool {
+    prebuild.is_expired(preset, now) || prebuild.is_expiring(preset, now)
+}
+
+/// Running, but its agents were not all ready in time: a failure.
+pub fn agents_timed_out(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>) -> bool {
+    prebuild.agents_timed_out(preset, now)
+}
+
 /// Claimable: running, not expired, every agent ready.
 pub fn is_eligible(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>) -> bool {
     prebuild.phase() == pool::Phase::Running && !prebuild.is_expired(preset, now) && prebuild.agents_ready
@@ -208,11 +235,11 @@ pub fn is_eligible(preset: &PresetState, prebuild: &Prebuild, now: DateTime<Utc>
 pub fn decide(preset: &PresetState, now: DateTime<Utc>, settings: &Settings) -> Decision {
     let desired = desired(preset, now);
     let pool = Pool::new(preset, now, settings.backoff_lookback);
-    let status = status::status(preset, now, settings);
+    let status = status::status(preset, &pool.timed_out_creations(preset), now, settings);
     let actions = if settings.paused {
         Vec::new()
     } else if preset.keeps_pool() {
-        maintain(&pool, desired, status)
+        maintain(&pool, preset, desired, status, now, settings.replacement_grace)
     } else {
         wind_down(&pool)
     };
@@ -229,20 +256,51 @@ fn wind_down(pool: &Pool) -> Vec<Action> {
     non_empty(vec![Action::CancelPending(cancel), Action::Delete(delete)])
 }
 
-/// A preset that keeps a pool: replace what expired, shrink to the desired
-/// count at once, clean up old failures, and fill the shortfall unless the
-/// status forbids creating.
-fn maintain(pool: &Pool, desired: u32, status: Status) -> Vec<Action> {
+/// A preset that keeps a pool: replace what expired (make before break),
+/// shrink to the desired count at once, clean up failures, and fill the
+/// shortfall unless the status forbids creating.
+fn maintain(
+    pool: &Pool,
+    preset: &PresetState,
+    desired: u32,
+    status: Status,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Vec<Action> {
+    let desired = desired as usize;
     // Prebuilds being started will be running soon: counting them keeps the
-    // next cycle from creating the same shortfall again.
-    let supply = u32::try_from(pool.fresh.len() + pool.starting()).unwrap_or(u32::MAX);
+    // next cycle from creating the same shortfall again. Expired and
+    // expiring ones do not count: their replacements are what is created.
+    let supply = pool.fresh.len() + pool.starting();
     // The surplus can only come out of running prebuilds: deleting a busy one
     // would race its build. `fresh` is oldest first.
-    let surplus = supply.saturating_sub(desired) as usize;
-    let delete =
-        pool.expired.iter().chain(pool.fresh.iter().take(surplus)).chain(&pool.failed_long_ago).chain(&pool.stopped);
+    let surplus = supply.saturating_sub(desired);
     let shortfall = desired.saturating_sub(supply);
     let create = if status == Status::Normal { shortfall } else { 0 };
+    // Make before break: an old prebuild (expired, or expiring within a
+    // typical build) stays while the pool needs it to stand in for a
+    // replacement not yet eligible, unless it has been expired longer than
+    // the grace. Expiring ones (still claimable) are kept before expired
+    // ones, and the newest before older ones.
+    let ready_kept = pool.fresh.iter().skip(surplus).filter(|p| p.agents_ready).count();
+    let mut stand_ins = desired.saturating_sub(ready_kept);
+    let mut old_leaving = Vec::new();
+    for old in pool.expiring.iter().rev().chain(pool.expired.iter().rev()) {
+        let past_grace = old.expired_at(preset).is_some_and(|at| later_by(at, grace) <= now);
+        if stand_ins > 0 && !past_grace {
+            stand_ins -= 1;
+        } else {
+            old_leaving.push(*old);
+        }
+    }
+    old_leaving.reverse();
+    let delete = old_leaving
+        .into_iter()
+        .chain(pool.fresh.iter().take(surplus).copied())
+        .chain(pool.not_ready.iter().copied())
+        .chain(pool.failed_long_ago.iter().copied())
+        .chain(pool.stopped.iter().copied());
+    let create = u32::try_from(create).unwrap_or(u32::MAX);
     non_empty(vec![Action::Delete(delete.map(|p| p.workspace_id).collect()), Action::Create(create)])
 }
 

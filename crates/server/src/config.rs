@@ -98,6 +98,9 @@ pub struct ReconcilerConfig {
     pub backoff_lookback: Duration,
     /// Consecutive failed creations before a preset stops; 0 disables.
     pub failure_hard_limit: u32,
+    /// An expired prebuild waits for its replacement to be eligible at most
+    /// this long past its expiry before it is deleted anyway.
+    pub replacement_grace: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -109,6 +112,7 @@ impl Default for ReconcilerConfig {
             backoff_interval: Duration::from_secs(15),
             backoff_lookback: Duration::from_secs(3600),
             failure_hard_limit: 3,
+            replacement_grace: Duration::from_secs(10 * 60),
         }
     }
 }

@@ -18,7 +18,7 @@ mod workspaces;
 pub use agents::AgentLifecycle;
 pub use builds::{BuildReason, Transition};
 pub use jobs::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
-pub use prebuilds::{DeletionReason, MissReason, PrebuildEvent, PresetStatus};
+pub use prebuilds::{DEFAULT_AGENT_READY_TIMEOUT_MS, DeletionReason, MissReason, PrebuildEvent, PresetStatus};
 pub use templates::{ClaimMode, ParameterType, Provisioner};
 pub use users::{LoginType, UserStatus};
 pub use workspaces::WorkspaceStatus;

@@ -52,5 +52,11 @@ text_enum! {
         Inactive = "inactive",
         /// Its latest build failed.
         Failed = "failed",
+        /// Its start build succeeded, but its agents were not ready within
+        /// the template's `agent_ready_timeout`: a failed creation.
+        AgentsNotReady = "agents_not_ready",
     }
 }
+
+/// A template's `agent_ready_timeout` unless set (10 minutes; the schema's default too).
+pub const DEFAULT_AGENT_READY_TIMEOUT_MS: i64 = 10 * 60 * 1000;

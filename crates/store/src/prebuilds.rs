@@ -31,6 +31,8 @@ pub struct PresetSnapshotRow {
     pub scheduling_timezone: Option<String>,
     pub last_invalidated_at: Option<DateTime<Utc>>,
     pub validation_error: Option<String>,
+    /// The template's `agent_ready_timeout`.
+    pub agent_ready_timeout_ms: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -55,8 +57,11 @@ pub struct PrebuildSnapshotRow {
 }
 
 /// A finished prebuild creation (build 1 of a prebuild, claimed since or not).
+/// One whose prebuild was deleted because its agents were never ready is a
+/// failure, finished when it was deleted.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CreationSnapshotRow {
+    pub workspace_id: Uuid,
     pub preset_id: Uuid,
     pub finished_at: DateTime<Utc>,
     pub succeeded: bool,
@@ -70,7 +75,19 @@ pub struct PrebuildsSnapshot {
     pub schedules: Vec<ScheduleSnapshotRow>,
     pub prebuilds: Vec<PrebuildSnapshotRow>,
     pub creations: Vec<CreationSnapshotRow>,
+    /// Per preset, the median time from a prebuild's creation to its
+    /// becoming eligible, over its recent ones.
+    pub typical_builds: Vec<TypicalBuildRow>,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TypicalBuildRow {
+    pub preset_id: Uuid,
+    pub median_seconds: f64,
+}
+
+/// How many of a preset's latest eligible prebuilds its typical build time is the median of.
+const TYPICAL_BUILD_SAMPLE: i64 = 10;
 
 impl PrebuildsSnapshot {
     /// The rows as the pure reconciliation logic reads them.
@@ -100,11 +117,17 @@ impl PrebuildsSnapshot {
         }
         let mut creations: HashMap<Uuid, Vec<Creation>> = HashMap::new();
         for c in &self.creations {
-            creations
-                .entry(c.preset_id)
-                .or_default()
-                .push(Creation { finished_at: c.finished_at, succeeded: c.succeeded });
+            creations.entry(c.preset_id).or_default().push(Creation {
+                workspace_id: c.workspace_id,
+                finished_at: c.finished_at,
+                succeeded: c.succeeded,
+            });
         }
+        let typical: HashMap<Uuid, Duration> = self
+            .typical_builds
+            .iter()
+            .filter_map(|t| Duration::try_from_secs_f64(t.median_seconds).ok().map(|d| (t.preset_id, d)))
+            .collect();
         let presets = self
             .presets
             .iter()
@@ -116,6 +139,8 @@ impl PrebuildsSnapshot {
                 template_deleted: p.template_deleted,
                 instances: count(p.desired_instances),
                 ttl: p.ttl_seconds.map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
+                agent_ready_timeout: Duration::from_millis(u64::try_from(p.agent_ready_timeout_ms).unwrap_or(0)),
+                typical_build: typical.get(&p.preset_id).copied(),
                 timezone: p.scheduling_timezone.as_deref().and_then(|tz| chrono_tz::Tz::from_str(tz).ok()),
                 schedules: schedules.remove(&p.preset_id).unwrap_or_default(),
                 last_invalidated_at: p.last_invalidated_at,
@@ -204,7 +229,7 @@ impl Store {
                  o.id AS organization_id, o.name AS organization_name, p.template_version_id, \
                  t.active_version_id = p.template_version_id AS \"version_active!\", t.deleted AS template_deleted, \
                  p.desired_instances AS \"desired_instances!\", p.ttl_seconds, \
-                 p.scheduling_timezone, p.last_invalidated_at, p.validation_error \
+                 p.scheduling_timezone, p.last_invalidated_at, p.validation_error, t.agent_ready_timeout_ms \
              FROM template_version_presets p \
              JOIN template_versions v ON v.id = p.template_version_id \
              JOIN templates t ON t.id = v.template_id \
@@ -250,11 +275,15 @@ impl Store {
         .await?;
         let creations = sqlx::query_as!(
             CreationSnapshotRow,
-            "SELECT preset_id AS \"preset_id!\", finished_at AS \"finished_at!\", succeeded AS \"succeeded!\" FROM ( \
-                 SELECT w.preset_id, j.completed_at AS finished_at, j.status = 'succeeded' AS succeeded, \
-                     row_number() OVER (PARTITION BY w.preset_id ORDER BY j.completed_at DESC) AS newest \
+            "SELECT workspace_id AS \"workspace_id!\", preset_id AS \"preset_id!\", finished_at AS \"finished_at!\", \
+                 succeeded AS \"succeeded!\" FROM ( \
+                 SELECT w.id AS workspace_id, w.preset_id, COALESCE(t.at, j.completed_at) AS finished_at, \
+                     j.status = 'succeeded' AND t.at IS NULL AS succeeded, \
+                     row_number() OVER (PARTITION BY w.preset_id ORDER BY COALESCE(t.at, j.completed_at) DESC) AS newest \
                  FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
                  JOIN provisioner_jobs j ON j.id = b.job_id \
+                 LEFT JOIN LATERAL (SELECT e.at FROM prebuild_events e WHERE e.workspace_id = w.id \
+                                    AND e.event = 'deleted' AND e.reason = 'agents_not_ready' LIMIT 1) t ON true \
                  WHERE b.build_number = 1 AND b.initiator_id = $1 AND w.preset_id IS NOT NULL \
                    AND j.status IN ('succeeded', 'failed') AND ($4::uuid IS NULL OR w.preset_id = $4)) c \
              WHERE newest <= $2 OR (NOT succeeded AND finished_at > $3) \
@@ -266,8 +295,23 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        // From the `created` and `eligible` events of each preset's latest eligible prebuilds.
+        let typical_builds = sqlx::query_as!(
+            TypicalBuildRow,
+            "SELECT preset_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS \"median_seconds!\" FROM ( \
+                 SELECT e.preset_id, extract(epoch FROM e.at - c.at)::float8 AS seconds, \
+                     row_number() OVER (PARTITION BY e.preset_id ORDER BY e.at DESC) AS newest \
+                 FROM prebuild_events e \
+                 JOIN prebuild_events c ON c.workspace_id = e.workspace_id AND c.event = 'created' \
+                 WHERE e.event = 'eligible' AND ($2::uuid IS NULL OR e.preset_id = $2)) r \
+             WHERE newest <= $1 GROUP BY preset_id",
+            TYPICAL_BUILD_SAMPLE,
+            only,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(PrebuildsSnapshot { now, paused, presets, schedules, prebuilds, creations })
+        Ok(PrebuildsSnapshot { now, paused, presets, schedules, prebuilds, creations, typical_builds })
     }
 
     pub async fn reconciliation_paused(&self) -> Result<bool> {

@@ -47,7 +47,7 @@ pub struct NewTemplateVersion {
 }
 
 /// Lifecycle settings of a template's workspaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TemplateSettings {
     pub default_ttl_ms: i64,
     /// Bit 0 = Monday … bit 6 = Sunday.
@@ -57,6 +57,23 @@ pub struct TemplateSettings {
     pub failure_ttl_ms: i64,
     pub time_til_dormant_ms: i64,
     pub time_til_dormant_autodelete_ms: i64,
+    /// A prebuild whose agents are not ready this long after its start build is a failure.
+    pub agent_ready_timeout_ms: i64,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        TemplateSettings {
+            default_ttl_ms: 0,
+            autostop_requirement_days_of_week: 0,
+            autostop_requirement_weeks: 1,
+            allow_user_autostart: true,
+            failure_ttl_ms: 0,
+            time_til_dormant_ms: 0,
+            time_til_dormant_autodelete_ms: 0,
+            agent_ready_timeout_ms: warmspace_states::DEFAULT_AGENT_READY_TIMEOUT_MS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -78,6 +95,7 @@ pub struct TemplateRow {
     pub failure_ttl_ms: i64,
     pub time_til_dormant_ms: i64,
     pub time_til_dormant_autodelete_ms: i64,
+    pub agent_ready_timeout_ms: i64,
 }
 
 impl TemplateRow {
@@ -90,6 +108,7 @@ impl TemplateRow {
             failure_ttl_ms: self.failure_ttl_ms,
             time_til_dormant_ms: self.time_til_dormant_ms,
             time_til_dormant_autodelete_ms: self.time_til_dormant_autodelete_ms,
+            agent_ready_timeout_ms: self.agent_ready_timeout_ms,
         }
     }
 }
@@ -97,7 +116,7 @@ impl TemplateRow {
 const TEMPLATE_COLUMNS: &str = "id, organization_id, name, display_name, description, icon, active_version_id, \
      created_by, created_at, updated_at, default_ttl_ms, autostop_requirement_days_of_week, \
      autostop_requirement_weeks, allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, \
-     time_til_dormant_autodelete_ms";
+     time_til_dormant_autodelete_ms, agent_ready_timeout_ms";
 
 pub struct NewTemplate {
     pub organization_id: Uuid,
@@ -294,8 +313,9 @@ impl Store {
         let sql = format!(
             "INSERT INTO templates (organization_id, name, display_name, description, icon, active_version_id, \
                  created_by, default_ttl_ms, autostop_requirement_days_of_week, autostop_requirement_weeks, \
-                 allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, time_til_dormant_autodelete_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {TEMPLATE_COLUMNS}"
+                 allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, time_til_dormant_autodelete_ms, \
+                 agent_ready_timeout_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {TEMPLATE_COLUMNS}"
         );
         let template: TemplateRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(new.organization_id)
@@ -312,6 +332,7 @@ impl Store {
             .bind(s.failure_ttl_ms)
             .bind(s.time_til_dormant_ms)
             .bind(s.time_til_dormant_autodelete_ms)
+            .bind(s.agent_ready_timeout_ms)
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| StoreError::conflict_on(e, &[("templates_name_key", "name")]))?;
@@ -358,7 +379,7 @@ impl Store {
             "UPDATE templates SET display_name = $2, description = $3, icon = $4, default_ttl_ms = $5, \
                  autostop_requirement_days_of_week = $6, autostop_requirement_weeks = $7, allow_user_autostart = $8, \
                  failure_ttl_ms = $9, time_til_dormant_ms = $10, time_til_dormant_autodelete_ms = $11, \
-                 updated_at = now() \
+                 agent_ready_timeout_ms = $12, updated_at = now() \
              WHERE id = $1 AND NOT deleted RETURNING {TEMPLATE_COLUMNS}"
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -373,6 +394,7 @@ impl Store {
             .bind(s.failure_ttl_ms)
             .bind(s.time_til_dormant_ms)
             .bind(s.time_til_dormant_autodelete_ms)
+            .bind(s.agent_ready_timeout_ms)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)

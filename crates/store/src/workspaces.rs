@@ -503,19 +503,51 @@ impl Store {
             .await?;
         }
         if build.transition == Transition::Delete && status == JobStatus::Succeeded {
-            sqlx::query!("UPDATE workspaces SET deleted = true, updated_at = now() WHERE id = $1", build.workspace_id)
-                .execute(&mut *tx)
-                .await?;
-            // A deleted workspace's agents authenticate no more.
-            sqlx::query!(
-                "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
-                 WHERE workspace_id = $1",
-                build.workspace_id,
-            )
-            .execute(&mut *tx)
-            .await?;
+            mark_deleted(&mut tx, build.workspace_id).await?;
         }
         tx.commit().await?;
         Ok(())
     }
+
+    /// Removes a workspace nothing was ever built for — every build of it
+    /// was canceled before any daemon took it, so no backend holds anything
+    /// of it — without a delete build (DESIGN §5.1). Only while `owner` owns
+    /// it. Returns whether it was removed; `false` (nothing changed) when
+    /// any of its jobs ever started or has not ended.
+    pub async fn remove_never_built(&self, workspace_id: Uuid, owner: Uuid) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock orders this after any build being queued for it.
+        let never_built = sqlx::query_scalar!(
+            "SELECT NOT EXISTS (SELECT 1 FROM workspace_builds b JOIN provisioner_jobs j ON j.id = b.job_id \
+                                WHERE b.workspace_id = w.id AND (j.started_at IS NOT NULL OR j.status <> 'canceled')) \
+                 AS \"never_built!\" \
+             FROM workspaces w WHERE w.id = $1 AND w.owner_id = $2 AND NOT w.deleted FOR UPDATE",
+            workspace_id,
+            owner,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if !never_built {
+            return Ok(false);
+        }
+        mark_deleted(&mut tx, workspace_id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// Marks a workspace deleted; its agents authenticate no more.
+async fn mark_deleted(tx: &mut sqlx::PgConnection, workspace_id: Uuid) -> Result<()> {
+    sqlx::query!("UPDATE workspaces SET deleted = true, updated_at = now() WHERE id = $1", workspace_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!(
+        "UPDATE workspace_agents SET token_id = NULL, hashed_secret = NULL, updated_at = now() \
+         WHERE workspace_id = $1",
+        workspace_id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

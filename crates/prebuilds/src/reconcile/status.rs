@@ -1,6 +1,7 @@
 //! Whether a preset may create prebuilds, from its creation history.
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::time::{earlier_by, later_by};
 use super::{Creation, PresetState, Settings, Status};
@@ -9,16 +10,32 @@ use super::{Creation, PresetState, Settings, Status};
 /// creating (nor on the desired count): a preset whose base count is 0 but
 /// whose schedule asks for more must still back off, and operators want to
 /// see a blocked preset as blocked before it next needs a prebuild.
-pub(super) fn status(preset: &PresetState, now: DateTime<Utc>, settings: &Settings) -> Status {
+///
+/// `timed_out` are prebuilds whose agents never became ready, with when
+/// that became a failure: their creations count as failed from then on.
+pub(super) fn status(
+    preset: &PresetState,
+    timed_out: &[(Uuid, DateTime<Utc>)],
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Status {
     // Most permanent first: validation failure is never retried; a hard
     // limit lasts until a new version; backoff passes by itself.
     if preset.validation_failed {
         return Status::ValidationFailed;
     }
-    if hard_limited(&preset.creations, settings.failure_hard_limit) {
+    let creations: Vec<Creation> = preset
+        .creations
+        .iter()
+        .map(|c| match timed_out.iter().find(|(id, _)| *id == c.workspace_id) {
+            Some(&(_, at)) => Creation { finished_at: at, succeeded: false, ..*c },
+            None => *c,
+        })
+        .collect();
+    if hard_limited(&creations, settings.failure_hard_limit) {
         return Status::HardLimited;
     }
-    match backoff_until(&preset.creations, now, settings) {
+    match backoff_until(&creations, now, settings) {
         Some(until) if now < until => Status::Backoff { until },
         _ => Status::Normal,
     }

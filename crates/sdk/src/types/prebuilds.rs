@@ -26,6 +26,10 @@ pub struct PresetPoolStatus {
     pub running: u32,
     pub eligible: u32,
     pub expired: u32,
+    /// Running, but whose agents were not ready within the template's
+    /// `agent_ready_timeout`: failed creations, being replaced.
+    #[serde(default)]
+    pub agents_not_ready: u32,
     pub starting: u32,
     pub stopping: u32,
     pub deleting: u32,

@@ -60,6 +60,9 @@ pub struct TemplateSettings {
     pub time_til_dormant_ms: i64,
     /// Dormant workspaces are deleted after this long.
     pub time_til_dormant_autodelete_ms: i64,
+    /// A prebuild whose agents are not all ready this long after its start
+    /// build succeeded counts as a failed creation and is replaced.
+    pub agent_ready_timeout_ms: i64,
 }
 
 impl Default for TemplateSettings {
@@ -72,6 +75,7 @@ impl Default for TemplateSettings {
             failure_ttl_ms: 0,
             time_til_dormant_ms: 0,
             time_til_dormant_autodelete_ms: 0,
+            agent_ready_timeout_ms: warmspace_states::DEFAULT_AGENT_READY_TIMEOUT_MS,
         }
     }
 }
@@ -140,6 +144,8 @@ pub struct UpdateTemplateSettings {
     pub time_til_dormant_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_til_dormant_autodelete_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_ready_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

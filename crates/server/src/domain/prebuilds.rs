@@ -63,6 +63,7 @@ impl Domain {
             backoff_interval: config.backoff_interval,
             backoff_lookback: config.backoff_lookback,
             failure_hard_limit: config.failure_hard_limit,
+            replacement_grace: config.replacement_grace,
         }
     }
 
@@ -129,6 +130,7 @@ impl Domain {
                     running: c.running,
                     eligible: c.eligible,
                     expired: c.expired,
+                    agents_not_ready: c.agents_not_ready,
                     starting: c.starting,
                     stopping: c.stopping,
                     deleting: c.deleting,
@@ -258,6 +260,10 @@ impl Domain {
                         match self.delete_prebuild(*id).await {
                             Ok(()) => {
                                 done.deleted += 1;
+                                if reason == DeletionReason::AgentsNotReady {
+                                    tracing::warn!(preset = %row.preset_name, workspace = %id,
+                                        "prebuild replaced: its agents were not ready within the template's agent_ready_timeout");
+                                }
                                 let mut events = vec![(*id, state.preset_id, PrebuildEvent::Deleted, Some(reason))];
                                 if reason == DeletionReason::Expired {
                                     events.push((*id, state.preset_id, PrebuildEvent::Expired, None));
@@ -359,10 +365,15 @@ impl Domain {
         Ok(workspace.id)
     }
 
-    /// A delete build initiated by the prebuilds user, on the version and
+    /// Removes a prebuild: at once if nothing was ever built for it, else by
+    /// a delete build initiated by the prebuilds user, on the version and
     /// with the values of the prebuild's latest build — only while it is
     /// still unclaimed: a claim landing meanwhile keeps its workspace.
     async fn delete_prebuild(&self, workspace_id: Uuid) -> std::result::Result<(), StoreError> {
+        // A creation canceled before any daemon took it left nothing to tear down.
+        if self.store.remove_never_built(workspace_id, PREBUILDS_USER_ID).await? {
+            return Ok(());
+        }
         let workspace = self.store.workspace(workspace_id).await?;
         if workspace.owner_id != PREBUILDS_USER_ID {
             return Err(StoreError::NotFound);
@@ -394,7 +405,9 @@ fn deletion_reason(state: &PresetState, workspace: Uuid, now: chrono::DateTime<c
         DeletionReason::Inactive
     } else if prebuild.is_some_and(|b| b.latest.status != JobStatus::Succeeded) {
         DeletionReason::Failed
-    } else if prebuild.is_some_and(|b| reconcile::is_expired(state, b, now)) {
+    } else if prebuild.is_some_and(|b| reconcile::agents_timed_out(state, b, now)) {
+        DeletionReason::AgentsNotReady
+    } else if prebuild.is_some_and(|b| reconcile::is_due_for_replacement(state, b, now)) {
         DeletionReason::Expired
     } else {
         DeletionReason::Surplus

@@ -271,6 +271,7 @@ fn settings_row(s: &TemplateSettings) -> warmspace_store::TemplateSettings {
         failure_ttl_ms: s.failure_ttl_ms,
         time_til_dormant_ms: s.time_til_dormant_ms,
         time_til_dormant_autodelete_ms: s.time_til_dormant_autodelete_ms,
+        agent_ready_timeout_ms: s.agent_ready_timeout_ms,
     }
 }
 
@@ -297,6 +298,14 @@ fn merge_settings(
         MAX_THRESHOLD_MS,
         &mut s.time_til_dormant_autodelete_ms,
     );
+    // Zero would fail every prebuild before its agents could start.
+    if let Some(ms) = u.agent_ready_timeout_ms {
+        if !(1000..=MAX_TTL_MS).contains(&ms) {
+            problems
+                .push(invalid("settings.agent_ready_timeout_ms", format!("must be between 1000 and {MAX_TTL_MS} ms")));
+        }
+        s.agent_ready_timeout_ms = ms;
+    }
     if let Some(days) = u.autostop_requirement_days_of_week {
         for day in days.iter().filter(|d| !DAYS.contains(&d.as_str())) {
             problems.push(invalid(

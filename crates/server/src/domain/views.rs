@@ -269,6 +269,7 @@ pub fn template_view(t: TemplateRow) -> Template {
             failure_ttl_ms: t.failure_ttl_ms,
             time_til_dormant_ms: t.time_til_dormant_ms,
             time_til_dormant_autodelete_ms: t.time_til_dormant_autodelete_ms,
+            agent_ready_timeout_ms: t.agent_ready_timeout_ms,
         },
     }
 }

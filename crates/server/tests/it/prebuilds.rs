@@ -107,15 +107,19 @@ async fn a_pool_cut_from_twenty_to_one_shrinks_in_one_cycle() {
 }
 
 #[tokio::test]
-async fn expired_prebuilds_are_replaced_in_one_cycle() {
+async fn expired_prebuilds_are_replaced_make_before_break() {
     let (server, owner) = server(2, ReconcilerConfig::default()).await;
-    let expiry = "    expiration_policy {\n      ttl = 1\n    }\n";
+    let expiry = "    expiration_policy {\n      ttl = 3600\n    }\n";
     push(&owner, "pool", &[("warmspace.hcl", &pool(2, expiry, ""))]).await;
     cycle(&server).await;
-    until(&owner, "pool", "two running", |p| p.running == 2).await;
-    until(&owner, "pool", "both expired", |p| p.expired == 2).await;
+    until(&owner, "pool", "two eligible", |p| p.eligible == 2).await;
+    server.clock.advance(Duration::from_secs(3600));
     let replace = cycle(&server).await;
-    assert_eq!((replace.deleted, replace.created), (2, 2), "delete and create in the same cycle");
+    assert_eq!((replace.deleted, replace.created), (0, 2), "replacements first, the expired ones kept");
+    assert_eq!(active(&owner, "pool").await.expired, 2);
+    until(&owner, "pool", "the replacements eligible", |p| p.eligible == 2 && p.starting == 0).await;
+    let retire = cycle(&server).await;
+    assert_eq!((retire.deleted, retire.created), (2, 0), "the expired ones go once replaced");
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM prebuild_events WHERE event = 'expired'")
         .fetch_one(&server.db.pool().await)
         .await
@@ -168,7 +172,9 @@ async fn invalidation_replaces_the_pool() {
     let done = owner.invalidate_presets(template.id, &InvalidatePresetsRequest { preset: None }).await.unwrap();
     assert_eq!(done.invalidated, ["pool"]);
     let replace = cycle(&server).await;
-    assert_eq!((replace.deleted, replace.created), (2, 2));
+    assert_eq!((replace.deleted, replace.created), (0, 2), "make before break");
+    until(&owner, "pool", "the replacements eligible", |p| p.eligible == 2 && p.starting == 0).await;
+    assert_eq!(cycle(&server).await.deleted, 2);
     let refused =
         owner.invalidate_presets(template.id, &InvalidatePresetsRequest { preset: Some("nope".into()) }).await;
     assert_eq!(api_status(refused).0, warmspace_sdk::StatusCode::BAD_REQUEST);
@@ -241,4 +247,165 @@ async fn two_replicas_racing_never_create_more_than_desired() {
         }
     }
     assert_eq!(prebuild_count(&server).await, 5);
+}
+
+/// A reconciler on a timer so long that only a wake-up can explain any cycle after the first.
+fn woken_only() -> ReconcilerConfig {
+    ReconcilerConfig { interval: Duration::from_secs(24 * 3600), ..ReconcilerConfig::default() }
+}
+
+async fn prebuild_ids(server: &TestServer) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar("SELECT id FROM workspaces WHERE owner_id = $1 AND NOT deleted ORDER BY id")
+        .bind(PREBUILDS_USER_ID)
+        .fetch_all(&server.db.pool().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_change_to_a_pool_wakes_the_reconciler() {
+    let server = TestServer::start_with(Config { reconciler: woken_only(), ..Config::default() }, 2).await;
+    let owner = server.owner().await;
+    // Created: the first pool fills without waiting for the timer.
+    let template = push(&owner, "pool", &[("warmspace.hcl", &pool(2, "", ""))]).await;
+    until(&owner, "pool", "the new template's pool", |p| p.eligible == 2).await;
+
+    // Invalidated: the pool is replaced.
+    let before = prebuild_ids(&server).await;
+    owner.invalidate_presets(template.id, &InvalidatePresetsRequest { preset: None }).await.unwrap();
+    until(&owner, "pool", "a fresh pool", |p| p.eligible == 2 && p.expired == 0 && p.deleting == 0).await;
+    let after = prebuild_ids(&server).await;
+    assert!(after.iter().all(|id| !before.contains(id)), "every prebuild was replaced");
+
+    // Paused, then resumed: a version activated while paused takes effect on resume.
+    owner.set_prebuild_settings(&PrebuildSettings { reconciliation_paused: true }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("warmspace.hcl"), pool(3, "", "")).unwrap();
+    let v2 = upload_version(&owner, dir.path(), Some(template.id)).await;
+    wait_imported(&owner, &v2).await;
+    owner.set_active_version(template.id, v2.id).await.unwrap();
+    owner.set_prebuild_settings(&PrebuildSettings { reconciliation_paused: false }).await.unwrap();
+    until(&owner, "pool", "the new version's pool", |p| p.eligible == 3).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while prebuild_count(&server).await != 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the old version's pool was never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Deleted: the pool is wound down.
+    owner.delete_template(template.id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while prebuild_count(&server).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted template's pool was never wound down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_creation_canceled_by_hand_wakes_the_reconciler_to_replace_it() {
+    // One daemon, busy for a minute with the first creation: the second waits.
+    let server = TestServer::start_with(Config { reconciler: woken_only(), ..Config::default() }, 1).await;
+    let owner = server.owner().await;
+    let slow = pool(2, "", "").replace("duration_ms = 5", "duration_ms = 60000");
+    push(&owner, "pool", &[("warmspace.hcl", &slow)]).await;
+    until(&owner, "pool", "two creations", |p| p.starting == 2).await;
+    let pending: uuid::Uuid = sqlx::query_scalar(
+        "SELECT b.id FROM workspace_builds b JOIN provisioner_jobs j ON j.id = b.job_id WHERE j.status = 'pending'",
+    )
+    .fetch_one(&server.db.pool().await)
+    .await
+    .unwrap();
+    owner.cancel_build(pending).await.unwrap();
+    // The canceled creation is a build that finished: its replacement is queued at once.
+    until(&owner, "pool", "a replacement", |p| p.starting == 2 && p.failed == 1).await;
+}
+
+#[tokio::test]
+async fn creations_canceled_before_any_daemon_took_them_are_removed_without_a_delete_build() {
+    // One daemon, busy for a minute with the first creation: the others wait.
+    let (server, owner) = server(1, ReconcilerConfig::default()).await;
+    let slow = pool(3, "", "").replace("duration_ms = 5", "duration_ms = 60000");
+    let template = push(&owner, "pool", &[("warmspace.hcl", &slow)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("warmspace.hcl"), pool(0, "", "")).unwrap();
+    let v2 = upload_version(&owner, dir.path(), Some(template.id)).await;
+    wait_imported(&owner, &v2).await;
+    assert_eq!(cycle(&server).await.created, 3);
+    until(&owner, "pool", "one creation running", |p| p.starting == 3).await;
+    owner.set_active_version(template.id, v2.id).await.unwrap();
+    assert_eq!(cycle(&server).await.canceled, 2);
+    let removed = cycle(&server).await;
+    assert_eq!(removed.deleted, 2, "{removed:?}");
+    // Nothing was ever built for them, so nothing is torn down: gone at once, no delete build queued.
+    let db = server.db.pool().await;
+    let (deleted, delete_builds): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE w.deleted), \
+             (SELECT count(*) FROM workspace_builds WHERE transition = 'delete') \
+         FROM workspaces w WHERE w.owner_id = $1",
+    )
+    .bind(PREBUILDS_USER_ID)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((deleted, delete_builds), (2, 0));
+}
+
+/// An exec template whose start script starts no agent: the build succeeds,
+/// the agent never reports ready.
+const AGENTLESS: &str = "provisioner = \"exec\"\npreset \"pool\" {\n  prebuilds {\n    instances = 1\n  }\n}\n\
+    agent \"main\" {}\nexec {\n  start  = \"start.sh\"\n  delete = \"start.sh\"\n}\n";
+
+#[tokio::test]
+async fn a_prebuild_whose_agents_are_not_ready_in_time_is_a_failure_and_replaced() {
+    let config = ReconcilerConfig { backoff_interval: Duration::from_secs(3600), ..ReconcilerConfig::default() };
+    let (server, owner) = server(2, config).await;
+    let start = "#!/bin/sh\necho 'the startup is broken: no agent'\n";
+    let template = push(&owner, "pool", &[("warmspace.hcl", AGENTLESS), ("start.sh", start)]).await;
+    assert_eq!(template.settings.agent_ready_timeout_ms, 600_000, "ten minutes unless set");
+    let bad = owner
+        .update_template(
+            template.id,
+            &warmspace_sdk::UpdateTemplateRequest {
+                settings: warmspace_sdk::UpdateTemplateSettings {
+                    agent_ready_timeout_ms: Some(0),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await;
+    let (status, response) = api_status(bad);
+    assert_eq!(status, warmspace_sdk::StatusCode::BAD_REQUEST);
+    assert_eq!(response.validations[0].field, "settings.agent_ready_timeout_ms");
+    let two_minutes = warmspace_sdk::UpdateTemplateRequest {
+        settings: warmspace_sdk::UpdateTemplateSettings { agent_ready_timeout_ms: Some(120_000), ..Default::default() },
+        ..Default::default()
+    };
+    let updated = owner.update_template(template.id, &two_minutes).await.unwrap();
+    assert_eq!(updated.settings.agent_ready_timeout_ms, 120_000);
+    assert_eq!(owner.template(template.id).await.unwrap().settings.agent_ready_timeout_ms, 120_000);
+
+    assert_eq!(cycle(&server).await.created, 1);
+    until(&owner, "pool", "a running prebuild that is not ready", |p| p.running == 1 && p.starting == 0).await;
+    assert_eq!(active(&owner, "pool").await.eligible, 0);
+    assert_eq!(cycle(&server).await.actions, 0, "within the timeout it is waited for");
+
+    server.clock.advance(Duration::from_secs(180));
+    let timed_out = active(&owner, "pool").await;
+    assert_eq!((timed_out.agents_not_ready, timed_out.eligible), (1, 0), "{timed_out:?}");
+    // A failed creation: the preset backs off, and the prebuild goes.
+    assert_eq!(timed_out.status, PresetStatus::Backoff);
+    let removed = cycle(&server).await;
+    assert_eq!((removed.deleted, removed.created), (1, 0));
+    let reason: String = sqlx::query_scalar("SELECT reason FROM prebuild_events WHERE event = 'deleted'")
+        .fetch_one(&server.db.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(reason, "agents_not_ready");
+    // Deleted, it still counts as a failure (recorded with its deletion).
+    until(&owner, "pool", "the prebuild gone", |p| p.running == 0 && p.deleting == 0).await;
+    assert_eq!(active(&owner, "pool").await.status, PresetStatus::Backoff);
+    // After the backoff it is replaced.
+    server.clock.advance(Duration::from_secs(3600));
+    assert_eq!(cycle(&server).await.created, 1);
 }

@@ -61,6 +61,7 @@ async fn the_claim_s_sql_and_the_reconciler_s_pure_rule_agree_on_every_kind_of_p
         backoff_interval: Duration::from_secs(15),
         backoff_lookback: Duration::from_secs(3600),
         failure_hard_limit: 3,
+        replacement_grace: Duration::from_secs(600),
     };
     let pure = snapshot.to_snapshot(settings);
     let mut eligible_somewhere = 0;

@@ -53,8 +53,17 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                     }
                     output::table(
                         [
-                            "TEMPLATE", "PRESET", "ACTIVE", "DESIRED", "RUNNING", "ELIGIBLE", "STARTING", "DELETING",
-                            "FAILED", "STATUS",
+                            "TEMPLATE",
+                            "PRESET",
+                            "ACTIVE",
+                            "DESIRED",
+                            "RUNNING",
+                            "ELIGIBLE",
+                            "STARTING",
+                            "DELETING",
+                            "FAILED",
+                            "NOT READY",
+                            "STATUS",
                         ],
                         status.presets.iter().map(|p| {
                             let state = match p.backoff_until {
@@ -71,6 +80,8 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                                 p.starting.to_string(),
                                 p.deleting.to_string(),
                                 p.failed.to_string(),
+                                // Agents not ready within the template's agent_ready_timeout: failures too.
+                                p.agents_not_ready.to_string(),
                                 state,
                             ]
                         }),

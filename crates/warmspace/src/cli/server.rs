@@ -59,6 +59,9 @@ pub struct ServerArgs {
     /// Consecutive failed creations after which a preset stops until a new version (0: never).
     #[arg(long, env = "WARMSPACE_PREBUILDS_FAILURE_HARD_LIMIT", default_value_t = 3)]
     prebuilds_failure_hard_limit: u32,
+    /// An expired prebuild waits at most this long past its expiry for its replacement to become eligible.
+    #[arg(long, env = "WARMSPACE_PREBUILDS_REPLACEMENT_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    prebuilds_replacement_grace: Duration,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -105,6 +108,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             backoff_interval: args.prebuilds_backoff_interval,
             backoff_lookback: args.prebuilds_backoff_lookback,
             failure_hard_limit: args.prebuilds_failure_hard_limit,
+            replacement_grace: args.prebuilds_replacement_grace,
             ..ReconcilerConfig::default()
         },
     };

@@ -26,9 +26,15 @@ pub fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)
 }
 
-/// Backoff 5 min per failure, look-back 1 h, hard limit 3.
+/// Backoff 5 min per failure, look-back 1 h, hard limit 3, replacement grace 10 min.
 pub fn settings() -> Settings {
-    Settings { paused: false, backoff_interval: minutes(5), backoff_lookback: minutes(60), failure_hard_limit: 3 }
+    Settings {
+        paused: false,
+        backoff_interval: minutes(5),
+        backoff_lookback: minutes(60),
+        failure_hard_limit: 3,
+        replacement_grace: minutes(10),
+    }
 }
 
 pub fn paused() -> Settings {
@@ -108,6 +114,8 @@ pub fn preset() -> PresetState {
         template_deleted: false,
         instances: 0,
         ttl: None,
+        agent_ready_timeout: minutes(10),
+        typical_build: None,
         timezone: None,
         schedules: Vec::new(),
         last_invalidated_at: None,
@@ -153,6 +161,16 @@ impl PresetState {
         self
     }
 
+    pub fn typical_build(mut self, d: Duration) -> Self {
+        self.typical_build = Some(d);
+        self
+    }
+
+    pub fn agent_ready_timeout(mut self, d: Duration) -> Self {
+        self.agent_ready_timeout = d;
+        self
+    }
+
     pub fn validation_failed(mut self) -> Self {
         self.validation_failed = true;
         self
@@ -160,7 +178,9 @@ impl PresetState {
 
     /// Appends a finished creation: call newest first, as the store sends them.
     pub fn creation(mut self, minutes_ago: i64, succeeded: bool) -> Self {
-        self.creations.push(Creation { finished_at: ago(minutes_ago), succeeded });
+        // Creations of prebuilds no longer in the pool.
+        let workspace_id = Uuid::from_u128((2 << 64) + self.creations.len() as u128);
+        self.creations.push(Creation { workspace_id, finished_at: ago(minutes_ago), succeeded });
         self
     }
 

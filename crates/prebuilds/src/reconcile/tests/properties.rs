@@ -24,6 +24,9 @@ fn settings() -> impl Strategy<Value = Settings> {
             backoff_interval: minutes(interval),
             backoff_lookback: minutes(lookback),
             failure_hard_limit: limit,
+            // No grace: an expired prebuild goes at once, as it did before
+            // make before break (whose rules are checked below, on their own).
+            replacement_grace: minutes(0),
         }
     })
 }
@@ -111,10 +114,16 @@ fn snapshot() -> impl Strategy<Value = (PresetState, DateTime<Utc>)> {
             let now = kit::now() + TimeDelta::minutes(offset);
             let mut creations: Vec<Creation> = creations
                 .into_iter()
-                .map(|(m, succeeded)| Creation { finished_at: before(now, m), succeeded })
+                .enumerate()
+                .map(|(i, (m, succeeded))| Creation {
+                    workspace_id: Uuid::from_u128(1000 + i as u128),
+                    finished_at: before(now, m),
+                    succeeded,
+                })
                 .collect();
             creations.sort_by_key(|c| std::cmp::Reverse(c.finished_at));
-            let mut p = preset().instances(instances);
+            // Agents never time out here; that rule is checked on its own below.
+            let mut p = preset().instances(instances).agent_ready_timeout(minutes(1 << 20));
             p.version_active = active;
             p.template_deleted = deleted;
             p.validation_failed = invalid;
@@ -424,4 +433,123 @@ fn generated_snapshots_reach_every_case() {
     assert_eq!(statuses.len(), 4, "every status is generated");
     assert_eq!(zones.len(), 4);
     assert!(cancels > 20 && surpluses > 20, "cancels {cancels}, surpluses {surpluses}");
+}
+
+// --- make before break and agents that never become ready ---------------------------
+
+/// A snapshot with a replacement grace, a typical build time and an agent
+/// readiness timeout of its own.
+fn replacing() -> impl Strategy<Value = (PresetState, DateTime<Utc>, Settings)> {
+    (snapshot(), settings(), 0u64..30, prop::option::of(0u64..30), 1u64..90).prop_map(
+        |((mut p, now), mut s, grace, typical, timeout)| {
+            s.replacement_grace = minutes(grace);
+            p.typical_build = typical.map(minutes);
+            p.agent_ready_timeout = minutes(timeout);
+            (p, now, s)
+        },
+    )
+}
+
+fn later_by(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    t + TimeDelta::from_std(d).unwrap()
+}
+
+/// When a prebuild expires: its TTL's end, or the invalidation it predates.
+fn expires_at(preset: &PresetState, p: &Prebuild) -> Option<DateTime<Utc>> {
+    let ttl = preset.ttl.map(|ttl| later_by(p.created_at, ttl));
+    let invalidated = preset.last_invalidated_at.filter(|at| p.created_at < *at);
+    [ttl, invalidated].into_iter().flatten().min()
+}
+
+fn timed_out(preset: &PresetState, p: &Prebuild, now: DateTime<Utc>) -> bool {
+    let since = p.latest.finished_at.unwrap_or(p.created_at);
+    is_running(p) && !p.agents_ready && later_by(since, preset.agent_ready_timeout) <= now
+}
+
+/// Expired, or expiring within one typical build.
+fn is_old(preset: &PresetState, p: &Prebuild, now: DateTime<Utc>) -> bool {
+    let lead = preset.typical_build.unwrap_or_default();
+    is_running(p)
+        && !timed_out(preset, p, now)
+        && expires_at(preset, p).is_some_and(|at| at - TimeDelta::from_std(lead).unwrap() <= now)
+}
+
+fn past_grace(preset: &PresetState, p: &Prebuild, now: DateTime<Utc>, s: &Settings) -> bool {
+    expires_at(preset, p).is_some_and(|at| later_by(at, s.replacement_grace) <= now)
+}
+
+/// Running, neither old nor timed out.
+fn is_healthy(preset: &PresetState, p: &Prebuild, now: DateTime<Utc>) -> bool {
+    is_running(p) && !timed_out(preset, p, now) && !is_old(preset, p, now)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Old prebuilds within their grace are deleted only when what stays
+    /// (eligible healthy ones and old stand-ins) still covers the desired
+    /// count: with replacements not yet eligible, none goes.
+    #[test]
+    fn old_prebuilds_within_the_grace_go_only_once_replacements_are_eligible((p, now, s) in replacing()) {
+        if !keeps_pool(&p) || s.paused {
+            return Ok(());
+        }
+        let d = decide(&p, now, &s);
+        let gone = as_set(deleted(&d));
+        let desired = expected_desired(&p, now) as usize;
+        let stays = |x: &&Prebuild| !gone.contains(&x.workspace_id);
+        let ready_after = p.prebuilds.iter().filter(|x| is_healthy(&p, x, now) && x.agents_ready).filter(stays).count();
+        let old_after = p.prebuilds.iter().filter(|x| is_old(&p, x, now)).filter(stays).count();
+        let old_in_grace = p.prebuilds.iter().filter(|x| is_old(&p, x, now) && !past_grace(&p, x, now, &s)).count();
+        prop_assert!(
+            ready_after + old_after >= desired.min(ready_after + old_in_grace),
+            "ready {ready_after}, old kept {old_after}, old within grace {old_in_grace}, desired {desired}: {d:?}"
+        );
+        let nothing_eligible = p.prebuilds.iter().all(|x| !(is_healthy(&p, x, now) && x.agents_ready));
+        if nothing_eligible && old_in_grace <= desired {
+            for x in p.prebuilds.iter().filter(|x| is_old(&p, x, now) && gone.contains(&x.workspace_id)) {
+                prop_assert!(past_grace(&p, x, now, &s), "{x:?} went within its grace: {d:?}");
+            }
+        }
+    }
+
+    /// Creations never exceed the desired count plus the old prebuilds not
+    /// yet replaced: what is created fills exactly the shortfall of healthy
+    /// and starting prebuilds, never counting old ones as supply.
+    #[test]
+    fn creations_never_exceed_desired_plus_old_not_yet_replaced((p, now, s) in replacing()) {
+        let d = decide(&p, now, &s);
+        let healthy = p.prebuilds.iter().filter(|x| is_healthy(&p, x, now)).count();
+        let old = p.prebuilds.iter().filter(|x| is_old(&p, x, now)).count();
+        let after = healthy + starting(&p) + created(&d) as usize + old;
+        let desired = expected_desired(&p, now) as usize;
+        prop_assert!(created(&d) as usize <= desired.saturating_sub(healthy + starting(&p)));
+        if created(&d) > 0 {
+            prop_assert!(after <= desired + old, "{after} > {desired} + {old}");
+        }
+    }
+
+    /// A running prebuild whose agents are not ready within the timeout is
+    /// counted apart, deleted (unless paused), and its creation is a failure.
+    #[test]
+    fn prebuilds_whose_agents_never_became_ready_are_failures_and_deleted((p, now, s) in replacing()) {
+        let d = decide(&p, now, &s);
+        let timed: Vec<&Prebuild> = p.prebuilds.iter().filter(|x| timed_out(&p, x, now)).collect();
+        prop_assert_eq!(d.counts.agents_not_ready as usize, timed.len());
+        if !s.paused {
+            let gone = as_set(deleted(&d));
+            prop_assert!(timed.iter().all(|x| gone.contains(&x.workspace_id)));
+        }
+    }
+}
+
+#[test]
+fn a_timed_out_creation_counts_toward_the_hard_limit() {
+    let mut p = preset().instances(1).with([kit::running(1, 30).agents_not_ready()]);
+    p.creations = vec![
+        Creation { workspace_id: ws(1), finished_at: kit::ago(30), succeeded: true },
+        Creation { workspace_id: ws(8), finished_at: kit::ago(40), succeeded: false },
+        Creation { workspace_id: ws(9), finished_at: kit::ago(50), succeeded: false },
+    ];
+    assert_eq!(decide(&p, kit::now(), &kit::settings()).status, Status::HardLimited);
 }

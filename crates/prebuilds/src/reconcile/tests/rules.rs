@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use chrono_tz::America::New_York;
 
 use super::kit::*;
-use crate::reconcile::{Action, Counts, JobStatus, Status, Transition, decide, desired, needs_attention};
+use crate::reconcile::{Action, Counts, Creation, JobStatus, Status, Transition, decide, desired, needs_attention};
 
 // --- desired ---------------------------------------------------------------
 
@@ -103,14 +103,42 @@ fn surplus_is_taken_from_running_prebuilds_never_from_busy_ones() {
 
 // --- expiry -------------------------------------------------------------------
 
-/// §5.6: a claimable prebuild never counts when expired; and replacement is
-/// one decision: delete the expired one and create its successor together.
+/// §5.1: a claimable prebuild never counts when expired; and replacement is
+/// make before break: its successor is created first, and the expired one
+/// stays while the successor is not eligible.
 #[test]
-fn an_expired_prebuild_is_replaced_in_one_decision() {
+fn an_expired_prebuild_is_replaced_make_before_break() {
     let p = preset().instances(2).ttl(minutes(60)).with([running(1, 61), running(2, 30)]);
     let d = p.decide();
-    assert_eq!(d.actions, vec![Action::Delete(ids(&[1])), Action::Create(1)]);
+    assert_eq!(d.actions, vec![Action::Create(1)]);
     assert_eq!(d.counts, Counts { desired: 2, running: 2, expired: 1, eligible: 1, ..Counts::default() });
+    // The successor is being built: the expired one still stands in.
+    let building = p.clone().with([pending_creation(3, 0)]);
+    assert_eq!(building.decide().actions, vec![]);
+    // The successor is eligible: now the expired one goes.
+    let built = p.clone().with([running(3, 0)]);
+    assert_eq!(built.decide().actions, vec![Action::Delete(ids(&[1]))]);
+    // The successor never became eligible: past the grace (10 min past expiry), it goes anyway.
+    let stuck = preset().instances(2).ttl(minutes(60)).with([running(1, 71), running(2, 30), pending_creation(3, 10)]);
+    assert_eq!(stuck.decide().actions, vec![Action::Delete(ids(&[1]))]);
+    let within = preset().instances(2).ttl(minutes(60)).with([running(1, 69), running(2, 30), pending_creation(3, 9)]);
+    assert_eq!(within.decide().actions, vec![]);
+}
+
+/// An expiring prebuild's replacement starts one typical build before its
+/// TTL ends; until then it is claimable as ever.
+#[test]
+fn an_expiring_prebuild_is_replaced_one_typical_build_ahead() {
+    let p =
+        |age| preset().instances(2).ttl(minutes(60)).typical_build(minutes(5)).with([running(1, age), running(2, 30)]);
+    assert_eq!(p(54).decide().actions, vec![]);
+    let d = p(55).decide();
+    assert_eq!(d.actions, vec![Action::Create(1)]);
+    assert_eq!(d.counts, Counts { desired: 2, running: 2, eligible: 2, ..Counts::default() });
+    // Its successor is eligible before it expires: it goes, the pool never dipped.
+    let replaced = p(57).with([running(3, 0)]).decide();
+    assert_eq!(replaced.actions, vec![Action::Delete(ids(&[1]))]);
+    assert_eq!(replaced.counts.eligible, 3);
 }
 
 #[test]
@@ -118,7 +146,24 @@ fn the_ttl_is_reached_at_exactly_created_at_plus_ttl() {
     let at = |age| preset().instances(1).ttl(minutes(60)).with([running(1, age)]).decide();
     assert_eq!(at(59).counts.expired, 0);
     assert_eq!(at(60).counts.expired, 1);
-    assert_eq!(at(60).actions, vec![Action::Delete(ids(&[1])), Action::Create(1)]);
+    assert_eq!(at(60).actions, vec![Action::Create(1)]);
+}
+
+/// A prebuild whose agents are not ready within the template's timeout
+/// (10 min here) is a failed creation: replaced, and backed off from.
+#[test]
+fn a_prebuild_whose_agents_never_become_ready_is_a_failure_and_replaced() {
+    let waiting = preset().instances(1).with([running(1, 9).agents_not_ready()]);
+    let d = waiting.decide();
+    assert_eq!(d.actions, vec![]);
+    assert_eq!((d.counts.running, d.counts.eligible, d.counts.agents_not_ready), (1, 0, 0));
+
+    let mut timed_out = preset().instances(1).with([running(1, 10).agents_not_ready()]);
+    timed_out.creations = vec![Creation { workspace_id: ws(1), finished_at: ago(10), succeeded: true }];
+    let d = timed_out.decide();
+    assert_eq!(d.counts.agents_not_ready, 1);
+    assert_eq!(d.status, Status::Backoff { until: ago(-5) });
+    assert_eq!(d.actions, vec![Action::Delete(ids(&[1]))], "replaced once the backoff has passed");
 }
 
 #[test]
