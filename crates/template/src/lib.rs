@@ -9,7 +9,7 @@ mod values;
 
 pub use build_parameters::{ParameterInput, ParameterProblem, resolve_parameters};
 pub use model::*;
-pub use parse::{ManifestError, parse};
+pub use parse::{ManifestError, ManifestKey, manifest_keys, parse};
 pub use values::ValueError;
 
 /// The manifest's file name at the root of a template.

@@ -40,6 +40,50 @@ const TOP_KEYS: &[Key] = &[
     Key::Block("echo"),
 ];
 
+/// Every block the parser reads, by its path from the top level (`""`), with
+/// the keys it accepts. Nested blocks appear as keys of their parent and
+/// again here with their own keys.
+const BLOCKS: &[(&str, &[Key])] = &[
+    ("", TOP_KEYS),
+    ("parameter", parameter::KEYS),
+    ("parameter › option", parameter::OPTION_KEYS),
+    ("parameter › validation", parameter::VALIDATION_KEYS),
+    ("preset", preset::KEYS),
+    ("preset › prebuilds", preset::PREBUILDS_KEYS),
+    ("preset › prebuilds › expiration_policy", preset::EXPIRATION_KEYS),
+    ("preset › prebuilds › scheduling", preset::SCHEDULING_KEYS),
+    ("preset › prebuilds › scheduling › schedule", preset::SCHEDULE_KEYS),
+    ("agent", agent::KEYS),
+    ("exec", backend::EXEC_KEYS),
+    ("echo", backend::ECHO_KEYS),
+];
+
+/// A key the manifest accepts: an attribute or a nested block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestKey {
+    /// The enclosing block as a path of block names (`preset › prebuilds`),
+    /// empty for the top level.
+    pub block: &'static str,
+    pub name: &'static str,
+    /// A block (`name { ... }`) rather than an attribute (`name = ...`).
+    pub is_block: bool,
+}
+
+/// Every key the parser accepts, block by block, in the order the parser
+/// lists them: what a manifest reference has to describe.
+pub fn manifest_keys() -> Vec<ManifestKey> {
+    BLOCKS
+        .iter()
+        .flat_map(|&(block, keys)| {
+            keys.iter().map(move |&key| ManifestKey {
+                block,
+                name: key.name(),
+                is_block: matches!(key, Key::Block(_) | Key::Blocks(_)),
+            })
+        })
+        .collect()
+}
+
 const PROVISIONERS: &[(&str, Provisioner)] =
     &[("echo", Provisioner::Echo), ("exec", Provisioner::Exec), ("terraform", Provisioner::Terraform)];
 

@@ -7,7 +7,7 @@ use regex::Regex;
 use super::reader::{Key, Reader};
 use crate::model::Agent;
 
-const KEYS: &[Key] = &[Key::Attr("startup_script"), Key::Attr("env")];
+pub(super) const KEYS: &[Key] = &[Key::Attr("startup_script"), Key::Attr("env")];
 
 /// Agent names end up in hostnames and URLs, hence the DNS-label shape.
 static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-z0-9]+(-[a-z0-9]+)*$").expect("a valid pattern"));

@@ -6,9 +6,10 @@ use std::time::Duration;
 use super::reader::{Key, Reader};
 use crate::model::{BackendConfig, EchoConfig, ExecConfig, Provisioner, Transition};
 
-const EXEC_KEYS: &[Key] = &[Key::Attr("start"), Key::Attr("stop"), Key::Attr("delete"), Key::Attr("timeout")];
+pub(super) const EXEC_KEYS: &[Key] =
+    &[Key::Attr("start"), Key::Attr("stop"), Key::Attr("delete"), Key::Attr("timeout")];
 
-const ECHO_KEYS: &[Key] = &[Key::Attr("duration_ms"), Key::Attr("fail_on"), Key::Attr("replace_on_claim")];
+pub(super) const ECHO_KEYS: &[Key] = &[Key::Attr("duration_ms"), Key::Attr("fail_on"), Key::Attr("replace_on_claim")];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 

@@ -6,7 +6,7 @@ use super::reader::{Key, Reader};
 use crate::model::{Parameter, ParameterOption, ParameterType, Validation};
 use crate::values::{format_number, whole_match};
 
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     Key::Attr("display_name"),
     Key::Attr("description"),
     Key::Attr("type"),
@@ -16,9 +16,11 @@ const KEYS: &[Key] = &[
     Key::Block("validation"),
 ];
 
-const OPTION_KEYS: &[Key] = &[Key::Attr("name"), Key::Attr("value"), Key::Attr("description"), Key::Attr("icon")];
+pub(super) const OPTION_KEYS: &[Key] =
+    &[Key::Attr("name"), Key::Attr("value"), Key::Attr("description"), Key::Attr("icon")];
 
-const VALIDATION_KEYS: &[Key] = &[Key::Attr("min"), Key::Attr("max"), Key::Attr("regex"), Key::Attr("error")];
+pub(super) const VALIDATION_KEYS: &[Key] =
+    &[Key::Attr("min"), Key::Attr("max"), Key::Attr("regex"), Key::Attr("error")];
 
 const TYPES: &[(&str, ParameterType)] = &[
     ("string", ParameterType::String),

@@ -11,7 +11,7 @@ use super::reader::{Key, Loc, Reader, expected_got, scalar_string};
 use crate::model::{Parameter, PrebuildPolicy, Preset, ScheduleSpec, Scheduling};
 use crate::values::canonical;
 
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     Key::Attr("description"),
     Key::Attr("icon"),
     Key::Attr("default"),
@@ -19,13 +19,14 @@ const KEYS: &[Key] = &[
     Key::Block("prebuilds"),
 ];
 
-const PREBUILDS_KEYS: &[Key] = &[Key::Attr("instances"), Key::Block("expiration_policy"), Key::Block("scheduling")];
+pub(super) const PREBUILDS_KEYS: &[Key] =
+    &[Key::Attr("instances"), Key::Block("expiration_policy"), Key::Block("scheduling")];
 
-const EXPIRATION_KEYS: &[Key] = &[Key::Attr("ttl")];
+pub(super) const EXPIRATION_KEYS: &[Key] = &[Key::Attr("ttl")];
 
-const SCHEDULING_KEYS: &[Key] = &[Key::Attr("timezone"), Key::Blocks("schedule")];
+pub(super) const SCHEDULING_KEYS: &[Key] = &[Key::Attr("timezone"), Key::Blocks("schedule")];
 
-const SCHEDULE_KEYS: &[Key] = &[Key::Attr("cron"), Key::Attr("instances")];
+pub(super) const SCHEDULE_KEYS: &[Key] = &[Key::Attr("cron"), Key::Attr("instances")];
 
 const MAX_DESCRIPTION: usize = 128;
 const MAX_ICON: usize = 256;

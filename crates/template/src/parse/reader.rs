@@ -95,7 +95,7 @@ pub(super) enum Key {
 }
 
 impl Key {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Key::Attr(name) | Key::Block(name) | Key::Blocks(name) => name,
         }

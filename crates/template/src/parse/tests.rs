@@ -880,3 +880,21 @@ fn numbers_must_fit_the_columns_that_store_them() {
     let e = error(&with_schedules(&["* 8-18 * * 1-5"]).replace("instances = 1\n}", "instances = 3000000000\n}"));
     assert!(e.path.ends_with("instances"), "{e}");
 }
+
+/// The key list the documentation is checked against names every block the
+/// parser reads: each nested block has its own entry, and every entry but
+/// the top level is a block some other entry names.
+#[test]
+fn manifest_keys_describe_every_block() {
+    let keys = manifest_keys();
+    let blocks: Vec<&str> = BLOCKS.iter().map(|(block, _)| *block).collect();
+    for key in keys.iter().filter(|k| k.is_block) {
+        let path = if key.block.is_empty() { key.name.to_owned() } else { format!("{} › {}", key.block, key.name) };
+        assert!(blocks.contains(&path.as_str()), "block {path:?} has no entry of its own");
+    }
+    for block in blocks.iter().filter(|b| !b.is_empty()) {
+        let (parent, name) = block.rsplit_once(" › ").unwrap_or(("", block));
+        assert!(keys.iter().any(|k| k.is_block && k.block == parent && k.name == name), "{block:?} is nested nowhere");
+    }
+    assert!(keys.iter().any(|k| k.block == "preset › prebuilds › scheduling › schedule" && k.name == "cron"));
+}

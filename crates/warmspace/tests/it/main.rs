@@ -5,5 +5,7 @@
 mod agents;
 mod cli;
 mod common;
+mod demo;
+mod docs;
 mod examples;
 mod provisioning;
