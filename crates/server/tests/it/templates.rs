@@ -14,7 +14,7 @@ use warmspace_server::testing::TestServer;
 
 use crate::common::{api_status, create_template, try_create_template, upload_version};
 
-fn example_dir() -> PathBuf {
+pub(crate) fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/echo")
 }
 
