@@ -221,7 +221,62 @@ fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
     use super::*;
+
+    /// JSON without NUL characters: keys and strings of printable ASCII.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf =
+            prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), "[ -~]{0,6}".prop_map(Value::from)];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 1..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,4}", inner, 1..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Puts a NUL into the string (or key) that `choice` picks, returning its path as the error should name it.
+    fn plant(value: &mut Value, choice: usize, path: String) -> Option<String> {
+        let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+        match value {
+            Value::String(s) => {
+                s.insert(s.len() / 2, '\0');
+                Some(if path.is_empty() { "body".to_owned() } else { path })
+            }
+            Value::Array(items) => {
+                let i = choice % items.len();
+                plant(&mut items[i], choice / 3, format!("{path}[{i}]"))
+            }
+            Value::Object(map) => {
+                let key = map.keys().nth(choice % map.len()).cloned()?;
+                if choice % 5 == 0 {
+                    // The key itself.
+                    let item = map.remove(&key)?;
+                    let planted = format!("{key}\0");
+                    map.insert(planted.clone(), item);
+                    Some(join(&printable(&planted)))
+                } else {
+                    plant(map.get_mut(&key)?, choice / 3, join(&key))
+                }
+            }
+            _ => None,
+        }
+    }
+
+    proptest! {
+        /// Any body with a NUL anywhere names the path to it; without one, nothing is refused.
+        #[test]
+        fn a_nul_anywhere_in_a_json_body_is_named_by_its_path(mut value in json(), choice in any::<usize>()) {
+            prop_assert_eq!(nul_in_json(value.to_string().as_bytes()), None);
+            if let Some(path) = plant(&mut value, choice, String::new()) {
+                prop_assert_eq!(nul_in_json(value.to_string().as_bytes()), Some(path));
+            }
+        }
+    }
 
     #[test]
     fn names_missing_and_unknown_fields() {
