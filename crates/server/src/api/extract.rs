@@ -253,7 +253,7 @@ mod tests {
             }
             Value::Object(map) => {
                 let key = map.keys().nth(choice % map.len()).cloned()?;
-                if choice % 5 == 0 {
+                if choice.is_multiple_of(5) {
                     // The key itself.
                     let item = map.remove(&key)?;
                     let planted = format!("{key}\0");

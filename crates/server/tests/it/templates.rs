@@ -261,9 +261,12 @@ async fn templates_are_created_activated_updated_and_deleted_by_template_admins_
     assert!(admin.templates("default").await.unwrap().is_empty());
 }
 
+/// An archive entry: path, kind, content, link target.
+type Entry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
 /// A tar archive written entry by entry as given, links (`target`) and
 /// unsafe paths included: what a hostile client could upload.
-fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, kind, data, target) in entries {
         let mut header = tar::Header::new_gnu();
@@ -286,7 +289,7 @@ async fn archives_with_links_or_paths_outside_the_template_are_refused_at_upload
     let server = TestServer::start_with(Config::default(), 0).await;
     let owner = server.owner().await;
     use tar::EntryType::{Link, Regular, Symlink};
-    let cases: [(&[(&str, tar::EntryType, &[u8], Option<&str>)], &str); 5] = [
+    let cases: [(&[Entry<'_>], &str); 5] = [
         (&[("warmspace.hcl", Symlink, b"", Some("/etc/passwd"))], "symbolic link"),
         (&[("conf", Symlink, b"", Some("/etc")), ("warmspace.hcl", Regular, b"x", None)], "symbolic link"),
         (&[("a", Regular, b"x", None), ("warmspace.hcl", Link, b"", Some("/etc/passwd"))], "hard link"),
