@@ -163,9 +163,10 @@ impl<C: Coordinator> Daemon<C> {
             Err(err) => return failed(format!("cannot create a working directory: {err}")),
         };
         let target = files.path().to_owned();
-        let unpacked = tokio::task::spawn_blocking(move || archive::unpack(&archive, &target)).await;
-        if let Err(err) = unpacked.map_err(std::io::Error::other).and_then(|r| r) {
-            return failed(format!("cannot unpack the template's files: {err}"));
+        match tokio::task::spawn_blocking(move || archive::unpack(&archive, &target)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return failed(format!("cannot unpack the template's files: {err}")),
+            Err(err) => return failed(format!("cannot unpack the template's files: {err}")),
         }
         run_build(BuildContext {
             job,

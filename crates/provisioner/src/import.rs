@@ -24,8 +24,7 @@ pub fn import(archive_bytes: &[u8], log: &LogSink) -> Result<Manifest, ImportFai
         .map_err(|e| fail(format!("cannot create a working directory: {e}")))?;
     log.info(STAGE, format!("Unpacking {} bytes of template files", archive_bytes.len()));
     archive::unpack(archive_bytes, dir.path()).map_err(|e| fail(format!("the archive cannot be unpacked: {e}")))?;
-    let source = std::fs::read_to_string(dir.path().join(MANIFEST_FILE))
-        .map_err(|e| fail(format!("{MANIFEST_FILE} is missing from the template's root ({e})")))?;
+    let source = read_manifest(dir.path()).map_err(fail)?;
     log.info(STAGE, format!("Parsing {MANIFEST_FILE}"));
     let manifest = warmspace_template::parse(&source).map_err(|errors| {
         let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -52,6 +51,21 @@ pub fn import(archive_bytes: &[u8], log: &LogSink) -> Result<Manifest, ImportFai
         ),
     );
     Ok(manifest)
+}
+
+/// The manifest's text, or why there is none to parse.
+fn read_manifest(root: &Path) -> Result<String, String> {
+    let bytes = match std::fs::read(root.join(MANIFEST_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{MANIFEST_FILE} is missing from the template's root"));
+        }
+        Err(e) => return Err(format!("{MANIFEST_FILE} cannot be read: {e}")),
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!("{MANIFEST_FILE} is not UTF-8 text (the bytes at offset {at} are not valid UTF-8)")
+    })
 }
 
 /// The backend's own check of its block against the template's files.

@@ -206,7 +206,7 @@ impl Store {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 StoreError::Invalid { field: "serving_owner_id", message: "is not a user".into() }
             }
-            _ => StoreError::Database(err),
+            _ => err.into(),
         })?;
         stop.ok_or(StoreError::NotFound)
     }

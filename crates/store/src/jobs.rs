@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition};
 
+use crate::text::without_nul;
 use crate::{Result, Store, StoreError};
 
 /// Each job's stored log is capped at this many bytes of output.
@@ -222,6 +223,7 @@ pub(crate) async fn finish_job(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<JobStatus> {
+    let error = error.map(without_nul);
     sqlx::query_scalar!(
         "UPDATE provisioner_jobs SET status = CASE status WHEN 'canceling' THEN 'canceled' ELSE $3 END, \
              error = CASE status WHEN 'canceling' THEN coalesce($4, 'canceled') ELSE $4 END, \
@@ -231,7 +233,7 @@ pub(crate) async fn finish_job(
         job_id,
         worker_id,
         status as JobStatus,
-        error,
+        error.as_deref(),
         now,
     )
     .fetch_optional(&mut **tx)
@@ -458,6 +460,18 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
     if logs.is_empty() {
         return Ok(0);
     }
+    let stripped: Vec<NewLog>;
+    let logs = if logs.iter().any(|l| l.output.contains('\0') || l.stage.contains('\0')) {
+        let strip = |l: &NewLog| NewLog {
+            output: without_nul(&l.output).into_owned(),
+            stage: without_nul(&l.stage).into_owned(),
+            ..l.clone()
+        };
+        stripped = logs.iter().map(strip).collect();
+        &stripped[..]
+    } else {
+        logs
+    };
     let mut tx = pool.begin().await?;
     let length = match log {
         CappedLog::Job(id) => {

@@ -19,6 +19,7 @@ mod sessions;
 mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
 mod users;
 pub mod workspaces;
 

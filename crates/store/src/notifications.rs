@@ -189,5 +189,5 @@ fn invalid_input(err: sqlx::Error) -> StoreError {
             _ => {}
         }
     }
-    StoreError::Database(err)
+    err.into()
 }

@@ -1,7 +1,7 @@
 //! The agent protocol (authenticated with agent tokens, each reaching only
 //! its own agent) and reading agents' logs for people.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use warmspace_sdk::{
     Response as Body, WorkspaceAgentLog,
 };
 
-use super::extract::{Json, Query};
+use super::extract::{Json, LogJson, Path, Query};
 use super::{ApiError, AppState, message, sse};
 use crate::domain::{Actor, AgentAuth, Reinit};
 
@@ -91,7 +91,7 @@ async fn append_logs(
     State(state): State<AppState>,
     auth: AgentAuth,
     Path(agent): Path<String>,
-    Json(lines): Json<Vec<AgentLogLine>>,
+    LogJson(lines): LogJson<Vec<AgentLogLine>>,
 ) -> Result<axum::Json<Body>, ApiError> {
     auth.check(&agent)?;
     state.domain.append_agent_logs(&auth, lines).await?;

@@ -1,7 +1,7 @@
 //! Uploaded files: tar archives of template versions, stored by content hash.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_sdk::{Response, UploadResponse};
 
+use super::extract::Path;
 use super::{ApiError, AppState, Created, created};
 use crate::domain::Actor;
 

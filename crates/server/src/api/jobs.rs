@@ -1,6 +1,6 @@
 //! Provisioner jobs: listing them, and following a job's log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::response::sse::Event;
 use futures::{Stream, StreamExt};
@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use warmspace_sdk::{JobsQuery, ProvisionerJob, Response as Body};
 
-use super::extract::Query;
+use super::extract::{Path, Query};
 use super::{ApiError, AppState, sse};
 use crate::domain::{Actor, LogFollow};
 

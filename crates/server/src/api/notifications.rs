@@ -1,7 +1,7 @@
 //! The inbox API: each user reads, marks and watches their own
 //! notifications, and nobody else's.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::response::sse::Event;
 use futures::StreamExt;
@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_sdk::{MarkAllNotificationsReadResponse, NotificationsQuery, NotificationsResponse, Response as Body};
 
-use super::extract::Query;
+use super::extract::{Path, Query};
 use super::{ApiError, AppState, message, sse};
 use crate::domain::Actor;
 

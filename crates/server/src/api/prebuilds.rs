@@ -1,7 +1,7 @@
 //! Prebuild pools: their status (derived from the database on whichever
 //! replica answers), pausing reconciliation, invalidating presets, claim statistics.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -10,7 +10,7 @@ use warmspace_sdk::{
     PrebuildsStatus, Response as Body,
 };
 
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::{ApiError, AppState};
 use crate::domain::Actor;
 

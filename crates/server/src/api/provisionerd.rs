@@ -2,7 +2,7 @@
 //! operations in-process daemons call directly, over HTTP, authenticated by
 //! a provisioner key.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use warmspace_sdk::{
 };
 use warmspace_store::pubsub::Event as PubSubEvent;
 
-use super::extract::Json;
+use super::extract::{Json, LogJson, Path};
 use super::{ApiError, AppState, Created, created, message, sse};
 use crate::domain::{self, Actor, DaemonAuth};
 
@@ -133,7 +133,7 @@ async fn append_logs(
     State(state): State<AppState>,
     _daemon: DaemonAuth,
     Path(job_id): Path<Uuid>,
-    Json(logs): Json<Vec<JobLogLine>>,
+    LogJson(logs): LogJson<Vec<JobLogLine>>,
 ) -> Result<axum::Json<Body>, ApiError> {
     state.domain.append_job_logs(job_id, logs).await?;
     Ok(message("Stored."))
@@ -146,7 +146,7 @@ async fn complete(
     State(state): State<AppState>,
     _daemon: DaemonAuth,
     Path(job_id): Path<Uuid>,
-    Json(req): Json<CompleteJobRequest>,
+    LogJson(req): LogJson<CompleteJobRequest>,
 ) -> Result<axum::Json<Body>, ApiError> {
     let domain = &state.domain;
     match req.completion {

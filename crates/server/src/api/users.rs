@@ -1,6 +1,6 @@
 //! Users, the first user, and logging in and out.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use warmspace_sdk::{
@@ -8,7 +8,7 @@ use warmspace_sdk::{
     LoginWithPasswordRequest, LoginWithPasswordResponse, Response, User, UsersQuery,
 };
 
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::{ApiError, AppState, Created, created, message};
 use crate::domain::Actor;
 

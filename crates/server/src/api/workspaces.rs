@@ -1,6 +1,6 @@
 //! Workspaces and their builds.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -10,7 +10,7 @@ use warmspace_sdk::{
     UpdateWorkspaceTtlRequest, Workspace, WorkspaceBuild, WorkspacesQuery, WorkspacesResponse,
 };
 
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::jobs::log_events;
 use super::{ApiError, AppState, Created, created, message};
 use crate::domain::Actor;

@@ -77,6 +77,12 @@ impl From<StoreError> for Error {
                 validations: vec![ValidationError { field: field.into(), detail: "already taken".into() }],
             },
             StoreError::Invalid { field, message } => Error::field(field, message),
+            StoreError::Refused { field, problem } => Error::field(&field, problem),
+            StoreError::Duplicate { field } => Error::Conflict {
+                message: format!("That {field} is already taken."),
+                detail: String::new(),
+                validations: vec![ValidationError { field, detail: "already taken".into() }],
+            },
             StoreError::InProgress(message) => Error::conflict(message),
             other => Error::internal(other),
         }

@@ -27,6 +27,8 @@ impl Domain {
         if data.len() > self.config.max_file_size {
             return Err(self.upload_too_large());
         }
+        // Refused here, where the uploader learns why, rather than only when a daemon unpacks it.
+        warmspace_sdk::archive::check(data).map_err(|err| Error::field("file", err.to_string()))?;
         let hash = hex::encode(Sha256::digest(data));
         let file = self.store.upload_file(&hash, TAR, data, actor.user.id).await?;
         Ok(UploadResponse { id: file.id, hash: file.hash })

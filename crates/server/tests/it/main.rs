@@ -5,6 +5,7 @@
 mod claims;
 mod claims_race;
 mod common;
+mod input;
 mod listings;
 mod notifications;
 mod prebuilds;

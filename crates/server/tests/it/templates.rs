@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
+use sha2::Digest;
 use warmspace_sdk::{
     Client, JobStatus, JobsQuery, LogEvent, Role, StatusCode, TemplateVersion, UpdateTemplateRequest,
     UpdateTemplateSettings,
@@ -14,7 +15,7 @@ use warmspace_server::testing::TestServer;
 
 use crate::common::{api_status, create_template, try_create_template, upload_version};
 
-fn example_dir() -> PathBuf {
+pub(crate) fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/echo")
 }
 
@@ -26,7 +27,7 @@ fn template_dir(manifest: &str) -> tempfile::TempDir {
 }
 
 /// Follows the import log to its end; returns the lines and the final job.
-async fn follow(client: &Client, version: &TemplateVersion) -> (Vec<String>, warmspace_sdk::ProvisionerJob) {
+pub(crate) async fn follow(client: &Client, version: &TemplateVersion) -> (Vec<String>, warmspace_sdk::ProvisionerJob) {
     let mut events = Box::pin(client.follow_template_version_logs(version.id).await.unwrap());
     let mut lines = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -114,9 +115,11 @@ async fn identical_uploads_share_one_id_and_oversized_ones_get_413() {
     let owner = server.owner().await;
     let member = server.user(&owner, "member", &[]).await;
 
-    let a = owner.upload_tar(vec![7; 1024]).await.unwrap();
-    let b = owner.upload_tar(vec![7; 1024]).await.unwrap();
-    let c = member.upload_tar(vec![7; 1024]).await.unwrap();
+    let small =
+        |byte: u8, len: usize| tar_of(&[("warmspace.hcl", tar::EntryType::Regular, &vec![byte; len][..], None)]);
+    let a = owner.upload_tar(small(7, 100)).await.unwrap();
+    let b = owner.upload_tar(small(7, 100)).await.unwrap();
+    let c = member.upload_tar(small(7, 100)).await.unwrap();
     assert_eq!((a.id, a.id), (b.id, c.id));
     let stored: i64 =
         sqlx::query_scalar("SELECT count(*) FROM files").fetch_one(&server.db.pool().await).await.unwrap();
@@ -127,12 +130,12 @@ async fn identical_uploads_share_one_id_and_oversized_ones_get_413() {
     assert!(body.detail.contains("4096"), "{body:?}");
 
     // Reading: the uploaders may, another member may not.
-    let own = member.upload_tar(vec![1; 10]).await.unwrap();
-    assert_eq!(member.download_file(own.id).await.unwrap(), vec![1; 10]);
-    assert_eq!(owner.download_file(own.id).await.unwrap(), vec![1; 10]);
+    let own = member.upload_tar(small(1, 10)).await.unwrap();
+    assert_eq!(member.download_file(own.id).await.unwrap(), small(1, 10));
+    assert_eq!(owner.download_file(own.id).await.unwrap(), small(1, 10));
     let other = server.user(&owner, "other", &[]).await;
     assert_eq!(api_status(other.download_file(own.id).await).0, StatusCode::FORBIDDEN);
-    assert_eq!(member.download_file(a.id).await.unwrap().len(), 1024, "member uploaded the same bytes too");
+    assert_eq!(member.download_file(a.id).await.unwrap(), small(7, 100), "member uploaded the same bytes too");
 
     // The content type is checked.
     let resp = owner
@@ -256,4 +259,95 @@ async fn templates_are_created_activated_updated_and_deleted_by_template_admins_
     admin.delete_template(template.id).await.unwrap();
     assert_eq!(api_status(admin.template(template.id).await).0, StatusCode::NOT_FOUND);
     assert!(admin.templates("default").await.unwrap().is_empty());
+}
+
+/// An archive entry: path, kind, content, link target.
+type Entry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+/// A tar archive written entry by entry as given, links (`target`) and
+/// unsafe paths included: what a hostile client could upload.
+fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, data, target) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        // Written directly: the tar crate's own setters refuse `..` and absolute paths.
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        if let Some(target) = target {
+            header.set_link_name(target).unwrap();
+        }
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn archives_with_links_or_paths_outside_the_template_are_refused_at_upload() {
+    let server = TestServer::start_with(Config::default(), 0).await;
+    let owner = server.owner().await;
+    use tar::EntryType::{Link, Regular, Symlink};
+    let cases: [(&[Entry<'_>], &str); 5] = [
+        (&[("warmspace.hcl", Symlink, b"", Some("/etc/passwd"))], "symbolic link"),
+        (&[("conf", Symlink, b"", Some("/etc")), ("warmspace.hcl", Regular, b"x", None)], "symbolic link"),
+        (&[("a", Regular, b"x", None), ("warmspace.hcl", Link, b"", Some("/etc/passwd"))], "hard link"),
+        (&[("/tmp/warmspace.hcl", Regular, b"x", None)], "relative path"),
+        (&[("../warmspace.hcl", Regular, b"x", None)], "relative path"),
+    ];
+    for (entries, problem) in cases {
+        let (status, body) = api_status(owner.upload_tar(tar_of(entries)).await);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{entries:?}: {body:?}");
+        assert_eq!(body.validations[0].field, "file", "{body:?}");
+        assert!(body.validations[0].detail.contains(problem), "{entries:?}: {body:?}");
+    }
+    let (status, body) = api_status(owner.upload_tar(b"not a tar archive".repeat(40)).await);
+    assert_eq!((status, body.validations[0].field.as_str()), (StatusCode::BAD_REQUEST, "file"), "{body:?}");
+}
+
+/// A version of an archive stored as it is, past the upload's checks (as a
+/// file stored before them was), to see what the import makes of it.
+async fn version_of_stored(server: &TestServer, owner: &Client, archive: Vec<u8>) -> TemplateVersion {
+    let hash = hex::encode(sha2::Sha256::digest(&archive));
+    let me = owner.user("me").await.unwrap();
+    let file = server.store.upload_file(&hash, "application/x-tar", &archive, me.id).await.unwrap();
+    let request = warmspace_sdk::CreateTemplateVersionRequest {
+        file_id: file.id,
+        template_id: None,
+        name: None,
+        message: String::new(),
+        provisioner_tags: Default::default(),
+    };
+    owner.create_template_version("default", &request).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_import_refuses_links_and_says_what_is_wrong_with_the_manifest() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "provisioner = \"the provisioner host's secret\"\n").unwrap();
+    let target = secret.path().to_str().unwrap();
+
+    // The daemon unpacks through the same checks: a link never reads the host's files.
+    let linked = tar_of(&[("warmspace.hcl", tar::EntryType::Symlink, b"", Some(target))]);
+    let (_, job) = follow(&owner, &version_of_stored(&server, &owner, linked).await).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("symbolic link") && !error.contains("secret"), "{error}");
+
+    let latin1 = tar_of(&[("warmspace.hcl", tar::EntryType::Regular, b"provisioner = \"\xe9cho\"\n", None)]);
+    let (_, job) = follow(&owner, &version_of_stored(&server, &owner, latin1).await).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("warmspace.hcl is not UTF-8"), "{error}");
+
+    // A NUL fails the import at once, naming the field, instead of holding it until its lease expires.
+    let manifest = "provisioner = \"echo\"\npreset \"p\" {\n  description = \"a\\u0000b\"\n}\necho {\n}\n";
+    let version = upload_version(&owner, template_dir(manifest).path(), None).await;
+    let (_, job) = follow(&owner, &version).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains(r#"preset "p" › description: must not contain a NUL"#), "{error}");
 }

@@ -101,6 +101,25 @@ async fn duplicate_username_or_email_names_the_field() {
     assert!(matches!(err, StoreError::Conflict { field: "email" }), "{err:?}");
 }
 
+/// Whatever slips past the domain's checks, the database's refusal names the
+/// column and the problem, never carrying PostgreSQL's own text.
+#[tokio::test]
+async fn values_the_schema_refuses_name_their_field() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let mut long = new_user("carol", "carol@example.com");
+    long.name = "x".repeat(200);
+    let err = store.create_user(long).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused { field, problem } if field == "name" && problem.contains("users_name_check")),
+        "{err:?}"
+    );
+    let mut nul = new_user("dave", "dave@example.com");
+    nul.name = "a\0b".into();
+    let err = store.create_user(nul).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Refused { problem, .. } if problem.contains("NUL")), "{err:?}");
+}
+
 #[tokio::test]
 async fn listing_filters_combine() {
     let db = TestDatabase::new().await;

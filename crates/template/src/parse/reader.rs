@@ -198,6 +198,12 @@ impl<'a> Reader<'a> {
         let Item::Attr(expr) = item else { return None };
         let loc = self.loc.child(name, *index);
         match expr.evaluate(&Context::new()) {
+            // Checked here, where every attribute passes, so that no string of the manifest
+            // reaches PostgreSQL (whose text cannot hold a NUL) whatever field it is in.
+            Ok(value) if holds_nul(&value) => {
+                self.problems.report(&loc, NUL_MESSAGE);
+                None
+            }
             Ok(value) => Some((loc, value)),
             Err(e) => {
                 self.problems.report(&loc, format!("not a constant value: {e}"));
@@ -318,6 +324,11 @@ impl<'a> Reader<'a> {
                 continue;
             };
             let name = label.as_str().to_owned();
+            if name.contains('\0') {
+                let shown = name.replace('\0', "\\u0000");
+                self.problems.report(&self.loc.child(&format!("{kind} \"{shown}\""), index), NUL_MESSAGE);
+                continue;
+            }
             let loc = self.loc.child(&format!("{kind} \"{name}\""), index);
             if opened.iter().any(|(other, _)| *other == name) {
                 self.problems.report(&loc, format!("duplicate name: another {kind} is called \"{name}\""));
@@ -354,6 +365,18 @@ impl<'a> Reader<'a> {
             self.problems.report(&loc, format!("a {} block takes no label", block.identifier()));
         }
         Reader::new(block.body(), loc, keys, self.problems)
+    }
+}
+
+const NUL_MESSAGE: &str = "must not contain a NUL character (\\u0000)";
+
+/// Whether a NUL character is in any string of `value`, or in a key of one of its objects.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(object) => object.iter().any(|(key, item)| key.contains('\0') || holds_nul(item)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 

@@ -898,3 +898,38 @@ fn manifest_keys_describe_every_block() {
     }
     assert!(keys.iter().any(|k| k.block == "preset › prebuilds › scheduling › schedule" && k.name == "cron"));
 }
+
+/// Where a NUL character can hide in a manifest, and the path its error names.
+const NUL_PLACES: &[(&str, &str)] = &[
+    ("preset \"p\" {\n  description = \"{}\"\n}\n", "preset \"p\" › description"),
+    ("preset \"p\" {\n  parameters = { region = \"{}\" }\n}\n", "preset \"p\" › parameters"),
+    ("preset \"p\" {\n  parameters = { \"{}\" = \"us\" }\n}\n", "preset \"p\" › parameters"),
+    ("agent \"main\" {\n  env = { A = \"{}\" }\n}\n", "agent \"main\" › env"),
+    ("agent \"main\" {\n  startup_script = \"{}\"\n}\n", "agent \"main\" › startup_script"),
+    ("echo {\n  replace_on_claim = [\"{}\"]\n}\n", "echo › replace_on_claim"),
+    ("preset \"{}\" {\n}\n", "preset \"{}\""),
+];
+
+proptest! {
+    /// PostgreSQL cannot store a NUL: a manifest holding one anywhere is
+    /// refused naming the field, written raw or as the escape `\u0000`.
+    #[test]
+    fn a_nul_character_in_any_string_is_refused_naming_its_field(
+        place in 0..NUL_PLACES.len(),
+        before in "[a-z]{0,4}",
+        after in "[a-z]{0,4}",
+        escaped in any::<bool>(),
+    ) {
+        let (template, path) = NUL_PLACES[place];
+        let nul = if escaped { "\\u0000" } else { "\0" };
+        let text = format!("{before}{nul}{after}");
+        let source = with_parameters(&template.replace("{}", &text));
+        let all = errors(&source);
+        let shown = format!("{before}\\u0000{after}");
+        let path = path.replace("{}", &shown);
+        prop_assert!(
+            all.iter().any(|e| e.path == path && e.message.contains("NUL")),
+            "{:?} not named in {:#?}", path, all
+        );
+    }
+}
