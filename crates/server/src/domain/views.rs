@@ -110,6 +110,7 @@ fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<Wor
         status,
         latest_build,
         agents,
+        claim_hand_over_ms: None,
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use warmspace_sdk::{
-    BuildParameter, BuildReason, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent,
-    Transition, Workspace, WorkspaceBuild, WorkspacesQuery,
+    BuildParameter, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Transition,
+    Workspace, WorkspaceBuild, WorkspacesQuery,
 };
 
 use super::Config;
@@ -20,7 +20,9 @@ pub struct CreateArgs {
     name: String,
     #[arg(long, short = 't')]
     template: String,
-    /// Use this preset of the template's active version (its parameter values are fixed).
+    /// Use this preset of the template's active version (its parameter values
+    /// are fixed). Default: the version's default preset, if it has one;
+    /// `none` uses no preset.
     #[arg(long)]
     preset: Option<String>,
     /// A parameter value, `name=value`. Repeatable.
@@ -70,17 +72,23 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
         .template_by_name(&args.org.organization, &args.template)
         .await
         .with_context(|| format!("template {:?}", args.template))?;
-    let preset_id = match &args.preset {
-        None => None,
-        Some(preset) => Some(
-            client
-                .template_version_presets(template.active_version_id)
-                .await?
-                .into_iter()
-                .find(|p| &p.name == preset)
-                .with_context(|| format!("template {} has no preset {preset:?}", template.name))?
-                .id,
+    let presets = client.template_version_presets(template.active_version_id).await?;
+    // As Coder's CLI does: no --preset means the default preset, said so; the API itself stays explicit.
+    let preset = match args.preset.as_deref() {
+        Some(none) if none.eq_ignore_ascii_case("none") => None,
+        Some(name) => Some(
+            presets
+                .iter()
+                .find(|p| p.name == name)
+                .with_context(|| format!("template {} has no preset {name:?}", template.name))?,
         ),
+        None => {
+            let default = presets.iter().find(|p| p.default);
+            if let Some(preset) = default {
+                println!("Using the default preset {} of {} (--preset none for none).", preset.name, template.name);
+            }
+            default
+        }
     };
     let started = Instant::now();
     let workspace = client
@@ -91,22 +99,19 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
                 template_version_id: None,
                 name: name.to_owned(),
                 rich_parameter_values: parameters(&args.parameters)?,
-                template_version_preset_id: preset_id,
+                template_version_preset_id: preset.map(|p| p.id),
                 ttl_ms: args.ttl.map(|ttl| ttl.as_millis() as i64),
                 autostart_schedule: None,
             },
         )
         .await?;
-    if workspace.latest_build.reason == BuildReason::Claim {
-        println!(
-            "Claimed a prebuilt workspace from {}: {}/{} was handed over in {:.0} ms.",
-            template.name,
-            workspace.owner_name,
-            workspace.name,
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-    } else {
-        println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name);
+    match workspace.claim_hand_over_ms {
+        // The server's measure, the one `prebuilds claims` lists.
+        Some(ms) => println!(
+            "Claimed a prebuilt workspace from {}: {}/{} was handed over in {ms:.1} ms.",
+            template.name, workspace.owner_name, workspace.name
+        ),
+        None => println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name),
     }
     follow(&client, &workspace.latest_build).await?;
     println!("Workspace {} is running ({:.1} s).", workspace.name, started.elapsed().as_secs_f64());

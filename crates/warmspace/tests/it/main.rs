@@ -5,5 +5,7 @@
 mod agents;
 mod cli;
 mod common;
+mod create;
 mod examples;
 mod provisioning;
+mod templates;
