@@ -126,6 +126,19 @@ async fn a_mismatch_is_charged_to_the_closest_preset_and_a_pool_less_preset_is_n
 }
 
 #[tokio::test]
+async fn a_create_whose_cold_build_fails_records_no_miss() {
+    let server = TestServer::start_full(Config::default(), 1, false).await;
+    let owner = server.owner().await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(0, "rebuild", ""))]).await;
+    let eu = preset_id(&owner, &template, "eu").await;
+    owner.create_workspace("me", &request(&template, "taken", Some(eu), &[])).await.unwrap();
+    // The same name again: the cold build cannot be written, and neither is its miss.
+    let refused = owner.create_workspace("me", &request(&template, "taken", Some(eu), &[])).await;
+    assert_eq!(api_status(refused).0, StatusCode::CONFLICT);
+    assert_eq!(misses(&server).await, ["no_pool"]);
+}
+
+#[tokio::test]
 async fn a_claim_queues_the_pool_s_refill_at_once_not_at_the_next_tick() {
     // With an hour between ticks, only the claim itself can have asked for the refill.
     let reconciler = ReconcilerConfig { interval: Duration::from_secs(3600), ..ReconcilerConfig::default() };
