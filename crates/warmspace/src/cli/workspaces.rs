@@ -324,7 +324,7 @@ fn parameters(values: &[String]) -> anyhow::Result<Vec<BuildParameter>> {
 }
 
 /// Asks on a terminal; without one there is nobody to ask, and the command goes ahead.
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(super) fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(true);
     }
