@@ -65,10 +65,12 @@ impl Domain {
             if template.organization_id != organization.id {
                 return Err(Error::field("template_id", "the template belongs to another organization"));
             }
-            // Files are stored by content hash: the same hash is the same files.
-            let active = self.store.template_version(template.active_version_id).await?;
-            if req.skip_if_unchanged && self.store.file(active.file_id).await?.hash == file.hash {
-                return Ok(TemplateVersion { unchanged: true, ..self.version_view(active).await? });
+            if req.skip_if_unchanged {
+                // Files are stored by content hash: the same hash is the same files.
+                let active = self.store.template_version(template.active_version_id).await?;
+                if self.store.file(active.file_id).await?.hash == file.hash {
+                    return Ok(TemplateVersion { unchanged: true, ..self.version_view(active).await? });
+                }
             }
         }
         let version = self

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use warmspace_sdk::{
-    BuildParameter, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Transition,
-    Workspace, WorkspaceBuild, WorkspacesQuery,
+    BuildParameter, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Preset,
+    Transition, Workspace, WorkspaceBuild, WorkspacesQuery,
 };
 
 use super::Config;
@@ -73,6 +73,7 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("template {:?}", args.template))?;
     let presets = client.template_version_presets(template.active_version_id).await?;
+    let values = parameters(&args.parameters)?;
     // As Coder's CLI does: no --preset means the default preset, said so; the API itself stays explicit.
     let preset = match args.preset.as_deref() {
         Some(none) if none.eq_ignore_ascii_case("none") => None,
@@ -84,10 +85,21 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
         ),
         None => {
             let default = presets.iter().find(|p| p.default);
-            if let Some(preset) = default {
-                println!("Using the default preset {} of {} (--preset none for none).", preset.name, template.name);
+            // A value the user gave explicitly wins over a preset they did not ask for.
+            match default.map(|preset| (preset, contradicted(preset, &values))) {
+                Some((preset, Some(given))) => {
+                    println!(
+                        "Not using the default preset {} of {}: --parameter {}={} differs from its value.",
+                        preset.name, template.name, given.name, given.value
+                    );
+                    None
+                }
+                Some((preset, None)) => {
+                    println!("Using the default preset {} of {} (--preset none for none).", preset.name, template.name);
+                    Some(preset)
+                }
+                None => None,
             }
-            default
         }
     };
     let started = Instant::now();
@@ -98,7 +110,7 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
                 template_id: template.id,
                 template_version_id: None,
                 name: name.to_owned(),
-                rich_parameter_values: parameters(&args.parameters)?,
+                rich_parameter_values: values,
                 template_version_preset_id: preset.map(|p| p.id),
                 ttl_ms: args.ttl.map(|ttl| ttl.as_millis() as i64),
                 autostart_schedule: None,
@@ -310,6 +322,11 @@ async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
 
 fn split_name(name: &str) -> (&str, &str) {
     name.split_once('/').unwrap_or(("me", name))
+}
+
+/// The first of `values` that sets one of the preset's parameters to another value.
+fn contradicted<'a>(preset: &Preset, values: &'a [BuildParameter]) -> Option<&'a BuildParameter> {
+    values.iter().find(|v| preset.parameters.iter().any(|p| p.name == v.name && p.value != v.value))
 }
 
 fn parameters(values: &[String]) -> anyhow::Result<Vec<BuildParameter>> {

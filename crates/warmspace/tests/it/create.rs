@@ -47,6 +47,13 @@ async fn create_claims_from_the_default_preset_and_reports_the_hand_over_prebuil
     let stdout = String::from_utf8_lossy(&cold.stdout);
     assert!(!stdout.contains("Claimed") && !stdout.contains("default preset"), "{stdout}");
 
+    // A --parameter that contradicts the default preset: the user's value wins, and no default preset applies.
+    let eu = run(warmspace(&config).args(["create", "eu", "-t", "pooled", "--parameter", "region=eu"]));
+    let stdout = String::from_utf8_lossy(&eu.stdout);
+    assert!(stdout.contains("Not using the default preset small"), "{stdout}");
+    let eu = client.workspace_by_name("me", "eu").await.unwrap();
+    assert_eq!(eu.latest_build.parameters[0].value, "eu");
+
     // The hand-over the CLI printed is the one recorded and listed.
     let listed = run(warmspace(&config).args(["prebuilds", "claims", "-o", "json"]));
     let stats: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
@@ -55,5 +62,8 @@ async fn create_claims_from_the_default_preset_and_reports_the_hand_over_prebuil
     assert_eq!(format!("{:.1}", small["hit_p50_ms"].as_f64().unwrap()), format!("{printed:.1}"));
     let unnamed = stats.iter().find(|s| s["preset_id"].is_null()).unwrap();
     assert_eq!(unnamed["misses_by_reason"], serde_json::json!({"no_preset": 1}));
+    // The eu request repeated every value of the pool-less eu preset: matched by the server.
+    let eu = stats.iter().find(|s| s["preset_name"] == "eu").unwrap();
+    assert_eq!(eu["misses_by_reason"], serde_json::json!({"no_pool": 1}));
     server.terminate();
 }
