@@ -18,6 +18,9 @@ text_enum! {
     pub enum MissReason as "claim miss reason" {
         /// No preset applied (none named, none matched).
         NoPreset = "no_preset",
+        /// The preset applied keeps no pool: it has no `prebuilds` block, or
+        /// its template version is not the active one.
+        NoPool = "no_pool",
         /// The preset keeps a pool but nothing in it is claimable now.
         NoEligible = "no_eligible",
         /// Reconciliation is paused site-wide.

@@ -2,6 +2,7 @@
 //! attempt.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
@@ -29,8 +30,8 @@ pub struct ClaimRequest<'a> {
     /// `claim = "reinit"`: the claim build is complete when the transaction
     /// commits; the agent's re-init does the personalisation.
     pub reinit: bool,
-    /// Time spent on the request before the transaction, for the record.
-    pub elapsed_ms: f64,
+    /// When the create request arrived: the hand-over is measured from here.
+    pub arrived: Instant,
 }
 
 /// A create request that did not claim, recorded with its cold build.
@@ -40,8 +41,14 @@ pub struct ClaimMiss {
     /// The preset the request used, matched or came closest to.
     pub preset_id: Option<Uuid>,
     pub reason: MissReason,
-    /// From the request's arrival to its cold build being queued.
-    pub latency_ms: f64,
+    /// When the create request arrived: the record's latency runs from here
+    /// to its write, beside the cold build's.
+    pub arrived: Instant,
+}
+
+/// Milliseconds since `arrived`, as recorded.
+fn ms_since(arrived: Instant) -> f64 {
+    arrived.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Records a miss inside the transaction that queues its cold build.
@@ -61,7 +68,7 @@ pub(crate) async fn insert_miss(
         user_id,
         miss.reason as MissReason,
         workspace_id,
-        miss.latency_ms,
+        ms_since(miss.arrived),
     )
     .execute(&mut *tx)
     .await?;
@@ -73,6 +80,9 @@ pub struct Claimed {
     pub workspace_id: Uuid,
     pub build_id: Uuid,
     pub committed_at: DateTime<Utc>,
+    /// The hand-over, as recorded: from the request's arrival to the claim
+    /// record's write, the transaction's last statement before its commit.
+    pub hand_over_ms: f64,
 }
 
 /// Claimable prebuilds of preset `$1` (owned by `$2`) at `$3`, oldest first:
@@ -148,22 +158,22 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
+        // Measured once, here, and kept: the response and the log report this very value.
+        let hand_over_ms = ms_since(claim.arrived);
         let committed_at: DateTime<Utc> = sqlx::query_scalar!(
             "INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, workspace_id, latency_ms, committed_at) \
-             VALUES ($1, $2, $3, true, $4, $5 + extract(epoch FROM clock_timestamp() - now()) * 1000, \
-                     clock_timestamp()) \
+             VALUES ($1, $2, $3, true, $4, $5, clock_timestamp()) \
              RETURNING committed_at AS \"committed_at!\"",
             claim.template_id,
             claim.preset_id,
             claim.user_id,
             workspace_id,
-            // Bound as float8, as ever; the macro alone would infer numeric, `$5` being added to one.
-            claim.elapsed_ms as f64,
+            hand_over_ms,
         )
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(Claimed { workspace_id, build_id, committed_at }))
+        Ok(Some(Claimed { workspace_id, build_id, committed_at, hand_over_ms }))
     }
 
     /// Every prebuild of the preset a claim could take now, oldest first.

@@ -24,6 +24,10 @@ pub struct TemplateVersion {
     pub provisioner: Option<Provisioner>,
     /// From the manifest, once imported.
     pub claim_mode: Option<ClaimMode>,
+    /// Only in the answer to a create request with `skip_if_unchanged`: its
+    /// files were those of the active version, which this is; nothing was created.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -42,6 +46,11 @@ pub struct CreateTemplateVersionRequest {
     /// Only daemons with all of these tags run the version's jobs.
     #[serde(default)]
     pub provisioner_tags: BTreeMap<String, String>,
+    /// With a `template_id`: when the file's content (its hash) is that of the
+    /// template's active version, create nothing and answer 200 with the
+    /// active version, marked `unchanged`.
+    #[serde(default)]
+    pub skip_if_unchanged: bool,
 }
 
 /// Lifecycle settings of a template, in milliseconds where durations; 0 disables.

@@ -1,6 +1,7 @@
 //! Templates, their versions, and what an imported version declares.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,17 +32,22 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Creates a template version from an uploaded archive and queues its import.
+/// With `skip_if_unchanged`, files identical to the template's active
+/// version's create nothing: 200 with the active version, marked `unchanged`.
 #[utoipa::path(post, path = "/api/v2/organizations/{organization}/templateversions", tag = "templates",
     security(("session_token" = [])), request_body = CreateTemplateVersionRequest,
     params(("organization" = String, Path, description = "Id or name; `default` for the default one")),
-    responses((status = 201, body = TemplateVersion), (status = 400, body = Body), (status = 403, body = Body)))]
+    responses((status = 201, body = TemplateVersion), (status = 200, body = TemplateVersion, description = "Unchanged"),
+              (status = 400, body = Body), (status = 403, body = Body)))]
 async fn create_version(
     State(state): State<AppState>,
     actor: Actor,
     Path(organization): Path<String>,
     Json(req): Json<CreateTemplateVersionRequest>,
 ) -> Result<Created<TemplateVersion>, ApiError> {
-    Ok(created(state.domain.create_template_version(&actor, &organization, req).await?))
+    let version = state.domain.create_template_version(&actor, &organization, req).await?;
+    let status = if version.unchanged { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, axum::Json(version)))
 }
 
 #[utoipa::path(get, path = "/api/v2/templateversions/{version}", tag = "templates",

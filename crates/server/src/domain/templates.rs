@@ -58,12 +58,19 @@ impl Domain {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        self.store.file(req.file_id).await.map_err(|_| Error::field("file_id", "no such file"))?;
+        let file = self.store.file(req.file_id).await.map_err(|_| Error::field("file_id", "no such file"))?;
         if let Some(template_id) = req.template_id {
             let template =
                 self.store.template(template_id).await.map_err(|_| Error::field("template_id", "no such template"))?;
             if template.organization_id != organization.id {
                 return Err(Error::field("template_id", "the template belongs to another organization"));
+            }
+            if req.skip_if_unchanged {
+                // Files are stored by content hash: the same hash is the same files.
+                let active = self.store.template_version(template.active_version_id).await?;
+                if self.store.file(active.file_id).await?.hash == file.hash {
+                    return Ok(TemplateVersion { unchanged: true, ..self.version_view(active).await? });
+                }
             }
         }
         let version = self

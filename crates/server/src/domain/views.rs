@@ -110,6 +110,7 @@ fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<Wor
         status,
         latest_build,
         agents,
+        claim_hand_over_ms: None,
     }
 }
 
@@ -229,6 +230,7 @@ pub fn user_view(row: UserRow) -> User {
 
 fn version_view(job: JobRow, v: TemplateVersionRow) -> TemplateVersion {
     TemplateVersion {
+        unchanged: false,
         id: v.id,
         organization_id: v.organization_id,
         template_id: v.template_id,

@@ -40,8 +40,13 @@ impl Domain {
     /// personalised by a claim build (or, for `claim = "reinit"`, by its
     /// agent). Otherwise, or when the pool is empty, a cold first build is
     /// queued, and the miss is recorded with it, saying why.
+    ///
+    /// A claim's hand-over time is measured once, from here (the request's
+    /// arrival) to the claim record's write, the last statement of the claim
+    /// transaction before its commit; the record keeps it, the response
+    /// carries it, the log says it.
     pub async fn create_workspace(&self, actor: &Actor, owner: &str, req: CreateWorkspaceRequest) -> Result<Created> {
-        let started = Instant::now();
+        let arrived = Instant::now();
         let owner = self.find_user(actor, owner).await?;
         actor.authorize(Action::Create, Object { resource: Resource::Workspace, owner: Some(owner.id) })?;
         if !valid_slug(&req.name, 64) {
@@ -81,9 +86,9 @@ impl Domain {
         let deadline = ttl_ms.map(|ttl| self.now() + chrono::Duration::milliseconds(ttl));
 
         // Claim when a warm pool applies; else say why not.
-        let pooled = preset.filter(|p| p.desired_instances.is_some() && version_id == template.active_version_id);
-        let miss = match (pooled, matched) {
-            (Some(preset), _) => {
+        let pooled = |p: &PresetRow| p.desired_instances.is_some() && version_id == template.active_version_id;
+        let miss = match (preset, matched) {
+            (Some(preset), _) if pooled(preset) => {
                 let claim = ClaimRequest {
                     preset_id: preset.id,
                     template_id: template.id,
@@ -95,7 +100,7 @@ impl Domain {
                     max_deadline: None,
                     parameters: &values,
                     reinit: version.claim_mode == Some(ClaimMode::Reinit),
-                    elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    arrived,
                 };
                 match self.store.claim_prebuild(&claim).await? {
                     Some(claimed) => {
@@ -107,18 +112,21 @@ impl Domain {
                         };
                         self.events.claimed(&event).await;
                         self.events.reconcile("claimed").await;
-                        let workspace = self.workspace_view(self.store.workspace(claimed.workspace_id).await?).await?;
+                        let mut workspace =
+                            self.workspace_view(self.store.workspace(claimed.workspace_id).await?).await?;
+                        workspace.claim_hand_over_ms = Some(claimed.hand_over_ms);
                         tracing::info!(
                             workspace = %workspace.name, owner = %workspace.owner_name, by = %actor.user.username,
-                            hand_over_ms = started.elapsed().as_secs_f64() * 1000.0, "prebuild claimed"
+                            preset = %preset.name, hand_over_ms = claimed.hand_over_ms, "prebuild claimed"
                         );
                         return Ok(Created { workspace, claimed: true });
                     }
                     None => Some((Some(preset.id), self.miss_reason(preset.id).await?)),
                 }
             }
+            (Some(preset), _) => Some((Some(preset.id), MissReason::NoPool)),
             (None, PresetMatch::Mismatch(id)) => Some((Some(id), MissReason::ParameterMismatch)),
-            (None, _) => (!presets.is_empty()).then_some((preset.map(|p| p.id), MissReason::NoPreset)),
+            (None, _) => (!presets.is_empty()).then_some((None, MissReason::NoPreset)),
         };
 
         let workspace = self
@@ -144,7 +152,7 @@ impl Domain {
                     template_id: template.id,
                     preset_id,
                     reason,
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    arrived,
                 }),
             })
             .await?;

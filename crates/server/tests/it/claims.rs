@@ -81,7 +81,7 @@ async fn claims_by_preset_and_by_matching_parameters_and_misses_say_why() {
     alice.create_workspace("me", &request(&template, "eighth", Some(us), &[])).await.unwrap();
     assert_eq!(
         misses(&server).await,
-        ["parameter_mismatch", "no_preset", "no_preset", "no_eligible", "paused"],
+        ["parameter_mismatch", "no_preset", "no_pool", "no_eligible", "paused"],
         "the sixth claimed the prebuild the previous cycles left"
     );
 
@@ -94,6 +94,48 @@ async fn claims_by_preset_and_by_matching_parameters_and_misses_say_why() {
     let attempts: i64 =
         sqlx::query_scalar("SELECT count(*) FROM claim_attempts").fetch_one(&server.db.pool().await).await.unwrap();
     assert_eq!(attempts, 8);
+}
+
+#[tokio::test]
+async fn a_mismatch_is_charged_to_the_closest_preset_and_a_pool_less_preset_is_no_pool() {
+    let server = TestServer::start_full(Config::default(), 1, false).await;
+    let owner = server.owner().await;
+    let manifest = "provisioner = \"echo\"\n\
+         parameter \"region\" {\n  type = \"string\"\n  default = \"us\"\n}\n\
+         parameter \"cpus\" {\n  type = \"number\"\n  default = 2\n}\n\
+         preset \"us\" {\n  parameters = { region = \"us\", cpus = \"2\" }\n  prebuilds {\n    instances = 0\n  }\n}\n\
+         preset \"eu\" {\n  parameters = { region = \"eu\", cpus = \"4\" }\n  prebuilds {\n    instances = 0\n  }\n}\n\
+         preset \"eu-bare\" {\n  parameters = { region = \"eu\", cpus = \"2\" }\n}\n\
+         echo {\n  duration_ms = 1\n}\n";
+    let template = push(&owner, "closest", &[("warmspace.hcl", manifest)]).await;
+    let (eu, bare) = (preset_id(&owner, &template, "eu").await, preset_id(&owner, &template, "eu-bare").await);
+
+    // One value equal to eu's (region), none to us's: eu is the pool the request nearly asked for.
+    owner
+        .create_workspace("me", &request(&template, "near-eu", None, &[("region", "eu"), ("cpus", "8")]))
+        .await
+        .unwrap();
+    // Named, but the preset keeps no pool.
+    owner.create_workspace("me", &request(&template, "bare", Some(bare), &[])).await.unwrap();
+    let charged: Vec<(String, Option<Uuid>)> =
+        sqlx::query_as("SELECT reason, preset_id FROM claim_attempts WHERE NOT hit ORDER BY id")
+            .fetch_all(&server.db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(charged, [("parameter_mismatch".to_owned(), Some(eu)), ("no_pool".to_owned(), Some(bare))]);
+}
+
+#[tokio::test]
+async fn a_create_whose_cold_build_fails_records_no_miss() {
+    let server = TestServer::start_full(Config::default(), 1, false).await;
+    let owner = server.owner().await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(0, "rebuild", ""))]).await;
+    let eu = preset_id(&owner, &template, "eu").await;
+    owner.create_workspace("me", &request(&template, "taken", Some(eu), &[])).await.unwrap();
+    // The same name again: the cold build cannot be written, and neither is its miss.
+    let refused = owner.create_workspace("me", &request(&template, "taken", Some(eu), &[])).await;
+    assert_eq!(api_status(refused).0, StatusCode::CONFLICT);
+    assert_eq!(misses(&server).await, ["no_pool"]);
 }
 
 #[tokio::test]

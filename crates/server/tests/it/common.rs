@@ -78,6 +78,7 @@ pub async fn upload_version(
                 name: None,
                 message: String::new(),
                 provisioner_tags: Default::default(),
+                skip_if_unchanged: false,
             },
         )
         .await

@@ -13,7 +13,7 @@ use warmspace_sdk::{
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
-use crate::common::{api_status, create_template, try_create_template, upload_version};
+use crate::common::{api_status, create_template, try_create_template, upload_version, wait_imported};
 
 pub(crate) fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/echo")
@@ -168,6 +168,38 @@ async fn many_daemons_run_each_import_exactly_once() {
     assert_eq!(jobs.len(), 40);
     let workers: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.worker_name.clone()).collect();
     assert!(workers.len() > 1, "the work is spread over the daemons: {workers:?}");
+}
+
+#[tokio::test]
+async fn the_active_version_s_files_again_make_no_version_when_the_request_says_so() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let v1 = upload_version(&owner, &example_dir(), None).await;
+    wait_imported(&owner, &v1).await;
+    let template = create_template(&owner, "example", &v1).await;
+    let file = owner.upload_tar(warmspace_sdk::archive::tar_directory(&example_dir()).unwrap()).await.unwrap();
+    let request = warmspace_sdk::CreateTemplateVersionRequest {
+        file_id: file.id,
+        template_id: Some(template.id),
+        name: None,
+        message: String::new(),
+        provisioner_tags: Default::default(),
+        skip_if_unchanged: true,
+    };
+    let same = owner.create_template_version("default", &request).await.unwrap();
+    assert!(same.unchanged);
+    assert_eq!(same.id, v1.id, "the active version answers");
+    assert_eq!(owner.template_versions(template.id).await.unwrap().len(), 1);
+    // Not asked: the API stays explicit, and a version is made.
+    let again = owner
+        .create_template_version(
+            "default",
+            &warmspace_sdk::CreateTemplateVersionRequest { skip_if_unchanged: false, ..request },
+        )
+        .await
+        .unwrap();
+    assert!(!again.unchanged);
+    assert_eq!(again.name, "v2");
 }
 
 #[tokio::test]

@@ -97,7 +97,15 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                 Format::Table => {
                     let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
                     output::table(
-                        ["TEMPLATE", "PRESET", "HITS", "MISSES", "MISS REASONS", "HIT P50 MS", "HIT P99 MS"],
+                        [
+                            "TEMPLATE",
+                            "PRESET",
+                            "HITS",
+                            "MISSES",
+                            "MISS REASONS",
+                            "HAND-OVER P50 MS",
+                            "HAND-OVER P99 MS",
+                        ],
                         stats.iter().map(|s| {
                             let reasons: Vec<String> =
                                 s.misses_by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();

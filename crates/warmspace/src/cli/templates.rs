@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use warmspace_sdk::{
     Client, CreateTemplateRequest, CreateTemplateVersionRequest, JobStatus, LogEvent, Preset, StatusCode, Template,
+    UpdateTemplateRequest, UpdateTemplateSettings,
 };
 
 use super::Config;
@@ -27,8 +28,9 @@ pub enum TemplatesCommand {
         /// The template's files, with warmspace.hcl at the root.
         #[arg(long, short = 'd', default_value = ".")]
         directory: PathBuf,
-        /// Make the new version the active one.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        /// Make the new version the active one (`--activate=false`: only import it).
+        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+              action = clap::ArgAction::Set)]
         activate: bool,
         /// The version's name (default: v<N>).
         #[arg(long = "version-name")]
@@ -53,6 +55,53 @@ pub enum TemplatesCommand {
     /// A template's presets.
     #[command(subcommand)]
     Presets(PresetsCommand),
+    /// Change a template's settings; those not given keep their value.
+    Edit(EditArgs),
+    /// Delete templates no workspace uses any more (their prebuilds go with them).
+    #[command(alias = "rm")]
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        org: OrgArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EditArgs {
+    name: String,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    icon: Option<String>,
+    /// A new workspace's default time to live (0: none).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    default_ttl: Option<std::time::Duration>,
+    /// Days on which workspaces must stop, comma-separated (`monday` … `sunday`; `none` for none).
+    #[arg(long, value_delimiter = ',')]
+    autostop_requirement_weekdays: Option<Vec<String>>,
+    /// The autostop requirement applies every this many weeks.
+    #[arg(long)]
+    autostop_requirement_weeks: Option<i32>,
+    /// Whether users may set an autostart schedule.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    allow_user_autostart: Option<bool>,
+    /// Failed workspaces are stopped after this long (0: never).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    failure_ttl: Option<std::time::Duration>,
+    /// Unused workspaces become dormant after this long (0: never).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    dormancy_threshold: Option<std::time::Duration>,
+    /// Dormant workspaces are deleted after this long (0: never).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    dormancy_auto_deletion: Option<std::time::Duration>,
+    #[command(flatten)]
+    org: OrgArgs,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -65,6 +114,16 @@ pub enum VersionsCommand {
         org: OrgArgs,
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Make a version of a template the active one.
+    Promote {
+        #[arg(long, short = 't')]
+        template: String,
+        /// The version's name.
+        #[arg(long = "template-version")]
+        version: String,
+        #[command(flatten)]
+        org: OrgArgs,
     },
 }
 
@@ -134,6 +193,30 @@ pub async fn run(config: &Config, command: TemplatesCommand) -> anyhow::Result<(
                 }
             }
         }
+        TemplatesCommand::Versions(VersionsCommand::Promote { template, version, org }) => {
+            let template = find_template(&client, &org.organization, &template).await?;
+            let version = client
+                .template_versions(template.id)
+                .await?
+                .into_iter()
+                .find(|v| v.name == version)
+                .with_context(|| format!("template {} has no version {version:?}", template.name))?;
+            client.set_active_version(template.id, version.id).await?;
+            println!("Version {} of {} is now active.", version.name, template.name);
+            Ok(())
+        }
+        TemplatesCommand::Edit(args) => edit(&client, args).await,
+        TemplatesCommand::Delete { names, yes, org } => {
+            for name in names {
+                let template = find_template(&client, &org.organization, &name).await?;
+                if !yes && !super::workspaces::confirm(&format!("Delete template {name}?"))? {
+                    bail!("not deleted");
+                }
+                client.delete_template(template.id).await?;
+                println!("Deleted template {name}.");
+            }
+            Ok(())
+        }
         TemplatesCommand::Presets(PresetsCommand::List { template, version, org, output }) => {
             let template = find_template(&client, &org.organization, &template).await?;
             let version_id = match version {
@@ -189,9 +272,15 @@ async fn push(
                 name: version_name,
                 message,
                 provisioner_tags: Default::default(),
+                // Re-pushing the same files keeps the active version (and its warm pools).
+                skip_if_unchanged: true,
             },
         )
         .await?;
+    if version.unchanged {
+        println!("Template {name} is unchanged: the files are those of its active version {}.", version.name);
+        return Ok(());
+    }
     println!("Importing {name} version {} …", version.name);
     let job = follow_import(client, version.id).await?;
     if job.status != JobStatus::Succeeded {
@@ -220,6 +309,35 @@ async fn push(
         }
         Some(_) => println!("Version {} of {name} imported; the active version is unchanged.", version.name),
     }
+    Ok(())
+}
+
+async fn edit(client: &Client, args: EditArgs) -> anyhow::Result<()> {
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as i64);
+    let weekdays = args.autostop_requirement_weekdays.map(|days| match days.as_slice() {
+        [none] if none.eq_ignore_ascii_case("none") => Vec::new(),
+        _ => days,
+    });
+    let update = UpdateTemplateRequest {
+        display_name: args.display_name,
+        description: args.description,
+        icon: args.icon,
+        settings: UpdateTemplateSettings {
+            default_ttl_ms: ms(args.default_ttl),
+            autostop_requirement_days_of_week: weekdays,
+            autostop_requirement_weeks: args.autostop_requirement_weeks,
+            allow_user_autostart: args.allow_user_autostart,
+            failure_ttl_ms: ms(args.failure_ttl),
+            time_til_dormant_ms: ms(args.dormancy_threshold),
+            time_til_dormant_autodelete_ms: ms(args.dormancy_auto_deletion),
+        },
+    };
+    if update == UpdateTemplateRequest::default() {
+        bail!("nothing to change: give at least one setting (see --help)");
+    }
+    let template = find_template(client, &args.org.organization, &args.name).await?;
+    client.update_template(template.id, &update).await?;
+    println!("Updated template {}.", template.name);
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use warmspace_sdk::{
-    BuildParameter, BuildReason, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent,
+    BuildParameter, Client, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, JobStatus, LogEvent, Preset,
     Transition, Workspace, WorkspaceBuild, WorkspacesQuery,
 };
 
@@ -20,7 +20,9 @@ pub struct CreateArgs {
     name: String,
     #[arg(long, short = 't')]
     template: String,
-    /// Use this preset of the template's active version (its parameter values are fixed).
+    /// Use this preset of the template's active version (its parameter values
+    /// are fixed). Default: the version's default preset, if it has one;
+    /// `none` uses no preset.
     #[arg(long)]
     preset: Option<String>,
     /// A parameter value, `name=value`. Repeatable.
@@ -70,17 +72,35 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
         .template_by_name(&args.org.organization, &args.template)
         .await
         .with_context(|| format!("template {:?}", args.template))?;
-    let preset_id = match &args.preset {
-        None => None,
-        Some(preset) => Some(
-            client
-                .template_version_presets(template.active_version_id)
-                .await?
-                .into_iter()
-                .find(|p| &p.name == preset)
-                .with_context(|| format!("template {} has no preset {preset:?}", template.name))?
-                .id,
+    let presets = client.template_version_presets(template.active_version_id).await?;
+    let values = parameters(&args.parameters)?;
+    // As Coder's CLI does: no --preset means the default preset, said so; the API itself stays explicit.
+    let preset = match args.preset.as_deref() {
+        Some(none) if none.eq_ignore_ascii_case("none") => None,
+        Some(name) => Some(
+            presets
+                .iter()
+                .find(|p| p.name == name)
+                .with_context(|| format!("template {} has no preset {name:?}", template.name))?,
         ),
+        None => {
+            let default = presets.iter().find(|p| p.default);
+            // A value the user gave explicitly wins over a preset they did not ask for.
+            match default.map(|preset| (preset, contradicted(preset, &values))) {
+                Some((preset, Some(given))) => {
+                    println!(
+                        "Not using the default preset {} of {}: --parameter {}={} differs from its value.",
+                        preset.name, template.name, given.name, given.value
+                    );
+                    None
+                }
+                Some((preset, None)) => {
+                    println!("Using the default preset {} of {} (--preset none for none).", preset.name, template.name);
+                    Some(preset)
+                }
+                None => None,
+            }
+        }
     };
     let started = Instant::now();
     let workspace = client
@@ -90,23 +110,20 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
                 template_id: template.id,
                 template_version_id: None,
                 name: name.to_owned(),
-                rich_parameter_values: parameters(&args.parameters)?,
-                template_version_preset_id: preset_id,
+                rich_parameter_values: values,
+                template_version_preset_id: preset.map(|p| p.id),
                 ttl_ms: args.ttl.map(|ttl| ttl.as_millis() as i64),
                 autostart_schedule: None,
             },
         )
         .await?;
-    if workspace.latest_build.reason == BuildReason::Claim {
-        println!(
-            "Claimed a prebuilt workspace from {}: {}/{} was handed over in {:.0} ms.",
-            template.name,
-            workspace.owner_name,
-            workspace.name,
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-    } else {
-        println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name);
+    match workspace.claim_hand_over_ms {
+        // The server's measure, the one `prebuilds claims` lists.
+        Some(ms) => println!(
+            "Claimed a prebuilt workspace from {}: {}/{} was handed over in {ms:.1} ms.",
+            template.name, workspace.owner_name, workspace.name
+        ),
+        None => println!("Creating workspace {}/{} from {} …", workspace.owner_name, workspace.name, template.name),
     }
     follow(&client, &workspace.latest_build).await?;
     println!("Workspace {} is running ({:.1} s).", workspace.name, started.elapsed().as_secs_f64());
@@ -307,6 +324,11 @@ fn split_name(name: &str) -> (&str, &str) {
     name.split_once('/').unwrap_or(("me", name))
 }
 
+/// The first of `values` that sets one of the preset's parameters to another value.
+fn contradicted<'a>(preset: &Preset, values: &'a [BuildParameter]) -> Option<&'a BuildParameter> {
+    values.iter().find(|v| preset.parameters.iter().any(|p| p.name == v.name && p.value != v.value))
+}
+
 fn parameters(values: &[String]) -> anyhow::Result<Vec<BuildParameter>> {
     values
         .iter()
@@ -319,7 +341,7 @@ fn parameters(values: &[String]) -> anyhow::Result<Vec<BuildParameter>> {
 }
 
 /// Asks on a terminal; without one there is nobody to ask, and the command goes ahead.
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(super) fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(true);
     }

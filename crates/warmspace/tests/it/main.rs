@@ -5,7 +5,9 @@
 mod agents;
 mod cli;
 mod common;
+mod create;
 mod demo;
 mod docs;
 mod examples;
 mod provisioning;
+mod templates;
