@@ -350,6 +350,7 @@ async fn version_of_stored(server: &TestServer, owner: &Client, archive: Vec<u8>
         name: None,
         message: String::new(),
         provisioner_tags: Default::default(),
+        skip_if_unchanged: false,
     };
     owner.create_template_version("default", &request).await.unwrap()
 }

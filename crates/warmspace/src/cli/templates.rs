@@ -100,6 +100,10 @@ pub struct EditArgs {
     /// Dormant workspaces are deleted after this long (0: never).
     #[arg(long, value_parser = humantime::parse_duration)]
     dormancy_auto_deletion: Option<std::time::Duration>,
+    /// A prebuild whose agents are not all ready this long after its start
+    /// build is a failed creation and is replaced (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    agent_ready_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     org: OrgArgs,
 }
@@ -330,6 +334,7 @@ async fn edit(client: &Client, args: EditArgs) -> anyhow::Result<()> {
             failure_ttl_ms: ms(args.failure_ttl),
             time_til_dormant_ms: ms(args.dormancy_threshold),
             time_til_dormant_autodelete_ms: ms(args.dormancy_auto_deletion),
+            agent_ready_timeout_ms: ms(args.agent_ready_timeout),
         },
     };
     if update == UpdateTemplateRequest::default() {

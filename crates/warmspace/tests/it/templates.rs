@@ -81,6 +81,8 @@ async fn templates_push_skips_unchanged_files_and_versions_are_promoted_edited_a
         "24h",
         "--dormancy-auto-deletion",
         "48h",
+        "--agent-ready-timeout",
+        "5m",
     ]));
     let edited = template(&config, "t").unwrap();
     assert_eq!((edited["display_name"].as_str(), edited["description"].as_str()), (Some("The T"), Some("Simulated")));
@@ -94,6 +96,7 @@ async fn templates_push_skips_unchanged_files_and_versions_are_promoted_edited_a
     assert_eq!(settings["failure_ttl_ms"], 600_000);
     assert_eq!(settings["time_til_dormant_ms"], 86_400_000);
     assert_eq!(settings["time_til_dormant_autodelete_ms"], 172_800_000);
+    assert_eq!(settings["agent_ready_timeout_ms"], 300_000);
     // Only what is given changes.
     run(warmspace(&config).args(["templates", "edit", "t", "--description", "Still simulated"]));
     let edited = template(&config, "t").unwrap();
