@@ -2,6 +2,7 @@
 
 use rand::RngExt;
 use rand::distr::Alphanumeric;
+use serde::Serialize;
 use warmspace_sdk::{CreateUserRequest, LoginType, Role, User, UserStatus, UsersQuery};
 
 use super::Config;
@@ -91,7 +92,8 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             match output.format {
-                Format::Json => output::json(&user)?,
+                // Shown this once and never again: a script needs it as a field.
+                Format::Json => output::json(&CreatedUser { user, password: generated })?,
                 Format::Table => {
                     println!("Created user {} <{}>.", user.username, user.email);
                     if let Some(password) = generated {
@@ -102,6 +104,15 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A created user, with the password generated for them (if one was).
+#[derive(Serialize)]
+struct CreatedUser {
+    #[serde(flatten)]
+    user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
 }
 
 fn print_users(users: &[User]) {
