@@ -62,11 +62,6 @@ impl Config {
         }
     }
 
-    /// The token given with `--token` or `WARMSPACE_SESSION_TOKEN`, if any.
-    pub fn token_flag(&self) -> Option<&str> {
-        self.token.as_deref()
-    }
-
     pub fn save_session(&self, url: &Url, token: &str) -> anyhow::Result<()> {
         self.write("url", url.as_str())?;
         self.write("session", token)

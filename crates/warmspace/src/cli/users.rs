@@ -16,6 +16,7 @@ pub enum UsersCommand {
         /// Filter: words match username, email or name; also login_type:, status:, role:.
         #[arg(long, default_value = "")]
         search: String,
+        /// Include system users such as `prebuilds`.
         #[arg(long)]
         include_system: bool,
         #[command(flatten)]
@@ -23,15 +24,19 @@ pub enum UsersCommand {
     },
     /// Create a user (owners only).
     Create {
+        /// The login name: letters, digits and single hyphens.
         #[arg(long)]
         username: String,
+        /// The email address, also used to log in.
         #[arg(long)]
         email: String,
+        /// The display name.
         #[arg(long, default_value = "")]
         full_name: String,
         /// For password logins; a random one is generated and printed if omitted.
         #[arg(long, env = "WARMSPACE_USER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// How the user logs in: with a password, or not at all (API tokens only).
         #[arg(long, value_enum, default_value_t = LoginTypeArg::Password)]
         login_type: LoginTypeArg,
         /// A role beyond member: owner or template-admin. Repeatable.

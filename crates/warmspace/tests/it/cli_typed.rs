@@ -50,3 +50,27 @@ async fn cli_users_create_prints_a_generated_password_once() {
     assert_eq!(user.get("password"), None);
     server.terminate();
 }
+
+#[test]
+fn cli_help_shows_each_command_its_own_flags() {
+    let tmp = temp_dir();
+    let help = |args: &[&str]| stdout(&run(warmspace(tmp.path()).args(args).arg("--help")));
+
+    let server = help(&["server"]);
+    for client_flag in ["--url", "--token", "--global-config", "--output"] {
+        assert!(!server.contains(client_flag), "`server --help` shows the client flag {client_flag}:\n{server}");
+    }
+    let agent = help(&["agent"]);
+    let token = agent.lines().find(|l| l.trim_start().starts_with("--token")).unwrap_or_default();
+    assert!(token.contains("The agent token"), "{agent}");
+    for never_prompts in ["start", "stop", "create"] {
+        let text = help(&[never_prompts]);
+        assert!(!text.contains("--yes"), "`{never_prompts} --help` advertises --yes:\n{text}");
+    }
+    for prompts in ["delete", "update"] {
+        assert!(help(&[prompts]).contains("--yes"));
+    }
+    // `create -y` is accepted (Coder's muscle memory): what fails is the missing login, not the flag.
+    let stderr = run_failing(warmspace(tmp.path()).args(["create", "box", "-t", "docker", "-y"]));
+    assert!(stderr.contains("not logged in"), "{stderr}");
+}
