@@ -36,7 +36,7 @@ struct ClientArgs {
     #[arg(long, global = true, env = "WARMSPACE_CONFIG_DIR", value_name = "DIR")]
     global_config: Option<PathBuf>,
     /// The server to talk to, instead of the one saved by `login`.
-    #[arg(long, global = true, env = "WARMSPACE_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "WARMSPACE_URL", value_name = "URL", value_parser = config::server_url)]
     url: Option<Url>,
     /// A session token to use instead of the one saved by `login`.
     #[arg(long, global = true, env = "WARMSPACE_SESSION_TOKEN", value_name = "TOKEN", hide_env_values = true)]
@@ -151,6 +151,18 @@ impl Command {
             Command::Delete(c) => workspaces::delete(&c.client.config()?, c.args).await,
             Command::Update(c) => workspaces::update(&c.client.config()?, c.args).await,
         }
+    }
+}
+
+/// A listing's refused query, told in the flag a person typed: the API
+/// names its `q` field, and each problem names the term it is in.
+fn search_error(err: warmspace_sdk::ClientError) -> anyhow::Error {
+    match &err {
+        warmspace_sdk::ClientError::Api { response, .. } if response.validations.iter().any(|v| v.field == "q") => {
+            let problems: Vec<String> = response.validations.iter().map(|v| format!("--search {}", v.detail)).collect();
+            anyhow::anyhow!(problems.join("\n"))
+        }
+        _ => err.into(),
     }
 }
 

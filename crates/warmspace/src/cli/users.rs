@@ -66,7 +66,8 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                         limit: None,
                         offset: Some(users.len() as i64),
                     })
-                    .await?;
+                    .await
+                    .map_err(super::search_error)?;
                 let done = page.users.is_empty() || users.len() + page.users.len() >= page.count as usize;
                 users.extend(page.users);
                 if done {

@@ -142,7 +142,8 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     loop {
         let page = client
             .workspaces(&WorkspacesQuery { q: Some(q.clone()), limit: None, offset: Some(workspaces.len() as i64) })
-            .await?;
+            .await
+            .map_err(super::search_error)?;
         let done = page.workspaces.is_empty() || workspaces.len() + page.workspaces.len() >= page.count as usize;
         workspaces.extend(page.workspaces);
         if done {
@@ -330,7 +331,8 @@ async fn follow(client: &Client, build: &WorkspaceBuild) -> anyhow::Result<()> {
 
 async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
     let (owner, name) = split_name(name);
-    client.workspace_by_name(owner, name).await.with_context(|| format!("workspace {owner}/{name}"))
+    // The server's 404 names the user or the workspace that is missing.
+    Ok(client.workspace_by_name(owner, name).await?)
 }
 
 fn split_name(name: &str) -> (&str, &str) {
