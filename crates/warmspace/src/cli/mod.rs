@@ -31,11 +31,13 @@ pub struct Cli {
 /// How a client command reaches the server. Only client commands take these:
 /// the server, the agent and the benchmarks have flags of their own.
 #[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Connection")]
 struct ClientArgs {
     /// Where the client keeps its URL and session (default: the user's config dir).
     #[arg(long, global = true, env = "WARMSPACE_CONFIG_DIR", value_name = "DIR")]
     global_config: Option<PathBuf>,
-    /// The server to talk to, instead of the one saved by `login`.
+    /// The server to talk to, instead of the one saved by `login` (`host:port` alone: http for this
+    /// machine, else https).
     #[arg(long, global = true, env = "WARMSPACE_URL", value_name = "URL", value_parser = config::server_url)]
     url: Option<Url>,
     /// A session token to use instead of the one saved by `login`.
