@@ -218,20 +218,68 @@ fn scopes(subject: &Subject, action: Action, resource: Resource) -> impl Iterato
         .map(|g| g.scope)
 }
 
+/// A refusal, in a person's words: what was refused, and which roles would
+/// have allowed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not allowed to {} {}", .action.as_str(), .resource.as_str())]
+#[error("you may not {attempt}")]
 pub struct Denied {
-    pub action: Action,
-    pub resource: Resource,
+    /// What was refused: "create users", "delete another user's workspace".
+    pub attempt: String,
+    /// The roles any one of which would have allowed it, least powerful first.
+    pub needs: Vec<Role>,
+}
+
+impl Denied {
+    pub fn new(subject: &Subject, action: Action, object: Object) -> Denied {
+        let resource = object.resource.as_str();
+        let target = match object.owner {
+            None => format!("{resource}s"),
+            Some(owner) if owner == subject.user_id && object.resource == Resource::User => "your account".into(),
+            Some(owner) if owner == subject.user_id => format!("your {resource}"),
+            Some(_) if object.resource == Resource::User => "other users".into(),
+            Some(_) => format!("another user's {resource}"),
+        };
+        let needs = Role::ALL
+            .into_iter()
+            .rev()
+            .filter(|role| {
+                let holder = Subject { user_id: subject.user_id, roles: vec![*role] };
+                allows(&holder, action, object)
+            })
+            .collect();
+        Denied { attempt: format!("{} {target}", action.as_str()), needs }
+    }
+
+    /// Names the refused attempt as the person thinks of it ("read prebuild
+    /// status") where the resource checked would not tell them.
+    pub fn attempting(mut self, attempt: impl Into<String>) -> Denied {
+        self.attempt = attempt.into();
+        self
+    }
+
+    /// "It needs the template-admin or owner role."
+    pub fn needs_sentence(&self) -> String {
+        match self.needs.as_slice() {
+            [] => "No role allows it.".into(),
+            [role] => format!("It needs the {role} role."),
+            [first @ .., last] => {
+                let first: Vec<&str> = first.iter().map(|r| r.as_str()).collect();
+                format!("It needs the {} or {last} role.", first.join(", "))
+            }
+        }
+    }
+}
+
+fn allows(subject: &Subject, action: Action, object: Object) -> bool {
+    scopes(subject, action, object.resource).any(|scope| match scope {
+        Scope::All => true,
+        Scope::Own => object.owner == Some(subject.user_id),
+    })
 }
 
 /// May `subject` do `action` on `object`?
 pub fn authorize(subject: &Subject, action: Action, object: Object) -> Result<(), Denied> {
-    let allowed = scopes(subject, action, object.resource).any(|scope| match scope {
-        Scope::All => true,
-        Scope::Own => object.owner == Some(subject.user_id),
-    });
-    if allowed { Ok(()) } else { Err(Denied { action, resource: object.resource }) }
+    if allows(subject, action, object) { Ok(()) } else { Err(Denied::new(subject, action, object)) }
 }
 
 /// Which objects of a type a listing may show, so the store can filter in SQL
@@ -323,6 +371,24 @@ mod tests {
             let got = authorize(&subject(roles), action, Object { resource, owner }).is_ok();
             assert_eq!(got, allowed, "{roles:?} {action:?} {resource:?} owner={owner:?}");
         }
+    }
+
+    #[test]
+    fn a_refusal_names_the_attempt_and_the_roles_it_needs() {
+        let member = subject(&[Role::Member]);
+        let refused = |action, object| authorize(&member, action, object).unwrap_err();
+        let workspace = Object { resource: Resource::Workspace, owner: Some(OTHER) };
+        let read = refused(Action::Read, workspace);
+        assert_eq!(read.attempt, "read another user's workspace");
+        assert_eq!(read.needs_sentence(), "It needs the template-admin or owner role.");
+        let create = refused(Action::Create, Object::any(Resource::User));
+        assert_eq!(create.to_string(), "you may not create users");
+        assert_eq!(create.needs_sentence(), "It needs the owner role.");
+        assert_eq!(refused(Action::Delete, Object::user(ME)).attempt, "delete your account");
+        assert_eq!(refused(Action::Update, Object::user(OTHER)).attempt, "update other users");
+        let nobody = authorize(&subject(&[]), Action::Read, Object::user(ME)).unwrap_err();
+        assert_eq!(nobody.needs_sentence(), "It needs the member, template-admin or owner role.");
+        assert_eq!(read.attempting("read prebuild status").to_string(), "you may not read prebuild status");
     }
 
     #[test]

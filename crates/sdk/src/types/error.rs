@@ -28,11 +28,19 @@ impl Response {
     }
 }
 
+/// The message and its detail as sentences ("You may not read prebuild
+/// status. It needs the template-admin or owner role."), then a line per
+/// offending field.
 impl std::fmt::Display for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)?;
+        fn sentence(f: &mut std::fmt::Formatter<'_>, text: &str) -> std::fmt::Result {
+            f.write_str(text)?;
+            if text.ends_with(['.', '!', '?']) { Ok(()) } else { f.write_str(".") }
+        }
+        sentence(f, &self.message)?;
         if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
+            f.write_str(" ")?;
+            sentence(f, &self.detail)?;
         }
         for v in &self.validations {
             write!(f, "\n  {}: {}", v.field, v.detail)?;

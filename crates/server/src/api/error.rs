@@ -36,7 +36,7 @@ impl From<domain::Error> for ApiError {
         match err {
             E::Invalid(validations) => ApiError::invalid(validations),
             E::Unauthenticated { message, detail } => ApiError::new(StatusCode::UNAUTHORIZED, message).detail(detail),
-            E::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "Forbidden.").detail(why),
+            E::Forbidden { message, detail } => ApiError::new(StatusCode::FORBIDDEN, message).detail(detail),
             E::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found.")),
             E::Conflict { message, detail, validations } => {
                 let mut err = ApiError::new(StatusCode::CONFLICT, message).detail(detail);

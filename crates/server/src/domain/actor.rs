@@ -22,6 +22,12 @@ impl Actor {
     pub fn authorize(&self, action: Action, object: Object) -> Result<()> {
         Ok(warmspace_authz::authorize(&self.subject, action, object)?)
     }
+
+    /// Like [`Self::authorize`], naming a refusal by what the person tried
+    /// (`read prebuild status`) where the resource checked would not tell them.
+    pub fn authorize_to(&self, attempt: &str, action: Action, object: Object) -> Result<()> {
+        Ok(warmspace_authz::authorize(&self.subject, action, object).map_err(|denied| denied.attempting(attempt))?)
+    }
 }
 
 /// The roles a user acts with: those granted, plus `member` for every human.
@@ -47,7 +53,7 @@ impl AgentAuth {
         if agent == "me" || agent.parse::<Uuid>().is_ok_and(|id| id == self.agent_id) {
             return Ok(());
         }
-        Err(Error::Forbidden("An agent token reaches only its own agent.".into()))
+        Err(Error::Forbidden { message: "An agent token reaches only its own agent.".into(), detail: String::new() })
     }
 }
 

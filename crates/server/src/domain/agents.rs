@@ -81,7 +81,7 @@ impl Domain {
 
     /// An agent's log, for people who may read its workspace.
     pub async fn agent_logs(&self, actor: &Actor, agent: Uuid) -> Result<Vec<WorkspaceAgentLog>> {
-        let not_found = || Error::NotFound("Agent");
+        let not_found = || Error::not_found("Agent");
         let row = self.store.agent(agent).await.map_err(|_| not_found())?;
         let workspace = self.store.workspace(row.workspace_id).await?;
         actor

@@ -13,12 +13,13 @@ pub enum Error {
     /// No valid credential.
     #[error("{message}")]
     Unauthenticated { message: String, detail: String },
-    /// Authenticated, but not allowed; the text says why.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// The thing does not exist, or the caller may not know it does.
+    /// Authenticated, but not allowed: the message says what was refused, the detail what it needs.
+    #[error("{message}")]
+    Forbidden { message: String, detail: String },
+    /// The thing does not exist, or the caller may not know it does. Names
+    /// it as far as the caller named it: `Workspace "alice/dev"`.
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(String),
     /// The request contradicts the current state (a name taken, a build under way).
     #[error("{message}")]
     Conflict { message: String, detail: String, validations: Vec<ValidationError> },
@@ -41,14 +42,21 @@ impl Error {
         Error::Unauthenticated { message: message.into(), detail: String::new() }
     }
 
+    /// The thing the caller named does not exist: `what` is its kind and, where the caller gave one, its name.
+    pub fn not_found(what: impl Into<String>) -> Error {
+        Error::NotFound(what.into())
+    }
+
     pub fn conflict(message: impl Into<String>) -> Error {
         Error::Conflict { message: message.into(), detail: String::new(), validations: Vec::new() }
     }
 
     /// Adds detail to a message-carrying error; other kinds are returned as they are.
     pub fn detail(mut self, more: impl Into<String>) -> Error {
-        if let Error::Unauthenticated { detail, .. } | Error::Conflict { detail, .. } | Error::TooLarge { detail, .. } =
-            &mut self
+        if let Error::Unauthenticated { detail, .. }
+        | Error::Forbidden { detail, .. }
+        | Error::Conflict { detail, .. }
+        | Error::TooLarge { detail, .. } = &mut self
         {
             *detail = more.into();
         }
@@ -63,14 +71,14 @@ impl Error {
 
 impl From<warmspace_authz::Denied> for Error {
     fn from(denied: warmspace_authz::Denied) -> Self {
-        Error::Forbidden(format!("You are {denied}."))
+        Error::Forbidden { message: format!("You may not {}.", denied.attempt), detail: denied.needs_sentence() }
     }
 }
 
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::NotFound => Error::NotFound("Resource"),
+            StoreError::NotFound => Error::not_found("Resource"),
             StoreError::Conflict { field } => Error::Conflict {
                 message: format!("That {field} is already taken."),
                 detail: String::new(),
@@ -90,15 +98,15 @@ impl From<StoreError> for Error {
 }
 
 /// Names what a store lookup was for, so a missing row reads as "Workspace
-/// not found" rather than as a generic miss.
+/// not found" (or `User "alice" not found`) rather than as a generic miss.
 pub trait Found<T> {
-    fn found(self, what: &'static str) -> Result<T>;
+    fn found(self, what: impl Into<String>) -> Result<T>;
 }
 
 impl<T> Found<T> for Result<T, StoreError> {
-    fn found(self, what: &'static str) -> Result<T> {
+    fn found(self, what: impl Into<String>) -> Result<T> {
         self.map_err(|err| match err {
-            StoreError::NotFound => Error::NotFound(what),
+            StoreError::NotFound => Error::not_found(what),
             other => other.into(),
         })
     }

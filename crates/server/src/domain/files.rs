@@ -44,7 +44,8 @@ impl Domain {
             || (self.store.file_backs_a_template(id).await?
                 && actor.authorize(Action::Read, Object::any(Resource::Template)).is_ok());
         if !readable {
-            return Err(warmspace_authz::Denied { action: Action::Read, resource: Resource::File }.into());
+            let denied = warmspace_authz::Denied::new(&actor.subject, Action::Read, Object::any(Resource::File));
+            return Err(denied.attempting("read this file").into());
         }
         Ok((file.mimetype, self.store.file_data(id).await?))
     }

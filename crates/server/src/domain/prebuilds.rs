@@ -109,7 +109,7 @@ impl Domain {
     /// Every prebuild-configured preset's pool: desired, running, eligible,
     /// in progress, and its status.
     pub async fn prebuilds_status(&self, actor: &Actor) -> Result<PrebuildsStatus> {
-        actor.authorize(Action::Read, Object::any(Resource::Workspace))?;
+        actor.authorize_to("read prebuild status", Action::Read, Object::any(Resource::Workspace))?;
         let (raw, snapshot) = self.prebuilds_snapshot().await?;
         let presets = raw
             .presets
@@ -156,7 +156,7 @@ impl Domain {
     /// Pauses or resumes reconciliation site-wide; while paused nothing is
     /// created, deleted or canceled.
     pub async fn set_prebuild_settings(&self, actor: &Actor, settings: PrebuildSettings) -> Result<PrebuildSettings> {
-        actor.authorize(Action::Update, Object::any(Resource::Template))?;
+        actor.authorize_to("pause or resume prebuilds", Action::Update, Object::any(Resource::Template))?;
         self.store.set_reconciliation_paused(settings.reconciliation_paused).await?;
         tracing::info!(paused = settings.reconciliation_paused, by = %actor.user.username, "prebuild reconciliation settings changed");
         self.events.reconcile("settings").await;
@@ -171,7 +171,7 @@ impl Domain {
         template_id: Uuid,
         req: InvalidatePresetsRequest,
     ) -> Result<InvalidatePresetsResponse> {
-        actor.authorize(Action::Update, Object::any(Resource::Template))?;
+        actor.authorize_to("invalidate presets", Action::Update, Object::any(Resource::Template))?;
         let template = self.store.template(template_id).await.found("Template")?;
         let presets: Vec<_> = self
             .store
@@ -196,9 +196,11 @@ impl Domain {
         Ok(InvalidatePresetsResponse { invalidated: presets.into_iter().map(|p| p.name).collect() })
     }
 
-    /// Hits and misses of create requests, per preset, over a window.
+    /// Hits and misses of create requests, per preset, over a window. They
+    /// count everyone's requests, so only those who may read every workspace
+    /// (template admins, owners) may read them.
     pub async fn claim_stats(&self, actor: &Actor, query: ClaimStatsQuery) -> Result<Vec<ClaimStats>> {
-        actor.authorize(Action::Read, Object::any(Resource::Template))?;
+        actor.authorize_to("read prebuild claims", Action::Read, Object::any(Resource::Workspace))?;
         let window = query.window_seconds.unwrap_or(86_400);
         if !(1..=i64::from(i32::MAX)).contains(&window) {
             return Err(Error::field("window_seconds", format!("must be between 1 and {}", i32::MAX)));

@@ -146,7 +146,7 @@ impl Domain {
             Ok(id) => self.store.user_by_id(id).await,
             Err(_) => self.store.user_by_username(user).await,
         }
-        .found("User")
+        .found(format!("User {user:?}"))
     }
 }
 
@@ -207,25 +207,25 @@ fn parse_search(q: &str) -> Result<UserFilter> {
             words.push(term);
             continue;
         };
-        let bad = |detail: String| Error::field("q", detail);
+        // Each problem names the term it is in: a query can hold several.
+        let bad = |problem: String| Error::field("q", format!("{term:?}: {problem}"));
         let given_twice = match key {
             "login_type" => {
-                let login_type =
-                    value.parse().map_err(|_| bad(format!("login_type:{value}: expected password or none")))?;
+                let login_type = value.parse().map_err(|_| bad("expected password or none".into()))?;
                 filter.login_type.replace(login_type).is_some()
             }
             "status" => {
-                let status = value.parse().map_err(|_| bad(format!("status:{value}: expected active or suspended")))?;
+                let status = value.parse().map_err(|_| bad("expected active or suspended".into()))?;
                 filter.status.replace(status).is_some()
             }
             "role" => {
                 let role = value.parse::<Role>().map_err(|e| bad(e.to_string()))?;
                 filter.role.replace(role).is_some()
             }
-            _ => return Err(bad(format!("unknown filter {key:?}: expected login_type, status or role"))),
+            _ => return Err(bad(format!("unknown filter {key:?} (expected login_type, status or role)"))),
         };
         if given_twice {
-            return Err(bad(format!("{key}: is given twice")));
+            return Err(bad(format!("{key} is given twice")));
         }
     }
     if !words.is_empty() {

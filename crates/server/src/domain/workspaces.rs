@@ -179,7 +179,11 @@ impl Domain {
 
     pub async fn workspace_by_name(&self, actor: &Actor, owner: &str, name: &str) -> Result<Workspace> {
         let owner = self.find_user(actor, owner).await?;
-        let workspace = self.store.workspace_by_name(owner.id, name).await.found("Workspace")?;
+        let workspace = self
+            .store
+            .workspace_by_name(owner.id, name)
+            .await
+            .found(format!("Workspace \"{}/{name}\"", owner.username))?;
         readable(actor, &workspace)?;
         self.workspace_view(workspace).await
     }
@@ -202,7 +206,7 @@ impl Domain {
         let workspace = self.store.workspace(id).await.found("Workspace")?;
         readable(actor, &workspace)?;
         if workspace.deleted {
-            return Err(Error::NotFound("Workspace"));
+            return Err(Error::not_found("Workspace"));
         }
         let transition = req.transition;
         let actions: &[Action] = match transition {
@@ -346,8 +350,9 @@ impl Domain {
     /// Parses `GET /workspaces?q=`.
     async fn parse_workspace_search(&self, actor: &Actor, q: &str) -> Result<WorkspaceFilter> {
         let mut filter = WorkspaceFilter::default();
-        let bad = |detail: String| Error::field("q", detail);
         for term in q.split_whitespace() {
+            // Each problem names the term it is in: a query can hold several.
+            let bad = |problem: String| Error::field("q", format!("{term:?}: {problem}"));
             match term.split_once(':') {
                 Some(("owner", who)) => {
                     let owner = self.find_user(actor, who).await.map_err(|_| bad(format!("no user {who:?}")))?;
@@ -361,7 +366,7 @@ impl Domain {
                 }
                 Some(("name", name)) => filter.name = Some(name.to_owned()),
                 Some((key, _)) => {
-                    return Err(bad(format!("unknown filter {key:?}: expected owner, template, status or name")));
+                    return Err(bad(format!("unknown filter {key:?} (expected owner, template, status or name)")));
                 }
                 None => filter.name = Some(term.to_owned()),
             }
@@ -372,7 +377,7 @@ impl Domain {
 
 fn readable(actor: &Actor, workspace: &WorkspaceRow) -> Result<()> {
     // Not found rather than forbidden: nobody learns which workspaces others have.
-    authorize_workspace(actor, workspace.owner_id, &[Action::Read]).map_err(|_| Error::NotFound("Workspace"))
+    authorize_workspace(actor, workspace.owner_id, &[Action::Read]).map_err(|_| Error::not_found("Workspace"))
 }
 
 /// May the actor do all of `actions` to a workspace? An unclaimed prebuild

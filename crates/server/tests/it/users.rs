@@ -221,7 +221,8 @@ async fn only_owners_create_users() {
     for (who, client) in [("member", &member), ("template-admin", &admin)] {
         let (status, body) = api_status(client.create_user(&user_request("newbie", &[])).await);
         assert_eq!(status, StatusCode::FORBIDDEN, "{who}");
-        assert!(body.detail.contains("create user"), "{who}: {body:?}");
+        assert_eq!(body.message, "You may not create users.", "{who}");
+        assert_eq!(body.detail, "It needs the owner role.", "{who}");
     }
     let (status, _) = api_status(server.client().create_user(&user_request("newbie", &[])).await);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -399,4 +400,33 @@ async fn the_openapi_document_describes_the_api() {
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     let health = reqwest::get(server.url.join("healthz").unwrap()).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refusals_and_misses_name_what_was_asked() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let member = server.user(&owner, "member", &[]).await;
+
+    // A refusal names the attempt, and its detail the roles that would allow it.
+    let (status, body) = api_status(member.prebuilds_status().await);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body.message, "You may not read prebuild status.");
+    assert_eq!(body.detail, "It needs the template-admin or owner role.");
+    let (_, body) = api_status(member.user("admin").await);
+    assert_eq!(
+        (body.message.as_str(), body.detail.as_str()),
+        ("You may not read other users.", "It needs the template-admin or owner role.")
+    );
+    // Claim statistics count everyone's requests: not for members.
+    let (status, body) = api_status(member.claim_stats(&Default::default()).await);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body.message, "You may not read prebuild claims.");
+
+    // A 404 names what the path named.
+    let (status, body) = api_status(owner.workspace_by_name("ghost", "dev").await);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body.message, "User \"ghost\" not found.");
+    let (_, body) = api_status(member.workspace_by_name("me", "nosuch").await);
+    assert_eq!(body.message, "Workspace \"member/nosuch\" not found.");
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use url::Url;
+use url::{Host, Url};
 use warmspace_sdk::Client;
 
 pub struct Config {
@@ -62,11 +62,6 @@ impl Config {
         }
     }
 
-    /// The token given with `--token` or `WARMSPACE_SESSION_TOKEN`, if any.
-    pub fn token_flag(&self) -> Option<&str> {
-        self.token.as_deref()
-    }
-
     pub fn save_session(&self, url: &Url, token: &str) -> anyhow::Result<()> {
         self.write("url", url.as_str())?;
         self.write("session", token)
@@ -91,5 +86,41 @@ impl Config {
             })?,
         };
         Ok(Client::new(url).with_token(token))
+    }
+}
+
+/// A server URL as people type it: a full URL, or just `host[:port]`. A host
+/// without a scheme is spoken to over http when it is this machine
+/// (`localhost`, a loopback address) and over https otherwise, as Coder's
+/// `login` assumes.
+pub fn server_url(text: &str) -> Result<Url, String> {
+    let invalid = |e: url::ParseError| format!("{text:?} is not a URL ({e})");
+    if text.contains("://") {
+        return Url::parse(text).map_err(invalid);
+    }
+    let url = Url::parse(&format!("http://{text}")).map_err(invalid)?;
+    let this_machine = match url.host() {
+        Some(Host::Domain(name)) => name == "localhost",
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if this_machine { Ok(url) } else { Url::parse(&format!("https://{text}")).map_err(invalid) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_url;
+
+    #[test]
+    fn a_host_without_a_scheme_gets_one() {
+        let url = |text: &str| server_url(text).unwrap().to_string();
+        assert_eq!(url("localhost:3000"), "http://localhost:3000/");
+        assert_eq!(url("127.0.0.1:3000"), "http://127.0.0.1:3000/");
+        assert_eq!(url("[::1]:3000"), "http://[::1]:3000/");
+        assert_eq!(url("warmspace.example.com"), "https://warmspace.example.com/");
+        assert_eq!(url("http://warmspace.example.com:8080"), "http://warmspace.example.com:8080/");
+        assert_eq!(url("https://localhost"), "https://localhost/");
+        assert!(server_url("http://").is_err());
     }
 }

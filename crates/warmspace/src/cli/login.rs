@@ -10,7 +10,9 @@ use super::Config;
 
 #[derive(clap::Args, Debug)]
 pub struct LoginArgs {
-    /// The server's URL (default: WARMSPACE_URL, else the last one logged in to).
+    /// The server's URL; `host:port` alone means http for this machine, else https (default: --url or
+    /// WARMSPACE_URL, else the last one logged in to).
+    #[arg(id = "server_url", value_name = "URL", value_parser = super::config::server_url)]
     url: Option<Url>,
     /// Username of the first user, when the server has none yet.
     #[arg(long, env = "WARMSPACE_FIRST_USER_USERNAME")]

@@ -24,17 +24,49 @@ pub use config::Config;
 #[derive(Parser, Debug)]
 #[command(name = "warmspace", version, about = "Developer workspaces with warm pools of prebuilt workspaces.")]
 pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How a client command reaches the server. Only client commands take these:
+/// the server, the agent and the benchmarks have flags of their own.
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Connection")]
+struct ClientArgs {
     /// Where the client keeps its URL and session (default: the user's config dir).
     #[arg(long, global = true, env = "WARMSPACE_CONFIG_DIR", value_name = "DIR")]
     global_config: Option<PathBuf>,
-    /// The server to talk to, instead of the one saved by `login`.
-    #[arg(long, global = true, env = "WARMSPACE_URL", value_name = "URL")]
+    /// The server to talk to, instead of the one saved by `login` (`host:port` alone: http for this
+    /// machine, else https).
+    #[arg(long, global = true, env = "WARMSPACE_URL", value_name = "URL", value_parser = config::server_url)]
     url: Option<Url>,
     /// A session token to use instead of the one saved by `login`.
     #[arg(long, global = true, env = "WARMSPACE_SESSION_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+impl ClientArgs {
+    fn config(self) -> anyhow::Result<Config> {
+        Config::new(self.global_config, self.url, self.token)
+    }
+}
+
+/// A client command's own arguments, and how it reaches the server.
+#[derive(clap::Args, Debug)]
+struct Client<A: clap::Args> {
+    #[command(flatten)]
+    args: A,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// A group of client commands, and how they reach the server.
+#[derive(clap::Args, Debug)]
+struct ClientGroup<S: clap::Subcommand> {
     #[command(subcommand)]
-    command: Command,
+    command: S,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -42,83 +74,97 @@ enum Command {
     /// Run the server (API, and a built-in PostgreSQL unless --postgres-url is given).
     Server(server::ServerArgs),
     /// Log in to a server, creating its first user if it has none.
-    Login(login::LoginArgs),
+    Login(Client<login::LoginArgs>),
     /// End the saved session.
-    Logout,
+    Logout(Client<NoArgs>),
     /// Manage users.
-    #[command(subcommand)]
-    Users(users::UsersCommand),
+    Users(ClientGroup<users::UsersCommand>),
     /// Manage templates: push versions, list them and their presets.
-    #[command(subcommand)]
-    Templates(templates::TemplatesCommand),
+    Templates(ClientGroup<templates::TemplatesCommand>),
     /// Your inbox.
-    #[command(subcommand)]
-    Notifications(notifications::NotificationsCommand),
+    Notifications(ClientGroup<notifications::NotificationsCommand>),
     /// Prebuild pools: status, pause and resume, invalidate.
-    #[command(subcommand)]
-    Prebuilds(prebuilds::PrebuildsCommand),
+    Prebuilds(ClientGroup<prebuilds::PrebuildsCommand>),
     /// Provisioner daemons, their keys and their jobs.
-    #[command(subcommand)]
-    Provisioner(provisioner::ProvisionerCommand),
+    Provisioner(ClientGroup<provisioner::ProvisionerCommand>),
     /// Measure: each figure printed beside a baseline from the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Run a workspace agent (inside a workspace); uses WARMSPACE_AGENT_URL and WARMSPACE_AGENT_TOKEN.
+    /// Run a workspace agent (inside a workspace).
     Agent(agent::AgentArgs),
     /// Create a workspace, and follow its first build.
-    Create(workspaces::CreateArgs),
+    Create(Client<workspaces::CreateArgs>),
     /// List workspaces.
     #[command(alias = "ls")]
-    List(workspaces::ListArgs),
+    List(Client<workspaces::ListArgs>),
     /// Show a workspace.
-    Show {
-        #[command(flatten)]
-        workspace: workspaces::NameArgs,
-        #[command(flatten)]
-        output: output::OutputArgs,
-    },
+    Show(Client<workspaces::ShowArgs>),
     /// Start a workspace.
-    Start(workspaces::BuildArgs),
+    Start(Client<workspaces::BuildArgs>),
     /// Stop a workspace.
-    Stop(workspaces::BuildArgs),
+    Stop(Client<workspaces::BuildArgs>),
     /// Delete a workspace.
-    Delete(workspaces::BuildArgs),
+    Delete(Client<workspaces::ConfirmedBuildArgs>),
     /// Move a workspace to its template's active version (stopping it first).
-    Update(workspaces::BuildArgs),
+    Update(Client<workspaces::ConfirmedBuildArgs>),
 }
+
+/// For commands that take nothing but the client's flags.
+#[derive(clap::Args, Debug)]
+struct NoArgs {}
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
-        let config = Config::new(self.global_config, self.url, self.token)?;
         match self.command {
-            Command::Server(args) => return server::run(args).await,
+            Command::Server(args) => server::run(args).await,
             Command::Bench(command) => {
                 init_logging("warn");
-                return bench::run(command).await;
+                bench::run(command).await
             }
             Command::Agent(args) => {
                 init_logging("info");
-                return agent::run(&config, args).await;
+                agent::run(args).await
             }
-            _ => init_logging("warn"),
+            client => {
+                init_logging("warn");
+                client.run_client().await
+            }
         }
-        match self.command {
-            Command::Server(_) | Command::Agent(_) | Command::Bench(_) => unreachable!("handled above"),
-            Command::Login(args) => login::login(&config, args).await,
-            Command::Logout => login::logout(&config).await,
-            Command::Users(cmd) => users::run(&config, cmd).await,
-            Command::Templates(cmd) => templates::run(&config, cmd).await,
-            Command::Provisioner(cmd) => provisioner::run(&config, cmd).await,
-            Command::Prebuilds(cmd) => prebuilds::run(&config, cmd).await,
-            Command::Notifications(cmd) => notifications::run(&config, cmd).await,
-            Command::Create(args) => workspaces::create(&config, args).await,
-            Command::List(args) => workspaces::list(&config, args).await,
-            Command::Show { workspace, output } => workspaces::show(&config, workspace, output).await,
-            Command::Start(args) => workspaces::transition(&config, args, warmspace_sdk::Transition::Start).await,
-            Command::Stop(args) => workspaces::transition(&config, args, warmspace_sdk::Transition::Stop).await,
-            Command::Delete(args) => workspaces::transition(&config, args, warmspace_sdk::Transition::Delete).await,
-            Command::Update(args) => workspaces::update(&config, args).await,
+    }
+}
+
+impl Command {
+    async fn run_client(self) -> anyhow::Result<()> {
+        use warmspace_sdk::Transition;
+        match self {
+            Command::Server(_) | Command::Agent(_) | Command::Bench(_) => unreachable!("not client commands"),
+            Command::Login(c) => login::login(&c.client.config()?, c.args).await,
+            Command::Logout(c) => login::logout(&c.client.config()?).await,
+            Command::Users(g) => users::run(&g.client.config()?, g.command).await,
+            Command::Templates(g) => templates::run(&g.client.config()?, g.command).await,
+            Command::Provisioner(g) => provisioner::run(&g.client.config()?, g.command).await,
+            Command::Prebuilds(g) => prebuilds::run(&g.client.config()?, g.command).await,
+            Command::Notifications(g) => notifications::run(&g.client.config()?, g.command).await,
+            Command::Create(c) => workspaces::create(&c.client.config()?, c.args).await,
+            Command::List(c) => workspaces::list(&c.client.config()?, c.args).await,
+            Command::Show(c) => workspaces::show(&c.client.config()?, c.args).await,
+            Command::Start(c) => workspaces::transition(&c.client.config()?, c.args, Transition::Start).await,
+            Command::Stop(c) => workspaces::transition(&c.client.config()?, c.args, Transition::Stop).await,
+            Command::Delete(c) => workspaces::delete(&c.client.config()?, c.args).await,
+            Command::Update(c) => workspaces::update(&c.client.config()?, c.args).await,
         }
+    }
+}
+
+/// A listing's refused query, told in the flag a person typed: the API
+/// names its `q` field, and each problem names the term it is in.
+fn search_error(err: warmspace_sdk::ClientError) -> anyhow::Error {
+    match &err {
+        warmspace_sdk::ClientError::Api { response, .. } if response.validations.iter().any(|v| v.field == "q") => {
+            let problems: Vec<String> = response.validations.iter().map(|v| format!("--search {}", v.detail)).collect();
+            anyhow::anyhow!(problems.join("\n"))
+        }
+        _ => err.into(),
     }
 }
 
@@ -140,4 +186,35 @@ pub async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and every argument a person can see says what it is for.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if command.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("`{path}`"));
+            }
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("`{path}` {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()).trim(), missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }

@@ -28,6 +28,7 @@ pub enum PrebuildsCommand {
     Resume,
     /// Replace a template's prebuilds: those that exist now count as expired.
     Invalidate {
+        /// The template whose prebuilds are replaced.
         #[arg(long, short = 't')]
         template: String,
         /// Only this preset (default: every preset of the active version).

@@ -23,7 +23,10 @@ pub enum ProvisionerCommand {
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCommand {
     /// Create a key; its secret is printed once.
-    Create { name: String },
+    Create {
+        /// A name for the key, unique among keys.
+        name: String,
+    },
     /// List keys.
     #[command(alias = "ls")]
     List {
@@ -31,7 +34,10 @@ pub enum KeysCommand {
         output: OutputArgs,
     },
     /// Delete a key; daemons using it can take no more jobs.
-    Delete { name: String },
+    Delete {
+        /// The key's name.
+        name: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +67,7 @@ pub enum JobsCommand {
         /// Only these statuses, comma-separated (pending, running, succeeded, failed, canceling, canceled).
         #[arg(long, short = 's')]
         status: Option<String>,
+        /// List at most this many.
         #[arg(long, short = 'c', default_value_t = 50)]
         limit: i64,
         #[command(flatten)]

@@ -1,6 +1,6 @@
 //! `warmspace server`.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use warmspace_store::jobs::QueuePolicy;
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
-    /// Address the HTTP API listens on.
-    #[arg(long, env = "WARMSPACE_HTTP_ADDRESS", default_value = "127.0.0.1:3000")]
+    /// Address the HTTP API listens on: `IP:PORT`, or `HOST:PORT` with a host name to resolve.
+    #[arg(long, env = "WARMSPACE_HTTP_ADDRESS", default_value = "127.0.0.1:3000", value_parser = listen_address)]
     http_address: SocketAddr,
     /// PostgreSQL to keep state in. Without it, a built-in PostgreSQL runs in --data-dir.
     #[arg(long, env = "WARMSPACE_POSTGRES_URL", hide_env_values = true)]
@@ -125,6 +125,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     server.serve(super::shutdown_signal()).await?;
     Ok(())
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved to the first address the host name has.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let mut addresses = text
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?} is neither IP:PORT nor a HOST:PORT that resolves ({e})"))?;
+    addresses.next().ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 /// A root-run server keeps its data where services do: root's home is not

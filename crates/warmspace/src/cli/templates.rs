@@ -113,6 +113,7 @@ pub enum VersionsCommand {
     /// List a template's versions, oldest first.
     #[command(alias = "ls")]
     List {
+        /// The template's name.
         template: String,
         #[command(flatten)]
         org: OrgArgs,
@@ -136,6 +137,7 @@ pub enum PresetsCommand {
     /// List the presets of a template's active version (or of --template-version), with their prebuild policies.
     #[command(alias = "ls")]
     List {
+        /// The template's name.
         template: String,
         /// A version name instead of the active version.
         #[arg(long = "template-version")]

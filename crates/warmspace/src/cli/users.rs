@@ -2,6 +2,7 @@
 
 use rand::RngExt;
 use rand::distr::Alphanumeric;
+use serde::Serialize;
 use warmspace_sdk::{CreateUserRequest, LoginType, Role, User, UserStatus, UsersQuery};
 
 use super::Config;
@@ -15,6 +16,7 @@ pub enum UsersCommand {
         /// Filter: words match username, email or name; also login_type:, status:, role:.
         #[arg(long, default_value = "")]
         search: String,
+        /// Include system users such as `prebuilds`.
         #[arg(long)]
         include_system: bool,
         #[command(flatten)]
@@ -22,15 +24,19 @@ pub enum UsersCommand {
     },
     /// Create a user (owners only).
     Create {
+        /// The login name: letters, digits and single hyphens.
         #[arg(long)]
         username: String,
+        /// The email address, also used to log in.
         #[arg(long)]
         email: String,
+        /// The display name.
         #[arg(long, default_value = "")]
         full_name: String,
         /// For password logins; a random one is generated and printed if omitted.
         #[arg(long, env = "WARMSPACE_USER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// How the user logs in: with a password, or not at all (API tokens only).
         #[arg(long, value_enum, default_value_t = LoginTypeArg::Password)]
         login_type: LoginTypeArg,
         /// A role beyond member: owner or template-admin. Repeatable.
@@ -60,7 +66,8 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                         limit: None,
                         offset: Some(users.len() as i64),
                     })
-                    .await?;
+                    .await
+                    .map_err(super::search_error)?;
                 let done = page.users.is_empty() || users.len() + page.users.len() >= page.count as usize;
                 users.extend(page.users);
                 if done {
@@ -91,7 +98,8 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             match output.format {
-                Format::Json => output::json(&user)?,
+                // Shown this once and never again: a script needs it as a field.
+                Format::Json => output::json(&CreatedUser { user, password: generated })?,
                 Format::Table => {
                     println!("Created user {} <{}>.", user.username, user.email);
                     if let Some(password) = generated {
@@ -102,6 +110,15 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A created user, with the password generated for them (if one was).
+#[derive(Serialize)]
+struct CreatedUser {
+    #[serde(flatten)]
+    user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
 }
 
 fn print_users(users: &[User]) {

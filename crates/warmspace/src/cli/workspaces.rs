@@ -18,6 +18,7 @@ use super::templates::OrgArgs;
 pub struct CreateArgs {
     /// The workspace's name (`owner/name` to create one for someone else).
     name: String,
+    /// The template to create it from.
     #[arg(long, short = 't')]
     template: String,
     /// Use this preset of the template's active version (its parameter values
@@ -33,6 +34,9 @@ pub struct CreateArgs {
     ttl: Option<std::time::Duration>,
     #[command(flatten)]
     org: OrgArgs,
+    /// Accepted and ignored, for Coder's muscle memory: `create` never asks.
+    #[arg(long = "yes", short = 'y', hide = true)]
+    _yes: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,12 +58,27 @@ pub struct NameArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    workspace: NameArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct BuildArgs {
     #[command(flatten)]
     workspace: NameArgs,
     /// A parameter value to change, `name=value`. Repeatable.
     #[arg(long = "parameter", value_name = "NAME=VALUE")]
     parameters: Vec<String>,
+}
+
+/// A build that asks first (`delete`, `update`) when there is someone to ask.
+#[derive(clap::Args, Debug)]
+pub struct ConfirmedBuildArgs {
+    #[command(flatten)]
+    build: BuildArgs,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
@@ -140,7 +159,8 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     loop {
         let page = client
             .workspaces(&WorkspacesQuery { q: Some(q.clone()), limit: None, offset: Some(workspaces.len() as i64) })
-            .await?;
+            .await
+            .map_err(super::search_error)?;
         let done = page.workspaces.is_empty() || workspaces.len() + page.workspaces.len() >= page.count as usize;
         workspaces.extend(page.workspaces);
         if done {
@@ -181,10 +201,10 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     }
 }
 
-pub async fn show(config: &Config, args: NameArgs, output: OutputArgs) -> anyhow::Result<()> {
+pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
     let client = config.client()?;
-    let workspace = find(&client, &args.name).await?;
-    if output.format == Format::Json {
+    let workspace = find(&client, &args.workspace.name).await?;
+    if args.output.format == Format::Json {
         return output::json(&workspace);
     }
     let b = &workspace.latest_build;
@@ -236,33 +256,44 @@ pub async fn show(config: &Config, args: NameArgs, output: OutputArgs) -> anyhow
     Ok(())
 }
 
-/// `start`, `stop` and `delete`.
+/// `start` and `stop`.
 pub async fn transition(config: &Config, args: BuildArgs, transition: Transition) -> anyhow::Result<()> {
     let client = config.client()?;
     let workspace = find(&client, &args.workspace.name).await?;
-    if transition == Transition::Delete
-        && !args.yes
-        && !confirm(&format!("Delete workspace {}/{}?", workspace.owner_name, workspace.name))?
-    {
-        bail!("not deleted");
-    }
     build(&client, &workspace, transition, None, &args.parameters).await
 }
 
-/// Moves a workspace to its template's active version: stop (if running), then start on the new version.
-pub async fn update(config: &Config, args: BuildArgs) -> anyhow::Result<()> {
+pub async fn delete(config: &Config, args: ConfirmedBuildArgs) -> anyhow::Result<()> {
     let client = config.client()?;
-    let workspace = find(&client, &args.workspace.name).await?;
+    let workspace = find(&client, &args.build.workspace.name).await?;
+    if !args.yes && !confirm(&format!("Delete workspace {}/{}?", workspace.owner_name, workspace.name))? {
+        bail!("not deleted");
+    }
+    build(&client, &workspace, Transition::Delete, None, &args.build.parameters).await
+}
+
+/// Moves a workspace to its template's active version: stop (if running), then start on the new version.
+pub async fn update(config: &Config, args: ConfirmedBuildArgs) -> anyhow::Result<()> {
+    let client = config.client()?;
+    let workspace = find(&client, &args.build.workspace.name).await?;
     if !workspace.outdated {
         println!("Workspace {} already uses the active version.", workspace.name);
         return Ok(());
     }
-    if workspace.latest_build.transition == Transition::Start
-        && workspace.latest_build.job.status == JobStatus::Succeeded
-    {
+    let running = workspace.latest_build.transition == Transition::Start
+        && workspace.latest_build.job.status == JobStatus::Succeeded;
+    if running {
+        let question = format!(
+            "Update workspace {}/{}? It is stopped and started again on the active version.",
+            workspace.owner_name, workspace.name
+        );
+        if !args.yes && !confirm(&question)? {
+            bail!("not updated");
+        }
         build(&client, &workspace, Transition::Stop, None, &[]).await?;
     }
-    build(&client, &workspace, Transition::Start, Some(workspace.template_active_version_id), &args.parameters).await
+    let version = Some(workspace.template_active_version_id);
+    build(&client, &workspace, Transition::Start, version, &args.build.parameters).await
 }
 
 async fn build(
@@ -317,7 +348,8 @@ async fn follow(client: &Client, build: &WorkspaceBuild) -> anyhow::Result<()> {
 
 async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
     let (owner, name) = split_name(name);
-    client.workspace_by_name(owner, name).await.with_context(|| format!("workspace {owner}/{name}"))
+    // The server's 404 names the user or the workspace that is missing.
+    Ok(client.workspace_by_name(owner, name).await?)
 }
 
 fn split_name(name: &str) -> (&str, &str) {

@@ -4,6 +4,7 @@
 
 mod agents;
 mod cli;
+mod cli_typed;
 mod common;
 mod create;
 mod demo;
