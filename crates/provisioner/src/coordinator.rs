@@ -86,9 +86,11 @@ pub trait Coordinator: Clone + Send + Sync + 'static {
         worker_id: Uuid,
     ) -> impl Future<Output = Result<JobState, CoordinatorError>> + Send;
 
+    /// Appends lines to the log of a job `worker_id` holds.
     fn append_logs(
         &self,
         job_id: Uuid,
+        worker_id: Uuid,
         logs: Vec<JobLogLine>,
     ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
 

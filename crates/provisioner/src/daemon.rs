@@ -99,7 +99,7 @@ impl<C: Coordinator> Daemon<C> {
     }
 
     async fn run_job(&self, job: AcquiredJob) {
-        let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id);
+        let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id, self.worker.id);
         log.info("", format!("Job acquired by {}", self.worker.name));
         let (cancel, heartbeat) = self.heartbeat(job.id, job.heartbeat_every);
         let archive = self.coordinator.file(job.kind.file_id()).await;

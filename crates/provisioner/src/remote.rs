@@ -8,8 +8,8 @@ use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 use warmspace_sdk::{
-    AcquiredJobKind, BuildOutcome, Client, ClientError, CompleteJobRequest, DaemonWorker, JobCompletion, JobLogLine,
-    StatusCode,
+    AcquiredJobKind, AppendJobLogsRequest, BuildOutcome, Client, ClientError, CompleteJobRequest, DaemonWorker,
+    JobCompletion, JobLogLine, StatusCode,
 };
 use warmspace_template::Manifest;
 
@@ -104,8 +104,8 @@ impl Coordinator for HttpCoordinator {
         Ok(if response.canceling { JobState::Canceling } else { JobState::Running })
     }
 
-    async fn append_logs(&self, job_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
-        self.client.append_job_logs(job_id, &logs).await.map_err(error)?;
+    async fn append_logs(&self, job_id: Uuid, worker_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
+        self.client.append_job_logs(job_id, &AppendJobLogsRequest { worker_id, logs }).await.map_err(error)?;
         Ok(())
     }
 

@@ -70,8 +70,8 @@ impl Coordinator for LocalCoordinator {
         self.domain.job_heartbeat(job_id, worker_id).await.map_err(coordinator_error)
     }
 
-    async fn append_logs(&self, job_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
-        self.domain.append_job_logs(job_id, logs).await.map_err(coordinator_error)
+    async fn append_logs(&self, job_id: Uuid, worker_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
+        self.domain.append_job_logs(job_id, worker_id, None, logs).await.map_err(coordinator_error)
     }
 
     async fn complete_import(&self, job_id: Uuid, worker_id: Uuid, manifest: Manifest) -> Result<(), CoordinatorError> {

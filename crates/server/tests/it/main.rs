@@ -8,6 +8,7 @@ mod common;
 mod listings;
 mod notifications;
 mod prebuilds;
+mod provisionerd;
 mod templates;
 mod users;
 mod workspaces;
