@@ -55,6 +55,9 @@ pub enum CoordinatorError {
     /// The daemon no longer holds the job (its lease expired, or it finished elsewhere).
     #[error("this daemon no longer holds the job")]
     JobLost,
+    /// The server refused the daemon's credential: retrying cannot help.
+    #[error("invalid provisioner key (the server said: {0})")]
+    Unauthorized(String),
     #[error("{0}")]
     Other(String),
 }

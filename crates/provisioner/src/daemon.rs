@@ -60,15 +60,18 @@ impl<C: Coordinator> Daemon<C> {
     }
 
     /// Runs jobs until `stop` turns true; a job under way is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Ends early when the server refuses the daemon's credential, which no
+    /// retry can mend; any other failure to reach the server is retried.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), CoordinatorError> {
         let mut backoff = BACKOFF.build();
         let mut signal = loop {
             match self.coordinator.work_signal().await {
                 Ok(signal) => break signal,
+                Err(err @ CoordinatorError::Unauthorized(_)) => return Err(err),
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot listen for jobs; retrying");
                     if wait_or_stop(&mut stop, &mut backoff).await {
-                        return;
+                        return Ok(());
                     }
                 }
             }
@@ -87,6 +90,7 @@ impl<C: Coordinator> Daemon<C> {
                         _ = stop.changed() => {}
                     }
                 }
+                Err(err @ CoordinatorError::Unauthorized(_)) => return Err(err),
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot acquire jobs");
                     if wait_or_stop(&mut stop, &mut backoff).await {
@@ -96,6 +100,7 @@ impl<C: Coordinator> Daemon<C> {
             }
         }
         tracing::info!(daemon = %self.worker.name, "provisioner daemon stopped");
+        Ok(())
     }
 
     async fn run_job(&self, job: AcquiredJob) {

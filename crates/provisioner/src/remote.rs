@@ -36,6 +36,7 @@ impl HttpCoordinator {
 fn error(err: ClientError) -> CoordinatorError {
     match err.status() {
         Some(StatusCode::GONE) => CoordinatorError::JobLost,
+        Some(StatusCode::UNAUTHORIZED) => CoordinatorError::Unauthorized(err.to_string()),
         _ => CoordinatorError::Other(err.to_string()),
     }
 }

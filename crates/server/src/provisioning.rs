@@ -116,7 +116,14 @@ impl Daemons {
                 binary: binary.clone(),
                 stop_grace: timing.stop_grace,
             };
-            tasks.spawn(Daemon::new(LocalCoordinator::new(domain.clone()), config).run(stopped.clone()));
+            let daemon = Daemon::new(LocalCoordinator::new(domain.clone()), config);
+            let stopped = stopped.clone();
+            tasks.spawn(async move {
+                // In-process daemons present no credential, so nothing can refuse one.
+                if let Err(err) = daemon.run(stopped).await {
+                    tracing::error!(error = %err, "provisioner daemon stopped");
+                }
+            });
         }
         tasks.spawn(reap(domain, timing.reap_interval, stopped));
         Daemons { stop, tasks }
