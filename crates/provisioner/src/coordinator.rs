@@ -58,6 +58,11 @@ pub enum CoordinatorError {
     /// The server refused the daemon's credential: retrying cannot help.
     #[error("invalid provisioner key (the server said: {0})")]
     Unauthorized(String),
+    /// The server refused the request itself (too large, invalid), or it
+    /// could not even be sent: sending it again cannot help.
+    #[error("{0}")]
+    Refused(String),
+    /// The server could not be reached, or failed: worth another try.
     #[error("{0}")]
     Other(String),
 }

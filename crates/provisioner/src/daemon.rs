@@ -15,6 +15,7 @@ use crate::backend::{BuildContext, run_build};
 use crate::coordinator::JobState;
 use crate::import::{ImportFailure, import};
 use crate::logs::LogSink;
+use crate::report::{Report, report};
 use crate::{AcquiredJob, Coordinator, CoordinatorError, JobKind, WorkSignal, Worker, archive};
 
 #[derive(Debug, Clone)]
@@ -113,7 +114,7 @@ impl<C: Coordinator> Daemon<C> {
                 let message = format!("cannot fetch the template's files: {err}");
                 log.error("", &message);
                 flusher.finish(log).await;
-                self.coordinator.fail_job(job.id, self.worker.id, message).await
+                Report::Failed(message)
             }
             (JobKind::TemplateImport { template_version_id, .. }, Ok(archive)) => {
                 tracing::info!(daemon = %self.worker.name, job = %job.id, %template_version_id, "importing template");
@@ -123,10 +124,8 @@ impl<C: Coordinator> Daemon<C> {
                     .unwrap_or_else(|e| Err(ImportFailure(vec![format!("the import crashed: {e}")])));
                 flusher.finish(log).await;
                 match imported {
-                    Ok(manifest) => self.coordinator.complete_import(job.id, self.worker.id, manifest).await,
-                    Err(ImportFailure(problems)) => {
-                        self.coordinator.fail_job(job.id, self.worker.id, problems.join("\n")).await
-                    }
+                    Ok(manifest) => Report::Imported(manifest),
+                    Err(ImportFailure(problems)) => Report::Failed(problems.join("\n")),
                 }
             }
             (JobKind::WorkspaceBuild(build), Ok(archive)) => {
@@ -136,19 +135,11 @@ impl<C: Coordinator> Daemon<C> {
                 );
                 let outcome = self.build(&build, archive, &log, cancel).await;
                 flusher.finish(log).await;
-                self.coordinator.complete_build(job.id, self.worker.id, outcome).await
+                Report::Built(outcome)
             }
         };
+        report(&self.coordinator, &self.worker, job.id, outcome, &heartbeat).await;
         heartbeat.abort();
-        match outcome {
-            Ok(()) => {}
-            Err(CoordinatorError::JobLost) => {
-                tracing::warn!(daemon = %self.worker.name, job = %job.id, "the job was taken from this daemon")
-            }
-            Err(err) => {
-                tracing::error!(daemon = %self.worker.name, job = %job.id, error = %err, "cannot report the job")
-            }
-        }
     }
 
     async fn build(

@@ -34,10 +34,19 @@ impl HttpCoordinator {
 }
 
 fn error(err: ClientError) -> CoordinatorError {
-    match err.status() {
-        Some(StatusCode::GONE) => CoordinatorError::JobLost,
-        Some(StatusCode::UNAUTHORIZED) => CoordinatorError::Unauthorized(err.to_string()),
-        _ => CoordinatorError::Other(err.to_string()),
+    match (&err, err.status()) {
+        (_, Some(StatusCode::GONE)) => CoordinatorError::JobLost,
+        (_, Some(StatusCode::UNAUTHORIZED)) => CoordinatorError::Unauthorized(err.to_string()),
+        (_, Some(status)) if status.is_client_error() => CoordinatorError::Refused(format!("{status}: {err}")),
+        // The request could not be built (e.g. its body would not serialise): it never will be.
+        (ClientError::Transport(cause), _) if cause.is_builder() => {
+            CoordinatorError::Refused(format!("{err}: {cause}"))
+        }
+        (ClientError::Url(_), _) => CoordinatorError::Refused(err.to_string()),
+        _ => CoordinatorError::Other(match &err {
+            ClientError::Transport(cause) => format!("{err}: {cause}"),
+            _ => err.to_string(),
+        }),
     }
 }
 

@@ -31,9 +31,15 @@ impl LocalCoordinator {
 }
 
 fn coordinator_error(err: domain::Error) -> CoordinatorError {
+    use domain::Error as E;
     match err {
-        domain::Error::JobLost => CoordinatorError::JobLost,
-        other => CoordinatorError::Other(other.to_string()),
+        E::JobLost => CoordinatorError::JobLost,
+        // A database that failed may answer the next try.
+        E::Internal(_) => CoordinatorError::Other(err.to_string()),
+        E::Unauthenticated { .. } => CoordinatorError::Unauthorized(err.to_string()),
+        E::Invalid(_) | E::Forbidden(_) | E::NotFound(_) | E::Conflict { .. } | E::TooLarge { .. } => {
+            CoordinatorError::Refused(err.to_string())
+        }
     }
 }
 

@@ -300,3 +300,43 @@ async fn an_external_daemon_with_a_bad_key_exits_saying_so_but_waits_out_an_unre
     assert_eq!(jobs[0]["worker_name"], "patient", "{jobs:#?}");
     server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_result_the_server_refuses_fails_the_job_at_once_with_the_reason() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "0"]);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let key = provisioner_key(&config, "ci");
+    let _daemon = ExternalDaemon::start(&config, &server.url, &key, "external");
+    // A state file whose upload exceeds what the server accepts in one request (64 MiB).
+    let template = template_dir("provisioner = \"exec\"\nexec {\n  start = \"start.sh\"\n}\n");
+    let script = template.path().join("start.sh");
+    std::fs::write(&script, "#!/bin/sh\nhead -c 60000000 /dev/zero > \"$WARMSPACE_STATE_FILE\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    run(warmspace(&config).args(["templates", "push", "huge", "-d"]).arg(template.path()));
+
+    let client = admin_client(&server.url).await;
+    let template = client.template_by_name("default", "huge").await.unwrap();
+    let req = CreateWorkspaceRequest {
+        template_id: template.id,
+        template_version_id: None,
+        name: "huge".into(),
+        rich_parameter_values: vec![],
+        template_version_preset_id: None,
+        ttl_ms: None,
+        autostart_schedule: None,
+    };
+    let build = client.create_workspace("me", &req).await.unwrap().latest_build;
+    eventually(Duration::from_secs(120), "the build to end", || async {
+        client.build(build.id).await.unwrap().job.status.is_finished()
+    })
+    .await;
+    let job = client.build(build.id).await.unwrap().job;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("the server refused the job's result") && error.contains("413"), "{error}");
+    server.terminate();
+}
