@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
-use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition};
+use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition, cap_log_line};
 
 use crate::{Result, Store, StoreError};
 
@@ -512,7 +512,10 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs:
     if overflowed {
         return Ok(0);
     }
-    let (mut kept, overflows) = cap_logs(length as usize, logs);
+    // A runaway line is cut, saying so, before it counts toward the log's cap.
+    let logs: Vec<NewLog> =
+        logs.iter().map(|l| NewLog { output: cap_log_line(&l.output).into_owned(), ..l.clone() }).collect();
+    let (mut kept, overflows) = cap_logs(length as usize, &logs);
     let added: usize = kept.iter().map(|l| l.output.len()).sum();
     if overflows {
         let last = logs.last().expect("not empty");
