@@ -174,5 +174,5 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
             running.await
         }
     };
-    Ok(ended?.with_context(|| format!("the server at {url} refused this daemon"))?)
+    ended?.with_context(|| format!("the server at {url} refused this daemon"))
 }
