@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
+use warmspace_states::{MAX_LOG_LINE, cap_log_line};
 
-/// Longer output lines are cut here, so one runaway line cannot exhaust memory.
-pub const MAX_LINE: usize = 64 * 1024;
+/// Bytes of a line kept while reading: one more than a log line may hold,
+/// so that a longer line is known to be cut, and one runaway line cannot
+/// exhaust memory.
+const READ_LIMIT: usize = MAX_LOG_LINE + 1;
 
 /// How long the output readers may keep draining after the script exits. A
 /// background process it started (`code-server &`) may hold stdout open for
@@ -17,7 +20,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Reads `stream` (a child's stdout or stderr) line by line on a task of its
-/// own, handing each line to `on_line` as it comes, invalid UTF-8 replaced.
+/// own, handing each line to `on_line` as it comes, invalid UTF-8 replaced,
+/// a line over [`MAX_LOG_LINE`] cut with a marker that says so.
 /// The task ends with the stream; [`drain`] bounds how long it may take.
 pub fn forward_lines<R, F>(stream: Option<R>, mut on_line: F) -> JoinHandle<()>
 where
@@ -30,13 +34,18 @@ where
         let mut line = Vec::new();
         // A read error ends the stream like EOF: there is nothing better to do with the rest.
         while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
-            on_line(String::from_utf8_lossy(&line));
+            let text = String::from_utf8_lossy(&line);
+            let cut = match cap_log_line(&text) {
+                Cow::Owned(cut) => Some(cut),
+                Cow::Borrowed(_) => None,
+            };
+            on_line(cut.map_or(text, Cow::Owned));
         }
     })
 }
 
 /// Reads the next line into `line`, without its `\n` or `\r\n`; false at the
-/// end of the stream. Past [`MAX_LINE`] bytes the rest of the line is skipped.
+/// end of the stream. Past [`READ_LIMIT`] bytes the rest of the line is skipped.
 async fn read_line_capped<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, line: &mut Vec<u8>) -> io::Result<bool> {
     line.clear();
     let mut read_any = false;
@@ -49,7 +58,7 @@ async fn read_line_capped<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, line:
         read_any = true;
         let newline = chunk.iter().position(|&b| b == b'\n');
         let content = &chunk[..newline.unwrap_or(chunk.len())];
-        let room = MAX_LINE.saturating_sub(line.len());
+        let room = READ_LIMIT.saturating_sub(line.len());
         line.extend_from_slice(&content[..content.len().min(room)]);
         let consumed = newline.map_or(chunk.len(), |i| i + 1);
         reader.consume(consumed);

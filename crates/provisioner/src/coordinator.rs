@@ -55,6 +55,14 @@ pub enum CoordinatorError {
     /// The daemon no longer holds the job (its lease expired, or it finished elsewhere).
     #[error("this daemon no longer holds the job")]
     JobLost,
+    /// The server refused the daemon's credential: retrying cannot help.
+    #[error("invalid provisioner key (the server said: {0})")]
+    Unauthorized(String),
+    /// The server refused the request itself (too large, invalid), or it
+    /// could not even be sent: sending it again cannot help.
+    #[error("{0}")]
+    Refused(String),
+    /// The server could not be reached, or failed: worth another try.
     #[error("{0}")]
     Other(String),
 }
@@ -86,9 +94,11 @@ pub trait Coordinator: Clone + Send + Sync + 'static {
         worker_id: Uuid,
     ) -> impl Future<Output = Result<JobState, CoordinatorError>> + Send;
 
+    /// Appends lines to the log of a job `worker_id` holds.
     fn append_logs(
         &self,
         job_id: Uuid,
+        worker_id: Uuid,
         logs: Vec<JobLogLine>,
     ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
 

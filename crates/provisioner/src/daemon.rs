@@ -15,6 +15,7 @@ use crate::backend::{BuildContext, run_build};
 use crate::coordinator::JobState;
 use crate::import::{ImportFailure, import};
 use crate::logs::LogSink;
+use crate::report::{Report, report};
 use crate::{AcquiredJob, Coordinator, CoordinatorError, JobKind, WorkSignal, Worker, archive};
 
 #[derive(Debug, Clone)]
@@ -60,15 +61,18 @@ impl<C: Coordinator> Daemon<C> {
     }
 
     /// Runs jobs until `stop` turns true; a job under way is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Ends early when the server refuses the daemon's credential, which no
+    /// retry can mend; any other failure to reach the server is retried.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), CoordinatorError> {
         let mut backoff = BACKOFF.build();
         let mut signal = loop {
             match self.coordinator.work_signal().await {
                 Ok(signal) => break signal,
+                Err(err @ CoordinatorError::Unauthorized(_)) => return Err(err),
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot listen for jobs; retrying");
                     if wait_or_stop(&mut stop, &mut backoff).await {
-                        return;
+                        return Ok(());
                     }
                 }
             }
@@ -87,6 +91,7 @@ impl<C: Coordinator> Daemon<C> {
                         _ = stop.changed() => {}
                     }
                 }
+                Err(err @ CoordinatorError::Unauthorized(_)) => return Err(err),
                 Err(err) => {
                     tracing::warn!(daemon = %self.worker.name, error = %err, "cannot acquire jobs");
                     if wait_or_stop(&mut stop, &mut backoff).await {
@@ -96,10 +101,11 @@ impl<C: Coordinator> Daemon<C> {
             }
         }
         tracing::info!(daemon = %self.worker.name, "provisioner daemon stopped");
+        Ok(())
     }
 
     async fn run_job(&self, job: AcquiredJob) {
-        let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id);
+        let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id, self.worker.id);
         log.info("", format!("Job acquired by {}", self.worker.name));
         let (cancel, heartbeat) = self.heartbeat(job.id, job.heartbeat_every);
         let archive = self.coordinator.file(job.kind.file_id()).await;
@@ -108,7 +114,7 @@ impl<C: Coordinator> Daemon<C> {
                 let message = format!("cannot fetch the template's files: {err}");
                 log.error("", &message);
                 flusher.finish(log).await;
-                self.coordinator.fail_job(job.id, self.worker.id, message).await
+                Report::Failed(message)
             }
             (JobKind::TemplateImport { template_version_id, .. }, Ok(archive)) => {
                 tracing::info!(daemon = %self.worker.name, job = %job.id, %template_version_id, "importing template");
@@ -118,10 +124,8 @@ impl<C: Coordinator> Daemon<C> {
                     .unwrap_or_else(|e| Err(ImportFailure(vec![format!("the import crashed: {e}")])));
                 flusher.finish(log).await;
                 match imported {
-                    Ok(manifest) => self.coordinator.complete_import(job.id, self.worker.id, manifest).await,
-                    Err(ImportFailure(problems)) => {
-                        self.coordinator.fail_job(job.id, self.worker.id, problems.join("\n")).await
-                    }
+                    Ok(manifest) => Report::Imported(manifest),
+                    Err(ImportFailure(problems)) => Report::Failed(problems.join("\n")),
                 }
             }
             (JobKind::WorkspaceBuild(build), Ok(archive)) => {
@@ -131,19 +135,11 @@ impl<C: Coordinator> Daemon<C> {
                 );
                 let outcome = self.build(&build, archive, &log, cancel).await;
                 flusher.finish(log).await;
-                self.coordinator.complete_build(job.id, self.worker.id, outcome).await
+                Report::Built(outcome)
             }
         };
+        report(&self.coordinator, &self.worker, job.id, outcome, &heartbeat).await;
         heartbeat.abort();
-        match outcome {
-            Ok(()) => {}
-            Err(CoordinatorError::JobLost) => {
-                tracing::warn!(daemon = %self.worker.name, job = %job.id, "the job was taken from this daemon")
-            }
-            Err(err) => {
-                tracing::error!(daemon = %self.worker.name, job = %job.id, error = %err, "cannot report the job")
-            }
-        }
     }
 
     async fn build(

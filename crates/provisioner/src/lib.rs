@@ -10,6 +10,7 @@ pub mod daemon;
 mod import;
 mod logs;
 pub mod remote;
+mod report;
 
 pub use coordinator::{AcquiredJob, Coordinator, CoordinatorError, JobKind, JobState, WorkSignal, Worker};
 pub use daemon::{DEFAULT_STOP_GRACE, Daemon, DaemonConfig};

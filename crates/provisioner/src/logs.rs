@@ -25,7 +25,8 @@ pub struct LogSink {
 pub struct LogFlusher(JoinHandle<()>);
 
 impl LogSink {
-    pub fn start<C: Coordinator>(coordinator: C, job_id: Uuid) -> (LogSink, LogFlusher) {
+    /// Lines for job `job_id`, which worker `worker_id` holds.
+    pub fn start<C: Coordinator>(coordinator: C, job_id: Uuid, worker_id: Uuid) -> (LogSink, LogFlusher) {
         let (tx, mut rx) = mpsc::unbounded_channel::<JobLogLine>();
         let flusher = tokio::spawn(async move {
             let mut batch = Vec::new();
@@ -36,12 +37,12 @@ impl LogSink {
                         Some(line) => {
                             batch.push(line);
                             if batch.len() >= MAX_BATCH {
-                                flush(&coordinator, job_id, &mut batch).await;
+                                flush(&coordinator, job_id, worker_id, &mut batch).await;
                             }
                         }
-                        None => return flush(&coordinator, job_id, &mut batch).await,
+                        None => return flush(&coordinator, job_id, worker_id, &mut batch).await,
                     },
-                    _ = tick.tick() => flush(&coordinator, job_id, &mut batch).await,
+                    _ = tick.tick() => flush(&coordinator, job_id, worker_id, &mut batch).await,
                 }
             }
         });
@@ -73,11 +74,11 @@ impl LogSink {
     }
 }
 
-async fn flush<C: Coordinator>(coordinator: &C, job_id: Uuid, batch: &mut Vec<JobLogLine>) {
+async fn flush<C: Coordinator>(coordinator: &C, job_id: Uuid, worker_id: Uuid, batch: &mut Vec<JobLogLine>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(err) = coordinator.append_logs(job_id, std::mem::take(batch)).await {
+    if let Err(err) = coordinator.append_logs(job_id, worker_id, std::mem::take(batch)).await {
         tracing::warn!(%job_id, error = %err, "could not store job log lines");
     }
 }

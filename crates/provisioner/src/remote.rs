@@ -8,8 +8,8 @@ use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 use warmspace_sdk::{
-    AcquiredJobKind, BuildOutcome, Client, ClientError, CompleteJobRequest, DaemonWorker, JobCompletion, JobLogLine,
-    StatusCode,
+    AcquiredJobKind, AppendJobLogsRequest, BuildOutcome, Client, ClientError, CompleteJobRequest, DaemonWorker,
+    JobCompletion, JobLogLine, StatusCode,
 };
 use warmspace_template::Manifest;
 
@@ -34,9 +34,19 @@ impl HttpCoordinator {
 }
 
 fn error(err: ClientError) -> CoordinatorError {
-    match err.status() {
-        Some(StatusCode::GONE) => CoordinatorError::JobLost,
-        _ => CoordinatorError::Other(err.to_string()),
+    match (&err, err.status()) {
+        (_, Some(StatusCode::GONE)) => CoordinatorError::JobLost,
+        (_, Some(StatusCode::UNAUTHORIZED)) => CoordinatorError::Unauthorized(err.to_string()),
+        (_, Some(status)) if status.is_client_error() => CoordinatorError::Refused(format!("{status}: {err}")),
+        // The request could not be built (e.g. its body would not serialise): it never will be.
+        (ClientError::Transport(cause), _) if cause.is_builder() => {
+            CoordinatorError::Refused(format!("{err}: {cause}"))
+        }
+        (ClientError::Url(_), _) => CoordinatorError::Refused(err.to_string()),
+        _ => CoordinatorError::Other(match &err {
+            ClientError::Transport(cause) => format!("{err}: {cause}"),
+            _ => err.to_string(),
+        }),
     }
 }
 
@@ -104,8 +114,8 @@ impl Coordinator for HttpCoordinator {
         Ok(if response.canceling { JobState::Canceling } else { JobState::Running })
     }
 
-    async fn append_logs(&self, job_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
-        self.client.append_job_logs(job_id, &logs).await.map_err(error)?;
+    async fn append_logs(&self, job_id: Uuid, worker_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
+        self.client.append_job_logs(job_id, &AppendJobLogsRequest { worker_id, logs }).await.map_err(error)?;
         Ok(())
     }
 

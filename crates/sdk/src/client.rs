@@ -471,8 +471,9 @@ impl Client {
         self.post(&format!("api/v2/provisionerdaemons/jobs/{job_id}/heartbeat"), &HeartbeatRequest { worker_id }).await
     }
 
-    pub async fn append_job_logs(&self, job_id: Uuid, logs: &[JobLogLine]) -> Result<Response, ClientError> {
-        self.post(&format!("api/v2/provisionerdaemons/jobs/{job_id}/logs"), &logs).await
+    /// Appends lines to the log of a job `worker_id` holds.
+    pub async fn append_job_logs(&self, job_id: Uuid, req: &AppendJobLogsRequest) -> Result<Response, ClientError> {
+        self.post(&format!("api/v2/provisionerdaemons/jobs/{job_id}/logs"), req).await
     }
 
     pub async fn complete_job(&self, job_id: Uuid, req: &CompleteJobRequest) -> Result<Response, ClientError> {

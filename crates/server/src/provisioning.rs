@@ -31,9 +31,15 @@ impl LocalCoordinator {
 }
 
 fn coordinator_error(err: domain::Error) -> CoordinatorError {
+    use domain::Error as E;
     match err {
-        domain::Error::JobLost => CoordinatorError::JobLost,
-        other => CoordinatorError::Other(other.to_string()),
+        E::JobLost => CoordinatorError::JobLost,
+        // A database that failed may answer the next try.
+        E::Internal(_) => CoordinatorError::Other(err.to_string()),
+        E::Unauthenticated { .. } => CoordinatorError::Unauthorized(err.to_string()),
+        E::Invalid(_) | E::Forbidden { .. } | E::NotFound(_) | E::Conflict { .. } | E::TooLarge { .. } => {
+            CoordinatorError::Refused(err.to_string())
+        }
     }
 }
 
@@ -70,8 +76,8 @@ impl Coordinator for LocalCoordinator {
         self.domain.job_heartbeat(job_id, worker_id).await.map_err(coordinator_error)
     }
 
-    async fn append_logs(&self, job_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
-        self.domain.append_job_logs(job_id, logs).await.map_err(coordinator_error)
+    async fn append_logs(&self, job_id: Uuid, worker_id: Uuid, logs: Vec<JobLogLine>) -> Result<(), CoordinatorError> {
+        self.domain.append_job_logs(job_id, worker_id, None, logs).await.map_err(coordinator_error)
     }
 
     async fn complete_import(&self, job_id: Uuid, worker_id: Uuid, manifest: Manifest) -> Result<(), CoordinatorError> {
@@ -116,7 +122,14 @@ impl Daemons {
                 binary: binary.clone(),
                 stop_grace: timing.stop_grace,
             };
-            tasks.spawn(Daemon::new(LocalCoordinator::new(domain.clone()), config).run(stopped.clone()));
+            let daemon = Daemon::new(LocalCoordinator::new(domain.clone()), config);
+            let stopped = stopped.clone();
+            tasks.spawn(async move {
+                // In-process daemons present no credential, so nothing can refuse one.
+                if let Err(err) = daemon.run(stopped).await {
+                    tracing::error!(error = %err, "provisioner daemon stopped");
+                }
+            });
         }
         tasks.spawn(reap(domain, timing.reap_interval, stopped));
         Daemons { stop, tasks }

@@ -3,13 +3,15 @@
 //! text form; an unknown text is an error ([`UnknownValue`]), never a
 //! default. With the `sqlx` feature they are stored in (checked) text
 //! columns and decoded strictly; with `utoipa` they describe themselves in
-//! the OpenAPI document.
+//! the OpenAPI document. Beside them, the one rule about stored text that
+//! both ends apply: how long a log line may be ([`cap_log_line`]).
 
 #[macro_use]
 mod macros;
 mod agents;
 mod builds;
 mod jobs;
+mod log_line;
 mod prebuilds;
 mod templates;
 mod users;
@@ -18,6 +20,7 @@ mod workspaces;
 pub use agents::AgentLifecycle;
 pub use builds::{BuildReason, Transition};
 pub use jobs::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
+pub use log_line::{LINE_TRUNCATED_MARKER, MAX_LOG_LINE, cap_log_line};
 pub use prebuilds::{DEFAULT_AGENT_READY_TIMEOUT_MS, DeletionReason, MissReason, PrebuildEvent, PresetStatus};
 pub use templates::{ClaimMode, ParameterType, Provisioner};
 pub use users::{LoginType, UserStatus};

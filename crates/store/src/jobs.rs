@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
-use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition};
+use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition, cap_log_line};
 
 use crate::text::without_nul;
 use crate::{Result, Store, StoreError};
@@ -100,6 +100,16 @@ pub struct Worker {
     pub tags: Tags,
     /// The provisioner key an external daemon authenticated with.
     pub key_id: Option<String>,
+}
+
+/// The daemon that says it holds a job: only the daemon holding a job's
+/// lease may write to the job.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    pub worker_id: Uuid,
+    /// The provisioner key an external daemon authenticated with; `None`
+    /// for a daemon inside a server.
+    pub key_id: Option<&'a str>,
 }
 
 /// How jobs are handed out.
@@ -398,12 +408,21 @@ impl Store {
         Ok(())
     }
 
-    /// Appends log lines to a job, honouring the per-job cap: output past
-    /// [`MAX_JOB_LOG_BYTES`] is dropped, the line that crosses it is cut at
-    /// the cap, and the log ends with [`LOG_TRUNCATED_LINE`]. Returns how many
-    /// lines were stored.
+    /// Appends the server's own log lines to a job, whatever its state,
+    /// honouring the per-job cap: output past [`MAX_JOB_LOG_BYTES`] is
+    /// dropped, the line that crosses it is cut at the cap, and the log ends
+    /// with [`LOG_TRUNCATED_LINE`]. Returns how many lines were stored.
     pub async fn append_job_logs(&self, job_id: Uuid, logs: &[NewLog]) -> Result<usize> {
-        append_capped(&self.pool, CappedLog::Job(job_id), logs).await
+        append_capped(&self.pool, CappedLog::Job { id: job_id, holder: None }, logs).await
+    }
+
+    /// Appends a daemon's log lines to a job it holds, as
+    /// [`Store::append_job_logs`] does. Fails with `NotFound` unless the job
+    /// is running (or being canceled) on `holder`'s worker, and that worker
+    /// came with `holder`'s key: a finished job, or another daemon's, takes
+    /// no more lines.
+    pub async fn append_held_job_logs(&self, job_id: Uuid, holder: Holder<'_>, logs: &[NewLog]) -> Result<usize> {
+        append_capped(&self.pool, CappedLog::Job { id: job_id, holder: Some(holder) }, logs).await
     }
 
     /// A job's log lines with ids above `after`, in order.
@@ -443,8 +462,12 @@ impl Store {
 
 /// A log kept under the per-log cap: a job's, or an agent's.
 #[derive(Clone, Copy)]
-pub(crate) enum CappedLog {
-    Job(Uuid),
+pub(crate) enum CappedLog<'a> {
+    /// A job's log; with a holder, only while that daemon holds the job.
+    Job {
+        id: Uuid,
+        holder: Option<Holder<'a>>,
+    },
     Agent(Uuid),
 }
 
@@ -456,7 +479,7 @@ struct LogLength {
 
 /// Appends lines to a capped log in one transaction. The row lock
 /// serialises appenders, so the stored length stays exact.
-pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[NewLog]) -> Result<usize> {
+pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs: &[NewLog]) -> Result<usize> {
     if logs.is_empty() {
         return Ok(0);
     }
@@ -474,11 +497,17 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
     };
     let mut tx = pool.begin().await?;
     let length = match log {
-        CappedLog::Job(id) => {
+        CappedLog::Job { id, holder } => {
             sqlx::query_as!(
                 LogLength,
-                "SELECT logs_length, logs_overflowed FROM provisioner_jobs WHERE id = $1 FOR UPDATE",
+                "SELECT logs_length, logs_overflowed FROM provisioner_jobs j WHERE id = $1 \
+                   AND ($2::uuid IS NULL OR (worker_id = $2 AND status IN ('running', 'canceling') \
+                        AND EXISTS (SELECT 1 FROM provisioner_daemons d \
+                                    WHERE d.id = j.worker_id AND d.key_id IS NOT DISTINCT FROM $3))) \
+                 FOR UPDATE",
                 id,
+                holder.map(|h| h.worker_id),
+                holder.and_then(|h| h.key_id),
             )
             .fetch_optional(&mut *tx)
             .await?
@@ -497,7 +526,10 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
     if overflowed {
         return Ok(0);
     }
-    let (mut kept, overflows) = cap_logs(length as usize, logs);
+    // A runaway line is cut, saying so, before it counts toward the log's cap.
+    let logs: Vec<NewLog> =
+        logs.iter().map(|l| NewLog { output: cap_log_line(&l.output).into_owned(), ..l.clone() }).collect();
+    let (mut kept, overflows) = cap_logs(length as usize, &logs);
     let added: usize = kept.iter().map(|l| l.output.len()).sum();
     if overflows {
         let last = logs.last().expect("not empty");
@@ -512,7 +544,7 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog, logs: &[N
     let levels: Vec<LogLevel> = kept.iter().map(|l| l.level).collect();
     let outputs: Vec<&str> = kept.iter().map(|l| l.output.as_str()).collect();
     match log {
-        CappedLog::Job(id) => {
+        CappedLog::Job { id, .. } => {
             let sources: Vec<LogSource> = kept.iter().map(|l| l.source).collect();
             let stages: Vec<&str> = kept.iter().map(|l| l.stage.as_str()).collect();
             sqlx::query!(

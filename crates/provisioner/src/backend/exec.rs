@@ -526,7 +526,9 @@ printf 'no newline at the end'"#,
         let of_level = |level| {
             script_lines(&lines).into_iter().filter(|(l, _)| *l == level).map(|(_, text)| text).collect::<Vec<_>>()
         };
-        let long = "a".repeat(warmspace_agent::output::MAX_LINE);
+        // Cut to the 64 KiB cap, saying so.
+        let marker = "… [line truncated]";
+        let long = format!("{}{marker}", "a".repeat(64 * 1024 - marker.len()));
         assert_eq!(
             of_level(LogLevel::Info),
             vec!["one", "two", "bad \u{FFFD} byte", &long, "after the long line", "no newline at the end"]

@@ -120,6 +120,13 @@ pub struct HeartbeatRequest {
     pub worker_id: Uuid,
 }
 
+/// Log lines of a job, from the daemon that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendJobLogsRequest {
+    pub worker_id: Uuid,
+    pub logs: Vec<crate::JobLogLine>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
     /// Stop the backend and report: the job was canceled.

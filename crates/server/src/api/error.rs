@@ -43,7 +43,8 @@ impl From<domain::Error> for ApiError {
                 err.body.validations = validations;
                 err
             }
-            E::JobLost => ApiError::new(StatusCode::GONE, "This daemon no longer holds the job."),
+            E::JobLost => ApiError::new(StatusCode::GONE, "The job is not held by this daemon.")
+                .detail("Its lease expired, it has finished, or another daemon holds it."),
             E::TooLarge { message, detail } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).detail(detail),
             // The cause was logged where it happened; it is the operator's to read, not the caller's.
             E::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.")

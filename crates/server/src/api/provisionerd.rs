@@ -12,9 +12,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_provisioner::{JobKind, JobState, Worker};
 use warmspace_sdk::{
-    AcquiredJobKind, AcquiredJobResponse, CompleteJobRequest, CreateProvisionerKeyRequest,
-    CreateProvisionerKeyResponse, DaemonWorker, HeartbeatRequest, HeartbeatResponse, JobCompletion, JobLogLine,
-    ProvisionerKey, Response as Body,
+    AcquiredJobKind, AcquiredJobResponse, AppendJobLogsRequest, CompleteJobRequest, CreateProvisionerKeyRequest,
+    CreateProvisionerKeyResponse, DaemonWorker, HeartbeatRequest, HeartbeatResponse, JobCompletion, ProvisionerKey,
+    Response as Body,
 };
 use warmspace_store::pubsub::Event as PubSubEvent;
 
@@ -128,14 +128,14 @@ async fn heartbeat(
 }
 
 #[utoipa::path(post, path = "/api/v2/provisionerdaemons/jobs/{job}/logs", tag = "provisioner daemons",
-    params(("job" = Uuid, Path)), responses((status = 200, body = Body)))]
+    params(("job" = Uuid, Path)), responses((status = 200, body = Body), (status = 410, body = Body)))]
 async fn append_logs(
     State(state): State<AppState>,
-    _daemon: DaemonAuth,
+    daemon: DaemonAuth,
     Path(job_id): Path<Uuid>,
-    LogJson(logs): LogJson<Vec<JobLogLine>>,
+    LogJson(req): LogJson<AppendJobLogsRequest>,
 ) -> Result<axum::Json<Body>, ApiError> {
-    state.domain.append_job_logs(job_id, logs).await?;
+    state.domain.append_job_logs(job_id, req.worker_id, Some(daemon.key_id), req.logs).await?;
     Ok(message("Stored."))
 }
 

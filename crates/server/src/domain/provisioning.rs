@@ -125,7 +125,15 @@ impl Domain {
         }
     }
 
-    pub async fn append_job_logs(&self, job_id: Uuid, logs: Vec<JobLogLine>) -> Result<()> {
+    /// Appends lines to the log of a job that `worker_id` (an external
+    /// daemon authenticated by `key_id`, or an in-process one) holds.
+    pub async fn append_job_logs(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        key_id: Option<String>,
+        logs: Vec<JobLogLine>,
+    ) -> Result<()> {
         let logs: Vec<NewLog> = logs
             .into_iter()
             .map(|l| NewLog {
@@ -136,7 +144,8 @@ impl Domain {
                 output: l.output,
             })
             .collect();
-        if self.store.append_job_logs(job_id, &logs).await.map_err(job_lost)? > 0 {
+        let holder = jobs::Holder { worker_id, key_id: key_id.as_deref() };
+        if self.store.append_held_job_logs(job_id, holder, &logs).await.map_err(job_lost)? > 0 {
             self.events.job_logs(job_id).await;
         }
         Ok(())

@@ -6,7 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use warmspace_sdk::{
-    Client, CompleteJobRequest, DaemonWorker, JobCompletion, JobLogLine, LogLevel, LogSource, Response,
+    AppendJobLogsRequest, Client, CompleteJobRequest, DaemonWorker, JobCompletion, JobLogLine, LogLevel, LogSource,
+    Response,
 };
 use warmspace_server::testing::TestServer;
 
@@ -107,7 +108,7 @@ async fn nul_characters_in_log_output_and_job_errors_are_stripped() {
         stage: "st\u{0}age".into(),
         output: "a\u{0}b".into(),
     };
-    daemon.append_job_logs(job.job_id, &[line]).await.unwrap();
+    daemon.append_job_logs(job.job_id, &AppendJobLogsRequest { worker_id: worker.id, logs: vec![line] }).await.unwrap();
     let failed = JobCompletion::Failed { error: "bad\u{0} thing".into() };
     daemon.complete_job(job.job_id, &CompleteJobRequest { worker_id: worker.id, completion: failed }).await.unwrap();
 

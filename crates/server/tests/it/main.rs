@@ -9,6 +9,7 @@ mod input;
 mod listings;
 mod notifications;
 mod prebuilds;
+mod provisionerd;
 mod templates;
 mod users;
 mod workspaces;

@@ -185,6 +185,34 @@ async fn a_job_log_is_capped_at_one_mebibyte_with_a_final_line() {
 }
 
 #[tokio::test]
+async fn a_line_over_64_kib_is_stored_cut_with_a_visible_marker() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let job = queue_imports(&store, 1).await[0];
+    let line = |output: String| NewLog {
+        created_at: Utc::now(),
+        source: LogSource::Provisioner,
+        level: LogLevel::Info,
+        stage: String::new(),
+        output,
+    };
+    // Over the cap by a lot; and with a two-byte character where the cut falls, which it must not split.
+    let marker = "… [line truncated]";
+    let split = 64 * 1024 - marker.len() - 1;
+    let lines =
+        [line("a".repeat(200_000)), line(format!("{}é{}", "b".repeat(split), "b".repeat(99))), line("short".into())];
+    store.append_job_logs(job, &lines).await.unwrap();
+    let stored: Vec<String> = store.job_logs(job, 0).await.unwrap().into_iter().map(|l| l.output).collect();
+    for ((long, filler), len) in stored[..2].iter().zip(['a', 'b']).zip([64 * 1024, 64 * 1024 - 1]) {
+        assert_eq!(long.len(), len, "cut to the cap, the marker included, at a character boundary");
+        assert!(long.ends_with(marker), "{}", &long[long.len() - 40..]);
+        assert!(long[..long.len() - marker.len()].chars().all(|c| c == filler));
+    }
+    assert_eq!(stored[2], "short");
+    assert_eq!(store.job(job).await.unwrap().logs_length as usize, stored.iter().map(String::len).sum::<usize>());
+}
+
+#[tokio::test]
 async fn a_person_s_build_queued_after_prebuild_work_runs_first() {
     let db = TestDatabase::new().await;
     let store = db.store().await;

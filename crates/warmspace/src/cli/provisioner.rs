@@ -171,10 +171,15 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
     );
     println!("Provisioner daemon {name} taking jobs from {url}");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(daemon.run(stopped));
-    super::shutdown_signal().await;
-    // Nobody listening means the daemon has stopped already.
-    stop.send_replace(true);
-    running.await?;
-    Ok(())
+    let mut running = tokio::spawn(daemon.run(stopped));
+    let ended = tokio::select! {
+        // The daemon gave up by itself: the server refused its key.
+        ended = &mut running => ended,
+        () = super::shutdown_signal() => {
+            // Nobody listening means the daemon has stopped already.
+            stop.send_replace(true);
+            running.await
+        }
+    };
+    ended?.with_context(|| format!("the server at {url} refused this daemon"))
 }

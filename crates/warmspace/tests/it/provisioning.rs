@@ -243,3 +243,100 @@ async fn killing_the_server_mid_claims_leaves_every_workspace_claimed_or_in_the_
     assert!(claimed >= 5, "claims had committed when the server died");
     assert!(attempts < 200, "the server died before answering every request");
 }
+
+/// Waits for `child` to exit, for at most `limit`; returns its status and stderr.
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status, stderr);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("the daemon was still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_daemon_with_a_bad_key_exits_saying_so_but_waits_out_an_unreachable_server() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let address = free_address();
+    let args = ["--postgres-url", db.url(), "--provisioner-daemons", "0"];
+    let mut server = ServerProcess::start_on(&address, &config, &args, &[]);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let key = provisioner_key(&config, "ci");
+
+    // A key that was never issued, and a real key's id with the wrong secret.
+    let (id, _secret) = key.split_once('-').unwrap();
+    for bad in ["not-a-key".to_owned(), format!("{id}-{}", "x".repeat(32))] {
+        let mut daemon = warmspace(&config)
+            .args(["provisioner", "start", "--url", &server.url, "--key", &bad])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, stderr) = exit_within(&mut daemon, Duration::from_secs(30));
+        assert!(!status.success(), "{status}");
+        assert!(stderr.contains("invalid provisioner key"), "{stderr}");
+    }
+
+    // A good key, with no server to answer yet: the daemon waits for it, then takes work.
+    server.terminate();
+    let _daemon = ExternalDaemon::start(&config, &format!("http://{address}"), &key, "patient");
+    let mut server = ServerProcess::start_on(&address, &config, &args, &[]);
+    server.wait_healthy().await;
+    let template = echo_template(5);
+    run(warmspace(&config).args(["templates", "push", "fast", "-d"]).arg(template.path()));
+    let listed = run(warmspace(&config).args(["provisioner", "jobs", "list", "-o", "json"]));
+    let jobs: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(jobs[0]["worker_name"], "patient", "{jobs:#?}");
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_result_the_server_refuses_fails_the_job_at_once_with_the_reason() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "0"]);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let key = provisioner_key(&config, "ci");
+    let _daemon = ExternalDaemon::start(&config, &server.url, &key, "external");
+    // A state file whose upload exceeds what the server accepts in one request (64 MiB).
+    let template = template_dir("provisioner = \"exec\"\nexec {\n  start = \"start.sh\"\n}\n");
+    let script = template.path().join("start.sh");
+    std::fs::write(&script, "#!/bin/sh\nhead -c 60000000 /dev/zero > \"$WARMSPACE_STATE_FILE\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    run(warmspace(&config).args(["templates", "push", "huge", "-d"]).arg(template.path()));
+
+    let client = admin_client(&server.url).await;
+    let template = client.template_by_name("default", "huge").await.unwrap();
+    let req = CreateWorkspaceRequest {
+        template_id: template.id,
+        template_version_id: None,
+        name: "huge".into(),
+        rich_parameter_values: vec![],
+        template_version_preset_id: None,
+        ttl_ms: None,
+        autostart_schedule: None,
+    };
+    let build = client.create_workspace("me", &req).await.unwrap().latest_build;
+    eventually(Duration::from_secs(120), "the build to end", || async {
+        client.build(build.id).await.unwrap().job.status.is_finished()
+    })
+    .await;
+    let job = client.build(build.id).await.unwrap().job;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("the server refused the job's result") && error.contains("413"), "{error}");
+    server.terminate();
+}
