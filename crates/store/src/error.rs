@@ -12,6 +12,9 @@ pub enum StoreError {
     /// Another operation on the same thing is under way.
     #[error("{0}")]
     InProgress(String),
+    /// The first connection to PostgreSQL failed; `reason` is PostgreSQL's or the network's.
+    #[error("{target}: {reason}")]
+    Connect { target: String, reason: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
