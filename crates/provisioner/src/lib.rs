@@ -12,5 +12,5 @@ mod logs;
 pub mod remote;
 
 pub use coordinator::{AcquiredJob, Coordinator, CoordinatorError, JobKind, JobState, WorkSignal, Worker};
-pub use daemon::{DEFAULT_STOP_GRACE, Daemon, DaemonConfig};
+pub use daemon::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_STOP_GRACE, Daemon, DaemonConfig};
 pub use remote::HttpCoordinator;
