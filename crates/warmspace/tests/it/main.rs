@@ -6,4 +6,5 @@ mod agents;
 mod cli;
 mod common;
 mod examples;
+mod process;
 mod provisioning;
