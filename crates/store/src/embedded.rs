@@ -97,8 +97,8 @@ pub struct Cluster {
     options: ClusterOptions,
     bin_dir: PathBuf,
     child: Mutex<Option<Child>>,
-    /// Keeps a second process off the directory while this cluster exists.
-    _lock: Option<DirLock>,
+    /// Keeps a second process off the directory until the cluster is stopped.
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl Cluster {
@@ -158,13 +158,17 @@ impl Cluster {
         }
         let prepared = {
             // initdb takes seconds: keep it off the async threads.
-            let unstarted =
-                Cluster { options: options.clone(), bin_dir: bin_dir.clone(), child: Mutex::new(None), _lock: None };
+            let unstarted = Cluster {
+                options: options.clone(),
+                bin_dir: bin_dir.clone(),
+                child: Mutex::new(None),
+                lock: Mutex::new(None),
+            };
             let run_as = run_as.clone();
             tokio::task::spawn_blocking(move || unstarted.prepare(run_as.as_ref()))
         };
         let lock = prepared.await.map_err(|e| io_err("preparing the cluster")(io::Error::other(e)))??;
-        let cluster = Cluster { options, bin_dir, child: Mutex::new(None), _lock: Some(lock) };
+        let cluster = Cluster { options, bin_dir, child: Mutex::new(None), lock: Mutex::new(Some(lock)) };
         let child = cluster.spawn_postmaster(run_as.as_ref())?;
         *cluster.child.lock().unwrap() = Some(child);
         cluster.wait_until_ready().await?;
@@ -348,6 +352,8 @@ impl Cluster {
             let deadline = Instant::now() + patience;
             while Instant::now() < deadline {
                 if child.try_wait().map_err(io_err("waiting for postgres"))?.is_some() {
+                    // The directory is free again, for another process or a restart in this one.
+                    self.lock.lock().unwrap().take();
                     tracing::info!(dir = %self.options.dir.display(), "built-in PostgreSQL stopped");
                     return Ok(());
                 }
