@@ -29,6 +29,9 @@ pub struct DaemonConfig {
     /// How long a script that is canceled or times out gets between SIGTERM
     /// and SIGKILL ([`DEFAULT_STOP_GRACE`]).
     pub stop_grace: Duration,
+    /// How long a build under way may go on once the daemon is told to stop
+    /// ([`DEFAULT_SHUTDOWN_GRACE`]); then it is stopped and failed.
+    pub shutdown_grace: Duration,
 }
 
 /// The default [`DaemonConfig::stop_grace`]: long enough for a script that
@@ -36,12 +39,17 @@ pub struct DaemonConfig {
 /// build does not linger.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The default [`DaemonConfig::shutdown_grace`]: most builds that are about
+/// to finish do, and stopping never waits for the longest script.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 pub struct Daemon<C> {
     coordinator: C,
     worker: Worker,
     poll_interval: Duration,
     binary: PathBuf,
     stop_grace: Duration,
+    shutdown_grace: Duration,
 }
 
 impl<C: Coordinator> Daemon<C> {
@@ -53,6 +61,7 @@ impl<C: Coordinator> Daemon<C> {
             poll_interval: config.poll_interval,
             binary: config.binary,
             stop_grace: config.stop_grace,
+            shutdown_grace: config.shutdown_grace,
         }
     }
 
@@ -60,9 +69,11 @@ impl<C: Coordinator> Daemon<C> {
         &self.worker
     }
 
-    /// Runs jobs until `stop` turns true; a job under way is finished first.
-    /// Ends early when the server refuses the daemon's credential, which no
-    /// retry can mend; any other failure to reach the server is retried.
+    /// Runs jobs until `stop` turns true. A build under way gets the
+    /// shutdown grace to finish; then it is stopped and reported failed, so
+    /// its lease is given up now rather than left to expire. Ends early when
+    /// the server refuses the daemon's credential, which no retry can mend;
+    /// any other failure to reach the server is retried.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), CoordinatorError> {
         let mut backoff = BACKOFF.build();
         let mut signal = loop {
@@ -83,7 +94,7 @@ impl<C: Coordinator> Daemon<C> {
                 Ok(Some(job)) => {
                     // The coordinator answers again: a later failure starts over from the shortest wait.
                     backoff = BACKOFF.build();
-                    self.run_job(job).await;
+                    self.run_job(job, stop.clone()).await;
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -104,7 +115,7 @@ impl<C: Coordinator> Daemon<C> {
         Ok(())
     }
 
-    async fn run_job(&self, job: AcquiredJob) {
+    async fn run_job(&self, job: AcquiredJob, stop: watch::Receiver<bool>) {
         let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id, self.worker.id);
         log.info("", format!("Job acquired by {}", self.worker.name));
         let (cancel, heartbeat) = self.heartbeat(job.id, job.heartbeat_every);
@@ -133,13 +144,50 @@ impl<C: Coordinator> Daemon<C> {
                     daemon = %self.worker.name, job = %job.id, workspace = %build.workspace_name,
                     transition = build.transition.as_str(), "running build"
                 );
-                let outcome = self.build(&build, archive, &log, cancel).await;
+                let outcome = self.build_within_grace(&build, archive, &log, cancel, stop).await;
                 flusher.finish(log).await;
                 Report::Built(outcome)
             }
         };
         report(&self.coordinator, &self.worker, job.id, outcome, &heartbeat).await;
         heartbeat.abort();
+    }
+
+    /// Runs the build; if the daemon is told to stop meanwhile, lets it go
+    /// on for the shutdown grace, then stops it and fails it. Failed rather
+    /// than queued again: the backend was interrupted part-way and may have
+    /// left half-made resources that a silent re-run would build twice; a
+    /// failed build is visible, and a person or the reconciler decides what
+    /// follows — as when a lease expires.
+    async fn build_within_grace(
+        &self,
+        job: &BuildJob,
+        archive: Vec<u8>,
+        log: &LogSink,
+        cancel: Cancel,
+        mut stop: watch::Receiver<bool>,
+    ) -> BuildOutcome {
+        let build = self.build(job, archive, log, cancel.receiver);
+        tokio::pin!(build);
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            outcome = &mut build => return outcome,
+            // A closed channel means the daemon's owner is gone: stopping too.
+            _ = async { stop.wait_for(|stop| *stop).await.ok(); tokio::time::sleep(grace).await } => {}
+        }
+        let message = format!(
+            "the provisioner daemon {} shut down before the build finished (shutdown grace {grace:?})",
+            self.worker.name
+        );
+        log.error("", &message);
+        // The heartbeat may have ended (job lost): then nothing listens, and the build is stopping anyway.
+        cancel.sender.send(true).ok();
+        let outcome = build.await;
+        match outcome.result {
+            BuildResult::Canceled => BuildOutcome { result: BuildResult::Failed(message), ..outcome },
+            // It ended on its own while being stopped: that is how it ended.
+            _ => outcome,
+        }
     }
 
     async fn build(
@@ -175,10 +223,11 @@ impl<C: Coordinator> Daemon<C> {
         .await
     }
 
-    /// Renews the job's lease until aborted. The returned receiver turns
+    /// Renews the job's lease until aborted. The returned [`Cancel`] turns
     /// true when the job must stop: canceled, or no longer ours.
-    fn heartbeat(&self, job_id: Uuid, every: Duration) -> (watch::Receiver<bool>, JoinHandle<()>) {
-        let (stop_job, cancel) = watch::channel(false);
+    fn heartbeat(&self, job_id: Uuid, every: Duration) -> (Cancel, JoinHandle<()>) {
+        let (sender, receiver) = watch::channel(false);
+        let stop_job = sender.clone();
         let (coordinator, worker) = (self.coordinator.clone(), self.worker.clone());
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -203,8 +252,15 @@ impl<C: Coordinator> Daemon<C> {
                 }
             }
         });
-        (cancel, task)
+        (Cancel { sender, receiver }, task)
     }
+}
+
+/// Stops a job's backend when true: set by the heartbeat (canceled, lease
+/// lost) or by the daemon (shutdown grace over).
+struct Cancel {
+    sender: watch::Sender<bool>,
+    receiver: watch::Receiver<bool>,
 }
 
 /// The longest wait between two attempts to reach the coordinator.

@@ -72,6 +72,9 @@ pub struct ProvisioningConfig {
     pub reap_interval: Duration,
     /// A canceled or timed-out script gets this long between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// Once the server is stopping, a build under way gets this long to
+    /// finish before it is stopped and failed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ProvisioningConfig {
@@ -80,6 +83,7 @@ impl Default for ProvisioningConfig {
             poll_interval: Duration::from_secs(5),
             reap_interval: Duration::from_secs(2),
             stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
+            shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }

@@ -157,10 +157,22 @@ impl Server {
         &self.reconciler
     }
 
-    /// Serves until `shutdown` completes, lets requests in flight finish,
-    /// then stops everything it started, the built-in PostgreSQL last.
+    /// Serves until `shutdown` completes; then takes no more work, lets
+    /// requests in flight and builds under way finish within their graces,
+    /// and stops everything it started, the built-in PostgreSQL last.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let Server { listener, state, reconciler: _, reconciler_loop, daemons, stores, pubsub, cluster } = self;
+        // Work stops being taken as soon as shutdown begins, while requests
+        // drain: the daemons' grace and the drain run side by side.
+        let stop_daemons = daemons.begin_stop();
+        let stop_reconciler = reconciler_loop.as_ref().map(|(stop, _)| stop.clone());
+        let shutdown = async move {
+            shutdown.await;
+            stop_daemons();
+            if let Some(stop) = stop_reconciler {
+                stop.send_replace(true);
+            }
+        };
         let served = serve(listener, state, shutdown).await;
         if let Some((stop, task)) = reconciler_loop {
             stop.send_replace(true);

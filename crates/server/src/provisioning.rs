@@ -99,7 +99,7 @@ impl Coordinator for LocalCoordinator {
 }
 
 /// The in-process daemons of one server, and the lease reaper. Stopping
-/// waits for jobs under way.
+/// gives builds under way their shutdown grace, no more.
 pub struct Daemons {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -121,6 +121,7 @@ impl Daemons {
                 poll_interval: timing.poll_interval,
                 binary: binary.clone(),
                 stop_grace: timing.stop_grace,
+                shutdown_grace: timing.shutdown_grace,
             };
             let daemon = Daemon::new(LocalCoordinator::new(domain.clone()), config);
             let stopped = stopped.clone();
@@ -133,6 +134,15 @@ impl Daemons {
         }
         tasks.spawn(reap(domain, timing.reap_interval, stopped));
         Daemons { stop, tasks }
+    }
+
+    /// Tells the daemons to take no more jobs and to wind down those under
+    /// way; [`Daemons::stop`] then waits for them.
+    pub fn begin_stop(&self) -> impl FnOnce() + Send + 'static {
+        let stop = self.stop.clone();
+        move || {
+            stop.send_replace(true);
+        }
     }
 
     pub async fn stop(mut self) {

@@ -17,10 +17,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+mod lock;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, Uid, User, chown};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
+
+use self::lock::DirLock;
 
 /// The socket file is `.s.PGSQL.<port>`; with a private socket directory and
 /// no TCP listener the port number only names that file.
@@ -54,6 +58,8 @@ pub enum ClusterError {
     SocketPathTooLong(PathBuf),
     #[error("{path} holds a cluster of PostgreSQL {found}, but the binaries in {bin_dir} are version {wanted}")]
     VersionMismatch { path: PathBuf, found: String, wanted: String, bin_dir: PathBuf },
+    #[error("the data directory {} is in use by warmspace (pid {pid})", dir.display())]
+    InUse { dir: PathBuf, pid: String },
     #[error("initdb failed:\n{0}")]
     InitDb(String),
     #[error("PostgreSQL did not start (log {log}):\n{tail}")]
@@ -91,6 +97,8 @@ pub struct Cluster {
     options: ClusterOptions,
     bin_dir: PathBuf,
     child: Mutex<Option<Child>>,
+    /// Keeps a second process off the directory until the cluster is stopped.
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl Cluster {
@@ -148,15 +156,19 @@ impl Cluster {
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(ClusterError::SocketPathTooLong(socket));
         }
-        let cluster = Cluster { options, bin_dir, child: Mutex::new(None) };
         let prepared = {
             // initdb takes seconds: keep it off the async threads.
-            let unstarted =
-                Cluster { options: cluster.options.clone(), bin_dir: cluster.bin_dir.clone(), child: Mutex::new(None) };
+            let unstarted = Cluster {
+                options: options.clone(),
+                bin_dir: bin_dir.clone(),
+                child: Mutex::new(None),
+                lock: Mutex::new(None),
+            };
             let run_as = run_as.clone();
             tokio::task::spawn_blocking(move || unstarted.prepare(run_as.as_ref()))
         };
-        prepared.await.map_err(|e| io_err("preparing the cluster")(io::Error::other(e)))??;
+        let lock = prepared.await.map_err(|e| io_err("preparing the cluster")(io::Error::other(e)))??;
+        let cluster = Cluster { options, bin_dir, child: Mutex::new(None), lock: Mutex::new(Some(lock)) };
         let child = cluster.spawn_postmaster(run_as.as_ref())?;
         *cluster.child.lock().unwrap() = Some(child);
         cluster.wait_until_ready().await?;
@@ -164,8 +176,9 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Creates the directories and, the first time, the cluster itself.
-    fn prepare(&self, run_as: Option<&User>) -> Result<(), ClusterError> {
+    /// Creates the directories, locks them for this process and, the first
+    /// time, creates the cluster itself.
+    fn prepare(&self, run_as: Option<&User>) -> Result<DirLock, ClusterError> {
         let dir = &self.options.dir;
         // Parents get the usual permissions, so the postgres user can pass
         // through them; the cluster's own directories are private.
@@ -188,11 +201,14 @@ impl Cluster {
                 return Err(ClusterError::Unreachable(dir.clone()));
             }
         }
+        // Before anything else touches the cluster: another server using it
+        // would otherwise have us connect to its PostgreSQL as if to ours.
+        let lock = DirLock::acquire(dir)?;
 
         let wanted = self.binary_version()?;
         let version_file = self.data_dir().join("PG_VERSION");
         match fs::read_to_string(&version_file) {
-            Ok(found) if found.trim() == wanted => return Ok(()),
+            Ok(found) if found.trim() == wanted => return Ok(lock),
             Ok(found) => {
                 return Err(ClusterError::VersionMismatch {
                     path: self.data_dir(),
@@ -225,7 +241,7 @@ impl Cluster {
             text.push_str(&String::from_utf8_lossy(&output.stderr));
             return Err(ClusterError::InitDb(text));
         }
-        Ok(())
+        Ok(lock)
     }
 
     fn command(&self, program: &str, run_as: Option<&User>) -> Command {
@@ -336,6 +352,8 @@ impl Cluster {
             let deadline = Instant::now() + patience;
             while Instant::now() < deadline {
                 if child.try_wait().map_err(io_err("waiting for postgres"))?.is_some() {
+                    // The directory is free again, for another process or a restart in this one.
+                    self.lock.lock().unwrap().take();
                     tracing::info!(dir = %self.options.dir.display(), "built-in PostgreSQL stopped");
                     return Ok(());
                 }

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// A unique constraint no caller mapped to a field refused the write.
     #[error("{field} is already taken")]
     Duplicate { field: String },
+    /// The first connection to PostgreSQL failed; `reason` is PostgreSQL's or the network's.
+    #[error("{target}: {reason}")]
+    Connect { target: String, reason: String },
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("migration failed: {0}")]

@@ -40,8 +40,36 @@ pub use templates::{
 pub use users::{NewUser, UserFilter, UserRow};
 
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{ConnectOptions, Connection};
+
+/// How long the first connection may take before PostgreSQL counts as not
+/// answering (a firewall that drops packets gives no other sign).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One direct connection, so that a database that cannot be reached says
+/// why (connection refused, authentication failed, no such database) at
+/// once: a pool retries such failures until its acquire timeout and then
+/// reports only that it timed out.
+async fn probe(options: &PgConnectOptions) -> Result<()> {
+    // PostgreSQL's own default: a database named after the user.
+    let database = options.get_database().unwrap_or(options.get_username());
+    let target = match options.get_socket() {
+        Some(socket) => format!("{}, database {database}", socket.display()),
+        None => format!("{}:{}, database {database}", options.get_host(), options.get_port()),
+    };
+    let reason = match tokio::time::timeout(PROBE_TIMEOUT, options.connect()).await {
+        Ok(Ok(conn)) => {
+            // It answered: that was the point; how the probe closes does not matter.
+            conn.close().await.ok();
+            return Ok(());
+        }
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+    };
+    Err(StoreError::Connect { target, reason })
+}
 
 /// A handle on the database: a connection pool plus the queries of each
 /// concept, defined in the module named after it.
@@ -55,6 +83,7 @@ impl Store {
     /// Connects a pool of at most `max_connections` and waits for the first
     /// connection, so a wrong URL fails here rather than on the first request.
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
+        probe(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))

@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod config;
+mod logging;
 mod login;
 mod notifications;
 mod output;
@@ -16,6 +17,7 @@ mod workspaces;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
@@ -114,6 +116,16 @@ enum Command {
 struct NoArgs {}
 
 impl Cli {
+    /// Whether the command runs until it is stopped (a server, a daemon, an
+    /// agent) rather than printing an answer and exiting.
+    pub fn runs_until_stopped(&self) -> bool {
+        match &self.command {
+            Command::Server(_) | Command::Agent(_) => true,
+            Command::Provisioner(group) => matches!(group.command, provisioner::ProvisionerCommand::Start(_)),
+            _ => false,
+        }
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Server(args) => server::run(args).await,
@@ -170,11 +182,12 @@ fn search_error(err: warmspace_sdk::ClientError) -> anyhow::Error {
 
 /// Client commands log only warnings, the agent what it does, unless RUST_LOG says otherwise.
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    logging::init(default, false);
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on SIGINT or SIGTERM. A second one ends the process at once:
+/// whoever sends it has chosen not to wait for the orderly stop (a built-in
+/// PostgreSQL follows through its parent-death signal).
 pub async fn shutdown_signal() {
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -185,7 +198,16 @@ pub async fn shutdown_signal() {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down; a second Ctrl-C or SIGTERM stops at once");
+    tokio::spawn(async move {
+        let signal = tokio::select! {
+            _ = interrupt.recv() => Signal::SIGINT,
+            _ = terminate.recv() => Signal::SIGTERM,
+        };
+        tracing::warn!("stopping at once");
+        // The shell's convention for "ended by a signal".
+        std::process::exit(128 + signal as i32);
+    });
 }
 
 #[cfg(test)]

@@ -167,6 +167,7 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
             poll_interval: args.poll_interval,
             binary: std::env::current_exe().context("finding this executable")?,
             stop_grace: args.stop_grace,
+            shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
         },
     );
     println!("Provisioner daemon {name} taking jobs from {url}");

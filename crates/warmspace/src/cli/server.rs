@@ -1,5 +1,6 @@
 //! `warmspace server`.
 
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -44,6 +45,9 @@ pub struct ServerArgs {
     /// How long a canceled or timed-out template script gets between SIGTERM and SIGKILL.
     #[arg(long, env = "WARMSPACE_PROVISIONER_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     provisioner_stop_grace: Duration,
+    /// Once stopping, how long builds under way get to finish before they are stopped and failed.
+    #[arg(long, env = "WARMSPACE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
     /// The share of live provisioner daemons prebuild jobs may occupy at once (at least one daemon).
     #[arg(long, env = "WARMSPACE_PREBUILD_DAEMON_SHARE", default_value_t = 0.5)]
     prebuild_daemon_share: f64,
@@ -74,13 +78,7 @@ enum LogFormat {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    super::logging::init("info,sqlx=warn,tower_http=warn", matches!(format, LogFormat::Json));
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -102,7 +100,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_file_size: args.max_file_size,
         queue: QueuePolicy { lease: args.provisioner_lease, prebuild_share: args.prebuild_daemon_share },
         access_url: args.access_url.clone().unwrap_or_default(),
-        provisioning: ProvisioningConfig { stop_grace: args.provisioner_stop_grace, ..ProvisioningConfig::default() },
+        provisioning: ProvisioningConfig {
+            stop_grace: args.provisioner_stop_grace,
+            shutdown_grace: args.shutdown_grace,
+            ..ProvisioningConfig::default()
+        },
         reconciler: ReconcilerConfig {
             interval: args.prebuilds_reconciliation_interval,
             backoff_interval: args.prebuilds_backoff_interval,
@@ -115,13 +117,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = Server::start(config, None).await.context("starting the server")?;
     let url = format!("http://{}", server.local_addr()?);
     tracing::info!(%url, "warmspace server listening");
-    println!("warmspace {} is listening on {url}", env!("CARGO_PKG_VERSION"));
-    println!("  API description: {url}/api/v2/openapi.json");
+    say(format_args!("warmspace {} is listening on {url}", env!("CARGO_PKG_VERSION")));
+    say(format_args!("  API description: {url}/api/v2/openapi.json"));
     if !server.domain().first_user_exists().await? {
-        println!(
+        say(format_args!(
             "  No users yet. Create the first one with:\n    warmspace login {url} --first-user-username admin \
              --first-user-email admin@example.com --first-user-password <password>"
-        );
+        ));
     }
     server.serve(super::shutdown_signal()).await?;
     Ok(())
@@ -136,6 +138,12 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
         .to_socket_addrs()
         .map_err(|e| format!("{text:?} is neither IP:PORT nor a HOST:PORT that resolves ({e})"))?;
     addresses.next().ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// Prints a line of the banner. With stdout closed the line is lost (the log
+/// has the URL too); a server must not panic over it.
+fn say(line: std::fmt::Arguments) {
+    writeln!(std::io::stdout(), "{line}").ok();
 }
 
 /// A root-run server keeps its data where services do: root's home is not

@@ -1,9 +1,11 @@
 //! Helpers shared by the binary's end-to-end tests: server processes, the
 //! CLI as a user runs it.
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -68,6 +70,41 @@ impl ServerProcess {
         ServerProcess { child, url: format!("http://{address}") }
     }
 
+    /// A server whose standard output and error are pipes the test reads (or closes).
+    pub fn start_piped(
+        address: &str,
+        config_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (ServerProcess, ChildStdout, ChildStderr) {
+        let mut child = warmspace(config_dir)
+            .args(["server", "--http-address", address])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the server");
+        let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        (ServerProcess { child, url: format!("http://{address}") }, stdout, stderr)
+    }
+
+    /// Waits (at most `limit`) for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
     pub async fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -105,6 +142,35 @@ impl Drop for ServerProcess {
         // It may have exited already (terminate() waits for it): nothing to kill then.
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+}
+
+/// What a process writes to one of its pipes, read by a thread until the pipe closes.
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn read(mut pipe: impl Read + Send + 'static) -> Logs {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let into = Arc::clone(&text);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Logs(text)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (at most 60 s) until the text contains `needle`.
+    pub async fn wait_for(&self, needle: &str) {
+        eventually(Duration::from_secs(60), &format!("{needle:?} in the output"), || async {
+            self.text().contains(needle)
+        })
+        .await;
     }
 }
 
@@ -239,11 +305,25 @@ impl ExecExample {
 
     /// A (re)started server, always on the same address: agents know its URL.
     pub async fn serve(&self) -> ServerProcess {
-        let args = ["--postgres-url", &self.postgres_url];
-        let env = [("WARMSPACE_EXAMPLE_ROOT", self.root.to_str().unwrap())];
-        let mut server = ServerProcess::start_on(&self.address, &self.config, &args, &env);
+        let mut server = ServerProcess::start_on(&self.address, &self.config, &self.server_args(), &self.server_env());
         server.wait_healthy().await;
         server
+    }
+
+    /// Like [`Self::serve`], with the server's output on pipes the test holds.
+    pub async fn serve_piped(&self) -> (ServerProcess, ChildStdout, ChildStderr) {
+        let (mut server, stdout, stderr) =
+            ServerProcess::start_piped(&self.address, &self.config, &self.server_args(), &self.server_env());
+        server.wait_healthy().await;
+        (server, stdout, stderr)
+    }
+
+    fn server_args(&self) -> [&str; 2] {
+        ["--postgres-url", &self.postgres_url]
+    }
+
+    fn server_env(&self) -> [(&str, &str); 1] {
+        [("WARMSPACE_EXAMPLE_ROOT", self.root.to_str().unwrap())]
     }
 }
 

@@ -10,5 +10,6 @@ mod create;
 mod demo;
 mod docs;
 mod examples;
+mod process;
 mod provisioning;
 mod templates;
