@@ -60,6 +60,7 @@ pub enum TemplatesCommand {
     /// Delete templates no workspace uses any more (their prebuilds go with them).
     #[command(alias = "rm")]
     Delete {
+        /// The templates to delete.
         #[arg(required = true)]
         names: Vec<String>,
         /// Do not ask for confirmation.
@@ -72,11 +73,15 @@ pub enum TemplatesCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct EditArgs {
+    /// The template to change.
     name: String,
+    /// The name shown instead of the template's name.
     #[arg(long)]
     display_name: Option<String>,
+    /// What the template is for.
     #[arg(long)]
     description: Option<String>,
+    /// A path or URL of the template's icon.
     #[arg(long)]
     icon: Option<String>,
     /// A new workspace's default time to live (0: none).
@@ -122,6 +127,7 @@ pub enum VersionsCommand {
     },
     /// Make a version of a template the active one.
     Promote {
+        /// The template whose version becomes active.
         #[arg(long, short = 't')]
         template: String,
         /// The version's name.
