@@ -72,7 +72,8 @@ pub struct PresetState {
     pub last_invalidated_at: Option<DateTime<Utc>>,
     /// A creation failed parameter validation: never retried.
     pub validation_failed: bool,
-    /// The preset's finished prebuild creations, newest first: the newest
+    /// The preset's finished prebuild creations (save those their daemon
+    /// interrupted, which say nothing of the template), newest first: the newest
     /// `failure_hard_limit` of them, plus every failure within the look-back.
     pub creations: Vec<Creation>,
     /// The preset's prebuilds: unclaimed, not deleted.

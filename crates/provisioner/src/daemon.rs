@@ -184,7 +184,7 @@ impl<C: Coordinator> Daemon<C> {
         cancel.sender.send(true).ok();
         let outcome = build.await;
         match outcome.result {
-            BuildResult::Canceled => BuildOutcome { result: BuildResult::Failed(message), ..outcome },
+            BuildResult::Canceled => BuildOutcome { result: BuildResult::Interrupted(message), ..outcome },
             // It ended on its own while being stopped: that is how it ended.
             _ => outcome,
         }

@@ -231,13 +231,14 @@ pub(crate) async fn finish_job(
     worker_id: Uuid,
     status: JobStatus,
     error: Option<&str>,
+    interrupted: bool,
     now: DateTime<Utc>,
 ) -> Result<JobStatus> {
     let error = error.map(without_nul);
     sqlx::query_scalar!(
         "UPDATE provisioner_jobs SET status = CASE status WHEN 'canceling' THEN 'canceled' ELSE $3 END, \
              error = CASE status WHEN 'canceling' THEN coalesce($4, 'canceled') ELSE $4 END, \
-             completed_at = greatest($5, started_at), updated_at = $5 \
+             interrupted = $6, completed_at = greatest($5, started_at), updated_at = $5 \
          WHERE id = $1 AND worker_id = $2 AND status IN ('running', 'canceling') \
          RETURNING status AS \"status: JobStatus\"",
         job_id,
@@ -245,6 +246,7 @@ pub(crate) async fn finish_job(
         status as JobStatus,
         error.as_deref(),
         now,
+        interrupted,
     )
     .fetch_optional(&mut **tx)
     .await?
@@ -376,7 +378,7 @@ impl Store {
                  status = CASE status WHEN 'canceling' THEN 'canceled' ELSE 'failed' END, \
                  error = format('provisioner daemon %s stopped renewing its lease, which expired at %s', \
                                 coalesce(worker_name, '?'), lease_expires_at), \
-                 completed_at = greatest($1, started_at), updated_at = $1 \
+                 interrupted = true, completed_at = greatest($1, started_at), updated_at = $1 \
              WHERE status IN ('running', 'canceling') AND lease_expires_at < $1 \
              RETURNING id, worker_name, lease_expires_at AS \"lease_expires_at!\"",
             self.now(),
@@ -403,7 +405,7 @@ impl Store {
     /// Fails a job held by `worker_id`.
     pub async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        finish_job(&mut tx, job_id, worker_id, JobStatus::Failed, Some(error), self.now()).await?;
+        finish_job(&mut tx, job_id, worker_id, JobStatus::Failed, Some(error), false, self.now()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -285,7 +285,8 @@ impl Store {
                  LEFT JOIN LATERAL (SELECT e.at FROM prebuild_events e WHERE e.workspace_id = w.id \
                                     AND e.event = 'deleted' AND e.reason = 'agents_not_ready' LIMIT 1) t ON true \
                  WHERE b.build_number = 1 AND b.initiator_id = $1 AND w.preset_id IS NOT NULL \
-                   AND j.status IN ('succeeded', 'failed') AND ($4::uuid IS NULL OR w.preset_id = $4)) c \
+                   AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
+                   AND ($4::uuid IS NULL OR w.preset_id = $4)) c \
              WHERE newest <= $2 OR (NOT succeeded AND finished_at > $3) \
              ORDER BY preset_id, finished_at DESC",
             PREBUILDS_USER_ID,

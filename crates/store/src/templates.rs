@@ -293,7 +293,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         insert_manifest(&mut tx, version_id, manifest).await?;
-        finish_job(&mut tx, job_id, worker_id, JobStatus::Succeeded, None, self.now()).await?;
+        finish_job(&mut tx, job_id, worker_id, JobStatus::Succeeded, None, false, self.now()).await?;
         tx.commit().await?;
         Ok(())
     }

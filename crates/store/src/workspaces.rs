@@ -161,6 +161,8 @@ pub struct BuildCompletion {
     /// Succeeded, failed or canceled.
     pub status: JobStatus,
     pub error: Option<String>,
+    /// Failed because its daemon stopped under it, not because of what it ran.
+    pub interrupted: bool,
     /// The backend's state after the build; `None` when it keeps none.
     pub state: Option<Vec<u8>>,
     pub resources: Vec<(String, String, bool)>,
@@ -479,7 +481,8 @@ impl Store {
     /// one transaction.
     pub async fn complete_build(&self, job_id: Uuid, worker_id: Uuid, done: &BuildCompletion) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let status = finish_job(&mut tx, job_id, worker_id, done.status, done.error.as_deref(), self.now()).await?;
+        let error = done.error.as_deref();
+        let status = finish_job(&mut tx, job_id, worker_id, done.status, error, done.interrupted, self.now()).await?;
         // An empty state means "reported, and there is none", unlike NULL
         // ("never reported"), which makes the next build look further back.
         let build = sqlx::query!(

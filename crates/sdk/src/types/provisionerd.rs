@@ -56,6 +56,10 @@ pub enum BuildResult {
     Failed(String),
     /// Stopped on request; the job becomes `canceled`.
     Canceled,
+    /// The daemon stopped before the build finished (it was shutting down):
+    /// the job fails, but the failure is not the template's, so prebuild
+    /// backoff and the hard limit do not count it.
+    Interrupted(String),
 }
 
 /// A resource a build reports, e.g. from an `exec` script's result file.

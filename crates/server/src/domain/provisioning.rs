@@ -171,14 +171,16 @@ impl Domain {
             // Before the job ends, so everyone following the log sees it.
             self.warn_replaced(job_id, &replaced).await;
         }
-        let (status, error) = match outcome.result {
-            BuildResult::Succeeded => (JobStatus::Succeeded, None),
-            BuildResult::Failed(error) => (JobStatus::Failed, Some(error)),
-            BuildResult::Canceled => (JobStatus::Canceled, Some("canceled".to_owned())),
+        let (status, error, interrupted) = match outcome.result {
+            BuildResult::Succeeded => (JobStatus::Succeeded, None, false),
+            BuildResult::Failed(error) => (JobStatus::Failed, Some(error), false),
+            BuildResult::Canceled => (JobStatus::Canceled, Some("canceled".to_owned()), false),
+            BuildResult::Interrupted(error) => (JobStatus::Failed, Some(error), true),
         };
         let completion = BuildCompletion {
             status,
             error,
+            interrupted,
             state: outcome.state,
             resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
         };

@@ -241,3 +241,67 @@ async fn a_command_whose_output_pipe_is_closed_exits_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     server.terminate();
 }
+
+/// A pool's creations cut off by a server stop say nothing about the
+/// template: after the restart the preset is neither backing off nor
+/// hard-limited (three interrupted creations used to reach the default hard
+/// limit of 3), and the pool fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creations_a_server_stop_interrupted_are_not_held_against_the_pool() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    // Each creation waits for this file: it runs until the test lets it finish.
+    let gate = tmp.path().join("gate");
+    let template = template_dir(
+        "provisioner = \"exec\"\n\
+         preset \"warm\" {\n  prebuilds {\n    instances = 3\n  }\n}\n\
+         exec {\n  start = \"start.sh\"\n}\n",
+    );
+    let script = template.path().join("start.sh");
+    std::fs::write(&script, "#!/bin/sh\nwhile [ ! -e \"$GATE\" ]; do sleep 0.05; done\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let address = free_address();
+    let args = ["--postgres-url", db.url(), "--shutdown-grace", "0s", "--prebuild-daemon-share", "1"];
+    let env = [("GATE", gate.to_str().unwrap())];
+
+    let mut server = ServerProcess::start_on(&address, &config, &args, &env);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    run(warmspace(&config).args(["templates", "push", "gated", "-d"]).arg(template.path()));
+    let pool = db.pool().await;
+    eventually(EXITS, "three creations running", || async {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM provisioner_jobs WHERE type = 'workspace_build' AND status = 'running'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        running == 3
+    })
+    .await;
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(EXITS).success());
+    let interrupted: Vec<String> =
+        sqlx::query_scalar("SELECT error FROM provisioner_jobs WHERE type = 'workspace_build' AND status = 'failed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(interrupted.len(), 3, "{interrupted:?}");
+    assert!(interrupted.iter().all(|e| e.contains("shut down")), "{interrupted:?}");
+
+    let mut server = ServerProcess::start_on(&address, &config, &args, &env);
+    server.wait_healthy().await;
+    let client = admin_client(&server.url).await;
+    let status = client.prebuilds_status().await.unwrap();
+    let preset = status.presets.iter().find(|p| p.preset_name == "warm").expect("the preset's status");
+    assert_eq!(preset.status, warmspace_sdk::PresetStatus::Normal, "{preset:#?}");
+
+    std::fs::write(&gate, "").unwrap();
+    eventually(EXITS, "the pool to fill", || async {
+        let status = client.prebuilds_status().await.unwrap();
+        status.presets.iter().any(|p| p.preset_name == "warm" && p.version_active && p.eligible == 3)
+    })
+    .await;
+    server.terminate();
+}
