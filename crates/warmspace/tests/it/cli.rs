@@ -146,12 +146,7 @@ async fn login_without_flags_and_without_a_terminal_fails_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushing_the_example_template_shows_its_presets() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "2"]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, config, db: _db, dir: _dir } = LoggedIn::start(&["--provisioner-daemons", "2"]).await;
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/echo");
 
     let pushed = run(warmspace(&config).args(["templates", "push", "example", "--directory", example]));

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use warmspace_store::testing::TestDatabase;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_warmspace");
 
@@ -343,5 +344,28 @@ impl Drop for ExampleProcesses {
                 kill(Pid::from_raw(pid), Signal::SIGKILL).ok();
             }
         }
+    }
+}
+
+/// A server process on a fresh database, with the admin logged in through
+/// a private CLI config. Bind every field: the database and the directory
+/// must outlive the test (the server is stopped before them).
+pub struct LoggedIn {
+    pub server: ServerProcess,
+    pub db: TestDatabase,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl LoggedIn {
+    /// `warmspace server --postgres-url … ARGS`, healthy, and logged in to.
+    pub async fn start(args: &[&str]) -> LoggedIn {
+        let db = TestDatabase::new().await;
+        let dir = temp_dir();
+        let config = dir.path().join("client");
+        let mut server = ServerProcess::start(&config, &[&["--postgres-url", db.url()], args].concat());
+        server.wait_healthy().await;
+        login_admin(&config, &server.url);
+        LoggedIn { server, db, config, dir }
     }
 }

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use warmspace_store::testing::TestDatabase;
 
 use crate::common::*;
 
@@ -17,12 +16,7 @@ const POOLED: &str = "provisioner = \"echo\"\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_claims_from_the_default_preset_and_reports_the_hand_over_prebuilds_claims_lists() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "2"]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, config, db: _db, dir: _dir } = LoggedIn::start(&["--provisioner-daemons", "2"]).await;
     let dir = template_dir(POOLED);
     run(warmspace(&config).args(["templates", "push", "pooled", "-d"]).arg(dir.path()));
     let client = admin_client(&server.url).await;

@@ -219,12 +219,7 @@ async fn a_missing_database_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_whose_output_pipe_is_closed_exits_quietly() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url()]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, config, db: _db, dir: _dir } = LoggedIn::start(&[]).await;
 
     // `warmspace users list | head -0`: the reader is gone before anything is written.
     let (read_end, write_end) = nix::unistd::pipe().unwrap();

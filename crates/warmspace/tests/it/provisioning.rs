@@ -41,12 +41,7 @@ async fn transition_all(client: &Client, workspaces: &[Workspace], transition: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_workspaces_through_in_process_and_external_daemons() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "3"]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, db, config, dir: _dir } = LoggedIn::start(&["--provisioner-daemons", "3"]).await;
     let key = provisioner_key(&config, "ci");
     let _external: Vec<ExternalDaemon> =
         (1..=2).map(|n| ExternalDaemon::start(&config, &server.url, &key, &format!("external-{n}"))).collect();
@@ -109,15 +104,8 @@ async fn two_hundred_workspaces_through_in_process_and_external_daemons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_external_daemon_s_job_fails_when_its_lease_expires() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(
-        &config,
-        &["--postgres-url", db.url(), "--provisioner-daemons", "0", "--provisioner-lease", "2s"],
-    );
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, config, db: _db, dir: _dir } =
+        LoggedIn::start(&["--provisioner-daemons", "0", "--provisioner-lease", "2s"]).await;
     let key = provisioner_key(&config, "ci");
     let mut first = ExternalDaemon::start(&config, &server.url, &key, "doomed");
     let (slow, fast) = (echo_template(120_000), echo_template(5));
@@ -169,12 +157,7 @@ async fn a_killed_external_daemon_s_job_fails_when_its_lease_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_server_mid_claims_leaves_every_workspace_claimed_or_in_the_pool() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url()]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, db, config, dir: _dir } = LoggedIn::start(&[]).await;
     let pool = template_dir(
         "provisioner = \"echo\"\nclaim = \"reinit\"\npreset \"pool\" {\n  prebuilds {\n    instances = 30\n  }\n}\n\
          echo {\n  duration_ms = 0\n}\n",
@@ -303,12 +286,7 @@ async fn an_external_daemon_with_a_bad_key_exits_saying_so_but_waits_out_an_unre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_result_the_server_refuses_fails_the_job_at_once_with_the_reason() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "0"]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, config, db: _db, dir: _dir } = LoggedIn::start(&["--provisioner-daemons", "0"]).await;
     let key = provisioner_key(&config, "ci");
     let _daemon = ExternalDaemon::start(&config, &server.url, &key, "external");
     // A state file whose upload exceeds what the server accepts in one request (64 MiB).

@@ -3,7 +3,6 @@
 //! settings, deleting.
 
 use serde_json::Value;
-use warmspace_store::testing::TestDatabase;
 
 use crate::common::*;
 
@@ -26,12 +25,7 @@ fn active_version_name(config: &std::path::Path, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_push_skips_unchanged_files_and_versions_are_promoted_edited_and_deleted() {
-    let db = TestDatabase::new().await;
-    let tmp = temp_dir();
-    let config = tmp.path().join("client");
-    let mut server = ServerProcess::start(&config, &["--postgres-url", db.url(), "--provisioner-daemons", "1"]);
-    server.wait_healthy().await;
-    login_admin(&config, &server.url);
+    let LoggedIn { server, config, db: _db, dir: _dir } = LoggedIn::start(&["--provisioner-daemons", "1"]).await;
     let push = |dir: &std::path::Path, extra: &[&str]| {
         run(warmspace(&config).args(["templates", "push", "t", "-d"]).arg(dir).args(extra))
     };
