@@ -611,6 +611,9 @@ async fn take_next(
     priority: JobPriority,
     now: DateTime<Utc>,
 ) -> Result<Option<JobRow>> {
+    // `now` was read before waiting for the queue's lock, so a job posted
+    // meanwhile can be younger: it neither starts nor has its lease begin
+    // before it was created.
     let sql = format!(
         "WITH next AS ( \
              SELECT id FROM provisioner_jobs \
@@ -618,7 +621,8 @@ async fn take_next(
              ORDER BY created_at, id \
              FOR UPDATE SKIP LOCKED LIMIT 1) \
          UPDATE provisioner_jobs j SET status = 'running', started_at = greatest($6, j.created_at), \
-             updated_at = $6, worker_id = $1, worker_name = $2, lease_expires_at = $6 + $5 \
+             updated_at = $6, worker_id = $1, worker_name = $2, \
+             lease_expires_at = greatest($6, j.created_at) + $5 \
          FROM next WHERE j.id = next.id \
          RETURNING {JOB_COLUMNS}, NULL::bigint AS queue_position, {NO_TARGET}"
     );

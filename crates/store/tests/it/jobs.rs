@@ -138,6 +138,22 @@ async fn racing_daemons_acquire_each_job_exactly_once() {
     assert_eq!(unique, queued.iter().collect(), "every job was taken");
 }
 
+/// A daemon whose clock reading is older than a job it acquires (it read
+/// the time, then waited for the queue's lock while the job was posted)
+/// still starts the job no earlier than it was created.
+#[tokio::test]
+async fn a_job_never_starts_before_it_was_created() {
+    let db = TestDatabase::new().await;
+    let posting = db.store().await;
+    posting.clock().advance(std::time::Duration::from_secs(5));
+    let job = queue_imports(&posting, 1).await[0];
+    let behind = db.store().await;
+    let acquired = behind.acquire_job(&worker(1), &POLICY).await.unwrap().expect("the job");
+    assert_eq!(acquired.id, job);
+    let started = acquired.started_at.expect("a running job has started");
+    assert!(started >= acquired.created_at, "started {started} before it was created {}", acquired.created_at);
+}
+
 #[tokio::test]
 async fn acquisition_honours_tags_and_order() {
     let db = TestDatabase::new().await;
