@@ -485,18 +485,17 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs:
     if logs.is_empty() {
         return Ok(0);
     }
-    let stripped: Vec<NewLog>;
-    let logs = if logs.iter().any(|l| l.output.contains('\0') || l.stage.contains('\0')) {
-        let strip = |l: &NewLog| NewLog {
-            output: without_nul(&l.output).into_owned(),
+    // Output is reported, not chosen: NUL characters (PostgreSQL cannot
+    // store them) are dropped, and a runaway line is cut, saying so, before
+    // it counts toward the log's cap.
+    let logs: Vec<NewLog> = logs
+        .iter()
+        .map(|l| NewLog {
+            output: cap_log_line(&without_nul(&l.output)).into_owned(),
             stage: without_nul(&l.stage).into_owned(),
             ..l.clone()
-        };
-        stripped = logs.iter().map(strip).collect();
-        &stripped[..]
-    } else {
-        logs
-    };
+        })
+        .collect();
     let mut tx = pool.begin().await?;
     let length = match log {
         CappedLog::Job { id, holder } => {
@@ -528,9 +527,6 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs:
     if overflowed {
         return Ok(0);
     }
-    // A runaway line is cut, saying so, before it counts toward the log's cap.
-    let logs: Vec<NewLog> =
-        logs.iter().map(|l| NewLog { output: cap_log_line(&l.output).into_owned(), ..l.clone() }).collect();
     let (mut kept, overflows) = cap_logs(length as usize, &logs);
     let added: usize = kept.iter().map(|l| l.output.len()).sum();
     if overflows {
