@@ -58,7 +58,7 @@ impl Domain {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        let file = self.store.file(req.file_id).await.map_err(|_| Error::field("file_id", "no such file"))?;
+        self.store.file(req.file_id).await.map_err(|_| Error::field("file_id", "no such file"))?;
         if let Some(template_id) = req.template_id {
             let template =
                 self.store.template(template_id).await.map_err(|_| Error::field("template_id", "no such template"))?;
@@ -66,9 +66,9 @@ impl Domain {
                 return Err(Error::field("template_id", "the template belongs to another organization"));
             }
             if req.skip_if_unchanged {
-                // Files are stored by content hash: the same hash is the same files.
+                // Files are stored once per content hash: the same file is the same files.
                 let active = self.store.template_version(template.active_version_id).await?;
-                if self.store.file(active.file_id).await?.hash == file.hash {
+                if active.file_id == req.file_id {
                     return Ok(TemplateVersion { unchanged: true, ..self.version_view(active).await? });
                 }
             }
@@ -288,31 +288,25 @@ fn merge_settings(
     u: UpdateTemplateSettings,
 ) -> std::result::Result<TemplateSettings, Vec<ValidationError>> {
     let mut problems = Vec::new();
-    let mut duration = |field: &str, value: Option<i64>, max: i64, slot: &mut i64| {
+    let mut duration = |field: &str, value: Option<i64>, (min, max): (i64, i64), slot: &mut i64| {
         if let Some(ms) = value {
-            if !(0..=max).contains(&ms) {
-                problems.push(invalid(&format!("settings.{field}"), format!("must be between 0 and {max} ms")));
+            if !(min..=max).contains(&ms) {
+                problems.push(invalid(&format!("settings.{field}"), format!("must be between {min} and {max} ms")));
             }
             *slot = ms;
         }
     };
-    duration("default_ttl_ms", u.default_ttl_ms, MAX_TTL_MS, &mut s.default_ttl_ms);
-    duration("failure_ttl_ms", u.failure_ttl_ms, MAX_THRESHOLD_MS, &mut s.failure_ttl_ms);
-    duration("time_til_dormant_ms", u.time_til_dormant_ms, MAX_THRESHOLD_MS, &mut s.time_til_dormant_ms);
+    duration("default_ttl_ms", u.default_ttl_ms, (0, MAX_TTL_MS), &mut s.default_ttl_ms);
+    duration("failure_ttl_ms", u.failure_ttl_ms, (0, MAX_THRESHOLD_MS), &mut s.failure_ttl_ms);
+    duration("time_til_dormant_ms", u.time_til_dormant_ms, (0, MAX_THRESHOLD_MS), &mut s.time_til_dormant_ms);
     duration(
         "time_til_dormant_autodelete_ms",
         u.time_til_dormant_autodelete_ms,
-        MAX_THRESHOLD_MS,
+        (0, MAX_THRESHOLD_MS),
         &mut s.time_til_dormant_autodelete_ms,
     );
-    // Zero would fail every prebuild before its agents could start.
-    if let Some(ms) = u.agent_ready_timeout_ms {
-        if !(1000..=MAX_TTL_MS).contains(&ms) {
-            problems
-                .push(invalid("settings.agent_ready_timeout_ms", format!("must be between 1000 and {MAX_TTL_MS} ms")));
-        }
-        s.agent_ready_timeout_ms = ms;
-    }
+    // Not below a second: zero would fail every prebuild before its agents could start.
+    duration("agent_ready_timeout_ms", u.agent_ready_timeout_ms, (1000, MAX_TTL_MS), &mut s.agent_ready_timeout_ms);
     if let Some(days) = u.autostop_requirement_days_of_week {
         for day in days.iter().filter(|d| !DAYS.contains(&d.as_str())) {
             problems.push(invalid(
