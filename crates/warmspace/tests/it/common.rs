@@ -201,6 +201,27 @@ pub fn template_dir(manifest: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Writes an executable script `name` into a template directory.
+pub fn script(template: &tempfile::TempDir, name: &str, body: &str) {
+    let path = template.path().join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// A request for workspace `name` from the template's active version, with
+/// no preset, parameters or schedule.
+pub fn workspace_request(template_id: uuid::Uuid, name: impl Into<String>) -> warmspace_sdk::CreateWorkspaceRequest {
+    warmspace_sdk::CreateWorkspaceRequest {
+        template_id,
+        template_version_id: None,
+        name: name.into(),
+        rich_parameter_values: vec![],
+        template_version_preset_id: None,
+        ttl_ms: None,
+        autostart_schedule: None,
+    }
+}
+
 /// An echo template whose builds take `duration_ms`.
 pub fn echo_template(duration_ms: u64) -> tempfile::TempDir {
     template_dir(&format!("provisioner = \"echo\"\necho {{\n  duration_ms = {duration_ms}\n}}\n"))

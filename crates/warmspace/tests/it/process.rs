@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use warmspace_sdk::{AgentLifecycle, CreateWorkspaceRequest, Workspace, WorkspacesQuery};
+use warmspace_sdk::{AgentLifecycle, Workspace, WorkspacesQuery};
 use warmspace_store::testing::TestDatabase;
 
 use crate::common::*;
@@ -29,15 +29,7 @@ async fn workspace_from(config: &std::path::Path, url: &str, template: &tempfile
     run(warmspace(config).args(["templates", "push", "t", "-d"]).arg(template.path()));
     let client = admin_client(url).await;
     let template = client.template_by_name("default", "t").await.unwrap();
-    let req = CreateWorkspaceRequest {
-        template_id: template.id,
-        template_version_id: None,
-        name: name.into(),
-        rich_parameter_values: vec![],
-        template_version_preset_id: None,
-        ttl_ms: None,
-        autostart_schedule: None,
-    };
+    let req = workspace_request(template.id, name);
     client.create_workspace("me", &req).await.unwrap()
 }
 
@@ -253,9 +245,7 @@ async fn creations_a_server_stop_interrupted_are_not_held_against_the_pool() {
          preset \"warm\" {\n  prebuilds {\n    instances = 3\n  }\n}\n\
          exec {\n  start = \"start.sh\"\n}\n",
     );
-    let script = template.path().join("start.sh");
-    std::fs::write(&script, "#!/bin/sh\nwhile [ ! -e \"$GATE\" ]; do sleep 0.05; done\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script(&template, "start.sh", "#!/bin/sh\nwhile [ ! -e \"$GATE\" ]; do sleep 0.05; done\n");
     let address = free_address();
     let args = ["--postgres-url", db.url(), "--shutdown-grace", "0s", "--prebuild-daemon-share", "1"];
     let env = [("GATE", gate.to_str().unwrap())];

@@ -54,15 +54,7 @@ async fn two_hundred_workspaces_through_in_process_and_external_daemons() {
         .map(|i| {
             let client = &client;
             async move {
-                let req = CreateWorkspaceRequest {
-                    template_id: template.id,
-                    template_version_id: None,
-                    name: format!("ws-{i}"),
-                    rich_parameter_values: vec![],
-                    template_version_preset_id: None,
-                    ttl_ms: None,
-                    autostart_schedule: None,
-                };
+                let req = workspace_request(template.id, format!("ws-{i}"));
                 client.create_workspace("me", &req).await.unwrap()
             }
         })
@@ -117,15 +109,7 @@ async fn a_killed_external_daemon_s_job_fails_when_its_lease_expires() {
         let client = client.clone();
         async move {
             let template = client.template_by_name("default", template).await.unwrap();
-            let req = CreateWorkspaceRequest {
-                template_id: template.id,
-                template_version_id: None,
-                name: name.into(),
-                rich_parameter_values: vec![],
-                template_version_preset_id: None,
-                ttl_ms: None,
-                autostart_schedule: None,
-            };
+            let req = workspace_request(template.id, name);
             client.create_workspace("me", &req).await.unwrap().latest_build
         }
     };
@@ -177,13 +161,8 @@ async fn killing_the_server_mid_claims_leaves_every_workspace_claimed_or_in_the_
             let client = client.clone();
             tokio::spawn(async move {
                 let req = CreateWorkspaceRequest {
-                    template_id: template.id,
-                    template_version_id: None,
-                    name: format!("mine-{i}"),
-                    rich_parameter_values: vec![],
                     template_version_preset_id: Some(preset),
-                    ttl_ms: None,
-                    autostart_schedule: None,
+                    ..workspace_request(template.id, format!("mine-{i}"))
                 };
                 client.create_workspace("me", &req).await
             })
@@ -291,22 +270,12 @@ async fn a_daemon_whose_result_the_server_refuses_fails_the_job_at_once_with_the
     let _daemon = ExternalDaemon::start(&config, &server.url, &key, "external");
     // A state file whose upload exceeds what the server accepts in one request (64 MiB).
     let template = template_dir("provisioner = \"exec\"\nexec {\n  start = \"start.sh\"\n}\n");
-    let script = template.path().join("start.sh");
-    std::fs::write(&script, "#!/bin/sh\nhead -c 60000000 /dev/zero > \"$WARMSPACE_STATE_FILE\"\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script(&template, "start.sh", "#!/bin/sh\nhead -c 60000000 /dev/zero > \"$WARMSPACE_STATE_FILE\"\n");
     run(warmspace(&config).args(["templates", "push", "huge", "-d"]).arg(template.path()));
 
     let client = admin_client(&server.url).await;
     let template = client.template_by_name("default", "huge").await.unwrap();
-    let req = CreateWorkspaceRequest {
-        template_id: template.id,
-        template_version_id: None,
-        name: "huge".into(),
-        rich_parameter_values: vec![],
-        template_version_preset_id: None,
-        ttl_ms: None,
-        autostart_schedule: None,
-    };
+    let req = workspace_request(template.id, "huge");
     let build = client.create_workspace("me", &req).await.unwrap().latest_build;
     eventually(Duration::from_secs(120), "the build to end", || async {
         client.build(build.id).await.unwrap().job.status.is_finished()
