@@ -1,25 +1,18 @@
-//! `warmspace bench …`: measurements, each printed beside a baseline
-//! measured in the same run on the same database.
+//! `warmspace bench reconcile`: a no-op cycle over many presets against
+//! reading its snapshot alone, and the connections a busy cycle uses.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use super::{Database, median, ms};
 use warmspace_server::Config;
 use warmspace_server::domain::Domain;
 use warmspace_server::reconciler::Reconciler;
-use warmspace_store::embedded::{Cluster, ClusterOptions};
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::{PgConnectOptions, Store};
-
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Reconciliation: a no-op cycle over many presets against reading its
-    /// snapshot alone, and the database connections a cycle with work uses.
-    Reconcile(ReconcileArgs),
-}
 
 #[derive(clap::Args, Debug)]
 pub struct ReconcileArgs {
@@ -40,29 +33,10 @@ pub struct ReconcileArgs {
     postgres_url: Option<String>,
 }
 
-pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Reconcile(args) => reconcile(args).await,
-    }
-}
-
-async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("warmspace-bench-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    let (options, cluster) = match &args.postgres_url {
-        Some(url) => (PgConnectOptions::from_str(url)?, None),
-        None => {
-            let cluster =
-                Cluster::start(ClusterOptions { durable: false, ..ClusterOptions::new(dir.path().join("pg")) })
-                    .await
-                    .context("starting a throwaway PostgreSQL")?;
-            (cluster.connect_options("postgres"), Some(cluster))
-        }
-    };
-    let result = measure(&args, options).await;
-    if let Some(cluster) = cluster {
-        cluster.stop().await?;
-    }
+pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
+    let database = Database::open(args.postgres_url.as_deref()).await?;
+    let result = measure(&args, database.options.clone()).await;
+    database.close().await?;
     result
 }
 
@@ -150,13 +124,4 @@ async fn measure(args: &ReconcileArgs, options: PgConnectOptions) -> anyhow::Res
     reconciler_store.close().await;
     store.close().await;
     Ok(())
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

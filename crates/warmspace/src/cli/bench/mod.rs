@@ -1,0 +1,69 @@
+//! `warmspace bench …`: measurements, each printed beside a baseline
+//! measured in the same run on the same database.
+
+mod reconcile;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use warmspace_store::PgConnectOptions;
+use warmspace_store::embedded::{Cluster, ClusterOptions};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Reconciliation: a no-op cycle over many presets against reading its
+    /// snapshot alone, and the database connections a cycle with work uses.
+    Reconcile(reconcile::ReconcileArgs),
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Reconcile(args) => reconcile::run(args).await,
+    }
+}
+
+/// The database a benchmark runs on: the one `--postgres-url` names, or a
+/// throwaway non-durable built-in cluster (stopped by [`Database::close`]).
+struct Database {
+    options: PgConnectOptions,
+    cluster: Option<Cluster>,
+    /// Holds the throwaway cluster's files until the benchmark ends.
+    _dir: tempfile::TempDir,
+}
+
+impl Database {
+    async fn open(postgres_url: Option<&str>) -> anyhow::Result<Database> {
+        let dir = tempfile::Builder::new().prefix("warmspace-bench-").tempdir()?;
+        // The cluster runs as `postgres` when we are root: it must reach its directory.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let (options, cluster) = match postgres_url {
+            Some(url) => (PgConnectOptions::from_str(url)?, None),
+            None => {
+                let cluster =
+                    Cluster::start(ClusterOptions { durable: false, ..ClusterOptions::new(dir.path().join("pg")) })
+                        .await
+                        .context("starting a throwaway PostgreSQL")?;
+                (cluster.connect_options("postgres"), Some(cluster))
+            }
+        };
+        Ok(Database { options, cluster, _dir: dir })
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        if let Some(cluster) = self.cluster {
+            cluster.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The median of `samples` (sorted in place).
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
