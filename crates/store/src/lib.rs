@@ -125,6 +125,20 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// The `application_name` of every other client connection to this
+    /// database: all but those named as this store's own (for benchmarks
+    /// watching what a server holds).
+    pub async fn other_connections(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT coalesce(application_name, '') AS \"name!\" FROM pg_stat_activity \
+             WHERE datname = current_database() AND backend_type = 'client backend' \
+               AND application_name IS DISTINCT FROM current_setting('application_name') \
+             ORDER BY 1"
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The PostgreSQL server's version, for reports.
     pub async fn server_version(&self) -> Result<String> {
         Ok(sqlx::query_scalar("SHOW server_version").fetch_one(&self.pool).await?)
