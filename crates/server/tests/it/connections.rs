@@ -44,8 +44,11 @@ async fn sample(options: sqlx::postgres::PgConnectOptions, stop: Arc<AtomicBool>
     let mut conn = options.application_name(SAMPLER).connect().await.expect("the sampler connects");
     let mut peak = Peak::default();
     while !stop.load(Ordering::Relaxed) {
+        // Name first (what the assertion is about), then enough to tell
+        // which backend it was should the budget be exceeded.
         let holders: Vec<String> = sqlx::query_scalar(
-            "SELECT coalesce(application_name, '') FROM pg_stat_activity \
+            "SELECT concat_ws(' ', coalesce(application_name, ''), pid, state, backend_start::time, left(query, 60)) \
+             FROM pg_stat_activity \
              WHERE datname = current_database() AND backend_type = 'client backend' \
                AND pid <> pg_backend_pid() AND application_name IS DISTINCT FROM $1 \
              ORDER BY 1",
@@ -55,7 +58,7 @@ async fn sample(options: sqlx::postgres::PgConnectOptions, stop: Arc<AtomicBool>
         .await
         .expect("sampling pg_stat_activity");
         peak.samples += 1;
-        peak.names.extend(holders.iter().cloned());
+        peak.names.extend(holders.iter().filter_map(|h| h.split(' ').next()).map(str::to_owned));
         if holders.len() as i64 > peak.count {
             peak.count = holders.len() as i64;
             peak.holders = holders;
