@@ -215,7 +215,7 @@ async fn connect(
     let store = Store::connect(named(options, "main"), budget.main).await?.with_clock(config.clock.clone());
     store.migrate().await?;
     let reconciler_store =
-        Store::connect(named(options, "reconciler"), budget.reconciler).await?.with_clock(config.clock.clone());
+        Store::connect_another(named(options, "reconciler"), budget.reconciler).await?.with_clock(config.clock.clone());
     Ok((store, reconciler_store))
 }
 

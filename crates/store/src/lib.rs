@@ -84,6 +84,13 @@ impl Store {
     /// connection, so a wrong URL fails here rather than on the first request.
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
         probe(&options).await?;
+        Store::connect_another(options, max_connections).await
+    }
+
+    /// Another pool on a database that [`Store::connect`] has already
+    /// reached: no probe, whose closing backend PostgreSQL would for a
+    /// moment still count beside the connections already open.
+    pub async fn connect_another(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
