@@ -34,6 +34,9 @@ use crate::reconciler::Reconciler;
 
 /// The database the server keeps its state in, inside the built-in cluster.
 const BUILTIN_DATABASE: &str = "warmspace";
+/// What the server's connections call themselves in `pg_stat_activity`
+/// (with the part of the budget they belong to appended).
+const APPLICATION_NAME: &str = "warmspace";
 /// How long requests in flight get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 /// The fewest connections a replica can work with: the pub/sub listener,
@@ -123,7 +126,7 @@ impl Server {
                 return Err(err);
             }
         };
-        let pubsub = PubSub::start(options, &store);
+        let pubsub = PubSub::start(named(&options, "listener"), &store);
         let config = Arc::new(config);
         let domain = Domain::new(store.clone(), pubsub.clone(), Arc::clone(&config));
         let reconciler = Reconciler::new(domain.with_store(reconciler_store.clone()), budget.reconciler as usize - 1);
@@ -209,10 +212,21 @@ async fn connect(
     budget: ConnectionBudget,
     config: &Config,
 ) -> Result<(Store, Store), StartError> {
-    let store = Store::connect(options.clone(), budget.main).await?.with_clock(config.clock.clone());
+    let store = Store::connect(named(options, "main"), budget.main).await?.with_clock(config.clock.clone());
     store.migrate().await?;
-    let reconciler_store = Store::connect(options.clone(), budget.reconciler).await?.with_clock(config.clock.clone());
+    let reconciler_store =
+        Store::connect_another(named(options, "reconciler"), budget.reconciler).await?.with_clock(config.clock.clone());
     Ok((store, reconciler_store))
+}
+
+/// `options` for one part of the budget, named after it so that operators
+/// (and the test that holds the server to its budget) can tell the server's
+/// connections apart in `pg_stat_activity`: `warmspace-main`,
+/// `warmspace-reconciler`, `warmspace-listener`, or the `application_name`
+/// the URL gives in place of `warmspace`.
+fn named(options: &PgConnectOptions, part: &str) -> PgConnectOptions {
+    let base = options.get_application_name().unwrap_or(APPLICATION_NAME);
+    options.clone().application_name(&format!("{base}-{part}"))
 }
 
 async fn stop_cluster(cluster: Cluster) {

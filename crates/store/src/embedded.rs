@@ -135,7 +135,7 @@ impl Cluster {
 
     /// Creates `database` unless it exists.
     pub async fn ensure_database(&self, database: &str) -> Result<(), sqlx::Error> {
-        let mut conn = self.connect_options("postgres").connect().await?;
+        let mut conn = self.connect_options("postgres").application_name("warmspace-setup").connect().await?;
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(database)
             .fetch_one(&mut conn)

@@ -84,6 +84,13 @@ impl Store {
     /// connection, so a wrong URL fails here rather than on the first request.
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
         probe(&options).await?;
+        Store::connect_another(options, max_connections).await
+    }
+
+    /// Another pool on a database that [`Store::connect`] has already
+    /// reached: no probe, whose closing backend PostgreSQL would for a
+    /// moment still count beside the connections already open.
+    pub async fn connect_another(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
@@ -123,6 +130,20 @@ impl Store {
     /// Closes every connection, waiting for those in use to come back.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The `application_name` of every other client connection to this
+    /// database: all but those named as this store's own (for benchmarks
+    /// watching what a server holds).
+    pub async fn other_connections(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT coalesce(application_name, '') AS \"name!\" FROM pg_stat_activity \
+             WHERE datname = current_database() AND backend_type = 'client backend' \
+               AND application_name IS DISTINCT FROM current_setting('application_name') \
+             ORDER BY 1"
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The PostgreSQL server's version, for reports.

@@ -81,6 +81,20 @@ impl Store {
         Ok(presets)
     }
 
+    /// One template whose one preset keeps a pool of `instances`, full.
+    /// Returns the preset.
+    pub async fn seed_pool(&self, instances: u32) -> Result<Uuid> {
+        let preset = self.seed_pools(1, false).await?.pop().ok_or(StoreError::NotFound)?;
+        let desired = i32::try_from(instances)
+            .map_err(|_| StoreError::Invalid { field: "instances", message: "too large".into() })?;
+        sqlx::query!("UPDATE template_version_presets SET desired_instances = $2 WHERE id = $1", preset, desired)
+            .execute(&self.pool)
+            .await?;
+        self.seed_prebuilds(preset, instances).await?;
+        sqlx::query!("ANALYZE").execute(&self.pool).await?;
+        Ok(preset)
+    }
+
     /// `count` running, claimable prebuilds of an existing preset (of its
     /// template's active version), built with the preset's values and
     /// created one millisecond apart, oldest first.

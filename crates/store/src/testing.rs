@@ -26,6 +26,9 @@ struct Server {
 
 static SERVER: OnceCell<Server> = OnceCell::const_new();
 
+/// The `application_name` of the harness's own connections to a test database.
+pub const HARNESS_APPLICATION: &str = "test-harness";
+
 /// A database of its own for one test, dropped when this value is.
 pub struct TestDatabase {
     name: String,
@@ -77,6 +80,13 @@ impl TestDatabase {
         PgConnectOptions::from_str(self.url.as_str()).expect("a URL we built parses")
     }
 
+    /// The options of the test's own connections ([`TestDatabase::pool`],
+    /// [`TestDatabase::store`]), named [`HARNESS_APPLICATION`] so that a
+    /// test counting a server's connections can leave them out.
+    fn harness_options(&self) -> PgConnectOptions {
+        self.options().application_name(HARNESS_APPLICATION)
+    }
+
     /// A raw connection pool, for tests that set up or inspect rows
     /// directly: one per database, made on first use and shared by clones.
     pub async fn pool(&self) -> sqlx::PgPool {
@@ -84,7 +94,7 @@ impl TestDatabase {
             .get_or_init(|| async {
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(5)
-                    .connect_with(self.options())
+                    .connect_with(self.harness_options())
                     .await
                     .expect("connecting to the test database")
             })
@@ -93,7 +103,7 @@ impl TestDatabase {
     }
 
     pub async fn store(&self) -> Store {
-        Store::connect(self.options(), 5).await.expect("connecting to the test database")
+        Store::connect(self.harness_options(), 5).await.expect("connecting to the test database")
     }
 }
 

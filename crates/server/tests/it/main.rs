@@ -5,6 +5,7 @@
 mod claims;
 mod claims_race;
 mod common;
+mod connections;
 mod input;
 mod listings;
 mod notifications;

@@ -2,6 +2,7 @@
 //! measured in the same run on the same database.
 
 mod reconcile;
+mod scale;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,11 +16,14 @@ pub enum BenchCommand {
     /// Reconciliation: a no-op cycle over many presets against reading its
     /// snapshot alone, and the database connections a cycle with work uses.
     Reconcile(reconcile::ReconcileArgs),
+    /// A `warmspace server` child with 10 000 workspaces: its memory, cycle time and connections.
+    Scale(scale::ScaleArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Reconcile(args) => reconcile::run(args).await,
+        BenchCommand::Scale(args) => scale::run(args).await,
     }
 }
 
