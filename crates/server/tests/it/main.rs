@@ -10,6 +10,7 @@ mod listings;
 mod notifications;
 mod prebuilds;
 mod provisionerd;
+mod queue;
 mod templates;
 mod users;
 mod workspaces;

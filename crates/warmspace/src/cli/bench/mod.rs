@@ -1,6 +1,7 @@
 //! `warmspace bench …`: measurements, each printed beside a baseline
 //! measured in the same run on the same database.
 
+mod queue;
 mod reconcile;
 
 use std::str::FromStr;
@@ -15,11 +16,14 @@ pub enum BenchCommand {
     /// Reconciliation: a no-op cycle over many presets against reading its
     /// snapshot alone, and the database connections a cycle with work uses.
     Reconcile(reconcile::ReconcileArgs),
+    /// The job queue: zero-work jobs/s through the real daemons against a bare SKIP LOCKED loop.
+    Queue(queue::QueueArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Reconcile(args) => reconcile::run(args).await,
+        BenchCommand::Queue(args) => queue::run(args).await,
     }
 }
 
