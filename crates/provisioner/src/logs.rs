@@ -30,7 +30,9 @@ impl LogSink {
         let (tx, mut rx) = mpsc::unbounded_channel::<JobLogLine>();
         let flusher = tokio::spawn(async move {
             let mut batch = Vec::new();
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            // The first flush comes a period in, not at once: a job that ends
+            // sooner (most zero-work builds) stores its whole log in one batch.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
             loop {
                 tokio::select! {
                     line = rx.recv() => match line {

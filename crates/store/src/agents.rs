@@ -113,16 +113,6 @@ impl Store {
         Ok(())
     }
 
-    /// The names of the agents a template version declares.
-    pub async fn version_agent_names(&self, version_id: Uuid) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar!(
-            "SELECT name FROM template_version_agents WHERE template_version_id = $1 ORDER BY ordinal",
-            version_id,
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     pub async fn agent_credential(&self, token_id: &str) -> Result<AgentCredential> {
         sqlx::query_as!(
             AgentCredential,

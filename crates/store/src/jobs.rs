@@ -18,8 +18,24 @@ pub const MAX_JOB_LOG_BYTES: usize = 1 << 20;
 /// The line that ends a log which hit the cap.
 pub const LOG_TRUNCATED_LINE: &str =
     "warmspace: this job's log exceeded 1 MiB; the lines after this point were not stored";
-/// Channel announcing that a job was queued, so idle daemons look at once.
+/// Channel announcing that jobs were queued, so idle daemons look at once.
+/// The payload is how many (see [`jobs_posted`]), so that no more daemons
+/// wake than there are jobs to take.
 pub const JOB_POSTED_CHANNEL: &str = "provisioner_job_posted";
+
+/// How many jobs a [`JOB_POSTED_CHANNEL`] payload announces; `None` when it
+/// does not say (then any number may be waiting).
+pub fn jobs_posted(payload: &str) -> Option<usize> {
+    payload.parse().ok()
+}
+
+/// Announces `count` jobs queued by the caller's transaction: delivered at
+/// commit, never before the jobs are visible, and on the transaction's own
+/// connection (no second one).
+pub(crate) async fn announce_jobs_posted(tx: &mut PgConnection, count: usize) -> Result<()> {
+    sqlx::query!("SELECT pg_notify($1, $2)", JOB_POSTED_CHANNEL, count.to_string()).execute(&mut *tx).await?;
+    Ok(())
+}
 
 /// The channel announcing new log lines of a job, and its end.
 pub fn job_events_channel(job_id: Uuid) -> String {
@@ -129,6 +145,9 @@ impl Default for QueuePolicy {
 
 /// Daemons seen within this long count as live for the prebuild share.
 const DAEMON_LIVENESS: &str = "90 seconds";
+/// A daemon's row is rewritten at most this often just to say it is alive
+/// (well inside [`DAEMON_LIVENESS`]), so acquiring does not write it each time.
+const DAEMON_TOUCH_EVERY: &str = "10 seconds";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewLog {
@@ -215,7 +234,7 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob, now: DateTim
     .fetch_one(&mut *tx)
     .await?;
     if job.done_by.is_none() {
-        sqlx::query!("SELECT pg_notify($1, '')", JOB_POSTED_CHANNEL).execute(&mut *tx).await?;
+        announce_jobs_posted(tx, 1).await?;
     }
     Ok(id)
 }
@@ -269,49 +288,27 @@ impl Store {
     /// Takes the next pending job `worker` may run, if any, leasing it for
     /// `policy.lease`: work somebody waits for first, then prebuild work
     /// while prebuild jobs hold less than their share of the live daemons;
-    /// oldest first within each; only jobs whose tags the worker has.
+    /// oldest first within each; only jobs whose tags the worker has. The
+    /// worker counts as live from now on.
+    ///
+    /// One statement: the `acquire_provisioner_job` function (migration
+    /// 0012) says why it is a function and how the share stays exact.
     pub async fn acquire_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<JobRow>> {
-        self.touch_daemon(worker).await?;
-        if let Some(job) =
-            take_next(&mut *self.pool.acquire().await?, worker, policy, JobPriority::User, self.now()).await?
-        {
-            return Ok(Some(job));
-        }
-        // Counting and taking prebuild work happen under one lock, so racing
-        // daemons cannot both take the last prebuild slot.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('warmspace.prebuild_acquire'))").execute(&mut *tx).await?;
-        let (running, live): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT (SELECT count(*) FROM provisioner_jobs WHERE status IN ('running', 'canceling') AND priority = $1), \
-                    (SELECT count(*) FROM provisioner_daemons WHERE last_seen_at > $2 - interval '{DAEMON_LIVENESS}')"
-        )))
-        .bind(JobPriority::Prebuild)
-        .bind(self.now())
-        .fetch_one(&mut *tx)
-        .await?;
-        if running >= prebuild_cap(policy.prebuild_share, live) {
-            return Ok(None);
-        }
-        let job = take_next(&mut tx, worker, policy, JobPriority::Prebuild, self.now()).await?;
-        tx.commit().await?;
-        Ok(job)
-    }
-
-    /// Records that a daemon is alive (and what it calls itself).
-    async fn touch_daemon(&self, worker: &Worker) -> Result<()> {
-        sqlx::query!(
-            "INSERT INTO provisioner_daemons (id, name, tags, key_id, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, tags = excluded.tags, last_seen_at = $5",
-            worker.id,
-            worker.name,
-            Json(&worker.tags) as Json<&Tags>,
-            worker.key_id,
-            self.now(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let sql = format!(
+            "SELECT {JOB_COLUMNS}, NULL::bigint AS queue_position, {NO_TARGET} \
+             FROM acquire_provisioner_job($1, $2, $3, $4, $5, $6, $7, interval '{DAEMON_LIVENESS}', \
+                                          interval '{DAEMON_TOUCH_EVERY}') j"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(worker.id)
+            .bind(&worker.name)
+            .bind(Json(&worker.tags))
+            .bind(worker.key_id.as_deref())
+            .bind(policy.lease)
+            .bind(self.now())
+            .bind(policy.prebuild_share)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Renews the lease of a job `worker_id` holds. Returns the job's status
@@ -438,6 +435,16 @@ impl Store {
             after,
         )
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Jobs not finished yet (pending, running or being canceled): how a
+    /// benchmark knows the queue has drained.
+    pub async fn unfinished_jobs(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar!(
+            "SELECT count(*) AS \"count!\" FROM provisioner_jobs WHERE status IN ('pending', 'running', 'canceling')"
+        )
+        .fetch_one(&self.pool)
         .await?)
     }
 
@@ -592,47 +599,6 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs:
     Ok(kept.len())
 }
 
-/// Prebuild jobs may run on at most this many daemons at once: the share
-/// of the live ones, rounded down, but never fewer than one so prebuilds
-/// still progress on a single-daemon installation.
-fn prebuild_cap(share: f64, live_daemons: i64) -> i64 {
-    ((share * live_daemons as f64).floor() as i64).max(1)
-}
-
-/// Leases the oldest pending job of `priority` that `worker` may run.
-async fn take_next(
-    conn: &mut PgConnection,
-    worker: &Worker,
-    policy: &QueuePolicy,
-    priority: JobPriority,
-    now: DateTime<Utc>,
-) -> Result<Option<JobRow>> {
-    // `now` was read before waiting for the queue's lock, so a job posted
-    // meanwhile can be younger: it neither starts nor has its lease begin
-    // before it was created.
-    let sql = format!(
-        "WITH next AS ( \
-             SELECT id FROM provisioner_jobs \
-             WHERE status = 'pending' AND priority = $4 AND tags <@ $3 \
-             ORDER BY created_at, id \
-             FOR UPDATE SKIP LOCKED LIMIT 1) \
-         UPDATE provisioner_jobs j SET status = 'running', started_at = greatest($6, j.created_at), \
-             updated_at = $6, worker_id = $1, worker_name = $2, \
-             lease_expires_at = greatest($6, j.created_at) + $5 \
-         FROM next WHERE j.id = next.id \
-         RETURNING {JOB_COLUMNS}, NULL::bigint AS queue_position, {NO_TARGET}"
-    );
-    Ok(sqlx::query_as(AssertSqlSafe(sql))
-        .bind(worker.id)
-        .bind(&worker.name)
-        .bind(Json(&worker.tags))
-        .bind(priority)
-        .bind(policy.lease)
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await?)
-}
-
 /// The part of `logs` that fits under the cap given `stored` bytes so far,
 /// and whether anything was cut.
 pub(crate) fn cap_logs(stored: usize, logs: &[NewLog]) -> (Vec<NewLog>, bool) {
@@ -668,14 +634,6 @@ mod tests {
             stage: String::new(),
             output: output.into(),
         }
-    }
-
-    #[test]
-    fn prebuild_work_gets_its_share_of_daemons_but_at_least_one() {
-        assert_eq!(prebuild_cap(0.5, 5), 2);
-        assert_eq!(prebuild_cap(0.5, 1), 1);
-        assert_eq!(prebuild_cap(0.0, 10), 1);
-        assert_eq!(prebuild_cap(1.0, 10), 10);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use uuid::Uuid;
 
+use warmspace_states::JobPriority;
+
 use crate::workspaces::PREBUILDS_USER_ID;
 use crate::{Result, Store, StoreError};
 
@@ -151,6 +153,56 @@ impl Store {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// `count` pending `start` builds of an existing preset's template
+    /// version, on new workspaces, queued one microsecond apart (oldest
+    /// first) at `priority`: user builds owned by the template's creator,
+    /// prebuild builds by the prebuilds user. What the workflows would leave
+    /// behind when they queue builds, without their NOTIFY (nothing is
+    /// listening yet when benchmarks seed).
+    pub async fn seed_queued_builds(&self, preset_id: Uuid, count: u32, priority: JobPriority) -> Result<()> {
+        let count =
+            i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
+                 gen_random_uuid() AS build, gen_random_uuid() AS job, \
+                 $2::timestamptz - make_interval(secs => ($1 - g) / 1000000.0) AS at, \
+                 'queued-' || left(md5(random()::text), 8) || '-' || g AS name, \
+                 t.organization_id AS organization, t.id AS template, v.id AS version, v.file_id AS file, \
+                 CASE WHEN $3::smallint = 1 THEN p.id END AS preset, \
+                 CASE WHEN $3::smallint = 1 THEN $4 ELSE t.created_by END AS owner, $3::smallint AS priority, \
+                 CASE WHEN $3::smallint = 1 THEN 'prebuild' ELSE 'initiator' END AS reason \
+             FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
+             JOIN templates t ON t.id = v.template_id, generate_series(1, $1) g \
+             WHERE p.id = $5",
+            count,
+            self.now(),
+            priority.as_i16(),
+            PREBUILDS_USER_ID,
+            preset_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let statements = [
+            "INSERT INTO provisioner_jobs (id, organization_id, type, initiator_id, priority, input, file_id, \
+                 created_at, updated_at) \
+             SELECT job, organization, 'workspace_build', owner, priority, '{}', file, at, at FROM seed",
+            "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at) \
+             SELECT workspace, organization, owner, template, name, preset, at FROM seed",
+            "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                 template_version_id, template_version_preset_id, job_id, created_at) \
+             SELECT build, workspace, 1, 'start', owner, reason, version, preset, job, at FROM seed",
+        ];
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        sqlx::query!("ANALYZE provisioner_jobs").execute(&self.pool).await?;
         Ok(())
     }
 }

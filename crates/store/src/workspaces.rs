@@ -185,6 +185,11 @@ pub struct BuildPayload {
     pub parameters: Json<BTreeMap<String, String>>,
     /// The state the newest earlier build reported (empty: it kept none).
     pub previous_state: Option<Vec<u8>>,
+    /// The agents the template version declares, in order.
+    pub agent_names: Vec<String>,
+    /// Whether any of the workspace's agents holds a token now (one the
+    /// build may have to revoke).
+    pub has_agent_tokens: bool,
 }
 
 /// Inserts a build and its job inside the caller's transaction; with
@@ -465,7 +470,11 @@ impl Store {
                      AS \"parameters!: Json<BTreeMap<String, String>>\", \
                  (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id \
                       AND e.build_number < b.build_number AND e.provisioner_state IS NOT NULL \
-                  ORDER BY e.build_number DESC LIMIT 1) AS previous_state \
+                  ORDER BY e.build_number DESC LIMIT 1) AS previous_state, \
+                 array(SELECT a.name FROM template_version_agents a WHERE a.template_version_id = v.id \
+                       ORDER BY a.ordinal) AS \"agent_names!\", \
+                 EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id AND a.token_id IS NOT NULL) \
+                     AS \"has_agent_tokens!\" \
              FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
              JOIN users u ON u.id = w.owner_id JOIN template_versions v ON v.id = b.template_version_id \
              WHERE b.job_id = $1",

@@ -66,8 +66,13 @@ impl Domain {
         // A start build brings up new agents, which need tokens; the raw
         // tokens exist only in this job, never in the database. A claim keeps
         // the tokens the prebuild's agents already run with.
+        // With no agents declared and no token to revoke there is nothing to write.
         let agent_tokens = if p.transition == Transition::Start && !is_claim {
-            self.issue_agent_tokens(p.workspace_id, p.template_version_id).await?
+            if p.agent_names.is_empty() && !p.has_agent_tokens {
+                Default::default()
+            } else {
+                self.issue_agent_tokens(p.workspace_id, p.agent_names).await?
+            }
         } else {
             Default::default()
         };
@@ -90,15 +95,16 @@ impl Domain {
         })))
     }
 
-    /// New tokens for the agents `version_id` declares: agent name → raw token.
+    /// New tokens for the agents `names` (those the build's version
+    /// declares), revoking any other agent's: agent name → raw token.
     async fn issue_agent_tokens(
         &self,
         workspace_id: Uuid,
-        version_id: Uuid,
+        names: Vec<String>,
     ) -> std::result::Result<BTreeMap<String, String>, StoreError> {
         let mut raw = BTreeMap::new();
         let mut issued = Vec::new();
-        for name in self.store.version_agent_names(version_id).await? {
+        for name in names {
             let token = Token::generate();
             issued.push(IssuedToken {
                 agent_name: name.clone(),

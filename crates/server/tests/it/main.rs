@@ -11,6 +11,7 @@ mod listings;
 mod notifications;
 mod prebuilds;
 mod provisionerd;
+mod queue;
 mod templates;
 mod users;
 mod workspaces;

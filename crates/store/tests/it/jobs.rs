@@ -272,6 +272,55 @@ async fn prebuild_jobs_take_at_most_their_share_of_the_daemons() {
     assert_eq!(store.acquire_job(&daemons[3], &POLICY).await.unwrap().unwrap().id, user_job);
 }
 
+/// Daemons racing for prebuild work never take more than the share, and
+/// never hold back a person's job: each takes jobs until there are none it
+/// may take, keeping the prebuild jobs (so they stay running) and finishing
+/// the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_daemons_keep_prebuild_work_within_its_share() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    // Eight daemons known and live before the race (an empty queue's acquire
+    // says a daemon is there), and the one that imported the template: at a
+    // share of one half, four may run prebuild work.
+    let daemons: Vec<Worker> = (0..8).map(worker).collect();
+    for daemon in &daemons {
+        assert!(store.acquire_job(daemon, &POLICY).await.unwrap().is_none());
+    }
+    let human = store.user_by_username("admin").await.unwrap().id;
+    let mut user_jobs = HashSet::new();
+    for i in 0..12 {
+        queue_start(&store, template, PREBUILDS_USER_ID, PREBUILDS_USER_ID, &format!("pb{i}")).await;
+        if i % 3 == 0 {
+            user_jobs.insert(queue_start(&store, template, human, human, &format!("mine{i}")).await);
+        }
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(daemons.len()));
+    let racing = daemons.into_iter().map(|daemon| {
+        let (store, start) = (store.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            let (mut prebuild, mut user) = (Vec::new(), Vec::new());
+            while let Some(job) = store.acquire_job(&daemon, &POLICY).await.unwrap() {
+                match job.priority {
+                    JobPriority::Prebuild => prebuild.push(job.id),
+                    JobPriority::User => {
+                        user.push(job.id);
+                        store.fail_job(job.id, daemon.id, "done").await.unwrap();
+                    }
+                }
+            }
+            (prebuild, user)
+        })
+    });
+    let results: Vec<_> = join_all(racing).await.into_iter().map(Result::unwrap).collect();
+    let prebuild: Vec<Uuid> = results.iter().flat_map(|(p, _)| p.clone()).collect();
+    let user: HashSet<Uuid> = results.iter().flat_map(|(_, u)| u.clone()).collect();
+    assert_eq!(prebuild.len(), 4, "prebuild work holds exactly its share of the eight daemons");
+    assert_eq!(user, user_jobs, "every person's job was taken");
+}
+
 #[tokio::test]
 async fn expired_leases_fail_their_jobs_and_say_why() {
     let db = TestDatabase::new().await;

@@ -1,6 +1,7 @@
 //! `warmspace bench …`: measurements, each printed beside a baseline
 //! measured in the same run on the same database.
 
+mod queue;
 mod reconcile;
 mod scale;
 
@@ -18,12 +19,15 @@ pub enum BenchCommand {
     Reconcile(reconcile::ReconcileArgs),
     /// A `warmspace server` child with 10 000 workspaces: its memory, cycle time and connections.
     Scale(scale::ScaleArgs),
+    /// The job queue: zero-work jobs/s through the real daemons against a bare SKIP LOCKED loop.
+    Queue(queue::QueueArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Reconcile(args) => reconcile::run(args).await,
         BenchCommand::Scale(args) => scale::run(args).await,
+        BenchCommand::Queue(args) => queue::run(args).await,
     }
 }
 
