@@ -315,6 +315,30 @@ impl Store {
         Ok(PrebuildsSnapshot { now, paused, presets, schedules, prebuilds, creations, typical_builds })
     }
 
+    /// For each claim of a preset committed since `since`, in commit order,
+    /// how long after its commit the matching replacement was queued: the
+    /// k-th claim is paired with the k-th prebuild creation queued for the
+    /// preset since then (`None` while there is none yet). Both ends are
+    /// read from the database, in milliseconds.
+    pub async fn refill_delays(&self, preset_id: Uuid, since: DateTime<Utc>) -> Result<Vec<Option<f64>>> {
+        Ok(sqlx::query_scalar!(
+            "WITH claims AS ( \
+                 SELECT committed_at, row_number() OVER (ORDER BY committed_at) AS n FROM claim_attempts \
+                 WHERE preset_id = $1 AND hit AND committed_at > $2), \
+             creations AS ( \
+                 SELECT j.created_at, row_number() OVER (ORDER BY j.created_at) AS n \
+                 FROM workspace_builds b JOIN provisioner_jobs j ON j.id = b.job_id \
+                 WHERE b.template_version_preset_id = $1 AND b.build_number = 1 AND b.reason = 'prebuild' \
+                   AND j.created_at > $2) \
+             SELECT (extract(epoch FROM r.created_at - c.committed_at) * 1000)::float8 AS delay_ms \
+             FROM claims c LEFT JOIN creations r USING (n) ORDER BY c.n",
+            preset_id,
+            since,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn reconciliation_paused(&self) -> Result<bool> {
         Ok(sqlx::query_scalar!("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&self.pool).await?)
     }

@@ -2,6 +2,7 @@
 //! measured in the same run on the same database.
 
 mod reconcile;
+mod refill;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,11 +16,15 @@ pub enum BenchCommand {
     /// Reconciliation: a no-op cycle over many presets against reading its
     /// snapshot alone, and the database connections a cycle with work uses.
     Reconcile(reconcile::ReconcileArgs),
+    /// Refill: from a claim's commit to its replacement prebuild queued, one
+    /// claim a second and in bursts, beside thousands of other presets.
+    Refill(refill::RefillArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Reconcile(args) => reconcile::run(args).await,
+        BenchCommand::Refill(args) => refill::run(args).await,
     }
 }
 
