@@ -417,6 +417,18 @@ impl Store {
         Ok(ids)
     }
 
+    /// The jobs of a preset's unclaimed prebuilds' builds, oldest first.
+    pub async fn prebuild_jobs_of(&self, preset_id: Uuid) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT b.job_id FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
+             WHERE w.preset_id = $1 AND w.owner_id = $2 AND NOT w.deleted ORDER BY b.created_at, b.id",
+            preset_id,
+            PREBUILDS_USER_ID,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The presets of the workspaces whose builds ran these jobs (none for
     /// imports, or workspaces made from no preset).
     pub async fn presets_of_jobs(&self, job_ids: &[Uuid]) -> Result<Vec<Uuid>> {

@@ -142,12 +142,12 @@ impl Store {
 }
 
 impl Store {
-    /// One template whose preset keeps a full pool of `size` claimable
-    /// prebuilds. Returns the template and the preset.
-    pub async fn seed_pool(&self, size: u32) -> Result<(Uuid, Uuid)> {
+    /// One template whose preset keeps a pool of `desired`, holding
+    /// `prebuilds` claimable prebuilds. Returns the template and the preset.
+    pub async fn seed_pool(&self, desired: u32, prebuilds: u32) -> Result<(Uuid, Uuid)> {
         let preset = self.seed_pools(1, false).await?[0];
-        let desired =
-            i32::try_from(size).map_err(|_| StoreError::Invalid { field: "size", message: "too large".into() })?;
+        let desired = i32::try_from(desired)
+            .map_err(|_| StoreError::Invalid { field: "desired", message: "too large".into() })?;
         let template = sqlx::query_scalar!(
             "UPDATE template_version_presets p SET desired_instances = $2 FROM template_versions v \
              WHERE p.id = $1 AND v.id = p.template_version_id RETURNING v.template_id AS \"template_id!\"",
@@ -156,7 +156,7 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?;
-        self.seed_prebuilds(preset, size).await?;
+        self.seed_prebuilds(preset, prebuilds).await?;
         Ok((template, preset))
     }
 

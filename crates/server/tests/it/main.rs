@@ -10,6 +10,7 @@ mod listings;
 mod notifications;
 mod prebuilds;
 mod provisionerd;
+mod refill;
 mod templates;
 mod users;
 mod workspaces;

@@ -61,11 +61,13 @@ async fn measure(args: &RefillArgs, database: &Database) -> anyhow::Result<()> {
     let version = store.server_version().await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = Url::parse(&format!("http://{}/", listener.local_addr()?))?;
-    let mut config = Config::default();
-    config.database = ServerDatabase::External(Box::new(database.options.clone()));
-    config.max_connections = args.max_connections;
-    // Nothing takes the replacements: they stay queued, where they are counted.
-    config.provisioner_daemons = 0;
+    let config = Config {
+        database: ServerDatabase::External(Box::new(database.options.clone())),
+        max_connections: args.max_connections,
+        // Nothing takes the replacements: they stay queued, where they are counted.
+        provisioner_daemons: 0,
+        ..Config::default()
+    };
     let server = Server::start(config, Some(listener)).await.context("starting the server")?;
     let reconciler = server.reconciler().clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -88,7 +90,7 @@ async fn measure(args: &RefillArgs, database: &Database) -> anyhow::Result<()> {
             seeded_others = other_presets;
         }
         let pool = args.steady_claims + args.bursts * args.burst_size + 10;
-        let (template, preset) = store.seed_pool(pool).await?;
+        let (template, preset) = store.seed_pool(pool, pool).await?;
         store.seed_prebuild_history(preset, args.history, Duration::from_secs(7 * 86_400)).await?;
         // A cycle over the new state, so the runs start from a settled picture
         // (first `eligible` events recorded) rather than from seeding's wake.
