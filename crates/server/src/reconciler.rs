@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 use warmspace_prebuilds::reconcile;
-use warmspace_store::pubsub::Subscription;
+use warmspace_store::pubsub::{Event, Subscription};
 
-use crate::domain::{self, CycleStats, Domain, PrebuildPlan, RECONCILE_CHANNEL};
+use crate::domain::{self, CycleStats, Domain, PrebuildPlan, RECONCILE_CHANNEL, Trigger};
 
 /// When another replica held the lock, look again this soon: its cycle may
 /// have started before the trigger we woke for.
@@ -63,20 +63,33 @@ impl Reconciler {
     /// One cycle, if this replica gets the reconciliation lock (`None` when
     /// another replica holds it).
     pub async fn run_cycle(&self) -> domain::Result<Option<CycleStats>> {
+        self.locked(None).await
+    }
+
+    /// A pass over these presets alone, reading only their rows, if this
+    /// replica gets the reconciliation lock (`None` when another holds it).
+    pub async fn run_presets(&self, preset_ids: &[Uuid]) -> domain::Result<Option<CycleStats>> {
+        self.locked(Some(preset_ids)).await
+    }
+
+    async fn locked(&self, only: Option<&[Uuid]>) -> domain::Result<Option<CycleStats>> {
         let Some(lock) = self.domain.try_lock_reconciler().await? else {
             return Ok(None);
         };
         // Should the cycle panic or its task be aborted, the lock's guard
         // closes its connection and PostgreSQL releases the lock.
-        let stats = self.cycle().await;
+        let stats = self.cycle(only).await;
         lock.release().await;
         self.cycles.fetch_add(1, Ordering::Relaxed);
         stats.map(Some)
     }
 
-    async fn cycle(&self) -> domain::Result<CycleStats> {
+    async fn cycle(&self, only: Option<&[Uuid]>) -> domain::Result<CycleStats> {
         let started = std::time::Instant::now();
-        let (raw, snapshot) = self.domain.prebuilds_snapshot().await?;
+        let (raw, snapshot) = match only {
+            None => self.domain.prebuilds_snapshot().await?,
+            Some(preset_ids) => self.domain.presets_snapshot(preset_ids).await?,
+        };
         let snapshot_elapsed = started.elapsed();
         let now = snapshot.now;
         let planned: Vec<PrebuildPlan> = raw
@@ -91,7 +104,7 @@ impl Reconciler {
                 now,
             })
             .collect();
-        self.record_eligible(&planned).await;
+        self.record_eligible(&planned, only.is_none()).await;
 
         let mut stats = CycleStats {
             presets_total: snapshot.presets.len(),
@@ -113,8 +126,10 @@ impl Reconciler {
         }
         stats.elapsed = started.elapsed();
         let elapsed_ms = stats.elapsed.as_millis() as u64;
+        let pass = if only.is_some() { "presets" } else { "full" };
         if stats.actions > 0 {
             tracing::info!(
+                pass,
                 presets = stats.presets_total,
                 reconciled = stats.presets_reconciled,
                 actions = stats.actions,
@@ -125,13 +140,15 @@ impl Reconciler {
                 "reconciliation cycle"
             );
         } else {
-            tracing::debug!(presets = stats.presets_total, elapsed_ms, "reconciliation cycle");
+            tracing::debug!(pass, presets = stats.presets_total, elapsed_ms, "reconciliation cycle");
         }
         Ok(stats)
     }
 
-    /// Records when prebuilds became claimable, once each.
-    async fn record_eligible(&self, planned: &[PrebuildPlan<'_>]) {
+    /// Records when prebuilds became claimable, once each. Only a full
+    /// cycle (`complete`) sees every pool, so only it forgets prebuilds no
+    /// longer eligible.
+    async fn record_eligible(&self, planned: &[PrebuildPlan<'_>], complete: bool) {
         // Workspace → preset, for every prebuild claimable now.
         let eligible: HashMap<Uuid, Uuid> = planned
             .iter()
@@ -146,7 +163,9 @@ impl Reconciler {
         let fresh: Vec<(Uuid, Uuid)> = {
             let mut recorded = self.eligible_recorded.lock().expect("the eligible set is never poisoned");
             // Claimed or deleted prebuilds will not be eligible again: forget them.
-            recorded.retain(|id| eligible.contains_key(id));
+            if complete {
+                recorded.retain(|id| eligible.contains_key(id));
+            }
             eligible.into_iter().filter(|(id, _)| !recorded.contains(id)).collect()
         };
         if fresh.is_empty() {
@@ -165,37 +184,77 @@ impl Reconciler {
     /// Runs cycles every interval and whenever triggered, until `stop`.
     ///
     /// Triggers are merged: whatever arrives during a cycle, or within the
-    /// debounce window after the first trigger, is handled by one cycle, so a
-    /// burst of N claims causes one or two cycles, not N.
+    /// debounce window after the first trigger, is handled by one pass, so a
+    /// burst of N claims causes one or two passes, not N. Triggers naming
+    /// presets (or jobs of their prebuilds) are handled by a pass over those
+    /// presets alone; any other trigger, and the timer, by a full cycle,
+    /// which takes in the named presets too.
     pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let Some(mut triggers) = self.subscribe(&mut stop).await else { return };
             let config = self.domain.config().reconciler.clone();
-            let mut next_tick = Instant::now();
+            let mut next_full = Instant::now();
+            let mut pending = Pending::default();
+            // When a pass over named presets found the lock held: look again then.
+            let mut retry: Option<Instant> = None;
             loop {
+                let wake = retry.map_or(next_full, |at| at.min(next_full));
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next_tick) => {}
+                    _ = tokio::time::sleep_until(wake) => pending.full |= Instant::now() >= next_full,
                     event = triggers.recv() => {
-                        if event.is_none() {
-                            return;
-                        }
+                        let Some(event) = event else { return };
+                        pending.add(event);
                         tokio::time::sleep(config.debounce).await;
                     }
                     _ = stop.changed() => return,
                 }
-                // This cycle will see everything announced so far.
-                while triggers.try_recv().is_some() {}
-                let wait = match self.run_cycle().await {
-                    Ok(Some(_)) => config.interval,
-                    Ok(None) => LOCK_RETRY.min(config.interval),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "reconciliation cycle failed");
-                        config.interval
-                    }
-                };
-                next_tick = Instant::now() + wait;
+                // This pass will see everything announced so far.
+                while let Some(event) = triggers.try_recv() {
+                    pending.add(event);
+                }
+                retry = None;
+                let work = std::mem::take(&mut pending);
+                if work.full {
+                    next_full = Instant::now()
+                        + match self.run_cycle().await {
+                            Ok(Some(_)) => config.interval,
+                            Ok(None) => LOCK_RETRY.min(config.interval),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "reconciliation cycle failed");
+                                config.interval
+                            }
+                        };
+                } else if let Err(err) = self.run_named(&work, &mut pending, &mut retry).await {
+                    tracing::warn!(error = %err, "reconciliation of named presets failed");
+                }
             }
         })
+    }
+
+    /// A pass over the presets `work` names (and those of its jobs). When
+    /// another replica holds the lock, they are kept in `pending` and
+    /// looked at again after [`LOCK_RETRY`]: its pass may have begun before
+    /// they changed.
+    async fn run_named(
+        &self,
+        work: &Pending,
+        pending: &mut Pending,
+        retry: &mut Option<Instant>,
+    ) -> domain::Result<()> {
+        let mut presets = work.presets.clone();
+        if !work.jobs.is_empty() {
+            let jobs: Vec<Uuid> = work.jobs.iter().copied().collect();
+            presets.extend(self.domain.presets_of_jobs(&jobs).await?);
+        }
+        if presets.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = presets.iter().copied().collect();
+        if self.run_presets(&ids).await?.is_none() {
+            pending.presets.extend(ids);
+            *retry = Some(Instant::now() + LOCK_RETRY);
+        }
+        Ok(())
     }
 
     /// The trigger subscription, retried until it works or `stop`.
@@ -211,6 +270,34 @@ impl Reconciler {
                     }
                 }
             }
+        }
+    }
+}
+
+/// What the triggers received since the last pass ask for.
+#[derive(Debug, Default)]
+struct Pending {
+    /// A full cycle.
+    full: bool,
+    presets: HashSet<Uuid>,
+    /// Ended jobs, whose workspaces' presets are to be reconciled.
+    jobs: HashSet<Uuid>,
+}
+
+impl Pending {
+    fn add(&mut self, event: Event) {
+        match event {
+            Event::Message(payload) => match Trigger::parse(&payload) {
+                Trigger::Preset(id) => {
+                    self.presets.insert(id);
+                }
+                Trigger::Job(id) => {
+                    self.jobs.insert(id);
+                }
+                Trigger::All(_) => self.full = true,
+            },
+            // Announcements may have been missed: look at everything.
+            Event::Gap => self.full = true,
         }
     }
 }

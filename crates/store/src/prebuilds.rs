@@ -1,7 +1,7 @@
 //! What reconciliation reads (one consistent snapshot, in a few set-based
 //! queries) and records (settings, validation failures, prebuild history).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use warmspace_prebuilds::reconcile::{Creation, LatestBuild, Prebuild, PresetState, Settings, Snapshot};
 use warmspace_prebuilds::schedule::Schedule;
-use warmspace_states::{DeletionReason, JobStatus, PrebuildEvent, Transition};
+use warmspace_states::{DeletionReason, JobPriority, JobStatus, PrebuildEvent, Transition};
 
+use crate::jobs::JOB_POSTED_CHANNEL;
 use crate::workspaces::PREBUILDS_USER_ID;
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// A prebuild-configured preset, with what decides its pool.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -84,6 +85,19 @@ pub struct PrebuildsSnapshot {
 pub struct TypicalBuildRow {
     pub preset_id: Uuid,
     pub median_seconds: f64,
+}
+
+/// Prebuilds of one preset to queue (see [`Store::create_prebuilds`]).
+#[derive(Debug, Clone)]
+pub struct NewPrebuilds<'a> {
+    pub organization_id: Uuid,
+    pub template_id: Uuid,
+    pub template_version_id: Uuid,
+    pub preset_id: Uuid,
+    /// The preset's parameter values, validated already.
+    pub parameters: &'a BTreeMap<String, String>,
+    /// One per prebuild; unique among the prebuilds user's workspaces.
+    pub names: Vec<String>,
 }
 
 /// How many of a preset's latest eligible prebuilds its typical build time is the median of.
@@ -207,19 +221,30 @@ impl Store {
         self.snapshot_of(None, history, since).await
     }
 
-    /// The snapshot of one preset alone (for explaining a claim miss).
-    pub async fn preset_snapshot(
+    /// The snapshot of some presets alone, reading only their rows: what
+    /// a claim's refill and an explanation of a claim miss read.
+    pub async fn presets_snapshot(
         &self,
-        preset_id: Uuid,
+        preset_ids: &[Uuid],
         history: i64,
         since: DateTime<Utc>,
     ) -> Result<PrebuildsSnapshot> {
-        self.snapshot_of(Some(preset_id), history, since).await
+        self.snapshot_of(Some(preset_ids), history, since).await
     }
 
-    async fn snapshot_of(&self, only: Option<Uuid>, history: i64, since: DateTime<Utc>) -> Result<PrebuildsSnapshot> {
+    async fn snapshot_of(
+        &self,
+        only: Option<&[Uuid]>,
+        history: i64,
+        since: DateTime<Utc>,
+    ) -> Result<PrebuildsSnapshot> {
         let mut tx = self.pool.begin().await?;
         sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        // Each query serves both the full snapshot (`only` null) and a few
+        // presets' (`only` their ids). Planned for the values at hand, the
+        // null test folds away and a few presets' rows are read through
+        // their indexes; a cached generic plan would have to read them all.
+        sqlx::query!("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
         let now = self.now();
         let paused =
             sqlx::query_scalar!("SELECT reconciliation_paused FROM prebuild_settings").fetch_one(&mut *tx).await?;
@@ -234,7 +259,7 @@ impl Store {
              JOIN template_versions v ON v.id = p.template_version_id \
              JOIN templates t ON t.id = v.template_id \
              JOIN organizations o ON o.id = t.organization_id \
-             WHERE p.desired_instances IS NOT NULL AND ($2::uuid IS NULL OR p.id = $2) \
+             WHERE p.desired_instances IS NOT NULL AND ($2::uuid[] IS NULL OR p.id = ANY ($2)) \
                AND ((t.active_version_id = p.template_version_id AND NOT t.deleted) \
                     OR EXISTS (SELECT 1 FROM workspaces w WHERE w.preset_id = p.id AND w.owner_id = $1 \
                                AND NOT w.deleted)) \
@@ -249,7 +274,7 @@ impl Store {
             "SELECT s.preset_id, s.cron_expression, s.desired_instances \
              FROM template_version_preset_prebuild_schedules s \
              JOIN template_version_presets p ON p.id = s.preset_id WHERE p.desired_instances IS NOT NULL \
-               AND ($1::uuid IS NULL OR p.id = $1) \
+               AND ($1::uuid[] IS NULL OR p.id = ANY ($1)) \
              ORDER BY s.preset_id, s.ordinal",
             only,
         )
@@ -267,28 +292,48 @@ impl Store {
                            WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
              JOIN provisioner_jobs j ON j.id = b.job_id \
              WHERE w.owner_id = $1 AND NOT w.deleted AND w.preset_id IS NOT NULL \
-               AND ($2::uuid IS NULL OR w.preset_id = $2)",
+               AND ($2::uuid[] IS NULL OR w.preset_id = ANY ($2))",
             PREBUILDS_USER_ID,
             only,
         )
         .fetch_all(&mut *tx)
         .await?;
+        // Walked per preset, newest first, from indexes: the newest `history`
+        // finished creations (by when they were made), and the failures
+        // since the look-back (a failed job, or a prebuild deleted because
+        // its agents were never ready), which both indexes reach by time.
+        // Nothing older is read, however long the preset's history.
         let creations = sqlx::query_as!(
             CreationSnapshotRow,
-            "SELECT workspace_id AS \"workspace_id!\", preset_id AS \"preset_id!\", finished_at AS \"finished_at!\", \
-                 succeeded AS \"succeeded!\" FROM ( \
-                 SELECT w.id AS workspace_id, w.preset_id, COALESCE(t.at, j.completed_at) AS finished_at, \
-                     j.status = 'succeeded' AND t.at IS NULL AS succeeded, \
-                     row_number() OVER (PARTITION BY w.preset_id ORDER BY COALESCE(t.at, j.completed_at) DESC) AS newest \
-                 FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
-                 JOIN provisioner_jobs j ON j.id = b.job_id \
-                 LEFT JOIN LATERAL (SELECT e.at FROM prebuild_events e WHERE e.workspace_id = w.id \
-                                    AND e.event = 'deleted' AND e.reason = 'agents_not_ready' LIMIT 1) t ON true \
-                 WHERE b.build_number = 1 AND b.initiator_id = $1 AND w.preset_id IS NOT NULL \
-                   AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
-                   AND ($4::uuid IS NULL OR w.preset_id = $4)) c \
-             WHERE newest <= $2 OR (NOT succeeded AND finished_at > $3) \
-             ORDER BY preset_id, finished_at DESC",
+            "WITH presets AS ( \
+                 SELECT id FROM template_version_presets \
+                 WHERE desired_instances IS NOT NULL AND ($4::uuid[] IS NULL OR id = ANY ($4))), \
+             recent AS ( \
+                 SELECT c.workspace_id FROM presets p CROSS JOIN LATERAL ( \
+                     SELECT w.id AS workspace_id FROM workspaces w \
+                     JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
+                     JOIN provisioner_jobs j ON j.id = b.job_id \
+                     WHERE w.preset_id = p.id AND b.initiator_id = $1 \
+                       AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
+                     ORDER BY w.created_at DESC LIMIT $2) c \
+                 UNION \
+                 SELECT b.workspace_id FROM provisioner_jobs j JOIN workspace_builds b ON b.job_id = j.id \
+                 WHERE j.status = 'failed' AND NOT j.interrupted AND j.completed_at > $3 \
+                   AND b.build_number = 1 AND b.initiator_id = $1 \
+                 UNION \
+                 SELECT e.workspace_id FROM prebuild_events e \
+                 WHERE e.event = 'deleted' AND e.reason = 'agents_not_ready' AND e.at > $3) \
+             SELECT w.id AS \"workspace_id!\", w.preset_id AS \"preset_id!\", \
+                 COALESCE(t.at, j.completed_at) AS \"finished_at!\", \
+                 j.status = 'succeeded' AND t.at IS NULL AS \"succeeded!\" \
+             FROM recent r JOIN workspaces w ON w.id = r.workspace_id \
+             JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
+             JOIN provisioner_jobs j ON j.id = b.job_id \
+             LEFT JOIN LATERAL (SELECT e.at FROM prebuild_events e WHERE e.workspace_id = w.id \
+                                AND e.event = 'deleted' AND e.reason = 'agents_not_ready' LIMIT 1) t ON true \
+             WHERE b.initiator_id = $1 AND w.preset_id IN (SELECT id FROM presets) \
+               AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
+             ORDER BY w.preset_id, 3 DESC",
             PREBUILDS_USER_ID,
             history,
             since,
@@ -296,16 +341,18 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
-        // From the `created` and `eligible` events of each preset's latest eligible prebuilds.
+        // From the `created` and `eligible` events of each preset's latest
+        // eligible prebuilds, walked newest first from the preset's index.
         let typical_builds = sqlx::query_as!(
             TypicalBuildRow,
-            "SELECT preset_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS \"median_seconds!\" FROM ( \
-                 SELECT e.preset_id, extract(epoch FROM e.at - c.at)::float8 AS seconds, \
-                     row_number() OVER (PARTITION BY e.preset_id ORDER BY e.at DESC) AS newest \
-                 FROM prebuild_events e \
+            "SELECT p.id AS \"preset_id!\", \
+                 percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) AS \"median_seconds!\" \
+             FROM template_version_presets p CROSS JOIN LATERAL ( \
+                 SELECT extract(epoch FROM e.at - c.at)::float8 AS seconds FROM prebuild_events e \
                  JOIN prebuild_events c ON c.workspace_id = e.workspace_id AND c.event = 'created' \
-                 WHERE e.event = 'eligible' AND ($2::uuid IS NULL OR e.preset_id = $2)) r \
-             WHERE newest <= $1 GROUP BY preset_id",
+                 WHERE e.preset_id = p.id AND e.event = 'eligible' ORDER BY e.at DESC LIMIT $1) r \
+             WHERE p.desired_instances IS NOT NULL AND ($2::uuid[] IS NULL OR p.id = ANY ($2)) \
+             GROUP BY p.id",
             TYPICAL_BUILD_SAMPLE,
             only,
         )
@@ -313,6 +360,111 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(PrebuildsSnapshot { now, paused, presets, schedules, prebuilds, creations, typical_builds })
+    }
+
+    /// Queues new prebuilds of one preset, named `names`, in one statement:
+    /// their workspaces (owned by the prebuilds user, with no lifecycle
+    /// fields), build 1 `start` of each with the preset's `parameters`,
+    /// their jobs (prebuild priority), their `created` events, and one
+    /// job-posted notification counting them, delivered when the statement
+    /// commits.
+    /// Returns the workspaces, in the order of `names`.
+    pub async fn create_prebuilds(&self, new: &NewPrebuilds<'_>) -> Result<Vec<Uuid>> {
+        let (names, values): (Vec<&String>, Vec<&String>) = new.parameters.iter().unzip();
+        // The ids are drawn in the first CTE, which is read several times
+        // and so evaluated once: every insert sees the same ones.
+        let ids = sqlx::query_scalar!(
+            "WITH n AS ( \
+                 SELECT ordinality AS i, name, gen_random_uuid() AS workspace, gen_random_uuid() AS build, \
+                     gen_random_uuid() AS job \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS n(name, ordinality)), \
+             jobs AS ( \
+                 INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, priority, input, \
+                     file_id, created_at, updated_at) \
+                 SELECT n.job, $2, 'workspace_build', 'pending', $3, $4, \
+                     jsonb_build_object('workspace_build_id', n.build), v.file_id, $5, $5 \
+                 FROM n, template_versions v WHERE v.id = $6), \
+             workspaces AS ( \
+                 INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at, \
+                     updated_at, last_used_at) \
+                 SELECT workspace, $2, $3, $7, name, $8, $5, $5, $5 FROM n), \
+             builds AS ( \
+                 INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                     template_version_id, template_version_preset_id, job_id) \
+                 SELECT build, workspace, 1, 'start', $3, 'prebuild', $6, $8, job FROM n), \
+             parameters AS ( \
+                 INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
+                 SELECT n.build, p.name, p.value FROM n, unnest($9::text[], $10::text[]) AS p(name, value)), \
+             events AS ( \
+                 INSERT INTO prebuild_events (workspace_id, preset_id, event, at) \
+                 SELECT workspace, $8, 'created', $5 FROM n), \
+             notified AS (SELECT pg_notify($11, cardinality($1::text[])::text) IS NULL AS done) \
+             SELECT n.workspace AS \"workspace!\" FROM n, notified ORDER BY n.i",
+            &new.names,
+            new.organization_id,
+            PREBUILDS_USER_ID,
+            JobPriority::Prebuild as JobPriority,
+            self.now(),
+            new.template_version_id,
+            new.template_id,
+            new.preset_id,
+            names as Vec<&String>,
+            values as Vec<&String>,
+            JOB_POSTED_CHANNEL,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
+        Ok(ids)
+    }
+
+    /// The jobs of a preset's unclaimed prebuilds' builds, oldest first.
+    pub async fn prebuild_jobs_of(&self, preset_id: Uuid) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT b.job_id FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
+             WHERE w.preset_id = $1 AND w.owner_id = $2 AND NOT w.deleted ORDER BY b.created_at, b.id",
+            preset_id,
+            PREBUILDS_USER_ID,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The presets of the workspaces whose builds ran these jobs (none for
+    /// imports, or workspaces made from no preset).
+    pub async fn presets_of_jobs(&self, job_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT DISTINCT w.preset_id AS \"preset_id!\" FROM workspace_builds b \
+             JOIN workspaces w ON w.id = b.workspace_id \
+             WHERE b.job_id = ANY ($1) AND w.preset_id IS NOT NULL",
+            job_ids,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// For each claim of a preset committed since `since`, in commit order,
+    /// how long after its commit the matching replacement was queued: the
+    /// k-th claim is paired with the k-th prebuild creation queued for the
+    /// preset since then (`None` while there is none yet). Both ends are
+    /// read from the database, in milliseconds.
+    pub async fn refill_delays(&self, preset_id: Uuid, since: DateTime<Utc>) -> Result<Vec<Option<f64>>> {
+        Ok(sqlx::query_scalar!(
+            "WITH claims AS ( \
+                 SELECT committed_at, row_number() OVER (ORDER BY committed_at) AS n FROM claim_attempts \
+                 WHERE preset_id = $1 AND hit AND committed_at > $2), \
+             creations AS ( \
+                 SELECT j.created_at, row_number() OVER (ORDER BY j.created_at) AS n \
+                 FROM workspace_builds b JOIN provisioner_jobs j ON j.id = b.job_id \
+                 WHERE b.template_version_preset_id = $1 AND b.build_number = 1 AND b.reason = 'prebuild' \
+                   AND j.created_at > $2) \
+             SELECT (extract(epoch FROM r.created_at - c.committed_at) * 1000)::float8 AS delay_ms \
+             FROM claims c LEFT JOIN creations r USING (n) ORDER BY c.n",
+            preset_id,
+            since,
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn reconciliation_paused(&self) -> Result<bool> {

@@ -83,20 +83,6 @@ impl Store {
         Ok(presets)
     }
 
-    /// One template whose one preset keeps a pool of `instances`, full.
-    /// Returns the preset.
-    pub async fn seed_pool(&self, instances: u32) -> Result<Uuid> {
-        let preset = self.seed_pools(1, false).await?.pop().ok_or(StoreError::NotFound)?;
-        let desired = i32::try_from(instances)
-            .map_err(|_| StoreError::Invalid { field: "instances", message: "too large".into() })?;
-        sqlx::query!("UPDATE template_version_presets SET desired_instances = $2 WHERE id = $1", preset, desired)
-            .execute(&self.pool)
-            .await?;
-        self.seed_prebuilds(preset, instances).await?;
-        sqlx::query!("ANALYZE").execute(&self.pool).await?;
-        Ok(preset)
-    }
-
     /// `count` running, claimable prebuilds of an existing preset (of its
     /// template's active version), built with the preset's values and
     /// created one millisecond apart, oldest first.
@@ -203,6 +189,80 @@ impl Store {
         }
         tx.commit().await?;
         sqlx::query!("ANALYZE provisioner_jobs").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// One template whose preset keeps a pool of `desired`, holding
+    /// `prebuilds` claimable prebuilds. Returns the template and the preset.
+    pub async fn seed_pool(&self, desired: u32, prebuilds: u32) -> Result<(Uuid, Uuid)> {
+        let preset = self.seed_pools(1, false).await?[0];
+        let desired = i32::try_from(desired)
+            .map_err(|_| StoreError::Invalid { field: "desired", message: "too large".into() })?;
+        let template = sqlx::query_scalar!(
+            "UPDATE template_version_presets p SET desired_instances = $2 FROM template_versions v \
+             WHERE p.id = $1 AND v.id = p.template_version_id RETURNING v.template_id AS \"template_id!\"",
+            preset,
+            desired,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.seed_prebuilds(preset, prebuilds).await?;
+        Ok((template, preset))
+    }
+
+    /// `count` finished prebuild creations of a preset, long gone (deleted
+    /// as surplus an hour after they became eligible), created evenly over
+    /// `span` before now, with their `created`, `eligible` and `deleted`
+    /// events: the history a busy preset accumulates, most of it outside
+    /// any look-back window. Every tenth creation older than half the span
+    /// failed; the recent ones all succeeded, so the preset is not backing off.
+    pub async fn seed_prebuild_history(&self, preset_id: Uuid, count: u32, span: std::time::Duration) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let count =
+            i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
+        sqlx::query!(
+            "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
+                 gen_random_uuid() AS build, gen_random_uuid() AS job, \
+                 $2::timestamptz - make_interval(secs => $3::float8 * g / $1) AS at, \
+                 g % 10 = 0 AND g > $1 / 2 AS failed, \
+                 'gone-' || left(md5(random()::text), 8) || '-' || g AS name, \
+                 t.organization_id AS organization, t.id AS template, v.id AS version, v.file_id AS file, \
+                 p.id AS preset, $5::uuid AS owner \
+             FROM generate_series(1, $1) g, template_version_presets p \
+             JOIN template_versions v ON v.id = p.template_version_id JOIN templates t ON t.id = v.template_id \
+             WHERE p.id = $4",
+            count,
+            self.now(),
+            span.as_secs_f64(),
+            preset_id,
+            PREBUILDS_USER_ID,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let statements = [
+            "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, priority, input, file_id, \
+                 worker_id, worker_name, created_at, started_at, completed_at) \
+             SELECT job, organization, 'workspace_build', CASE WHEN failed THEN 'failed' ELSE 'succeeded' END, owner, 1, \
+                 '{}', file, gen_random_uuid(), 'seed', at, at, at + interval '20 seconds' \
+             FROM seed",
+            "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at, deleted) \
+             SELECT workspace, organization, owner, template, name, preset, at, true FROM seed",
+            "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                 template_version_id, template_version_preset_id, job_id, provisioner_state, created_at) \
+             SELECT build, workspace, 1, 'start', owner, 'prebuild', version, preset, job, '', at FROM seed",
+            "INSERT INTO prebuild_events (workspace_id, preset_id, event, reason, at) \
+             SELECT workspace, preset, e.event, e.reason, at + e.after FROM seed, LATERAL (VALUES \
+                 ('created', NULL, interval '0'), ('eligible', NULL, interval '30 seconds'), \
+                 ('deleted', 'surplus', interval '1 hour 30 seconds')) e(event, reason, after) \
+             WHERE NOT failed OR e.event = 'created'",
+            "ANALYZE",
+        ];
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

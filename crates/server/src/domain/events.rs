@@ -14,6 +14,42 @@ use warmspace_store::workspaces::claim_channel;
 /// replica's reconciler wakes, and the one holding the lock acts.
 pub const RECONCILE_CHANNEL: &str = "prebuilds_reconcile";
 
+/// What a reconciliation trigger is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Something that changed one preset's pool alone (a claim, creations
+    /// canceled): that preset is reconciled, reading only its rows.
+    Preset(Uuid),
+    /// A workspace build's job ended: the pool of the preset its workspace
+    /// was made from, if any, is reconciled (the reconciler looks the
+    /// preset up, so whoever finishes a job needs not know it).
+    Job(Uuid),
+    /// Something that may change any pool (a version activated, settings,
+    /// pause or resume, an invalidation), with why, for logs: a full cycle.
+    All(&'static str),
+}
+
+impl Trigger {
+    fn payload(self) -> String {
+        match self {
+            Trigger::Preset(id) => format!("preset {id}"),
+            Trigger::Job(id) => format!("job {id}"),
+            Trigger::All(why) => why.to_owned(),
+        }
+    }
+
+    /// A received trigger; anything but a named preset or job (including
+    /// what an older replica announces) asks for a full cycle.
+    pub fn parse(payload: &str) -> Trigger {
+        let named = |prefix: &str| payload.strip_prefix(prefix).and_then(|id| id.parse().ok());
+        match (named("preset "), named("job ")) {
+            (Some(preset), _) => Trigger::Preset(preset),
+            (None, Some(job)) => Trigger::Job(job),
+            (None, None) => Trigger::All("announced"),
+        }
+    }
+}
+
 /// Published on a job's event channel when new log lines are stored.
 pub const EVENT_LOGS: &str = "logs";
 /// Published on a job's event channel when it has finished.
@@ -47,10 +83,11 @@ impl Events {
 
     /// A workspace build finished (succeeded, failed or canceled, by its
     /// daemon or without one): its followers see the end, and the pools
-    /// look again — a prebuild became ready, failed, or went away.
+    /// look again — a prebuild became ready, failed, or went away: the
+    /// pool of the workspace's preset alone.
     pub async fn build_finished(&self, job_id: Uuid) {
         self.job_done(job_id).await;
-        self.reconcile("build finished").await;
+        self.reconcile(Trigger::Job(job_id)).await;
     }
 
     /// A prebuild was claimed: its agents' re-init streams look again.
@@ -60,8 +97,8 @@ impl Events {
     }
 
     /// Something changed a pool's picture: reconcile soon.
-    pub async fn reconcile(&self, why: &str) {
-        self.publish(RECONCILE_CHANNEL, why).await;
+    pub async fn reconcile(&self, trigger: Trigger) {
+        self.publish(RECONCILE_CHANNEL, &trigger.payload()).await;
     }
 
     /// A notification was stored for `user_id`.

@@ -29,7 +29,7 @@ use warmspace_store::pubsub::PubSub;
 pub use actor::{Actor, AgentAuth, DaemonAuth};
 pub use agents::Reinit;
 pub use error::{Error, Found, Result};
-pub use events::{Events, RECONCILE_CHANNEL};
+pub use events::{Events, RECONCILE_CHANNEL, Trigger};
 pub use jobs::LogFollow;
 pub use prebuilds::{CycleStats, PrebuildPlan};
 pub use workspaces::Created;

@@ -16,11 +16,11 @@ use warmspace_sdk::{
 };
 use warmspace_states::{BuildReason, DeletionReason, JobStatus, MissReason, PrebuildEvent, Transition};
 use warmspace_store::StoreError;
-use warmspace_store::prebuilds::{PrebuildsSnapshot, PresetSnapshotRow, ReconcilerLock};
-use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
+use warmspace_store::prebuilds::{NewPrebuilds, PrebuildsSnapshot, PresetSnapshotRow, ReconcilerLock};
+use warmspace_store::workspaces::{NewBuild, PREBUILDS_USER_ID};
 use warmspace_template::{ParameterInput, resolve_parameters};
 
-use super::{Actor, Domain, Error, Found, Result};
+use super::{Actor, Domain, Error, Found, Result, Trigger};
 
 /// One preset's decision in a cycle, with its row (names, for logs).
 pub struct PrebuildPlan<'a> {
@@ -80,21 +80,31 @@ impl Domain {
         self.read_snapshot(None).await
     }
 
-    /// The snapshot of every preset, or of `only` that one.
-    async fn read_snapshot(&self, only: Option<Uuid>) -> Result<(PrebuildsSnapshot, Snapshot)> {
+    /// The snapshot of some presets alone, reading only their rows.
+    pub async fn presets_snapshot(&self, preset_ids: &[Uuid]) -> Result<(PrebuildsSnapshot, Snapshot)> {
+        self.read_snapshot(Some(preset_ids)).await
+    }
+
+    /// The snapshot of every preset, or of `only` those.
+    async fn read_snapshot(&self, only: Option<&[Uuid]>) -> Result<(PrebuildsSnapshot, Snapshot)> {
         let (history, since) = self.history();
         let raw = match only {
             None => self.store.prebuilds_snapshot(history, since).await?,
-            Some(preset_id) => self.store.preset_snapshot(preset_id, history, since).await?,
+            Some(preset_ids) => self.store.presets_snapshot(preset_ids, history, since).await?,
         };
         let snapshot = raw.to_snapshot(self.reconcile_settings(raw.paused));
         Ok((raw, snapshot))
     }
 
+    /// The presets whose pools the ends of these jobs concern.
+    pub async fn presets_of_jobs(&self, job_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        Ok(self.store.presets_of_jobs(job_ids).await?)
+    }
+
     /// Why a preset has no claimable prebuild now: paused, hard-limited,
     /// backing off, or simply nothing eligible.
     pub(super) async fn miss_reason(&self, preset_id: Uuid) -> Result<MissReason> {
-        let (_, snapshot) = self.read_snapshot(Some(preset_id)).await?;
+        let (_, snapshot) = self.read_snapshot(Some(&[preset_id])).await?;
         if snapshot.settings.paused {
             return Ok(MissReason::Paused);
         }
@@ -159,7 +169,7 @@ impl Domain {
         actor.authorize_to("pause or resume prebuilds", Action::Update, Object::any(Resource::Template))?;
         self.store.set_reconciliation_paused(settings.reconciliation_paused).await?;
         tracing::info!(paused = settings.reconciliation_paused, by = %actor.user.username, "prebuild reconciliation settings changed");
-        self.events.reconcile("settings").await;
+        self.events.reconcile(Trigger::All("settings")).await;
         Ok(settings)
     }
 
@@ -192,7 +202,7 @@ impl Domain {
         let ids: Vec<Uuid> = presets.iter().map(|p| p.id).collect();
         self.store.invalidate_presets(&ids).await?;
         tracing::info!(template = %template.name, presets = ids.len(), by = %actor.user.username, "presets invalidated");
-        self.events.reconcile("invalidated").await;
+        self.events.reconcile(Trigger::All("invalidated")).await;
         Ok(InvalidatePresetsResponse { invalidated: presets.into_iter().map(|p| p.name).collect() })
     }
 
@@ -251,7 +261,7 @@ impl Domain {
                         done.actions += 1;
                         // Canceled creations are deleted by the next cycle: ask for it now.
                         if !canceled.is_empty() {
-                            self.events.reconcile("creations canceled").await;
+                            self.events.reconcile(Trigger::Preset(state.preset_id)).await;
                         }
                     }
                     Err(err) => tracing::warn!(preset = %row.preset_name, error = %err, "cannot cancel creations"),
@@ -291,16 +301,9 @@ impl Domain {
                             break;
                         }
                     };
-                    for _ in 0..*count {
-                        match self.create_prebuild(row, state, &values).await {
-                            Ok(id) => {
-                                done.created += 1;
-                                self.record_events(&[(id, state.preset_id, PrebuildEvent::Created, None)]).await;
-                            }
-                            Err(err) => {
-                                tracing::warn!(preset = %row.preset_name, error = %err, "cannot create a prebuild")
-                            }
-                        }
+                    match self.create_prebuilds(row, state, &values, *count).await {
+                        Ok(ids) => done.created += ids.len(),
+                        Err(err) => tracing::warn!(preset = %row.preset_name, error = %err, "cannot create prebuilds"),
                     }
                     done.actions += 1;
                 }
@@ -333,38 +336,34 @@ impl Domain {
         .map_err(|problems| problems.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "))
     }
 
-    async fn create_prebuild(
+    /// Queues `count` prebuilds of a preset at once (their `created` events with them).
+    async fn create_prebuilds(
         &self,
         row: &PresetSnapshotRow,
         state: &PresetState,
         values: &BTreeMap<String, String>,
-    ) -> std::result::Result<Uuid, StoreError> {
-        let suffix: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect::<String>();
+        count: u32,
+    ) -> std::result::Result<Vec<Uuid>, StoreError> {
+        let names = (0..count)
+            .map(|_| {
+                let suffix: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect();
+                format!("prebuild-{}", suffix.to_lowercase())
+            })
+            .collect();
         // Prebuilds get no lifecycle fields: no TTL, deadline or autostart until claimed.
-        let workspace = self
+        let ids = self
             .store
-            .create_workspace(&NewWorkspace {
+            .create_prebuilds(&NewPrebuilds {
                 organization_id: row.organization_id,
-                owner_id: PREBUILDS_USER_ID,
                 template_id: state.template_id,
-                name: format!("prebuild-{}", suffix.to_lowercase()),
-                ttl_ms: None,
-                autostart_schedule: None,
-                build: NewBuild {
-                    transition: Transition::Start,
-                    initiator_id: PREBUILDS_USER_ID,
-                    reason: BuildReason::Prebuild,
-                    template_version_id: state.template_version_id,
-                    preset_id: Some(state.preset_id),
-                    parameters: values.clone(),
-                    deadline: None,
-                    max_deadline: None,
-                },
-                miss: None,
+                template_version_id: state.template_version_id,
+                preset_id: state.preset_id,
+                parameters: values,
+                names,
             })
             .await?;
-        tracing::debug!(preset = %row.preset_name, workspace = %workspace.name, "prebuild queued");
-        Ok(workspace.id)
+        tracing::debug!(preset = %row.preset_name, count = ids.len(), "prebuilds queued");
+        Ok(ids)
     }
 
     /// Removes a prebuild: at once if nothing was ever built for it, else by

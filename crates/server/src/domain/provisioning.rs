@@ -215,7 +215,7 @@ impl Domain {
         }
         if !reaped.is_empty() {
             // Once for all of them: one cycle sees every reaped job.
-            self.events.reconcile("lease expired").await;
+            self.events.reconcile(super::Trigger::All("lease expired")).await;
         }
         Ok(reaped.len())
     }

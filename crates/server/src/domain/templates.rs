@@ -17,7 +17,7 @@ use warmspace_store::{
 use super::jobs::LogFollow;
 use super::users::invalid;
 use super::views::{DAYS, parameter_view, preset_view, template_view};
-use super::{Actor, Domain, Error, Found, Result, valid_slug};
+use super::{Actor, Domain, Error, Found, Result, Trigger, valid_slug};
 
 /// The longest time to live a template may give its workspaces by default.
 /// Deadlines are computed from it, and a month is longer than any working session.
@@ -167,7 +167,7 @@ impl Domain {
             .await?;
         tracing::info!(template = %template.name, by = %actor.user.username, "template created");
         // A new template's pool fills at once, not at the next tick.
-        self.events.reconcile("template created").await;
+        self.events.reconcile(Trigger::All("template created")).await;
         Ok(template_view(template))
     }
 
@@ -207,7 +207,7 @@ impl Domain {
         };
         let update = TemplateUpdate { display_name, description, icon, settings: settings_row(&settings) };
         let template = self.store.update_template(id, &update).await.found("Template")?;
-        self.events.reconcile("template settings changed").await;
+        self.events.reconcile(Trigger::All("template settings changed")).await;
         Ok(template_view(template))
     }
 
@@ -222,7 +222,7 @@ impl Domain {
                 .detail(format!("{in_use} workspaces use it; delete them first (prebuilds do not count).")));
         }
         self.store.delete_template(id).await.found("Template")?;
-        self.events.reconcile("template deleted").await;
+        self.events.reconcile(Trigger::All("template deleted")).await;
         Ok(())
     }
 
@@ -240,7 +240,7 @@ impl Domain {
         self.store.template(id).await.found("Template")?;
         let template = self.store.set_active_version(id, version_id).await?;
         tracing::info!(template = %template.name, version = %version_id, "active version changed");
-        self.events.reconcile("version activated").await;
+        self.events.reconcile(Trigger::All("version activated")).await;
         Ok(template_view(template))
     }
 

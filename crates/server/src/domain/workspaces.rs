@@ -111,7 +111,7 @@ impl Domain {
                             reason: "claimed".into(),
                         };
                         self.events.claimed(&event).await;
-                        self.events.reconcile("claimed").await;
+                        self.events.reconcile(super::Trigger::Preset(preset.id)).await;
                         let mut workspace =
                             self.workspace_view(self.store.workspace(claimed.workspace_id).await?).await?;
                         workspace.claim_hand_over_ms = Some(claimed.hand_over_ms);

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tracing_subscriber::Layer;
 use uuid::Uuid;
 use warmspace_sdk::{
     BuildParameter, Client, ClientError, CreateTemplateRequest, CreateTemplateVersionRequest,
@@ -225,7 +226,7 @@ pub fn claimed(w: &Workspace) -> bool {
 #[derive(Clone, Default)]
 pub struct Statements(Arc<AtomicUsize>);
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
+impl<S: tracing::Subscriber> Layer<S> for Statements {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if event.metadata().target() == "sqlx::query" {
             self.0.fetch_add(1, Ordering::Relaxed);

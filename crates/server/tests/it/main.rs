@@ -12,6 +12,7 @@ mod notifications;
 mod prebuilds;
 mod provisionerd;
 mod queue;
+mod refill;
 mod templates;
 mod users;
 mod workspaces;

@@ -3,6 +3,7 @@
 
 mod queue;
 mod reconcile;
+mod refill;
 mod scale;
 
 use std::str::FromStr;
@@ -21,6 +22,9 @@ pub enum BenchCommand {
     Scale(scale::ScaleArgs),
     /// The job queue: zero-work jobs/s through the real daemons against a bare SKIP LOCKED loop.
     Queue(queue::QueueArgs),
+    /// Refill: from a claim's commit to its replacement prebuild queued, one
+    /// claim a second and in bursts, beside thousands of other presets.
+    Refill(refill::RefillArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -28,6 +32,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Reconcile(args) => reconcile::run(args).await,
         BenchCommand::Scale(args) => scale::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,
+        BenchCommand::Refill(args) => refill::run(args).await,
     }
 }
 

@@ -122,7 +122,7 @@ async fn measure(args: &ScaleArgs, database: &Database) -> anyhow::Result<()> {
                 format!("{} templates × a preset with a pool of 1", args.workspaces)
             }
             _ => {
-                target.store.seed_pool(args.workspaces).await?;
+                target.store.seed_pool(args.workspaces, args.workspaces).await?;
                 format!("1 template, 1 preset with a pool of {}", args.workspaces)
             }
         };

@@ -1,0 +1,91 @@
+//! A claim's refill: the claim names its preset, the reconciler's pass over
+//! named presets reads and reconciles that preset alone, and creating a
+//! preset's prebuilds costs the same statements however many there are.
+
+use std::time::Duration;
+
+use tracing_subscriber::layer::SubscriberExt;
+use warmspace_sdk::CreateWorkspaceRequest;
+use warmspace_server::Config;
+use warmspace_server::domain::{RECONCILE_CHANNEL, Trigger};
+use warmspace_server::testing::TestServer;
+use warmspace_store::pubsub::Event;
+
+use crate::common::*;
+
+/// No background work: cycles run when the test says, daemons never poll.
+fn quiet() -> Config {
+    let mut config = Config::default();
+    config.provisioning.poll_interval = Duration::from_secs(3600);
+    config.provisioning.reap_interval = Duration::from_secs(3600);
+    config
+}
+
+#[tokio::test]
+async fn a_claim_names_its_preset_and_its_refill_reconciles_that_preset_alone() {
+    // No daemons: the replacement stays queued, where it can be seen.
+    let server = TestServer::start_full(quiet(), 0, false).await;
+    let owner = server.owner().await;
+    server.store.seed_pools(50, true).await.unwrap();
+    let (template, preset) = server.store.seed_pool(3, 3).await.unwrap();
+    let mut triggers = server.domain.events().subscribe(RECONCILE_CHANNEL).await.unwrap();
+
+    let claimed = owner
+        .create_workspace(
+            "me",
+            &CreateWorkspaceRequest {
+                template_id: template,
+                template_version_id: None,
+                name: "mine".into(),
+                rich_parameter_values: Vec::new(),
+                template_version_preset_id: Some(preset),
+                ttl_ms: None,
+                autostart_schedule: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(claimed.claim_hand_over_ms.is_some(), "a prebuild was claimed");
+    let trigger = tokio::time::timeout(Duration::from_secs(10), triggers.recv()).await.unwrap();
+    let Some(Event::Message(payload)) = trigger else { panic!("no trigger: {trigger:?}") };
+    assert_eq!(Trigger::parse(&payload), Trigger::Preset(preset), "the claim names its preset");
+
+    let stats = server.reconciler.run_presets(&[preset]).await.unwrap().expect("nobody else holds the lock");
+    assert_eq!((stats.presets_total, stats.presets_reconciled), (1, 1), "{stats:?}");
+    assert_eq!(stats.created, 1, "the claimed prebuild's replacement is queued: {stats:?}");
+    // The full cycle sees the other 50 presets, all with nothing to do.
+    let full = server.reconciler.run_cycle().await.unwrap().expect("nobody else holds the lock");
+    assert_eq!((full.presets_total, full.actions), (51, 0), "{full:?}");
+}
+
+#[tokio::test]
+async fn a_job_names_no_preset_but_the_reconciler_finds_it() {
+    let server = TestServer::start_full(quiet(), 0, false).await;
+    let _owner = server.owner().await;
+    let (_, preset) = server.store.seed_pool(2, 2).await.unwrap();
+    let jobs: Vec<uuid::Uuid> = server.store.prebuild_jobs_of(preset).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(server.domain.presets_of_jobs(&jobs).await.unwrap(), vec![preset]);
+    assert_eq!(Trigger::parse(&format!("job {}", jobs[0])), Trigger::Job(jobs[0]));
+    assert_eq!(Trigger::parse("version activated"), Trigger::All("announced"));
+}
+
+// A current-thread runtime: the server under test runs its tasks on this
+// thread, so the statements counted here are its own and no other test's.
+#[tokio::test(flavor = "current_thread")]
+async fn creating_twenty_prebuilds_takes_as_many_statements_as_creating_one() {
+    let statements = Statements::default();
+    let _counting = tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    // No daemons: nothing else runs on this thread while the passes are counted.
+    let server = TestServer::start_full(quiet(), 0, false).await;
+    let (_, one) = server.store.seed_pool(1, 0).await.unwrap();
+    let (_, twenty) = server.store.seed_pool(20, 0).await.unwrap();
+
+    let (for_one, stats) = statements.during(server.reconciler.run_presets(&[one])).await;
+    assert_eq!(stats.unwrap().unwrap().created, 1);
+    let (for_twenty, stats) = statements.during(server.reconciler.run_presets(&[twenty])).await;
+    assert_eq!(stats.unwrap().unwrap().created, 20);
+    println!("a pass creating 1 prebuild took {for_one} statements, one creating 20 took {for_twenty}");
+    assert_eq!(for_one, for_twenty, "creations are set-based");
+    assert_eq!(server.store.prebuild_jobs_of(twenty).await.unwrap().len(), 20, "twenty jobs queued");
+}
