@@ -38,6 +38,7 @@ pub struct RefillArgs {
     /// Bursts of concurrent claims, a second apart.
     #[arg(long, default_value_t = 3)]
     bursts: u32,
+    /// Claims in each burst, sent at once.
     #[arg(long, default_value_t = 50)]
     burst_size: u32,
     /// The server's `--postgres-max-connections`.
