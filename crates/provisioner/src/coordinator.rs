@@ -110,12 +110,14 @@ pub trait Coordinator: Clone + Send + Sync + 'static {
         manifest: Manifest,
     ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
 
-    /// Records how a build ended.
+    /// Records how a build ended, with the last lines of its log (those
+    /// not appended yet): one call where the coordinator can make it one.
     fn complete_build(
         &self,
         job_id: Uuid,
         worker_id: Uuid,
         outcome: BuildOutcome,
+        logs: Vec<JobLogLine>,
     ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
 
     fn fail_job(

@@ -2,7 +2,7 @@
 //! a job runs, a heartbeat renews its lease and carries cancellation back.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult};
+use warmspace_template::BackendConfig;
 
 use crate::backend::{BuildContext, run_build};
 use crate::coordinator::JobState;
@@ -119,13 +120,16 @@ impl<C: Coordinator> Daemon<C> {
         let (log, flusher) = LogSink::start(self.coordinator.clone(), job.id, self.worker.id);
         log.info("", format!("Job acquired by {}", self.worker.name));
         let (cancel, heartbeat) = self.heartbeat(job.id, job.heartbeat_every);
-        let archive = self.coordinator.file(job.kind.file_id()).await;
-        let outcome = match (job.kind, archive) {
+        // The echo backend reads no files: its builds fetch and unpack none.
+        let archive = match &job.kind {
+            JobKind::WorkspaceBuild(build) if !needs_files(&build.backend) => Ok(Vec::new()),
+            kind => self.coordinator.file(kind.file_id()).await,
+        };
+        let (outcome, logs) = match (job.kind, archive) {
             (_, Err(err)) => {
                 let message = format!("cannot fetch the template's files: {err}");
                 log.error("", &message);
-                flusher.finish(log).await;
-                Report::Failed(message)
+                (Report::Failed(message), flusher.finish(log).await)
             }
             (JobKind::TemplateImport { template_version_id, .. }, Ok(archive)) => {
                 tracing::info!(daemon = %self.worker.name, job = %job.id, %template_version_id, "importing template");
@@ -133,10 +137,10 @@ impl<C: Coordinator> Daemon<C> {
                 let imported = tokio::task::spawn_blocking(move || import(&archive, &import_log))
                     .await
                     .unwrap_or_else(|e| Err(ImportFailure(vec![format!("the import crashed: {e}")])));
-                flusher.finish(log).await;
+                let logs = flusher.finish(log).await;
                 match imported {
-                    Ok(manifest) => Report::Imported(manifest),
-                    Err(ImportFailure(problems)) => Report::Failed(problems.join("\n")),
+                    Ok(manifest) => (Report::Imported(manifest), logs),
+                    Err(ImportFailure(problems)) => (Report::Failed(problems.join("\n")), logs),
                 }
             }
             (JobKind::WorkspaceBuild(build), Ok(archive)) => {
@@ -145,11 +149,10 @@ impl<C: Coordinator> Daemon<C> {
                     transition = build.transition.as_str(), "running build"
                 );
                 let outcome = self.build_within_grace(&build, archive, &log, cancel, stop).await;
-                flusher.finish(log).await;
-                Report::Built(outcome)
+                (Report::Built(outcome), flusher.finish(log).await)
             }
         };
-        report(&self.coordinator, &self.worker, job.id, outcome, &heartbeat).await;
+        report(&self.coordinator, &self.worker, job.id, outcome, logs, &heartbeat).await;
         heartbeat.abort();
     }
 
@@ -202,6 +205,11 @@ impl<C: Coordinator> Daemon<C> {
             state: job.state.clone(),
             resources: Vec::new(),
         };
+        if !needs_files(&job.backend) {
+            let files = Path::new("");
+            let binary = &self.binary;
+            return run_build(BuildContext { job, files, log, cancel, binary, stop_grace: self.stop_grace }).await;
+        }
         let files = match tempfile::Builder::new().prefix("warmspace-build-").tempdir() {
             Ok(dir) => dir,
             Err(err) => return failed(format!("cannot create a working directory: {err}")),
@@ -254,6 +262,12 @@ impl<C: Coordinator> Daemon<C> {
         });
         (Cancel { sender, receiver }, task)
     }
+}
+
+/// Whether a build with this backend reads the template's files (the echo
+/// backend simulates, and reads none).
+fn needs_files(backend: &BackendConfig) -> bool {
+    !matches!(backend, BackendConfig::Echo(_))
 }
 
 /// Stops a job's backend when true: set by the heartbeat (canceled, lease

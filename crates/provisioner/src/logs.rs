@@ -1,6 +1,6 @@
 //! A job's log on its way to the server: lines are batched (a flush per
 //! quarter second or per few hundred lines) so a chatty script does not cost
-//! a round trip per line.
+//! a round trip per line; the last batch goes with the job's report.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub struct LogSink {
     tx: mpsc::UnboundedSender<JobLogLine>,
 }
 
-pub struct LogFlusher(JoinHandle<()>);
+pub struct LogFlusher(JoinHandle<Vec<JobLogLine>>);
 
 impl LogSink {
     /// Lines for job `job_id`, which worker `worker_id` holds.
@@ -42,7 +42,8 @@ impl LogSink {
                                 flush(&coordinator, job_id, worker_id, &mut batch).await;
                             }
                         }
-                        None => return flush(&coordinator, job_id, worker_id, &mut batch).await,
+                        // The job has ended: what is left goes with its report.
+                        None => return batch,
                     },
                     _ = tick.tick() => flush(&coordinator, job_id, worker_id, &mut batch).await,
                 }
@@ -86,12 +87,15 @@ async fn flush<C: Coordinator>(coordinator: &C, job_id: Uuid, worker_id: Uuid, b
 }
 
 impl LogFlusher {
-    /// Waits until every line sent through the (dropped) sinks is stored.
-    pub async fn finish(self, sink: LogSink) {
+    /// Waits until every line sent through the (dropped) sinks is stored or
+    /// returned: the lines not stored yet, for the job's report to carry (a
+    /// job that ends within a flush period stores its whole log with its end).
+    pub async fn finish(self, sink: LogSink) -> Vec<JobLogLine> {
         drop(sink);
         // A flusher that panicked or was aborted has lost its lines; the job still reports its result.
-        if let Err(err) = self.0.await {
+        self.0.await.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "the job log flusher failed; some log lines may be lost");
-        }
+            Vec::new()
+        })
     }
 }

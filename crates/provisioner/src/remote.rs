@@ -128,7 +128,12 @@ impl Coordinator for HttpCoordinator {
         job_id: Uuid,
         worker_id: Uuid,
         outcome: BuildOutcome,
+        logs: Vec<JobLogLine>,
     ) -> Result<(), CoordinatorError> {
+        // The protocol's completion carries no lines: they go first, as any batch does.
+        if !logs.is_empty() {
+            self.append_logs(job_id, worker_id, logs).await?;
+        }
         self.complete(job_id, worker_id, JobCompletion::Build { outcome }).await
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
-use warmspace_sdk::BuildOutcome;
+use warmspace_sdk::{BuildOutcome, JobLogLine};
 use warmspace_template::Manifest;
 
 use crate::{Coordinator, CoordinatorError, Worker};
@@ -30,18 +30,20 @@ const RETRIES: ExponentialBuilder = ExponentialBuilder::new()
     .with_factor(2.0)
     .with_max_times(5);
 
-/// Reports `report` for `job_id`. `heartbeat` is the task renewing the
-/// job's lease; once it has ended, the lease is lost and trying stops.
+/// Reports `report` for `job_id`, with `logs`, the last lines of its log.
+/// `heartbeat` is the task renewing the job's lease; once it has ended, the
+/// lease is lost and trying stops.
 pub(crate) async fn report<C: Coordinator>(
     coordinator: &C,
     worker: &Worker,
     job_id: Uuid,
     mut report: Report,
+    mut logs: Vec<JobLogLine>,
     heartbeat: &JoinHandle<()>,
 ) {
     let mut retries = RETRIES.build();
     loop {
-        let err = match send(coordinator, worker.id, job_id, report.clone()).await {
+        let err = match send(coordinator, worker.id, job_id, report.clone(), &mut logs).await {
             Ok(()) => return,
             Err(err) => err,
         };
@@ -77,15 +79,35 @@ pub(crate) async fn report<C: Coordinator>(
     }
 }
 
+/// A build's completion carries its lines; an import's or a failure's
+/// follow them (stored once: a retry does not append them again).
 async fn send<C: Coordinator>(
     coordinator: &C,
     worker_id: Uuid,
     job_id: Uuid,
     report: Report,
+    logs: &mut Vec<JobLogLine>,
 ) -> Result<(), CoordinatorError> {
     match report {
-        Report::Imported(manifest) => coordinator.complete_import(job_id, worker_id, manifest).await,
-        Report::Built(outcome) => coordinator.complete_build(job_id, worker_id, outcome).await,
-        Report::Failed(error) => coordinator.fail_job(job_id, worker_id, error).await,
+        Report::Built(outcome) => coordinator.complete_build(job_id, worker_id, outcome, logs.clone()).await,
+        Report::Imported(manifest) => {
+            append_first(coordinator, worker_id, job_id, logs).await;
+            coordinator.complete_import(job_id, worker_id, manifest).await
+        }
+        Report::Failed(error) => {
+            append_first(coordinator, worker_id, job_id, logs).await;
+            coordinator.fail_job(job_id, worker_id, error).await
+        }
+    }
+}
+
+/// Stores `logs` (if any) ahead of a report that cannot carry them, as a
+/// batch stored while the job ran: one that fails is lost, not retried.
+async fn append_first<C: Coordinator>(coordinator: &C, worker_id: Uuid, job_id: Uuid, logs: &mut Vec<JobLogLine>) {
+    if logs.is_empty() {
+        return;
+    }
+    if let Err(err) = coordinator.append_logs(job_id, worker_id, std::mem::take(logs)).await {
+        tracing::warn!(%job_id, error = %err, "could not store job log lines");
     }
 }

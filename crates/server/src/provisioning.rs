@@ -163,8 +163,9 @@ impl Coordinator for LocalCoordinator {
         job_id: Uuid,
         worker_id: Uuid,
         outcome: BuildOutcome,
+        logs: Vec<JobLogLine>,
     ) -> Result<(), CoordinatorError> {
-        self.domain.complete_build(job_id, worker_id, outcome).await.map_err(coordinator_error)
+        self.domain.complete_build(job_id, worker_id, None, outcome, logs).await.map_err(coordinator_error)
     }
 
     async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: String) -> Result<(), CoordinatorError> {

@@ -170,6 +170,124 @@ pub struct LogRow {
     pub output: String,
 }
 
+/// A job a daemon took, with what running it needs.
+#[derive(Debug, Clone)]
+pub struct TakenJob {
+    pub id: Uuid,
+    pub payload: JobPayload,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobPayload {
+    /// An import of this version, whose files are `file_id`.
+    Import {
+        template_version_id: Uuid,
+        file_id: Uuid,
+    },
+    Build(Box<crate::workspaces::BuildPayload>),
+    /// The rows the job is for are gone: it cannot run.
+    Missing,
+}
+
+/// What `take_provisioner_job` returns.
+#[derive(sqlx::FromRow)]
+struct TakenRow {
+    job_id: Uuid,
+    job_type: JobType,
+    template_version_id: Option<Uuid>,
+    file_id: Option<Uuid>,
+    build_id: Option<Uuid>,
+    build_number: Option<i32>,
+    transition: Option<Transition>,
+    reason: Option<warmspace_states::BuildReason>,
+    workspace_id: Option<Uuid>,
+    workspace_name: Option<String>,
+    owner_id: Option<Uuid>,
+    owner_name: Option<String>,
+    provisioner_config: Option<Json<serde_json::Value>>,
+    parameters: Option<Json<BTreeMap<String, String>>>,
+    previous_state: Option<Vec<u8>>,
+    agent_names: Option<Vec<String>>,
+    has_agent_tokens: Option<bool>,
+}
+
+impl TakenRow {
+    fn into_taken(self) -> TakenJob {
+        let id = self.job_id;
+        let payload = match (self.job_type, self.template_version_id, self.file_id) {
+            (JobType::TemplateVersionImport, Some(template_version_id), Some(file_id)) => {
+                JobPayload::Import { template_version_id, file_id }
+            }
+            (JobType::WorkspaceBuild, Some(template_version_id), Some(file_id)) => match self.build() {
+                Some(build) => JobPayload::Build(Box::new(crate::workspaces::BuildPayload {
+                    template_version_id,
+                    file_id,
+                    ..build
+                })),
+                None => JobPayload::Missing,
+            },
+            _ => JobPayload::Missing,
+        };
+        TakenJob { id, payload }
+    }
+
+    /// The build's columns, all there when the build's rows are.
+    fn build(self) -> Option<crate::workspaces::BuildPayload> {
+        Some(crate::workspaces::BuildPayload {
+            build_id: self.build_id?,
+            build_number: self.build_number?,
+            transition: self.transition?,
+            reason: self.reason?,
+            workspace_id: self.workspace_id?,
+            workspace_name: self.workspace_name?,
+            owner_id: self.owner_id?,
+            owner_name: self.owner_name?,
+            template_version_id: self.template_version_id?,
+            file_id: self.file_id?,
+            provisioner_config: self.provisioner_config,
+            parameters: self.parameters.unwrap_or_default(),
+            previous_state: self.previous_state,
+            agent_names: self.agent_names.unwrap_or_default(),
+            has_agent_tokens: self.has_agent_tokens.unwrap_or(false),
+        })
+    }
+}
+
+/// Announcements a completion makes at its commit: (channel, payload).
+#[derive(Debug, Clone, Default)]
+pub struct Notices {
+    /// Made whatever the build was.
+    pub always: Vec<(String, String)>,
+    /// Made only when the build's workspace was made from a preset.
+    pub if_preset: Option<(String, String)>,
+}
+
+/// How a completion went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildCompleted {
+    /// The status the job ended with (a job being canceled ends canceled).
+    pub status: JobStatus,
+    /// How many of the lines were stored.
+    pub logs_stored: usize,
+}
+
+/// What `complete_provisioner_build` returns.
+#[derive(sqlx::FromRow)]
+struct CompletionRow {
+    outcome: String,
+    status: Option<JobStatus>,
+    logs_stored: i32,
+}
+
+impl CompletionRow {
+    fn into_result(self) -> Result<BuildCompleted> {
+        match (self.outcome.as_str(), self.status) {
+            ("done", Some(status)) => Ok(BuildCompleted { status, logs_stored: self.logs_stored as usize }),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+}
+
 /// Filters of a job listing.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -309,6 +427,110 @@ impl Store {
             .bind(policy.prebuild_share)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    /// Takes a job as [`Store::acquire_job`] does, with everything its
+    /// daemon needs to run it, in the same call: one statement (the
+    /// `take_provisioner_job` function, migration 0014).
+    pub async fn take_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<TakenJob>> {
+        let sql = format!(
+            "SELECT * FROM take_provisioner_job($1, $2, $3, $4, $5, $6, $7, interval '{DAEMON_LIVENESS}', \
+                                                interval '{DAEMON_TOUCH_EVERY}')"
+        );
+        let row: Option<TakenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(worker.id)
+            .bind(&worker.name)
+            .bind(Json(&worker.tags))
+            .bind(worker.key_id.as_deref())
+            .bind(policy.lease)
+            .bind(self.now())
+            .bind(policy.prebuild_share)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(TakenRow::into_taken))
+    }
+
+    /// Records how a build ended together with its daemon's last log lines
+    /// and the announcements that follow, in one statement (the
+    /// `complete_provisioner_build` function, migration 0014): the lines
+    /// (dropped when the log has overflowed), the job's end, the build's
+    /// state and resources, a successful delete's workspace deletion, and
+    /// `notices` — delivered at commit, from this statement's connection.
+    /// Lines that would take the log past its cap are stored capped first,
+    /// as [`Store::append_held_job_logs`] does, by a transaction of their own.
+    /// Fails with `NotFound` when the worker no longer holds the job.
+    pub async fn complete_build_with_logs(
+        &self,
+        job_id: Uuid,
+        holder: Holder<'_>,
+        done: &crate::workspaces::BuildCompletion,
+        logs: &[NewLog],
+        notices: &Notices,
+    ) -> Result<BuildCompleted> {
+        let completed = self.complete_build_call(job_id, holder.worker_id, done, &cleaned(logs), notices).await?;
+        if completed.outcome != "over_cap" {
+            return completed.into_result();
+        }
+        let stored = append_capped(&self.pool, CappedLog::Job { id: job_id, holder: Some(holder) }, logs).await?;
+        let completed = self.complete_build_call(job_id, holder.worker_id, done, &[], notices).await?;
+        Ok(BuildCompleted { logs_stored: stored, ..completed.into_result()? })
+    }
+
+    async fn complete_build_call(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        done: &crate::workspaces::BuildCompletion,
+        logs: &[NewLog],
+        notices: &Notices,
+    ) -> Result<CompletionRow> {
+        let error = done.error.as_deref().map(without_nul);
+        let (addresses, kinds, replaced): (Vec<&str>, Vec<&str>, Vec<bool>) = done
+            .resources
+            .iter()
+            .map(|(a, k, r)| (a.as_str(), k.as_str(), *r))
+            .fold((Vec::new(), Vec::new(), Vec::new()), |(mut a, mut k, mut r), (x, y, z)| {
+                a.push(x);
+                k.push(y);
+                r.push(z);
+                (a, k, r)
+            });
+        let created_at: Vec<DateTime<Utc>> = logs.iter().map(|l| l.created_at).collect();
+        let levels: Vec<LogLevel> = logs.iter().map(|l| l.level).collect();
+        let outputs: Vec<&str> = logs.iter().map(|l| l.output.as_str()).collect();
+        let sources: Vec<LogSource> = logs.iter().map(|l| l.source).collect();
+        let stages: Vec<&str> = logs.iter().map(|l| l.stage.as_str()).collect();
+        let bytes: usize = logs.iter().map(|l| l.output.len()).sum();
+        let (channels, payloads): (Vec<&str>, Vec<&str>) =
+            notices.always.iter().map(|(c, p)| (c.as_str(), p.as_str())).unzip();
+        let preset = notices.if_preset.as_ref();
+        Ok(sqlx::query_as(
+            "SELECT * FROM complete_provisioner_build($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                 $15, $16, $17, $18, $19, $20, $21)",
+        )
+        .bind(job_id)
+        .bind(worker_id)
+        .bind(done.status)
+        .bind(error.as_deref())
+        .bind(done.interrupted)
+        .bind(self.now())
+        .bind(done.state.as_deref().unwrap_or_default())
+        .bind(&addresses)
+        .bind(&kinds)
+        .bind(&replaced)
+        .bind(&created_at)
+        .bind(&levels)
+        .bind(&outputs)
+        .bind(&sources)
+        .bind(&stages)
+        .bind(i32::try_from(bytes).unwrap_or(i32::MAX))
+        .bind(MAX_JOB_LOG_BYTES as i32)
+        .bind(&channels)
+        .bind(&payloads)
+        .bind(preset.map(|(c, _)| c.as_str()))
+        .bind(preset.map(|(_, p)| p.as_str()))
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Renews the lease of a job `worker_id` holds. Returns the job's status
@@ -492,17 +714,7 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs:
     if logs.is_empty() {
         return Ok(0);
     }
-    // Output is reported, not chosen: NUL characters (PostgreSQL cannot
-    // store them) are dropped, and a runaway line is cut, saying so, before
-    // it counts toward the log's cap.
-    let logs: Vec<NewLog> = logs
-        .iter()
-        .map(|l| NewLog {
-            output: cap_log_line(&without_nul(&l.output)).into_owned(),
-            stage: without_nul(&l.stage).into_owned(),
-            ..l.clone()
-        })
-        .collect();
+    let logs = cleaned(logs);
     let mut tx = pool.begin().await?;
     let length = match log {
         CappedLog::Job { id, holder } => {
@@ -597,6 +809,19 @@ pub(crate) async fn append_capped(pool: &sqlx::PgPool, log: CappedLog<'_>, logs:
     }
     tx.commit().await?;
     Ok(kept.len())
+}
+
+/// Output is reported, not chosen: NUL characters (PostgreSQL cannot store
+/// them) are dropped, and a runaway line is cut, saying so, before it counts
+/// toward the log's cap.
+fn cleaned(logs: &[NewLog]) -> Vec<NewLog> {
+    logs.iter()
+        .map(|l| NewLog {
+            output: cap_log_line(&without_nul(&l.output)).into_owned(),
+            stage: without_nul(&l.stage).into_owned(),
+            ..l.clone()
+        })
+        .collect()
 }
 
 /// The part of `logs` that fits under the cap given `stored` bytes so far,

@@ -168,7 +168,8 @@ pub struct BuildCompletion {
     pub resources: Vec<(String, String, bool)>,
 }
 
-/// What a daemon needs to run a build, gathered in one place.
+/// What a daemon needs to run a build, gathered in one place (returned
+/// with the job when a daemon takes it: see `Store::take_job`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BuildPayload {
     pub build_id: Uuid,
@@ -455,34 +456,6 @@ impl Store {
     pub async fn builds(&self, workspace_id: Uuid) -> Result<Vec<BuildRow>> {
         let sql = format!("{} WHERE b.workspace_id = $1 ORDER BY b.build_number DESC", BUILD_SELECT);
         Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.pool).await?)
-    }
-
-    /// Everything a daemon needs to run the build behind `job_id`.
-    pub async fn build_payload(&self, job_id: Uuid) -> Result<BuildPayload> {
-        sqlx::query_as!(
-            BuildPayload,
-            "SELECT b.id AS build_id, b.build_number, b.transition AS \"transition: Transition\", \
-                 b.reason AS \"reason: BuildReason\", w.id AS workspace_id, \
-                 w.name AS workspace_name, w.owner_id, u.username AS owner_name, b.template_version_id, v.file_id, \
-                 v.provisioner_config AS \"provisioner_config: Json<serde_json::Value>\", \
-                 coalesce((SELECT json_object_agg(p.name, p.value) FROM workspace_build_parameters p \
-                           WHERE p.workspace_build_id = b.id), '{}') \
-                     AS \"parameters!: Json<BTreeMap<String, String>>\", \
-                 (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id \
-                      AND e.build_number < b.build_number AND e.provisioner_state IS NOT NULL \
-                  ORDER BY e.build_number DESC LIMIT 1) AS previous_state, \
-                 array(SELECT a.name FROM template_version_agents a WHERE a.template_version_id = v.id \
-                       ORDER BY a.ordinal) AS \"agent_names!\", \
-                 EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id AND a.token_id IS NOT NULL) \
-                     AS \"has_agent_tokens!\" \
-             FROM workspace_builds b JOIN workspaces w ON w.id = b.workspace_id \
-             JOIN users u ON u.id = w.owner_id JOIN template_versions v ON v.id = b.template_version_id \
-             WHERE b.job_id = $1",
-            job_id,
-        )
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
     }
 
     /// Records how a build ended — the job's status, the backend's state and

@@ -51,6 +51,10 @@ pub async fn run(config: &EchoConfig, mut ctx: BuildContext<'_>) -> BuildOutcome
 /// They end when the server says the workspace stopped or their token stops
 /// working (the next start issues new ones; deletion revokes them).
 fn start_simulated_agents(job: &warmspace_sdk::BuildJob, log: &crate::logs::LogSink) {
+    // No agents, nothing to simulate: the server's address does not matter.
+    if job.agent_tokens.is_empty() {
+        return;
+    }
     let Ok(url) = job.server_url.parse::<url::Url>() else {
         log.error(job.transition.as_str(), format!("cannot simulate agents: bad server URL {:?}", job.server_url));
         return;

@@ -144,14 +144,16 @@ async fn append_logs(
     params(("job" = Uuid, Path)), responses((status = 200, body = Body), (status = 410, body = Body)))]
 async fn complete(
     State(state): State<AppState>,
-    _daemon: DaemonAuth,
+    daemon: DaemonAuth,
     Path(job_id): Path<Uuid>,
     LogJson(req): LogJson<CompleteJobRequest>,
 ) -> Result<axum::Json<Body>, ApiError> {
     let domain = &state.domain;
     match req.completion {
         JobCompletion::Import { manifest } => domain.complete_import(job_id, req.worker_id, *manifest).await,
-        JobCompletion::Build { outcome } => domain.complete_build(job_id, req.worker_id, outcome).await,
+        JobCompletion::Build { outcome } => {
+            domain.complete_build(job_id, req.worker_id, Some(&daemon.key_id), outcome, Vec::new()).await
+        }
         JobCompletion::Failed { error } => domain.fail_job(job_id, req.worker_id, &error).await,
     }?;
     Ok(message("Recorded."))

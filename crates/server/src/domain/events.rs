@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 use warmspace_sdk::ReinitEvent;
-use warmspace_store::jobs::{JOB_POSTED_CHANNEL, job_events_channel};
+use warmspace_store::jobs::{JOB_POSTED_CHANNEL, Notices, job_events_channel};
 use warmspace_store::notifications::inbox_channel;
 use warmspace_store::pubsub::{PubSub, PubSubError, Subscription};
 use warmspace_store::workspaces::claim_channel;
@@ -88,6 +88,18 @@ impl Events {
     pub async fn build_finished(&self, job_id: Uuid) {
         self.job_done(job_id).await;
         self.reconcile(Trigger::Job(job_id)).await;
+    }
+
+    /// What [`Events::build_finished`] announces, for a completion that
+    /// makes its announcements itself, at its commit: the end, to the job's
+    /// followers, and — only when the build's workspace was made from a
+    /// preset — the reconciliation trigger naming the job. (No "logs"
+    /// announcement: a follower woken by the end reads every line.)
+    pub fn build_finished_notices(&self, job_id: Uuid) -> Notices {
+        Notices {
+            always: vec![(job_events_channel(job_id), EVENT_DONE.to_owned())],
+            if_preset: Some((RECONCILE_CHANNEL.to_owned(), Trigger::Job(job_id).payload())),
+        }
     }
 
     /// A prebuild was claimed: its agents' re-init streams look again.

@@ -10,17 +10,30 @@ use warmspace_authz::{Action, Object, Resource};
 use warmspace_provisioner::{AcquiredJob, JobKind, JobState, Worker};
 use warmspace_sdk::{
     BuildJob, BuildOutcome, BuildReason, BuildResult, CreateProvisionerKeyRequest, CreateProvisionerKeyResponse,
-    JobLogLine, JobStatus, JobType, LogLevel, LogSource, ProvisionerKey,
+    JobLogLine, JobStatus, LogLevel, LogSource, ProvisionerKey,
 };
 use warmspace_store::StoreError;
 use warmspace_store::agents::IssuedToken;
-use warmspace_store::jobs::{self, JobRow, NewLog};
+use warmspace_store::jobs::{self, JobPayload, NewLog};
 use warmspace_store::workspaces::{BuildCompletion, BuildRow, PREBUILDS_USER_ID};
 use warmspace_template::{BackendConfig, Manifest, Transition};
 
 use super::views::key_view;
 use super::{Actor, Domain, Error, Found, Result, valid_slug};
 use crate::auth::tokens::Token;
+
+/// A daemon's log lines as the store takes them.
+fn new_logs(logs: Vec<JobLogLine>) -> Vec<NewLog> {
+    logs.into_iter()
+        .map(|l| NewLog {
+            created_at: l.created_at,
+            source: l.source,
+            level: l.level,
+            stage: l.stage,
+            output: l.output,
+        })
+        .collect()
+}
 
 /// A job whose daemon has not reported for its lease is no longer its.
 fn job_lost(err: StoreError) -> Error {
@@ -32,14 +45,15 @@ fn job_lost(err: StoreError) -> Error {
 
 impl Domain {
     /// Takes the next job `worker` may run (authenticated by a provisioner
-    /// key, when external), with everything needed to run it.
+    /// key, when external), with everything needed to run it: one call to
+    /// the store, which returns the job with its payload.
     pub async fn acquire_job(&self, worker: &Worker, key_id: Option<String>) -> Result<Option<AcquiredJob>> {
         let queue_worker = jobs::Worker { id: worker.id, name: worker.name.clone(), tags: worker.tags.clone(), key_id };
         let policy = &self.config.queue;
-        let Some(job) = self.store.acquire_job(&queue_worker, policy).await? else {
+        let Some(job) = self.store.take_job(&queue_worker, policy).await? else {
             return Ok(None);
         };
-        match self.describe(&job).await {
+        match self.describe(job.payload).await {
             Ok(kind) => Ok(Some(AcquiredJob { id: job.id, heartbeat_every: policy.lease / 3, kind })),
             // A job no daemon can even start must not stay running until its lease expires.
             Err(err) => {
@@ -51,12 +65,14 @@ impl Domain {
         }
     }
 
-    async fn describe(&self, job: &JobRow) -> std::result::Result<JobKind, StoreError> {
-        if job.kind == JobType::TemplateVersionImport {
-            let version = self.store.template_version_by_job(job.id).await?;
-            return Ok(JobKind::TemplateImport { template_version_id: version.id, file_id: version.file_id });
-        }
-        let p = self.store.build_payload(job.id).await?;
+    async fn describe(&self, payload: JobPayload) -> std::result::Result<JobKind, StoreError> {
+        let p = match payload {
+            JobPayload::Import { template_version_id, file_id } => {
+                return Ok(JobKind::TemplateImport { template_version_id, file_id });
+            }
+            JobPayload::Build(payload) => *payload,
+            JobPayload::Missing => return Err(StoreError::NotFound),
+        };
         let invalid = |message: String| StoreError::Invalid { field: "job", message };
         let backend: BackendConfig = p
             .provisioner_config
@@ -140,16 +156,7 @@ impl Domain {
         key_id: Option<String>,
         logs: Vec<JobLogLine>,
     ) -> Result<()> {
-        let logs: Vec<NewLog> = logs
-            .into_iter()
-            .map(|l| NewLog {
-                created_at: l.created_at,
-                source: l.source,
-                level: l.level,
-                stage: l.stage,
-                output: l.output,
-            })
-            .collect();
+        let logs = new_logs(logs);
         let holder = jobs::Holder { worker_id, key_id: key_id.as_deref() };
         if self.store.append_held_job_logs(job_id, holder, &logs).await.map_err(job_lost)? > 0 {
             self.events.job_logs(job_id).await;
@@ -164,18 +171,31 @@ impl Domain {
         Ok(())
     }
 
-    /// Records how a build ended. A claim build that replaced resources the
-    /// pool kept warm says so in its log and tells the template admins.
-    pub async fn complete_build(&self, job_id: Uuid, worker_id: Uuid, outcome: BuildOutcome) -> Result<()> {
+    /// Records how a build ended, with the last log lines of the daemon
+    /// holding it (`key_id` as for [`Domain::append_job_logs`]; an external
+    /// daemon sends its lines before, and none here). A claim build
+    /// that replaced resources the pool kept warm says so in its log and
+    /// tells the template admins. The job's end, its lines and the
+    /// announcements that follow (its followers see the end; the pool of
+    /// the workspace's preset, if any, looks again) are one store call.
+    pub async fn complete_build(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        key_id: Option<&str>,
+        outcome: BuildOutcome,
+        logs: Vec<JobLogLine>,
+    ) -> Result<()> {
         let replaced: Vec<String> =
             outcome.resources.iter().filter(|r| r.replaced).map(|r| r.address.clone()).collect();
         let claim = match replaced.is_empty() {
             true => None,
             false => self.store.build_by_job(job_id).await.ok().filter(|b| b.reason == BuildReason::Claim),
         };
+        let mut logs = new_logs(logs);
         if claim.is_some() {
-            // Before the job ends, so everyone following the log sees it.
-            self.warn_replaced(job_id, &replaced).await;
+            // With the job's end, so everyone following the log sees it.
+            logs.extend(self.replaced_lines(&replaced));
         }
         let (status, error, interrupted) = match outcome.result {
             BuildResult::Succeeded => (JobStatus::Succeeded, None, false),
@@ -190,8 +210,9 @@ impl Domain {
             state: outcome.state,
             resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
         };
-        self.store.complete_build(job_id, worker_id, &completion).await.map_err(job_lost)?;
-        self.events.build_finished(job_id).await;
+        let holder = jobs::Holder { worker_id, key_id };
+        let notices = self.events.build_finished_notices(job_id);
+        self.store.complete_build_with_logs(job_id, holder, &completion, &logs, &notices).await.map_err(job_lost)?;
         if let Some(build) = claim {
             self.tell_template_admins(&build, &replaced).await;
         }
@@ -220,9 +241,9 @@ impl Domain {
         Ok(reaped.len())
     }
 
-    /// A claim rebuilt resources the pool had kept warm: say so in the build log.
-    async fn warn_replaced(&self, job_id: Uuid, replaced: &[String]) {
-        let lines: Vec<NewLog> = replaced
+    /// A claim rebuilt resources the pool had kept warm: what its build log says.
+    fn replaced_lines(&self, replaced: &[String]) -> Vec<NewLog> {
+        replaced
             .iter()
             .map(|address| NewLog {
                 created_at: self.now(),
@@ -234,10 +255,7 @@ impl Domain {
                      the template rebuilds it for each new owner, so the pool saves less time than it could"
                 ),
             })
-            .collect();
-        if let Err(err) = self.store.append_job_logs(job_id, &lines).await {
-            tracing::warn!(%job_id, error = %err, "cannot log replaced resources");
-        }
+            .collect()
     }
 
     /// Template admins hear of claims that rebuilt warm resources.

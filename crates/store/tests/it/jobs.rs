@@ -6,10 +6,12 @@ use chrono::Utc;
 use futures::future::join_all;
 use uuid::Uuid;
 use warmspace_states::{BuildReason, JobPriority, JobStatus, LogLevel, LogSource, LoginType, Transition, UserStatus};
-use warmspace_store::jobs::{LOG_TRUNCATED_LINE, MAX_JOB_LOG_BYTES, NewLog, QueuePolicy, Worker};
+use warmspace_store::jobs::{
+    Holder, JobPayload, LOG_TRUNCATED_LINE, MAX_JOB_LOG_BYTES, NewLog, Notices, QueuePolicy, Worker,
+};
 use warmspace_store::testing::TestDatabase;
-use warmspace_store::workspaces::{NewBuild, NewWorkspace, PREBUILDS_USER_ID};
-use warmspace_store::{NewTemplate, NewTemplateVersion, NewUser, Store, TemplateSettings};
+use warmspace_store::workspaces::{BuildCompletion, NewBuild, NewWorkspace, PREBUILDS_USER_ID};
+use warmspace_store::{NewTemplate, NewTemplateVersion, NewUser, Store, StoreError, TemplateSettings};
 
 async fn user(store: &Store) -> Uuid {
     store
@@ -417,4 +419,60 @@ async fn an_unknown_state_in_a_row_is_a_decode_error_never_a_default() {
     // Not silently a delete (nor anything else).
     let err = store.workspace(workspace).await.expect_err("an unknown transition does not decode");
     assert!(err.to_string().contains("\"restart\" is not a build transition"), "{err}");
+}
+
+// A build's end carries its daemon's last lines: stored with it when they
+// fit, capped (with the truncation line) when they would overflow the log;
+// a job being canceled ends canceled; a daemon that no longer holds the job
+// changes nothing.
+#[tokio::test]
+async fn a_build_ends_with_its_last_lines_capped_like_any_batch() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    let admin = store.user_by_username("admin").await.unwrap().id;
+    for name in ["one", "two"] {
+        queue_start(&store, template, admin, admin, name).await;
+    }
+    let daemon = worker(1);
+    let line = |size: usize| NewLog {
+        created_at: Utc::now(),
+        source: LogSource::Provisioner,
+        level: LogLevel::Info,
+        stage: "start".into(),
+        output: "x".repeat(size),
+    };
+    let done = BuildCompletion {
+        status: JobStatus::Succeeded,
+        error: None,
+        interrupted: false,
+        state: None,
+        resources: vec![("echo_workspace.main".into(), "echo_workspace".into(), false)],
+    };
+    let holder = Holder { worker_id: daemon.id, key_id: None };
+    let notices = Notices::default();
+
+    let first = store.take_job(&daemon, &POLICY).await.unwrap().expect("a job");
+    assert!(matches!(first.payload, JobPayload::Build(ref b) if b.workspace_name == "one"));
+    let small = [line(10), line(20)];
+    let stranger = Holder { worker_id: Uuid::new_v4(), key_id: None };
+    let lost = store.complete_build_with_logs(first.id, stranger, &done, &small, &notices).await;
+    assert!(matches!(lost, Err(StoreError::NotFound)), "{lost:?}");
+    assert_eq!(store.job(first.id).await.unwrap().status, JobStatus::Running);
+    let ended = store.complete_build_with_logs(first.id, holder, &done, &small, &notices).await.unwrap();
+    assert_eq!((ended.status, ended.logs_stored), (JobStatus::Succeeded, 2));
+    let row = store.job(first.id).await.unwrap();
+    assert_eq!(row.logs_length, 30);
+    assert_eq!(store.job_logs(first.id, 0).await.unwrap().len(), 2);
+
+    let second = store.take_job(&daemon, &POLICY).await.unwrap().expect("a job");
+    store.cancel_job(second.id).await.unwrap();
+    let big: Vec<NewLog> = (0..MAX_JOB_LOG_BYTES / 60_000 + 1).map(|_| line(60_000)).collect();
+    let ended = store.complete_build_with_logs(second.id, holder, &done, &big, &notices).await.unwrap();
+    assert_eq!(ended.status, JobStatus::Canceled, "a canceling job ends canceled");
+    let stored = store.job_logs(second.id, 0).await.unwrap();
+    assert_eq!(stored.last().unwrap().output, LOG_TRUNCATED_LINE);
+    let row = store.job(second.id).await.unwrap();
+    assert!(row.logs_overflowed);
+    assert_eq!(row.logs_length as usize, MAX_JOB_LOG_BYTES);
 }
