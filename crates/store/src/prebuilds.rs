@@ -172,29 +172,69 @@ fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
-/// Held by the one replica reconciling. Released by [`ReconcilerLock::release`];
-/// a lock dropped without it (its cycle panicked, or its task was aborted)
-/// closes its connection, which releases the lock in PostgreSQL, rather than
-/// returning it to the pool still locked. A dead replica's lock dies with
-/// its connection.
-pub struct ReconcilerLock {
+/// A connection holding reconciliation's advisory locks: the global one,
+/// which one full cycle at a time holds, and per-preset ones, which whoever
+/// acts on a preset's pool holds while it reads and acts (so two passes never
+/// both act on one pool from the same picture). Released by
+/// [`LockSession::release`]; a session dropped without it (its pass panicked,
+/// or its task was aborted) closes its connection, which releases its locks
+/// in PostgreSQL, rather than returning it to the pool still locked. A dead
+/// replica's locks die with its connection.
+pub struct LockSession {
     connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
 }
 
+/// Another name for the session a full cycle holds the global lock on.
+pub type ReconcilerLock = LockSession;
+
 const RECONCILER_LOCK: &str = "hashtext('warmspace.reconciler')";
 
-impl ReconcilerLock {
+impl LockSession {
+    fn connection(&mut self) -> &mut sqlx::PgConnection {
+        self.connection.as_mut().expect("a session keeps its connection until released")
+    }
+
+    /// The global reconciliation lock, unless another session holds it.
+    pub async fn try_lock_reconciler(&mut self) -> Result<bool> {
+        let sql = format!("SELECT pg_try_advisory_lock({RECONCILER_LOCK})");
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(self.connection()).await?)
+    }
+
+    /// Locks those of `preset_ids` no other session holds, in one statement,
+    /// and returns them; the others are being reconciled right now.
+    pub async fn try_lock_presets(&mut self, preset_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT id AS \"id!\" FROM unnest($1::uuid[]) AS id \
+             WHERE pg_try_advisory_lock(hashtextextended('warmspace.preset:' || id::text, 0))",
+            preset_ids,
+        )
+        .fetch_all(self.connection())
+        .await?)
+    }
+
+    /// Unlocks presets this session locked (keeping its other locks).
+    pub async fn unlock_presets(&mut self, preset_ids: &[Uuid]) -> Result<()> {
+        sqlx::query_scalar!(
+            "SELECT pg_advisory_unlock(hashtextextended('warmspace.preset:' || id::text, 0)) \
+             FROM unnest($1::uuid[]) AS id",
+            preset_ids,
+        )
+        .fetch_all(self.connection())
+        .await?;
+        Ok(())
+    }
+
+    /// Releases every lock the session holds and returns its connection.
     pub async fn release(mut self) {
         let Some(mut connection) = self.connection.take() else { return };
-        let sql = format!("SELECT pg_advisory_unlock({RECONCILER_LOCK})");
-        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *connection).await {
-            tracing::warn!(error = %err, "cannot release the reconciliation lock; closing its connection");
+        if let Err(err) = sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *connection).await {
+            tracing::warn!(error = %err, "cannot release reconciliation locks; closing their connection");
             connection.close_on_drop();
         }
     }
 }
 
-impl Drop for ReconcilerLock {
+impl Drop for LockSession {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.as_mut() {
             connection.close_on_drop();
@@ -203,12 +243,20 @@ impl Drop for ReconcilerLock {
 }
 
 impl Store {
+    /// A connection to hold reconciliation locks on, holding none yet.
+    pub async fn lock_session(&self) -> Result<LockSession> {
+        Ok(LockSession { connection: Some(self.pool.acquire().await?) })
+    }
+
     /// The reconciliation lock, unless another replica holds it.
     pub async fn try_lock_reconciler(&self) -> Result<Option<ReconcilerLock>> {
-        let mut connection = self.pool.acquire().await?;
-        let sql = format!("SELECT pg_try_advisory_lock({RECONCILER_LOCK})");
-        let locked: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *connection).await?;
-        Ok(locked.then_some(ReconcilerLock { connection: Some(connection) }))
+        let mut session = self.lock_session().await?;
+        if session.try_lock_reconciler().await? {
+            Ok(Some(session))
+        } else {
+            session.release().await;
+            Ok(None)
+        }
     }
 
     /// Everything reconciliation decides from, read in one repeatable-read
