@@ -306,7 +306,11 @@ impl Reconciler {
                 if pending.presets.is_empty() && pending.jobs.is_empty() {
                     continue;
                 }
-                let work = Pending { full: false, presets: std::mem::take(&mut pending.presets), jobs: std::mem::take(&mut pending.jobs) };
+                let work = Pending {
+                    full: false,
+                    presets: std::mem::take(&mut pending.presets),
+                    jobs: std::mem::take(&mut pending.jobs),
+                };
                 match self.run_named(&work).await {
                     Ok(busy) if !busy.is_empty() => {
                         pending.presets.extend(busy);
