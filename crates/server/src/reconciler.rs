@@ -235,8 +235,9 @@ impl Reconciler {
     ///
     /// Triggers naming presets (or jobs of their prebuilds) are handled by a
     /// pass over those presets alone, at once: the first trigger of a burst
-    /// starts a pass, and whatever arrives while it runs is merged into one
-    /// follow-up, so a burst of N claims causes two or three passes, not N.
+    /// starts a pass, and whatever arrives while it runs or within the
+    /// debounce window after it is merged into one follow-up, so a burst of
+    /// N claims causes a handful of passes, not N.
     /// Any other trigger, and the timer, ask for a full cycle, which runs in
     /// a task of its own (one at a time) after the debounce window, so
     /// passes over named presets go on while it runs; triggers arriving
@@ -248,7 +249,8 @@ impl Reconciler {
             let mut next_full = Instant::now();
             let mut full: Option<JoinHandle<domain::Result<Option<CycleStats>>>> = None;
             let mut pending = Pending::default();
-            // When a pass found named presets' locks held: look again then.
+            // No pass over named presets before then: the debounce window after
+            // the last one, or a short wait when presets' locks were held.
             let mut retry: Option<Instant> = None;
             loop {
                 // While a full cycle runs, only a retry wakes the loop early.
@@ -311,12 +313,14 @@ impl Reconciler {
                     presets: std::mem::take(&mut pending.presets),
                     jobs: std::mem::take(&mut pending.jobs),
                 };
+                // The next pass waits out the debounce window, taking in what
+                // arrives meanwhile: the rest of a burst makes one follow-up.
                 match self.run_named(&work).await {
                     Ok(busy) if !busy.is_empty() => {
                         pending.presets.extend(busy);
-                        retry = Some(Instant::now() + PRESET_RETRY);
+                        retry = Some(Instant::now() + PRESET_RETRY.max(config.debounce));
                     }
-                    Ok(_) => {}
+                    Ok(_) => retry = Some(Instant::now() + config.debounce),
                     Err(err) => tracing::warn!(error = %err, "reconciliation of named presets failed"),
                 }
             }
