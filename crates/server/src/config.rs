@@ -96,7 +96,9 @@ pub struct ReconcilerConfig {
     pub background: bool,
     /// A cycle runs at least this often (and at once when something changes).
     pub interval: Duration,
-    /// Triggers arriving within this window of the first are handled by one cycle.
+    /// Full-cycle triggers arriving within this window of the first are
+    /// handled by one cycle. (Triggers naming presets start a pass at once:
+    /// those arriving while it runs are merged into one follow-up.)
     pub debounce: Duration,
     pub backoff_interval: Duration,
     pub backoff_lookback: Duration,

@@ -129,7 +129,7 @@ impl Server {
         let pubsub = PubSub::start(named(&options, "listener"), &store);
         let config = Arc::new(config);
         let domain = Domain::new(store.clone(), pubsub.clone(), Arc::clone(&config));
-        let reconciler = Reconciler::new(domain.with_store(reconciler_store.clone()), budget.reconciler as usize - 1);
+        let reconciler = Reconciler::new(domain.with_store(reconciler_store.clone()), budget.reconciler as usize);
         let reconciler_loop = config.reconciler.background.then(|| {
             let (stop, stopped) = watch::channel(false);
             (stop, reconciler.clone().spawn(stopped))

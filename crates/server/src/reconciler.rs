@@ -11,46 +11,63 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
-use warmspace_prebuilds::reconcile;
+use warmspace_prebuilds::reconcile::{self, Snapshot};
+use warmspace_store::prebuilds::{PrebuildsSnapshot, ReconcilerLock};
 use warmspace_store::pubsub::{Event, Subscription};
 
 use crate::domain::{self, CycleStats, Domain, PrebuildPlan, RECONCILE_CHANNEL, Trigger};
 
-/// When another replica held the lock, look again this soon: its cycle may
-/// have started before the trigger we woke for.
+/// When another replica held the global lock, look again this soon: its
+/// cycle may have started before the trigger we woke for.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
+/// When another pass held a named preset's lock, look again this soon: it is
+/// acting on that preset now, from a picture that may predate our trigger.
+const PRESET_RETRY: Duration = Duration::from_millis(10);
+/// Presets a full cycle locks, re-reads and acts on at a time: their locks
+/// are held only while it acts on them, so passes over named presets wait
+/// for a handful of presets, never for the whole cycle.
+const FULL_CYCLE_CHUNK: usize = 64;
 
 #[derive(Clone)]
 pub struct Reconciler {
     domain: Domain,
-    /// Presets worked on at once: the reconciler's own pool, less the
-    /// connection its lock holds.
+    /// Presets worked on at once by one pass.
     concurrency: usize,
+    /// Lock sessions held at once (each pass holds one connection for its
+    /// locks): fewer than the reconciler's connections, so a pass holding a
+    /// session always finds one to work on and passes never starve each other.
+    sessions: Arc<Semaphore>,
     /// Eligible prebuilds whose `eligible` event this replica has recorded;
     /// only those still eligible are kept, so it stays as small as the pools.
     eligible_recorded: Arc<Mutex<HashSet<Uuid>>>,
-    /// Cycles this replica has run (held the lock for).
+    /// Passes this replica has run (held the locks for).
     cycles: Arc<AtomicU64>,
 }
 
 impl Reconciler {
-    /// A reconciler working through `domain` (whose store should be a pool
-    /// of its own, so a busy cycle never starves requests), on at most
-    /// `concurrency` presets at once.
-    pub fn new(domain: Domain, concurrency: usize) -> Self {
+    /// A reconciler working through `domain`, whose store should be a pool
+    /// of its own of `connections` connections (so a busy cycle never
+    /// starves requests). A full cycle and a pass over named presets each
+    /// hold one for their locks; with three or more, they run side by side.
+    pub fn new(domain: Domain, connections: usize) -> Self {
+        let connections = connections.max(2);
+        // One connection is always left for work; two sessions: a full
+        // cycle's and the named presets' pass.
+        let sessions = (connections - 1).min(2);
         Reconciler {
             domain,
-            concurrency: concurrency.max(1),
+            concurrency: connections - sessions,
+            sessions: Arc::new(Semaphore::new(sessions)),
             eligible_recorded: Default::default(),
             cycles: Default::default(),
         }
     }
 
-    /// Cycles this replica has run so far.
+    /// Passes this replica has run so far.
     pub fn cycles(&self) -> u64 {
         self.cycles.load(Ordering::Relaxed)
     }
@@ -60,50 +77,99 @@ impl Reconciler {
         self.domain.prebuilds_snapshot().await.map(drop)
     }
 
-    /// One cycle, if this replica gets the reconciliation lock (`None` when
-    /// another replica holds it).
+    /// One full cycle, if this replica gets the global reconciliation lock
+    /// (`None` when another replica's full cycle holds it). Presets it finds
+    /// with work to do are locked, re-read and acted on a few at a time;
+    /// those another pass is acting on are left to it.
     pub async fn run_cycle(&self) -> domain::Result<Option<CycleStats>> {
-        self.locked(None).await
-    }
-
-    /// A pass over these presets alone, reading only their rows, if this
-    /// replica gets the reconciliation lock (`None` when another holds it).
-    pub async fn run_presets(&self, preset_ids: &[Uuid]) -> domain::Result<Option<CycleStats>> {
-        self.locked(Some(preset_ids)).await
-    }
-
-    async fn locked(&self, only: Option<&[Uuid]>) -> domain::Result<Option<CycleStats>> {
-        let Some(lock) = self.domain.try_lock_reconciler().await? else {
+        let _session = self.sessions.acquire().await.expect("the session semaphore is never closed");
+        let Some(mut lock) = self.domain.try_lock_reconciler().await? else {
             return Ok(None);
         };
-        // Should the cycle panic or its task be aborted, the lock's guard
-        // closes its connection and PostgreSQL releases the lock.
-        let stats = self.cycle(only).await;
+        // Should the cycle panic or its task be aborted, the session closes
+        // its connection and PostgreSQL releases its locks.
+        let stats = self.full_cycle(&mut lock).await;
         lock.release().await;
         self.cycles.fetch_add(1, Ordering::Relaxed);
         stats.map(Some)
     }
 
-    async fn cycle(&self, only: Option<&[Uuid]>) -> domain::Result<CycleStats> {
+    /// A pass over these presets alone, reading only their rows, holding
+    /// their locks and not the global one: it never waits for a full cycle.
+    /// Presets another pass holds are skipped; `None` when that is all of them.
+    pub async fn run_presets(&self, preset_ids: &[Uuid]) -> domain::Result<Option<CycleStats>> {
+        let (stats, busy) = self.named_pass(preset_ids).await?;
+        Ok((busy.len() < preset_ids.len()).then_some(stats))
+    }
+
+    /// A pass over `preset_ids`; returns what it did and the presets it
+    /// skipped because another pass held them.
+    async fn named_pass(&self, preset_ids: &[Uuid]) -> domain::Result<(CycleStats, Vec<Uuid>)> {
+        let _session = self.sessions.acquire().await.expect("the session semaphore is never closed");
+        let mut session = self.domain.lock_session().await?;
+        let locked = match session.try_lock_presets(preset_ids).await {
+            Ok(locked) => locked,
+            Err(err) => {
+                session.release().await;
+                return Err(err.into());
+            }
+        };
+        let busy: Vec<Uuid> = preset_ids.iter().copied().filter(|id| !locked.contains(id)).collect();
+        let stats = if locked.is_empty() { Ok(CycleStats::default()) } else { self.pass(Some(&locked)).await };
+        session.release().await;
+        if !locked.is_empty() {
+            self.cycles.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((stats?, busy))
+    }
+
+    /// A full cycle, under the global lock held on `lock`: one snapshot of
+    /// every preset finds those with work to do; each of those is then
+    /// locked and re-read before anything is done to it, so a picture that
+    /// went stale while the cycle ran (a pass over named presets acted
+    /// meanwhile) never doubles what that pass did.
+    async fn full_cycle(&self, lock: &mut ReconcilerLock) -> domain::Result<CycleStats> {
+        let started = std::time::Instant::now();
+        let (raw, snapshot) = self.domain.prebuilds_snapshot().await?;
+        let snapshot_elapsed = started.elapsed();
+        let planned = plans(&raw, &snapshot);
+        self.record_eligible(&planned, true).await;
+        let with_actions: Vec<Uuid> =
+            planned.iter().filter(|p| !p.decision.actions.is_empty()).map(|p| p.state.preset_id).collect();
+        let mut stats = CycleStats {
+            presets_total: snapshot.presets.len(),
+            presets_reconciled: planned.len(),
+            snapshot: snapshot_elapsed,
+            ..Default::default()
+        };
+        drop(planned);
+        for chunk in with_actions.chunks(FULL_CYCLE_CHUNK) {
+            let locked = lock.try_lock_presets(chunk).await?;
+            if locked.len() < chunk.len() {
+                tracing::debug!(skipped = chunk.len() - locked.len(), "presets being reconciled by another pass");
+            }
+            if locked.is_empty() {
+                continue;
+            }
+            let done = self.pass(Some(&locked)).await;
+            lock.unlock_presets(&locked).await?;
+            stats.add(&done?);
+        }
+        stats.elapsed = started.elapsed();
+        log_pass("full", &stats);
+        Ok(stats)
+    }
+
+    /// Reads the presets `only` names (every preset if `None`), decides
+    /// each and carries the decisions out. The caller holds their locks.
+    async fn pass(&self, only: Option<&[Uuid]>) -> domain::Result<CycleStats> {
         let started = std::time::Instant::now();
         let (raw, snapshot) = match only {
             None => self.domain.prebuilds_snapshot().await?,
             Some(preset_ids) => self.domain.presets_snapshot(preset_ids).await?,
         };
         let snapshot_elapsed = started.elapsed();
-        let now = snapshot.now;
-        let planned: Vec<PrebuildPlan> = raw
-            .presets
-            .iter()
-            .zip(&snapshot.presets)
-            .filter(|(_, state)| reconcile::needs_attention(state, now))
-            .map(|(row, state)| PrebuildPlan {
-                row,
-                state,
-                decision: reconcile::decide(state, now, &snapshot.settings),
-                now,
-            })
-            .collect();
+        let planned = plans(&raw, &snapshot);
         self.record_eligible(&planned, only.is_none()).await;
 
         let mut stats = CycleStats {
@@ -125,23 +191,7 @@ impl Reconciler {
             stats.add(done);
         }
         stats.elapsed = started.elapsed();
-        let elapsed_ms = stats.elapsed.as_millis() as u64;
-        let pass = if only.is_some() { "presets" } else { "full" };
-        if stats.actions > 0 {
-            tracing::info!(
-                pass,
-                presets = stats.presets_total,
-                reconciled = stats.presets_reconciled,
-                actions = stats.actions,
-                created = stats.created,
-                deleted = stats.deleted,
-                canceled = stats.canceled,
-                elapsed_ms,
-                "reconciliation cycle"
-            );
-        } else {
-            tracing::debug!(pass, presets = stats.presets_total, elapsed_ms, "reconciliation cycle");
-        }
+        log_pass("presets", &stats);
         Ok(stats)
     }
 
@@ -183,78 +233,119 @@ impl Reconciler {
 
     /// Runs cycles every interval and whenever triggered, until `stop`.
     ///
-    /// Triggers are merged: whatever arrives during a cycle, or within the
-    /// debounce window after the first trigger, is handled by one pass, so a
-    /// burst of N claims causes one or two passes, not N. Triggers naming
-    /// presets (or jobs of their prebuilds) are handled by a pass over those
-    /// presets alone; any other trigger, and the timer, by a full cycle,
-    /// which takes in the named presets too.
+    /// Triggers naming presets (or jobs of their prebuilds) are handled by a
+    /// pass over those presets alone, at once: the first trigger of a burst
+    /// starts a pass, and whatever arrives while it runs or within the
+    /// debounce window after it is merged into one follow-up, so a burst of
+    /// N claims causes a handful of passes, not N.
+    /// Any other trigger, and the timer, ask for a full cycle, which runs in
+    /// a task of its own (one at a time) after the debounce window, so
+    /// passes over named presets go on while it runs; triggers arriving
+    /// while it runs make one follow-up cycle.
     pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let Some(mut triggers) = self.subscribe(&mut stop).await else { return };
             let config = self.domain.config().reconciler.clone();
             let mut next_full = Instant::now();
+            let mut full: Option<JoinHandle<domain::Result<Option<CycleStats>>>> = None;
             let mut pending = Pending::default();
-            // When a pass over named presets found the lock held: look again then.
+            // No pass over named presets before then: the debounce window after
+            // the last one, or a short wait when presets' locks were held.
             let mut retry: Option<Instant> = None;
             loop {
-                let wake = retry.map_or(next_full, |at| at.min(next_full));
+                // While a full cycle runs, only a retry wakes the loop early.
+                let full_due = if full.is_some() { None } else { Some(next_full) };
+                let wake = match (retry, full_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep_until(wake) => pending.full |= Instant::now() >= next_full,
+                    _ = sleep_until(wake) => {}
                     event = triggers.recv() => {
-                        let Some(event) = event else { return };
-                        pending.add(event);
-                        tokio::time::sleep(config.debounce).await;
+                        let Some(event) = event else { break };
+                        if pending.add(event) && full.is_none() {
+                            // Full-cycle triggers within the window make one cycle.
+                            next_full = next_full.min(Instant::now() + config.debounce);
+                        }
                     }
-                    _ = stop.changed() => return,
-                }
-                // This pass will see everything announced so far.
-                while let Some(event) = triggers.try_recv() {
-                    pending.add(event);
-                }
-                retry = None;
-                let work = std::mem::take(&mut pending);
-                if work.full {
-                    next_full = Instant::now()
-                        + match self.run_cycle().await {
-                            Ok(Some(_)) => config.interval,
-                            Ok(None) => LOCK_RETRY.min(config.interval),
-                            Err(err) => {
+                    done = join(&mut full) => {
+                        full = None;
+                        next_full = Instant::now() + match done {
+                            Ok(Ok(Some(_))) => config.interval,
+                            Ok(Ok(None)) => LOCK_RETRY.min(config.interval),
+                            Ok(Err(err)) => {
                                 tracing::warn!(error = %err, "reconciliation cycle failed");
                                 config.interval
                             }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "reconciliation cycle ended badly");
+                                config.interval
+                            }
                         };
-                } else if let Err(err) = self.run_named(&work, &mut pending, &mut retry).await {
-                    tracing::warn!(error = %err, "reconciliation of named presets failed");
+                        // Asked for while it ran: once more, after the window.
+                        if pending.full {
+                            next_full = Instant::now() + config.debounce;
+                        }
+                    }
+                    _ = stop.changed() => break,
                 }
+                // This pass will see everything announced so far.
+                while let Some(event) = triggers.try_recv() {
+                    if pending.add(event) && full.is_none() {
+                        next_full = next_full.min(Instant::now() + config.debounce);
+                    }
+                }
+                let now = Instant::now();
+                if full.is_none() && now >= next_full {
+                    pending.full = false;
+                    let reconciler = self.clone();
+                    full = Some(tokio::spawn(async move { reconciler.run_cycle().await }));
+                }
+                if retry.is_some_and(|at| now < at) {
+                    continue;
+                }
+                retry = None;
+                if pending.presets.is_empty() && pending.jobs.is_empty() {
+                    continue;
+                }
+                let work = Pending {
+                    full: false,
+                    presets: std::mem::take(&mut pending.presets),
+                    jobs: std::mem::take(&mut pending.jobs),
+                };
+                // The next pass waits out the debounce window, taking in what
+                // arrives meanwhile: the rest of a burst makes one follow-up.
+                match self.run_named(&work).await {
+                    Ok(busy) if !busy.is_empty() => {
+                        pending.presets.extend(busy);
+                        retry = Some(Instant::now() + PRESET_RETRY.max(config.debounce));
+                    }
+                    Ok(_) => retry = Some(Instant::now() + config.debounce),
+                    Err(err) => tracing::warn!(error = %err, "reconciliation of named presets failed"),
+                }
+            }
+            // A full cycle under way is let finish: it holds locks others wait for.
+            if let Some(task) = full {
+                let _ = task.await;
             }
         })
     }
 
-    /// A pass over the presets `work` names (and those of its jobs). When
-    /// another replica holds the lock, they are kept in `pending` and
-    /// looked at again after [`LOCK_RETRY`]: its pass may have begun before
-    /// they changed.
-    async fn run_named(
-        &self,
-        work: &Pending,
-        pending: &mut Pending,
-        retry: &mut Option<Instant>,
-    ) -> domain::Result<()> {
+    /// A pass over the presets `work` names (and those of its jobs); returns
+    /// those another pass held, to be looked at again after [`PRESET_RETRY`]:
+    /// that pass may have read them before they changed.
+    async fn run_named(&self, work: &Pending) -> domain::Result<Vec<Uuid>> {
         let mut presets = work.presets.clone();
         if !work.jobs.is_empty() {
             let jobs: Vec<Uuid> = work.jobs.iter().copied().collect();
             presets.extend(self.domain.presets_of_jobs(&jobs).await?);
         }
         if presets.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = presets.iter().copied().collect();
-        if self.run_presets(&ids).await?.is_none() {
-            pending.presets.extend(ids);
-            *retry = Some(Instant::now() + LOCK_RETRY);
-        }
-        Ok(())
+        let ids: Vec<Uuid> = presets.into_iter().collect();
+        let (_, busy) = self.named_pass(&ids).await?;
+        Ok(busy)
     }
 
     /// The trigger subscription, retried until it works or `stop`.
@@ -285,7 +376,8 @@ struct Pending {
 }
 
 impl Pending {
-    fn add(&mut self, event: Event) {
+    /// Takes in a trigger; true when it asks for a full cycle.
+    fn add(&mut self, event: Event) -> bool {
         match event {
             Event::Message(payload) => match Trigger::parse(&payload) {
                 Trigger::Preset(id) => {
@@ -299,5 +391,57 @@ impl Pending {
             // Announcements may have been missed: look at everything.
             Event::Gap => self.full = true,
         }
+        self.full
+    }
+}
+
+/// The plans of the presets of a snapshot needing any attention.
+fn plans<'a>(raw: &'a PrebuildsSnapshot, snapshot: &'a Snapshot) -> Vec<PrebuildPlan<'a>> {
+    let now = snapshot.now;
+    raw.presets
+        .iter()
+        .zip(&snapshot.presets)
+        .filter(|(_, state)| reconcile::needs_attention(state, now))
+        .map(|(row, state)| PrebuildPlan {
+            row,
+            state,
+            decision: reconcile::decide(state, now, &snapshot.settings),
+            now,
+        })
+        .collect()
+}
+
+fn log_pass(pass: &'static str, stats: &CycleStats) {
+    let elapsed_ms = stats.elapsed.as_millis() as u64;
+    if stats.actions > 0 {
+        tracing::info!(
+            pass,
+            presets = stats.presets_total,
+            reconciled = stats.presets_reconciled,
+            actions = stats.actions,
+            created = stats.created,
+            deleted = stats.deleted,
+            canceled = stats.canceled,
+            elapsed_ms,
+            "reconciliation cycle"
+        );
+    } else {
+        tracing::debug!(pass, presets = stats.presets_total, elapsed_ms, "reconciliation cycle");
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of the full cycle's task, or never while none runs.
+async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
     }
 }

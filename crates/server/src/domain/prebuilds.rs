@@ -16,7 +16,7 @@ use warmspace_sdk::{
 };
 use warmspace_states::{BuildReason, DeletionReason, JobStatus, MissReason, PrebuildEvent, Transition};
 use warmspace_store::StoreError;
-use warmspace_store::prebuilds::{NewPrebuilds, PrebuildsSnapshot, PresetSnapshotRow, ReconcilerLock};
+use warmspace_store::prebuilds::{LockSession, NewPrebuilds, PrebuildsSnapshot, PresetSnapshotRow, ReconcilerLock};
 use warmspace_store::workspaces::{NewBuild, PREBUILDS_USER_ID};
 use warmspace_template::{ParameterInput, resolve_parameters};
 
@@ -237,6 +237,11 @@ impl Domain {
     /// The reconciliation lock, unless another replica holds it.
     pub async fn try_lock_reconciler(&self) -> Result<Option<ReconcilerLock>> {
         Ok(self.store.try_lock_reconciler().await?)
+    }
+
+    /// A connection to hold reconciliation locks on (the global one, presets').
+    pub async fn lock_session(&self) -> Result<LockSession> {
+        Ok(self.store.lock_session().await?)
     }
 
     /// Records when prebuilds became claimable (once per prebuild; the

@@ -1,7 +1,5 @@
 //! Helpers shared by the server's API tests.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -222,23 +220,76 @@ pub fn claimed(w: &Workspace) -> bool {
     w.latest_build.reason == warmspace_sdk::BuildReason::Claim
 }
 
-/// Counts the statements sqlx sends (one `sqlx::query` event each).
-#[derive(Clone, Default)]
-pub struct Statements(Arc<AtomicUsize>);
+/// Counts the statements sqlx sends on this thread (one `sqlx::query` event
+/// each): on a current-thread runtime, those of the server under test and
+/// of no other test.
+///
+/// Counted by one global subscriber, installed once, and never by scoped
+/// (`set_default`) ones: tracing caches whether a callsite is of interest
+/// when the callsite is first reached, and while exactly one scoped
+/// subscriber exists it asks only the default of the thread reaching it.
+/// Reached first by another test's thread (which has none), the callsite
+/// of sqlx's statement events was cached as of no interest to anyone, and
+/// the counting test read 0. The global subscriber is interested in those
+/// events alone, on every thread, so nothing can cache them away.
+pub struct Statements {
+    thread: std::thread::ThreadId,
+}
 
-impl<S: tracing::Subscriber> Layer<S> for Statements {
+thread_local! {
+    static STATEMENTS_ON_THIS_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The global subscriber's one layer: counts `sqlx::query` events per thread.
+struct CountStatements;
+
+const STATEMENT_TARGET: &str = "sqlx::query";
+
+impl<S: tracing::Subscriber> Layer<S> for CountStatements {
+    fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        if metadata.target() == STATEMENT_TARGET {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, Ordering::Relaxed);
+        if event.metadata().target() == STATEMENT_TARGET {
+            STATEMENTS_ON_THIS_THREAD.with(|n| n.set(n.get() + 1));
         }
     }
 }
 
 impl Statements {
+    /// Counts from now on, on this thread (the test's, on a current-thread runtime).
+    pub fn on_this_thread() -> Statements {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            use tracing_subscriber::layer::SubscriberExt;
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(CountStatements))
+                .expect("no other global subscriber in the test binary");
+        });
+        Statements { thread: std::thread::current().id() }
+    }
+
+    fn now(&self) -> usize {
+        assert_eq!(
+            std::thread::current().id(),
+            self.thread,
+            "statements are counted per thread: count on a current-thread runtime"
+        );
+        STATEMENTS_ON_THIS_THREAD.with(std::cell::Cell::get)
+    }
+
     /// Statements sent while `work` runs.
     pub async fn during<T>(&self, work: impl Future<Output = T>) -> (usize, T) {
-        let before = self.0.load(Ordering::Relaxed);
+        // Should another thread have reached a statement callsite for the
+        // first time while the subscriber was being installed, its interest
+        // may have been cached from before: computed afresh here.
+        tracing::callsite::rebuild_interest_cache();
+        let before = self.now();
         let out = work.await;
-        (self.0.load(Ordering::Relaxed) - before, out)
+        (self.now() - before, out)
     }
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
 use warmspace_sdk::{BuildOutcome, BuildResult, JobLogLine, JobPriority, LogLevel, LogSource, Resource};
 use warmspace_server::Config;
@@ -16,8 +15,7 @@ use crate::common::*;
 // thread, so the statements counted here are its own and no other test's.
 #[tokio::test(flavor = "current_thread")]
 async fn acquiring_a_job_is_one_statement() {
-    let statements = Statements::default();
-    let _counting = tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    let statements = Statements::on_this_thread();
     // No daemons and nothing in the background: the jobs wait for this test's acquires.
     let mut config = Config::default();
     config.provisioning.reap_interval = Duration::from_secs(3600);

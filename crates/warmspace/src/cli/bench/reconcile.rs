@@ -44,13 +44,11 @@ async fn measure(args: &ReconcileArgs, options: PgConnectOptions) -> anyhow::Res
     let store = Store::connect(options.clone(), args.pool_size).await?;
     store.migrate().await?;
     let pubsub = PubSub::start(options.clone(), &store);
-    // As in the server: the reconciler works on its own pool (a third of the
-    // connections), less the one its lock holds.
+    // As in the server: the reconciler works on its own pool (a third of the connections).
     let reconciler_connections = (args.pool_size / 3).max(2);
     let reconciler_store = Store::connect(options.clone(), reconciler_connections).await?;
     let domain = Domain::new(reconciler_store.clone(), pubsub.clone(), Arc::new(Config::default()));
-    let concurrency = reconciler_connections as usize - 1;
-    let reconciler = Reconciler::new(domain, concurrency);
+    let reconciler = Reconciler::new(domain, reconciler_connections as usize);
     let version = store.server_version().await?;
     println!("warmspace bench reconcile — PostgreSQL {version}, pool of {} connections", args.pool_size);
 
@@ -113,11 +111,11 @@ async fn measure(args: &ReconcileArgs, options: PgConnectOptions) -> anyhow::Res
         elapsed.as_secs_f64()
     );
     println!(
-        "  peak database connections the reconciler held during it: {} (open before: {}; its pool: {} for \
-         presets + 1 for its lock, of {} in all)",
+        "  peak database connections the reconciler held during it: {} (open before: {}; its pool: {}, of \
+         {} in all)",
         peak.load(Ordering::Relaxed),
         opened_before,
-        concurrency,
+        reconciler_connections,
         args.pool_size
     );
     pubsub.close().await;
