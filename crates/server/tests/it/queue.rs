@@ -44,8 +44,7 @@ async fn acquiring_a_job_is_one_statement() {
 // lines, its resources and the announcements that follow — is one more.
 #[tokio::test(flavor = "current_thread")]
 async fn a_zero_work_job_costs_one_statement_to_take_and_one_to_finish() {
-    let statements = Statements::default();
-    let _counting = tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    let statements = Statements::on_this_thread();
     let mut config = Config::default();
     config.provisioning.reap_interval = Duration::from_secs(3600);
     let server = TestServer::start_full(config, 0, false).await;
