@@ -357,44 +357,38 @@ impl Store {
         // finished creations (by when they were made), and the failures
         // since the look-back (a failed job, or a prebuild deleted because
         // its agents were never ready), which both indexes reach by time.
-        // Nothing older is read, however long the preset's history. Each
-        // part carries what the result needs, so nothing is joined again
-        // afterwards (a join over the union's thousands of rows read whole
-        // tables).
+        // Nothing older is read, however long the preset's history.
         let creations = sqlx::query_as!(
             CreationSnapshotRow,
             "WITH presets AS ( \
                  SELECT id FROM template_version_presets \
                  WHERE desired_instances IS NOT NULL AND ($4::uuid[] IS NULL OR id = ANY ($4))), \
              recent AS ( \
-                 SELECT c.* FROM presets p CROSS JOIN LATERAL ( \
-                     SELECT w.id AS workspace_id, w.preset_id, j.completed_at, j.status FROM workspaces w \
+                 SELECT c.workspace_id FROM presets p CROSS JOIN LATERAL ( \
+                     SELECT w.id AS workspace_id FROM workspaces w \
                      JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
                      JOIN provisioner_jobs j ON j.id = b.job_id \
                      WHERE w.preset_id = p.id AND b.initiator_id = $1 \
                        AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
                      ORDER BY w.created_at DESC LIMIT $2) c \
                  UNION \
-                 SELECT w.id, w.preset_id, j.completed_at, j.status \
-                 FROM provisioner_jobs j JOIN workspace_builds b ON b.job_id = j.id \
-                 JOIN workspaces w ON w.id = b.workspace_id \
+                 SELECT b.workspace_id FROM provisioner_jobs j JOIN workspace_builds b ON b.job_id = j.id \
                  WHERE j.status = 'failed' AND NOT j.interrupted AND j.completed_at > $3 \
-                   AND b.build_number = 1 AND b.initiator_id = $1 AND w.preset_id IN (SELECT id FROM presets) \
+                   AND b.build_number = 1 AND b.initiator_id = $1 \
                  UNION \
-                 SELECT w.id, w.preset_id, j.completed_at, j.status \
-                 FROM prebuild_events e JOIN workspaces w ON w.id = e.workspace_id \
-                 JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
-                 JOIN provisioner_jobs j ON j.id = b.job_id \
-                 WHERE e.event = 'deleted' AND e.reason = 'agents_not_ready' AND e.at > $3 \
-                   AND b.initiator_id = $1 AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
-                   AND w.preset_id IN (SELECT id FROM presets)) \
-             SELECT r.workspace_id AS \"workspace_id!\", r.preset_id AS \"preset_id!\", \
-                 COALESCE(t.at, r.completed_at) AS \"finished_at!\", \
-                 r.status = 'succeeded' AND t.at IS NULL AS \"succeeded!\" \
-             FROM recent r \
-             LEFT JOIN LATERAL (SELECT e.at FROM prebuild_events e WHERE e.workspace_id = r.workspace_id \
+                 SELECT e.workspace_id FROM prebuild_events e \
+                 WHERE e.event = 'deleted' AND e.reason = 'agents_not_ready' AND e.at > $3) \
+             SELECT w.id AS \"workspace_id!\", w.preset_id AS \"preset_id!\", \
+                 COALESCE(t.at, j.completed_at) AS \"finished_at!\", \
+                 j.status = 'succeeded' AND t.at IS NULL AS \"succeeded!\" \
+             FROM recent r JOIN workspaces w ON w.id = r.workspace_id \
+             JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = 1 \
+             JOIN provisioner_jobs j ON j.id = b.job_id \
+             LEFT JOIN LATERAL (SELECT e.at FROM prebuild_events e WHERE e.workspace_id = w.id \
                                 AND e.event = 'deleted' AND e.reason = 'agents_not_ready' LIMIT 1) t ON true \
-             ORDER BY r.preset_id, 3 DESC",
+             WHERE b.initiator_id = $1 AND w.preset_id IN (SELECT id FROM presets) \
+               AND j.status IN ('succeeded', 'failed') AND NOT j.interrupted \
+             ORDER BY w.preset_id, 3 DESC",
             PREBUILDS_USER_ID,
             history,
             since,
