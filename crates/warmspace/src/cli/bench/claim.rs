@@ -58,9 +58,16 @@ pub struct ClaimArgs {
     postgres_url: Option<String>,
 }
 
-/// Unmeasured claims (and baseline statements) per claimer before each
-/// level: its connection opened, the server's statements prepared.
-const WARMUP: usize = 3;
+/// Unmeasured claims (and baseline statements) before each level, per
+/// claimer and at least in all: connections opened, statements prepared,
+/// and PostgreSQL settled on their plans (it plans each of a connection's
+/// prepared statements five times before it considers keeping a plan).
+const WARMUP: (usize, usize) = (5, 100);
+
+/// The warm-up of a level of `n`.
+fn warmup(n: usize) -> usize {
+    (WARMUP.0 * n).max(WARMUP.1)
+}
 /// Claim requests whose statements are counted, one after the other.
 const COUNTED: usize = 10;
 const TARGET_RATIO: f64 = 3.0;
@@ -272,7 +279,8 @@ impl Bench {
 
         // The statements of one claim request, on a warm server.
         self.refill(options).await?;
-        self.claims(&self.claimers[..1], WARMUP, "count-warmup").await?;
+        self.claims(&self.claimers[..1], warmup(1), "count-warmup").await?;
+        self.top_up().await?;
         let mut counts = Vec::new();
         for i in 0..COUNTED {
             let claimer = &self.claimers[..1];
@@ -295,8 +303,9 @@ impl Bench {
         for &n in &args.concurrency {
             let baseline = bare.level(options, n, args.claims, self.pool).await?;
             let claimers = &self.claimers[..n];
-            self.claims(claimers, WARMUP * n, &format!("warmup-{n}")).await?;
             self.refill(options).await?;
+            self.claims(claimers, warmup(n), &format!("warmup-{n}")).await?;
+            self.top_up().await?;
             let started = Instant::now();
             let mut latencies = self.claims(claimers, args.claims, &format!("level-{n}")).await?;
             let claims = Phase::of(&mut latencies, started.elapsed());
@@ -317,16 +326,22 @@ impl Bench {
         Ok(())
     }
 
-    /// Tops the pool up to its size with fresh eligible prebuilds, and
-    /// vacuums what earlier claims left behind.
+    /// Tops the pool up, and vacuums what earlier claims left behind (as
+    /// the baseline starts its table over).
     async fn refill(&self, options: &PgConnectOptions) -> anyhow::Result<()> {
+        self.top_up().await?;
+        let mut connection = PgConnection::connect_with(options).await?;
+        sqlx::query("VACUUM (ANALYZE) workspaces, workspace_builds, provisioner_jobs").execute(&mut connection).await?;
+        connection.close().await?;
+        Ok(())
+    }
+
+    /// Tops the pool up to its size with fresh eligible prebuilds.
+    async fn top_up(&self) -> anyhow::Result<()> {
         let eligible = self.store.eligible_prebuilds(self.preset_id).await?.len() as u32;
         if eligible < self.pool {
             self.store.seed_prebuilds(self.preset_id, self.pool - eligible).await?;
         }
-        let mut connection = PgConnection::connect_with(options).await?;
-        sqlx::query("VACUUM (ANALYZE) workspaces, workspace_builds, provisioner_jobs").execute(&mut connection).await?;
-        connection.close().await?;
         Ok(())
     }
 
@@ -414,8 +429,7 @@ impl Bare {
             self.connections.push(PgConnection::connect_with(options).await?);
         }
         self.reset(rows).await?;
-        self.takes(n, WARMUP * n).await?;
-        self.reset(rows).await?;
+        self.takes(n, warmup(n)).await?;
         let started = Instant::now();
         let mut latencies = self.takes(n, total).await?;
         Ok(Phase::of(&mut latencies, started.elapsed()))
