@@ -1,8 +1,11 @@
 //! Helpers shared by the server's API tests.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tracing_subscriber::Layer;
 use uuid::Uuid;
 use warmspace_sdk::{
     BuildParameter, Client, ClientError, CreateTemplateRequest, CreateTemplateVersionRequest,
@@ -217,4 +220,25 @@ pub async fn preset_id(client: &Client, template: &Template, name: &str) -> Uuid
 
 pub fn claimed(w: &Workspace) -> bool {
     w.latest_build.reason == warmspace_sdk::BuildReason::Claim
+}
+
+/// Counts the statements sqlx sends (one `sqlx::query` event each).
+#[derive(Clone, Default)]
+pub struct Statements(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> Layer<S> for Statements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Statements {
+    /// Statements sent while `work` runs.
+    pub async fn during<T>(&self, work: impl Future<Output = T>) -> (usize, T) {
+        let before = self.0.load(Ordering::Relaxed);
+        let out = work.await;
+        (self.0.load(Ordering::Relaxed) - before, out)
+    }
 }

@@ -1,38 +1,14 @@
 //! Listings cost a fixed number of statements whatever their length: no
 //! query per row.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use warmspace_sdk::{JobsQuery, WorkspacesQuery};
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
 use crate::common::*;
-
-/// Counts the statements sqlx sends (one `sqlx::query` event each).
-#[derive(Clone, Default)]
-struct Statements(Arc<AtomicUsize>);
-
-impl<S: tracing::Subscriber> Layer<S> for Statements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Statements {
-    /// Statements sent while `work` runs.
-    async fn during<T>(&self, work: impl Future<Output = T>) -> (usize, T) {
-        let before = self.0.load(Ordering::Relaxed);
-        let out = work.await;
-        (self.0.load(Ordering::Relaxed) - before, out)
-    }
-}
 
 // A current-thread runtime: the server under test runs its tasks on this
 // thread, so the statements counted here are its own and no other test's.
