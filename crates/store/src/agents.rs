@@ -11,7 +11,7 @@ use warmspace_states::{AgentLifecycle, JobStatus, LogLevel};
 use crate::jobs::{CappedLog, NewLog, append_capped};
 use crate::{Result, Store, StoreError};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct AgentRow {
     pub id: Uuid,
     pub workspace_id: Uuid,
@@ -29,7 +29,7 @@ pub struct AgentRow {
     pub has_token: bool,
 }
 
-const AGENT_COLUMNS: &str = "a.id, a.workspace_id, a.name, a.lifecycle_state, a.serving_owner_id, \
+pub(crate) const AGENT_COLUMNS: &str = "a.id, a.workspace_id, a.name, a.lifecycle_state, a.serving_owner_id, \
      a.first_connected_at, a.last_connected_at, a.disconnected_at, a.started_at, a.ready_at, a.created_at, \
      a.updated_at, a.token_id IS NOT NULL AS has_token";
 

@@ -2,15 +2,18 @@
 //! attempt.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use uuid::Uuid;
-use warmspace_states::{BuildReason, MissReason, Transition};
+use warmspace_states::{BuildReason, JobPriority, JobType, MissReason};
 
-use crate::workspaces::{NewBuild, PREBUILDS_USER_ID, insert_build};
+use crate::agents::{AGENT_COLUMNS, AgentRow};
+use crate::jobs::{JOB_POSTED_CHANNEL, JobRow, JobTarget, QUEUE_POSITION, Tags};
+use crate::workspaces::{BuildRow, CLAIM_CHANNEL_PREFIX, PREBUILDS_USER_ID, WorkspaceRow};
 use crate::{Result, Store, StoreError};
 
 /// A hand-over to carry out.
@@ -75,112 +78,309 @@ pub(crate) async fn insert_miss(
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy)]
+/// A hand-over done: the workspace as it now is, with its claim build, that
+/// build's job and the workspace's agents, all as the claim's statement
+/// wrote or found them.
+#[derive(Debug, Clone)]
 pub struct Claimed {
-    pub workspace_id: Uuid,
-    pub build_id: Uuid,
+    pub workspace: WorkspaceRow,
+    pub build: BuildRow,
+    pub job: JobRow,
+    pub agents: Vec<AgentRow>,
     pub committed_at: DateTime<Utc>,
     /// The hand-over, as recorded: from the request's arrival to the claim
-    /// record's write, the transaction's last statement before its commit.
+    /// record's write, the statement's last step before its commit.
     pub hand_over_ms: f64,
 }
 
-/// Claimable prebuilds of preset `$1` (owned by `$2`) at `$3`, oldest first:
-/// latest build a successful start, not past the TTL nor invalidated, every
-/// agent ready. The rule the reconciler's pure `is_eligible` applies too; a
-/// test holds the two to the same answers on the same rows.
-const ELIGIBLE: &str = "SELECT w.id FROM workspaces w \
-     JOIN template_version_presets p ON p.id = w.preset_id \
-     JOIN LATERAL (SELECT transition, job_id FROM workspace_builds WHERE workspace_id = w.id \
-                   ORDER BY build_number DESC LIMIT 1) b ON true \
-     JOIN provisioner_jobs j ON j.id = b.job_id \
-     WHERE w.preset_id = $1 AND w.owner_id = $2 AND NOT w.deleted \
-       AND b.transition = 'start' AND j.status = 'succeeded' \
-       AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > $3) \
-       AND (p.last_invalidated_at IS NULL OR w.created_at >= p.last_invalidated_at) \
-       AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
-                       AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') \
-     ORDER BY w.created_at, w.id";
+/// Claimable prebuilds of preset `$1` at `$2`, oldest first: latest build
+/// a successful start, not past the TTL nor invalidated, every agent ready.
+/// The rule the reconciler's pure `is_eligible` applies too; a test holds
+/// the two to the same answers on the same rows.
+///
+/// Selects from `w` (the workspace) and `b` (its latest build). The owner
+/// is written out, not a parameter, so that even a generic plan can walk
+/// the partial index `workspaces_prebuilds_by_age` in claim order and stop
+/// at the first row it can lock, rather than sort the pool.
+static ELIGIBLE_FROM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "FROM workspaces w \
+         JOIN template_version_presets p ON p.id = w.preset_id \
+         JOIN LATERAL (SELECT build_number, transition, template_version_id, job_id FROM workspace_builds \
+                       WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
+         JOIN provisioner_jobs j ON j.id = b.job_id \
+         WHERE w.preset_id = $1 AND w.owner_id = '{PREBUILDS_USER_ID}' AND NOT w.deleted \
+           AND b.transition = 'start' AND j.status = 'succeeded' \
+           AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > $2) \
+           AND (p.last_invalidated_at IS NULL OR w.created_at >= p.last_invalidated_at) \
+           AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
+                           AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') \
+         ORDER BY w.created_at, w.id"
+    )
+});
+
+/// The whole hand-over as one statement, so one transaction and one round
+/// trip. `pick` locks the oldest eligible prebuild no other claim holds
+/// (skipping those others hold); the workspace changes hands, gets its
+/// name and lifecycle fields; its claim build is queued (`$11`, reinit:
+/// recorded as done, nothing to run) with the values `$9`/`$10`; the
+/// `claimed` event and the hit are recorded; and what changed is announced
+/// on commit: the claim to the prebuild's agents, and, only when the build
+/// has something to run, the queued job to idle daemons. It returns
+/// everything the response shows, so nothing is read again (names by scalar
+/// subqueries rather than joins: fewer relations for the planner to order,
+/// a quarter less planning whenever the plan is made again). No row at all:
+/// nothing was eligible, and nothing was written.
+///
+/// `$1` preset, `$2` now, `$3` the new owner (and the build's initiator),
+/// `$4` name, `$5` ttl_ms, `$6` autostart schedule, `$7` deadline, `$8` max
+/// deadline, `$12` template, `$13` milliseconds from the request's arrival
+/// to this statement being sent, `$14` the build's id.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let eligible = ELIGIBLE_FROM.as_str();
+    format!(
+        "WITH pick AS (SELECT w.id, b.build_number, b.template_version_id {eligible} \
+                       FOR UPDATE OF w SKIP LOCKED LIMIT 1), \
+         handed AS (UPDATE workspaces w SET owner_id = $3, name = $4, ttl_ms = $5, autostart_schedule = $6, \
+                        last_used_at = $2, updated_at = $2 \
+                    FROM pick WHERE w.id = pick.id \
+                    RETURNING w.id, w.organization_id, w.owner_id, w.template_id, w.name, w.preset_id, w.created_at, \
+                        w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at), \
+         job AS (INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, input, file_id, status, \
+                     worker_id, worker_name, created_at, updated_at, started_at, completed_at) \
+                 SELECT h.organization_id, 'workspace_build', $3, {user}, \
+                     jsonb_build_object('workspace_build_id', $14::uuid), v.file_id, \
+                     CASE WHEN $11 THEN 'succeeded' ELSE 'pending' END, \
+                     CASE WHEN $11 THEN '{nil}'::uuid END, CASE WHEN $11 THEN '{REINIT_WORKER}' END, $2, $2, \
+                     CASE WHEN $11 THEN $2 END, CASE WHEN $11 THEN $2 END \
+                 FROM handed h JOIN pick ON pick.id = h.id JOIN template_versions v ON v.id = pick.template_version_id \
+                 RETURNING *), \
+         build AS (INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                       template_version_id, template_version_preset_id, job_id, deadline, max_deadline) \
+                   SELECT $14, pick.id, pick.build_number + 1, 'start', $3, 'claim', pick.template_version_id, $1, \
+                       job.id, $7, $8 \
+                   FROM pick, job \
+                   RETURNING *), \
+         parameters AS (INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
+                        SELECT build.id, v.name, v.value FROM build, unnest($9::text[], $10::text[]) AS v(name, value)), \
+         event AS (INSERT INTO prebuild_events (workspace_id, preset_id, event) SELECT id, $1, 'claimed' FROM pick), \
+         attempt AS (INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, workspace_id, latency_ms, \
+                         committed_at) \
+                     SELECT $12, $1, $3, true, id, \
+                         $13::float8 + extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 * 1000, \
+                         clock_timestamp() \
+                     FROM pick \
+                     RETURNING latency_ms, committed_at), \
+         announced AS (SELECT pg_notify('{CLAIM_CHANNEL_PREFIX}' || id, json_build_object('workspace_id', id, \
+                               'owner_id', $3::uuid, 'reason', 'claimed')::text) FROM pick \
+                       UNION ALL SELECT pg_notify('{JOB_POSTED_CHANNEL}', '') FROM job WHERE status = 'pending') \
+         SELECT h.id, h.organization_id, h.owner_id, (SELECT username FROM users WHERE id = h.owner_id) AS owner_name, \
+             h.template_id, (SELECT name FROM templates WHERE id = h.template_id) AS template_name, \
+             (SELECT active_version_id FROM templates WHERE id = h.template_id) AS template_active_version_id, \
+             h.name, h.preset_id, \
+             h.created_at, h.updated_at, h.deleted, h.autostart_schedule, h.ttl_ms, h.last_used_at, \
+             b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
+             b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status, \
+             b.initiator_id AS build_initiator_id, b.reason AS build_reason, \
+             (SELECT name FROM template_versions WHERE id = b.template_version_id) AS build_version_name, \
+             b.template_version_preset_id AS build_preset_id, b.deadline AS build_deadline, \
+             b.max_deadline AS build_max_deadline, b.created_at AS build_created_at, b.updated_at AS build_updated_at, \
+             j.organization_id AS job_organization_id, j.type AS job_type, j.initiator_id AS job_initiator_id, \
+             j.priority AS job_priority, j.tags AS job_tags, j.input AS job_input, j.file_id AS job_file_id, \
+             j.worker_id AS job_worker_id, j.worker_name AS job_worker_name, j.error AS job_error, \
+             j.created_at AS job_created_at, j.updated_at AS job_updated_at, j.started_at AS job_started_at, \
+             j.completed_at AS job_completed_at, j.canceled_at AS job_canceled_at, j.logs_length AS job_logs_length, \
+             j.logs_overflowed AS job_logs_overflowed, j.lease_expires_at AS job_lease_expires_at, {QUEUE_POSITION}, \
+             coalesce((SELECT json_agg(a ORDER BY a.name) FROM (SELECT {AGENT_COLUMNS} FROM workspace_agents a \
+                                                               WHERE a.workspace_id = h.id) a), '[]') AS agents, \
+             c.latency_ms AS hand_over_ms, c.committed_at, (SELECT count(*) FROM announced) AS announced \
+         FROM handed h, build b, job j, attempt c",
+        user = JobPriority::User.as_i16(),
+        nil = Uuid::nil(),
+    )
+});
+
+/// The claim's statement, for tests that read its plan (parameters as [`Store::claim_prebuild`] binds them).
+#[cfg(feature = "testing")]
+pub fn claim_statement() -> &'static str {
+    CLAIM.as_str()
+}
+
+/// How many times a claim is tried when the prebuild it picked changed under it.
+const CLAIM_ATTEMPTS: u32 = 3;
+
+/// The claim build's number was taken: see [`Store::claim_prebuild`].
+fn is_build_number_taken(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db)
+        if db.is_unique_violation() && db.constraint() == Some("workspace_builds_workspace_id_build_number_key"))
+}
+
+/// The worker a reinit claim's build is recorded as done by: it has
+/// nothing to run, the agent's re-init does the personalisation.
+const REINIT_WORKER: &str = "claim (reinit)";
+
+/// What [`CLAIM`] returns: the workspace, with its claim build and that
+/// build's job under prefixed names.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    workspace: WorkspaceRow,
+    build_initiator_id: Uuid,
+    build_reason: BuildReason,
+    build_version_name: String,
+    build_preset_id: Option<Uuid>,
+    build_deadline: Option<DateTime<Utc>>,
+    build_max_deadline: Option<DateTime<Utc>>,
+    build_created_at: DateTime<Utc>,
+    build_updated_at: DateTime<Utc>,
+    job_organization_id: Uuid,
+    job_type: JobType,
+    job_initiator_id: Uuid,
+    job_priority: JobPriority,
+    job_tags: Json<Tags>,
+    job_input: Json<serde_json::Value>,
+    job_file_id: Option<Uuid>,
+    job_worker_id: Option<Uuid>,
+    job_worker_name: Option<String>,
+    job_error: Option<String>,
+    job_created_at: DateTime<Utc>,
+    job_updated_at: DateTime<Utc>,
+    job_started_at: Option<DateTime<Utc>>,
+    job_completed_at: Option<DateTime<Utc>>,
+    job_canceled_at: Option<DateTime<Utc>>,
+    job_logs_length: i32,
+    job_logs_overflowed: bool,
+    job_lease_expires_at: Option<DateTime<Utc>>,
+    queue_position: Option<i64>,
+    agents: Json<Vec<AgentRow>>,
+    hand_over_ms: f64,
+    committed_at: DateTime<Utc>,
+}
+
+impl ClaimedRow {
+    /// The rows, as the reads of a workspace, a build and a job would give them.
+    fn into_claimed(self, parameters: &BTreeMap<String, String>) -> Claimed {
+        let w = self.workspace;
+        let build = BuildRow {
+            id: w.latest_build_id,
+            workspace_id: w.id,
+            build_number: w.latest_build_number,
+            transition: w.latest_transition,
+            initiator_id: self.build_initiator_id,
+            // The initiator is the new owner.
+            initiator_name: w.owner_name.clone(),
+            reason: self.build_reason,
+            template_version_id: w.latest_version_id,
+            template_version_name: self.build_version_name.clone(),
+            template_version_preset_id: self.build_preset_id,
+            job_id: w.latest_job_id,
+            deadline: self.build_deadline,
+            max_deadline: self.build_max_deadline,
+            created_at: self.build_created_at,
+            updated_at: self.build_updated_at,
+            job_status: w.latest_job_status,
+            // Exactly the values the statement wrote; a new build has no resources yet.
+            parameters: Json(parameters.clone()),
+            resources: Json(Vec::new()),
+        };
+        let job = JobRow {
+            id: w.latest_job_id,
+            organization_id: self.job_organization_id,
+            kind: self.job_type,
+            status: w.latest_job_status,
+            initiator_id: self.job_initiator_id,
+            priority: self.job_priority,
+            tags: self.job_tags,
+            input: self.job_input,
+            file_id: self.job_file_id,
+            worker_id: self.job_worker_id,
+            worker_name: self.job_worker_name,
+            error: self.job_error,
+            created_at: self.job_created_at,
+            updated_at: self.job_updated_at,
+            started_at: self.job_started_at,
+            completed_at: self.job_completed_at,
+            canceled_at: self.job_canceled_at,
+            logs_length: self.job_logs_length,
+            logs_overflowed: self.job_logs_overflowed,
+            lease_expires_at: self.job_lease_expires_at,
+            queue_position: self.queue_position,
+            target: JobTarget {
+                template_version_id: Some(w.latest_version_id),
+                template_version_name: Some(self.build_version_name),
+                template_id: Some(w.template_id),
+                template_name: Some(w.template_name.clone()),
+                workspace_id: Some(w.id),
+                workspace_name: Some(w.name.clone()),
+                build_id: Some(w.latest_build_id),
+                build_number: Some(w.latest_build_number),
+                transition: Some(w.latest_transition),
+            },
+        };
+        Claimed {
+            workspace: w,
+            build,
+            job,
+            agents: self.agents.0,
+            committed_at: self.committed_at,
+            hand_over_ms: self.hand_over_ms,
+        }
+    }
+}
 
 impl Store {
     /// Hands an eligible prebuild of the preset to the user, in one
-    /// transaction: lock it (skipping any another claim holds), move
-    /// ownership, rename it, give it its lifecycle fields, queue (or, for
-    /// reinit, complete) the claim build initiated by the user, and record
-    /// the hit. `None` when the preset has no eligible prebuild.
+    /// statement (see [`CLAIM`]): lock it (skipping any another claim
+    /// holds), move ownership, rename it, give it its lifecycle fields,
+    /// queue (or, for reinit, complete) the claim build initiated by the
+    /// user, and record the hit. `None` when the preset has no eligible
+    /// prebuild. A name the user already has is a conflict on `name`.
+    ///
+    /// A build queued for the prebuild (its deletion, by the reconciler, which
+    /// locks the workspace without changing it) may commit after the
+    /// statement's snapshot and before its lock: the statement then fails on
+    /// the build's number, having written nothing, and is tried again.
     pub async fn claim_prebuild(&self, claim: &ClaimRequest<'_>) -> Result<Option<Claimed>> {
-        let mut tx = self.pool.begin().await?;
-        // The oldest one no other claim holds, locked until this one commits.
-        let take = format!("{ELIGIBLE} FOR UPDATE OF w SKIP LOCKED LIMIT 1");
-        let Some(workspace_id): Option<Uuid> = sqlx::query_scalar(AssertSqlSafe(take))
-            .bind(claim.preset_id)
-            .bind(PREBUILDS_USER_ID)
-            .bind(self.now())
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let claimed = sqlx::query!(
-            "UPDATE workspaces SET owner_id = $2, name = $3, ttl_ms = $4, autostart_schedule = $5, \
-                 last_used_at = $6, updated_at = $6 WHERE id = $1 \
-             RETURNING organization_id, \
-                 (SELECT template_version_id FROM workspace_builds WHERE workspace_id = $1 \
-                  ORDER BY build_number DESC LIMIT 1) AS \"version_id!\"",
-            workspace_id,
-            claim.user_id,
-            claim.name,
-            claim.ttl_ms,
-            claim.autostart_schedule.as_deref(),
-            self.now(),
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
-        let (organization_id, version_id) = (claimed.organization_id, claimed.version_id);
-        let build = NewBuild {
-            transition: Transition::Start,
-            initiator_id: claim.user_id,
-            reason: BuildReason::Claim,
-            template_version_id: version_id,
-            preset_id: Some(claim.preset_id),
-            parameters: claim.parameters.clone(),
-            deadline: claim.deadline,
-            max_deadline: claim.max_deadline,
-        };
-        // Reinit: nothing to run, so the job is done as it is queued and no daemon is woken.
-        let done_by = claim.reinit.then_some("claim (reinit)");
-        let build_id = insert_build(&mut tx, workspace_id, organization_id, &build, done_by, self.now()).await?;
-        sqlx::query!(
-            "INSERT INTO prebuild_events (workspace_id, preset_id, event) VALUES ($1, $2, 'claimed')",
-            workspace_id,
-            claim.preset_id,
-        )
-        .execute(&mut *tx)
-        .await?;
-        // Measured once, here, and kept: the response and the log report this very value.
-        let hand_over_ms = ms_since(claim.arrived);
-        let committed_at: DateTime<Utc> = sqlx::query_scalar!(
-            "INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, workspace_id, latency_ms, committed_at) \
-             VALUES ($1, $2, $3, true, $4, $5, clock_timestamp()) \
-             RETURNING committed_at AS \"committed_at!\"",
-            claim.template_id,
-            claim.preset_id,
-            claim.user_id,
-            workspace_id,
-            hand_over_ms,
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(Claimed { workspace_id, build_id, committed_at, hand_over_ms }))
+        let (names, values): (Vec<&String>, Vec<&String>) = claim.parameters.iter().unzip();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let claimed = sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(CLAIM.as_str()))
+                .bind(claim.preset_id)
+                .bind(self.now())
+                .bind(claim.user_id)
+                .bind(claim.name)
+                .bind(claim.ttl_ms)
+                .bind(claim.autostart_schedule.as_deref())
+                .bind(claim.deadline)
+                .bind(claim.max_deadline)
+                .bind(&names)
+                .bind(&values)
+                .bind(claim.reinit)
+                .bind(claim.template_id)
+                // The statement adds its own time up to the claim record's write.
+                .bind(ms_since(claim.arrived))
+                .bind(Uuid::new_v4())
+                .fetch_optional(&self.pool)
+                .await;
+            match claimed {
+                Ok(row) => return Ok(row.map(|row| row.into_claimed(claim.parameters))),
+                // A build of the picked prebuild (its deletion) committed after the
+                // statement's snapshot was taken and before it locked the prebuild:
+                // nothing was written; a new statement sees the prebuild as it is.
+                Err(err) if attempts < CLAIM_ATTEMPTS && is_build_number_taken(&err) => {
+                    tracing::debug!(preset = %claim.preset_id, "the picked prebuild changed under the claim; claiming again");
+                }
+                Err(err) => return Err(StoreError::conflict_on(err, &[("workspaces_owner_name_key", "name")])),
+            }
+        }
     }
 
     /// Every prebuild of the preset a claim could take now, oldest first.
     pub async fn eligible_prebuilds(&self, preset_id: Uuid) -> Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar(ELIGIBLE)
+        static ELIGIBLE: LazyLock<String> = LazyLock::new(|| format!("SELECT w.id {}", ELIGIBLE_FROM.as_str()));
+        Ok(sqlx::query_scalar(AssertSqlSafe(ELIGIBLE.as_str()))
             .bind(preset_id)
-            .bind(PREBUILDS_USER_ID)
             .bind(self.now())
             .fetch_all(&self.pool)
             .await?)

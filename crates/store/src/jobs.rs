@@ -303,7 +303,7 @@ const JOB_COLUMNS: &str = "j.id, j.organization_id, j.type, j.status, j.initiato
      j.completed_at, j.canceled_at, j.logs_length, j.logs_overflowed, j.lease_expires_at";
 
 /// A pending job's place in the queue, counted for that one job (an index range).
-const QUEUE_POSITION: &str = "CASE WHEN j.status = 'pending' THEN (SELECT count(*) FROM provisioner_jobs q \
+pub(crate) const QUEUE_POSITION: &str = "CASE WHEN j.status = 'pending' THEN (SELECT count(*) FROM provisioner_jobs q \
      WHERE q.status = 'pending' AND (q.priority, q.created_at, q.id) < (j.priority, j.created_at, j.id)) END \
      AS queue_position";
 

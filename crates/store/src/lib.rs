@@ -35,7 +35,8 @@ pub use organizations::OrganizationRow;
 pub use sessions::{NewSession, Session};
 pub use sqlx::postgres::{PgConnectOptions, PgPool};
 pub use templates::{
-    NewTemplate, NewTemplateVersion, PresetRow, TemplateRow, TemplateSettings, TemplateUpdate, TemplateVersionRow,
+    CreateContext, NewTemplate, NewTemplateVersion, PresetRow, TemplateRow, TemplateSettings, TemplateUpdate,
+    TemplateVersionRow,
 };
 pub use users::{NewUser, UserFilter, UserRow};
 

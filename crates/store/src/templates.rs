@@ -3,10 +3,11 @@
 //! agents).
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 use warmspace_template::{Manifest, Parameter, ParameterOption, ParameterType, ScheduleSpec, Validation};
 
@@ -15,7 +16,7 @@ use warmspace_states::{ClaimMode, JobPriority, JobStatus, JobType, Provisioner};
 use crate::jobs::{NewJob, Tags, finish_job, insert_job};
 use crate::{Result, Store, StoreError};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct TemplateVersionRow {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -137,7 +138,7 @@ pub struct TemplateUpdate {
     pub settings: TemplateSettings,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct PresetRow {
     pub id: Uuid,
     pub template_version_id: Uuid,
@@ -153,6 +154,7 @@ pub struct PresetRow {
     pub schedules: Json<Vec<ScheduleSpec>>,
 }
 
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct ParameterRow {
     name: String,
     display_name: String,
@@ -189,6 +191,48 @@ impl From<ParameterRow> for Parameter {
             }),
         }
     }
+}
+
+/// A version's presets (`p`, as [`PresetRow`]s) with their parameter
+/// values and schedules, and each one's `ordinal`.
+const PRESET_SELECT: &str = "SELECT p.id, p.template_version_id, p.name, p.description, p.icon, p.is_default, \
+         p.desired_instances, p.ttl_seconds, p.scheduling_timezone, p.last_invalidated_at, \
+         coalesce((SELECT json_object_agg(pp.name, pp.value) FROM template_version_preset_parameters pp \
+                   WHERE pp.preset_id = p.id), '{}') AS parameters, \
+         coalesce((SELECT json_agg(json_build_object('cron', s.cron_expression, 'instances', s.desired_instances) \
+                   ORDER BY s.ordinal) \
+                   FROM template_version_preset_prebuild_schedules s WHERE s.preset_id = p.id), '[]') AS schedules, \
+         p.ordinal \
+     FROM template_version_presets p";
+
+/// A version's parameters (`p`, as `ParameterRow`s) with their options, and each one's `ordinal`.
+const PARAMETER_SELECT: &str = "SELECT p.name, p.display_name, p.description, p.type AS kind, p.default_value, \
+         p.mutable, p.validation_min, p.validation_max, p.validation_regex, p.validation_error, \
+         coalesce((SELECT json_agg(json_build_object('name', o.name, 'value', o.value, \
+             'description', o.description, 'icon', o.icon) ORDER BY o.ordinal) \
+           FROM template_version_parameter_options o \
+           WHERE o.template_version_id = p.template_version_id AND o.parameter_name = p.name), '[]') AS options, \
+         p.ordinal \
+     FROM template_version_parameters p";
+
+/// What creating a workspace decides from: the template, the version asked
+/// for (its active one unless another is named; `None` when there is no
+/// such version), and that version's presets and parameters, in manifest order.
+#[derive(Debug, Clone)]
+pub struct CreateContext {
+    pub template: TemplateRow,
+    pub version: Option<TemplateVersionRow>,
+    pub presets: Vec<PresetRow>,
+    pub parameters: Vec<Parameter>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CreateContextRow {
+    #[sqlx(flatten)]
+    template: TemplateRow,
+    version: Option<Json<TemplateVersionRow>>,
+    presets: Json<Vec<PresetRow>>,
+    parameters: Json<Vec<ParameterRow>>,
 }
 
 /// The version's import status, for refusing to use a version that has not
@@ -439,41 +483,51 @@ impl Store {
 
     /// A version's parameters, in manifest order.
     pub async fn version_parameters(&self, version_id: Uuid) -> Result<Vec<Parameter>> {
-        let rows = sqlx::query_as!(
-            ParameterRow,
-            "SELECT p.name, p.display_name, p.description, p.type AS \"kind: ParameterType\", p.default_value, \
-                 p.mutable, p.validation_min, \
-                 p.validation_max, p.validation_regex, p.validation_error, \
-                 coalesce((SELECT json_agg(json_build_object('name', o.name, 'value', o.value, \
-                     'description', o.description, 'icon', o.icon) ORDER BY o.ordinal) \
-                   FROM template_version_parameter_options o \
-                   WHERE o.template_version_id = p.template_version_id AND o.parameter_name = p.name), '[]') \
-                   AS \"options!: Json<Vec<ParameterOption>>\" \
-             FROM template_version_parameters p WHERE p.template_version_id = $1 ORDER BY p.ordinal",
-            version_id,
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("{PARAMETER_SELECT} WHERE p.template_version_id = $1 ORDER BY p.ordinal"));
+        let rows: Vec<ParameterRow> =
+            sqlx::query_as(AssertSqlSafe(SQL.as_str())).bind(version_id).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Parameter::from).collect())
     }
 
     /// A version's presets with their parameter values and schedules, in manifest order.
     pub async fn version_presets(&self, version_id: Uuid) -> Result<Vec<PresetRow>> {
-        Ok(sqlx::query_as!(
-            PresetRow,
-            "SELECT p.id, p.template_version_id, p.name, p.description, p.icon, p.is_default, p.desired_instances, \
-                 p.ttl_seconds, p.scheduling_timezone, p.last_invalidated_at, \
-                 coalesce((SELECT json_object_agg(pp.name, pp.value) FROM template_version_preset_parameters pp \
-                   WHERE pp.preset_id = p.id), '{}') AS \"parameters!: Json<BTreeMap<String, String>>\", \
-                 coalesce((SELECT json_agg(json_build_object('cron', s.cron_expression, 'instances', \
-                     s.desired_instances) ORDER BY s.ordinal) \
-                   FROM template_version_preset_prebuild_schedules s WHERE s.preset_id = p.id), '[]') \
-                   AS \"schedules!: Json<Vec<ScheduleSpec>>\" \
-             FROM template_version_presets p WHERE p.template_version_id = $1 ORDER BY p.ordinal",
-            version_id,
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("{PRESET_SELECT} WHERE p.template_version_id = $1 ORDER BY p.ordinal"));
+        Ok(sqlx::query_as(AssertSqlSafe(SQL.as_str())).bind(version_id).fetch_all(&self.pool).await?)
+    }
+
+    /// Everything creating a workspace from `template_id` decides from, in
+    /// one statement: the template (`NotFound` when it does not exist or was
+    /// deleted), the version `version_id` or else its active one, and that
+    /// version's presets and parameters.
+    pub async fn create_context(&self, template_id: Uuid, version_id: Option<Uuid>) -> Result<CreateContext> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {TEMPLATE_COLUMNS}, \
+                     (SELECT to_json(v) FROM (SELECT {VERSION_COLUMNS} FROM template_versions \
+                                              WHERE id = coalesce($2, t.active_version_id)) v) AS version, \
+                     coalesce((SELECT json_agg(p ORDER BY p.ordinal) \
+                               FROM ({PRESET_SELECT} WHERE p.template_version_id = coalesce($2, t.active_version_id)) p), \
+                              '[]') AS presets, \
+                     coalesce((SELECT json_agg(p ORDER BY p.ordinal) \
+                               FROM ({PARAMETER_SELECT} WHERE p.template_version_id = coalesce($2, t.active_version_id)) p), \
+                              '[]') AS parameters \
+                 FROM templates t WHERE NOT t.deleted AND t.id = $1"
+            )
+        });
+        let row: CreateContextRow = sqlx::query_as(AssertSqlSafe(SQL.as_str()))
+            .bind(template_id)
+            .bind(version_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(CreateContext {
+            template: row.template,
+            version: row.version.map(|v| v.0),
+            presets: row.presets.0,
+            parameters: row.parameters.0.into_iter().map(Parameter::from).collect(),
+        })
     }
 }
 

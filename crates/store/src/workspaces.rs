@@ -16,9 +16,12 @@ use crate::{Result, Store, StoreError};
 /// The user that owns unclaimed prebuilds.
 pub const PREBUILDS_USER_ID: Uuid = uuid::uuid!("c42fdf75-3097-471c-8c33-fb52454d81c0");
 
+/// What the channel announcing a prebuild's claim is named, before its workspace's id.
+pub(crate) const CLAIM_CHANNEL_PREFIX: &str = "workspace_claims:";
+
 /// The channel announcing that a prebuild was claimed, for its agents' re-init streams.
 pub fn claim_channel(workspace_id: Uuid) -> String {
-    format!("workspace_claims:{workspace_id}")
+    format!("{CLAIM_CHANNEL_PREFIX}{workspace_id}")
 }
 
 /// A workspace with what its latest build says about it.

@@ -22,11 +22,15 @@ pub async fn run(config: &EchoConfig, mut ctx: BuildContext<'_>) -> BuildOutcome
     let outcome = |result, resources| BuildOutcome { result, state: job.state.clone(), resources };
 
     ctx.log.info(stage, format!("Simulating {stage} of workspace {} ({} ms)", job.workspace_name, config.duration_ms));
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_millis(config.duration_ms)) => {}
-        _ = canceled(&mut ctx.cancel) => {
-            ctx.log.info(stage, format!("Simulated {stage} canceled"));
-            return outcome(BuildResult::Canceled, Vec::new());
+    // No timer for no time: even a zero sleep waits for the timer's next
+    // millisecond tick, which would be most of a zero-work build.
+    if config.duration_ms > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(config.duration_ms)) => {}
+            _ = canceled(&mut ctx.cancel) => {
+                ctx.log.info(stage, format!("Simulated {stage} canceled"));
+                return outcome(BuildResult::Canceled, Vec::new());
+            }
         }
     }
 

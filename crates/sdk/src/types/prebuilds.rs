@@ -71,8 +71,9 @@ pub struct ClaimStats {
     pub misses: i64,
     pub misses_by_reason: std::collections::BTreeMap<MissReason, i64>,
     /// Hand-over of the hits, in ms: from the create request's arrival at the
-    /// server to the claim transaction's last statement before its commit
-    /// (what a create response's `claim_hand_over_ms` says).
+    /// server to the claim's record being written, the claim statement's last
+    /// step before its commit (what a create response's `claim_hand_over_ms`
+    /// says).
     pub hit_p50_ms: Option<f64>,
     pub hit_p99_ms: Option<f64>,
 }

@@ -30,8 +30,9 @@ pub struct Workspace {
     pub agents: Vec<super::WorkspaceAgent>,
     /// Only in the answer to a create request that claimed a prebuild: the
     /// hand-over in milliseconds, from the request's arrival at the server to
-    /// the claim transaction's last statement before its commit. The same
-    /// value is recorded with the claim (`GET /prebuilds/claims`).
+    /// the claim's record being written, the claim statement's last step
+    /// before its commit. The same value is recorded with the claim (`GET
+    /// /prebuilds/claims`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_hand_over_ms: Option<f64>,
 }

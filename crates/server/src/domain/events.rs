@@ -1,14 +1,15 @@
 //! Announcements between replicas over pub/sub. Each is published after
 //! the transaction whose change it announces has committed (never inside
 //! one), and none is load-bearing: a lost announcement only delays its
-//! listeners until they next look at the durable state.
+//! listeners until they next look at the durable state. Two are not made
+//! here: a queued job and a claimed prebuild are announced by the store's
+//! statement that queues or claims, as part of its transaction (so they are
+//! delivered at its commit, and cost no statement of their own).
 
 use uuid::Uuid;
-use warmspace_sdk::ReinitEvent;
 use warmspace_store::jobs::{JOB_POSTED_CHANNEL, Notices, job_events_channel};
 use warmspace_store::notifications::inbox_channel;
 use warmspace_store::pubsub::{PubSub, PubSubError, Subscription};
-use warmspace_store::workspaces::claim_channel;
 
 /// Anything that may change a pool's picture is announced here; every
 /// replica's reconciler wakes, and the one holding the lock acts.
@@ -100,12 +101,6 @@ impl Events {
             always: vec![(job_events_channel(job_id), EVENT_DONE.to_owned())],
             if_preset: Some((RECONCILE_CHANNEL.to_owned(), Trigger::Job(job_id).payload())),
         }
-    }
-
-    /// A prebuild was claimed: its agents' re-init streams look again.
-    pub async fn claimed(&self, event: &ReinitEvent) {
-        let payload = serde_json::to_string(event).expect("an event serialises");
-        self.publish(&claim_channel(event.workspace_id), &payload).await;
     }
 
     /// Something changed a pool's picture: reconcile soon.

@@ -252,16 +252,23 @@ impl Domain {
     /// A version of `template` whose import succeeded, for building a
     /// workspace (problems name `template_version_id`).
     pub(super) async fn usable_version(&self, template: &TemplateRow, version_id: Uuid) -> Result<TemplateVersionRow> {
-        let bad = |detail: &str| Error::field("template_version_id", detail.to_owned());
-        let version = self.store.template_version(version_id).await.map_err(|_| bad("no such template version"))?;
-        if version.template_id != Some(template.id) {
-            return Err(bad("the version belongs to another template"));
-        }
-        if version.provisioner.is_none() {
-            return Err(bad("the version has not been imported successfully"));
-        }
-        Ok(version)
+        usable(template, self.store.template_version(version_id).await.ok())
     }
+}
+
+/// The version (`None`: there is no such version) if it is one of `template`
+/// whose import succeeded, for building a workspace (problems name
+/// `template_version_id`).
+pub(super) fn usable(template: &TemplateRow, version: Option<TemplateVersionRow>) -> Result<TemplateVersionRow> {
+    let bad = |detail: &str| Error::field("template_version_id", detail.to_owned());
+    let version = version.ok_or_else(|| bad("no such template version"))?;
+    if version.template_id != Some(template.id) {
+        return Err(bad("the version belongs to another template"));
+    }
+    if version.provisioner.is_none() {
+        return Err(bad("the version has not been imported successfully"));
+    }
+    Ok(version)
 }
 
 fn settings_row(s: &TemplateSettings) -> warmspace_store::TemplateSettings {

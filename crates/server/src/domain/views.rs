@@ -13,6 +13,7 @@ use warmspace_sdk::{
     WorkspaceAgent, WorkspaceBuild, WorkspaceResource,
 };
 use warmspace_store::agents::AgentRow;
+use warmspace_store::claims::Claimed;
 use warmspace_store::jobs::{JobRow, LogRow};
 use warmspace_store::notifications::NotificationRow;
 use warmspace_store::workspaces::{BuildRow, WorkspaceRow};
@@ -51,6 +52,13 @@ impl Domain {
                 Ok(workspace_view(w, latest, agents))
             })
             .collect()
+    }
+
+    /// A claimed workspace as shown, from what the claim's statement returned.
+    pub(super) fn claimed_view(&self, claimed: Claimed) -> Workspace {
+        let now = self.now();
+        let agents = claimed.agents.into_iter().map(|a| agent_view(a, now)).collect();
+        workspace_view(claimed.workspace, build_view(claimed.job, claimed.build), agents)
     }
 
     pub(super) async fn workspace_view(&self, row: WorkspaceRow) -> Result<Workspace> {

@@ -12,17 +12,17 @@ use warmspace_authz::{Action, Object, Resource, Visibility};
 use warmspace_prebuilds::claim::{PresetMatch, PresetValues, match_preset};
 use warmspace_prebuilds::schedule::Schedule;
 use warmspace_sdk::{
-    BuildParameter, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, ProvisionerJobLog, ReinitEvent, Workspace,
-    WorkspaceBuild, WorkspacesQuery, WorkspacesResponse,
+    BuildParameter, CreateWorkspaceBuildRequest, CreateWorkspaceRequest, ProvisionerJobLog, Workspace, WorkspaceBuild,
+    WorkspacesQuery, WorkspacesResponse,
 };
 use warmspace_states::{BuildReason, ClaimMode, JobStatus, MissReason, Transition, WorkspaceStatus};
-use warmspace_store::PresetRow;
 use warmspace_store::claims::{ClaimMiss, ClaimRequest};
 use warmspace_store::workspaces::{BuildRow, NewBuild, NewWorkspace, PREBUILDS_USER_ID, WorkspaceFilter, WorkspaceRow};
+use warmspace_store::{CreateContext, PresetRow, StoreError};
 use warmspace_template::{Parameter, ParameterInput, resolve_parameters};
 
 use super::jobs::LogFollow;
-use super::templates::MAX_TTL_MS;
+use super::templates::{MAX_TTL_MS, usable};
 use super::users::invalid;
 use super::{Actor, Domain, Error, Found, Result, page, valid_slug};
 
@@ -42,9 +42,14 @@ impl Domain {
     /// queued, and the miss is recorded with it, saying why.
     ///
     /// A claim's hand-over time is measured once, from here (the request's
-    /// arrival) to the claim record's write, the last statement of the claim
-    /// transaction before its commit; the record keeps it, the response
-    /// carries it, the log says it.
+    /// arrival) to the claim record's write, the claim statement's last step
+    /// before its commit; the record keeps it, the response carries it, the
+    /// log says it.
+    ///
+    /// A claim request costs a fixed few statements whatever the pool's
+    /// size: one read of everything the request decides from, the claim's
+    /// one statement (whose result is the response: nothing is read again),
+    /// and the pool's refill trigger.
     pub async fn create_workspace(&self, actor: &Actor, owner: &str, req: CreateWorkspaceRequest) -> Result<Created> {
         let arrived = Instant::now();
         let owner = self.find_user(actor, owner).await?;
@@ -56,17 +61,19 @@ impl Domain {
             ));
         }
         check_ttl("ttl_ms", req.ttl_ms)?;
-        let template =
-            self.store.template(req.template_id).await.map_err(|_| Error::field("template_id", "no such template"))?;
+        // The template, the version, its presets and parameters: one read.
+        let CreateContext { template, version, presets, parameters } =
+            match self.store.create_context(req.template_id, req.template_version_id).await {
+                Err(StoreError::NotFound) => return Err(Error::field("template_id", "no such template")),
+                context => context?,
+            };
         if req.autostart_schedule.is_some() && !template.allow_user_autostart {
             return Err(Error::field("autostart_schedule", "the template does not allow autostart"));
         }
         let autostart_schedule =
             req.autostart_schedule.as_deref().map(|s| check_autostart("autostart_schedule", s)).transpose()?;
-        let version_id = req.template_version_id.unwrap_or(template.active_version_id);
-        let version = self.usable_version(&template, version_id).await?;
-        let presets = self.store.version_presets(version_id).await?;
-        let parameters = self.store.version_parameters(version_id).await?;
+        let version = usable(&template, version)?;
+        let version_id = version.id;
         let requested = requested_values(&req.rich_parameter_values)?;
 
         let matched = preset_of(req.template_version_preset_id, &presets, &parameters, &requested)?;
@@ -104,20 +111,16 @@ impl Domain {
                 };
                 match self.store.claim_prebuild(&claim).await? {
                     Some(claimed) => {
-                        // Committed: tell the prebuild's agents (on every replica), refill the pool.
-                        let event = ReinitEvent {
-                            workspace_id: claimed.workspace_id,
-                            owner_id: owner.id,
-                            reason: "claimed".into(),
-                        };
-                        self.events.claimed(&event).await;
+                        // Committed, and the prebuild's agents told (on every replica) by its
+                        // commit: refill the pool.
                         self.events.reconcile(super::Trigger::Preset(preset.id)).await;
-                        let mut workspace =
-                            self.workspace_view(self.store.workspace(claimed.workspace_id).await?).await?;
-                        workspace.claim_hand_over_ms = Some(claimed.hand_over_ms);
+                        let hand_over_ms = claimed.hand_over_ms;
+                        // Shown as the claim's statement returned it: nothing is read again.
+                        let mut workspace = self.claimed_view(claimed);
+                        workspace.claim_hand_over_ms = Some(hand_over_ms);
                         tracing::info!(
                             workspace = %workspace.name, owner = %workspace.owner_name, by = %actor.user.username,
-                            preset = %preset.name, hand_over_ms = claimed.hand_over_ms, "prebuild claimed"
+                            preset = %preset.name, hand_over_ms, "prebuild claimed"
                         );
                         return Ok(Created { workspace, claimed: true });
                     }

@@ -236,6 +236,74 @@ async fn a_reinit_claim_completes_in_its_transaction_and_the_agent_reinitialises
     assert_eq!(logs.iter().filter(|l| l.output == "Simulated the startup script").count(), 2, "{logs:#?}");
 }
 
+/// The statements one claim request runs, whatever the pool's size: the
+/// session's lookup; one read of the template with the version, its presets
+/// and its parameters; the claim itself, one statement that also announces
+/// it; and the pool's reconcile trigger.
+const CLAIM_STATEMENTS: usize = 4;
+
+// A current-thread runtime: the server under test runs its tasks on this
+// thread, so the statements counted here are its own and no other test's.
+#[tokio::test(flavor = "current_thread")]
+async fn a_claim_runs_as_few_statements_from_a_pool_of_200_as_from_a_pool_of_10_and_shows_what_a_read_shows() {
+    let statements = Statements::on_this_thread();
+    // Nothing in the background: no timer, no polling, no reaping, no cycles.
+    let mut config = Config::default();
+    config.provisioning.poll_interval = Duration::from_secs(3600);
+    config.provisioning.reap_interval = Duration::from_secs(3600);
+    let server = TestServer::start_full(config, 1, false).await;
+    let owner = server.owner().await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(0, "reinit", ""))]).await;
+    let us = preset_id(&owner, &template, "us").await;
+    let raw = server.db.pool().await;
+    // The oldest prebuild, the one the first claim takes, has an agent, ready.
+    server.store.seed_prebuilds(us, 10).await.unwrap();
+    sqlx::query(
+        "INSERT INTO workspace_agents (workspace_id, name, token_id, hashed_secret, lifecycle_state, ready_at) \
+         SELECT id, 'main', 'AgentToken', sha256('secret'), 'ready', now() FROM workspaces \
+         WHERE preset_id = $1 ORDER BY created_at LIMIT 1",
+    )
+    .bind(us)
+    .execute(&raw)
+    .await
+    .unwrap();
+    let ttl = Some(3_600_000);
+    let claim = |name: &'static str| {
+        let req = warmspace_sdk::CreateWorkspaceRequest { ttl_ms: ttl, ..request(&template, name, Some(us), &[]) };
+        let owner = owner.clone();
+        async move { owner.create_workspace("me", &req).await.unwrap() }
+    };
+
+    let (from_10, first) = statements.during(claim("from-ten")).await;
+    assert!(claimed(&first));
+    assert_eq!(first.agents.len(), 1, "the claimed prebuild's agent is shown");
+    server.store.seed_prebuilds(us, 190).await.unwrap();
+    let (from_200, second) = statements.during(claim("from-two-hundred")).await;
+    assert!(claimed(&second));
+    println!("a claim from a pool of 10 ran {from_10} statements, from a pool of 200 {from_200}");
+    assert_eq!(from_10, from_200, "a claim's statements do not grow with its pool");
+    assert!(from_10 <= CLAIM_STATEMENTS, "{from_10} statements for one claim");
+
+    // The response is built from what the claim's statement returned: it
+    // is what reading the workspace shows, but for the hand-over time.
+    for response in [first, second] {
+        let hand_over = response.claim_hand_over_ms.expect("a claim says its hand-over");
+        assert!(hand_over > 0.0);
+        let read = owner.workspace(response.id).await.unwrap();
+        assert_eq!(Workspace { claim_hand_over_ms: None, ..response.clone() }, read);
+        let b = &read.latest_build;
+        assert_eq!(
+            (b.build_number, b.reason, b.template_version_preset_id),
+            (2, warmspace_sdk::BuildReason::Claim, Some(us))
+        );
+        assert_eq!(b.job.status, warmspace_sdk::JobStatus::Succeeded);
+        assert_eq!(read.ttl_ms, ttl);
+        assert!(b.deadline.is_some());
+        let values: BTreeMap<_, _> = b.parameters.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
+        assert_eq!(values, BTreeMap::from([("cpus", "2"), ("region", "us")]));
+    }
+}
+
 #[tokio::test]
 async fn a_claim_that_replaces_warm_resources_warns_and_tells_template_admins() {
     let server = TestServer::start_full(Config::default(), 2, false).await;

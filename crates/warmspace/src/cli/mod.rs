@@ -129,10 +129,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Server(args) => server::run(args).await,
-            Command::Bench(command) => {
-                init_logging("warn");
-                bench::run(command).await
-            }
+            Command::Bench(command) => bench::run(command).await,
             Command::Agent(args) => {
                 init_logging("info");
                 agent::run(args).await

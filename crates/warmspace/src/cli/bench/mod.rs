@@ -1,6 +1,7 @@
 //! `warmspace bench …`: measurements, each printed beside a baseline
 //! measured in the same run on the same database.
 
+mod claim;
 mod queue;
 mod reconcile;
 mod refill;
@@ -15,6 +16,10 @@ use warmspace_store::embedded::{Cluster, ClusterOptions};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Claiming a warm prebuild through the HTTP API at 1, 10 and 50
+    /// concurrent claimers, against the bare `UPDATE … SKIP LOCKED` a claim
+    /// is built around, and the statements one claim request runs.
+    Claim(claim::ClaimArgs),
     /// Reconciliation: a no-op cycle over many presets against reading its
     /// snapshot alone, and the database connections a cycle with work uses.
     Reconcile(reconcile::ReconcileArgs),
@@ -27,8 +32,13 @@ pub enum BenchCommand {
     Refill(refill::RefillArgs),
 }
 
+/// Runs a benchmark, logging warnings (unless `RUST_LOG` says otherwise),
+/// with a statement counter beside the log that counts only when asked to.
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let statements = claim::Statements::default();
+    super::logging::init_with("warn", statements.layer());
     match command {
+        BenchCommand::Claim(args) => claim::run(args, statements).await,
         BenchCommand::Reconcile(args) => reconcile::run(args).await,
         BenchCommand::Scale(args) => scale::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,

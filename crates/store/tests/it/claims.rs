@@ -1,0 +1,134 @@
+//! The claim's pick walks a preset's unclaimed prebuilds oldest first,
+//! straight from the index `workspaces_prebuilds_by_age`, and stops at the
+//! first it can lock: no sort of the pool, and about as many buffers for a
+//! pool of 10 000 as for a pool of 10 — with the plan PostgreSQL keeps for the
+//! prepared statement (generic) as with one made for the values (custom).
+
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+use warmspace_states::{LoginType, UserStatus};
+use warmspace_store::claims::claim_statement;
+use warmspace_store::testing::TestDatabase;
+use warmspace_store::{NewUser, PgConnectOptions};
+
+/// The parameters' types, in the order `claim_prebuild` binds them.
+const TYPES: &str = "uuid, timestamptz, uuid, text, int8, text, timestamptz, timestamptz, text[], text[], bool, uuid, \
+     float8, uuid";
+
+/// What the plan of the claim's pick says: whether it sorts the pool (a
+/// sort above the scan of the pool's index), the rows that scan returned,
+/// the rows it locked, and its buffers; and the whole statement's buffers.
+#[derive(Debug)]
+struct Pick {
+    sorts_pool: bool,
+    scanned: i64,
+    locked: i64,
+    buffers: i64,
+    statement_buffers: i64,
+}
+
+/// Claims from `preset` as `user`, under `EXPLAIN (ANALYZE, BUFFERS)`, and
+/// rolls back; `plan_cache_mode` chooses the plan.
+async fn explain(options: &PgConnectOptions, mode: &str, preset: Uuid, template: Uuid, user: Uuid) -> Pick {
+    let mut connection = PgConnection::connect_with(options).await.unwrap();
+    let sql = claim_statement();
+    for statement in
+        [format!("SET plan_cache_mode = {mode}"), format!("PREPARE claim ({TYPES}) AS {sql}"), "BEGIN".into()]
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.unwrap();
+    }
+    let explained: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim ('{preset}', now(), '{user}', 'explained', NULL, \
+         NULL, NULL, NULL, '{{}}', '{{}}', true, '{template}', 0, gen_random_uuid())"
+    )))
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    sqlx::raw_sql("ROLLBACK").execute(&mut connection).await.unwrap();
+    connection.close().await.unwrap();
+    let pick = find(&explained[0]["Plan"], &|node| node["Subplan Name"] == "CTE pick").expect("the pick's plan");
+    let pool = |node: &Value| node["Index Name"] == "workspaces_prebuilds_by_age";
+    let sorts_pool = find(pick, &|node| node["Node Type"] == "Sort" && find(node, &pool).is_some()).is_some();
+    let rows = |node: Option<&Value>| node.and_then(|n| n["Actual Rows"].as_i64()).unwrap_or(-1);
+    Pick {
+        sorts_pool,
+        scanned: rows(find(pick, &pool)),
+        locked: rows(find(pick, &|node| node["Node Type"] == "LockRows")),
+        buffers: blocks(pick),
+        statement_buffers: blocks(&explained[0]["Plan"]),
+    }
+}
+
+fn blocks(node: &Value) -> i64 {
+    node["Shared Hit Blocks"].as_i64().unwrap_or_default() + node["Shared Read Blocks"].as_i64().unwrap_or_default()
+}
+
+fn walk<'a>(node: &'a Value, visit: &mut impl FnMut(&'a Value)) {
+    visit(node);
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        walk(child, visit);
+    }
+}
+
+fn find<'a>(node: &'a Value, wanted: &impl Fn(&Value) -> bool) -> Option<&'a Value> {
+    let mut found = None;
+    walk(node, &mut |n| {
+        if found.is_none() && wanted(n) {
+            found = Some(n);
+        }
+    });
+    found
+}
+
+#[tokio::test]
+async fn a_claim_walks_the_pool_s_index_and_stops_at_the_first_prebuild_it_can_lock() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let raw = db.pool().await;
+    let preset = store.seed_pools(1, false).await.unwrap()[0];
+    let template: Uuid = sqlx::query_scalar(
+        "SELECT v.template_id FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
+         WHERE p.id = $1",
+    )
+    .bind(preset)
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    let user = store
+        .create_user(NewUser {
+            username: "claimer".into(),
+            email: "claimer@example.com".into(),
+            name: String::new(),
+            login_type: LoginType::None,
+            hashed_password: None,
+            status: UserStatus::Active,
+            roles: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .id;
+
+    let mut seeded = 0;
+    let mut smallest = None;
+    for pool in [10, 1_000, 10_000] {
+        store.seed_prebuilds(preset, pool - seeded).await.unwrap();
+        seeded = pool;
+        sqlx::query("ANALYZE").execute(&raw).await.unwrap();
+        for mode in ["force_generic_plan", "force_custom_plan"] {
+            let pick = explain(&db.options(), mode, preset, template, user).await;
+            println!("pool of {pool}, {mode}: {pick:?}");
+            assert!(!pick.sorts_pool, "the pool is walked in order, not sorted: {pick:?}");
+            assert_eq!(
+                (pick.scanned, pick.locked),
+                (1, 1),
+                "the pool's index, stopped at its first prebuild: {pick:?}"
+            );
+            // At 1 000 and more the pool's index has a root above its leaves: a buffer more.
+            assert!(pick.buffers <= 20, "{pick:?}");
+            // And so the whole claim: its writes do not depend on the pool's size either.
+            let fewest = *smallest.get_or_insert(pick.statement_buffers);
+            assert!(pick.statement_buffers <= fewest + 40, "{pick:?}, against {fewest} for a pool of 10");
+        }
+    }
+}
