@@ -248,10 +248,7 @@ const CLAIM_STATEMENTS: usize = 4;
 async fn a_claim_runs_as_few_statements_from_a_pool_of_200_as_from_a_pool_of_10_and_shows_what_a_read_shows() {
     let statements = Statements::on_this_thread();
     // Nothing in the background: no timer, no polling, no reaping, no cycles.
-    let mut config = Config::default();
-    config.provisioning.poll_interval = Duration::from_secs(3600);
-    config.provisioning.reap_interval = Duration::from_secs(3600);
-    let server = TestServer::start_full(config, 1, false).await;
+    let server = TestServer::start_full(quiet(), 1, false).await;
     let owner = server.owner().await;
     let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(0, "reinit", ""))]).await;
     let us = preset_id(&owner, &template, "us").await;

@@ -1,10 +1,7 @@
 //! Listings cost a fixed number of statements whatever their length: no
 //! query per row.
 
-use std::time::Duration;
-
 use warmspace_sdk::{JobsQuery, WorkspacesQuery};
-use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
 use crate::common::*;
@@ -15,10 +12,7 @@ use crate::common::*;
 async fn listing_a_thousand_workspaces_takes_as_many_statements_as_listing_ten() {
     let statements = Statements::on_this_thread();
     // Nothing in the background: no timer, no polling, no reaping.
-    let mut config = Config::default();
-    config.provisioning.poll_interval = Duration::from_secs(3600);
-    config.provisioning.reap_interval = Duration::from_secs(3600);
-    let server = TestServer::start_full(config, 1, false).await;
+    let server = TestServer::start_full(quiet(), 1, false).await;
     let owner = server.owner().await;
     let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(1, "rebuild", ""))]).await;
     let us = preset_id(&owner, &template, "us").await;

@@ -5,20 +5,11 @@
 use std::time::Duration;
 
 use warmspace_sdk::CreateWorkspaceRequest;
-use warmspace_server::Config;
 use warmspace_server::domain::{RECONCILE_CHANNEL, Trigger};
 use warmspace_server::testing::TestServer;
 use warmspace_store::pubsub::Event;
 
 use crate::common::*;
-
-/// No background work: cycles run when the test says, daemons never poll.
-fn quiet() -> Config {
-    let mut config = Config::default();
-    config.provisioning.poll_interval = Duration::from_secs(3600);
-    config.provisioning.reap_interval = Duration::from_secs(3600);
-    config
-}
 
 #[tokio::test]
 async fn a_claim_names_its_preset_and_its_refill_reconciles_that_preset_alone() {
