@@ -119,6 +119,9 @@ impl Reconciler {
         session.release().await;
         if !locked.is_empty() {
             self.cycles.fetch_add(1, Ordering::Relaxed);
+            if let Ok(stats) = &stats {
+                log_pass("presets", stats);
+            }
         }
         Ok((stats?, busy))
     }
@@ -155,6 +158,7 @@ impl Reconciler {
             lock.unlock_presets(&locked).await?;
             stats.add(&done?);
         }
+        self.domain.tell_of_pool_trouble(&raw, &snapshot).await;
         stats.elapsed = started.elapsed();
         log_pass("full", &stats);
         Ok(stats)
@@ -191,7 +195,6 @@ impl Reconciler {
             stats.add(done);
         }
         stats.elapsed = started.elapsed();
-        log_pass("presets", &stats);
         Ok(stats)
     }
 
@@ -412,22 +415,19 @@ fn plans<'a>(raw: &'a PrebuildsSnapshot, snapshot: &'a Snapshot) -> Vec<Prebuild
 }
 
 fn log_pass(pass: &'static str, stats: &CycleStats) {
-    let elapsed_ms = stats.elapsed.as_millis() as u64;
-    if stats.actions > 0 {
-        tracing::info!(
-            pass,
-            presets = stats.presets_total,
-            reconciled = stats.presets_reconciled,
-            actions = stats.actions,
-            created = stats.created,
-            deleted = stats.deleted,
-            canceled = stats.canceled,
-            elapsed_ms,
-            "reconciliation cycle"
-        );
-    } else {
-        tracing::debug!(pass, presets = stats.presets_total, elapsed_ms, "reconciliation cycle");
-    }
+    tracing::info!(
+        pass,
+        presets = stats.presets_total,
+        reconciled = stats.presets_reconciled,
+        skipped_idle = stats.presets_total - stats.presets_reconciled,
+        actions = stats.actions,
+        created = stats.created,
+        deleted = stats.deleted,
+        canceled = stats.canceled,
+        snapshot_ms = stats.snapshot.as_millis() as u64,
+        elapsed_ms = stats.elapsed.as_millis() as u64,
+        "reconciliation cycle"
+    );
 }
 
 /// Sleeps until `at`, or forever.

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod files;
 mod jobs;
+mod notices;
 mod notifications;
 mod prebuilds;
 mod provisioning;

@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 use uuid::Uuid;
 use warmspace_sdk::{MarkAllNotificationsReadResponse, Notification, NotificationsQuery, NotificationsResponse};
 use warmspace_store::StoreError;
-use warmspace_store::notifications::{NotificationRow, inbox_channel};
+use warmspace_store::notifications::{NotificationRow, Notified, inbox_channel};
 use warmspace_store::pubsub::{Event as PubSubEvent, Subscription};
 
 use super::views::notification_view;
@@ -28,6 +28,11 @@ impl Domain {
             Err(err) => return tracing::warn!(kind, error = %err, "cannot notify template admins"),
         };
         // The insert has committed, so a stream fetching the notification finds it.
+        self.announce(notified).await;
+    }
+
+    /// Announces committed notifications to their recipients' open inboxes.
+    pub(super) async fn announce(&self, notified: Vec<Notified>) {
         for n in notified {
             self.events.notification(n.user_id, n.notification_id).await;
         }

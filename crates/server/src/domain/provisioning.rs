@@ -260,12 +260,18 @@ impl Domain {
 
     /// Template admins hear of claims that rebuilt warm resources.
     async fn tell_template_admins(&self, build: &BuildRow, replaced: &[String]) {
-        tracing::warn!(workspace = %build.workspace_id, resources = ?replaced, "a claim replaced prebuilt resources");
+        // Named, not numbered: the workspace as its new owner and the template admins know it.
+        let workspace = match self.store.workspace(build.workspace_id).await {
+            Ok(ws) => format!(
+                "{}/{} (template {}, version {})",
+                ws.owner_name, ws.name, ws.template_name, build.template_version_name
+            ),
+            Err(_) => format!("a workspace of template version {}", build.template_version_name),
+        };
+        tracing::warn!(%workspace, resources = ?replaced, "a claim replaced prebuilt resources");
         let content = format!(
-            "Claiming workspace {} (template version {}) rebuilt {}. Those resources are rebuilt for every new owner, \
+            "Claiming workspace {workspace} rebuilt {}. Those resources are rebuilt for every new owner, \
              so claims from this pool are slower than they could be.",
-            build.workspace_id,
-            build.template_version_name,
             replaced.join(", ")
         );
         self.notify_template_admins(

@@ -119,8 +119,9 @@ impl Domain {
                         let mut workspace = self.claimed_view(claimed);
                         workspace.claim_hand_over_ms = Some(hand_over_ms);
                         tracing::info!(
+                            claim = "hit", template = %template.name, preset = %preset.name, hand_over_ms,
                             workspace = %workspace.name, owner = %workspace.owner_name, by = %actor.user.username,
-                            preset = %preset.name, hand_over_ms, "prebuild claimed"
+                            "prebuild claimed"
                         );
                         return Ok(Created { workspace, claimed: true });
                     }
@@ -131,6 +132,13 @@ impl Domain {
             (None, PresetMatch::Mismatch(id)) => Some((Some(id), MissReason::ParameterMismatch)),
             (None, _) => (!presets.is_empty()).then_some((None, MissReason::NoPreset)),
         };
+        if let Some((_, reason)) = &miss {
+            tracing::info!(
+                claim = "miss", template = %template.name, preset = preset.map_or("", |p| p.name.as_str()),
+                reason = reason.as_str(), owner = %owner.username, by = %actor.user.username,
+                "no prebuild to claim; building cold"
+            );
+        }
 
         let workspace = self
             .store

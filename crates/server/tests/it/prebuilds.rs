@@ -163,6 +163,59 @@ async fn failing_creations_back_off_stop_at_the_hard_limit_and_resume_on_a_new_v
     until(&owner, "pool", "the new version's pool", |p| p.running == 1 && p.status == PresetStatus::Normal).await;
 }
 
+/// The owner's notifications of `kind`, newest first.
+async fn notices(client: &Client, kind: &str) -> Vec<warmspace_sdk::Notification> {
+    let inbox = client.notifications(&warmspace_sdk::NotificationsQuery::default()).await.unwrap();
+    inbox.notifications.into_iter().filter(|n| n.kind == kind).collect()
+}
+
+#[tokio::test]
+async fn failures_are_told_in_one_digest_an_hour_and_the_hard_limit_once_per_run() {
+    let config = ReconcilerConfig {
+        failure_hard_limit: 5,
+        backoff_interval: Duration::from_secs(3600),
+        ..ReconcilerConfig::default()
+    };
+    let (server, owner) = server(2, config).await;
+    let admin = server.user(&owner, "templates", &[warmspace_sdk::Role::TemplateAdmin]).await;
+    let member = server.user(&owner, "member", &[]).await;
+    let failing = pool(5, "", "  fail_on = [\"start\"]\n");
+    let template = push(&owner, "pool", &[("warmspace.hcl", &failing)]).await;
+    assert_eq!(cycle(&server).await.created, 5);
+    until(&owner, "pool", "five failed creations", |p| p.failed == 5).await;
+    assert_eq!(active(&owner, "pool").await.status, PresetStatus::HardLimited);
+
+    cycle(&server).await;
+    for client in [&owner, &admin] {
+        let digests = notices(client, "prebuild_failures").await;
+        assert_eq!(digests.len(), 1, "five failures, one digest: {digests:#?}");
+        assert_eq!(digests[0].title, "5 prebuilds of preset pool (pool) failed");
+        assert!(digests[0].content.contains("failed with: "), "{}", digests[0].content);
+        assert!(digests[0].content.contains("template pool, version "), "named, not numbered: {}", digests[0].content);
+        let limited = notices(client, "prebuild_hard_limited").await;
+        assert_eq!(limited.len(), 1, "{limited:#?}");
+        assert!(limited[0].content.contains("warmspace templates push pool"), "{}", limited[0].content);
+        assert!(limited[0].content.contains("warmspace prebuilds invalidate --template pool --preset pool"));
+    }
+    assert!(member.notifications(&Default::default()).await.unwrap().notifications.is_empty());
+    cycle(&server).await;
+    assert_eq!(notices(&owner, "prebuild_failures").await.len(), 1, "nothing new to tell");
+    assert_eq!(notices(&owner, "prebuild_hard_limited").await.len(), 1, "told once");
+
+    // Invalidating retries the preset: its history starts afresh.
+    owner.invalidate_presets(template.id, &InvalidatePresetsRequest { preset: None }).await.unwrap();
+    assert_eq!(cycle(&server).await.created, 5, "no longer hard-limited");
+    until(&owner, "pool", "five more failed creations", |p| p.failed == 10).await;
+    cycle(&server).await;
+    assert_eq!(notices(&owner, "prebuild_failures").await.len(), 1, "within the hour of the last digest");
+    assert_eq!(notices(&owner, "prebuild_hard_limited").await.len(), 2, "a new run of failures");
+    server.clock.advance(Duration::from_secs(3600));
+    cycle(&server).await;
+    let digests = notices(&owner, "prebuild_failures").await;
+    assert_eq!(digests.len(), 2, "an hour after the last digest");
+    assert_eq!(digests[0].title, "5 prebuilds of preset pool (pool) failed", "only those since the last digest");
+}
+
 #[tokio::test]
 async fn invalidation_replaces_the_pool() {
     let (server, owner) = server(2, ReconcilerConfig::default()).await;

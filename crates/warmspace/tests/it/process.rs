@@ -290,3 +290,64 @@ async fn creations_a_server_stop_interrupted_are_not_held_against_the_pool() {
     .await;
     server.terminate();
 }
+
+/// The JSON log's events whose message is `message`, as their fields.
+fn events(log: &str, message: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|event| event["fields"].clone())
+        .filter(|fields| fields["message"] == message)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_log_has_a_line_per_reconciliation_cycle_and_per_claim_hit_or_miss() {
+    let db = TestDatabase::new().await;
+    let tmp = temp_dir();
+    let config = tmp.path().join("client");
+    let (mut server, _stdout, stderr) = ServerProcess::start_piped(
+        &free_address(),
+        &config,
+        &["--postgres-url", db.url(), "--log-format", "json"],
+        &[],
+    );
+    let stderr = Logs::read(stderr);
+    server.wait_healthy().await;
+    login_admin(&config, &server.url);
+    let pool = template_dir(
+        "provisioner = \"echo\"\npreset \"pool\" {\n  prebuilds {\n    instances = 1\n  }\n}\necho {\n  duration_ms = 5\n}\n",
+    );
+    run(warmspace(&config).args(["templates", "push", "pool", "-d"]).arg(pool.path()));
+    let client = admin_client(&server.url).await;
+    eventually(EXITS, "an eligible prebuild", || async {
+        client.prebuilds_status().await.unwrap().presets.iter().any(|p| p.eligible == 1)
+    })
+    .await;
+    let preset = client.prebuilds_status().await.unwrap().presets[0].preset_id;
+    // Paused, the pool is not refilled: the second request misses, and says why.
+    run(warmspace(&config).args(["prebuilds", "pause"]));
+    let template = client.template_by_name("default", "pool").await.unwrap();
+    for name in ["first", "second"] {
+        let mut req = workspace_request(template.id, name);
+        req.template_version_preset_id = Some(preset);
+        client.create_workspace("me", &req).await.unwrap();
+    }
+    stderr.wait_for("building cold").await;
+    server.terminate();
+    let log = stderr.text();
+
+    let hits = events(&log, "prebuild claimed");
+    assert_eq!(hits.len(), 1, "{log}");
+    assert_eq!((hits[0]["claim"].as_str(), hits[0]["preset"].as_str()), (Some("hit"), Some("pool")));
+    assert_eq!(hits[0]["template"], "pool");
+    assert!(hits[0]["hand_over_ms"].as_f64().is_some(), "{:?}", hits[0]);
+    let misses = events(&log, "no prebuild to claim; building cold");
+    assert_eq!(misses.len(), 1, "{log}");
+    assert_eq!((misses[0]["claim"].as_str(), misses[0]["reason"].as_str()), (Some("miss"), Some("paused")));
+    let cycles = events(&log, "reconciliation cycle");
+    let full =
+        cycles.iter().find(|c| c["pass"] == "full" && c["created"] == 1).expect("the cycle that filled the pool");
+    for stat in ["presets", "reconciled", "skipped_idle", "actions", "deleted", "canceled", "elapsed_ms"] {
+        assert!(full[stat].is_u64(), "{stat} in {full:?}");
+    }
+}

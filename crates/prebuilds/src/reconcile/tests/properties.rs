@@ -184,15 +184,22 @@ fn starting(preset: &PresetState) -> usize {
     preset.prebuilds.iter().filter(|p| is_busy(p) && p.latest.transition == Transition::Start).count()
 }
 
+/// The creations that count for backoff and the hard limit (newest first):
+/// those that ended after the preset was last invalidated.
+fn counted(preset: &PresetState) -> Vec<&Creation> {
+    preset.creations.iter().filter(|c| preset.last_invalidated_at.is_none_or(|at| c.finished_at > at)).collect()
+}
+
 fn hard_limited(preset: &PresetState, settings: &Settings) -> bool {
     let limit = settings.failure_hard_limit as usize;
-    limit > 0 && preset.creations.len() >= limit && preset.creations[..limit].iter().all(|c| !c.succeeded)
+    let creations = counted(preset);
+    limit > 0 && creations.len() >= limit && creations[..limit].iter().all(|c| !c.succeeded)
 }
 
 fn backoff_until(preset: &PresetState, now: DateTime<Utc>, settings: &Settings) -> Option<DateTime<Utc>> {
     let lookback = TimeDelta::from_std(settings.backoff_lookback).unwrap();
     let failures: Vec<&Creation> =
-        preset.creations.iter().filter(|c| !c.succeeded && c.finished_at > now - lookback).collect();
+        counted(preset).into_iter().filter(|c| !c.succeeded && c.finished_at > now - lookback).collect();
     let newest = failures.iter().map(|c| c.finished_at).max()?;
     Some(newest + TimeDelta::from_std(settings.backoff_interval).unwrap() * failures.len() as i32)
 }

@@ -294,6 +294,19 @@ fn a_success_among_the_last_n_creations_or_too_few_of_them_is_not_a_hard_limit()
 }
 
 #[test]
+fn invalidation_forgets_the_failures_before_it_hard_limit_and_backoff_alike() {
+    let limited = preset().instances(1).creation(100, false).creation(200, false).creation(300, false);
+    assert_eq!(limited.clone().invalidated(ago(50)).decide().actions, vec![Action::Create(1)]);
+    assert_eq!(limited.clone().invalidated(ago(50)).decide().status, Status::Normal);
+    // Failures after the invalidation count again: two of the four, so no hard limit, but a backoff.
+    let after = preset().instances(1).creation(2, false).creation(100, false).creation(200, false);
+    let after = after.creation(300, false).invalidated(ago(150));
+    assert_eq!(after.decide().status, Status::Backoff { until: ago(2 - 5) });
+    let backing_off = preset().instances(1).creation(2, false);
+    assert_eq!(backing_off.clone().invalidated(ago(1)).decide().status, Status::Normal);
+}
+
+#[test]
 fn a_hard_limit_of_zero_is_no_limit() {
     let p = preset().instances(1).creation(100, false).creation(200, false).creation(300, false);
     let d = decide(&p, now(), &crate::reconcile::Settings { failure_hard_limit: 0, ..settings() });
