@@ -47,7 +47,14 @@ async fn racing_claims_never_claim_twice_nor_half_way() {
         .buffer_unordered(RACERS)
         .collect()
         .await;
-    assert!(direct.iter().all(|hit| *hit), "every claim found a prebuild: there were as many as claims");
+    if !direct.iter().all(|hit| *hit) {
+        let misses: Vec<(String, i64)> =
+            sqlx::query_as("SELECT reason, count(*) FROM claim_attempts WHERE NOT hit GROUP BY reason")
+                .fetch_all(&server.db.pool().await)
+                .await
+                .unwrap();
+        panic!("every claim finds a prebuild (there were as many as claims), but some missed: {misses:?}");
+    }
 
     // A pool of 20 the reconciler refills while 1 000 API requests race for it.
     owner.set_prebuild_settings(&PrebuildSettings { reconciliation_paused: false }).await.unwrap();
