@@ -121,7 +121,12 @@ static ELIGIBLE_FROM: LazyLock<String> = LazyLock::new(|| {
 
 /// The whole hand-over as one statement, so one transaction and one round
 /// trip. `pick` locks the oldest eligible prebuild no other claim holds
-/// (skipping those others hold); the workspace changes hands, gets its
+/// (skipping those others hold). `NO KEY UPDATE` is the lock the update
+/// takes anyway (the key does not change): unlike `UPDATE`, it does not
+/// conflict with the key-share locks that inserting a row referencing the
+/// prebuild (its `eligible` event, a build) holds until that transaction
+/// ends, so such a row is claimed rather than skipped as if claimed
+/// elsewhere. The workspace changes hands, gets its
 /// name and lifecycle fields; its claim build is queued (`$11`, reinit:
 /// recorded as done, nothing to run) with the values `$9`/`$10`; the
 /// `claimed` event and the hit are recorded; and what changed is announced
@@ -140,7 +145,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     let eligible = ELIGIBLE_FROM.as_str();
     format!(
         "WITH pick AS (SELECT w.id, b.build_number, b.template_version_id {eligible} \
-                       FOR UPDATE OF w SKIP LOCKED LIMIT 1), \
+                       FOR NO KEY UPDATE OF w SKIP LOCKED LIMIT 1), \
          handed AS (UPDATE workspaces w SET owner_id = $3, name = $4, ttl_ms = $5, autostart_schedule = $6, \
                         last_used_at = $2, updated_at = $2 \
                     FROM pick WHERE w.id = pick.id \

@@ -302,6 +302,26 @@ async fn a_claim_runs_as_few_statements_from_a_pool_of_200_as_from_a_pool_of_10_
 }
 
 #[tokio::test]
+async fn a_prebuild_whose_row_a_foreign_key_check_holds_is_still_claimed() {
+    let server = TestServer::start_full(quiet(), 1, false).await;
+    let owner = server.owner().await;
+    let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(0, "reinit", ""))]).await;
+    let us = preset_id(&owner, &template, "us").await;
+    server.store.seed_prebuilds(us, 1).await.unwrap();
+    // What inserting a row that references the prebuild does (recording its
+    // `eligible` event, say) until that transaction ends: a key-share lock.
+    let mut other = server.db.pool().await.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM workspaces WHERE preset_id = $1 FOR KEY SHARE")
+        .bind(us)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let created = owner.create_workspace("me", &request(&template, "mine", Some(us), &[])).await.unwrap();
+    assert!(claimed(&created), "the only prebuild is claimed, not skipped as if another claim held it");
+    other.rollback().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_claim_that_replaces_warm_resources_warns_and_tells_template_admins() {
     let server = TestServer::start_full(Config::default(), 2, false).await;
     let owner = server.owner().await;
