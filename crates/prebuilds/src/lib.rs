@@ -3,5 +3,6 @@
 //! it can be tested exhaustively and benchmarked alone.
 
 pub mod claim;
+pub mod insights;
 pub mod reconcile;
 pub mod schedule;
