@@ -106,10 +106,11 @@ pub struct BuildReadiness {
     pub created_at: DateTime<Utc>,
     pub job_status: JobStatus,
     pub completed_at: Option<DateTime<Utc>>,
-    /// Agents holding a token, and how many of them are `ready`.
+    /// The workspace's agents, and how many of them have a `ready` time.
     pub agents: u32,
     pub agents_ready: u32,
-    /// The latest `ready` time among the workspace's agents.
+    /// The earliest and latest `ready` times among the workspace's agents.
+    pub first_ready_at: Option<DateTime<Utc>>,
     pub last_ready_at: Option<DateTime<Utc>>,
     /// A later start build of the workspace exists.
     pub superseded: bool,
@@ -118,9 +119,9 @@ pub struct BuildReadiness {
 impl BuildReadiness {
     /// Seconds from the build's creation until the workspace was usable:
     /// its job succeeded and every agent (none: the job's end) reported
-    /// `ready` since the build was queued. `None` while that has not
-    /// happened, when the build failed, or when a later start build has
-    /// overwritten the agents' times.
+    /// `ready` since the build was queued (a workspace stopped since still
+    /// counts). `None` while that has not happened, when the build failed,
+    /// or when a later start build has overwritten the agents' times.
     pub fn ready_seconds(&self) -> Option<f64> {
         if self.superseded || self.job_status != JobStatus::Succeeded || self.agents_ready < self.agents {
             return None;
@@ -129,13 +130,12 @@ impl BuildReadiness {
         let ready = if self.agents == 0 {
             completed
         } else {
-            let agents = self.last_ready_at?;
-            // Ready before this build was queued: the times of an earlier build
-            // (a claimed prebuild whose agents have not re-initialised yet).
-            if agents < self.created_at {
+            // Ready before this build was queued: the time of an earlier build
+            // (a claimed prebuild's agent that has not re-initialised yet).
+            if self.first_ready_at? < self.created_at {
                 return None;
             }
-            agents.max(completed)
+            self.last_ready_at?.max(completed)
         };
         Some(seconds(ready - self.created_at).max(0.0))
     }
@@ -344,6 +344,7 @@ mod tests {
             completed_at: Some(t(completed)),
             agents: 1,
             agents_ready: u32::from(agents_ready.is_some()),
+            first_ready_at: agents_ready.map(t),
             last_ready_at: agents_ready.map(t),
             superseded: false,
         }
@@ -386,8 +387,12 @@ mod tests {
             None,
             "one agent of two is not ready"
         );
+        // Two agents: ready when the later one was; one of them only from an earlier build.
+        let two = BuildReadiness { agents: 2, agents_ready: 2, first_ready_at: Some(t(2)), ..ready(0, 1, Some(9)) };
+        assert_eq!(two.ready_seconds(), Some(540.0));
+        assert_eq!(BuildReadiness { first_ready_at: Some(t(-1)), ..two }.ready_seconds(), None);
         // No agents: ready when the job ended.
-        let agentless = BuildReadiness { agents: 0, agents_ready: 0, last_ready_at: None, ..ready(0, 3, None) };
+        let agentless = BuildReadiness { agents: 0, ..ready(0, 3, None) };
         assert_eq!(agentless.ready_seconds(), Some(180.0));
     }
 
