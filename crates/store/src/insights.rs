@@ -67,7 +67,9 @@ impl Store {
                     (true, _) => Outcome::Hit,
                     (false, Some(reason)) => Outcome::Miss(reason),
                     (false, None) => {
-                        return Err(StoreError::Database(sqlx::Error::Decode("a claim miss without its reason".into())));
+                        return Err(StoreError::Database(sqlx::Error::Decode(
+                            "a claim miss without its reason".into(),
+                        )));
                     }
                 };
                 let build = match (r.build_created_at, r.job_status) {
