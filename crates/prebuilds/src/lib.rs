@@ -3,6 +3,7 @@
 //! it can be tested exhaustively and benchmarked alone.
 
 pub mod claim;
+pub mod insights;
 pub mod notices;
 pub mod reconcile;
 pub mod schedule;

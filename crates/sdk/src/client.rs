@@ -356,6 +356,11 @@ impl Client {
         Self::send(self.request(Method::GET, "api/v2/prebuilds/claims")?.query(query)).await
     }
 
+    /// What each pool gave and cost over a window (see [`PrebuildInsightsQuery`]).
+    pub async fn prebuild_insights(&self, query: &PrebuildInsightsQuery) -> Result<PrebuildInsights, ClientError> {
+        Self::send(self.request(Method::GET, "api/v2/prebuilds/insights")?.query(query)).await
+    }
+
     pub async fn prebuild_settings(&self) -> Result<PrebuildSettings, ClientError> {
         self.get("api/v2/prebuilds/settings").await
     }

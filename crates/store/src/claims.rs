@@ -137,6 +137,10 @@ static ELIGIBLE_FROM: LazyLock<String> = LazyLock::new(|| {
 /// a quarter less planning whenever the plan is made again). No row at all:
 /// nothing was eligible, and nothing was written.
 ///
+/// The claim's record and its `claimed` event are stamped with `$2`, the
+/// store's clock, as a miss's record and the prebuild's other events are:
+/// insight compares them with those.
+///
 /// `$1` preset, `$2` now, `$3` the new owner (and the build's initiator),
 /// `$4` name, `$5` ttl_ms, `$6` autostart schedule, `$7` deadline, `$8` max
 /// deadline, `$12` template, `$13` milliseconds from the request's arrival
@@ -168,10 +172,10 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                    RETURNING *), \
          parameters AS (INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
                         SELECT build.id, v.name, v.value FROM build, unnest($9::text[], $10::text[]) AS v(name, value)), \
-         event AS (INSERT INTO prebuild_events (workspace_id, preset_id, event) SELECT id, $1, 'claimed' FROM pick), \
-         attempt AS (INSERT INTO claim_attempts (template_id, preset_id, user_id, hit, workspace_id, latency_ms, \
+         event AS (INSERT INTO prebuild_events (workspace_id, preset_id, event, at) SELECT id, $1, 'claimed', $2 FROM pick), \
+         attempt AS (INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, workspace_id, latency_ms, \
                          committed_at) \
-                     SELECT $12, $1, $3, true, id, \
+                     SELECT $2, $12, $1, $3, true, id, \
                          $13::float8 + extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 * 1000, \
                          clock_timestamp() \
                      FROM pick \

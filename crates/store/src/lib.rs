@@ -7,6 +7,7 @@ mod clock;
 pub mod embedded;
 mod error;
 mod files;
+pub mod insights;
 pub mod jobs;
 mod keys;
 mod migrate;

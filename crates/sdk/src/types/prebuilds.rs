@@ -85,3 +85,64 @@ pub struct ClaimStatsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<i64>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PrebuildInsightsQuery {
+    /// How far back from now: a number and a unit (`s`, `m`, `h`, `d`, `w`),
+    /// such as `7d`, `24h` or `1d12h`; at most `90d`. Default `7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+}
+
+/// What each pool gave and cost over a window ending now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrebuildInsights {
+    pub window_seconds: i64,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub presets: Vec<PresetInsight>,
+}
+
+/// One preset's figures over the window (or, with no preset, its template's
+/// create requests that no preset applied to). See docs/prebuilds.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PresetInsight {
+    pub organization_name: String,
+    pub template_id: Uuid,
+    pub template_name: String,
+    /// Absent for requests no preset applied to.
+    pub template_version_id: Option<Uuid>,
+    pub template_version_name: Option<String>,
+    /// The preset's version is its template's active one.
+    pub version_active: bool,
+    pub preset_id: Option<Uuid>,
+    pub preset_name: Option<String>,
+    /// Create requests charged to the preset: hits + misses.
+    pub claims: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub misses_by_reason: std::collections::BTreeMap<MissReason, u64>,
+    /// hits / claims, in [0, 1]; absent with no claims.
+    pub hit_rate: Option<f64>,
+    /// The hits' hand-over (request arrival to the claim's record), in ms.
+    pub hand_over_p50_ms: Option<f64>,
+    pub hand_over_p95_ms: Option<f64>,
+    /// The template's median cold build-to-ready time (builds of create
+    /// requests that missed), in seconds; absent with no sample.
+    pub cold_ready_seconds: Option<f64>,
+    pub cold_ready_samples: u64,
+    /// The median time from this preset's claims to their agents being ready again, in seconds.
+    pub claim_ready_seconds: Option<f64>,
+    pub claim_ready_samples: u64,
+    /// hits × (cold_ready_seconds − claim_ready_seconds), never negative;
+    /// absent when there is no cold sample to compare with (or hits whose
+    /// claims have not become ready yet).
+    pub time_saved_seconds: Option<f64>,
+    /// Prebuilds of the preset alive at some point in the window.
+    pub prebuilds: u64,
+    /// Instance-hours the preset's prebuilds spent unclaimed inside the window.
+    pub idle_instance_hours: f64,
+    /// idle_instance_hours / hits; absent with no hits.
+    pub instance_hours_per_hit: Option<f64>,
+}

@@ -1,13 +1,13 @@
 //! Prebuild pools: their status (derived from the database on whichever
-//! replica answers), pausing reconciliation, invalidating presets, claim statistics.
+//! replica answers), pausing reconciliation, invalidating presets, claim statistics, what each pool gave and cost.
 
 use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_sdk::{
-    ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings,
-    PrebuildsStatus, Response as Body,
+    ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildInsights,
+    PrebuildInsightsQuery, PrebuildSettings, PrebuildsStatus, Response as Body,
 };
 
 use super::extract::{Json, Path, Query};
@@ -20,6 +20,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(invalidate))
         .routes(routes!(claims))
+        .routes(routes!(insights))
+}
+
+/// What each pool gave and cost over a window ending now: per preset, claims, hits, misses by reason, hit rate,
+/// hand-over p50/p95, cold and claim ready times, time saved, idle instance-hours (see docs/prebuilds.md).
+#[utoipa::path(get, path = "/api/v2/prebuilds/insights", tag = "prebuilds", security(("session_token" = [])),
+    params(PrebuildInsightsQuery),
+    responses((status = 200, body = PrebuildInsights), (status = 400, body = Body), (status = 403, body = Body)))]
+async fn insights(
+    State(state): State<AppState>,
+    actor: Actor,
+    Query(query): Query<PrebuildInsightsQuery>,
+) -> Result<axum::Json<PrebuildInsights>, ApiError> {
+    Ok(axum::Json(state.domain.prebuild_insights(&actor, query).await?))
 }
 
 /// Hits and misses of create requests, per preset, over a window.

@@ -9,10 +9,11 @@ use rand::RngExt;
 use rand::distr::Alphanumeric;
 use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource};
+use warmspace_prebuilds::insights;
 use warmspace_prebuilds::reconcile::{self, Decision, PresetState, Settings, Snapshot, Status};
 use warmspace_sdk::{
-    ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildSettings,
-    PrebuildsStatus, PresetPoolStatus,
+    ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildInsights,
+    PrebuildInsightsQuery, PrebuildSettings, PrebuildsStatus, PresetInsight, PresetPoolStatus,
 };
 use warmspace_states::{BuildReason, DeletionReason, JobStatus, MissReason, PrebuildEvent, Transition};
 use warmspace_store::StoreError;
@@ -21,6 +22,9 @@ use warmspace_store::workspaces::{NewBuild, PREBUILDS_USER_ID};
 use warmspace_template::{ParameterInput, resolve_parameters};
 
 use super::{Actor, Domain, Error, Found, Result, Trigger};
+
+/// The window pool insight looks at when none is given.
+const DEFAULT_INSIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// One preset's decision in a cycle, with its row (names, for logs).
 pub struct PrebuildPlan<'a> {
@@ -232,6 +236,94 @@ impl Domain {
                 hit_p99_ms: r.hit_p99_ms,
             })
             .collect())
+    }
+
+    /// What each pool gave and cost over a window ending now (default 7
+    /// days, at most 90): per preset, claims, hits, misses by reason, the
+    /// hand-over, cold and claim ready times, the time saved and the idle
+    /// instance-hours (see `warmspace_prebuilds::insights`). Like the claim
+    /// statistics it counts everyone's requests: template admins and owners only.
+    pub async fn prebuild_insights(&self, actor: &Actor, query: PrebuildInsightsQuery) -> Result<PrebuildInsights> {
+        actor.authorize_to("read prebuild insights", Action::Read, Object::any(Resource::Workspace))?;
+        let length = match query.window.as_deref() {
+            None => DEFAULT_INSIGHT_WINDOW,
+            Some(text) => insights::parse_window(text).map_err(|e| Error::field("window", e.to_string()))?,
+        };
+        let window = insights::Window::ending(self.now(), length);
+        let claims = self.store.insight_claims(window.start, window.end).await?;
+        let lives = self.store.insight_lives(window.start, window.end).await?;
+        let mut preset_ids: Vec<Uuid> = claims.iter().filter_map(|c| c.preset_id).collect();
+        preset_ids.extend(lives.iter().map(|l| l.preset_id));
+        preset_ids.sort_unstable();
+        preset_ids.dedup();
+        let presets = self.store.insight_presets(&preset_ids).await?;
+        let mut template_ids: Vec<Uuid> =
+            claims.iter().filter(|c| c.preset_id.is_none()).map(|c| c.template_id).collect();
+        template_ids.sort_unstable();
+        template_ids.dedup();
+        let templates: BTreeMap<Uuid, _> =
+            self.store.insight_templates(&template_ids).await?.into_iter().map(|t| (t.template_id, t)).collect();
+        let named: BTreeMap<Uuid, _> = presets.iter().map(|p| (p.preset_id, p)).collect();
+        let keys: Vec<(Uuid, Uuid)> = presets.iter().map(|p| (p.template_id, p.preset_id)).collect();
+        let mut out: Vec<PresetInsight> = insights::insights(&window, &keys, &claims, &lives)
+            .into_iter()
+            .filter_map(|i| {
+                let (organization_name, template_name, version, preset) = match i.preset_id {
+                    Some(id) => {
+                        let p = named.get(&id)?;
+                        (
+                            p.organization_name.clone(),
+                            p.template_name.clone(),
+                            Some((p.template_version_id, p.template_version_name.clone(), p.version_active)),
+                            Some(p.preset_name.clone()),
+                        )
+                    }
+                    None => {
+                        let t = templates.get(&i.template_id)?;
+                        (t.organization_name.clone(), t.template_name.clone(), None, None)
+                    }
+                };
+                Some(PresetInsight {
+                    organization_name,
+                    template_id: i.template_id,
+                    template_name,
+                    template_version_id: version.as_ref().map(|v| v.0),
+                    template_version_name: version.as_ref().map(|v| v.1.clone()),
+                    version_active: version.as_ref().is_some_and(|v| v.2),
+                    preset_id: i.preset_id,
+                    preset_name: preset,
+                    claims: i.claims,
+                    hits: i.hits,
+                    misses: i.misses,
+                    misses_by_reason: i.misses_by_reason,
+                    hit_rate: i.hit_rate,
+                    hand_over_p50_ms: i.hand_over_p50_ms,
+                    hand_over_p95_ms: i.hand_over_p95_ms,
+                    cold_ready_seconds: i.cold_ready_seconds,
+                    cold_ready_samples: i.cold_ready_samples,
+                    claim_ready_seconds: i.claim_ready_seconds,
+                    claim_ready_samples: i.claim_ready_samples,
+                    time_saved_seconds: i.time_saved_seconds,
+                    prebuilds: i.prebuilds,
+                    idle_instance_hours: i.idle_instance_hours,
+                    instance_hours_per_hit: i.instance_hours_per_hit,
+                })
+            })
+            .collect();
+        // A template's presets (newest version first, as listed), then its requests no preset applied to.
+        out.sort_by(|a, b| {
+            (&a.template_name, a.template_id, a.preset_id.is_none()).cmp(&(
+                &b.template_name,
+                b.template_id,
+                b.preset_id.is_none(),
+            ))
+        });
+        Ok(PrebuildInsights {
+            window_seconds: i64::try_from(length.as_secs()).unwrap_or(i64::MAX),
+            since: window.start,
+            until: window.end,
+            presets: out,
+        })
     }
 
     /// The reconciliation lock, unless another replica holds it.

@@ -7,6 +7,7 @@ mod claims_race;
 mod common;
 mod connections;
 mod input;
+mod insights;
 mod listings;
 mod notifications;
 mod prebuilds;

@@ -1,7 +1,7 @@
 //! `warmspace prebuilds …`.
 
 use anyhow::Context;
-use warmspace_sdk::{ClaimStatsQuery, InvalidatePresetsRequest, PrebuildSettings};
+use warmspace_sdk::{ClaimStatsQuery, InvalidatePresetsRequest, PrebuildInsightsQuery, PrebuildSettings};
 
 use super::Config;
 use super::output::{self, Format, OutputArgs};
@@ -18,6 +18,14 @@ pub enum PrebuildsCommand {
     Claims {
         /// How far back.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// What each pool gave and cost, per preset: hit rate, hand-over, ready times, time saved, idle instance-hours.
+    Insights {
+        /// How far back from now (at most 90d).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         since: std::time::Duration,
         #[command(flatten)]
         output: OutputArgs,
@@ -118,6 +126,59 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                                 reasons.join(" "),
                                 ms(s.hit_p50_ms),
                                 ms(s.hit_p99_ms),
+                            ]
+                        }),
+                    );
+                    Ok(())
+                }
+            }
+        }
+        PrebuildsCommand::Insights { since, output } => {
+            // Whole seconds, which the server reads as such; it checks the bounds.
+            let window = Some(format!("{}s", since.as_secs()));
+            let insights = client.prebuild_insights(&PrebuildInsightsQuery { window }).await?;
+            match output.format {
+                Format::Json => output::json(&insights),
+                Format::Table => {
+                    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                    let minutes = |s: Option<f64>| or_dash(s.map(|s| format!("{:.1}", s / 60.0)));
+                    output::table(
+                        [
+                            "TEMPLATE",
+                            "PRESET",
+                            "VERSION",
+                            "CLAIMS",
+                            "HITS",
+                            "HIT RATE",
+                            "MISS REASONS",
+                            "HAND-OVER P50/P95 MS",
+                            "COLD READY MIN",
+                            "CLAIM READY MIN",
+                            "SAVED H",
+                            "IDLE H",
+                            "IDLE H/HIT",
+                        ],
+                        insights.presets.iter().map(|p| {
+                            let reasons: Vec<String> =
+                                p.misses_by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+                            let hand_over = match (p.hand_over_p50_ms, p.hand_over_p95_ms) {
+                                (Some(p50), Some(p95)) => format!("{p50:.1}/{p95:.1}"),
+                                _ => "-".into(),
+                            };
+                            [
+                                p.template_name.clone(),
+                                or_dash(p.preset_name.clone()),
+                                or_dash(p.template_version_name.clone()),
+                                p.claims.to_string(),
+                                p.hits.to_string(),
+                                or_dash(p.hit_rate.map(|r| format!("{:.0}%", r * 100.0))),
+                                reasons.join(" "),
+                                hand_over,
+                                minutes(p.cold_ready_seconds),
+                                minutes(p.claim_ready_seconds),
+                                or_dash(p.time_saved_seconds.map(|s| format!("{:.2}", s / 3600.0))),
+                                format!("{:.2}", p.idle_instance_hours),
+                                or_dash(p.instance_hours_per_hit.map(|h| format!("{h:.2}"))),
                             ]
                         }),
                     );

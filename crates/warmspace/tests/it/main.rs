@@ -10,6 +10,7 @@ mod create;
 mod demo;
 mod docs;
 mod examples;
+mod insights;
 mod process;
 mod provisioning;
 mod templates;

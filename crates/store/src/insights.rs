@@ -1,0 +1,167 @@
+//! What pool insight reads: the create requests of a window with the
+//! readiness of their builds, the prebuild lives that overlap it, and the
+//! names of the presets and templates they concern. Only rows of the
+//! window are read, found by time (`claim_attempts_at`,
+//! `prebuild_events_at`); the arithmetic is `warmspace_prebuilds::insights`.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use warmspace_prebuilds::insights::{BuildReadiness, ClaimRow, Outcome, PrebuildLife};
+use warmspace_states::{JobStatus, MissReason};
+
+use crate::workspaces::PREBUILDS_USER_ID;
+use crate::{Result, Store, StoreError};
+
+/// A preset insight reports on, with its names.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InsightPresetRow {
+    pub preset_id: Uuid,
+    pub preset_name: String,
+    pub template_id: Uuid,
+    pub template_name: String,
+    pub organization_name: String,
+    pub template_version_id: Uuid,
+    pub template_version_name: String,
+    pub version_active: bool,
+}
+
+/// A template insight reports on (requests no preset applied to).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InsightTemplateRow {
+    pub template_id: Uuid,
+    pub template_name: String,
+    pub organization_name: String,
+}
+
+impl Store {
+    /// Every create request recorded in `[since, until]`, oldest first, with
+    /// its build: a hit's claim build, a miss's cold build (the workspace's
+    /// first). A build's readiness is read from its job and its workspace's
+    /// agents (whose times are those of the workspace's latest start build).
+    pub async fn insight_claims(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<ClaimRow>> {
+        let rows = sqlx::query!(
+            "SELECT a.template_id, a.preset_id, a.hit, a.reason AS \"reason?: MissReason\", a.latency_ms, \
+                 j.created_at AS \"build_created_at?\", j.status AS \"job_status?: JobStatus\", j.completed_at, \
+                 g.agents AS \"agents!\", g.agents_ready AS \"agents_ready!\", g.first_ready_at, g.last_ready_at, \
+                 EXISTS (SELECT 1 FROM workspace_builds l WHERE l.workspace_id = b.workspace_id \
+                         AND l.build_number > b.build_number AND l.transition = 'start') AS \"superseded!\" \
+             FROM claim_attempts a \
+             LEFT JOIN LATERAL (SELECT x.workspace_id, x.build_number, x.job_id FROM workspace_builds x \
+                                WHERE x.workspace_id = a.workspace_id AND x.transition = 'start' \
+                                  AND CASE WHEN a.hit THEN x.reason = 'claim' ELSE x.build_number = 1 END \
+                                ORDER BY x.build_number DESC LIMIT 1) b ON true \
+             LEFT JOIN provisioner_jobs j ON j.id = b.job_id \
+             CROSS JOIN LATERAL (SELECT count(*) AS agents, count(ready_at) AS agents_ready, \
+                                     min(ready_at) AS first_ready_at, max(ready_at) AS last_ready_at \
+                                 FROM workspace_agents WHERE workspace_id = b.workspace_id) g \
+             WHERE a.at >= $1 AND a.at <= $2 \
+             ORDER BY a.at, a.id",
+            since,
+            until,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let outcome = match (r.hit, r.reason) {
+                    (true, _) => Outcome::Hit,
+                    (false, Some(reason)) => Outcome::Miss(reason),
+                    (false, None) => {
+                        return Err(StoreError::Database(sqlx::Error::Decode(
+                            "a claim miss without its reason".into(),
+                        )));
+                    }
+                };
+                let build = match (r.build_created_at, r.job_status) {
+                    (Some(created_at), Some(job_status)) => Some(BuildReadiness {
+                        created_at,
+                        job_status,
+                        completed_at: r.completed_at,
+                        agents: u32::try_from(r.agents).unwrap_or(u32::MAX),
+                        agents_ready: u32::try_from(r.agents_ready).unwrap_or(u32::MAX),
+                        first_ready_at: r.first_ready_at,
+                        last_ready_at: r.last_ready_at,
+                        superseded: r.superseded,
+                    }),
+                    _ => None,
+                };
+                Ok(ClaimRow {
+                    template_id: r.template_id,
+                    preset_id: r.preset_id,
+                    outcome,
+                    latency_ms: r.latency_ms,
+                    build,
+                })
+            })
+            .collect()
+    }
+
+    /// The lives of prebuilds that overlap `[since, until]`: those with an
+    /// event in the window, and those alive now. Each from its `created`
+    /// event to its first `claimed`, `deleted` or `expired` one.
+    pub async fn insight_lives(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<PrebuildLife>> {
+        let rows = sqlx::query!(
+            "WITH ids AS ( \
+                 SELECT workspace_id FROM prebuild_events WHERE at >= $1 AND at <= $2 \
+                 UNION \
+                 SELECT id FROM workspaces WHERE owner_id = $3 AND NOT deleted AND preset_id IS NOT NULL) \
+             SELECT c.preset_id, c.at AS created_at, e.ended_at \
+             FROM ids \
+             CROSS JOIN LATERAL (SELECT preset_id, at FROM prebuild_events \
+                                 WHERE workspace_id = ids.workspace_id AND event = 'created' \
+                                 ORDER BY at LIMIT 1) c \
+             CROSS JOIN LATERAL (SELECT min(at) AS ended_at FROM prebuild_events \
+                                 WHERE workspace_id = ids.workspace_id \
+                                   AND event IN ('claimed', 'deleted', 'expired')) e \
+             WHERE c.at <= $2 AND (e.ended_at IS NULL OR e.ended_at >= $1) \
+             ORDER BY c.at",
+            since,
+            until,
+            PREBUILDS_USER_ID,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PrebuildLife { preset_id: r.preset_id, created_at: r.created_at, ended_at: r.ended_at })
+            .collect())
+    }
+
+    /// The presets named in `ids` and every prebuild-configured preset of a
+    /// live template's active version, with their names: by template, then
+    /// version (newest first), then the preset's order in its version.
+    pub async fn insight_presets(&self, ids: &[Uuid]) -> Result<Vec<InsightPresetRow>> {
+        Ok(sqlx::query_as!(
+            InsightPresetRow,
+            "WITH wanted AS ( \
+                 SELECT unnest($1::uuid[]) AS id \
+                 UNION \
+                 SELECT p.id FROM templates t JOIN template_version_presets p \
+                     ON p.template_version_id = t.active_version_id \
+                 WHERE NOT t.deleted AND p.desired_instances IS NOT NULL) \
+             SELECT p.id AS preset_id, p.name AS preset_name, t.id AS template_id, t.name AS template_name, \
+                 o.name AS organization_name, v.id AS template_version_id, v.name AS template_version_name, \
+                 (t.active_version_id = v.id AND NOT t.deleted) AS \"version_active!\" \
+             FROM wanted JOIN template_version_presets p ON p.id = wanted.id \
+             JOIN template_versions v ON v.id = p.template_version_id \
+             JOIN templates t ON t.id = v.template_id \
+             JOIN organizations o ON o.id = t.organization_id \
+             ORDER BY t.name, t.id, v.created_at DESC, v.id, p.ordinal",
+            ids,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Templates by id, with their organization's name.
+    pub async fn insight_templates(&self, ids: &[Uuid]) -> Result<Vec<InsightTemplateRow>> {
+        Ok(sqlx::query_as!(
+            InsightTemplateRow,
+            "SELECT t.id AS template_id, t.name AS template_name, o.name AS organization_name \
+             FROM templates t JOIN organizations o ON o.id = t.organization_id WHERE t.id = ANY ($1)",
+            ids,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
