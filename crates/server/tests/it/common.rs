@@ -294,6 +294,14 @@ impl Statements {
     }
 }
 
+/// The server's OpenAPI document, fetched with plain reqwest once an SDK
+/// client exists (making one installs the TLS crypto provider reqwest needs,
+/// whichever test runs first).
+pub async fn openapi_document(server: &TestServer) -> serde_json::Value {
+    drop(server.client());
+    reqwest::get(server.url.join("api/v2/openapi.json").unwrap()).await.unwrap().json().await.unwrap()
+}
+
 /// A server configuration with no background work: daemons never poll and
 /// nothing is reaped, so only what a test does touches the database.
 pub fn quiet() -> warmspace_server::Config {

@@ -97,8 +97,7 @@ async fn template_admins_and_owners_read_insights_members_do_not_and_bad_windows
 #[tokio::test]
 async fn insights_are_described_in_the_openapi_document() {
     let server = TestServer::start_full(quiet(), 0, false).await;
-    let doc: serde_json::Value =
-        reqwest::get(server.url.join("api/v2/openapi.json").unwrap()).await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value = crate::common::openapi_document(&server).await;
     let get = &doc["paths"]["/api/v2/prebuilds/insights"]["get"];
     assert!(get.is_object(), "the insights route is missing");
     assert_eq!(get["parameters"][0]["name"], "window");

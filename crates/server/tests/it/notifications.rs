@@ -195,8 +195,7 @@ async fn the_watch_stream_delivers_what_the_servers_sender_sends() {
 #[tokio::test]
 async fn the_inbox_is_described_in_the_openapi_document() {
     let server = TestServer::start_with(Default::default(), 0).await;
-    let doc: serde_json::Value =
-        reqwest::get(server.url.join("api/v2/openapi.json").unwrap()).await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value = crate::common::openapi_document(&server).await;
     for (path, method) in [
         ("/api/v2/notifications/inbox", "get"),
         ("/api/v2/notifications/inbox/watch", "get"),

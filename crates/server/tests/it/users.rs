@@ -374,7 +374,7 @@ async fn listings_hide_system_users_and_respect_roles() {
 #[tokio::test]
 async fn the_openapi_document_describes_the_api() {
     let server = TestServer::start().await;
-    let doc: Value = reqwest::get(server.url.join("api/v2/openapi.json").unwrap()).await.unwrap().json().await.unwrap();
+    let doc: Value = crate::common::openapi_document(&server).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for path in [
