@@ -116,6 +116,11 @@ impl Reconciler {
         };
         let busy: Vec<Uuid> = preset_ids.iter().copied().filter(|id| !locked.contains(id)).collect();
         let stats = if locked.is_empty() { Ok(CycleStats::default()) } else { self.pass(Some(&locked)).await };
+        if let Ok(done) = &stats
+            && !locked.is_empty()
+        {
+            self.domain.metrics().observe_reconcile("presets", done.elapsed.as_secs_f64());
+        }
         session.release().await;
         if !locked.is_empty() {
             self.cycles.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +162,15 @@ impl Reconciler {
         }
         stats.elapsed = started.elapsed();
         log_pass("full", &stats);
+        let metrics = self.domain.metrics();
+        metrics.observe_reconcile("full", stats.elapsed.as_secs_f64());
+        metrics.set_last_cycle(
+            stats.presets_total,
+            stats.presets_reconciled,
+            stats.created,
+            stats.deleted,
+            stats.canceled,
+        );
         Ok(stats)
     }
 

@@ -9,6 +9,7 @@ mod error;
 mod files;
 pub mod jobs;
 mod keys;
+pub mod metrics;
 mod migrate;
 pub mod notifications;
 mod organizations;

@@ -8,6 +8,7 @@ mod common;
 mod connections;
 mod input;
 mod listings;
+mod metrics;
 mod notifications;
 mod prebuilds;
 mod provisionerd;
