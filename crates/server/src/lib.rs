@@ -107,6 +107,9 @@ impl Server {
     /// given, else on `config.http_address`.
     pub async fn start(mut config: Config, listener: Option<TcpListener>) -> Result<Server, StartError> {
         let budget = ConnectionBudget::split(config.max_connections)?;
+        if config.metrics.collect_interval.is_zero() {
+            return Err(StartError::Config("--prometheus-collect-interval must be more than 0".into()));
+        }
         let listener = match listener {
             Some(listener) => listener,
             None => TcpListener::bind(config.http_address).await?,

@@ -347,6 +347,9 @@ impl Metrics {
     }
 }
 
+/// A family to encode: its name, its help, and its series.
+type Encoded<'a, V> = (&'static str, &'static str, Vec<(&'a Labels, V)>);
+
 /// The collected series, encoded from memory at each scrape.
 #[derive(Debug, Default)]
 struct CollectedMetrics(RwLock<Collected>);
@@ -357,7 +360,7 @@ impl Collector for CollectedMetrics {
         let pool = |get: fn(&PoolGauges) -> Option<i64>| {
             c.pools.iter().filter_map(move |(l, p)| get(p).map(|v| (l, v))).collect::<Vec<_>>()
         };
-        let gauges: [(&str, &str, Vec<(&Labels, i64)>); 5] = [
+        let gauges: [Encoded<'_, i64>; 5] = [
             (
                 "warmspace_prebuilt_workspaces_desired",
                 "Prebuilds each preset's pool should hold now (0 for inactive versions)",
@@ -388,7 +391,7 @@ impl Collector for CollectedMetrics {
             gauge_family(&mut encoder, name, help, series)?;
         }
         let totals = |get: fn(&PresetTotals) -> u64| c.totals.iter().map(|(l, t)| (l, get(t))).collect::<Vec<_>>();
-        let counters: [(&str, &str, Vec<(&Labels, u64)>); 5] = [
+        let counters: [Encoded<'_, u64>; 5] = [
             (
                 "warmspace_prebuilt_workspaces_created",
                 "Prebuild creations queued (from the database)",
