@@ -33,6 +33,7 @@ pub struct Config {
     pub access_url: String,
     pub provisioning: ProvisioningConfig,
     pub reconciler: ReconcilerConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +60,7 @@ impl Default for Config {
             access_url: String::new(),
             provisioning: ProvisioningConfig::default(),
             reconciler: ReconcilerConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -120,5 +122,25 @@ impl Default for ReconcilerConfig {
             failure_hard_limit: 3,
             replacement_grace: Duration::from_secs(10 * 60),
         }
+    }
+}
+
+/// Where `/metrics` is served and how fresh the collected metrics are.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on a listener of its own at this address, and then
+    /// only there (not on the HTTP API's address): it is unauthenticated, so
+    /// an operator who names an address means to keep it off the API's.
+    /// `None`: on the HTTP API's address.
+    pub prometheus_address: Option<SocketAddr>,
+    /// The pool gauges and the counters read from the database are
+    /// collected this often (and once at start); scrapes are served from
+    /// the last collection.
+    pub collect_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { prometheus_address: None, collect_interval: Duration::from_secs(15) }
     }
 }

@@ -9,8 +9,10 @@
 
 pub mod api;
 pub mod auth;
+mod collector;
 mod config;
 pub mod domain;
+pub mod metrics;
 pub mod provisioning;
 pub mod reconciler;
 
@@ -25,7 +27,7 @@ use warmspace_store::embedded::{Cluster, ClusterError, ClusterOptions};
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::{PgConnectOptions, Store, StoreError};
 
-pub use config::{Config, Database, ProvisioningConfig, ReconcilerConfig};
+pub use config::{Config, Database, MetricsConfig, ProvisioningConfig, ReconcilerConfig};
 
 use crate::api::AppState;
 use crate::domain::Domain;
@@ -59,6 +61,9 @@ pub enum StartError {
 /// pub/sub, the domain, the reconciler and the in-process daemons.
 pub struct Server {
     listener: TcpListener,
+    /// `/metrics` on a listener of its own (`--prometheus-address`), if asked for.
+    metrics_listener: Option<TcpListener>,
+    collector: (watch::Sender<bool>, JoinHandle<()>),
     state: AppState,
     reconciler: Reconciler,
     reconciler_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
@@ -102,9 +107,16 @@ impl Server {
     /// given, else on `config.http_address`.
     pub async fn start(mut config: Config, listener: Option<TcpListener>) -> Result<Server, StartError> {
         let budget = ConnectionBudget::split(config.max_connections)?;
+        if config.metrics.collect_interval.is_zero() {
+            return Err(StartError::Config("--prometheus-collect-interval must be more than 0".into()));
+        }
         let listener = match listener {
             Some(listener) => listener,
             None => TcpListener::bind(config.http_address).await?,
+        };
+        let metrics_listener = match config.metrics.prometheus_address {
+            Some(address) => Some(TcpListener::bind(address).await?),
+            None => None,
         };
         if config.access_url.is_empty() {
             config.access_url = format!("http://{}", listener.local_addr()?);
@@ -134,9 +146,18 @@ impl Server {
             let (stop, stopped) = watch::channel(false);
             (stop, reconciler.clone().spawn(stopped))
         });
+        // Once before serving, so the first scrape already has pools to show;
+        // then on the interval.
+        collector::collect(&domain).await;
+        let collector = {
+            let (stop, stopped) = watch::channel(false);
+            (stop, collector::spawn(domain.clone(), config.metrics.collect_interval, stopped))
+        };
         let daemons = Daemons::start(domain.clone(), config.provisioner_daemons, config.binary.clone());
         Ok(Server {
             listener,
+            metrics_listener,
+            collector,
             state: AppState::new(domain),
             reconciler,
             reconciler_loop,
@@ -152,6 +173,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served: its own listener's address, or the API's.
+    pub fn metrics_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.metrics_listener.as_ref().unwrap_or(&self.listener).local_addr()
+    }
+
     pub fn domain(&self) -> &Domain {
         &self.state.domain
     }
@@ -164,19 +190,45 @@ impl Server {
     /// requests in flight and builds under way finish within their graces,
     /// and stops everything it started, the built-in PostgreSQL last.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let Server { listener, state, reconciler: _, reconciler_loop, daemons, stores, pubsub, cluster } = self;
+        let Server {
+            listener,
+            metrics_listener,
+            collector,
+            state,
+            reconciler: _,
+            reconciler_loop,
+            daemons,
+            stores,
+            pubsub,
+            cluster,
+        } = self;
         // Work stops being taken as soon as shutdown begins, while requests
         // drain: the daemons' grace and the drain run side by side.
         let stop_daemons = daemons.begin_stop();
         let stop_reconciler = reconciler_loop.as_ref().map(|(stop, _)| stop.clone());
+        let stop_collector = collector.0.clone();
         let shutdown = async move {
             shutdown.await;
             stop_daemons();
             if let Some(stop) = stop_reconciler {
                 stop.send_replace(true);
             }
+            stop_collector.send_replace(true);
         };
-        let served = serve(listener, state, shutdown).await;
+        let metrics_server = metrics_listener.map(|listener| {
+            let stopped = collector.0.subscribe();
+            tokio::spawn(serve_metrics(listener, state.clone(), stopped))
+        });
+        let served = serve(listener, state, metrics_server.is_none(), shutdown).await;
+        collector.0.send_replace(true);
+        if let Some(task) = metrics_server
+            && let Ok(Err(err)) = task.await
+        {
+            tracing::warn!(error = %err, "the metrics listener failed");
+        }
+        if let Err(err) = collector.1.await {
+            tracing::warn!(error = %err, "the metrics collector ended badly");
+        }
         if let Some((stop, task)) = reconciler_loop {
             stop.send_replace(true);
             if let Err(err) = task.await {
@@ -235,16 +287,22 @@ async fn stop_cluster(cluster: Cluster) {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes the
-/// requests in flight (for at most [`DRAIN`]).
+/// Serves the API (with `/metrics` when `with_metrics`) on `listener` until
+/// `shutdown` completes, then finishes the requests in flight (for at most
+/// [`DRAIN`]).
 async fn serve(
     listener: TcpListener,
     state: AppState,
+    with_metrics: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let streams = state.clone();
     let down = state.shutting_down();
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+    let mut router = api::router(state.clone());
+    if with_metrics {
+        router = router.merge(api::metrics_router(state));
+    }
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         streams.shut_down();
     });
@@ -255,6 +313,20 @@ async fn serve(
             Ok(())
         }
     }
+}
+
+/// Serves `/metrics` alone on its own listener until `stopped` turns true.
+async fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::metrics_router(state))
+        .with_graceful_shutdown(async move {
+            // An error means the sender is gone, which is a stop too.
+            stopped.wait_for(|stop| *stop).await.ok();
+        })
+        .await
 }
 
 #[cfg(feature = "testing")]

@@ -121,6 +121,7 @@ impl Reconciler {
             self.cycles.fetch_add(1, Ordering::Relaxed);
             if let Ok(stats) = &stats {
                 log_pass("presets", stats);
+                self.domain.metrics().observe_reconcile("presets", stats.elapsed.as_secs_f64());
             }
         }
         Ok((stats?, busy))
@@ -161,6 +162,15 @@ impl Reconciler {
         self.domain.tell_of_pool_trouble(&raw, &snapshot).await;
         stats.elapsed = started.elapsed();
         log_pass("full", &stats);
+        let metrics = self.domain.metrics();
+        metrics.observe_reconcile("full", stats.elapsed.as_secs_f64());
+        metrics.set_last_cycle(
+            stats.presets_total,
+            stats.presets_reconciled,
+            stats.created,
+            stats.deleted,
+            stats.canceled,
+        );
         Ok(stats)
     }
 

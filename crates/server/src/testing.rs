@@ -18,6 +18,9 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestServer {
     pub url: Url,
+    /// Where `/metrics` is served: `url`, unless the configuration gives it
+    /// a listener of its own.
+    pub metrics_url: Url,
     /// The server's own domain layer, for tests that act on it directly.
     pub domain: Domain,
     pub reconciler: Reconciler,
@@ -53,6 +56,7 @@ impl TestServer {
         config.binary = std::env::current_exe().expect("the test binary's path");
         let clock = config.clock.clone();
         let server = Server::start(config, Some(listener)).await.expect("starting the server");
+        let metrics_url = Url::parse(&format!("http://{}/", server.metrics_addr().unwrap())).unwrap();
         let (domain, reconciler) = (server.domain().clone(), server.reconciler().clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -65,7 +69,7 @@ impl TestServer {
             }
         });
         let store = db.store().await.with_clock(clock.clone());
-        TestServer { url, domain, reconciler, clock, store, stop: Some(stop), db }
+        TestServer { url, metrics_url, domain, reconciler, clock, store, stop: Some(stop), db }
     }
 
     /// A client with no session.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
-use warmspace_states::{AgentLifecycle, JobStatus, LogLevel};
+use warmspace_states::{AgentLifecycle, BuildReason, JobStatus, LogLevel, Transition};
 
 use crate::jobs::{CappedLog, NewLog, append_capped};
 use crate::{Result, Store, StoreError};
@@ -64,6 +64,16 @@ pub struct ReinitState {
     pub first_build_initiator: Uuid,
     pub claim_job_id: Option<Uuid>,
     pub claim_job_status: Option<JobStatus>,
+}
+
+/// A workspace whose agents have all just become ready, and its latest build.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgentsReady {
+    pub build_created_at: DateTime<Utc>,
+    pub transition: Transition,
+    pub reason: BuildReason,
+    pub template_name: String,
+    pub organization_name: String,
 }
 
 /// A freshly issued token for one agent.
@@ -159,19 +169,35 @@ impl Store {
     }
 
     /// Records a lifecycle change, with the time of the states that have one.
-    pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: AgentLifecycle) -> Result<()> {
-        sqlx::query!(
-            "UPDATE workspace_agents SET lifecycle_state = $2, \
+    /// When this change makes the last of the workspace's agents `ready`,
+    /// returns the workspace's latest build with the names its metrics are
+    /// labelled with: what the build-to-ready time is observed from, read by
+    /// the same statement. (Two agents of one workspace turning ready at the
+    /// same instant may each see the other not ready yet: then neither
+    /// returns it, and that build's ready time goes unobserved.)
+    pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: AgentLifecycle) -> Result<Option<AgentsReady>> {
+        Ok(sqlx::query_as!(
+            AgentsReady,
+            "WITH before AS (SELECT lifecycle_state FROM workspace_agents WHERE id = $1), \
+             changed AS (UPDATE workspace_agents SET lifecycle_state = $2, \
                  started_at = CASE WHEN $2 = 'starting' THEN $3 ELSE started_at END, \
                  ready_at = CASE WHEN $2 = 'ready' THEN $3 ELSE ready_at END, updated_at = $3 \
-             WHERE id = $1",
+             WHERE id = $1 RETURNING workspace_id) \
+             SELECT b.created_at AS build_created_at, b.transition AS \"transition: Transition\", \
+                 b.reason AS \"reason: BuildReason\", t.name AS template_name, o.name AS organization_name \
+             FROM changed JOIN before ON true JOIN workspaces w ON w.id = changed.workspace_id \
+             JOIN LATERAL (SELECT created_at, transition, reason FROM workspace_builds \
+                           WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
+             JOIN templates t ON t.id = w.template_id JOIN organizations o ON o.id = w.organization_id \
+             WHERE $2 = 'ready' AND before.lifecycle_state <> 'ready' \
+               AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = changed.workspace_id \
+                               AND a.id <> $1 AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready')",
             agent_id,
             state as AgentLifecycle,
             self.now(),
         )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Records that the agent is connected (and whom it serves). Returns true

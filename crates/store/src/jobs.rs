@@ -175,6 +175,23 @@ pub struct LogRow {
 pub struct TakenJob {
     pub id: Uuid,
     pub payload: JobPayload,
+    pub queued: QueuedJob,
+}
+
+/// When a taken job was queued and started, who asked for it, and the
+/// names its metrics are labelled with: returned by the statement that
+/// takes the job, so metrics cost no statement of their own.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub job_type: JobType,
+    pub created_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub initiator_id: Uuid,
+    pub organization_name: String,
+    /// Empty for the import of a version no template has yet.
+    pub template_name: String,
+    /// The preset the build's workspace was made from, if any.
+    pub preset_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,11 +226,26 @@ struct TakenRow {
     previous_state: Option<Vec<u8>>,
     agent_names: Option<Vec<String>>,
     has_agent_tokens: Option<bool>,
+    job_created_at: DateTime<Utc>,
+    job_started_at: DateTime<Utc>,
+    job_initiator_id: Uuid,
+    organization_name: String,
+    template_name: String,
+    preset_name: Option<String>,
 }
 
 impl TakenRow {
-    fn into_taken(self) -> TakenJob {
+    fn into_taken(mut self) -> TakenJob {
         let id = self.job_id;
+        let queued = QueuedJob {
+            job_type: self.job_type,
+            created_at: self.job_created_at,
+            started_at: self.job_started_at,
+            initiator_id: self.job_initiator_id,
+            organization_name: std::mem::take(&mut self.organization_name),
+            template_name: std::mem::take(&mut self.template_name),
+            preset_name: self.preset_name.take(),
+        };
         let payload = match (self.job_type, self.template_version_id, self.file_id) {
             (JobType::TemplateVersionImport, Some(template_version_id), Some(file_id)) => {
                 JobPayload::Import { template_version_id, file_id }
@@ -228,7 +260,7 @@ impl TakenRow {
             },
             _ => JobPayload::Missing,
         };
-        TakenJob { id, payload }
+        TakenJob { id, payload, queued }
     }
 
     /// The build's columns, all there when the build's rows are.

@@ -6,6 +6,7 @@ mod extract;
 mod files;
 mod jobs;
 mod meta;
+mod metrics;
 mod notifications;
 mod prebuilds;
 mod provisionerd;
@@ -25,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use extract::Json;
+pub use metrics::router as metrics_router;
 
 use tokio::sync::watch;
 

@@ -10,6 +10,7 @@ use warmspace_authz::{Action, Object, Resource};
 use warmspace_sdk::{
     AgentHeartbeatRequest, AgentLifecycle, AgentLogLine, AgentManifest, LogSource, ReinitEvent, WorkspaceAgentLog,
 };
+use warmspace_states::BuildReason;
 use warmspace_store::agents::ReinitState;
 use warmspace_store::jobs::{NewLog, job_events_channel};
 use warmspace_store::pubsub::Subscription;
@@ -47,8 +48,21 @@ impl Domain {
         })
     }
 
+    /// Records an agent's lifecycle change. The one that makes the last of
+    /// its workspace's agents ready ends what a user waits for: the build's
+    /// ready time is observed then, from what the same statement returned.
     pub async fn agent_lifecycle(&self, auth: &AgentAuth, state: AgentLifecycle) -> Result<()> {
-        Ok(self.store.set_agent_lifecycle(auth.agent_id, state).await?)
+        if let Some(ready) = self.store.set_agent_lifecycle(auth.agent_id, state).await? {
+            let seconds = (self.now() - ready.build_created_at).as_seconds_f64().max(0.0);
+            self.metrics.observe_build_ready(
+                &ready.organization_name,
+                &ready.template_name,
+                &ready.transition.to_string(),
+                ready.reason == BuildReason::Claim,
+                seconds,
+            );
+        }
+        Ok(())
     }
 
     /// Records that the agent is alive (and whom it serves). True when its

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod files;
 mod jobs;
+mod metrics;
 mod notices;
 mod notifications;
 mod prebuilds;
@@ -36,6 +37,7 @@ pub use prebuilds::{CycleStats, PrebuildPlan};
 pub use workspaces::Created;
 
 use crate::Config;
+use crate::metrics::Metrics;
 
 /// Listings return at most this many items per request.
 const MAX_PAGE: i64 = 1000;
@@ -47,11 +49,13 @@ pub struct Domain {
     store: Store,
     events: Events,
     config: Arc<Config>,
+    /// What the workflows observe as it happens, and the collector's cache.
+    metrics: Metrics,
 }
 
 impl Domain {
     pub fn new(store: Store, pubsub: PubSub, config: Arc<Config>) -> Domain {
-        Domain { store, events: Events::new(pubsub), config }
+        Domain { store, events: Events::new(pubsub), config, metrics: Metrics::new() }
     }
 
     /// The same domain over another store (a pool of its own for the reconciler).

@@ -21,6 +21,7 @@ use warmspace_template::{BackendConfig, Manifest, Transition};
 use super::views::key_view;
 use super::{Actor, Domain, Error, Found, Result, valid_slug};
 use crate::auth::tokens::Token;
+use crate::metrics::{CreationType, preset_labels};
 
 /// A daemon's log lines as the store takes them.
 fn new_logs(logs: Vec<JobLogLine>) -> Vec<NewLog> {
@@ -53,16 +54,37 @@ impl Domain {
         let Some(job) = self.store.take_job(&queue_worker, policy).await? else {
             return Ok(None);
         };
+        self.observe_taken(&job);
         match self.describe(job.payload).await {
             Ok(kind) => Ok(Some(AcquiredJob { id: job.id, heartbeat_every: policy.lease / 3, kind })),
             // A job no daemon can even start must not stay running until its lease expires.
             Err(err) => {
                 let message = format!("the job could not be started: {err}");
                 self.store.fail_job(job.id, worker.id, &message).await.map_err(job_lost)?;
+                self.metrics.build_ended(job.id, false, self.now());
                 self.events.build_finished(job.id).await;
                 Err(Error::internal(message))
             }
         }
+    }
+
+    /// The job's wait in the queue, and, for a build that creates a
+    /// workspace, the start of its creation's duration: from what taking it
+    /// returned, with no statement of their own.
+    fn observe_taken(&self, job: &jobs::TakenJob) {
+        let q = &job.queued;
+        let labels = preset_labels(&q.organization_name, &q.template_name, q.preset_name.as_deref().unwrap_or(""));
+        let waited = (q.started_at - q.created_at).as_seconds_f64().max(0.0);
+        let by_prebuilds = q.initiator_id == PREBUILDS_USER_ID;
+        self.metrics.observe_queue_wait(labels.clone(), &q.job_type.to_string(), by_prebuilds, waited);
+        let JobPayload::Build(build) = &job.payload else { return };
+        let kind = match (build.reason, build.transition, build.build_number) {
+            (BuildReason::Claim, _, _) => CreationType::Claim,
+            (_, Transition::Start, 1) if build.owner_id == PREBUILDS_USER_ID => CreationType::Prebuild,
+            (_, Transition::Start, 1) => CreationType::Regular,
+            _ => return,
+        };
+        self.metrics.build_started(job.id, q.created_at, labels, kind);
     }
 
     async fn describe(&self, payload: JobPayload) -> std::result::Result<JobKind, StoreError> {
@@ -212,7 +234,12 @@ impl Domain {
         };
         let holder = jobs::Holder { worker_id, key_id };
         let notices = self.events.build_finished_notices(job_id);
-        self.store.complete_build_with_logs(job_id, holder, &completion, &logs, &notices).await.map_err(job_lost)?;
+        let completed = self
+            .store
+            .complete_build_with_logs(job_id, holder, &completion, &logs, &notices)
+            .await
+            .map_err(job_lost)?;
+        self.metrics.build_ended(job_id, completed.status == JobStatus::Succeeded, self.now());
         if let Some(build) = claim {
             self.tell_template_admins(&build, &replaced).await;
         }
@@ -221,6 +248,7 @@ impl Domain {
 
     pub async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: &str) -> Result<()> {
         self.store.fail_job(job_id, worker_id, error).await.map_err(job_lost)?;
+        self.metrics.build_ended(job_id, false, self.now());
         // Imports fail here too; waking the reconciler for one costs a cycle that finds nothing to do.
         self.events.build_finished(job_id).await;
         Ok(())

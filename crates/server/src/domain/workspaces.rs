@@ -25,6 +25,7 @@ use super::jobs::LogFollow;
 use super::templates::{MAX_TTL_MS, usable};
 use super::users::invalid;
 use super::{Actor, Domain, Error, Found, Result, page, valid_slug};
+use crate::metrics::{CreationType, preset_labels};
 
 /// A created workspace, and whether it was a warm prebuild handed over.
 #[derive(Debug, Clone)]
@@ -115,6 +116,17 @@ impl Domain {
                         // commit: refill the pool.
                         self.events.reconcile(super::Trigger::Preset(preset.id)).await;
                         let hand_over_ms = claimed.hand_over_ms;
+                        let labels = preset_labels(
+                            &self.metrics.organization_name(template.organization_id),
+                            &template.name,
+                            &preset.name,
+                        );
+                        self.metrics.observe_claim(labels.clone(), hand_over_ms / 1000.0);
+                        if claim.reinit {
+                            // Its build was done in the hand-over itself: no job
+                            // will end to observe the creation by.
+                            self.metrics.observe_creation(labels, CreationType::Claim, hand_over_ms / 1000.0);
+                        }
                         // Shown as the claim's statement returned it: nothing is read again.
                         let mut workspace = self.claimed_view(claimed);
                         workspace.claim_hand_over_ms = Some(hand_over_ms);

@@ -302,11 +302,13 @@ pub async fn openapi_document(server: &TestServer) -> serde_json::Value {
     reqwest::get(server.url.join("api/v2/openapi.json").unwrap()).await.unwrap().json().await.unwrap()
 }
 
-/// A server configuration with no background work: daemons never poll and
-/// nothing is reaped, so only what a test does touches the database.
+/// A server configuration with no background work: daemons never poll,
+/// nothing is reaped and metrics are collected only at start, so only what
+/// a test does touches the database.
 pub fn quiet() -> warmspace_server::Config {
     let mut config = warmspace_server::Config::default();
     config.provisioning.poll_interval = Duration::from_secs(3600);
     config.provisioning.reap_interval = Duration::from_secs(3600);
+    config.metrics.collect_interval = Duration::from_secs(3600);
     config
 }

@@ -9,6 +9,7 @@ mod connections;
 mod input;
 mod insights;
 mod listings;
+mod metrics;
 mod notifications;
 mod prebuilds;
 mod provisionerd;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use warmspace_server::{Config, Database, ProvisioningConfig, ReconcilerConfig, Server};
+use warmspace_server::{Config, Database, MetricsConfig, ProvisioningConfig, ReconcilerConfig, Server};
 use warmspace_store::PgConnectOptions;
 use warmspace_store::jobs::QueuePolicy;
 
@@ -66,6 +66,15 @@ pub struct ServerArgs {
     /// An expired prebuild waits at most this long past its expiry for its replacement to become eligible.
     #[arg(long, env = "WARMSPACE_PREBUILDS_REPLACEMENT_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     prebuilds_replacement_grace: Duration,
+    /// Serve Prometheus metrics (`/metrics`, no session needed) on a listener of its own at this
+    /// address (`IP:PORT` or `HOST:PORT`), and then only there; without it, `/metrics` is served on
+    /// --http-address.
+    #[arg(long, env = "WARMSPACE_PROMETHEUS_ADDRESS", value_parser = listen_address)]
+    prometheus_address: Option<SocketAddr>,
+    /// How often the metrics read from the database (pool sizes, counters, the job queue) are
+    /// recomputed; scrapes are answered from the last computation.
+    #[arg(long, env = "WARMSPACE_PROMETHEUS_COLLECT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    prometheus_collect_interval: Duration,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -113,12 +122,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             replacement_grace: args.prebuilds_replacement_grace,
             ..ReconcilerConfig::default()
         },
+        metrics: MetricsConfig {
+            prometheus_address: args.prometheus_address,
+            collect_interval: args.prometheus_collect_interval,
+        },
     };
     let server = Server::start(config, None).await.context("starting the server")?;
     let url = format!("http://{}", server.local_addr()?);
     tracing::info!(%url, "warmspace server listening");
     say(format_args!("warmspace {} is listening on {url}", env!("CARGO_PKG_VERSION")));
     say(format_args!("  API description: {url}/api/v2/openapi.json"));
+    say(format_args!("  Prometheus metrics: http://{}/metrics", server.metrics_addr()?));
     if !server.domain().first_user_exists().await? {
         say(format_args!(
             "  No users yet. Create the first one with:\n    warmspace login {url} --first-user-username admin \

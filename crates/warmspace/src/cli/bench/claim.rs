@@ -160,6 +160,7 @@ async fn measure(args: &ClaimArgs, options: PgConnectOptions, statements: &State
     // Nothing on a timer: only the claims talk to the database.
     config.provisioning.poll_interval = Duration::from_secs(3600);
     config.provisioning.reap_interval = Duration::from_secs(3600);
+    config.metrics.collect_interval = Duration::from_secs(3600);
     let server = Server::start(config, Some(listener)).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async {
