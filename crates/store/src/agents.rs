@@ -69,6 +69,9 @@ pub struct ReinitState {
 /// A workspace whose agents have all just become ready, and its latest build.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgentsReady {
+    /// The prebuild's preset, when the workspace is an unclaimed prebuild:
+    /// its pool has one more eligible prebuild.
+    pub prebuild_preset_id: Option<Uuid>,
     pub build_created_at: DateTime<Utc>,
     pub transition: Transition,
     pub reason: BuildReason,
@@ -171,8 +174,8 @@ impl Store {
     /// Records a lifecycle change, with the time of the states that have one.
     /// When this change makes the last of the workspace's agents `ready`,
     /// returns the workspace's latest build with the names its metrics are
-    /// labelled with: what the build-to-ready time is observed from, read by
-    /// the same statement. (Two agents of one workspace turning ready at the
+    /// labelled with (what the build-to-ready time is observed from) and, for
+    /// an unclaimed prebuild, its preset; read by the same statement. (Two agents of one workspace turning ready at the
     /// same instant may each see the other not ready yet: then neither
     /// returns it, and that build's ready time goes unobserved.)
     pub async fn set_agent_lifecycle(&self, agent_id: Uuid, state: AgentLifecycle) -> Result<Option<AgentsReady>> {
@@ -183,7 +186,8 @@ impl Store {
                  started_at = CASE WHEN $2 = 'starting' THEN $3 ELSE started_at END, \
                  ready_at = CASE WHEN $2 = 'ready' THEN $3 ELSE ready_at END, updated_at = $3 \
              WHERE id = $1 RETURNING workspace_id) \
-             SELECT b.created_at AS build_created_at, b.transition AS \"transition: Transition\", \
+             SELECT CASE WHEN w.owner_id = $4 THEN w.preset_id END AS prebuild_preset_id, \
+                 b.created_at AS build_created_at, b.transition AS \"transition: Transition\", \
                  b.reason AS \"reason: BuildReason\", t.name AS template_name, o.name AS organization_name \
              FROM changed JOIN before ON true JOIN workspaces w ON w.id = changed.workspace_id \
              JOIN LATERAL (SELECT created_at, transition, reason FROM workspace_builds \
@@ -195,6 +199,7 @@ impl Store {
             agent_id,
             state as AgentLifecycle,
             self.now(),
+            crate::workspaces::PREBUILDS_USER_ID,
         )
         .fetch_optional(&self.pool)
         .await?)

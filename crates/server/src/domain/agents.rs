@@ -50,9 +50,15 @@ impl Domain {
 
     /// Records an agent's lifecycle change. The one that makes the last of
     /// its workspace's agents ready ends what a user waits for: the build's
-    /// ready time is observed then, from what the same statement returned.
+    /// ready time is observed then, from what the same statement returned;
+    /// and if the workspace is a prebuild, its pool is reconciled.
     pub async fn agent_lifecycle(&self, auth: &AgentAuth, state: AgentLifecycle) -> Result<()> {
         if let Some(ready) = self.store.set_agent_lifecycle(auth.agent_id, state).await? {
+            // A prebuild just became eligible: its pool may now retire the
+            // expired prebuilds it kept standing in (make before break).
+            if let Some(preset) = ready.prebuild_preset_id {
+                self.events.reconcile(super::Trigger::Preset(preset)).await;
+            }
             let seconds = (self.now() - ready.build_created_at).as_seconds_f64().max(0.0);
             self.metrics.observe_build_ready(
                 &ready.organization_name,

@@ -355,6 +355,57 @@ async fn every_change_to_a_pool_wakes_the_reconciler() {
 }
 
 #[tokio::test]
+async fn a_prebuild_becoming_eligible_wakes_the_reconciler_to_retire_the_one_it_replaces() {
+    let server = TestServer::start_with(Config { reconciler: woken_only(), ..Config::default() }, 1).await;
+    let owner = server.owner().await;
+    // An exec template whose one agent the test plays: its start script leaves the agent's token behind.
+    let tokens = tempfile::tempdir().unwrap();
+    let start = format!(
+        "#!/bin/sh\nif [ \"$WARMSPACE_TRANSITION\" = start ]; then\n  \
+         printf %s \"$WARMSPACE_AGENT_TOKEN_MAIN\" > \"{dir}/$WARMSPACE_WORKSPACE_ID.tmp\"\n  \
+         mv \"{dir}/$WARMSPACE_WORKSPACE_ID.tmp\" \"{dir}/$WARMSPACE_WORKSPACE_ID\"\nfi\n",
+        dir = tokens.path().display()
+    );
+    let manifest = "provisioner = \"exec\"\npreset \"pool\" {\n  prebuilds {\n    instances = 1\n  }\n}\n\
+                    agent \"main\" {}\nexec {\n  start  = \"start.sh\"\n  delete = \"start.sh\"\n}\n";
+    let template = push(&owner, "pool", &[("warmspace.hcl", manifest), ("start.sh", &start)]).await;
+    // Makes the prebuild's agent ready once its start build has left its token.
+    let ready = |workspace: uuid::Uuid| {
+        let (file, client) = (tokens.path().join(workspace.to_string()), server.client());
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !file.exists() {
+                assert!(tokio::time::Instant::now() < deadline, "no agent token for {workspace}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let agent = client.with_agent_token(std::fs::read_to_string(&file).unwrap());
+            agent.agent_lifecycle(warmspace_sdk::AgentLifecycle::Starting).await.unwrap();
+            agent.agent_lifecycle(warmspace_sdk::AgentLifecycle::Ready).await.unwrap();
+        }
+    };
+    until(&owner, "pool", "the first prebuild running", |p| p.running == 1).await;
+    let first = prebuild_ids(&server).await;
+    ready(first[0]).await;
+    until(&owner, "pool", "the first prebuild eligible", |p| p.eligible == 1).await;
+
+    owner.invalidate_presets(template.id, &InvalidatePresetsRequest { preset: None }).await.unwrap();
+    // The replacement is built; the pass its build's end wakes finds its agent not ready, so the
+    // expired prebuild stays, standing in for it.
+    let before = server.reconciler.cycles();
+    until(&owner, "pool", "the replacement running", |p| p.running == 2 && p.starting == 0).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while server.reconciler.cycles() < before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the invalidation's cycle and the build's end's pass");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(active(&owner, "pool").await.expired, 1, "kept until its replacement is eligible");
+    let replacement = prebuild_ids(&server).await.into_iter().find(|id| *id != first[0]).unwrap();
+    // Nothing but the agent becoming ready happens now: that alone retires the expired prebuild.
+    ready(replacement).await;
+    until(&owner, "pool", "the expired prebuild retired", |p| p.expired == 0 && p.running == 1).await;
+}
+
+#[tokio::test]
 async fn a_creation_canceled_by_hand_wakes_the_reconciler_to_replace_it() {
     // One daemon, busy for a minute with the first creation: the second waits.
     let server = TestServer::start_with(Config { reconciler: woken_only(), ..Config::default() }, 1).await;
