@@ -476,3 +476,50 @@ async fn a_build_ends_with_its_last_lines_capped_like_any_batch() {
     assert!(row.logs_overflowed);
     assert_eq!(row.logs_length as usize, MAX_JOB_LOG_BYTES);
 }
+
+/// The pick inside `acquire_provisioner_job` (migration 0012), as the
+/// function runs it: with a generic plan (migration 0018) over a queue of
+/// many pending jobs.
+const PICK: &str = "SELECT q.id FROM provisioner_jobs q \
+     WHERE q.status = 'pending' AND q.priority = 0 AND q.tags <@ $1 \
+     ORDER BY q.created_at, q.id FOR UPDATE SKIP LOCKED LIMIT 1";
+
+/// The first plan node (depth first) that `wanted` accepts.
+fn plan_node<'a>(
+    node: &'a serde_json::Value,
+    wanted: &dyn Fn(&serde_json::Value) -> bool,
+) -> Option<&'a serde_json::Value> {
+    if wanted(node) {
+        return Some(node);
+    }
+    node["Plans"].as_array().into_iter().flatten().find_map(|child| plan_node(child, wanted))
+}
+
+#[tokio::test]
+async fn taking_a_job_walks_the_pending_index_in_queue_order_and_reads_one_row() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    // As many as `warmspace bench queue` queues.
+    let preset = store.seed_pools(1, false).await.unwrap()[0];
+    store.seed_queued_builds(preset, 2_000, JobPriority::User).await.unwrap();
+    let raw = db.pool().await;
+    sqlx::query("ANALYZE provisioner_jobs").execute(&raw).await.unwrap();
+    let mut connection = raw.acquire().await.unwrap();
+    for statement in [
+        "SET plan_cache_mode = force_generic_plan".to_owned(),
+        format!("PREPARE pick (jsonb) AS {PICK}"),
+        "BEGIN".to_owned(),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *connection).await.unwrap();
+    }
+    let explained: serde_json::Value = sqlx::query_scalar("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE pick ('{}')")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::raw_sql("ROLLBACK; DEALLOCATE pick; RESET plan_cache_mode").execute(&mut *connection).await.unwrap();
+    let plan = &explained[0]["Plan"];
+    let sort = plan_node(plan, &|n| n["Node Type"].as_str().is_some_and(|t| t.contains("Sort")));
+    assert!(sort.is_none(), "the queue is read in order, not sorted: {plan}");
+    let scan = plan_node(plan, &|n| n["Index Name"] == "provisioner_jobs_pending_in_order").expect("the pending index");
+    assert_eq!(scan["Actual Rows"], 1, "the scan stops at the first job it can lock: {plan}");
+}
