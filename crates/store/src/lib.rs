@@ -2,6 +2,7 @@
 //! code that speaks SQL.
 
 pub mod agents;
+pub mod bench;
 pub mod claims;
 mod clock;
 pub mod embedded;

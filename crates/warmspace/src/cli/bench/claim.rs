@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
-use sqlx::{Connection, PgConnection};
 use tokio::net::TcpListener;
 use tracing::subscriber::Interest;
 use tracing_subscriber::Layer;
@@ -35,6 +34,7 @@ use warmspace_sdk::{
 };
 use warmspace_server::auth::tokens::Token;
 use warmspace_server::{Config, Server};
+use warmspace_store::bench::{BareClaimer, BareClaims};
 use warmspace_store::{NewSession, NewUser, PgConnectOptions, Store};
 
 use super::{Database, ms};
@@ -71,10 +71,6 @@ fn warmup(n: usize) -> usize {
 /// Claim requests whose statements are counted, one after the other.
 const COUNTED: usize = 10;
 const TARGET_RATIO: f64 = 3.0;
-
-/// The baseline's one statement.
-const BARE_CLAIM: &str = "UPDATE bench_bare_claims SET owner = $1 WHERE id = (SELECT id FROM bench_bare_claims \
-     WHERE owner IS NULL ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id";
 
 /// Two parameters, one of them mutable, and a pooled preset setting both.
 fn manifest(pool: u32) -> String {
@@ -279,7 +275,7 @@ impl Bench {
         );
 
         // The statements of one claim request, on a warm server.
-        self.refill(options).await?;
+        self.refill().await?;
         self.claims(&self.claimers[..1], warmup(1), "count-warmup").await?;
         self.top_up().await?;
         let mut counts = Vec::new();
@@ -302,9 +298,9 @@ impl Bench {
             "claimers", "claim p50", "claim p99", "claims/s", "bare p50", "bare p99", "tx/s", "p99 ratio"
         );
         for &n in &args.concurrency {
-            let baseline = bare.level(options, n, args.claims, self.pool).await?;
+            let baseline = bare.level(n, args.claims, self.pool).await?;
             let claimers = &self.claimers[..n];
-            self.refill(options).await?;
+            self.refill().await?;
             self.claims(claimers, warmup(n), &format!("warmup-{n}")).await?;
             self.top_up().await?;
             let started = Instant::now();
@@ -322,19 +318,16 @@ impl Bench {
                 if ratio <= TARGET_RATIO { "≤ 3× target" } else { "over 3× target" },
             );
         }
-        bare.drop_table().await?;
+        bare.table.drop_table().await?;
         self.store.close().await;
         Ok(())
     }
 
     /// Tops the pool up, and vacuums what earlier claims left behind (as
     /// the baseline starts its table over).
-    async fn refill(&self, options: &PgConnectOptions) -> anyhow::Result<()> {
+    async fn refill(&self) -> anyhow::Result<()> {
         self.top_up().await?;
-        let mut connection = PgConnection::connect_with(options).await?;
-        sqlx::query("VACUUM (ANALYZE) workspaces, workspace_builds, provisioner_jobs").execute(&mut connection).await?;
-        connection.close().await?;
-        Ok(())
+        Ok(self.store.vacuum_pools().await?)
     }
 
     /// Tops the pool up to its size with fresh eligible prebuilds.
@@ -389,93 +382,59 @@ impl Bench {
     }
 }
 
-/// The baseline's scratch table, and its connections.
+/// The baseline: the store's bare claims table, and a claimer per connection.
 struct Bare {
-    connections: Vec<PgConnection>,
+    table: BareClaims,
+    claimers: Vec<BareClaimer>,
 }
 
 impl Bare {
     async fn set_up(options: &PgConnectOptions) -> anyhow::Result<Bare> {
-        let mut connection = PgConnection::connect_with(options).await?;
-        for statement in [
-            "DROP TABLE IF EXISTS bench_bare_claims",
-            "CREATE TABLE bench_bare_claims (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, owner uuid, \
-             created_at timestamptz NOT NULL)",
-            // What a claim walks, oldest first: the rows nobody owns yet.
-            "CREATE INDEX bench_bare_claims_free ON bench_bare_claims (created_at) WHERE owner IS NULL",
-        ] {
-            sqlx::query(statement).execute(&mut connection).await?;
-        }
-        Ok(Bare { connections: vec![connection] })
+        Ok(Bare { table: BareClaims::create(options).await?, claimers: Vec::new() })
     }
 
-    /// A table of `rows` unowned rows, created a millisecond apart.
-    async fn reset(&mut self, rows: u32) -> anyhow::Result<()> {
-        let connection = &mut self.connections[0];
-        sqlx::query("TRUNCATE bench_bare_claims").execute(&mut *connection).await?;
-        sqlx::query(
-            "INSERT INTO bench_bare_claims (created_at) \
-             SELECT now() - make_interval(secs => ($1 - g) / 1000.0) FROM generate_series(1, $1) g",
-        )
-        .bind(rows as i32)
-        .execute(&mut *connection)
-        .await?;
-        sqlx::query("ANALYZE bench_bare_claims").execute(&mut *connection).await?;
-        Ok(())
-    }
-
-    /// `total` rows taken by `n` connections at once, after a warm-up.
-    async fn level(&mut self, options: &PgConnectOptions, n: usize, total: usize, rows: u32) -> anyhow::Result<Phase> {
-        while self.connections.len() < n {
-            self.connections.push(PgConnection::connect_with(options).await?);
+    /// `total` rows taken by `n` connections at once, after a warm-up, from a table of `rows`.
+    async fn level(&mut self, n: usize, total: usize, rows: u32) -> anyhow::Result<Phase> {
+        while self.claimers.len() < n {
+            self.claimers.push(self.table.claimer().await?);
         }
-        self.reset(rows).await?;
+        self.table.reset(rows).await?;
         self.takes(n, warmup(n)).await?;
         let started = Instant::now();
         let mut latencies = self.takes(n, total).await?;
         Ok(Phase::of(&mut latencies, started.elapsed()))
     }
 
-    /// `total` takes by the first `n` connections at once, each taking until all are done.
+    /// `total` takes by the first `n` claimers at once, each taking until all are done.
     async fn takes(&mut self, n: usize, total: usize) -> anyhow::Result<Vec<Duration>> {
         let next = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = self
-            .connections
+            .claimers
             .drain(..n)
-            .map(|mut connection| {
+            .map(|mut claimer| {
                 let next = Arc::clone(&next);
-                let owner = Uuid::new_v4();
                 tokio::spawn(async move {
                     let mut latencies = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < total {
                         let started = Instant::now();
-                        let taken: Option<i64> =
-                            sqlx::query_scalar(BARE_CLAIM).bind(owner).fetch_optional(&mut connection).await?;
+                        let taken = claimer.claim().await?;
                         latencies.push(started.elapsed());
-                        ensure!(taken.is_some(), "the baseline's table ran dry");
+                        ensure!(taken, "the baseline's table ran dry");
                     }
-                    anyhow::Ok((connection, latencies))
+                    anyhow::Ok((claimer, latencies))
                 })
             })
             .collect();
         let mut latencies = Vec::with_capacity(total);
         let mut returned = Vec::new();
         for task in tasks {
-            let (connection, taken) = task.await??;
-            returned.push(connection);
+            let (claimer, taken) = task.await??;
+            returned.push(claimer);
             latencies.extend(taken);
         }
-        returned.append(&mut self.connections);
-        self.connections = returned;
+        returned.append(&mut self.claimers);
+        self.claimers = returned;
         Ok(latencies)
-    }
-
-    async fn drop_table(mut self) -> anyhow::Result<()> {
-        sqlx::query("DROP TABLE bench_bare_claims").execute(&mut self.connections[0]).await?;
-        for connection in self.connections {
-            connection.close().await?;
-        }
-        Ok(())
     }
 }
 

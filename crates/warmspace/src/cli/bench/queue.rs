@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool};
 use warmspace_sdk::JobPriority;
 use warmspace_server::Config;
 use warmspace_server::domain::Domain;
 use warmspace_server::provisioning::Daemons;
+use warmspace_store::bench::BareQueue;
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::{PgConnectOptions, Store};
 
@@ -71,9 +70,6 @@ async fn measure(args: &QueueArgs, options: PgConnectOptions) -> anyhow::Result<
     let store = Store::connect(options.clone(), args.pool_size).await?;
     store.migrate().await?;
     let pubsub = PubSub::start(options.clone(), &store);
-    // The baseline's workers and the transaction counter use connections of their own.
-    let widest = args.daemons.iter().copied().max().unwrap_or(1) as u32;
-    let bare = PgPoolOptions::new().max_connections(widest + 1).connect_with(options.clone()).await?;
     let version = store.server_version().await?;
     println!(
         "warmspace bench queue — PostgreSQL {version}, {} zero-work jobs per run (echo start builds, duration_ms = 0, \
@@ -86,7 +82,7 @@ async fn measure(args: &QueueArgs, options: PgConnectOptions) -> anyhow::Result<
         anyhow::ensure!(daemons > 0, "--daemons must be at least 1");
         store.seed_queued_builds(preset, args.jobs, JobPriority::User).await?;
         let domain = Domain::new(store.clone(), pubsub.clone(), Arc::new(Config::default()));
-        let before = committed(&bare).await?;
+        let before = committed(&store).await?;
         let started = Instant::now();
         let running = Daemons::start(domain, daemons, binary.clone());
         let mut polls = 0;
@@ -97,10 +93,10 @@ async fn measure(args: &QueueArgs, options: PgConnectOptions) -> anyhow::Result<
         let elapsed = started.elapsed();
         running.stop().await;
         // The bench's own polls are no work of the queue's.
-        let spent = committed(&bare).await? - before - polls - 1;
+        let spent = committed(&store).await? - before - polls - 1;
         let queue = Figure::new(args.jobs, elapsed, spent);
 
-        let baseline = bare_loop(&bare, args.jobs, daemons).await?;
+        let baseline = bare_loop(&store, &options, args.jobs, daemons).await?;
         println!(
             "  {daemons:>2} daemons: {:>7.0} jobs/s, {:>5.1} transactions/job | bare loop {:>7.0} jobs/s, {:>4.1} \
              transactions/job | ratio {:.2} (target: at least 0.5)",
@@ -111,58 +107,34 @@ async fn measure(args: &QueueArgs, options: PgConnectOptions) -> anyhow::Result<
             queue.jobs_per_second / baseline.jobs_per_second,
         );
     }
-    bare.close().await;
     pubsub.close().await;
     store.close().await;
     Ok(())
 }
 
 /// `jobs` rows taken and finished by `workers` loops, each on its own
-/// connection: one prepared statement to take the oldest pending row, one to
-/// finish it, each its own transaction.
-async fn bare_loop(pool: &PgPool, jobs: u32, workers: usize) -> anyhow::Result<Figure> {
-    pool.execute(
-        "DROP TABLE IF EXISTS bench_queue; \
-         CREATE TABLE bench_queue (id bigserial PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL); \
-         CREATE INDEX bench_queue_pending ON bench_queue (created_at) WHERE status = 'pending'",
-    )
-    .await?;
-    sqlx::query(
-        "INSERT INTO bench_queue (status, created_at) \
-         SELECT 'pending', now() - make_interval(secs => ($1 - g) / 1000000.0) FROM generate_series(1, $1) g",
-    )
-    .bind(jobs as i32)
-    .execute(pool)
-    .await?;
-    pool.execute("ANALYZE bench_queue").await?;
-    let before = committed(pool).await?;
+/// connection (the store's [`BareQueue`]), and the transactions they took.
+async fn bare_loop(store: &Store, options: &PgConnectOptions, jobs: u32, workers: usize) -> anyhow::Result<Figure> {
+    let queue = BareQueue::create(options, jobs).await?;
+    let mut loops = Vec::new();
+    for _ in 0..workers {
+        loops.push(queue.worker().await?);
+    }
+    let before = committed(store).await?;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        let pool = pool.clone();
+    for mut worker in loops {
         tasks.spawn(async move {
-            let mut conn = pool.acquire().await?;
-            loop {
-                let taken: Option<i64> = sqlx::query_scalar(
-                    "UPDATE bench_queue SET status = 'running' WHERE id = (SELECT id FROM bench_queue \
-                     WHERE status = 'pending' ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id",
-                )
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some(id) = taken else { return Ok::<_, sqlx::Error>(()) };
-                sqlx::query("UPDATE bench_queue SET status = 'done' WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            while worker.take_and_finish().await? {}
+            Ok::<_, warmspace_store::StoreError>(())
         });
     }
     while let Some(done) = tasks.join_next().await {
         done??;
     }
     let elapsed = started.elapsed();
-    let spent = committed(pool).await? - before - 1;
-    pool.execute("DROP TABLE bench_queue").await?;
+    let spent = committed(store).await? - before - 1;
+    queue.drop_table().await?;
     Ok(Figure::new(jobs, elapsed, spent))
 }
 
@@ -170,12 +142,7 @@ async fn bare_loop(pool: &PgPool, jobs: u32, workers: usize) -> anyhow::Result<F
 /// counts at most once a second, and one that goes idle within a second of
 /// its last report waits ten more (PostgreSQL's idle stats interval): wait
 /// that long first, so the count includes everything that ran before.
-async fn committed(pool: &PgPool) -> anyhow::Result<i64> {
+async fn committed(store: &Store) -> anyhow::Result<i64> {
     tokio::time::sleep(STATS_SETTLE).await;
-    let mut conn = pool.acquire().await?;
-    // A snapshot of the statistics is cached for the transaction; each read starts afresh.
-    conn.execute("SELECT pg_stat_clear_snapshot()").await?;
-    Ok(sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-        .fetch_one(&mut *conn)
-        .await?)
+    Ok(store.committed_transactions().await?)
 }
