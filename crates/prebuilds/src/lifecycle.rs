@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use warmspace_states::{JobStatus, Transition};
 
 use crate::schedule::{Schedule, ScheduleError};
 
@@ -297,6 +298,85 @@ impl Autostart {
     }
 }
 
+/// What the executor knows of one person's workspace at a tick: its latest
+/// build (finished), its settings and its template's rules.
+#[derive(Debug, Clone)]
+pub struct WorkspaceState {
+    pub transition: Transition,
+    pub job_status: JobStatus,
+    pub build_created_at: DateTime<Utc>,
+    pub job_completed_at: Option<DateTime<Utc>>,
+    pub deadline: Option<DateTime<Utc>>,
+    /// The deadline the owner was told "will stop soon" of.
+    pub stop_notice_for: Option<DateTime<Utc>>,
+    /// Its autostart schedule, if it has one the template allows.
+    pub autostart: Option<Autostart>,
+    pub owner_zone: Tz,
+    pub last_used_at: DateTime<Utc>,
+    pub dormant_at: Option<DateTime<Utc>>,
+    pub deleting_at: Option<DateTime<Utc>>,
+    /// Zero: the rule is off.
+    pub failure_ttl: Duration,
+    pub time_til_dormant: Duration,
+    pub dormant_autodelete: Duration,
+}
+
+/// What is due for a workspace at a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleAction {
+    /// Its schedule fired (at this instant) while it was stopped: start it.
+    Autostart(DateTime<Utc>),
+    /// Running past its deadline: stop it.
+    Autostop,
+    /// Its latest start failed longer ago than the failure TTL: stop it.
+    FailureTtl,
+    /// Unused longer than the dormancy threshold: mark it dormant (and stop it if it runs).
+    Dormant { stop: bool },
+    /// Dormant longer than the auto-delete threshold: delete it.
+    DormantDelete,
+    /// It will stop at this deadline within 30 minutes: tell its owner.
+    StopNotice(DateTime<Utc>),
+}
+
+/// The one action due for `w` at `now`, if any; `last_tick` is when the
+/// previous tick ran (autostart looks at what fired since then, and since
+/// the workspace's latest build). The most drastic comes first: deleting a
+/// dormant workspace, then dormancy, then the stops, then autostart.
+pub fn decide(w: &WorkspaceState, last_tick: DateTime<Utc>, now: DateTime<Utc>) -> Option<LifecycleAction> {
+    if !matches!(w.job_status, JobStatus::Succeeded | JobStatus::Failed) {
+        return None;
+    }
+    let positive = |d: Duration| d > Duration::zero();
+    let running = w.transition == Transition::Start && w.job_status == JobStatus::Succeeded;
+    if let Some(dormant_at) = w.dormant_at {
+        let deleted = w.transition == Transition::Delete && w.job_status == JobStatus::Succeeded;
+        let due = positive(w.dormant_autodelete) && dormant_at + w.dormant_autodelete <= now;
+        return (due && w.deleting_at.is_none() && !deleted).then_some(LifecycleAction::DormantDelete);
+    }
+    if positive(w.time_til_dormant) && w.last_used_at + w.time_til_dormant <= now {
+        return Some(LifecycleAction::Dormant { stop: w.transition == Transition::Start });
+    }
+    if running && w.deadline.is_some_and(|d| d <= now) {
+        return Some(LifecycleAction::Autostop);
+    }
+    if w.transition == Transition::Start && w.job_status == JobStatus::Failed && positive(w.failure_ttl) {
+        let failed_at = w.job_completed_at.unwrap_or(w.build_created_at);
+        if failed_at + w.failure_ttl <= now {
+            return Some(LifecycleAction::FailureTtl);
+        }
+    }
+    if w.transition == Transition::Stop && w.job_status == JobStatus::Succeeded {
+        let since = last_tick.max(w.build_created_at);
+        if let Some(at) = w.autostart.as_ref().and_then(|a| a.first_firing(since, now, w.owner_zone)) {
+            return Some(LifecycleAction::Autostart(at));
+        }
+    }
+    if running && stop_notice_due(w.deadline, w.stop_notice_for, now) {
+        return w.deadline.map(LifecycleAction::StopNotice);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +396,146 @@ mod tests {
 
     fn requirement(text: &str) -> AutostopRequirement {
         AutostopRequirement::parse(text).unwrap()
+    }
+
+    fn state(transition: Transition, job_status: JobStatus, at: DateTime<Utc>) -> WorkspaceState {
+        WorkspaceState {
+            transition,
+            job_status,
+            build_created_at: at,
+            job_completed_at: Some(at),
+            deadline: None,
+            stop_notice_for: None,
+            autostart: None,
+            owner_zone: UTC,
+            last_used_at: at,
+            dormant_at: None,
+            deleting_at: None,
+            failure_ttl: Duration::zero(),
+            time_til_dormant: Duration::zero(),
+            dormant_autodelete: Duration::zero(),
+        }
+    }
+
+    #[test]
+    fn decide_table() {
+        use JobStatus::{Failed, Running, Succeeded};
+        use LifecycleAction::{Autostop, Dormant, DormantDelete, FailureTtl, StopNotice};
+        use Transition::{Delete, Start, Stop};
+        let t0 = utc(2026, 11, 30, 9, 0);
+        let (h, m, d) = (Duration::hours, Duration::minutes, Duration::days);
+        let now = t0 + h(8);
+        let last_tick = now - m(1);
+        let running = state(Start, Succeeded, t0);
+        let stopped = state(Stop, Succeeded, t0);
+        let daily_at_5pm = Autostart::parse("0 17 * * *").unwrap();
+        // (what, state, expected)
+        let cases: Vec<(&str, WorkspaceState, Option<LifecycleAction>)> = vec![
+            ("running, no deadline", running.clone(), None),
+            ("past its deadline", WorkspaceState { deadline: Some(now - m(1)), ..running.clone() }, Some(Autostop)),
+            ("at its deadline", WorkspaceState { deadline: Some(now), ..running.clone() }, Some(Autostop)),
+            (
+                "20 minutes to go",
+                WorkspaceState { deadline: Some(now + m(20)), ..running.clone() },
+                Some(StopNotice(now + m(20))),
+            ),
+            (
+                "20 minutes to go, told already",
+                WorkspaceState { deadline: Some(now + m(20)), stop_notice_for: Some(now + m(20)), ..running.clone() },
+                None,
+            ),
+            ("an hour to go", WorkspaceState { deadline: Some(now + h(1)), ..running.clone() }, None),
+            (
+                "a build in progress",
+                WorkspaceState { job_status: Running, deadline: Some(now - h(1)), ..running.clone() },
+                None,
+            ),
+            ("stopped past a deadline", WorkspaceState { deadline: Some(now - h(1)), ..stopped.clone() }, None),
+            (
+                "failed start past the failure TTL",
+                WorkspaceState { failure_ttl: h(1), ..state(Start, Failed, now - h(2)) },
+                Some(FailureTtl),
+            ),
+            (
+                "failed start within the failure TTL",
+                WorkspaceState { failure_ttl: h(3), ..state(Start, Failed, now - h(2)) },
+                None,
+            ),
+            ("failed start, no failure TTL", state(Start, Failed, now - h(2)), None),
+            (
+                "failed stop: not the failure TTL's",
+                WorkspaceState { failure_ttl: h(1), ..state(Stop, Failed, t0) },
+                None,
+            ),
+            (
+                "autostart fired since the last tick",
+                WorkspaceState { autostart: Some(daily_at_5pm.clone()), ..stopped.clone() },
+                Some(LifecycleAction::Autostart(utc(2026, 11, 30, 17, 0))),
+            ),
+            (
+                "autostart fired before the last tick",
+                WorkspaceState { autostart: Some(Autostart::parse("58 16 * * *").unwrap()), ..stopped.clone() },
+                None,
+            ),
+            (
+                "autostart fired before the workspace was stopped",
+                WorkspaceState { autostart: Some(daily_at_5pm.clone()), build_created_at: now, ..stopped.clone() },
+                None,
+            ),
+            (
+                "autostart of a running workspace",
+                WorkspaceState { autostart: Some(daily_at_5pm.clone()), ..running.clone() },
+                None,
+            ),
+            (
+                "unused past the dormancy threshold, running",
+                WorkspaceState { time_til_dormant: h(7), ..running.clone() },
+                Some(Dormant { stop: true }),
+            ),
+            (
+                "unused past the dormancy threshold, stopped",
+                WorkspaceState { time_til_dormant: h(7), ..stopped.clone() },
+                Some(Dormant { stop: false }),
+            ),
+            ("used within the threshold", WorkspaceState { time_til_dormant: h(9), ..running.clone() }, None),
+            (
+                "dormant: no autostart",
+                WorkspaceState { autostart: Some(daily_at_5pm), dormant_at: Some(t0), ..stopped.clone() },
+                None,
+            ),
+            (
+                "dormant past auto-delete",
+                WorkspaceState { dormant_at: Some(now - d(2)), dormant_autodelete: d(1), ..stopped.clone() },
+                Some(DormantDelete),
+            ),
+            (
+                "dormant, deleting already",
+                WorkspaceState {
+                    dormant_at: Some(now - d(2)),
+                    deleting_at: Some(now - d(1)),
+                    dormant_autodelete: d(1),
+                    ..stopped.clone()
+                },
+                None,
+            ),
+            (
+                "dormant, deleted",
+                WorkspaceState {
+                    dormant_at: Some(now - d(2)),
+                    dormant_autodelete: d(1),
+                    ..state(Delete, Succeeded, t0)
+                },
+                None,
+            ),
+            (
+                "dormant within auto-delete",
+                WorkspaceState { dormant_at: Some(now - h(2)), dormant_autodelete: d(1), ..stopped },
+                None,
+            ),
+        ];
+        for (what, w, expected) in cases {
+            assert_eq!(decide(&w, last_tick, now), expected, "{what}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub struct Config {
     pub access_url: String,
     pub provisioning: ProvisioningConfig,
     pub reconciler: ReconcilerConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +60,7 @@ impl Default for Config {
             access_url: String::new(),
             provisioning: ProvisioningConfig::default(),
             reconciler: ReconcilerConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
@@ -120,5 +122,21 @@ impl Default for ReconcilerConfig {
             failure_hard_limit: 3,
             replacement_grace: Duration::from_secs(10 * 60),
         }
+    }
+}
+
+/// The lifecycle executor: autostart, autostop, failure TTL, dormancy.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// Run ticks in the background, every `interval`. Off, they run only
+    /// when called (`LifecycleExecutor::tick`): for tests that drive them.
+    pub background: bool,
+    /// How often a tick runs (`--lifecycle-interval`).
+    pub interval: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig { background: true, interval: Duration::from_secs(60) }
     }
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 mod config;
 pub mod domain;
+pub mod lifecycle;
 pub mod provisioning;
 pub mod reconciler;
 
@@ -25,10 +26,11 @@ use warmspace_store::embedded::{Cluster, ClusterError, ClusterOptions};
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::{PgConnectOptions, Store, StoreError};
 
-pub use config::{Config, Database, ProvisioningConfig, ReconcilerConfig};
+pub use config::{Config, Database, LifecycleConfig, ProvisioningConfig, ReconcilerConfig};
 
 use crate::api::AppState;
 use crate::domain::Domain;
+use crate::lifecycle::LifecycleExecutor;
 use crate::provisioning::Daemons;
 use crate::reconciler::Reconciler;
 
@@ -40,8 +42,9 @@ const APPLICATION_NAME: &str = "warmspace";
 /// How long requests in flight get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 /// The fewest connections a replica can work with: the pub/sub listener,
-/// one for requests and daemons, and the reconciler's lock and one for its work.
-const MIN_CONNECTIONS: u32 = 4;
+/// two for requests and daemons (one of which the lifecycle executor's lock
+/// may hold during a tick), and the reconciler's lock and one for its work.
+const MIN_CONNECTIONS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,6 +65,8 @@ pub struct Server {
     state: AppState,
     reconciler: Reconciler,
     reconciler_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    lifecycle: LifecycleExecutor,
+    lifecycle_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     daemons: Daemons,
     stores: [Store; 2],
     pubsub: PubSub,
@@ -134,12 +139,19 @@ impl Server {
             let (stop, stopped) = watch::channel(false);
             (stop, reconciler.clone().spawn(stopped))
         });
+        let lifecycle = LifecycleExecutor::new(domain.clone());
+        let lifecycle_loop = config.lifecycle.background.then(|| {
+            let (stop, stopped) = watch::channel(false);
+            (stop, lifecycle.clone().spawn(stopped))
+        });
         let daemons = Daemons::start(domain.clone(), config.provisioner_daemons, config.binary.clone());
         Ok(Server {
             listener,
             state: AppState::new(domain),
             reconciler,
             reconciler_loop,
+            lifecycle,
+            lifecycle_loop,
             daemons,
             stores: [store, reconciler_store],
             pubsub,
@@ -160,19 +172,35 @@ impl Server {
         &self.reconciler
     }
 
+    pub fn lifecycle(&self) -> &LifecycleExecutor {
+        &self.lifecycle
+    }
+
     /// Serves until `shutdown` completes; then takes no more work, lets
     /// requests in flight and builds under way finish within their graces,
     /// and stops everything it started, the built-in PostgreSQL last.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let Server { listener, state, reconciler: _, reconciler_loop, daemons, stores, pubsub, cluster } = self;
+        let Server {
+            listener,
+            state,
+            reconciler: _,
+            reconciler_loop,
+            lifecycle: _,
+            lifecycle_loop,
+            daemons,
+            stores,
+            pubsub,
+            cluster,
+        } = self;
         // Work stops being taken as soon as shutdown begins, while requests
         // drain: the daemons' grace and the drain run side by side.
         let stop_daemons = daemons.begin_stop();
         let stop_reconciler = reconciler_loop.as_ref().map(|(stop, _)| stop.clone());
+        let stop_lifecycle = lifecycle_loop.as_ref().map(|(stop, _)| stop.clone());
         let shutdown = async move {
             shutdown.await;
             stop_daemons();
-            if let Some(stop) = stop_reconciler {
+            for stop in stop_reconciler.iter().chain(&stop_lifecycle) {
                 stop.send_replace(true);
             }
         };
@@ -181,6 +209,12 @@ impl Server {
             stop.send_replace(true);
             if let Err(err) = task.await {
                 tracing::warn!(error = %err, "the reconciliation loop ended badly");
+            }
+        }
+        if let Some((stop, task)) = lifecycle_loop {
+            stop.send_replace(true);
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "the lifecycle loop ended badly");
             }
         }
         daemons.stop().await;
@@ -269,7 +303,7 @@ mod tests {
         for max in MIN_CONNECTIONS..200 {
             let b = ConnectionBudget::split(max).unwrap();
             assert_eq!(b.main + b.reconciler + b.listener, max);
-            assert!(b.main >= 1 && b.reconciler >= 2, "{max}: {b:?}");
+            assert!(b.main >= 2 && b.reconciler >= 2, "{max}: {b:?}");
         }
         assert!(ConnectionBudget::split(MIN_CONNECTIONS - 1).is_err());
         assert_eq!(ConnectionBudget::split(20).unwrap(), ConnectionBudget { main: 13, reconciler: 6, listener: 1 });

@@ -10,6 +10,7 @@ mod files;
 pub mod insights;
 pub mod jobs;
 mod keys;
+pub mod lifecycle;
 mod migrate;
 pub mod notifications;
 mod organizations;

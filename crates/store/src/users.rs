@@ -28,6 +28,8 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The IANA zone the person's autostop requirement and zone-less autostart schedules are read in.
+    pub timezone: String,
 }
 
 /// Granted roles, parsed from the database's text array.
@@ -69,7 +71,7 @@ pub struct UserFilter {
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.login_type, u.hashed_password, u.status, \
-     u.is_system, u.rbac_roles, u.created_at, u.updated_at, u.last_seen_at, \
+     u.is_system, u.rbac_roles, u.created_at, u.updated_at, u.last_seen_at, u.timezone, \
      ARRAY(SELECT m.organization_id FROM organization_members m WHERE m.user_id = u.id \
            ORDER BY m.created_at) AS organization_ids";
 

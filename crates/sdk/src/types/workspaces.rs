@@ -141,3 +141,20 @@ pub struct UpdateWorkspaceAutostartRequest {
     /// Null: no autostart.
     pub schedule: Option<String>,
 }
+
+/// Moves a running workspace's deadline (Coder's `schedule extend`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendWorkspaceRequest {
+    /// The new deadline is this long from now (by the server's clock): at
+    /// least 30 minutes, and not after the build's max deadline.
+    pub duration_ms: i64,
+}
+
+/// Marks a workspace dormant, or wakes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspaceDormancyRequest {
+    /// False wakes a dormant workspace, so that it can start again.
+    pub dormant: bool,
+}

@@ -275,6 +275,7 @@ pub fn template_view(t: TemplateRow) -> Template {
             default_ttl_ms: t.default_ttl_ms,
             autostop_requirement_days_of_week: days,
             autostop_requirement_weeks: t.autostop_requirement_weeks,
+            autostop_requirement_hour: i32::from(t.autostop_requirement_hour),
             allow_user_autostart: t.allow_user_autostart,
             failure_ttl_ms: t.failure_ttl_ms,
             time_til_dormant_ms: t.time_til_dormant_ms,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use warmspace_server::{Config, Database, ProvisioningConfig, ReconcilerConfig, Server};
+use warmspace_server::{Config, Database, LifecycleConfig, ProvisioningConfig, ReconcilerConfig, Server};
 use warmspace_store::PgConnectOptions;
 use warmspace_store::jobs::QueuePolicy;
 
@@ -66,6 +66,10 @@ pub struct ServerArgs {
     /// An expired prebuild waits at most this long past its expiry for its replacement to become eligible.
     #[arg(long, env = "WARMSPACE_PREBUILDS_REPLACEMENT_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     prebuilds_replacement_grace: Duration,
+    /// How often the lifecycle executor looks for workspaces to autostart,
+    /// autostop, stop after a failed start, mark dormant or delete.
+    #[arg(long, env = "WARMSPACE_LIFECYCLE_INTERVAL", default_value = "1m", value_parser = positive_duration)]
+    lifecycle_interval: Duration,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -113,6 +117,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             replacement_grace: args.prebuilds_replacement_grace,
             ..ReconcilerConfig::default()
         },
+        lifecycle: LifecycleConfig { interval: args.lifecycle_interval, ..LifecycleConfig::default() },
     };
     let server = Server::start(config, None).await.context("starting the server")?;
     let url = format!("http://{}", server.local_addr()?);
@@ -153,4 +158,13 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from("/var/lib/warmspace"));
     }
     Ok(dirs::config_dir().context("no config directory for this user; pass --data-dir")?.join("warmspace"))
+}
+
+/// A duration longer than zero (a zero interval would spin).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -346,7 +346,7 @@ async fn follow(client: &Client, build: &WorkspaceBuild) -> anyhow::Result<()> {
     }
 }
 
-async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
+pub(super) async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
     let (owner, name) = split_name(name);
     // The server's 404 names the user or the workspace that is missing.
     Ok(client.workspace_by_name(owner, name).await?)
