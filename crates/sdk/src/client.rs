@@ -299,6 +299,12 @@ impl Client {
         Self::send(self.request(Method::PUT, &format!("api/v2/workspaces/{id}/autostart"))?.json(&req)).await
     }
 
+    /// Sets the zone `user`'s schedules are read in (`user`: a username, an id, or `me`).
+    pub async fn set_user_timezone(&self, user: &str, timezone: &str) -> Result<User, ClientError> {
+        let req = UpdateUserTimezoneRequest { timezone: timezone.to_owned() };
+        Self::send(self.request(Method::PUT, &format!("api/v2/users/{user}/timezone"))?.json(&req)).await
+    }
+
     /// Moves a running workspace's deadline to `duration_ms` from now.
     pub async fn extend_workspace(&self, id: Uuid, duration_ms: i64) -> Result<Workspace, ClientError> {
         let req = ExtendWorkspaceRequest { duration_ms };

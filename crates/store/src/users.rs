@@ -145,6 +145,14 @@ impl Store {
         self.user_where("u.id = $1::uuid", id.to_string()).await
     }
 
+    /// Sets the zone a user's schedules are read in.
+    pub async fn set_user_timezone(&self, id: Uuid, timezone: &str) -> Result<UserRow> {
+        sqlx::query!("UPDATE users SET timezone = $2, updated_at = now() WHERE id = $1 AND NOT deleted", id, timezone)
+            .execute(&self.pool)
+            .await?;
+        self.user_by_id(id).await
+    }
+
     pub async fn user_by_username(&self, username: &str) -> Result<UserRow> {
         self.user_where("lower(u.username) = lower($1)", username.to_owned()).await
     }

@@ -233,6 +233,7 @@ pub fn user_view(row: UserRow) -> User {
         created_at: row.created_at,
         updated_at: row.updated_at,
         last_seen_at: row.last_seen_at,
+        timezone: row.timezone,
     }
 }
 

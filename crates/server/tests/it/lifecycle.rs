@@ -493,3 +493,33 @@ async fn schedules_of_unclaimed_prebuilds_stay_refused_and_members_cannot_touch_
     assert_eq!(api_status(stranger.extend_workspace(mine.id, 3_600_000).await).0, StatusCode::NOT_FOUND);
     assert_eq!(api_status(stranger.set_workspace_dormant(mine.id, false).await).0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_autostop_requirement_is_read_in_the_owner_s_time_zone() {
+    let (_server, owner, alice) = server().await;
+    let template = push(&owner, "zones", &[("warmspace.hcl", &manifest(0, "rebuild", ""))]).await;
+    let every_day: Vec<String> = warmspace_prebuilds::lifecycle::DAYS.iter().map(|d| d.to_string()).collect();
+    settings(
+        &owner,
+        &template,
+        UpdateTemplateSettings {
+            autostop_requirement_days_of_week: Some(every_day),
+            autostop_requirement_hour: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(alice.user("me").await.unwrap().timezone, "UTC");
+    let (status, body) = api_status(alice.set_user_timezone("me", "Mars/Olympus").await);
+    assert_eq!((status, body.validations[0].field.as_str()), (StatusCode::BAD_REQUEST, "timezone"));
+    assert_eq!(alice.set_user_timezone("me", "Asia/Tokyo").await.unwrap().timezone, "Asia/Tokyo");
+    let ws = alice.create_workspace("me", &request(&template, "tokyo", None, &[])).await.unwrap();
+    let max = ws.latest_build.max_deadline.unwrap();
+    // 02:00 in Tokyo (UTC+9, no daylight saving) is 17:00 UTC.
+    assert_eq!(max.format("%H:%M").to_string(), "17:00");
+    assert_eq!(ws.latest_build.deadline, Some(max), "no TTL: the max deadline is the deadline");
+    // Members set only their own zone.
+    let (status, _) = api_status(alice.set_user_timezone("admin", "Asia/Tokyo").await);
+    assert!(status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND, "{status}");
+    assert_eq!(owner.set_user_timezone("alice", "Europe/Berlin").await.unwrap().timezone, "Europe/Berlin");
+}

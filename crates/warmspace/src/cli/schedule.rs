@@ -50,6 +50,15 @@ pub enum ScheduleCommand {
         /// The workspace: `name` (yours) or `owner/name`.
         name: String,
     },
+    /// Set the time zone your templates' autostop requirements and your
+    /// autostart schedules without CRON_TZ are read in.
+    Timezone {
+        /// An IANA time zone, e.g. Europe/Berlin.
+        zone: String,
+        /// Whose zone to set (owners may set anyone's).
+        #[arg(long, default_value = "me")]
+        user: String,
+    },
 }
 
 /// `schedule show -o json`.
@@ -141,6 +150,11 @@ pub async fn run(config: &Config, command: ScheduleCommand) -> anyhow::Result<()
                 Some(deadline) => println!("{} now stops at {}.", w.name, deadline.to_rfc3339()),
                 None => println!("{} has no deadline.", w.name),
             }
+            Ok(())
+        }
+        ScheduleCommand::Timezone { zone, user } => {
+            let user = client.set_user_timezone(&user, &zone).await?;
+            println!("{}'s schedules are read in {}.", user.username, user.timezone);
             Ok(())
         }
         ScheduleCommand::Wake { name } => {
