@@ -50,6 +50,8 @@ pub struct LifecycleRow {
     pub autostop_requirement_days_of_week: i16,
     pub autostop_requirement_weeks: i32,
     pub autostop_requirement_hour: i16,
+    pub require_active_version: bool,
+    pub active_version_id: Uuid,
 }
 
 /// The candidates of a tick at `$1`: people's workspaces whose latest build
@@ -61,7 +63,8 @@ static CANDIDATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              b.id AS build_id, b.build_number, b.transition, b.template_version_id, b.created_at AS build_created_at, \
              b.deadline, b.max_deadline, b.stop_notice_for, j.status AS job_status, j.completed_at AS job_completed_at, \
              t.allow_user_autostart, t.failure_ttl_ms, t.time_til_dormant_ms, t.time_til_dormant_autodelete_ms, \
-             t.autostop_requirement_days_of_week, t.autostop_requirement_weeks, t.autostop_requirement_hour \
+             t.autostop_requirement_days_of_week, t.autostop_requirement_weeks, t.autostop_requirement_hour, \
+             t.require_active_version, t.active_version_id \
          FROM workspaces w \
          JOIN users u ON u.id = w.owner_id \
          JOIN templates t ON t.id = w.template_id \

@@ -66,6 +66,10 @@ pub struct TemplateSettings {
     /// stop on the requirement's days.
     #[serde(default)]
     pub autostop_requirement_hour: i32,
+    /// Autostart builds the template's active version (not the version of
+    /// the workspace's latest build).
+    #[serde(default)]
+    pub require_active_version: bool,
     pub allow_user_autostart: bool,
     /// Failed workspaces are stopped after this long.
     pub failure_ttl_ms: i64,
@@ -85,6 +89,7 @@ impl Default for TemplateSettings {
             autostop_requirement_days_of_week: Vec::new(),
             autostop_requirement_weeks: 1,
             autostop_requirement_hour: 0,
+            require_active_version: false,
             allow_user_autostart: true,
             failure_ttl_ms: 0,
             time_til_dormant_ms: 0,
@@ -152,6 +157,8 @@ pub struct UpdateTemplateSettings {
     pub autostop_requirement_weeks: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autostop_requirement_hour: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_active_version: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_user_autostart: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -169,14 +169,15 @@ impl Domain {
                     hour: u32::try_from(row.autostop_requirement_hour).unwrap_or(0),
                 };
                 let (deadline, max_deadline) = start_deadlines(now, row.ttl_ms, &requirement, zone);
-                change.build = Some(
-                    self.lifecycle_build(row, Transition::Start, BuildReason::Autostart, deadline, max_deadline)
-                        .await?,
-                );
+                // On the active version when the template requires it.
+                let version = if row.require_active_version { row.active_version_id } else { row.template_version_id };
+                let build = self.lifecycle_build(row, version, Transition::Start, BuildReason::Autostart).await?;
+                change.build = Some(NewBuild { deadline, max_deadline, ..build });
             }
             LifecycleAction::Autostop => {
-                change.build =
-                    Some(self.lifecycle_build(row, Transition::Stop, BuildReason::Autostop, None, None).await?);
+                change.build = Some(
+                    self.lifecycle_build(row, row.template_version_id, Transition::Stop, BuildReason::Autostop).await?,
+                );
                 change.notices.push(notice(
                     "workspace_autostopped",
                     format!("Your workspace {name} was stopped for inactivity"),
@@ -184,13 +185,17 @@ impl Domain {
                 ));
             }
             LifecycleAction::FailureTtl => {
-                change.build =
-                    Some(self.lifecycle_build(row, Transition::Stop, BuildReason::FailureTtl, None, None).await?);
+                change.build = Some(
+                    self.lifecycle_build(row, row.template_version_id, Transition::Stop, BuildReason::FailureTtl)
+                        .await?,
+                );
             }
             LifecycleAction::Dormant { stop } => {
                 if stop {
-                    change.build =
-                        Some(self.lifecycle_build(row, Transition::Stop, BuildReason::Dormancy, None, None).await?);
+                    change.build = Some(
+                        self.lifecycle_build(row, row.template_version_id, Transition::Stop, BuildReason::Dormancy)
+                            .await?,
+                    );
                 }
                 change.mark_dormant = true;
                 change.notices.push(notice(
@@ -211,8 +216,10 @@ impl Domain {
                 }
             }
             LifecycleAction::DormantDelete => {
-                change.build =
-                    Some(self.lifecycle_build(row, Transition::Delete, BuildReason::Dormancy, None, None).await?);
+                change.build = Some(
+                    self.lifecycle_build(row, row.template_version_id, Transition::Delete, BuildReason::Dormancy)
+                        .await?,
+                );
                 change.mark_deleting = true;
             }
         }
@@ -225,18 +232,18 @@ impl Domain {
         Ok(true)
     }
 
-    /// A build the executor queues: by the lifecycle system user, on the
-    /// version and with the values of the workspace's latest build.
+    /// A build the executor queues: by the lifecycle system user, on
+    /// `version` with the values of the workspace's latest build (checked
+    /// against that version, as an update would), and no deadline.
     async fn lifecycle_build(
         &self,
         row: &LifecycleRow,
+        version: Uuid,
         transition: Transition,
         reason: BuildReason,
-        deadline: Option<DateTime<Utc>>,
-        max_deadline: Option<DateTime<Utc>>,
     ) -> Result<NewBuild> {
         let latest = self.store.build(row.build_id).await?;
-        let parameters = self.store.version_parameters(row.template_version_id).await?;
+        let parameters = self.store.version_parameters(version).await?;
         let values = resolve_parameters(&ParameterInput {
             parameters: &parameters,
             previous: Some(&latest.parameters.0),
@@ -253,11 +260,11 @@ impl Domain {
             transition,
             initiator_id: LIFECYCLE_USER_ID,
             reason,
-            template_version_id: row.template_version_id,
+            template_version_id: version,
             preset_id: None,
             parameters: values,
-            deadline,
-            max_deadline,
+            deadline: None,
+            max_deadline: None,
         })
     }
 

@@ -277,6 +277,7 @@ pub fn template_view(t: TemplateRow) -> Template {
             autostop_requirement_days_of_week: days,
             autostop_requirement_weeks: t.autostop_requirement_weeks,
             autostop_requirement_hour: i32::from(t.autostop_requirement_hour),
+            require_active_version: t.require_active_version,
             allow_user_autostart: t.allow_user_autostart,
             failure_ttl_ms: t.failure_ttl_ms,
             time_til_dormant_ms: t.time_til_dormant_ms,

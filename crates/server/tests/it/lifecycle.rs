@@ -151,7 +151,10 @@ async fn autostop_autostart_dormancy_and_auto_delete_fire_for_a_person_and_never
     server.clock.advance(50 * MINUTE);
     let stats = tick(&server).await;
     assert_eq!((stats.autostopped, stats.notices), (0, 1), "{stats:?}");
-    server.clock.advance(11 * MINUTE);
+    // Once per deadline.
+    server.clock.advance(MINUTE);
+    assert_eq!(tick(&server).await.notices, 0);
+    server.clock.advance(10 * MINUTE);
     let stats = tick(&server).await;
     assert_eq!(stats.autostopped, 1, "{stats:?}");
     let stopped = settled(&alice, ws.id).await;
@@ -522,4 +525,39 @@ async fn the_autostop_requirement_is_read_in_the_owner_s_time_zone() {
     let (status, _) = api_status(alice.set_user_timezone("admin", "Asia/Tokyo").await);
     assert!(status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND, "{status}");
     assert_eq!(owner.set_user_timezone("alice", "Europe/Berlin").await.unwrap().timezone, "Europe/Berlin");
+}
+
+#[tokio::test]
+async fn autostart_builds_the_active_version_when_the_template_requires_it() {
+    let (server, owner, alice) = server().await;
+    let template = push(&owner, "versions", &[("warmspace.hcl", &manifest(0, "rebuild", ""))]).await;
+    let first = template.active_version_id;
+    let mut req = request(&template, "mine", None, &[]);
+    req.ttl_ms = Some(3_600_000);
+    req.autostart_schedule = Some("* * * * *".into());
+    let ws = alice.create_workspace("me", &req).await.unwrap();
+    settled(&alice, ws.id).await;
+    // A second version becomes the active one.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("warmspace.hcl"), manifest(0, "rebuild", "  fail_on = []\n")).unwrap();
+    let second = upload_version(&owner, dir.path(), Some(template.id)).await;
+    wait_imported(&owner, &second).await;
+    owner.set_active_version(template.id, second.id).await.unwrap();
+
+    // Stopped at its deadline, started by its schedule: on the version it had …
+    let cycle = async |want: Uuid| {
+        server.clock.advance(61 * MINUTE);
+        assert_eq!(tick(&server).await.autostopped, 1);
+        settled(&alice, ws.id).await;
+        server.clock.advance(2 * MINUTE);
+        assert_eq!(tick(&server).await.autostarted, 1);
+        let started = settled(&alice, ws.id).await;
+        assert_eq!((started.status, started.latest_build.reason), (WorkspaceStatus::Running, BuildReason::Autostart));
+        assert_eq!(started.latest_build.template_version_id, want);
+    };
+    cycle(first).await;
+    // … and on the active version once the template requires it.
+    settings(&owner, &template, UpdateTemplateSettings { require_active_version: Some(true), ..Default::default() })
+        .await;
+    cycle(second.id).await;
 }

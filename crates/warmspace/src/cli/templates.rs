@@ -97,6 +97,10 @@ pub struct EditArgs {
     /// The autostop requirement applies every this many weeks.
     #[arg(long)]
     autostop_requirement_weeks: Option<i32>,
+    /// Whether autostart builds the template's active version (rather than
+    /// the version of the workspace's latest build).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    require_active_version: Option<bool>,
     /// Whether users may set an autostart schedule.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     allow_user_autostart: Option<bool>,
@@ -349,6 +353,7 @@ async fn edit(client: &Client, args: EditArgs) -> anyhow::Result<()> {
             autostop_requirement_days_of_week: weekdays,
             autostop_requirement_weeks: weeks,
             autostop_requirement_hour: hour,
+            require_active_version: args.require_active_version,
             allow_user_autostart: args.allow_user_autostart,
             failure_ttl_ms: ms(args.failure_ttl),
             time_til_dormant_ms: ms(args.dormancy_threshold),
