@@ -324,18 +324,6 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// When a workspace became dormant and when its deletion was queued.
-    pub async fn workspace_dormancy(
-        &self,
-        workspace_id: Uuid,
-    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
-        let row = sqlx::query!("SELECT dormant_at, deleting_at FROM workspaces WHERE id = $1", workspace_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(crate::StoreError::NotFound)?;
-        Ok((row.dormant_at, row.deleting_at))
-    }
-
     /// Wakes a dormant workspace (or marks one dormant): waking counts as a use.
     pub async fn set_workspace_dormant(&self, workspace_id: Uuid, dormant: bool) -> Result<()> {
         let now = self.now();

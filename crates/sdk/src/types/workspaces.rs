@@ -23,6 +23,13 @@ pub struct Workspace {
     pub ttl_ms: Option<i64>,
     pub autostart_schedule: Option<String>,
     pub last_used_at: DateTime<Utc>,
+    /// Marked dormant (unused for the template's time until dormant): it
+    /// cannot start until woken.
+    #[serde(default)]
+    pub dormant_at: Option<DateTime<Utc>>,
+    /// When its deletion for dormancy was queued.
+    #[serde(default)]
+    pub deleting_at: Option<DateTime<Utc>>,
     /// The latest build used a version other than the template's active one.
     pub outdated: bool,
     pub status: WorkspaceStatus,

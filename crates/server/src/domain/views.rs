@@ -114,6 +114,8 @@ fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<Wor
         ttl_ms: w.ttl_ms,
         autostart_schedule: w.autostart_schedule,
         last_used_at: w.last_used_at,
+        dormant_at: w.dormant_at,
+        deleting_at: w.deleting_at,
         outdated: w.latest_version_id != w.template_active_version_id,
         status,
         latest_build,

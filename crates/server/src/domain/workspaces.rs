@@ -229,7 +229,7 @@ impl Domain {
             Transition::Delete => &[Action::Read, Action::Update, Action::Delete],
         };
         authorize_workspace(actor, workspace.owner_id, actions)?;
-        if transition == Transition::Start && self.store.workspace_dormancy(workspace.id).await?.0.is_some() {
+        if transition == Transition::Start && workspace.dormant_at.is_some() {
             return Err(Error::conflict("The workspace is dormant.").detail(format!(
                 "Wake it first (warmspace schedule wake {}, or PUT /api/v2/workspaces/{}/dormant with dormant false).",
                 workspace.name, workspace.id

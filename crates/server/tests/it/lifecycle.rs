@@ -193,6 +193,7 @@ async fn autostop_autostart_dormancy_and_auto_delete_fire_for_a_person_and_never
     assert_eq!(tick(&server).await.dormant, 1);
     let dormant = settled(&alice, ws.id).await;
     assert_eq!((dormant.status, dormant.latest_build.reason), (WorkspaceStatus::Stopped, BuildReason::Dormancy));
+    assert!(dormant.dormant_at.is_some());
     let (status, body) = api_status(build(&alice, &dormant, "start", &[]).await);
     assert_eq!(status, StatusCode::CONFLICT, "{body:?}");
     assert!(body.message.contains("dormant"), "{body:?}");
@@ -203,6 +204,7 @@ async fn autostop_autostart_dormancy_and_auto_delete_fire_for_a_person_and_never
     assert_eq!(tick(&server).await.deleted, 1);
     let deleted = settled(&alice, ws.id).await;
     assert_eq!((deleted.status, deleted.latest_build.reason), (WorkspaceStatus::Deleted, BuildReason::Dormancy));
+    assert!(deleted.deleting_at.is_some());
 
     // Every transition of the person's workspace, once each; none of the prebuild's.
     let history: Vec<(String, String)> = builds(&server, ws.id).await.into_iter().map(|(t, r, _)| (t, r)).collect();
@@ -306,6 +308,14 @@ async fn after_a_claim_the_template_s_rules_apply_from_the_claim_on() {
     server.clock.advance(HOUR);
     assert_eq!(tick(&server).await.dormant, 1);
     assert_eq!(builds(&server, ws.id).await.len(), 3, "prebuild start, claim, autostop");
+
+    // Woken by its owner, it starts again, and waking counts as a use.
+    assert!(alice.workspace(ws.id).await.unwrap().dormant_at.is_some());
+    let woken = alice.set_workspace_dormant(ws.id, false).await.unwrap();
+    assert_eq!(woken.dormant_at, None);
+    let started = build(&alice, &woken, "start", &[]).await.unwrap();
+    assert_eq!(finish(&alice, &started).await.1.status, WorkspaceStatus::Running);
+    assert_eq!(tick(&server).await.dormant, 0);
 }
 
 /// An exec template whose start script leaves the agent's token where the

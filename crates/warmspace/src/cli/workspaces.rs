@@ -229,6 +229,12 @@ pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
     if let Some(deadline) = b.deadline {
         println!("  deadline:   {deadline}");
     }
+    if let Some(dormant) = workspace.dormant_at {
+        println!("  dormant:    since {dormant} (wake it: warmspace schedule wake {})", workspace.name);
+    }
+    if let Some(deleting) = workspace.deleting_at {
+        println!("  deleting:   queued {deleting} for dormancy");
+    }
     for p in &b.parameters {
         println!("  parameter:  {} = {}", p.name, p.value);
     }
