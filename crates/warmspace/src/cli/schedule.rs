@@ -66,7 +66,7 @@ pub enum ScheduleCommand {
 struct ScheduleView {
     workspace: String,
     autostart_schedule: Option<String>,
-    /// The next autostart (read in UTC when the schedule names no zone).
+    /// The next autostart (read in the owner's zone when the schedule names none).
     next_start: Option<chrono::DateTime<Utc>>,
     ttl_ms: Option<i64>,
     /// When the running workspace stops.
@@ -80,11 +80,16 @@ pub async fn run(config: &Config, command: ScheduleCommand) -> anyhow::Result<()
         ScheduleCommand::Show { name, output } => {
             let w = find(&client, &name).await?;
             let running = w.status == warmspace_sdk::WorkspaceStatus::Running;
+            // A schedule without CRON_TZ is read in its owner's zone (UTC if that cannot be read).
+            let owner_zone = match client.user(&w.owner_id.to_string()).await {
+                Ok(owner) => owner.timezone.parse().unwrap_or(chrono_tz::UTC),
+                Err(_) => chrono_tz::UTC,
+            };
             let next_start = w
                 .autostart_schedule
                 .as_deref()
                 .and_then(|s| Autostart::parse(s).ok())
-                .and_then(|a| a.next_firing(Utc::now(), chrono_tz::UTC));
+                .and_then(|a| a.next_firing(Utc::now(), owner_zone));
             let view = ScheduleView {
                 workspace: format!("{}/{}", w.owner_name, w.name),
                 autostart_schedule: w.autostart_schedule.clone(),
