@@ -4,6 +4,7 @@
 
 pub mod claim;
 pub mod insights;
+pub mod lifecycle;
 pub mod notices;
 pub mod reconcile;
 pub mod schedule;

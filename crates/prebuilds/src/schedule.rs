@@ -66,12 +66,12 @@ impl Schedule {
         }
     }
 
-    fn time_matches(&self, hour: u32, minute: u32) -> bool {
+    pub(crate) fn time_matches(&self, hour: u32, minute: u32) -> bool {
         let p = &self.cron.pattern;
         p.hour_match(hour).unwrap_or(false) && p.minute_match(minute).unwrap_or(false)
     }
 
-    fn date_matches(&self, date: NaiveDate) -> bool {
+    pub(crate) fn date_matches(&self, date: NaiveDate) -> bool {
         let p = &self.cron.pattern;
         let weekday = Weekday::from_days_from_sunday(date.weekday().num_days_from_sunday());
         p.month_match(date.month()).unwrap_or(false)

@@ -299,6 +299,24 @@ impl Client {
         Self::send(self.request(Method::PUT, &format!("api/v2/workspaces/{id}/autostart"))?.json(&req)).await
     }
 
+    /// Sets the zone `user`'s schedules are read in (`user`: a username, an id, or `me`).
+    pub async fn set_user_timezone(&self, user: &str, timezone: &str) -> Result<User, ClientError> {
+        let req = UpdateUserTimezoneRequest { timezone: timezone.to_owned() };
+        Self::send(self.request(Method::PUT, &format!("api/v2/users/{user}/timezone"))?.json(&req)).await
+    }
+
+    /// Moves a running workspace's deadline to `duration_ms` from now.
+    pub async fn extend_workspace(&self, id: Uuid, duration_ms: i64) -> Result<Workspace, ClientError> {
+        let req = ExtendWorkspaceRequest { duration_ms };
+        Self::send(self.request(Method::PUT, &format!("api/v2/workspaces/{id}/extend"))?.json(&req)).await
+    }
+
+    /// Marks a workspace dormant, or (`false`) wakes it.
+    pub async fn set_workspace_dormant(&self, id: Uuid, dormant: bool) -> Result<Workspace, ClientError> {
+        let req = UpdateWorkspaceDormancyRequest { dormant };
+        Self::send(self.request(Method::PUT, &format!("api/v2/workspaces/{id}/dormant"))?.json(&req)).await
+    }
+
     pub async fn create_build(
         &self,
         workspace_id: Uuid,
@@ -429,7 +447,16 @@ impl Client {
     }
 
     pub async fn agent_heartbeat(&self, serving_owner_id: Option<Uuid>) -> Result<AgentHeartbeatResponse, ClientError> {
-        self.post("api/v2/workspaceagents/me/heartbeat", &AgentHeartbeatRequest { serving_owner_id }).await
+        self.agent_heartbeat_with_sessions(serving_owner_id, 0).await
+    }
+
+    /// A heartbeat telling of `sessions` open sessions (any is use of the workspace).
+    pub async fn agent_heartbeat_with_sessions(
+        &self,
+        serving_owner_id: Option<Uuid>,
+        sessions: u32,
+    ) -> Result<AgentHeartbeatResponse, ClientError> {
+        self.post("api/v2/workspaceagents/me/heartbeat", &AgentHeartbeatRequest { serving_owner_id, sessions }).await
     }
 
     pub async fn agent_disconnect(&self) -> Result<Response, ClientError> {

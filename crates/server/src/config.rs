@@ -34,6 +34,7 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     pub reconciler: ReconcilerConfig,
     pub metrics: MetricsConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +62,7 @@ impl Default for Config {
             provisioning: ProvisioningConfig::default(),
             reconciler: ReconcilerConfig::default(),
             metrics: MetricsConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
@@ -142,5 +144,21 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig { prometheus_address: None, collect_interval: Duration::from_secs(15) }
+    }
+}
+
+/// The lifecycle executor: autostart, autostop, failure TTL, dormancy.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// Run ticks in the background, every `interval`. Off, they run only
+    /// when called (`LifecycleExecutor::tick`): for tests that drive them.
+    pub background: bool,
+    /// How often a tick runs (`--lifecycle-interval`).
+    pub interval: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig { background: true, interval: Duration::from_secs(60) }
     }
 }

@@ -12,6 +12,7 @@ pub mod auth;
 mod collector;
 mod config;
 pub mod domain;
+pub mod lifecycle;
 pub mod metrics;
 pub mod provisioning;
 pub mod reconciler;
@@ -27,10 +28,11 @@ use warmspace_store::embedded::{Cluster, ClusterError, ClusterOptions};
 use warmspace_store::pubsub::PubSub;
 use warmspace_store::{PgConnectOptions, Store, StoreError};
 
-pub use config::{Config, Database, MetricsConfig, ProvisioningConfig, ReconcilerConfig};
+pub use config::{Config, Database, LifecycleConfig, MetricsConfig, ProvisioningConfig, ReconcilerConfig};
 
 use crate::api::AppState;
 use crate::domain::Domain;
+use crate::lifecycle::LifecycleExecutor;
 use crate::provisioning::Daemons;
 use crate::reconciler::Reconciler;
 
@@ -42,8 +44,9 @@ const APPLICATION_NAME: &str = "warmspace";
 /// How long requests in flight get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 /// The fewest connections a replica can work with: the pub/sub listener,
-/// one for requests and daemons, and the reconciler's lock and one for its work.
-const MIN_CONNECTIONS: u32 = 4;
+/// two for requests and daemons (one of which the lifecycle executor's lock
+/// may hold during a tick), and the reconciler's lock and one for its work.
+const MIN_CONNECTIONS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -67,6 +70,8 @@ pub struct Server {
     state: AppState,
     reconciler: Reconciler,
     reconciler_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    lifecycle: LifecycleExecutor,
+    lifecycle_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     daemons: Daemons,
     stores: [Store; 2],
     pubsub: PubSub,
@@ -153,6 +158,11 @@ impl Server {
             let (stop, stopped) = watch::channel(false);
             (stop, collector::spawn(domain.clone(), config.metrics.collect_interval, stopped))
         };
+        let lifecycle = LifecycleExecutor::new(domain.clone());
+        let lifecycle_loop = config.lifecycle.background.then(|| {
+            let (stop, stopped) = watch::channel(false);
+            (stop, lifecycle.clone().spawn(stopped))
+        });
         let daemons = Daemons::start(domain.clone(), config.provisioner_daemons, config.binary.clone());
         Ok(Server {
             listener,
@@ -161,6 +171,8 @@ impl Server {
             state: AppState::new(domain),
             reconciler,
             reconciler_loop,
+            lifecycle,
+            lifecycle_loop,
             daemons,
             stores: [store, reconciler_store],
             pubsub,
@@ -186,6 +198,10 @@ impl Server {
         &self.reconciler
     }
 
+    pub fn lifecycle(&self) -> &LifecycleExecutor {
+        &self.lifecycle
+    }
+
     /// Serves until `shutdown` completes; then takes no more work, lets
     /// requests in flight and builds under way finish within their graces,
     /// and stops everything it started, the built-in PostgreSQL last.
@@ -197,6 +213,8 @@ impl Server {
             state,
             reconciler: _,
             reconciler_loop,
+            lifecycle: _,
+            lifecycle_loop,
             daemons,
             stores,
             pubsub,
@@ -207,10 +225,11 @@ impl Server {
         let stop_daemons = daemons.begin_stop();
         let stop_reconciler = reconciler_loop.as_ref().map(|(stop, _)| stop.clone());
         let stop_collector = collector.0.clone();
+        let stop_lifecycle = lifecycle_loop.as_ref().map(|(stop, _)| stop.clone());
         let shutdown = async move {
             shutdown.await;
             stop_daemons();
-            if let Some(stop) = stop_reconciler {
+            for stop in stop_reconciler.iter().chain(&stop_lifecycle) {
                 stop.send_replace(true);
             }
             stop_collector.send_replace(true);
@@ -233,6 +252,12 @@ impl Server {
             stop.send_replace(true);
             if let Err(err) = task.await {
                 tracing::warn!(error = %err, "the reconciliation loop ended badly");
+            }
+        }
+        if let Some((stop, task)) = lifecycle_loop {
+            stop.send_replace(true);
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "the lifecycle loop ended badly");
             }
         }
         daemons.stop().await;
@@ -341,7 +366,7 @@ mod tests {
         for max in MIN_CONNECTIONS..200 {
             let b = ConnectionBudget::split(max).unwrap();
             assert_eq!(b.main + b.reconciler + b.listener, max);
-            assert!(b.main >= 1 && b.reconciler >= 2, "{max}: {b:?}");
+            assert!(b.main >= 2 && b.reconciler >= 2, "{max}: {b:?}");
         }
         assert!(ConnectionBudget::split(MIN_CONNECTIONS - 1).is_err());
         assert_eq!(ConnectionBudget::split(20).unwrap(), ConnectionBudget { main: 13, reconciler: 6, listener: 1 });

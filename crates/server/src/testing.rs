@@ -10,6 +10,7 @@ use warmspace_store::testing::TestDatabase;
 use warmspace_store::{Clock, Store};
 
 use crate::domain::Domain;
+use crate::lifecycle::LifecycleExecutor;
 use crate::reconciler::Reconciler;
 use crate::{Config, Database, Server};
 
@@ -24,6 +25,9 @@ pub struct TestServer {
     /// The server's own domain layer, for tests that act on it directly.
     pub domain: Domain,
     pub reconciler: Reconciler,
+    /// The lifecycle executor: tick it with `server.lifecycle.tick()` (its
+    /// background loop is off unless the config turns it on).
+    pub lifecycle: LifecycleExecutor,
     /// The server's clock: advance it to see what happens later.
     pub clock: Clock,
     /// A store of the test's own on the same database, for setting up and checking rows.
@@ -58,6 +62,7 @@ impl TestServer {
         let server = Server::start(config, Some(listener)).await.expect("starting the server");
         let metrics_url = Url::parse(&format!("http://{}/", server.metrics_addr().unwrap())).unwrap();
         let (domain, reconciler) = (server.domain().clone(), server.reconciler().clone());
+        let lifecycle = server.lifecycle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let shutdown = async {
@@ -69,7 +74,7 @@ impl TestServer {
             }
         });
         let store = db.store().await.with_clock(clock.clone());
-        TestServer { url, metrics_url, domain, reconciler, clock, store, stop: Some(stop), db }
+        TestServer { url, metrics_url, domain, reconciler, lifecycle, clock, store, stop: Some(stop), db }
     }
 
     /// A client with no session.

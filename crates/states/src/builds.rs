@@ -18,6 +18,8 @@ text_enum! {
         Autostop = "autostop",
         Dormancy = "dormancy",
         FailedStop = "failed_stop",
+        /// The latest start failed longer ago than the template's failure TTL: stopped.
+        FailureTtl = "failure_ttl",
         /// The reconciler keeps a pool: creating or deleting a prebuild.
         Prebuild = "prebuild",
         /// A person claimed a prebuild; this build personalises it.

@@ -154,7 +154,8 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                         last_used_at = $2, updated_at = $2 \
                     FROM pick WHERE w.id = pick.id \
                     RETURNING w.id, w.organization_id, w.owner_id, w.template_id, w.name, w.preset_id, w.created_at, \
-                        w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at), \
+                        w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, w.dormant_at, \
+                        w.deleting_at), \
          job AS (INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, input, file_id, status, \
                      worker_id, worker_name, created_at, updated_at, started_at, completed_at) \
                  SELECT h.organization_id, 'workspace_build', $3, {user}, \
@@ -188,6 +189,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
              (SELECT active_version_id FROM templates WHERE id = h.template_id) AS template_active_version_id, \
              h.name, h.preset_id, \
              h.created_at, h.updated_at, h.deleted, h.autostart_schedule, h.ttl_ms, h.last_used_at, \
+             h.dormant_at, h.deleting_at, \
              b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
              b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status, \
              b.initiator_id AS build_initiator_id, b.reason AS build_reason, \

@@ -11,6 +11,7 @@ mod files;
 pub mod insights;
 pub mod jobs;
 mod keys;
+pub mod lifecycle;
 pub mod metrics;
 mod migrate;
 pub mod notifications;

@@ -190,7 +190,7 @@ pub type ReconcilerLock = LockSession;
 const RECONCILER_LOCK: &str = "hashtext('warmspace.reconciler')";
 
 impl LockSession {
-    fn connection(&mut self) -> &mut sqlx::PgConnection {
+    pub(crate) fn connection(&mut self) -> &mut sqlx::PgConnection {
         self.connection.as_mut().expect("a session keeps its connection until released")
     }
 

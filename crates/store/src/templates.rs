@@ -54,6 +54,10 @@ pub struct TemplateSettings {
     /// Bit 0 = Monday … bit 6 = Sunday.
     pub autostop_requirement_days_of_week: i16,
     pub autostop_requirement_weeks: i32,
+    /// The hour (0 … 23, in the owner's zone) at which the required days' stop falls.
+    pub autostop_requirement_hour: i16,
+    /// Autostart builds the active version, not the latest build's.
+    pub require_active_version: bool,
     pub allow_user_autostart: bool,
     pub failure_ttl_ms: i64,
     pub time_til_dormant_ms: i64,
@@ -68,6 +72,8 @@ impl Default for TemplateSettings {
             default_ttl_ms: 0,
             autostop_requirement_days_of_week: 0,
             autostop_requirement_weeks: 1,
+            autostop_requirement_hour: 0,
+            require_active_version: false,
             allow_user_autostart: true,
             failure_ttl_ms: 0,
             time_til_dormant_ms: 0,
@@ -92,6 +98,8 @@ pub struct TemplateRow {
     pub default_ttl_ms: i64,
     pub autostop_requirement_days_of_week: i16,
     pub autostop_requirement_weeks: i32,
+    pub autostop_requirement_hour: i16,
+    pub require_active_version: bool,
     pub allow_user_autostart: bool,
     pub failure_ttl_ms: i64,
     pub time_til_dormant_ms: i64,
@@ -105,6 +113,8 @@ impl TemplateRow {
             default_ttl_ms: self.default_ttl_ms,
             autostop_requirement_days_of_week: self.autostop_requirement_days_of_week,
             autostop_requirement_weeks: self.autostop_requirement_weeks,
+            autostop_requirement_hour: self.autostop_requirement_hour,
+            require_active_version: self.require_active_version,
             allow_user_autostart: self.allow_user_autostart,
             failure_ttl_ms: self.failure_ttl_ms,
             time_til_dormant_ms: self.time_til_dormant_ms,
@@ -117,7 +127,7 @@ impl TemplateRow {
 const TEMPLATE_COLUMNS: &str = "id, organization_id, name, display_name, description, icon, active_version_id, \
      created_by, created_at, updated_at, default_ttl_ms, autostop_requirement_days_of_week, \
      autostop_requirement_weeks, allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, \
-     time_til_dormant_autodelete_ms, agent_ready_timeout_ms";
+     time_til_dormant_autodelete_ms, agent_ready_timeout_ms, autostop_requirement_hour, require_active_version";
 
 pub struct NewTemplate {
     pub organization_id: Uuid,
@@ -358,8 +368,9 @@ impl Store {
             "INSERT INTO templates (organization_id, name, display_name, description, icon, active_version_id, \
                  created_by, default_ttl_ms, autostop_requirement_days_of_week, autostop_requirement_weeks, \
                  allow_user_autostart, failure_ttl_ms, time_til_dormant_ms, time_til_dormant_autodelete_ms, \
-                 agent_ready_timeout_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {TEMPLATE_COLUMNS}"
+                 agent_ready_timeout_ms, autostop_requirement_hour, require_active_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             RETURNING {TEMPLATE_COLUMNS}"
         );
         let template: TemplateRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(new.organization_id)
@@ -377,6 +388,8 @@ impl Store {
             .bind(s.time_til_dormant_ms)
             .bind(s.time_til_dormant_autodelete_ms)
             .bind(s.agent_ready_timeout_ms)
+            .bind(s.autostop_requirement_hour)
+            .bind(s.require_active_version)
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| StoreError::conflict_on(e, &[("templates_name_key", "name")]))?;
@@ -423,7 +436,8 @@ impl Store {
             "UPDATE templates SET display_name = $2, description = $3, icon = $4, default_ttl_ms = $5, \
                  autostop_requirement_days_of_week = $6, autostop_requirement_weeks = $7, allow_user_autostart = $8, \
                  failure_ttl_ms = $9, time_til_dormant_ms = $10, time_til_dormant_autodelete_ms = $11, \
-                 agent_ready_timeout_ms = $12, updated_at = now() \
+                 agent_ready_timeout_ms = $12, autostop_requirement_hour = $13, \
+                 require_active_version = $14, updated_at = now() \
              WHERE id = $1 AND NOT deleted RETURNING {TEMPLATE_COLUMNS}"
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -439,6 +453,8 @@ impl Store {
             .bind(s.time_til_dormant_ms)
             .bind(s.time_til_dormant_autodelete_ms)
             .bind(s.agent_ready_timeout_ms)
+            .bind(s.autostop_requirement_hour)
+            .bind(s.require_active_version)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)

@@ -28,6 +28,8 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The IANA zone the person's autostop requirement and zone-less autostart schedules are read in.
+    pub timezone: String,
 }
 
 /// Granted roles, parsed from the database's text array.
@@ -69,7 +71,7 @@ pub struct UserFilter {
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.name, u.login_type, u.hashed_password, u.status, \
-     u.is_system, u.rbac_roles, u.created_at, u.updated_at, u.last_seen_at, \
+     u.is_system, u.rbac_roles, u.created_at, u.updated_at, u.last_seen_at, u.timezone, \
      ARRAY(SELECT m.organization_id FROM organization_members m WHERE m.user_id = u.id \
            ORDER BY m.created_at) AS organization_ids";
 
@@ -141,6 +143,14 @@ impl Store {
 
     pub async fn user_by_id(&self, id: Uuid) -> Result<UserRow> {
         self.user_where("u.id = $1::uuid", id.to_string()).await
+    }
+
+    /// Sets the zone a user's schedules are read in.
+    pub async fn set_user_timezone(&self, id: Uuid, timezone: &str) -> Result<UserRow> {
+        sqlx::query!("UPDATE users SET timezone = $2, updated_at = now() WHERE id = $1 AND NOT deleted", id, timezone)
+            .execute(&self.pool)
+            .await?;
+        self.user_by_id(id).await
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<UserRow> {

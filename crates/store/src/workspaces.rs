@@ -42,6 +42,10 @@ pub struct WorkspaceRow {
     pub autostart_schedule: Option<String>,
     pub ttl_ms: Option<i64>,
     pub last_used_at: DateTime<Utc>,
+    /// When the lifecycle executor (or a person) marked it dormant: it cannot start until woken.
+    pub dormant_at: Option<DateTime<Utc>>,
+    /// When its deletion for dormancy was queued.
+    pub deleting_at: Option<DateTime<Utc>>,
     pub latest_build_id: Uuid,
     pub latest_build_number: i32,
     pub latest_transition: Transition,
@@ -59,7 +63,7 @@ impl WorkspaceRow {
 const WORKSPACE_SELECT: &str = "SELECT w.id, w.organization_id, w.owner_id, u.username AS owner_name, w.template_id, \
              t.name AS template_name, t.active_version_id AS template_active_version_id, w.name, w.preset_id, \
              w.created_at, w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, \
-             b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
+             w.dormant_at, w.deleting_at, b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
              b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status \
          FROM workspaces w \
          JOIN users u ON u.id = w.owner_id \

@@ -50,6 +50,10 @@ pub struct AgentHeartbeatRequest {
     /// The owner the agent currently serves.
     #[serde(default)]
     pub serving_owner_id: Option<Uuid>,
+    /// Sessions open through the agent now (SSH, apps, port forwards): any
+    /// counts as use of the workspace and pushes its deadline forward.
+    #[serde(default)]
+    pub sessions: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

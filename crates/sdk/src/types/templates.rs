@@ -62,6 +62,14 @@ pub struct TemplateSettings {
     pub autostop_requirement_days_of_week: Vec<String>,
     /// The requirement applies every this many weeks.
     pub autostop_requirement_weeks: i32,
+    /// The hour (0 … 23, in the owner's time zone) at which workspaces must
+    /// stop on the requirement's days.
+    #[serde(default)]
+    pub autostop_requirement_hour: i32,
+    /// Autostart builds the template's active version (not the version of
+    /// the workspace's latest build).
+    #[serde(default)]
+    pub require_active_version: bool,
     pub allow_user_autostart: bool,
     /// Failed workspaces are stopped after this long.
     pub failure_ttl_ms: i64,
@@ -80,6 +88,8 @@ impl Default for TemplateSettings {
             default_ttl_ms: 0,
             autostop_requirement_days_of_week: Vec::new(),
             autostop_requirement_weeks: 1,
+            autostop_requirement_hour: 0,
+            require_active_version: false,
             allow_user_autostart: true,
             failure_ttl_ms: 0,
             time_til_dormant_ms: 0,
@@ -145,6 +155,10 @@ pub struct UpdateTemplateSettings {
     pub autostop_requirement_days_of_week: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autostop_requirement_weeks: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autostop_requirement_hour: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_active_version: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_user_autostart: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

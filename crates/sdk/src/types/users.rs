@@ -22,6 +22,18 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The IANA zone the user's autostop requirement and zone-less
+    /// autostart schedules are read in.
+    #[serde(default)]
+    pub timezone: String,
+}
+
+/// Sets the zone a user's schedules are read in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserTimezoneRequest {
+    /// An IANA time zone, e.g. `Europe/Berlin`.
+    pub timezone: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

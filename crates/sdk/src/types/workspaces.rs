@@ -23,6 +23,13 @@ pub struct Workspace {
     pub ttl_ms: Option<i64>,
     pub autostart_schedule: Option<String>,
     pub last_used_at: DateTime<Utc>,
+    /// Marked dormant (unused for the template's time until dormant): it
+    /// cannot start until woken.
+    #[serde(default)]
+    pub dormant_at: Option<DateTime<Utc>>,
+    /// When its deletion for dormancy was queued.
+    #[serde(default)]
+    pub deleting_at: Option<DateTime<Utc>>,
     /// The latest build used a version other than the template's active one.
     pub outdated: bool,
     pub status: WorkspaceStatus,
@@ -140,4 +147,21 @@ pub struct UpdateWorkspaceTtlRequest {
 pub struct UpdateWorkspaceAutostartRequest {
     /// Null: no autostart.
     pub schedule: Option<String>,
+}
+
+/// Moves a running workspace's deadline (Coder's `schedule extend`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendWorkspaceRequest {
+    /// The new deadline is this long from now (by the server's clock): at
+    /// least 30 minutes, and not after the build's max deadline.
+    pub duration_ms: i64,
+}
+
+/// Marks a workspace dormant, or wakes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspaceDormancyRequest {
+    /// False wakes a dormant workspace, so that it can start again.
+    pub dormant: bool,
 }

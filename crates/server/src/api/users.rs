@@ -19,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user))
+        .routes(routes!(update_timezone))
 }
 
 #[utoipa::path(get, path = "/api/v2/users/first", tag = "users",
@@ -94,4 +95,20 @@ async fn get_user(
     Path(user): Path<String>,
 ) -> Result<axum::Json<User>, ApiError> {
     Ok(axum::Json(state.domain.user(&actor, &user).await?))
+}
+
+/// Sets the IANA zone a user's autostop requirement and zone-less autostart
+/// schedules are read in (one's own, or anyone's for owners).
+#[utoipa::path(put, path = "/api/v2/users/{user}/timezone", tag = "users", security(("session_token" = [])),
+    params(("user" = String, Path, description = "A user id, a username, or `me`")),
+    request_body = warmspace_sdk::UpdateUserTimezoneRequest,
+    responses((status = 200, body = User), (status = 400, body = Response), (status = 403, body = Response),
+              (status = 404, body = Response)))]
+async fn update_timezone(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(user): Path<String>,
+    Json(req): Json<warmspace_sdk::UpdateUserTimezoneRequest>,
+) -> Result<axum::Json<User>, ApiError> {
+    Ok(axum::Json(state.domain.set_user_timezone(&actor, &user, &req.timezone).await?))
 }

@@ -6,8 +6,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use warmspace_sdk::{
-    CreateWorkspaceBuildRequest, CreateWorkspaceRequest, LogsQuery, Response as Body, UpdateWorkspaceAutostartRequest,
-    UpdateWorkspaceTtlRequest, Workspace, WorkspaceBuild, WorkspacesQuery, WorkspacesResponse,
+    CreateWorkspaceBuildRequest, CreateWorkspaceRequest, ExtendWorkspaceRequest, LogsQuery, Response as Body,
+    UpdateWorkspaceAutostartRequest, UpdateWorkspaceDormancyRequest, UpdateWorkspaceTtlRequest, Workspace,
+    WorkspaceBuild, WorkspacesQuery, WorkspacesResponse,
 };
 
 use super::extract::{Json, Path, Query};
@@ -27,6 +28,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_build))
         .routes(routes!(update_ttl))
         .routes(routes!(update_autostart))
+        .routes(routes!(extend_workspace))
+        .routes(routes!(update_dormancy))
 }
 
 /// Creates a workspace for a user. When the request names a preset with a
@@ -179,4 +182,34 @@ async fn update_autostart(
     Json(req): Json<UpdateWorkspaceAutostartRequest>,
 ) -> Result<axum::Json<Workspace>, ApiError> {
     Ok(axum::Json(state.domain.update_workspace_autostart(&actor, id, req.schedule).await?))
+}
+
+/// Moves a running workspace's deadline to a duration from now, within its
+/// max deadline. Refused for unclaimed prebuilds.
+#[utoipa::path(put, path = "/api/v2/workspaces/{workspace}/extend", tag = "workspaces",
+    security(("session_token" = [])), params(("workspace" = Uuid, Path)), request_body = ExtendWorkspaceRequest,
+    responses((status = 200, body = Workspace), (status = 400, body = Body), (status = 404, body = Body),
+              (status = 409, body = Body)))]
+async fn extend_workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ExtendWorkspaceRequest>,
+) -> Result<axum::Json<Workspace>, ApiError> {
+    Ok(axum::Json(state.domain.extend_workspace(&actor, id, req.duration_ms).await?))
+}
+
+/// Marks a workspace dormant or wakes it (a dormant workspace cannot start).
+/// Refused for unclaimed prebuilds.
+#[utoipa::path(put, path = "/api/v2/workspaces/{workspace}/dormant", tag = "workspaces",
+    security(("session_token" = [])), params(("workspace" = Uuid, Path)), request_body = UpdateWorkspaceDormancyRequest,
+    responses((status = 200, body = Workspace), (status = 400, body = Body), (status = 404, body = Body),
+              (status = 409, body = Body)))]
+async fn update_dormancy(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateWorkspaceDormancyRequest>,
+) -> Result<axum::Json<Workspace>, ApiError> {
+    Ok(axum::Json(state.domain.set_workspace_dormant(&actor, id, req.dormant).await?))
 }

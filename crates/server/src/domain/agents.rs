@@ -73,8 +73,17 @@ impl Domain {
 
     /// Records that the agent is alive (and whom it serves). True when its
     /// workspace has been stopped or deleted, so it should exit.
+    /// A heartbeat with open sessions is activity: the workspace was used
+    /// now, and its deadline moves (within its max deadline).
     pub async fn agent_heartbeat(&self, auth: &AgentAuth, req: AgentHeartbeatRequest) -> Result<bool> {
-        Ok(self.store.agent_heartbeat(auth.agent_id, req.serving_owner_id).await?)
+        let stop = self.store.agent_heartbeat(auth.agent_id, req.serving_owner_id).await?;
+        if req.sessions > 0
+            && !stop
+            && let Err(err) = self.record_agent_activity(auth.agent_id).await
+        {
+            tracing::warn!(agent = %auth.agent_id, error = %err, "cannot record workspace activity");
+        }
+        Ok(stop)
     }
 
     /// The agent is going away on purpose.

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod files;
 mod jobs;
+mod lifecycle;
 mod metrics;
 mod notices;
 mod notifications;
@@ -33,6 +34,7 @@ pub use agents::Reinit;
 pub use error::{Error, Found, Result};
 pub use events::{Events, RECONCILE_CHANNEL, Trigger};
 pub use jobs::LogFollow;
+pub use lifecycle::TickStats;
 pub use prebuilds::{CycleStats, PrebuildPlan};
 pub use workspaces::Created;
 

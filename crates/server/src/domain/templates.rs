@@ -281,6 +281,9 @@ fn settings_row(s: &TemplateSettings) -> warmspace_store::TemplateSettings {
         default_ttl_ms: s.default_ttl_ms,
         autostop_requirement_days_of_week: days,
         autostop_requirement_weeks: s.autostop_requirement_weeks,
+        // Checked to be 0 … 23.
+        autostop_requirement_hour: s.autostop_requirement_hour.clamp(0, 23) as i16,
+        require_active_version: s.require_active_version,
         allow_user_autostart: s.allow_user_autostart,
         failure_ttl_ms: s.failure_ttl_ms,
         time_til_dormant_ms: s.time_til_dormant_ms,
@@ -328,6 +331,15 @@ fn merge_settings(
             problems.push(invalid("settings.autostop_requirement_weeks", "must be between 1 and 16"));
         }
         s.autostop_requirement_weeks = weeks;
+    }
+    if let Some(hour) = u.autostop_requirement_hour {
+        if !(0..=23).contains(&hour) {
+            problems.push(invalid("settings.autostop_requirement_hour", "must be between 0 and 23"));
+        }
+        s.autostop_requirement_hour = hour;
+    }
+    if let Some(require) = u.require_active_version {
+        s.require_active_version = require;
     }
     if let Some(allow) = u.allow_user_autostart {
         s.allow_user_autostart = allow;

@@ -137,6 +137,23 @@ impl Domain {
         Ok(user_view(row))
     }
 
+    /// Sets the IANA zone a user's autostop requirement and zone-less
+    /// autostart schedules are read in: one's own, or anyone's for those
+    /// who may update users.
+    pub async fn set_user_timezone(&self, actor: &Actor, user: &str, timezone: &str) -> Result<User> {
+        let row = self.find_user(actor, user).await?;
+        if row.id != actor.user.id {
+            actor.authorize(Action::Update, Object::user(row.id))?;
+        }
+        if row.is_system {
+            return Err(Error::conflict("System users have no schedules."));
+        }
+        let zone: chrono_tz::Tz = timezone.parse().map_err(|_| {
+            Error::field("timezone", format!("{timezone:?} is not an IANA time zone (e.g. Europe/Berlin)"))
+        })?;
+        Ok(user_view(self.store.set_user_timezone(row.id, zone.name()).await?))
+    }
+
     /// A user by id, username, or `me` (not found when there is none).
     pub(super) async fn find_user(&self, actor: &Actor, user: &str) -> Result<UserRow> {
         if user == "me" {

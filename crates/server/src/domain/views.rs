@@ -114,6 +114,8 @@ fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<Wor
         ttl_ms: w.ttl_ms,
         autostart_schedule: w.autostart_schedule,
         last_used_at: w.last_used_at,
+        dormant_at: w.dormant_at,
+        deleting_at: w.deleting_at,
         outdated: w.latest_version_id != w.template_active_version_id,
         status,
         latest_build,
@@ -233,6 +235,7 @@ pub fn user_view(row: UserRow) -> User {
         created_at: row.created_at,
         updated_at: row.updated_at,
         last_seen_at: row.last_seen_at,
+        timezone: row.timezone,
     }
 }
 
@@ -275,6 +278,8 @@ pub fn template_view(t: TemplateRow) -> Template {
             default_ttl_ms: t.default_ttl_ms,
             autostop_requirement_days_of_week: days,
             autostop_requirement_weeks: t.autostop_requirement_weeks,
+            autostop_requirement_hour: i32::from(t.autostop_requirement_hour),
+            require_active_version: t.require_active_version,
             allow_user_autostart: t.allow_user_autostart,
             failure_ttl_ms: t.failure_ttl_ms,
             time_til_dormant_ms: t.time_til_dormant_ms,

@@ -22,6 +22,7 @@ use warmspace_store::{CreateContext, PresetRow, StoreError};
 use warmspace_template::{Parameter, ParameterInput, resolve_parameters};
 
 use super::jobs::LogFollow;
+use super::lifecycle::{requirement_of, start_deadlines, zone_of};
 use super::templates::{MAX_TTL_MS, usable};
 use super::users::invalid;
 use super::{Actor, Domain, Error, Found, Result, page, valid_slug};
@@ -91,7 +92,9 @@ impl Domain {
         })
         .map_err(parameter_problems)?;
         let ttl_ms = req.ttl_ms.or((template.default_ttl_ms > 0).then_some(template.default_ttl_ms));
-        let deadline = ttl_ms.map(|ttl| self.now() + chrono::Duration::milliseconds(ttl));
+        // From now: for a claim, the template's rules apply from the claim on.
+        let (deadline, max_deadline) =
+            start_deadlines(self.now(), ttl_ms, &requirement_of(&template), zone_of(&owner.timezone));
 
         // Claim when a warm pool applies; else say why not.
         let pooled = |p: &PresetRow| p.desired_instances.is_some() && version_id == template.active_version_id;
@@ -105,7 +108,7 @@ impl Domain {
                     ttl_ms,
                     autostart_schedule: autostart_schedule.clone(),
                     deadline,
-                    max_deadline: None,
+                    max_deadline,
                     parameters: &values,
                     reinit: version.claim_mode == Some(ClaimMode::Reinit),
                     arrived,
@@ -169,7 +172,7 @@ impl Domain {
                     preset_id: preset.map(|p| p.id),
                     parameters: values,
                     deadline,
-                    max_deadline: None,
+                    max_deadline,
                 },
                 miss: miss.map(|(preset_id, reason)| ClaimMiss {
                     template_id: template.id,
@@ -238,6 +241,12 @@ impl Domain {
             Transition::Delete => &[Action::Read, Action::Update, Action::Delete],
         };
         authorize_workspace(actor, workspace.owner_id, actions)?;
+        if transition == Transition::Start && workspace.dormant_at.is_some() {
+            return Err(Error::conflict("The workspace is dormant.").detail(format!(
+                "Wake it first (warmspace schedule wake {}, or PUT /api/v2/workspaces/{}/dormant with dormant false).",
+                workspace.name, workspace.id
+            )));
+        }
         let template = self.store.template(workspace.template_id).await?;
         // Without a version, a build keeps the one of the latest build (so a
         // delete uses the version the workspace was built with).
@@ -254,7 +263,13 @@ impl Domain {
             transition,
         })
         .map_err(parameter_problems)?;
-        let ttl = workspace.ttl_ms.filter(|_| transition == Transition::Start);
+        let (deadline, max_deadline) = match transition {
+            Transition::Start => {
+                let owner = self.store.user_by_id(workspace.owner_id).await?;
+                start_deadlines(self.now(), workspace.ttl_ms, &requirement_of(&template), zone_of(&owner.timezone))
+            }
+            _ => (None, None),
+        };
         let build = self
             .store
             .create_build(
@@ -266,8 +281,8 @@ impl Domain {
                     template_version_id: version_id,
                     preset_id: None,
                     parameters: values,
-                    deadline: ttl.map(|ttl| self.now() + chrono::Duration::milliseconds(ttl)),
-                    max_deadline: None,
+                    deadline,
+                    max_deadline,
                 },
             )
             .await?;
@@ -319,12 +334,22 @@ impl Domain {
         }
     }
 
-    /// Sets or clears a workspace's time to live. Refused for unclaimed
+    /// Sets or clears a workspace's time to live (zero clears it); the next
+    /// start's deadline follows it. Clearing it also clears the running
+    /// build's deadline — except that a max deadline (the template's
+    /// autostop requirement) stays the deadline. Refused for unclaimed
     /// prebuilds, which only the reconciler manages.
     pub async fn update_workspace_ttl(&self, actor: &Actor, id: Uuid, ttl_ms: Option<i64>) -> Result<Workspace> {
         let workspace = self.lifecycle_target(actor, id).await?;
+        let ttl_ms = ttl_ms.filter(|ttl| *ttl != 0);
         check_ttl("ttl_ms", ttl_ms)?;
         self.store.set_workspace_lifecycle(workspace.id, ttl_ms, workspace.autostart_schedule.clone()).await?;
+        if ttl_ms.is_none() && workspace.status() == WorkspaceStatus::Running {
+            let build = self.store.build(workspace.latest_build_id).await?;
+            if build.deadline.is_some() {
+                self.store.set_build_deadline(workspace.id, build.id, build.max_deadline).await?;
+            }
+        }
         self.workspace_view(self.store.workspace(id).await?).await
     }
 
@@ -351,7 +376,7 @@ impl Domain {
     }
 
     /// A workspace whose lifecycle settings the actor may change.
-    async fn lifecycle_target(&self, actor: &Actor, id: Uuid) -> Result<WorkspaceRow> {
+    pub(super) async fn lifecycle_target(&self, actor: &Actor, id: Uuid) -> Result<WorkspaceRow> {
         let workspace = self.store.workspace(id).await.found("Workspace")?;
         readable(actor, &workspace)?;
         authorize_workspace(actor, workspace.owner_id, &[Action::Read, Action::Update])?;

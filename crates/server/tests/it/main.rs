@@ -8,6 +8,7 @@ mod common;
 mod connections;
 mod input;
 mod insights;
+mod lifecycle;
 mod listings;
 mod metrics;
 mod notifications;

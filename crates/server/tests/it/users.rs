@@ -349,7 +349,10 @@ async fn listings_hide_system_users_and_respect_roles() {
 
     assert_eq!(names(owner.clone(), UsersQuery::default()).await, ["admin", "member", "tadmin", "robot"]);
     let everyone = UsersQuery { include_system: true, ..Default::default() };
-    assert_eq!(names(owner.clone(), everyone.clone()).await, ["prebuilds", "admin", "member", "tadmin", "robot"]);
+    assert_eq!(
+        names(owner.clone(), everyone.clone()).await,
+        ["prebuilds", "lifecycle", "admin", "member", "tadmin", "robot"]
+    );
     assert_eq!(names(admin.clone(), UsersQuery::default()).await.len(), 4, "template admins read all users");
     assert_eq!(names(member.clone(), everyone).await, ["member"], "members see only themselves");
 

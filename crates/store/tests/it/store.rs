@@ -60,7 +60,9 @@ async fn prebuilds_user_is_seeded_hidden_and_cannot_log_in() {
     assert_eq!(store.list_users(&all).await.unwrap().1, 0);
     let with_system = UserFilter { include_system: true, ..all };
     let (users, count) = store.list_users(&with_system).await.unwrap();
-    assert_eq!((users.len(), count), (1, 1));
+    // The prebuilds user and the lifecycle executor's.
+    assert_eq!((users.len(), count), (2, 2));
+    assert!(users.iter().all(|u| u.is_system && u.roles.0.is_empty()));
 
     // The schema itself refuses to give the system user a password or a role.
     let err = sqlx::query("UPDATE users SET rbac_roles = '{owner}' WHERE id = $1")

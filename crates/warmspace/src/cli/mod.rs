@@ -9,6 +9,7 @@ mod notifications;
 mod output;
 mod prebuilds;
 mod provisioner;
+mod schedule;
 mod server;
 mod templates;
 mod users;
@@ -109,6 +110,8 @@ enum Command {
     Delete(Client<workspaces::ConfirmedBuildArgs>),
     /// Move a workspace to its template's active version (stopping it first).
     Update(Client<workspaces::ConfirmedBuildArgs>),
+    /// A workspace's schedule: when it starts and stops by itself.
+    Schedule(ClientGroup<schedule::ScheduleCommand>),
 }
 
 /// For commands that take nothing but the client's flags.
@@ -161,6 +164,7 @@ impl Command {
             Command::Stop(c) => workspaces::transition(&c.client.config()?, c.args, Transition::Stop).await,
             Command::Delete(c) => workspaces::delete(&c.client.config()?, c.args).await,
             Command::Update(c) => workspaces::update(&c.client.config()?, c.args).await,
+            Command::Schedule(g) => schedule::run(&g.client.config()?, g.command).await,
         }
     }
 }

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use warmspace_server::{Config, Database, MetricsConfig, ProvisioningConfig, ReconcilerConfig, Server};
+use warmspace_server::{
+    Config, Database, LifecycleConfig, MetricsConfig, ProvisioningConfig, ReconcilerConfig, Server,
+};
 use warmspace_store::PgConnectOptions;
 use warmspace_store::jobs::QueuePolicy;
 
@@ -75,6 +77,10 @@ pub struct ServerArgs {
     /// recomputed; scrapes are answered from the last computation.
     #[arg(long, env = "WARMSPACE_PROMETHEUS_COLLECT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     prometheus_collect_interval: Duration,
+    /// How often the lifecycle executor looks for workspaces to autostart,
+    /// autostop, stop after a failed start, mark dormant or delete.
+    #[arg(long, env = "WARMSPACE_LIFECYCLE_INTERVAL", default_value = "1m", value_parser = positive_duration)]
+    lifecycle_interval: Duration,
     /// Log format.
     #[arg(long, env = "WARMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -126,6 +132,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             prometheus_address: args.prometheus_address,
             collect_interval: args.prometheus_collect_interval,
         },
+        lifecycle: LifecycleConfig { interval: args.lifecycle_interval, ..LifecycleConfig::default() },
     };
     let server = Server::start(config, None).await.context("starting the server")?;
     let url = format!("http://{}", server.local_addr()?);
@@ -167,4 +174,13 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from("/var/lib/warmspace"));
     }
     Ok(dirs::config_dir().context("no config directory for this user; pass --data-dir")?.join("warmspace"))
+}
+
+/// A duration longer than zero (a zero interval would spin).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -90,9 +90,17 @@ pub struct EditArgs {
     /// Days on which workspaces must stop, comma-separated (`monday` … `sunday`; `none` for none).
     #[arg(long, value_delimiter = ',')]
     autostop_requirement_weekdays: Option<Vec<String>>,
+    /// When workspaces must stop, in their owner's time zone: `days=sat,sun hour=2`
+    /// (and optionally `weeks=2`; `days=none` for no requirement).
+    #[arg(long, value_parser = autostop_requirement)]
+    autostop_requirement: Option<AutostopRequirementArg>,
     /// The autostop requirement applies every this many weeks.
     #[arg(long)]
     autostop_requirement_weeks: Option<i32>,
+    /// Whether autostart builds the template's active version (rather than
+    /// the version of the workspace's latest build).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    require_active_version: Option<bool>,
     /// Whether users may set an autostart schedule.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     allow_user_autostart: Option<bool>,
@@ -100,10 +108,10 @@ pub struct EditArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     failure_ttl: Option<std::time::Duration>,
     /// Unused workspaces become dormant after this long (0: never).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, alias = "dormancy", value_parser = humantime::parse_duration)]
     dormancy_threshold: Option<std::time::Duration>,
     /// Dormant workspaces are deleted after this long (0: never).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, alias = "dormancy-auto-delete", value_parser = humantime::parse_duration)]
     dormancy_auto_deletion: Option<std::time::Duration>,
     /// A prebuild whose agents are not all ready this long after its start
     /// build is a failed creation and is replaced (e.g. 10m).
@@ -326,10 +334,16 @@ async fn push(
 
 async fn edit(client: &Client, args: EditArgs) -> anyhow::Result<()> {
     let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as i64);
-    let weekdays = args.autostop_requirement_weekdays.map(|days| match days.as_slice() {
+    let mut weekdays = args.autostop_requirement_weekdays.map(|days| match days.as_slice() {
         [none] if none.eq_ignore_ascii_case("none") => Vec::new(),
         _ => days,
     });
+    let (mut weeks, mut hour) = (args.autostop_requirement_weeks, None);
+    if let Some(requirement) = args.autostop_requirement {
+        weekdays = requirement.days.or(weekdays);
+        weeks = requirement.weeks.or(weeks);
+        hour = requirement.hour;
+    }
     let update = UpdateTemplateRequest {
         display_name: args.display_name,
         description: args.description,
@@ -337,7 +351,9 @@ async fn edit(client: &Client, args: EditArgs) -> anyhow::Result<()> {
         settings: UpdateTemplateSettings {
             default_ttl_ms: ms(args.default_ttl),
             autostop_requirement_days_of_week: weekdays,
-            autostop_requirement_weeks: args.autostop_requirement_weeks,
+            autostop_requirement_weeks: weeks,
+            autostop_requirement_hour: hour,
+            require_active_version: args.require_active_version,
             allow_user_autostart: args.allow_user_autostart,
             failure_ttl_ms: ms(args.failure_ttl),
             time_til_dormant_ms: ms(args.dormancy_threshold),
@@ -390,4 +406,24 @@ fn print_presets(presets: &[Preset]) {
             ]
         }),
     );
+}
+
+/// `--autostop-requirement`: the parts it names (the others stay as they are).
+#[derive(Debug, Clone)]
+pub struct AutostopRequirementArg {
+    days: Option<Vec<String>>,
+    hour: Option<i32>,
+    weeks: Option<i32>,
+}
+
+fn autostop_requirement(text: &str) -> Result<AutostopRequirementArg, String> {
+    use warmspace_prebuilds::lifecycle::{AutostopRequirement, DAYS};
+    let parsed = AutostopRequirement::parse(text).map_err(|e| e.to_string())?;
+    let has = |key: &str| text.split_whitespace().any(|part| part.starts_with(key));
+    let days = DAYS.iter().enumerate().filter(|(i, _)| parsed.days_of_week & (1 << i) != 0);
+    Ok(AutostopRequirementArg {
+        days: has("days=").then(|| days.map(|(_, d)| (*d).to_owned()).collect()),
+        hour: has("hour=").then_some(parsed.hour as i32),
+        weeks: has("weeks=").then_some(parsed.weeks as i32),
+    })
 }

@@ -229,6 +229,12 @@ pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
     if let Some(deadline) = b.deadline {
         println!("  deadline:   {deadline}");
     }
+    if let Some(dormant) = workspace.dormant_at {
+        println!("  dormant:    since {dormant} (wake it: warmspace schedule wake {})", workspace.name);
+    }
+    if let Some(deleting) = workspace.deleting_at {
+        println!("  deleting:   queued {deleting} for dormancy");
+    }
     for p in &b.parameters {
         println!("  parameter:  {} = {}", p.name, p.value);
     }
@@ -346,7 +352,7 @@ async fn follow(client: &Client, build: &WorkspaceBuild) -> anyhow::Result<()> {
     }
 }
 
-async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
+pub(super) async fn find(client: &Client, name: &str) -> anyhow::Result<Workspace> {
     let (owner, name) = split_name(name);
     // The server's 404 names the user or the workspace that is missing.
     Ok(client.workspace_by_name(owner, name).await?)

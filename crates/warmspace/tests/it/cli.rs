@@ -45,7 +45,7 @@ async fn builtin_postgres_server_login_list_stop_and_restart() {
     let listed = run(warmspace(&config).args(["users", "list", "-o", "json"]));
     assert_eq!(usernames(&listed.stdout), ["admin"], "the admin, and not the prebuilds user");
     let with_system = run(warmspace(&config).args(["users", "list", "--include-system", "-o", "json"]));
-    assert_eq!(usernames(&with_system.stdout), ["prebuilds", "admin"]);
+    assert_eq!(usernames(&with_system.stdout), ["prebuilds", "lifecycle", "admin"]);
     run(warmspace(&config).args(["users", "create", "--username", "dev", "--email", "dev@example.com"]));
 
     let postmaster_pid: i32 = std::fs::read_to_string(data.join("postgres/data/postmaster.pid"))

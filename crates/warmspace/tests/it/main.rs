@@ -13,4 +13,5 @@ mod examples;
 mod insights;
 mod process;
 mod provisioning;
+mod schedule;
 mod templates;

@@ -91,6 +91,34 @@ async fn templates_push_skips_unchanged_files_and_versions_are_promoted_edited_a
     assert_eq!(settings["time_til_dormant_ms"], 86_400_000);
     assert_eq!(settings["time_til_dormant_autodelete_ms"], 172_800_000);
     assert_eq!(settings["agent_ready_timeout_ms"], 300_000);
+    // The spelling: one requirement flag (in the owner's zone) and the short dormancy names.
+    run(warmspace(&config).args([
+        "templates",
+        "edit",
+        "t",
+        "--default-ttl",
+        "8h",
+        "--autostop-requirement",
+        "days=sat,sun hour=2",
+        "--failure-ttl",
+        "1h",
+        "--dormancy",
+        "30d",
+        "--dormancy-auto-delete",
+        "60d",
+        "--allow-user-autostart",
+    ]));
+    let settings = template(&config, "t").unwrap()["settings"].clone();
+    assert_eq!(settings["default_ttl_ms"], 8 * 3_600_000);
+    assert_eq!(settings["autostop_requirement_days_of_week"], serde_json::json!(["saturday", "sunday"]));
+    assert_eq!(settings["autostop_requirement_hour"], 2);
+    assert_eq!(settings["autostop_requirement_weeks"], 2, "not named, so kept");
+    assert_eq!(settings["allow_user_autostart"], true);
+    assert_eq!(settings["failure_ttl_ms"], 3_600_000);
+    assert_eq!(settings["time_til_dormant_ms"], 30 * 86_400_000i64);
+    assert_eq!(settings["time_til_dormant_autodelete_ms"], 60 * 86_400_000i64);
+    let err = run_failing(warmspace(&config).args(["templates", "edit", "t", "--autostop-requirement", "days=funday"]));
+    assert!(err.contains("funday"), "{err}");
     // Only what is given changes.
     run(warmspace(&config).args(["templates", "edit", "t", "--description", "Still simulated"]));
     let edited = template(&config, "t").unwrap();
