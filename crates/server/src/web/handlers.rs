@@ -327,7 +327,8 @@ pub async fn pause(State(state): State<AppState>, form: Form<PauseForm>) -> Page
 /// `GET /api/v2/prebuilds/status` gives it) when the stream opens and
 /// whenever it changes. It looks again whenever anything that may change
 /// a pool is announced to the reconcilers (a claim, a build's end, an agent
-/// becoming ready, settings), and every [`POOLS_REFRESH`] besides.
+/// becoming ready, settings; a burst of them is one read), and every
+/// [`POOLS_REFRESH`] besides.
 pub async fn prebuild_events(State(state): State<AppState>, session: Session) -> Page {
     let domain = state.domain.clone();
     if !domain.may_see_pools(&session.actor) {
@@ -362,6 +363,8 @@ impl PoolWatch {
                     },
                     () = tokio::time::sleep(POOLS_REFRESH) => {}
                 }
+                // Announcements already waiting are answered by the one read below.
+                while self.announcements.try_recv().is_some() {}
             }
             self.opened = true;
             let status = match self.domain.prebuilds_status(&self.actor).await {

@@ -259,3 +259,36 @@ async fn dashboard_badge_counts_unread_live_and_mark_all_read_clears_it() {
     assert_eq!(browser.text("#unread").await, "");
     browser.finish().await;
 }
+
+#[tokio::test]
+async fn dashboard_session_cookies_are_http_only_lax_and_secure_behind_https() {
+    for (access_url, secure) in [("", false), ("https://warmspace.example.com", true)] {
+        let mut config = quiet();
+        config.access_url = access_url.into();
+        let server = TestServer::start_with(config, 0).await;
+        drop(server.client()); // installs the TLS provider reqwest needs
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let page = http.get(server.url.join("setup").unwrap()).send().await.unwrap();
+        let pre = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Strict"), "{pre}");
+        assert_eq!(pre.contains("Secure"), secure, "{pre}");
+        let token = pre.split(';').next().unwrap().strip_prefix("warmspace_csrf=").unwrap().to_owned();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("username", "admin"), ("email", OWNER_EMAIL), ("password", PASSWORD), ("_csrf", &token)])
+            .finish();
+        let created = http
+            .post(server.url.join("setup").unwrap())
+            .header("cookie", format!("warmspace_csrf={token}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 303);
+        assert_eq!(created.headers()["location"], "/workspaces");
+        let session = created.headers()["set-cookie"].to_str().unwrap();
+        assert!(session.starts_with("warmspace_session="), "{session}");
+        assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
+        assert_eq!(session.contains("Secure"), secure, "{session}");
+    }
+}
