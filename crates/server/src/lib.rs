@@ -1,7 +1,8 @@
 //! The warmspace server: the HTTP API and everything behind it that is not
 //! SQL. Replicas are stateless; all state is in the store.
 //!
-//! Layers, arrows pointing down only: [`api`] (HTTP) → [`domain`] (every
+//! Layers, arrows pointing down only: [`api`] (HTTP) and [`web`] (the
+//! dashboard's pages) → [`domain`] (every
 //! workflow, with permission checks) → the store. The in-process
 //! provisioner daemons ([`provisioning`]) and the [`reconciler`] drive the
 //! domain too. [`Server::start`] puts it all together, once, for
@@ -16,6 +17,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod provisioning;
 pub mod reconciler;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

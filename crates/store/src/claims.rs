@@ -439,3 +439,29 @@ pub struct ClaimStatsRow {
     pub hit_p50_ms: Option<f64>,
     pub hit_p99_ms: Option<f64>,
 }
+
+/// How a create request made a workspace, as its claim attempt recorded it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CreationRecord {
+    pub workspace_id: Uuid,
+    /// Claimed from a pool (else built cold).
+    pub hit: bool,
+    /// Why no prebuild was claimed, for a cold build.
+    pub reason: Option<MissReason>,
+    /// From the request's arrival to the hand-over (a claim) or the cold build queued.
+    pub latency_ms: f64,
+}
+
+impl Store {
+    /// The claim attempts that made these workspaces (a workspace made
+    /// without one, such as a prebuild, has none).
+    pub async fn creation_records(&self, workspace_ids: &[Uuid]) -> Result<Vec<CreationRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT workspace_id, hit, reason, latency_ms FROM claim_attempts \
+             WHERE workspace_id = ANY($1) ORDER BY id",
+        )
+        .bind(workspace_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

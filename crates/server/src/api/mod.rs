@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -112,7 +113,15 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
             }),
         )
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Route not found.") })
+        // The dashboard's pages, under `/` (every path outside `/api/`).
+        .merge(crate::web::routes())
+        .fallback(|uri: axum::http::Uri| async move {
+            if is_api(&uri) {
+                ApiError::new(StatusCode::NOT_FOUND, "Route not found.").into_response()
+            } else {
+                crate::web::not_found().await
+            }
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed on this route.")
         })
@@ -120,9 +129,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Whether a path is the API's (answered in JSON) rather than the dashboard's.
+fn is_api(uri: &axum::http::Uri) -> bool {
+    uri.path() == "/api" || uri.path().starts_with("/api/")
+}
+
 /// A stream as Server-Sent Events, kept alive, ending when the server shuts
 /// down (clients reconnect, to another replica or this one restarted).
-fn sse<S>(state: &AppState, events: S) -> axum::response::Response
+pub(crate) fn sse<S>(state: &AppState, events: S) -> axum::response::Response
 where
     S: futures::Stream<Item = axum::response::sse::Event> + Send + 'static,
 {

@@ -162,6 +162,38 @@ impl Domain {
         Ok(PrebuildsStatus { reconciliation_paused: raw.paused, presets })
     }
 
+    /// Whether the actor may see every pool (what [`Self::prebuilds_status`] requires).
+    pub fn may_see_pools(&self, actor: &Actor) -> bool {
+        actor.authorize(Action::Read, Object::any(Resource::Workspace)).is_ok()
+    }
+
+    /// How many prebuilds are eligible right now in each pooled preset of a
+    /// template's active version: what anyone who may read the template
+    /// sees when choosing a preset to create a workspace from.
+    pub async fn warm_presets(&self, actor: &Actor, template_id: Uuid) -> Result<BTreeMap<Uuid, u32>> {
+        let template = self.template(actor, template_id).await?;
+        let pooled: Vec<Uuid> = self
+            .store
+            .version_presets(template.active_version_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.desired_instances.is_some())
+            .map(|p| p.id)
+            .collect();
+        if pooled.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let (raw, snapshot) = self.presets_snapshot(&pooled).await?;
+        Ok(raw
+            .presets
+            .iter()
+            .zip(&snapshot.presets)
+            .map(|(row, preset)| {
+                (row.preset_id, reconcile::decide(preset, snapshot.now, &snapshot.settings).counts.eligible)
+            })
+            .collect())
+    }
+
     pub async fn prebuild_settings(&self, actor: &Actor) -> Result<PrebuildSettings> {
         actor.authorize(Action::Read, Object::any(Resource::Template))?;
         Ok(PrebuildSettings { reconciliation_paused: self.store.reconciliation_paused().await? })

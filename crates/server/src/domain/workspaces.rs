@@ -186,6 +186,22 @@ impl Domain {
         Ok(Created { workspace: self.workspace_view(workspace).await?, claimed: false })
     }
 
+    /// How each of these workspaces, which the actor has been shown, was
+    /// made, where its create request recorded it: claimed from a pool
+    /// (with the hand-over time) or built cold (with why no prebuild was
+    /// claimed). A prebuild never claimed has no record.
+    pub async fn creations(
+        &self,
+        workspaces: &[Workspace],
+    ) -> Result<std::collections::HashMap<Uuid, warmspace_store::claims::CreationRecord>> {
+        let ids: Vec<Uuid> = workspaces.iter().map(|w| w.id).collect();
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        // A workspace's latest record wins (a claim after a miss cannot happen, but order is cheap).
+        Ok(self.store.creation_records(&ids).await?.into_iter().map(|r| (r.workspace_id, r)).collect())
+    }
+
     /// Workspaces the actor may see: all for owners and template admins,
     /// their own for members.
     pub async fn list_workspaces(&self, actor: &Actor, query: WorkspacesQuery) -> Result<WorkspacesResponse> {

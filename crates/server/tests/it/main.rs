@@ -2,10 +2,12 @@
 //! and the typed client the CLI uses. One test binary: one link, one
 //! PostgreSQL cluster, and its tests run in parallel.
 
+mod browser;
 mod claims;
 mod claims_race;
 mod common;
 mod connections;
+mod dashboard;
 mod input;
 mod insights;
 mod lifecycle;

@@ -1,0 +1,116 @@
+//! The dashboard: server-rendered pages under `/`, served on the API's
+//! address by the same binary. Like the API handlers, every page extracts
+//! its input, calls the domain layer (which checks permission) and renders
+//! the result; the only JavaScript is one small static file that keeps the
+//! live parts (pool counts, the unread badge) current over Server-Sent
+//! Events.
+//!
+//! Every response carries a Content-Security-Policy that allows scripts,
+//! styles and connections from this origin only (no inline script or
+//! style). Sessions and CSRF tokens: see [`session`].
+
+mod handlers;
+mod pages;
+mod session;
+
+use axum::Router;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use warmspace_sdk::ValidationError;
+
+use crate::api::{ApiError, AppState};
+use crate::domain;
+
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The dashboard's routes (merged into the API's router, whose fallback
+/// answers unknown paths outside `/api/` with [`not_found`]).
+pub fn routes() -> Router<AppState> {
+    use handlers::*;
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/setup", get(setup_page).post(setup))
+        .route("/logout", post(logout))
+        .route("/workspaces", get(workspaces).post(create_workspace))
+        .route("/workspaces/new", get(new_workspace))
+        .route("/workspaces/{id}", get(workspace))
+        .route("/prebuilds", get(prebuilds))
+        .route("/prebuilds/events", get(prebuild_events))
+        .route("/prebuilds/pause", post(pause))
+        .route("/notifications", get(notifications))
+        .route("/notifications/events", get(notification_events))
+        .route("/notifications/read-all", post(read_all))
+        .route("/static/app.css", get(|| asset("text/css; charset=utf-8", include_str!("static/app.css"))))
+        .route("/static/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("static/app.js"))))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// The headers every dashboard response carries.
+pub async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &'static str| {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    };
+    set("content-security-policy", CONTENT_SECURITY_POLICY);
+    set("x-content-type-options", "nosniff");
+    set("referrer-policy", "same-origin");
+    set("x-frame-options", "DENY");
+    response
+}
+
+/// The page for a path the dashboard does not have.
+pub async fn not_found() -> Response {
+    secure_headers(WebError::new(StatusCode::NOT_FOUND, "Page not found.").into_response()).await
+}
+
+/// A page's failure, shown as a page with its status: what went wrong, and
+/// the fields at fault.
+#[derive(Debug)]
+pub struct WebError {
+    status: StatusCode,
+    message: String,
+    detail: String,
+    validations: Vec<ValidationError>,
+}
+
+impl WebError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> WebError {
+        WebError { status, message: message.into(), detail: String::new(), validations: Vec::new() }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> WebError {
+        self.detail = detail.into();
+        self
+    }
+
+    pub fn not_found() -> WebError {
+        WebError::new(StatusCode::NOT_FOUND, "Page not found.")
+    }
+}
+
+impl From<domain::Error> for WebError {
+    /// The same status and words the API would answer with.
+    fn from(err: domain::Error) -> WebError {
+        let api = ApiError::from(err);
+        WebError {
+            status: api.status,
+            message: api.body.message,
+            detail: api.body.detail,
+            validations: api.body.validations,
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        (self.status, pages::error(self.status, &self.message, &self.detail, &self.validations)).into_response()
+    }
+}
