@@ -43,12 +43,18 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// Installs the TLS crypto provider every reqwest client in the process
+/// needs: reqwest is built without a bundled one so that the whole tree uses
+/// ring. [`Client::new`] calls it; so must any other code that builds a
+/// reqwest client first. Installing fails only when a provider is installed
+/// already, which is as good.
+pub fn install_crypto_provider() {
+    rustls::crypto::ring::default_provider().install_default().ok();
+}
+
 impl Client {
     pub fn new(base: Url) -> Self {
-        // reqwest is built without a bundled crypto provider so that the whole
-        // tree uses ring. Installing fails only when a provider is installed
-        // already (a second client), which is as good.
-        rustls::crypto::ring::default_provider().install_default().ok();
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("warmspace/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -7,7 +7,7 @@ pub mod archive;
 pub mod client;
 pub mod types;
 
-pub use client::{Client, ClientError, LogEvent};
+pub use client::{Client, ClientError, LogEvent, install_crypto_provider};
 pub use reqwest::StatusCode;
 pub use types::*;
 

@@ -49,6 +49,9 @@ impl TestServer {
 
     /// `run_reconciler: false` leaves cycles to the test (`server.reconciler.run_cycle()`).
     pub async fn start_full(mut config: Config, daemons: usize, run_reconciler: bool) -> TestServer {
+        // Tests also reach the server with plain reqwest clients, which need
+        // the provider an SDK client would otherwise have installed first.
+        warmspace_sdk::install_crypto_provider();
         let db = TestDatabase::new().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
