@@ -41,7 +41,8 @@ impl Token {
     }
 }
 
-fn random(len: usize) -> String {
+/// `len` random letters and digits.
+pub fn random(len: usize) -> String {
     rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
 }
 

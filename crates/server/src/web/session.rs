@@ -13,8 +13,6 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -97,7 +95,7 @@ pub fn pre_session_csrf(state: &AppState, headers: &HeaderMap) -> (String, Optio
     {
         Some(token) => (token.to_owned(), None),
         None => {
-            let token: String = rand::rng().sample_iter(Alphanumeric).take(32).map(char::from).collect();
+            let token = crate::auth::tokens::random(32);
             let cookie = set_cookie(state, PRE_SESSION_COOKIE, &token, "Strict", None);
             (token, Some(cookie))
         }
