@@ -87,6 +87,14 @@ impl PresetState {
     pub fn keeps_pool(&self) -> bool {
         self.version_active && !self.template_deleted
     }
+
+    /// Whether a finished creation counts for backoff and the hard limit.
+    /// Invalidating a preset starts its history afresh: an operator who
+    /// mended what made creations fail (outside the template) invalidates
+    /// to have the pool retried at once.
+    pub fn counts_creation(&self, creation: &Creation) -> bool {
+        self.last_invalidated_at.is_none_or(|at| creation.finished_at > at)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,10 +31,7 @@ pub(super) fn status(
             Some(&(_, at)) => Creation { finished_at: at, succeeded: false, ..*c },
             None => *c,
         })
-        // Invalidating a preset starts its history afresh: an operator who
-        // mended what made creations fail (outside the template) invalidates
-        // to have the pool retried at once, hard limit and backoff alike.
-        .filter(|c| preset.last_invalidated_at.is_none_or(|at| c.finished_at > at))
+        .filter(|c| preset.counts_creation(c))
         .collect();
     if hard_limited(&creations, settings.failure_hard_limit) {
         return Status::HardLimited;

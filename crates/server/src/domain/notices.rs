@@ -70,12 +70,7 @@ impl Domain {
         for (row, state) in limited {
             let notified_at = told.iter().find(|(id, _)| *id == row.preset_id).map(|&(_, at)| at);
             // The creations the status counted: none from before an invalidation.
-            let creations: Vec<_> = state
-                .creations
-                .iter()
-                .filter(|c| state.last_invalidated_at.is_none_or(|at| c.finished_at > at))
-                .copied()
-                .collect();
+            let creations: Vec<_> = state.creations.iter().filter(|c| state.counts_creation(c)).copied().collect();
             if !notices::hard_limit_notice_due(&creations, limit, notified_at) {
                 continue;
             }
