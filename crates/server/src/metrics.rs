@@ -96,8 +96,6 @@ pub struct Collected {
     /// `status` and `type`.
     pub jobs: Vec<(Labels, i64)>,
     pub live_daemons: i64,
-    /// Organization names by id, for observations that hold only the id.
-    pub organizations: HashMap<Uuid, String>,
 }
 
 /// A build taken by a daemon whose end is a workspace creation: when its
@@ -266,13 +264,6 @@ impl Metrics {
     /// When the collector last succeeded, if ever.
     pub fn collected_at(&self) -> Option<DateTime<Utc>> {
         self.inner.collected.0.read().unwrap_or_else(|p| p.into_inner()).at
-    }
-
-    /// An organization's name, as of the last collection (empty if it is
-    /// newer than that).
-    pub fn organization_name(&self, id: Uuid) -> String {
-        let collected = self.inner.collected.0.read().unwrap_or_else(|p| p.into_inner());
-        collected.organizations.get(&id).cloned().unwrap_or_default()
     }
 
     pub fn observe_claim(&self, labels: Labels, hand_over_seconds: f64) {

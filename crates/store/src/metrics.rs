@@ -4,7 +4,6 @@
 //! live daemons. Read on the collector's interval, never by a scrape.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 use warmspace_states::{JobStatus, JobType, MissReason};
 
 use crate::workspaces::PREBUILDS_USER_ID;
@@ -55,9 +54,6 @@ pub struct MetricTotals {
     pub jobs: Vec<JobCountRow>,
     /// Daemons seen within the liveness window.
     pub live_daemons: i64,
-    /// Every organization's id and name: what observations made where only
-    /// the id is at hand are labelled with.
-    pub organizations: Vec<(Uuid, String)>,
 }
 
 /// Daemons seen within this long count as live (as for the prebuild share).
@@ -118,8 +114,6 @@ impl Store {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        let organizations: Vec<(Uuid, String)> =
-            sqlx::query_as("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.pool).await?;
-        Ok(MetricTotals { presets, misses, jobs, live_daemons, organizations })
+        Ok(MetricTotals { presets, misses, jobs, live_daemons })
     }
 }

@@ -225,12 +225,15 @@ const PARAMETER_SELECT: &str = "SELECT p.name, p.display_name, p.description, p.
          p.ordinal \
      FROM template_version_parameters p";
 
-/// What creating a workspace decides from: the template, the version asked
-/// for (its active one unless another is named; `None` when there is no
-/// such version), and that version's presets and parameters, in manifest order.
+/// What creating a workspace decides from: the template (and its
+/// organization's name, which a claim's metrics are labelled with), the
+/// version asked for (its active one unless another is named; `None` when
+/// there is no such version), and that version's presets and parameters,
+/// in manifest order.
 #[derive(Debug, Clone)]
 pub struct CreateContext {
     pub template: TemplateRow,
+    pub organization_name: String,
     pub version: Option<TemplateVersionRow>,
     pub presets: Vec<PresetRow>,
     pub parameters: Vec<Parameter>,
@@ -240,6 +243,7 @@ pub struct CreateContext {
 struct CreateContextRow {
     #[sqlx(flatten)]
     template: TemplateRow,
+    organization_name: String,
     version: Option<Json<TemplateVersionRow>>,
     presets: Json<Vec<PresetRow>>,
     parameters: Json<Vec<ParameterRow>>,
@@ -521,6 +525,7 @@ impl Store {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "SELECT {TEMPLATE_COLUMNS}, \
+                     (SELECT name FROM organizations WHERE id = t.organization_id) AS organization_name, \
                      (SELECT to_json(v) FROM (SELECT {VERSION_COLUMNS} FROM template_versions \
                                               WHERE id = coalesce($2, t.active_version_id)) v) AS version, \
                      coalesce((SELECT json_agg(p ORDER BY p.ordinal) \
@@ -540,6 +545,7 @@ impl Store {
             .ok_or(StoreError::NotFound)?;
         Ok(CreateContext {
             template: row.template,
+            organization_name: row.organization_name,
             version: row.version.map(|v| v.0),
             presets: row.presets.0,
             parameters: row.parameters.0.into_iter().map(Parameter::from).collect(),

@@ -76,7 +76,6 @@ impl Domain {
                 .map(|r| (vec![("status", r.status.to_string()), ("type", r.kind.to_string())], r.jobs))
                 .collect(),
             live_daemons: totals.live_daemons,
-            organizations: totals.organizations.into_iter().collect(),
         };
         self.metrics.set_collected(collected);
         Ok(())

@@ -64,7 +64,7 @@ impl Domain {
         }
         check_ttl("ttl_ms", req.ttl_ms)?;
         // The template, the version, its presets and parameters: one read.
-        let CreateContext { template, version, presets, parameters } =
+        let CreateContext { template, organization_name, version, presets, parameters } =
             match self.store.create_context(req.template_id, req.template_version_id).await {
                 Err(StoreError::NotFound) => return Err(Error::field("template_id", "no such template")),
                 context => context?,
@@ -119,11 +119,7 @@ impl Domain {
                         // commit: refill the pool.
                         self.events.reconcile(super::Trigger::Preset(preset.id)).await;
                         let hand_over_ms = claimed.hand_over_ms;
-                        let labels = preset_labels(
-                            &self.metrics.organization_name(template.organization_id),
-                            &template.name,
-                            &preset.name,
-                        );
+                        let labels = preset_labels(&organization_name, &template.name, &preset.name);
                         self.metrics.observe_claim(labels.clone(), hand_over_ms / 1000.0);
                         if claim.reinit {
                             // Its build was done in the hand-over itself: no job
