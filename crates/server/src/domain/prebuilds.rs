@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::{Stream, StreamExt};
 use rand::RngExt;
 use rand::distr::Alphanumeric;
 use uuid::Uuid;
@@ -18,10 +19,11 @@ use warmspace_sdk::{
 use warmspace_states::{BuildReason, DeletionReason, JobStatus, MissReason, PrebuildEvent, Transition};
 use warmspace_store::StoreError;
 use warmspace_store::prebuilds::{LockSession, NewPrebuilds, PrebuildsSnapshot, PresetSnapshotRow, ReconcilerLock};
+use warmspace_store::pubsub::Subscription;
 use warmspace_store::workspaces::{NewBuild, PREBUILDS_USER_ID};
 use warmspace_template::{ParameterInput, resolve_parameters};
 
-use super::{Actor, Domain, Error, Found, Result, Trigger};
+use super::{Actor, Domain, Error, Found, RECONCILE_CHANNEL, Result, Trigger};
 
 /// The window pool insight looks at when none is given.
 const DEFAULT_INSIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
@@ -160,6 +162,27 @@ impl Domain {
             })
             .collect();
         Ok(PrebuildsStatus { reconciliation_paused: raw.paused, presets })
+    }
+
+    /// Every pool's status now and whenever it changes, for as long as the
+    /// stream is read. It looks again whenever anything that may change a
+    /// pool is announced to the reconcilers (a claim, a build's end, an
+    /// agent becoming ready, settings; a burst of them is one read), and
+    /// every [`POOLS_REFRESH`] besides (what changes with time alone: expiry,
+    /// the end of a backoff); an unchanged status is not sent again.
+    pub async fn watch_prebuilds_status(
+        &self,
+        actor: &Actor,
+    ) -> Result<impl Stream<Item = PrebuildsStatus> + Send + 'static> {
+        // Subscribe first: whatever is announced after the first read is then seen.
+        let announcements = self.events.subscribe(RECONCILE_CHANNEL).await.map_err(Error::internal)?;
+        let first = self.prebuilds_status(actor).await?;
+        let watch = PoolWatch { domain: self.clone(), actor: actor.clone(), announcements, last: first.clone() };
+        let changes = futures::stream::unfold(watch, |mut watch| async move {
+            let status = watch.next_change().await?;
+            Some((status, watch))
+        });
+        Ok(futures::stream::once(std::future::ready(first)).chain(changes))
     }
 
     /// Whether the actor may see every pool (what [`Self::prebuilds_status`] requires).
@@ -541,5 +564,44 @@ fn deletion_reason(state: &PresetState, workspace: Uuid, now: chrono::DateTime<c
         DeletionReason::Expired
     } else {
         DeletionReason::Surplus
+    }
+}
+
+/// How often a pool watch looks again when nothing was announced.
+const POOLS_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One open [`Domain::watch_prebuilds_status`] stream.
+struct PoolWatch {
+    domain: Domain,
+    actor: Actor,
+    announcements: Subscription,
+    /// What was sent last.
+    last: PrebuildsStatus,
+}
+
+impl PoolWatch {
+    /// The pools' next changed status; `None` ends the stream.
+    async fn next_change(&mut self) -> Option<PrebuildsStatus> {
+        loop {
+            tokio::select! {
+                event = self.announcements.recv() => {
+                    event?;
+                }
+                () = tokio::time::sleep(POOLS_REFRESH) => {}
+            }
+            // Announcements already waiting are answered by the one read below.
+            while self.announcements.try_recv().is_some() {}
+            let status = match self.domain.prebuilds_status(&self.actor).await {
+                Ok(status) => status,
+                Err(err) => {
+                    tracing::warn!(error = %err, "a pool watch cannot read the pools");
+                    return None;
+                }
+            };
+            if status != self.last {
+                self.last = status.clone();
+                return Some(status);
+            }
+        }
     }
 }

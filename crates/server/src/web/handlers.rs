@@ -18,19 +18,14 @@ use warmspace_sdk::{
 };
 use warmspace_states::{BuildReason, JobStatus};
 use warmspace_store::claims::CreationRecord;
-use warmspace_store::pubsub::Event as PubSubEvent;
 
 use super::WebError;
 use super::pages::{self, Chrome, Failure, PresetChoice, WorkspaceLine};
 use super::session::{self, Form, PreSessionForm, Session};
 use crate::api::{ApiError, AppState};
-use crate::domain::{Domain, Error, RECONCILE_CHANNEL};
+use crate::domain::{Domain, Error};
 
 type Page = Result<Response, WebError>;
-
-/// How often the pool stream looks again when nothing was announced (what
-/// changes with time alone: expiry, the end of a backoff).
-const POOLS_REFRESH: Duration = Duration::from_secs(10);
 
 /// The header of a signed-in page.
 async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> {
@@ -325,62 +320,17 @@ pub async fn pause(State(state): State<AppState>, form: Form<PauseForm>) -> Page
 
 /// Server-Sent Events: a `pools` event (the pools' status, as the API's
 /// `GET /api/v2/prebuilds/status` gives it) when the stream opens and
-/// whenever it changes. It looks again whenever anything that may change
-/// a pool is announced to the reconcilers (a claim, a build's end, an agent
-/// becoming ready, settings; a burst of them is one read), and every
-/// [`POOLS_REFRESH`] besides.
+/// whenever it changes (see [`Domain::watch_prebuilds_status`]).
 pub async fn prebuild_events(State(state): State<AppState>, session: Session) -> Page {
-    let domain = state.domain.clone();
-    if !domain.may_see_pools(&session.actor) {
+    if !state.domain.may_see_pools(&session.actor) {
         return Err(WebError::not_found());
     }
-    let announcements = domain.events().subscribe(RECONCILE_CHANNEL).await.map_err(Error::internal)?;
-    let watch = PoolWatch { domain, actor: session.actor, announcements, last: None, opened: false };
-    let events = futures::stream::unfold(watch, |mut watch| async move {
-        let data = watch.next().await?;
-        Some((Event::default().event("pools").data(data), watch))
+    let pools = state.domain.watch_prebuilds_status(&session.actor).await?;
+    let events = pools.map(|status| {
+        let json = serde_json::to_string(&status).expect("a pool status serialises");
+        Event::default().event("pools").data(json)
     });
     Ok(crate::api::sse(&state, events))
-}
-
-struct PoolWatch {
-    domain: Domain,
-    actor: crate::domain::Actor,
-    announcements: warmspace_store::pubsub::Subscription,
-    /// What was sent last, so an unchanged picture is not sent again.
-    last: Option<String>,
-    opened: bool,
-}
-
-impl PoolWatch {
-    /// The pools' next changed picture as JSON; `None` ends the stream.
-    async fn next(&mut self) -> Option<String> {
-        loop {
-            if self.opened {
-                tokio::select! {
-                    event = self.announcements.recv() => match event? {
-                        PubSubEvent::Message(_) | PubSubEvent::Gap => {}
-                    },
-                    () = tokio::time::sleep(POOLS_REFRESH) => {}
-                }
-                // Announcements already waiting are answered by the one read below.
-                while self.announcements.try_recv().is_some() {}
-            }
-            self.opened = true;
-            let status = match self.domain.prebuilds_status(&self.actor).await {
-                Ok(status) => status,
-                Err(err) => {
-                    tracing::warn!(error = %err, "the dashboard's pool stream cannot read the pools");
-                    return None;
-                }
-            };
-            let json = serde_json::to_string(&status).expect("a pool status serialises");
-            if self.last.as_ref() != Some(&json) {
-                self.last = Some(json.clone());
-                return Some(json);
-            }
-        }
-    }
 }
 
 // Notifications.
