@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use uuid::Uuid;
-use warmspace_states::{BuildReason, JobPriority, JobType, MissReason};
+use warmspace_states::{BuildReason, JobPriority, JobStatus, JobType, MissReason};
 
 use crate::agents::{AGENT_COLUMNS, AgentRow};
 use crate::jobs::{JOB_POSTED_CHANNEL, JobRow, JobTarget, QUEUE_POSITION, Tags};
-use crate::workspaces::{BuildRow, CLAIM_CHANNEL_PREFIX, PREBUILDS_USER_ID, WorkspaceRow};
+use crate::workspaces::{BuildRow, PREBUILDS_USER_ID, WorkspaceRow, claim_channel};
 use crate::{Result, Store, StoreError};
 
 /// A hand-over to carry out.
@@ -129,9 +129,7 @@ static ELIGIBLE_FROM: LazyLock<String> = LazyLock::new(|| {
 /// elsewhere. The workspace changes hands, gets its
 /// name and lifecycle fields; its claim build is queued (`$11`, reinit:
 /// recorded as done, nothing to run) with the values `$9`/`$10`; the
-/// `claimed` event and the hit are recorded; and what changed is announced
-/// on commit: the claim to the prebuild's agents, and, only when the build
-/// has something to run, the queued job to idle daemons. It returns
+/// `claimed` event and the hit are recorded. It returns
 /// everything the response shows, so nothing is read again (names by scalar
 /// subqueries rather than joins: fewer relations for the planner to order,
 /// a quarter less planning whenever the plan is made again). No row at all:
@@ -180,10 +178,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                          $13::float8 + extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 * 1000, \
                          clock_timestamp() \
                      FROM pick \
-                     RETURNING latency_ms, committed_at), \
-         announced AS (SELECT pg_notify('{CLAIM_CHANNEL_PREFIX}' || id, json_build_object('workspace_id', id, \
-                               'owner_id', $3::uuid, 'reason', 'claimed')::text) FROM pick \
-                       UNION ALL SELECT pg_notify('{JOB_POSTED_CHANNEL}', '') FROM job WHERE status = 'pending') \
+                     RETURNING latency_ms, committed_at) \
          SELECT h.id, h.organization_id, h.owner_id, (SELECT username FROM users WHERE id = h.owner_id) AS owner_name, \
              h.template_id, (SELECT name FROM templates WHERE id = h.template_id) AS template_name, \
              (SELECT active_version_id FROM templates WHERE id = h.template_id) AS template_active_version_id, \
@@ -204,7 +199,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
              j.logs_overflowed AS job_logs_overflowed, j.lease_expires_at AS job_lease_expires_at, {QUEUE_POSITION}, \
              coalesce((SELECT json_agg(a ORDER BY a.name) FROM (SELECT {AGENT_COLUMNS} FROM workspace_agents a \
                                                                WHERE a.workspace_id = h.id) a), '[]') AS agents, \
-             c.latency_ms AS hand_over_ms, c.committed_at, (SELECT count(*) FROM announced) AS announced \
+             c.latency_ms AS hand_over_ms, c.committed_at \
          FROM handed h, build b, job j, attempt c",
         user = JobPriority::User.as_i16(),
         nil = Uuid::nil(),
@@ -266,6 +261,22 @@ struct ClaimedRow {
     agents: Json<Vec<AgentRow>>,
     hand_over_ms: f64,
     committed_at: DateTime<Utc>,
+}
+
+impl Claimed {
+    /// What the claim announces once committed, as (channel, payload): the
+    /// claim, to the prebuild's agents (see [`claim_channel`]), and, when
+    /// the claim build has something to run, the job, to idle daemons.
+    pub fn announcements(&self) -> Vec<(String, String)> {
+        let workspace_id = self.workspace.id;
+        let event = serde_json::json!({ "workspace_id": workspace_id, "owner_id": self.workspace.owner_id,
+                                        "reason": "claimed" });
+        let mut messages = vec![(claim_channel(workspace_id), event.to_string())];
+        if self.job.status == JobStatus::Pending {
+            messages.push((JOB_POSTED_CHANNEL.to_owned(), "1".to_owned()));
+        }
+        messages
+    }
 }
 
 impl ClaimedRow {

@@ -29,12 +29,21 @@ pub fn jobs_posted(payload: &str) -> Option<usize> {
     payload.parse().ok()
 }
 
-/// Announces `count` jobs queued by the caller's transaction: delivered at
-/// commit, never before the jobs are visible, and on the transaction's own
-/// connection (no second one).
-pub(crate) async fn announce_jobs_posted(tx: &mut PgConnection, count: usize) -> Result<()> {
-    sqlx::query!("SELECT pg_notify($1, $2)", JOB_POSTED_CHANNEL, count.to_string()).execute(&mut *tx).await?;
-    Ok(())
+impl Store {
+    /// Wakes idle daemons for `count` jobs that have been queued and
+    /// committed (never before: a daemon woken early would find nothing).
+    pub(crate) async fn announce_jobs_posted(&self, count: usize) {
+        if count > 0 {
+            self.publisher().announce(vec![(JOB_POSTED_CHANNEL.to_owned(), count.to_string())]).await;
+        }
+    }
+
+    /// Commits `tx`, which queued `jobs` jobs to run, then wakes daemons for them.
+    pub(crate) async fn commit_posting(&self, tx: Transaction<'_, Postgres>, jobs: usize) -> Result<()> {
+        tx.commit().await?;
+        self.announce_jobs_posted(jobs).await;
+        Ok(())
+    }
 }
 
 /// The channel announcing new log lines of a job, and its end.
@@ -103,9 +112,6 @@ pub struct NewJob {
     pub tags: Tags,
     pub input: serde_json::Value,
     pub file_id: Option<Uuid>,
-    /// The job has nothing to run (a reinit claim's build): it is recorded
-    /// as done, under this worker name, when it is queued.
-    pub done_by: Option<&'static str>,
 }
 
 /// A daemon asking for work.
@@ -285,7 +291,7 @@ impl TakenRow {
     }
 }
 
-/// Announcements a completion makes at its commit: (channel, payload).
+/// Announcements a completion makes once it has committed: (channel, payload).
 #[derive(Debug, Clone, Default)]
 pub struct Notices {
     /// Made whatever the build was.
@@ -309,6 +315,8 @@ struct CompletionRow {
     outcome: String,
     status: Option<JobStatus>,
     logs_stored: i32,
+    /// The build's workspace was made from a preset.
+    from_preset: bool,
 }
 
 impl CompletionRow {
@@ -358,17 +366,13 @@ const NO_TARGET: &str = "NULL::uuid AS template_version_id, NULL::text AS templa
      NULL::text AS workspace_name, NULL::uuid AS build_id, NULL::integer AS build_number, \
      NULL::text AS transition";
 
-/// Inserts a job inside the caller's transaction. The NOTIFY that wakes
-/// daemons is part of the same transaction, so it is delivered at commit
-/// and never before the job is visible. A job with nothing left to run
-/// (`NewJob::done_by`) is stored as succeeded and wakes nobody.
+/// Queues a job inside the caller's transaction, which wakes daemons once
+/// committed (see [`Store::commit_posting`]).
 pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob, now: DateTime<Utc>) -> Result<Uuid> {
     let id = sqlx::query_scalar!(
         "INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, tags, input, file_id, \
-             status, worker_id, worker_name, created_at, updated_at, started_at, completed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8::text IS NULL THEN 'pending' ELSE 'succeeded' END, \
-             CASE WHEN $8::text IS NOT NULL THEN $9::uuid END, $8, $10::timestamptz, $10, \
-             CASE WHEN $8::text IS NOT NULL THEN $10 END, CASE WHEN $8::text IS NOT NULL THEN $10 END) \
+             status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) \
          RETURNING id",
         job.organization_id,
         job.kind as JobType,
@@ -377,15 +381,10 @@ pub(crate) async fn insert_job(tx: &mut PgConnection, job: &NewJob, now: DateTim
         Json(&job.tags) as Json<&Tags>,
         job.input,
         job.file_id,
-        job.done_by,
-        Uuid::nil(),
         now,
     )
     .fetch_one(&mut *tx)
     .await?;
-    if job.done_by.is_none() {
-        announce_jobs_posted(tx, 1).await?;
-    }
     Ok(id)
 }
 
@@ -442,7 +441,9 @@ impl Store {
     /// worker counts as live from now on.
     ///
     /// One statement: the `acquire_provisioner_job` function (migration
-    /// 0012) says why it is a function and how the share stays exact.
+    /// 0012) says why it is a function and how the share stays exact. It
+    /// commits without waiting for its flush to disk (migration 0023 says
+    /// why losing a take is harmless).
     pub async fn acquire_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<JobRow>> {
         let sql = format!(
             "SELECT {JOB_COLUMNS}, NULL::bigint AS queue_position, {NO_TARGET} \
@@ -482,12 +483,11 @@ impl Store {
         Ok(row.map(TakenRow::into_taken))
     }
 
-    /// Records how a build ended together with its daemon's last log lines
-    /// and the announcements that follow, in one statement (the
-    /// `complete_provisioner_build` function, migration 0014): the lines
-    /// (dropped when the log has overflowed), the job's end, the build's
-    /// state and resources, a successful delete's workspace deletion, and
-    /// `notices` — delivered at commit, from this statement's connection.
+    /// Records how a build ended together with its daemon's last log lines,
+    /// in one statement (the `complete_provisioner_build` function,
+    /// migration 0022): the lines (dropped when the log has overflowed), the
+    /// job's end, the build's state and resources, and a successful delete's
+    /// workspace deletion; once that has committed, announces `notices`.
     /// Lines that would take the log past its cap are stored capped first,
     /// as [`Store::append_held_job_logs`] does, by a transaction of their own.
     /// Fails with `NotFound` when the worker no longer holds the job.
@@ -499,13 +499,18 @@ impl Store {
         logs: &[NewLog],
         notices: &Notices,
     ) -> Result<BuildCompleted> {
-        let completed = self.complete_build_call(job_id, holder.worker_id, done, &cleaned(logs), notices).await?;
-        if completed.outcome != "over_cap" {
-            return completed.into_result();
+        let mut completed = self.complete_build_call(job_id, holder.worker_id, done, &cleaned(logs)).await?;
+        let mut logs_stored = None;
+        if completed.outcome == "over_cap" {
+            logs_stored =
+                Some(append_capped(&self.pool, CappedLog::Job { id: job_id, holder: Some(holder) }, logs).await?);
+            completed = self.complete_build_call(job_id, holder.worker_id, done, &[]).await?;
         }
-        let stored = append_capped(&self.pool, CappedLog::Job { id: job_id, holder: Some(holder) }, logs).await?;
-        let completed = self.complete_build_call(job_id, holder.worker_id, done, &[], notices).await?;
-        Ok(BuildCompleted { logs_stored: stored, ..completed.into_result()? })
+        let from_preset = completed.from_preset;
+        let ended = completed.into_result()?;
+        let announced = notices.always.iter().chain(notices.if_preset.iter().filter(|_| from_preset));
+        self.publisher().announce(announced.cloned().collect()).await;
+        Ok(BuildCompleted { logs_stored: logs_stored.unwrap_or(ended.logs_stored), ..ended })
     }
 
     async fn complete_build_call(
@@ -514,7 +519,6 @@ impl Store {
         worker_id: Uuid,
         done: &crate::workspaces::BuildCompletion,
         logs: &[NewLog],
-        notices: &Notices,
     ) -> Result<CompletionRow> {
         let error = done.error.as_deref().map(without_nul);
         let (addresses, kinds, replaced): (Vec<&str>, Vec<&str>, Vec<bool>) = done
@@ -533,12 +537,9 @@ impl Store {
         let sources: Vec<LogSource> = logs.iter().map(|l| l.source).collect();
         let stages: Vec<&str> = logs.iter().map(|l| l.stage.as_str()).collect();
         let bytes: usize = logs.iter().map(|l| l.output.len()).sum();
-        let (channels, payloads): (Vec<&str>, Vec<&str>) =
-            notices.always.iter().map(|(c, p)| (c.as_str(), p.as_str())).unzip();
-        let preset = notices.if_preset.as_ref();
         Ok(sqlx::query_as(
             "SELECT * FROM complete_provisioner_build($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15, $16, $17, $18, $19, $20, $21)",
+                 $15, $16, $17)",
         )
         .bind(job_id)
         .bind(worker_id)
@@ -557,10 +558,6 @@ impl Store {
         .bind(&stages)
         .bind(i32::try_from(bytes).unwrap_or(i32::MAX))
         .bind(MAX_JOB_LOG_BYTES as i32)
-        .bind(&channels)
-        .bind(&payloads)
-        .bind(preset.map(|(c, _)| c.as_str()))
-        .bind(preset.map(|(_, p)| p.as_str()))
         .fetch_one(&self.pool)
         .await?)
     }

@@ -17,6 +17,7 @@ mod migrate;
 pub mod notifications;
 mod organizations;
 pub mod prebuilds;
+mod publisher;
 pub mod pubsub;
 mod seed;
 mod sessions;
@@ -36,6 +37,7 @@ pub use keys::ProvisionerKeyRow;
 pub use migrate::MIGRATOR;
 use migrate::migrate;
 pub use organizations::OrganizationRow;
+use publisher::Publisher;
 pub use sessions::{NewSession, Session};
 pub use sqlx::postgres::{PgConnectOptions, PgPool};
 pub use templates::{
@@ -82,6 +84,8 @@ async fn probe(options: &PgConnectOptions) -> Result<()> {
 pub struct Store {
     pool: PgPool,
     clock: Clock,
+    /// Announces changes once they have committed (see [`publisher`]).
+    publisher: Publisher,
 }
 
 impl Store {
@@ -101,7 +105,8 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(Store { pool, clock: Clock::default() })
+        let publisher = Publisher::start(pool.clone());
+        Ok(Store { pool, clock: Clock::default(), publisher })
     }
 
     /// The same store, reading time from `clock`.
@@ -118,8 +123,8 @@ impl Store {
         self.clock.now()
     }
 
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
+    pub(crate) fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     /// Brings the schema up to date (see [`migrate`]).

@@ -194,9 +194,7 @@ impl Store {
             return Ok(None);
         };
         let build_id = match &change.build {
-            Some(build) => {
-                Some(insert_build(&mut tx, change.workspace_id, current.organization_id, build, None, now).await?)
-            }
+            Some(build) => Some(insert_build(&mut tx, change.workspace_id, current.organization_id, build, now).await?),
             None => None,
         };
         sqlx::query!(
@@ -214,7 +212,7 @@ impl Store {
         for notice in &change.notices {
             notified.push(insert_owner_notice(&mut tx, current.owner_id, notice, change.workspace_id, now).await?);
         }
-        tx.commit().await?;
+        self.commit_posting(tx, usize::from(build_id.is_some())).await?;
         Ok(Some(LifecycleDone { build_id, notified }))
     }
 

@@ -11,7 +11,6 @@ use warmspace_prebuilds::reconcile::{Creation, LatestBuild, Prebuild, PresetStat
 use warmspace_prebuilds::schedule::Schedule;
 use warmspace_states::{DeletionReason, JobPriority, JobStatus, PrebuildEvent, Transition};
 
-use crate::jobs::JOB_POSTED_CHANNEL;
 use crate::workspaces::PREBUILDS_USER_ID;
 use crate::{Result, Store, StoreError};
 
@@ -420,9 +419,8 @@ impl Store {
     /// Queues new prebuilds of one preset, named `names`, in one statement:
     /// their workspaces (owned by the prebuilds user, with no lifecycle
     /// fields), build 1 `start` of each with the preset's `parameters`,
-    /// their jobs (prebuild priority), their `created` events, and one
-    /// job-posted notification counting them, delivered when the statement
-    /// commits.
+    /// their jobs (prebuild priority) and their `created` events; then wakes
+    /// daemons for them.
     /// Returns the workspaces, in the order of `names`.
     pub async fn create_prebuilds(&self, new: &NewPrebuilds<'_>) -> Result<Vec<Uuid>> {
         let (names, values): (Vec<&String>, Vec<&String>) = new.parameters.iter().unzip();
@@ -452,9 +450,8 @@ impl Store {
                  SELECT n.build, p.name, p.value FROM n, unnest($9::text[], $10::text[]) AS p(name, value)), \
              events AS ( \
                  INSERT INTO prebuild_events (workspace_id, preset_id, event, at) \
-                 SELECT workspace, $8, 'created', $5 FROM n), \
-             notified AS (SELECT pg_notify($11, cardinality($1::text[])::text) IS NULL AS done) \
-             SELECT n.workspace AS \"workspace!\" FROM n, notified ORDER BY n.i",
+                 SELECT workspace, $8, 'created', $5 FROM n) \
+             SELECT n.workspace AS \"workspace!\" FROM n ORDER BY n.i",
             &new.names,
             new.organization_id,
             PREBUILDS_USER_ID,
@@ -465,11 +462,11 @@ impl Store {
             new.preset_id,
             names as Vec<&String>,
             values as Vec<&String>,
-            JOB_POSTED_CHANNEL,
         )
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
+        self.announce_jobs_posted(ids.len()).await;
         Ok(ids)
     }
 

@@ -8,12 +8,15 @@
 //! [`Event::Gap`] and should re-read whatever durable state it watches.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::publisher::Publisher;
 
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 pub const MAX_PAYLOAD: usize = 7999;
@@ -48,7 +51,7 @@ pub enum PubSubError {
     #[error("the pub/sub listener has stopped")]
     Stopped,
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(#[from] Arc<sqlx::Error>),
 }
 
 enum Command {
@@ -59,30 +62,44 @@ enum Command {
 
 #[derive(Clone, Debug)]
 pub struct PubSub {
-    pool: PgPool,
+    publisher: Publisher,
     commands: mpsc::UnboundedSender<Command>,
 }
 
 impl PubSub {
     /// Starts the listening task on its own connection (not one of the
-    /// store's), publishing through the store's pool.
+    /// store's), publishing through the store's publisher.
     pub fn start(options: PgConnectOptions, store: &crate::Store) -> PubSub {
-        let pool = store.pool().clone();
         let (commands, rx) = mpsc::unbounded_channel();
         let listener_pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
         tokio::spawn(listen_loop(listener_pool, rx));
-        PubSub { pool, commands }
+        PubSub { publisher: store.publisher().clone(), commands }
     }
 
-    /// Publishes `payload` to every subscriber of `channel` on every replica.
-    /// Call it after the transaction whose change it announces has committed.
+    /// Publishes `payload` to every subscriber of `channel` on every replica,
+    /// returning once it has been sent (with whatever else was waiting to
+    /// be: see [`crate::publisher`]). Call it after the transaction whose
+    /// change it announces has committed.
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), PubSubError> {
-        check_channel(channel)?;
-        if payload.len() > MAX_PAYLOAD {
-            return Err(PubSubError::PayloadTooLarge(payload.len()));
+        self.publish_all(vec![(channel.to_owned(), payload.to_owned())]).await
+    }
+
+    /// Publishes (channel, payload) messages in one transaction, in order
+    /// (a message repeated in it is delivered once), returning once sent.
+    pub async fn publish_all(&self, messages: Vec<(String, String)>) -> Result<(), PubSubError> {
+        for (channel, payload) in &messages {
+            check_channel(channel)?;
+            if payload.len() > MAX_PAYLOAD {
+                return Err(PubSubError::PayloadTooLarge(payload.len()));
+            }
         }
-        sqlx::query!("SELECT pg_notify($1, $2)", channel, payload).execute(&self.pool).await?;
-        Ok(())
+        if messages.is_empty() {
+            return Ok(());
+        }
+        match self.publisher.send(messages).await {
+            Ok(sent) => sent.map_err(PubSubError::Database),
+            Err(_) => Err(PubSubError::Stopped),
+        }
     }
 
     /// Stops listening and closes the listening connection; subscribers see

@@ -288,7 +288,6 @@ impl Store {
                 tags: new.tags.clone(),
                 input: serde_json::json!({ "template_version_id": id }),
                 file_id: Some(new.file_id),
-                done_by: None,
             },
             self.now(),
         )
@@ -317,7 +316,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| StoreError::conflict_on(e, &[("template_versions_name_key", "name")]))?;
-        tx.commit().await?;
+        self.commit_posting(tx, 1).await?;
         Ok(version)
     }
 

@@ -17,7 +17,7 @@ use crate::{Result, Store, StoreError};
 pub const PREBUILDS_USER_ID: Uuid = uuid::uuid!("c42fdf75-3097-471c-8c33-fb52454d81c0");
 
 /// What the channel announcing a prebuild's claim is named, before its workspace's id.
-pub(crate) const CLAIM_CHANNEL_PREFIX: &str = "workspace_claims:";
+const CLAIM_CHANNEL_PREFIX: &str = "workspace_claims:";
 
 /// The channel announcing that a prebuild was claimed, for its agents' re-init streams.
 pub fn claim_channel(workspace_id: Uuid) -> String {
@@ -200,14 +200,13 @@ pub struct BuildPayload {
     pub has_agent_tokens: bool,
 }
 
-/// Inserts a build and its job inside the caller's transaction; with
-/// `done_by`, the job is recorded as already done (see `NewJob::done_by`).
+/// Inserts a build and its job inside the caller's transaction, which wakes
+/// daemons once committed (see [`Store::commit_posting`]).
 pub(crate) async fn insert_build(
     tx: &mut PgConnection,
     workspace_id: Uuid,
     organization_id: Uuid,
     build: &NewBuild,
-    done_by: Option<&'static str>,
     now: DateTime<Utc>,
 ) -> Result<Uuid> {
     let number = sqlx::query_scalar!(
@@ -236,7 +235,6 @@ pub(crate) async fn insert_build(
             tags: Default::default(),
             input: serde_json::json!({ "workspace_build_id": id }),
             file_id: Some(file_id),
-            done_by,
         },
         now,
     )
@@ -294,11 +292,11 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on(e, &[("workspaces_owner_name_key", "name")]))?;
-        insert_build(&mut tx, id, new.organization_id, &new.build, None, now).await?;
+        insert_build(&mut tx, id, new.organization_id, &new.build, now).await?;
         if let Some(miss) = &new.miss {
             insert_miss(&mut tx, miss, new.owner_id, id, now).await?;
         }
-        tx.commit().await?;
+        self.commit_posting(tx, 1).await?;
         self.workspace(id).await
     }
 
@@ -349,8 +347,8 @@ impl Store {
                 "build {number} ({transition}) of this workspace is still {status}; wait for it or cancel it"
             )));
         }
-        let id = insert_build(&mut tx, workspace_id, current.organization_id, build, None, self.now()).await?;
-        tx.commit().await?;
+        let id = insert_build(&mut tx, workspace_id, current.organization_id, build, self.now()).await?;
+        self.commit_posting(tx, 1).await?;
         self.build(id).await
     }
 

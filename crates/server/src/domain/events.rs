@@ -92,7 +92,7 @@ impl Events {
     }
 
     /// What [`Events::build_finished`] announces, for a completion that
-    /// makes its announcements itself, at its commit: the end, to the job's
+    /// makes its announcements itself once committed: the end, to the job's
     /// followers, and — only when the build's workspace was made from a
     /// preset — the reconciliation trigger naming the job. (No "logs"
     /// announcement: a follower woken by the end reads every line.)
@@ -100,6 +100,16 @@ impl Events {
         Notices {
             always: vec![(job_events_channel(job_id), EVENT_DONE.to_owned())],
             if_preset: Some((RECONCILE_CHANNEL.to_owned(), Trigger::Job(job_id).payload())),
+        }
+    }
+
+    /// A prebuild of the preset was claimed (committed): the claim's own
+    /// announcements (see `Claimed::announcements`) and the trigger that
+    /// refills the preset's pool go out in one transaction.
+    pub async fn claimed(&self, mut announcements: Vec<(String, String)>, preset_id: Uuid) {
+        announcements.push((RECONCILE_CHANNEL.to_owned(), Trigger::Preset(preset_id).payload()));
+        if let Err(err) = self.pubsub.publish_all(announcements).await {
+            tracing::warn!(%preset_id, error = %err, "could not announce a claim; listeners will catch up later");
         }
     }
 

@@ -115,9 +115,8 @@ impl Domain {
                 };
                 match self.store.claim_prebuild(&claim).await? {
                     Some(claimed) => {
-                        // Committed, and the prebuild's agents told (on every replica) by its
-                        // commit: refill the pool.
-                        self.events.reconcile(super::Trigger::Preset(preset.id)).await;
+                        // Committed: tell the prebuild's agents (on every replica) and refill the pool.
+                        self.events.claimed(claimed.announcements(), preset.id).await;
                         let hand_over_ms = claimed.hand_over_ms;
                         let labels = preset_labels(&organization_name, &template.name, &preset.name);
                         self.metrics.observe_claim(labels.clone(), hand_over_ms / 1000.0);

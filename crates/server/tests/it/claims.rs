@@ -238,8 +238,8 @@ async fn a_reinit_claim_completes_in_its_transaction_and_the_agent_reinitialises
 
 /// The statements one claim request runs, whatever the pool's size: the
 /// session's lookup; one read of the template with the version, its presets
-/// and its parameters; the claim itself, one statement that also announces
-/// it; and the pool's reconcile trigger.
+/// and its parameters; the claim itself; and, once it has committed, one
+/// statement announcing it together with the pool's reconcile trigger.
 const CLAIM_STATEMENTS: usize = 4;
 
 // A current-thread runtime: the server under test runs its tasks on this

@@ -197,6 +197,44 @@ async fn a_message_published_on_one_replica_reaches_subscribers_on_every_replica
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_at_once_each_arrive_once_even_when_they_repeat_one_another() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let pubsub = PubSub::start(db.options(), &store);
+    let mut sub = pubsub.subscribe("jobs").await.unwrap();
+
+    // Sent in batches, and PostgreSQL delivers a message repeated within one
+    // transaction once: three hundred daemons woken by "1" must not be one.
+    const SENDERS: usize = 300;
+    let sends: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let pubsub = pubsub.clone();
+            tokio::spawn(async move { pubsub.publish("jobs", "1").await })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    // Messages sent together arrive together, in order.
+    let together = ["a", "b", "c"].map(|p| ("jobs".to_owned(), p.to_owned()));
+    pubsub.publish_all(together.to_vec()).await.unwrap();
+
+    let mut ones = 0;
+    loop {
+        match recv_message(&mut sub).await.as_str() {
+            "1" => ones += 1,
+            first => {
+                assert_eq!(first, "a");
+                break;
+            }
+        }
+    }
+    assert_eq!(ones, SENDERS);
+    assert_eq!([recv_message(&mut sub).await, recv_message(&mut sub).await], ["b", "c"]);
+    assert!(pubsub.publish_all(vec![("jobs".into(), "ok".into()), ("".into(), "bad".into())]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_reconnects_after_losing_its_connection() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
