@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaces/{id}/ttl", post(workspaces::set_ttl))
         .route("/workspaces/{id}/autostart", post(workspaces::set_autostart))
         .route("/workspaces/{id}/extend", post(workspaces::extend))
+        .route("/workspaces/{id}/wake", post(workspaces::wake))
         .route("/builds/{id}/log", get(workspaces::build_log))
         .route("/prebuilds", get(prebuilds))
         .route("/prebuilds/events", get(prebuild_events))

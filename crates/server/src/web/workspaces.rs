@@ -39,25 +39,30 @@ pub struct Made {
 }
 
 fn made(w: &Workspace, record: Option<&CreationRecord>) -> Made {
-    let (text, claimed) = match record {
-        Some(r) if r.hit => (format!("claimed from the pool in {} ms", (r.latency_ms.round() as i64).max(1)), true),
-        Some(r) => {
-            let why = r.reason.map(|reason| format!(" ({})", reason.as_str().replace('_', " "))).unwrap_or_default();
+    let text = match record {
+        Some(r) if r.hit => {
+            let ms = (r.latency_ms.round() as i64).max(1);
+            return Made { text: format!("claimed from the pool in {ms} ms"), claimed: true };
+        }
+        None if w.owner_name == "prebuilds" => "a prebuild, waiting in its pool".into(),
+        // A miss says why no prebuild was claimed; a template without
+        // presets records none, its workspaces being built cold all the same.
+        _ => {
+            let reason = record.and_then(|r| r.reason);
+            let why = reason.map(|reason| format!(" ({})", reason.as_str().replace('_', " "))).unwrap_or_default();
             let build = &w.latest_build;
             let first = build.build_number == 1 && build.reason == BuildReason::Initiator;
             match (first, build.job.status, build.job.completed_at) {
                 (true, JobStatus::Succeeded, Some(done)) => {
                     let took = (done - build.job.created_at).to_std().unwrap_or_default();
-                    (format!("built cold in {}{why}", short(took)), false)
+                    format!("built cold in {}{why}", short(took))
                 }
-                (true, JobStatus::Pending | JobStatus::Running, _) => (format!("building cold{why}"), false),
-                _ => (format!("built cold{why}"), false),
+                (true, JobStatus::Pending | JobStatus::Running, _) => format!("building cold{why}"),
+                _ => format!("built cold{why}"),
             }
         }
-        None if w.owner_name == "prebuilds" => ("a prebuild, waiting in its pool".into(), false),
-        None => ("—".into(), false),
     };
-    Made { text, claimed }
+    Made { text, claimed: false }
 }
 
 /// A duration as people say it: 850 ms, 12 s, 2 min.
@@ -260,6 +265,13 @@ pub async fn extend(State(state): State<AppState>, Path(id): Path<String>, form:
         return Err(Error::field("duration", "is required: how long from now, such as 2h").into());
     };
     state.domain.extend_workspace(&form.session.actor, id, by_ms).await?;
+    back_to(id)
+}
+
+/// Wakes a dormant workspace so that it can start again (`warmspace schedule wake`).
+pub async fn wake(State(state): State<AppState>, Path(id): Path<String>, form: Form<NoFields>) -> Page {
+    let id = workspace_id(&id)?;
+    state.domain.set_workspace_dormant(&form.session.actor, id, false).await?;
     back_to(id)
 }
 

@@ -148,12 +148,15 @@ async fn dashboard_build_log_lines_appear_live() {
     browser.script("window.stillHere = true; return null;").await;
     assert!(!browser.text(log).await.contains("through the gate"), "the gate is still closed");
     assert_ne!(browser.text("#status").await, "running");
+    assert_eq!(browser.text("#made").await, "building cold");
 
     std::fs::write(&go, "").unwrap();
     browser.until("the second line", &shows("through the gate")).await;
     browser.until("the build's end", "document.getElementById('status')?.textContent === 'running'").await;
     assert_eq!(browser.script("return window.stillHere === true;").await, json!(true), "the page was not reloaded");
     assert_eq!(browser.text("#build-1 .build-status").await, "running");
+    // The end also says how the workspace was made, now that it is.
+    assert!(browser.text("#made").await.starts_with("built cold in "), "{}", browser.text("#made").await);
     assert_eq!(owner.workspace(workspace.id).await.unwrap().status, WorkspaceStatus::Running);
     browser.screenshot("dashboard-build-log-live").await;
     browser.finish().await;
@@ -380,5 +383,12 @@ async fn dashboard_edits_a_workspace_schedule() {
     browser.fill("#ttl [name=ttl]", "").await;
     submit(&browser, "#ttl button").await;
     assert_eq!(owner.workspace(workspace.id).await.unwrap().ttl_ms, None);
+
+    // A dormant workspace cannot start until woken: the page wakes it.
+    owner.set_workspace_dormant(workspace.id, true).await.unwrap();
+    browser.goto(&format!("/workspaces/{}", workspace.id)).await;
+    submit(&browser, "#wake button").await;
+    assert_eq!(owner.workspace(workspace.id).await.unwrap().dormant_at, None);
+    assert!(!browser.exists("#wake").await);
     browser.finish().await;
 }

@@ -200,16 +200,25 @@ pub fn workspace(chrome: &Chrome, shown: &Shown<'_>) -> Html<String> {
             // Unclaimed prebuilds have no schedule of their own: the reconciler manages them.
             @if w.owner_id != PREBUILDS_USER_ID && w.status != WorkspaceStatus::Deleted {
                 h2 { "Schedule" }
+                @if w.dormant_at.is_some() {
+                    form #wake.inline method="post" action={ "/workspaces/" (w.id) "/wake" } {
+                        (csrf(&chrome.csrf))
+                        span { "It is dormant: it cannot start until it is woken." }
+                        button type="submit" { "Wake" }
+                    }
+                }
                 form #ttl.inline method="post" action={ "/workspaces/" (w.id) "/ttl" } {
                     (csrf(&chrome.csrf))
-                    label { "Stops after each start " input name="ttl" value=(ttl.unwrap_or_default()) placeholder="8h, or empty: until stopped"; }
+                    label { "Stops after each start " input name="ttl" value=(ttl.unwrap_or_default()) placeholder="e.g. 8h"; }
                     button type="submit" { "Save" }
+                    small { "Empty: it runs until stopped." }
                 }
                 form #autostart.inline method="post" action={ "/workspaces/" (w.id) "/autostart" } {
                     (csrf(&chrome.csrf))
                     label { "Starts by itself at " input.wide name="schedule" value=(w.autostart_schedule.clone().unwrap_or_default())
-                        placeholder="CRON_TZ=Europe/Berlin 0 9 * * 1-5, or empty: never"; }
+                        placeholder="e.g. CRON_TZ=Europe/Berlin 0 9 * * 1-5"; }
                     button type="submit" { "Save" }
+                    small { "Five cron fields, optionally after CRON_TZ=<zone>. Empty: never." }
                 }
                 @if running {
                     form #extend.inline method="post" action={ "/workspaces/" (w.id) "/extend" } {
