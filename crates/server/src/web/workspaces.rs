@@ -86,8 +86,8 @@ async fn with_made(domain: &Domain, list: Vec<Workspace>) -> Result<Vec<(Workspa
         .collect())
 }
 
-fn workspace_id(id: &str) -> Result<Uuid, WebError> {
-    // A malformed id names no workspace, as an unknown one does not.
+/// An id from the path: a malformed one names nothing, as an unknown one does not.
+fn path_id(id: &str) -> Result<Uuid, WebError> {
     id.parse().map_err(|_| WebError::not_found())
 }
 
@@ -101,7 +101,7 @@ pub async fn list(State(state): State<AppState>, session: Session) -> Page {
 
 pub async fn show(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
     let domain = &state.domain;
-    let id = workspace_id(&id)?;
+    let id = path_id(&id)?;
     let workspace = domain.workspace(&session.actor, id).await?;
     let builds = domain.builds(&session.actor, id).await?;
     let mut agent_logs = Vec::with_capacity(workspace.agents.len());
@@ -185,7 +185,7 @@ fn action(path: &str) -> Result<Action, WebError> {
 /// The confirmation page: what the action links lead to when the page's
 /// script does not open its dialog instead.
 pub async fn confirm(State(state): State<AppState>, session: Session, Path((id, act)): Path<(String, String)>) -> Page {
-    let (id, act) = (workspace_id(&id)?, action(&act)?);
+    let (id, act) = (path_id(&id)?, action(&act)?);
     let workspace = state.domain.workspace(&session.actor, id).await?;
     let chrome = chrome(&state.domain, &session).await?;
     Ok(pages::confirm(&chrome, &workspace, act).into_response())
@@ -194,7 +194,7 @@ pub async fn confirm(State(state): State<AppState>, session: Session, Path((id, 
 /// Carries out a confirmed action with the domain function the API (or, for
 /// update, the CLI's) calls, then shows the workspace following its build.
 pub async fn act(State(state): State<AppState>, Path((id, act)): Path<(String, String)>, form: Form<NoFields>) -> Page {
-    let (id, act) = (workspace_id(&id)?, action(&act)?);
+    let (id, act) = (path_id(&id)?, action(&act)?);
     let (domain, actor) = (&state.domain, &form.session.actor);
     let build = |transition| CreateWorkspaceBuildRequest {
         transition,
@@ -234,7 +234,7 @@ pub struct TtlForm {
 
 /// How long the workspace runs after each start (`warmspace schedule stop`).
 pub async fn set_ttl(State(state): State<AppState>, Path(id): Path<String>, form: Form<TtlForm>) -> Page {
-    let id = workspace_id(&id)?;
+    let id = path_id(&id)?;
     let ttl_ms = duration_field("ttl", &form.fields.ttl)?;
     state.domain.update_workspace_ttl(&form.session.actor, id, ttl_ms).await?;
     back_to(id)
@@ -247,7 +247,7 @@ pub struct AutostartForm {
 
 /// When the workspace starts by itself (`warmspace schedule start`).
 pub async fn set_autostart(State(state): State<AppState>, Path(id): Path<String>, form: Form<AutostartForm>) -> Page {
-    let id = workspace_id(&id)?;
+    let id = path_id(&id)?;
     let schedule = Some(form.fields.schedule.trim().to_owned()).filter(|s| !s.is_empty() && s != "manual");
     state.domain.update_workspace_autostart(&form.session.actor, id, schedule).await?;
     back_to(id)
@@ -260,7 +260,7 @@ pub struct ExtendForm {
 
 /// Moves a running workspace's stop (`warmspace schedule extend`).
 pub async fn extend(State(state): State<AppState>, Path(id): Path<String>, form: Form<ExtendForm>) -> Page {
-    let id = workspace_id(&id)?;
+    let id = path_id(&id)?;
     let Some(by_ms) = duration_field("duration", &form.fields.duration)? else {
         return Err(Error::field("duration", "is required: how long from now, such as 2h").into());
     };
@@ -270,7 +270,7 @@ pub async fn extend(State(state): State<AppState>, Path(id): Path<String>, form:
 
 /// Wakes a dormant workspace so that it can start again (`warmspace schedule wake`).
 pub async fn wake(State(state): State<AppState>, Path(id): Path<String>, form: Form<NoFields>) -> Page {
-    let id = workspace_id(&id)?;
+    let id = path_id(&id)?;
     state.domain.set_workspace_dormant(&form.session.actor, id, false).await?;
     back_to(id)
 }
@@ -319,7 +319,7 @@ pub async fn build_log(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Page {
-    let id: Uuid = id.parse().map_err(|_| WebError::not_found())?;
+    let id = path_id(&id)?;
     let after =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let follow = state.domain.follow_build_log(&session.actor, id, after).await?;

@@ -13,33 +13,12 @@ use warmspace_server::testing::{OWNER_EMAIL, PASSWORD, TestServer};
 use crate::browser::Browser;
 use crate::common::*;
 
-/// An echo template with a parameter of every type, an `eu` preset that
+/// [`ECHO`] with a parameter of each other type, an `eu` preset that
 /// fixes the region, and one simulated agent.
-const PARAMETERS: &str = r#"
-provisioner = "echo"
-parameter "region" {
-  display_name = "Region"
-  type         = "string"
-  default      = "us"
-  option {
-    name  = "US East"
-    value = "us"
-  }
-  option {
-    name  = "EU West"
-    value = "eu"
-  }
-}
-parameter "cpus" {
-  display_name = "CPUs"
-  type         = "number"
-  default      = 2
-  mutable      = true
-  validation {
-    min = 1
-    max = 16
-  }
-}
+fn parameters_manifest() -> String {
+    format!(
+        "{ECHO}{}",
+        r#"
 parameter "debug" {
   type    = "bool"
   default = false
@@ -56,19 +35,18 @@ preset "eu" {
 agent "main" {
   startup_script = "echo hi"
 }
-echo {
-  duration_ms = 20
+"#
+    )
 }
-"#;
 
-/// An owner (through the API) with the [`PARAMETERS`] template.
+/// An owner (through the API) with the [`parameters_manifest`] template.
 async fn owner_with_template(server: &TestServer) -> (Client, warmspace_sdk::Template) {
     let owner = server.owner().await;
-    let template = push(&owner, "params", &[("warmspace.hcl", PARAMETERS)]).await;
+    let template = push(&owner, "params", &[("warmspace.hcl", &parameters_manifest())]).await;
     (owner, template)
 }
 
-/// The owner, signed in, on the create form of the [`PARAMETERS`] template.
+/// The owner, signed in, on the create form of the [`parameters_manifest`] template.
 async fn on_the_create_form(server: &TestServer) -> (Client, Browser) {
     let (owner, _) = owner_with_template(server).await;
     let browser = Browser::start(&server.url).await;
@@ -204,8 +182,11 @@ async fn dashboard_stops_starts_updates_and_deletes_after_confirmation() {
 
     // A newer active version makes it outdated: update rebuilds it on that version.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("warmspace.hcl"), PARAMETERS.replace("duration_ms = 20", "duration_ms = 30"))
-        .unwrap();
+    std::fs::write(
+        dir.path().join("warmspace.hcl"),
+        parameters_manifest().replace("duration_ms = 20", "duration_ms = 30"),
+    )
+    .unwrap();
     let version = upload_version(&owner, dir.path(), Some(template.id)).await;
     wait_imported(&owner, &version).await;
     owner.set_active_version(template.id, version.id).await.unwrap();
