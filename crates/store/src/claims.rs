@@ -182,7 +182,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
          SELECT h.id, h.organization_id, h.owner_id, (SELECT username FROM users WHERE id = h.owner_id) AS owner_name, \
              h.template_id, (SELECT name FROM templates WHERE id = h.template_id) AS template_name, \
              (SELECT active_version_id FROM templates WHERE id = h.template_id) AS template_active_version_id, \
-             h.name, h.preset_id, \
+             h.name, h.preset_id, (SELECT name FROM template_version_presets WHERE id = h.preset_id) AS preset_name, \
              h.created_at, h.updated_at, h.deleted, h.autostart_schedule, h.ttl_ms, h.last_used_at, \
              h.dormant_at, h.deleting_at, \
              b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \

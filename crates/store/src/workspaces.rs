@@ -36,6 +36,9 @@ pub struct WorkspaceRow {
     pub template_active_version_id: Uuid,
     pub name: String,
     pub preset_id: Option<Uuid>,
+    /// The name of that preset, read with the workspace so that a listing
+    /// names every row's preset in the same statement.
+    pub preset_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted: bool,
@@ -62,6 +65,7 @@ impl WorkspaceRow {
 
 const WORKSPACE_SELECT: &str = "SELECT w.id, w.organization_id, w.owner_id, u.username AS owner_name, w.template_id, \
              t.name AS template_name, t.active_version_id AS template_active_version_id, w.name, w.preset_id, \
+             (SELECT name FROM template_version_presets WHERE id = w.preset_id) AS preset_name, \
              w.created_at, w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, \
              w.dormant_at, w.deleting_at, b.id AS latest_build_id, b.build_number AS latest_build_number, b.transition AS latest_transition, \
              b.template_version_id AS latest_version_id, j.id AS latest_job_id, j.status AS latest_job_status \

@@ -18,6 +18,9 @@ pub struct Workspace {
     pub name: String,
     /// The preset it was made from, if any.
     pub preset_id: Option<Uuid>,
+    /// That preset's name.
+    #[serde(default)]
+    pub preset_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ttl_ms: Option<i64>,

@@ -109,6 +109,7 @@ fn workspace_view(w: WorkspaceRow, latest_build: WorkspaceBuild, agents: Vec<Wor
         template_active_version_id: w.template_active_version_id,
         name: w.name,
         preset_id: w.preset_id,
+        preset_name: w.preset_name,
         created_at: w.created_at,
         updated_at: w.updated_at,
         ttl_ms: w.ttl_ms,

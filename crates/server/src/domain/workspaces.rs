@@ -301,6 +301,24 @@ impl Domain {
         self.build_view(build).await
     }
 
+    /// Rebuilds a workspace on its template's active version (Coder's
+    /// `update`): a `start` build on that version with the latest build's
+    /// values carried over, under the same checks as any build. Refused when
+    /// the workspace already uses the active version.
+    pub async fn update_workspace(&self, actor: &Actor, id: Uuid) -> Result<WorkspaceBuild> {
+        let workspace = self.store.workspace(id).await.found("Workspace")?;
+        readable(actor, &workspace)?;
+        if workspace.latest_version_id == workspace.template_active_version_id {
+            return Err(Error::conflict("The workspace already uses the template's active version."));
+        }
+        let req = CreateWorkspaceBuildRequest {
+            transition: Transition::Start,
+            template_version_id: Some(workspace.template_active_version_id),
+            rich_parameter_values: Vec::new(),
+        };
+        self.create_build(actor, id, req).await
+    }
+
     /// A workspace's builds, newest first.
     pub async fn builds(&self, actor: &Actor, id: Uuid) -> Result<Vec<WorkspaceBuild>> {
         let workspace = self.store.workspace(id).await.found("Workspace")?;

@@ -1,10 +1,7 @@
 //! The pages: each extracts its input, calls the domain layer as the API's
 //! handlers do, and renders.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
-
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
@@ -12,23 +9,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use uuid::Uuid;
-use warmspace_sdk::{
-    CreateFirstUserRequest, CreateWorkspaceRequest, LoginWithPasswordRequest, NotificationsQuery, PrebuildSettings,
-    Workspace, WorkspacesQuery,
-};
-use warmspace_states::{BuildReason, JobStatus};
-use warmspace_store::claims::CreationRecord;
+use warmspace_sdk::{CreateFirstUserRequest, LoginWithPasswordRequest, NotificationsQuery, PrebuildSettings};
 
 use super::WebError;
-use super::pages::{self, Chrome, Failure, PresetChoice, WorkspaceLine};
+use super::pages::{self, Chrome, Failure};
 use super::session::{self, Form, PreSessionForm, Session};
 use crate::api::{ApiError, AppState};
 use crate::domain::{Domain, Error};
 
-type Page = Result<Response, WebError>;
+pub(super) type Page = Result<Response, WebError>;
 
 /// The header of a signed-in page.
-async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> {
+pub(super) async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> {
     let inbox = domain.inbox(&session.actor, NotificationsQuery { unread: true, limit: Some(1) }).await?;
     let pools = domain.may_see_pools(&session.actor);
     Ok(Chrome {
@@ -40,7 +32,7 @@ async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> 
     })
 }
 
-fn failure(err: Error) -> Failure {
+pub(super) fn failure(err: Error) -> Failure {
     let api = ApiError::from(err);
     Failure { message: api.body.message, validations: api.body.validations }
 }
@@ -146,149 +138,9 @@ pub async fn logout(State(state): State<AppState>, form: Form<NoFields>) -> Page
     Ok(session::signed_out(&state, "/login"))
 }
 
-// Workspaces.
-
-/// How a workspace was made, in words.
-fn made(w: &Workspace, record: Option<&CreationRecord>) -> (String, bool) {
-    match record {
-        Some(r) if r.hit => (format!("claimed from the pool in {} ms", (r.latency_ms.round() as i64).max(1)), true),
-        Some(r) => {
-            let why = r.reason.map(|reason| format!(" ({})", reason.as_str().replace('_', " "))).unwrap_or_default();
-            let build = &w.latest_build;
-            let first = build.build_number == 1 && build.reason == BuildReason::Initiator;
-            match (first, build.job.status, build.job.completed_at) {
-                (true, JobStatus::Succeeded, Some(done)) => {
-                    let took = (done - build.job.created_at).to_std().unwrap_or_default();
-                    (format!("built cold in {}{why}", short(took)), false)
-                }
-                (true, JobStatus::Pending | JobStatus::Running, _) => (format!("building cold{why}"), false),
-                _ => (format!("built cold{why}"), false),
-            }
-        }
-        None if w.owner_name == "prebuilds" => ("a prebuild, waiting in its pool".into(), false),
-        None => ("—".into(), false),
-    }
-}
-
-/// A duration as people say it: 850 ms, 12 s, 2 min.
-fn short(d: Duration) -> String {
-    match d.as_millis() {
-        ms if ms < 1000 => format!("{ms} ms"),
-        ms if ms < 120_000 => format!("{} s", ms / 1000),
-        ms => format!("{} min", ms / 60_000),
-    }
-}
-
-/// The names of the presets these workspaces were made from.
-async fn preset_names(domain: &Domain, session: &Session, list: &[Workspace]) -> HashMap<Uuid, String> {
-    let versions: std::collections::BTreeSet<Uuid> =
-        list.iter().filter(|w| w.preset_id.is_some()).map(|w| w.latest_build.template_version_id).collect();
-    let mut names = HashMap::new();
-    for version in versions {
-        // A version the person may not read leaves its presets unnamed.
-        if let Ok(presets) = domain.template_version_presets(&session.actor, version).await {
-            names.extend(presets.into_iter().map(|p| (p.id, p.name)));
-        }
-    }
-    names
-}
-
-async fn lines(domain: &Domain, session: &Session, list: &[Workspace]) -> Result<Vec<WorkspaceLine>, WebError> {
-    let records = domain.creations(list).await?;
-    let presets = preset_names(domain, session, list).await;
-    Ok(list
-        .iter()
-        .map(|w| {
-            let (made, claimed) = made(w, records.get(&w.id));
-            WorkspaceLine {
-                id: w.id,
-                name: w.name.clone(),
-                owner: w.owner_name.clone(),
-                template: w.template_name.clone(),
-                preset: w.preset_id.map(|id| presets.get(&id).cloned().unwrap_or_else(|| id.to_string())),
-                status: w.status.to_string(),
-                made,
-                claimed,
-            }
-        })
-        .collect())
-}
-
-pub async fn workspaces(State(state): State<AppState>, session: Session) -> Page {
-    let domain = &state.domain;
-    let chrome = chrome(domain, &session).await?;
-    let list = domain.list_workspaces(&session.actor, WorkspacesQuery::default()).await?.workspaces;
-    let lines = lines(domain, &session, &list).await?;
-    Ok(pages::workspaces(&chrome, &lines).into_response())
-}
-
-fn parse_id(field: &str, value: &str) -> Result<Uuid, WebError> {
+/// A UUID from a form or query field, or a 400 naming the field.
+pub(super) fn parse_id(field: &str, value: &str) -> Result<Uuid, WebError> {
     value.parse().map_err(|_| WebError::new(StatusCode::BAD_REQUEST, format!("Invalid {field}: expected a UUID.")))
-}
-
-pub async fn workspace(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Page {
-    let domain = &state.domain;
-    let id = id.parse::<Uuid>().map_err(|_| WebError::not_found())?;
-    let workspace = domain.workspace(&session.actor, id).await?;
-    let builds = domain.builds(&session.actor, id).await?;
-    let chrome = chrome(domain, &session).await?;
-    let line = lines(domain, &session, std::slice::from_ref(&workspace)).await?.remove(0);
-    Ok(pages::workspace(&chrome, &line, &builds).into_response())
-}
-
-pub async fn new_workspace(State(state): State<AppState>, session: Session, RawQuery(query): RawQuery) -> Page {
-    let domain = &state.domain;
-    let chrome = chrome(domain, &session).await?;
-    let template = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "template")
-        .map(|(_, v)| v.into_owned());
-    let Some(template) = template else {
-        let templates = domain.list_templates(&session.actor, None).await?;
-        return Ok(pages::choose_template(&chrome, &templates).into_response());
-    };
-    let template = domain.template(&session.actor, parse_id("template", &template)?).await?;
-    let warm: BTreeMap<Uuid, u32> = domain.warm_presets(&session.actor, template.id).await?;
-    let presets = domain
-        .template_version_presets(&session.actor, template.active_version_id)
-        .await?
-        .into_iter()
-        .map(|preset| PresetChoice { warm: warm.get(&preset.id).copied(), preset })
-        .collect::<Vec<_>>();
-    Ok(pages::create_form(&chrome, &template, &presets).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CreateForm {
-    template_id: String,
-    name: String,
-    #[serde(default)]
-    preset_id: String,
-}
-
-pub async fn create_workspace(State(state): State<AppState>, form: Form<CreateForm>) -> Page {
-    let Form { session, fields } = form;
-    let template_id = parse_id("template_id", &fields.template_id)?;
-    let preset = match fields.preset_id.as_str() {
-        "" => None,
-        id => Some(parse_id("preset_id", id)?),
-    };
-    let created = state
-        .domain
-        .create_workspace(
-            &session.actor,
-            "me",
-            CreateWorkspaceRequest {
-                template_id,
-                template_version_id: None,
-                name: fields.name,
-                rich_parameter_values: Vec::new(),
-                template_version_preset_id: preset,
-                ttl_ms: None,
-                autostart_schedule: None,
-            },
-        )
-        .await?;
-    Ok(Redirect::to(&format!("/workspaces/{}", created.workspace.id)).into_response())
 }
 
 // Prebuilds.
@@ -366,16 +218,4 @@ pub async fn notification_events(State(state): State<AppState>, session: Session
         .filter_map(|count| std::future::ready(count.ok()))
         .map(|unread| Event::default().event("unread").data(format!("{{\"unread\":{unread}}}")));
     Ok(crate::api::sse(&state, events))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_durations() {
-        assert_eq!(short(Duration::from_millis(850)), "850 ms");
-        assert_eq!(short(Duration::from_secs(12)), "12 s");
-        assert_eq!(short(Duration::from_secs(150)), "2 min");
-    }
 }

@@ -2,8 +2,8 @@
 //! address by the same binary. Like the API handlers, every page extracts
 //! its input, calls the domain layer (which checks permission) and renders
 //! the result; the only JavaScript is one small static file that keeps the
-//! live parts (pool counts, the unread badge) current over Server-Sent
-//! Events.
+//! live parts (pool counts, the unread badge, build logs) current over
+//! Server-Sent Events and asks before an action in a dialog.
 //!
 //! Every response carries a Content-Security-Policy that allows scripts,
 //! styles and connections from this origin only (no inline script or
@@ -12,6 +12,7 @@
 mod handlers;
 mod pages;
 mod session;
+mod workspaces;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -35,9 +36,15 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/setup", get(setup_page).post(setup))
         .route("/logout", post(logout))
-        .route("/workspaces", get(workspaces).post(create_workspace))
-        .route("/workspaces/new", get(new_workspace))
-        .route("/workspaces/{id}", get(workspace))
+        .route("/workspaces", get(workspaces::list).post(workspaces::create))
+        .route("/workspaces/new", get(workspaces::new))
+        .route("/workspaces/{id}", get(workspaces::show))
+        .route("/workspaces/{id}/{action}", get(workspaces::confirm).post(workspaces::act))
+        .route("/workspaces/{id}/ttl", post(workspaces::set_ttl))
+        .route("/workspaces/{id}/autostart", post(workspaces::set_autostart))
+        .route("/workspaces/{id}/extend", post(workspaces::extend))
+        .route("/workspaces/{id}/wake", post(workspaces::wake))
+        .route("/builds/{id}/log", get(workspaces::build_log))
         .route("/prebuilds", get(prebuilds))
         .route("/prebuilds/events", get(prebuild_events))
         .route("/prebuilds/pause", post(pause))

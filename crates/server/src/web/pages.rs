@@ -4,8 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::Html;
 use maud::{DOCTYPE, Markup, html};
-use uuid::Uuid;
-use warmspace_sdk::{Notification, PrebuildsStatus, Preset, Template, ValidationError, WorkspaceBuild};
+use warmspace_sdk::{Notification, PrebuildsStatus, ValidationError};
 
 use super::session::CSRF_FIELD;
 
@@ -20,25 +19,11 @@ pub struct Chrome {
     pub all_workspaces: bool,
 }
 
-/// A workspace as a row of the list and the head of its page.
-pub struct WorkspaceLine {
-    pub id: Uuid,
-    pub name: String,
-    pub owner: String,
-    pub template: String,
-    pub preset: Option<String>,
-    pub status: String,
-    /// How it was made: "claimed from the pool in 12 ms", "built cold in 2 min", ….
-    pub made: String,
-    /// Claimed from a pool.
-    pub claimed: bool,
-}
-
-fn csrf(token: &str) -> Markup {
+pub(super) fn csrf(token: &str) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(token); }
 }
 
-fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Html<String> {
+pub(super) fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Html<String> {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -76,7 +61,7 @@ fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Html<String> {
     Html(markup.into_string())
 }
 
-fn problems(validations: &[ValidationError]) -> Markup {
+pub(super) fn problems(validations: &[ValidationError]) -> Markup {
     html! {
         @if !validations.is_empty() {
             ul.problems { @for v in validations { li { strong { (v.field) } " " (v.detail) } } }
@@ -104,7 +89,7 @@ pub struct Failure {
     pub validations: Vec<ValidationError>,
 }
 
-fn failure(failed: Option<&Failure>) -> Markup {
+pub(super) fn failure(failed: Option<&Failure>) -> Markup {
     html! {
         @if let Some(f) = failed {
             div #error.error { p { (f.message) } (problems(&f.validations)) }
@@ -143,141 +128,6 @@ pub fn setup(token: &str, username: &str, email: &str, failed: Option<&Failure>)
                 label { "Email" input #email type="email" name="email" value=(email) required; }
                 label { "Password" input #password type="password" name="password" required; }
                 button #submit type="submit" { "Create and sign in" }
-            }
-        },
-    )
-}
-
-pub fn workspaces(chrome: &Chrome, lines: &[WorkspaceLine]) -> Html<String> {
-    page(
-        "Workspaces",
-        Some(chrome),
-        html! {
-            h1 { @if chrome.all_workspaces { "All workspaces" } @else { "My workspaces" } }
-            p { a.button href="/workspaces/new" { "New workspace" } }
-            @if lines.is_empty() {
-                p.empty { "No workspaces yet." }
-            } @else {
-                div.scroll {
-                    table #workspaces {
-                        thead { tr {
-                            th { "Name" }
-                            @if chrome.all_workspaces { th { "Owner" } }
-                            th { "Template" } th { "Preset" } th { "Status" } th { "Made" }
-                        } }
-                        tbody {
-                            @for w in lines {
-                                tr {
-                                    td { a href={ "/workspaces/" (w.id) } { (w.name) } }
-                                    @if chrome.all_workspaces { td { (w.owner) } }
-                                    td { (w.template) }
-                                    td { (w.preset.as_deref().unwrap_or("—")) }
-                                    td { span.status { (w.status) } }
-                                    td.made { (w.made) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
-}
-
-pub fn workspace(chrome: &Chrome, w: &WorkspaceLine, builds: &[WorkspaceBuild]) -> Html<String> {
-    page(
-        &w.name,
-        Some(chrome),
-        html! {
-            h1 { (w.owner) " / " (w.name) }
-            p #made class=(if w.claimed { "made claimed" } else { "made" }) { (w.made) }
-            dl.facts {
-                dt { "Status" } dd #status { (w.status) }
-                dt { "Template" } dd { (w.template) }
-                dt { "Preset" } dd { (w.preset.as_deref().unwrap_or("—")) }
-            }
-            h2 { "Builds" }
-            div.scroll {
-                table #builds {
-                    thead { tr { th { "#" } th { "Transition" } th { "Reason" } th { "Status" } th { "By" } th { "Version" } } }
-                    tbody {
-                        @for b in builds {
-                            tr {
-                                td { (b.build_number) }
-                                td { (b.transition) }
-                                td { (b.reason) }
-                                td { (b.status) }
-                                td { (b.initiator_name) }
-                                td { (b.template_version_name) }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
-}
-
-pub fn choose_template(chrome: &Chrome, templates: &[Template]) -> Html<String> {
-    page(
-        "New workspace",
-        Some(chrome),
-        html! {
-            h1 { "New workspace" }
-            h2 { "Choose a template" }
-            @if templates.is_empty() { p.empty { "No templates yet." } }
-            ul #templates.cards {
-                @for t in templates {
-                    li {
-                        a href={ "/workspaces/new?template=" (t.id) } {
-                            strong { @if t.display_name.is_empty() { (t.name) } @else { (t.display_name) } }
-                        }
-                        @if !t.description.is_empty() { p { (t.description) } }
-                    }
-                }
-            }
-        },
-    )
-}
-
-/// A preset offered on the create form, with the prebuilds eligible in its
-/// pool right now (`None`: it keeps no pool).
-pub struct PresetChoice {
-    pub preset: Preset,
-    pub warm: Option<u32>,
-}
-
-pub fn create_form(chrome: &Chrome, template: &Template, presets: &[PresetChoice]) -> Html<String> {
-    let first_warm = presets.iter().position(|p| p.warm.is_some_and(|n| n > 0));
-    page(
-        "New workspace",
-        Some(chrome),
-        html! {
-            h1 { "New workspace from " (template.name) }
-            form #create.stack method="post" action="/workspaces" {
-                (csrf(&chrome.csrf))
-                input type="hidden" name="template_id" value=(template.id);
-                label { "Name" input #name name="name" required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="64"; }
-                fieldset #presets {
-                    legend { "Preset" }
-                    label.choice {
-                        input type="radio" name="preset_id" value="" checked[presets.is_empty()];
-                        " None (the template's defaults)"
-                    }
-                    @for (i, choice) in presets.iter().enumerate() {
-                        label.choice id={ "preset-" (choice.preset.name) } {
-                            input type="radio" name="preset_id" value=(choice.preset.id)
-                                checked[first_warm == Some(i) || (first_warm.is_none() && i == 0)];
-                            " " strong { (choice.preset.name) }
-                            @match choice.warm {
-                                Some(n) => { " " span.warm data-preset=(choice.preset.id) { (n) " warm" } }
-                                None => { " " span.cold { "no pool: built cold" } }
-                            }
-                            @if !choice.preset.description.is_empty() { br; small { (choice.preset.description) } }
-                        }
-                    }
-                }
-                button #submit type="submit" { "Create workspace" }
             }
         },
     )

@@ -138,6 +138,37 @@ pub async fn finish(client: &Client, build: &WorkspaceBuild) -> (Vec<String>, Wo
     (lines, client.build(build.id).await.unwrap())
 }
 
+/// An echo template with an immutable `region` (options `us` and `eu`) and a
+/// mutable `cpus` (1 to 16); its builds take 20 ms.
+pub const ECHO: &str = r#"
+provisioner = "echo"
+parameter "region" {
+  type    = "string"
+  default = "us"
+  mutable = false
+  option {
+    name  = "US"
+    value = "us"
+  }
+  option {
+    name  = "EU"
+    value = "eu"
+  }
+}
+parameter "cpus" {
+  type    = "number"
+  default = 2
+  mutable = true
+  validation {
+    min = 1
+    max = 16
+  }
+}
+echo {
+  duration_ms = 20
+}
+"#;
+
 // Claims: an echo template with a pooled preset `us` and a pool-less `eu`.
 
 /// Two presets: `us` keeps a pool of `instances`, `eu` keeps none.

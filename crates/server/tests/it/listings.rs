@@ -25,6 +25,8 @@ async fn listing_a_thousand_workspaces_takes_as_many_statements_as_listing_ten()
     let listed = listed.unwrap();
     assert_eq!((listed.workspaces.len(), listed.count), (1000, 1000));
     assert!(listed.workspaces.iter().all(|w| w.latest_build.job.status == warmspace_sdk::JobStatus::Succeeded));
+    // Each names its preset, read by the same statements.
+    assert!(listed.workspaces.iter().all(|w| w.preset_id == Some(us) && w.preset_name.as_deref() == Some("us")));
     println!("listing 10 workspaces took {ten} statements, listing 1000 took {thousand}");
     assert!(ten > 0, "statements are counted");
     assert_eq!(ten, thousand, "a listing's statements do not grow with its length");

@@ -11,35 +11,6 @@ use warmspace_sdk::{JobStatus, Role, StatusCode, WorkspaceStatus, WorkspacesQuer
 use warmspace_server::Config;
 use warmspace_server::testing::TestServer;
 
-const ECHO: &str = r#"
-provisioner = "echo"
-parameter "region" {
-  type    = "string"
-  default = "us"
-  mutable = false
-  option {
-    name  = "US"
-    value = "us"
-  }
-  option {
-    name  = "EU"
-    value = "eu"
-  }
-}
-parameter "cpus" {
-  type    = "number"
-  default = 2
-  mutable = true
-  validation {
-    min = 1
-    max = 16
-  }
-}
-echo {
-  duration_ms = 20
-}
-"#;
-
 #[tokio::test]
 async fn a_workspace_is_created_stopped_started_and_deleted() {
     let server = TestServer::start().await;
