@@ -165,3 +165,84 @@ impl Store {
         .await?)
     }
 }
+
+/// One sample of a preset's pool history: at `at`, how many of its
+/// prebuilds were eligible, and the create requests charged to it in the
+/// step that ends at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSampleRow {
+    pub preset_id: Uuid,
+    pub at: DateTime<Utc>,
+    /// The preset's template version had been created by `at` (before, it cannot have kept a pool).
+    pub version_existed: bool,
+    pub eligible: i64,
+    pub hits: i64,
+    pub misses: i64,
+}
+
+impl Store {
+    /// The pools of `preset_ids` over `[since, until]`, sampled every `step`
+    /// from `since`: derived from the prebuilds' recorded lives (eligible from
+    /// their `eligible` event until their first `claimed`, `deleted` or
+    /// `expired` one) and from the claim attempts. Only rows of the window
+    /// are read: the prebuilds with an event in it or alive now, found by
+    /// time and by the pool index, and the attempts by preset and time.
+    pub async fn pool_history(
+        &self,
+        preset_ids: &[Uuid],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        step: std::time::Duration,
+    ) -> Result<Vec<PoolSampleRow>> {
+        let rows = sqlx::query!(
+            "WITH ids AS ( \
+                 SELECT workspace_id FROM prebuild_events \
+                 WHERE at >= $2 AND at <= $3 AND preset_id = ANY ($1) \
+                 UNION \
+                 SELECT id FROM workspaces WHERE owner_id = $5 AND NOT deleted AND preset_id = ANY ($1)), \
+             lives AS MATERIALIZED ( \
+                 SELECT e.preset_id, e.at AS eligible_at, x.ended_at \
+                 FROM ids \
+                 CROSS JOIN LATERAL (SELECT preset_id, at FROM prebuild_events \
+                                     WHERE workspace_id = ids.workspace_id AND event = 'eligible' \
+                                     ORDER BY at LIMIT 1) e \
+                 CROSS JOIN LATERAL (SELECT min(at) AS ended_at FROM prebuild_events \
+                                     WHERE workspace_id = ids.workspace_id \
+                                       AND event IN ('claimed', 'deleted', 'expired')) x \
+                 WHERE e.at <= $3 AND (x.ended_at IS NULL OR x.ended_at >= $2)), \
+             samples AS ( \
+                 SELECT p.id AS preset_id, s.at, s.at >= v.created_at AS version_existed \
+                 FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
+                 CROSS JOIN generate_series($2::timestamptz, $3::timestamptz, make_interval(secs => $4)) s (at) \
+                 WHERE p.id = ANY ($1)) \
+             SELECT s.preset_id AS \"preset_id!\", s.at AS \"at!\", s.version_existed AS \"version_existed!\", \
+                 (SELECT count(*) FROM lives l WHERE l.preset_id = s.preset_id AND l.eligible_at <= s.at \
+                    AND (l.ended_at IS NULL OR l.ended_at > s.at)) AS \"eligible!\", \
+                 count(a.id) FILTER (WHERE a.hit) AS \"hits!\", \
+                 count(a.id) FILTER (WHERE NOT a.hit) AS \"misses!\" \
+             FROM samples s \
+             LEFT JOIN claim_attempts a ON a.preset_id = s.preset_id \
+                 AND a.at > greatest(s.at - make_interval(secs => $4), $2) AND a.at <= s.at \
+             GROUP BY s.preset_id, s.at, s.version_existed \
+             ORDER BY s.preset_id, s.at",
+            preset_ids,
+            since,
+            until,
+            step.as_secs_f64(),
+            PREBUILDS_USER_ID,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PoolSampleRow {
+                preset_id: r.preset_id,
+                at: r.at,
+                version_existed: r.version_existed,
+                eligible: r.eligible,
+                hits: r.hits,
+                misses: r.misses,
+            })
+            .collect())
+    }
+}

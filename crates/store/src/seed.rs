@@ -266,3 +266,63 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// `count` running workspaces of `owner`, made from an existing preset
+    /// (of its template's active version), created one second apart, oldest
+    /// first: each with a successful `start` build, one ready agent `main`,
+    /// and the record of its create request — every other one a claim from
+    /// the pool, the rest cold builds (`no_eligible`). What a person with
+    /// many workspaces leaves behind, for measuring the pages that list them.
+    pub async fn seed_workspaces(&self, owner: Uuid, preset_id: Uuid, count: u32) -> Result<()> {
+        let count =
+            i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
+                 gen_random_uuid() AS build, gen_random_uuid() AS job, \
+                 $2::timestamptz - make_interval(secs => $1 - g) AS at, g % 2 = 0 AS hit, \
+                 'ws-' || left(md5(random()::text), 6) || '-' || g AS name, \
+                 t.organization_id AS organization, t.id AS template, v.id AS version, v.file_id AS file, \
+                 p.id AS preset, $3::uuid AS owner \
+             FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
+             JOIN templates t ON t.id = v.template_id, generate_series(1, $1) g \
+             WHERE p.id = $4",
+            count,
+            self.now(),
+            owner,
+            preset_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let statements = [
+            "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, input, file_id, \
+                 worker_id, worker_name, created_at, started_at, completed_at) \
+             SELECT job, organization, 'workspace_build', 'succeeded', owner, '{}', file, gen_random_uuid(), 'seed', \
+                 at, at, at + interval '90 seconds' \
+             FROM seed",
+            "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at) \
+             SELECT workspace, organization, owner, template, name, preset, at FROM seed",
+            "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+                 template_version_id, template_version_preset_id, job_id, provisioner_state, created_at) \
+             SELECT build, workspace, 1, 'start', owner, 'initiator', version, preset, job, '', at FROM seed",
+            "INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
+             SELECT s.build, pp.name, pp.value FROM seed s JOIN template_version_preset_parameters pp \
+                 ON pp.preset_id = s.preset",
+            "INSERT INTO workspace_agents (workspace_id, name, lifecycle_state, serving_owner_id, first_connected_at, \
+                 last_connected_at, started_at, ready_at, created_at) \
+             SELECT workspace, 'main', 'ready', owner, at, at, at, at + interval '95 seconds', at FROM seed",
+            "INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, reason, workspace_id, latency_ms, \
+                 committed_at) \
+             SELECT at, template, preset, owner, hit, CASE WHEN NOT hit THEN 'no_eligible' END, workspace, \
+                 CASE WHEN hit THEN 8 + g % 7 ELSE 3 END, CASE WHEN hit THEN at END \
+             FROM seed",
+            "ANALYZE",
+        ];
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

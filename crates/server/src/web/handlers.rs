@@ -13,8 +13,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use uuid::Uuid;
 use warmspace_sdk::{
-    CreateFirstUserRequest, CreateWorkspaceRequest, LoginWithPasswordRequest, NotificationsQuery, PrebuildSettings,
-    Workspace, WorkspacesQuery,
+    CreateFirstUserRequest, CreateWorkspaceRequest, LoginWithPasswordRequest, NotificationsQuery, Workspace,
+    WorkspacesQuery,
 };
 use warmspace_states::{BuildReason, JobStatus};
 use warmspace_store::claims::CreationRecord;
@@ -25,10 +25,10 @@ use super::session::{self, Form, PreSessionForm, Session};
 use crate::api::{ApiError, AppState};
 use crate::domain::{Domain, Error};
 
-type Page = Result<Response, WebError>;
+pub(super) type Page = Result<Response, WebError>;
 
 /// The header of a signed-in page.
-async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> {
+pub(super) async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> {
     let inbox = domain.inbox(&session.actor, NotificationsQuery { unread: true, limit: Some(1) }).await?;
     let pools = domain.may_see_pools(&session.actor);
     Ok(Chrome {
@@ -36,11 +36,13 @@ async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome, WebError> 
         csrf: session.csrf.clone(),
         unread: inbox.unread_count,
         pools,
+        provisioner: domain.may_see_provisioners(&session.actor),
+        users: domain.may_see_all_users(&session.actor),
         all_workspaces: pools,
     })
 }
 
-fn failure(err: Error) -> Failure {
+pub(super) fn failure(err: Error) -> Failure {
     let api = ApiError::from(err);
     Failure { message: api.body.message, validations: api.body.validations }
 }
@@ -222,7 +224,7 @@ pub async fn workspaces(State(state): State<AppState>, session: Session) -> Page
     Ok(pages::workspaces(&chrome, &lines).into_response())
 }
 
-fn parse_id(field: &str, value: &str) -> Result<Uuid, WebError> {
+pub(super) fn parse_id(field: &str, value: &str) -> Result<Uuid, WebError> {
     value.parse().map_err(|_| WebError::new(StatusCode::BAD_REQUEST, format!("Invalid {field}: expected a UUID.")))
 }
 
@@ -289,48 +291,6 @@ pub async fn create_workspace(State(state): State<AppState>, form: Form<CreateFo
         )
         .await?;
     Ok(Redirect::to(&format!("/workspaces/{}", created.workspace.id)).into_response())
-}
-
-// Prebuilds.
-
-pub async fn prebuilds(State(state): State<AppState>, session: Session) -> Page {
-    let domain = &state.domain;
-    // Those who may not see the pools are not told the page exists.
-    if !domain.may_see_pools(&session.actor) {
-        return Err(WebError::not_found());
-    }
-    let status = domain.prebuilds_status(&session.actor).await?;
-    let chrome = chrome(domain, &session).await?;
-    Ok(pages::prebuilds(&chrome, &status).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct PauseForm {
-    paused: bool,
-}
-
-pub async fn pause(State(state): State<AppState>, form: Form<PauseForm>) -> Page {
-    if !state.domain.may_see_pools(&form.session.actor) {
-        return Err(WebError::not_found());
-    }
-    let settings = PrebuildSettings { reconciliation_paused: form.fields.paused };
-    state.domain.set_prebuild_settings(&form.session.actor, settings).await?;
-    Ok(Redirect::to("/prebuilds").into_response())
-}
-
-/// Server-Sent Events: a `pools` event (the pools' status, as the API's
-/// `GET /api/v2/prebuilds/status` gives it) when the stream opens and
-/// whenever it changes (see [`Domain::watch_prebuilds_status`]).
-pub async fn prebuild_events(State(state): State<AppState>, session: Session) -> Page {
-    if !state.domain.may_see_pools(&session.actor) {
-        return Err(WebError::not_found());
-    }
-    let pools = state.domain.watch_prebuilds_status(&session.actor).await?;
-    let events = pools.map(|status| {
-        let json = serde_json::to_string(&status).expect("a pool status serialises");
-        Event::default().event("pools").data(json)
-    });
-    Ok(crate::api::sse(&state, events))
 }
 
 // Notifications.

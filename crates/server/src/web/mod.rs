@@ -9,9 +9,14 @@
 //! styles and connections from this origin only (no inline script or
 //! style). Sessions and CSRF tokens: see [`session`].
 
+mod charts;
 mod handlers;
 mod pages;
+mod prebuilds;
+mod provisioner;
 mod session;
+mod templates;
+mod users;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -38,9 +43,20 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaces", get(workspaces).post(create_workspace))
         .route("/workspaces/new", get(new_workspace))
         .route("/workspaces/{id}", get(workspace))
-        .route("/prebuilds", get(prebuilds))
-        .route("/prebuilds/events", get(prebuild_events))
-        .route("/prebuilds/pause", post(pause))
+        .route("/templates", get(templates::templates))
+        .route("/templates/{id}", get(templates::template))
+        .route("/templates/{id}/active", post(templates::promote))
+        .route("/templates/{id}/versions/{version}", get(templates::version))
+        .route("/prebuilds", get(prebuilds::prebuilds))
+        .route("/prebuilds/events", get(prebuilds::prebuild_events))
+        .route("/prebuilds/pause", post(prebuilds::pause))
+        .route("/prebuilds/invalidate", get(prebuilds::invalidate_page).post(prebuilds::invalidate))
+        .route("/provisioner", get(provisioner::provisioner))
+        .route("/provisioner/keys", post(provisioner::create_key))
+        .route("/provisioner/keys/{name}/delete", get(provisioner::delete_key_page).post(provisioner::delete_key))
+        .route("/users", get(users::users).post(users::create_user))
+        .route("/users/{user}/status", post(users::set_status))
+        .route("/users/{user}/roles", post(users::set_roles))
         .route("/notifications", get(notifications))
         .route("/notifications/events", get(notification_events))
         .route("/notifications/read-all", post(read_all))

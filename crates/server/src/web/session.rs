@@ -142,12 +142,28 @@ async fn fields<T: DeserializeOwned>(req: Request) -> Result<(Option<String>, T)
             format!("Invalid {key}: must not contain a NUL character."),
         ));
     }
-    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(&body));
-    let fields = serde_path_to_error::deserialize(de).map_err(|err| {
+    Ok((csrf, decode(&body)?))
+}
+
+/// URL-encoded pairs (a form's body, a query string) as `T`; a bad one is a 400 naming its field.
+fn decode<T: DeserializeOwned>(pairs: &[u8]) -> Result<T, WebError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(pairs));
+    serde_path_to_error::deserialize(de).map_err(|err| {
         let field = err.path().to_string();
         WebError::new(StatusCode::BAD_REQUEST, format!("Invalid {field}: {}", err.into_inner()))
-    })?;
-    Ok((csrf, fields))
+    })
+}
+
+/// A page's query string as `T`; a bad one is a 400 page naming the field.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Query<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        let query = parts.uri.query().unwrap_or_default();
+        decode(query.as_bytes()).map(Query).map_err(IntoResponse::into_response)
+    }
 }
 
 fn refused() -> WebError {

@@ -2,6 +2,7 @@
 //! measured in the same run on the same database.
 
 mod claim;
+mod dashboard;
 mod queue;
 mod reconcile;
 mod refill;
@@ -30,6 +31,9 @@ pub enum BenchCommand {
     /// Refill: from a claim's commit to its replacement prebuild queued, one
     /// claim a second and in bursts, beside thousands of other presets.
     Refill(refill::RefillArgs),
+    /// The dashboard's workspaces page for one person with 1 000 workspaces:
+    /// request time and size, against the JSON API's listing of them.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Runs a benchmark, logging warnings (unless `RUST_LOG` says otherwise),
@@ -43,6 +47,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scale(args) => scale::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,
         BenchCommand::Refill(args) => refill::run(args).await,
+        BenchCommand::Dashboard(args) => dashboard::run(args).await,
     }
 }
 
