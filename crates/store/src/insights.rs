@@ -9,7 +9,6 @@ use uuid::Uuid;
 use warmspace_prebuilds::insights::{BuildReadiness, ClaimRow, Outcome, PrebuildLife};
 use warmspace_states::{JobStatus, MissReason};
 
-use crate::workspaces::PREBUILDS_USER_ID;
 use crate::{Result, Store, StoreError};
 
 /// A preset insight reports on, with its names.
@@ -98,26 +97,14 @@ impl Store {
 
     /// The lives of prebuilds that overlap `[since, until]`: those with an
     /// event in the window, and those alive now. Each from its `created`
-    /// event to its first `claimed`, `deleted` or `expired` one.
+    /// event to its first `claimed`, `deleted` or `expired` one (the
+    /// function `prebuild_lives`, migration 0024).
     pub async fn insight_lives(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<PrebuildLife>> {
         let rows = sqlx::query!(
-            "WITH ids AS ( \
-                 SELECT workspace_id FROM prebuild_events WHERE at >= $1 AND at <= $2 \
-                 UNION \
-                 SELECT id FROM workspaces WHERE owner_id = $3 AND NOT deleted AND preset_id IS NOT NULL) \
-             SELECT c.preset_id, c.at AS created_at, e.ended_at \
-             FROM ids \
-             CROSS JOIN LATERAL (SELECT preset_id, at FROM prebuild_events \
-                                 WHERE workspace_id = ids.workspace_id AND event = 'created' \
-                                 ORDER BY at LIMIT 1) c \
-             CROSS JOIN LATERAL (SELECT min(at) AS ended_at FROM prebuild_events \
-                                 WHERE workspace_id = ids.workspace_id \
-                                   AND event IN ('claimed', 'deleted', 'expired')) e \
-             WHERE c.at <= $2 AND (e.ended_at IS NULL OR e.ended_at >= $1) \
-             ORDER BY c.at",
+            "SELECT preset_id AS \"preset_id!\", started_at AS \"created_at!\", ended_at \
+             FROM prebuild_lives($1, $2, 'created') ORDER BY started_at",
             since,
             until,
-            PREBUILDS_USER_ID,
         )
         .fetch_all(&self.pool)
         .await?;
@@ -184,9 +171,10 @@ impl Store {
     /// The pools of `preset_ids` over `[since, until]`, sampled every `step`
     /// from `since`: derived from the prebuilds' recorded lives (eligible from
     /// their `eligible` event until their first `claimed`, `deleted` or
-    /// `expired` one) and from the claim attempts. Only rows of the window
-    /// are read: the prebuilds with an event in it or alive now, found by
-    /// time and by the pool index, and the attempts by preset and time.
+    /// `expired` one: `prebuild_lives`, migration 0024) and from the claim
+    /// attempts, in one statement. Only rows of the window are read: the
+    /// prebuilds with an event in it or alive now, and the attempts by preset
+    /// and time.
     pub async fn pool_history(
         &self,
         preset_ids: &[Uuid],
@@ -195,21 +183,9 @@ impl Store {
         step: std::time::Duration,
     ) -> Result<Vec<PoolSampleRow>> {
         let rows = sqlx::query!(
-            "WITH ids AS ( \
-                 SELECT workspace_id FROM prebuild_events \
-                 WHERE at >= $2 AND at <= $3 AND preset_id = ANY ($1) \
-                 UNION \
-                 SELECT id FROM workspaces WHERE owner_id = $5 AND NOT deleted AND preset_id = ANY ($1)), \
-             lives AS MATERIALIZED ( \
-                 SELECT e.preset_id, e.at AS eligible_at, x.ended_at \
-                 FROM ids \
-                 CROSS JOIN LATERAL (SELECT preset_id, at FROM prebuild_events \
-                                     WHERE workspace_id = ids.workspace_id AND event = 'eligible' \
-                                     ORDER BY at LIMIT 1) e \
-                 CROSS JOIN LATERAL (SELECT min(at) AS ended_at FROM prebuild_events \
-                                     WHERE workspace_id = ids.workspace_id \
-                                       AND event IN ('claimed', 'deleted', 'expired')) x \
-                 WHERE e.at <= $3 AND (x.ended_at IS NULL OR x.ended_at >= $2)), \
+            "WITH lives AS MATERIALIZED ( \
+                 SELECT preset_id, started_at AS eligible_at, ended_at FROM prebuild_lives($2, $3, 'eligible') \
+                 WHERE preset_id = ANY ($1)), \
              samples AS ( \
                  SELECT p.id AS preset_id, s.at, s.at >= v.created_at AS version_existed \
                  FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
@@ -229,7 +205,6 @@ impl Store {
             since,
             until,
             step.as_secs_f64(),
-            PREBUILDS_USER_ID,
         )
         .fetch_all(&self.pool)
         .await?;

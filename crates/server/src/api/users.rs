@@ -20,8 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user))
         .routes(routes!(update_timezone))
-        .routes(routes!(suspend_user))
-        .routes(routes!(activate_user))
+        .routes(routes!(set_status))
         .routes(routes!(update_roles))
 }
 
@@ -116,30 +115,31 @@ async fn update_timezone(
     Ok(axum::Json(state.domain.set_user_timezone(&actor, &user, &req.timezone).await?))
 }
 
-/// Suspends a user: they can no longer log in, and their sessions stop working. Owners only; not oneself.
-#[utoipa::path(put, path = "/api/v2/users/{user}/status/suspend", tag = "users", security(("session_token" = [])),
-    params(("user" = String, Path, description = "A user id or a username")),
-    responses((status = 200, body = User), (status = 403, body = Response), (status = 404, body = Response),
-              (status = 409, body = Response)))]
-async fn suspend_user(
-    State(state): State<AppState>,
-    actor: Actor,
-    Path(user): Path<String>,
-) -> Result<axum::Json<User>, ApiError> {
-    Ok(axum::Json(state.domain.set_user_status(&actor, &user, UserStatus::Suspended).await?))
+/// `suspend` or `activate`: what `PUT /users/{user}/status/{change}` does.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StatusChange {
+    Suspend,
+    Activate,
 }
 
-/// Reactivates a suspended user. Owners only; not oneself.
-#[utoipa::path(put, path = "/api/v2/users/{user}/status/activate", tag = "users", security(("session_token" = [])),
-    params(("user" = String, Path, description = "A user id or a username")),
-    responses((status = 200, body = User), (status = 403, body = Response), (status = 404, body = Response),
-              (status = 409, body = Response)))]
-async fn activate_user(
+/// Suspends a user (they can no longer log in, and their sessions stop
+/// working) or reactivates them. Owners only; not oneself.
+#[utoipa::path(put, path = "/api/v2/users/{user}/status/{change}", tag = "users", security(("session_token" = [])),
+    params(("user" = String, Path, description = "A user id or a username"),
+           ("change" = String, Path, description = "`suspend` or `activate`")),
+    responses((status = 200, body = User), (status = 400, body = Response), (status = 403, body = Response),
+              (status = 404, body = Response), (status = 409, body = Response)))]
+async fn set_status(
     State(state): State<AppState>,
     actor: Actor,
-    Path(user): Path<String>,
+    Path((user, change)): Path<(String, StatusChange)>,
 ) -> Result<axum::Json<User>, ApiError> {
-    Ok(axum::Json(state.domain.set_user_status(&actor, &user, UserStatus::Active).await?))
+    let status = match change {
+        StatusChange::Suspend => UserStatus::Suspended,
+        StatusChange::Activate => UserStatus::Active,
+    };
+    Ok(axum::Json(state.domain.set_user_status(&actor, &user, status).await?))
 }
 
 /// Replaces a user's site roles (`member` is implied). Owners only; not one's own.

@@ -10,7 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 use warmspace_authz::{Action, Object, Resource};
 use warmspace_prebuilds::reconcile;
-use warmspace_states::MissReason;
+use warmspace_store::claims::RecentClaimRow;
 use warmspace_store::insights::PoolSampleRow;
 
 use super::{Actor, Domain, Error, Result};
@@ -49,22 +49,6 @@ pub struct PoolSample {
     /// Create requests charged to the preset in the step ending at `at`.
     pub hits: u32,
     pub misses: u32,
-}
-
-/// One create request as recorded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecentClaim {
-    pub at: DateTime<Utc>,
-    pub template_name: String,
-    /// Absent when no preset applied.
-    pub preset_name: Option<String>,
-    pub username: String,
-    /// The workspace it made, unless deleted since.
-    pub workspace_name: Option<String>,
-    pub hit: bool,
-    pub reason: Option<MissReason>,
-    /// From the request's arrival to the hand-over (a claim) or the cold build queued.
-    pub latency_ms: f64,
 }
 
 impl Domain {
@@ -109,26 +93,11 @@ impl Domain {
     }
 
     /// The latest `limit` create requests (at most 500), newest first.
-    pub async fn recent_claims(&self, actor: &Actor, limit: i64) -> Result<Vec<RecentClaim>> {
+    pub async fn recent_claims(&self, actor: &Actor, limit: i64) -> Result<Vec<RecentClaimRow>> {
         actor.authorize_to("read prebuild claims", Action::Read, Object::any(Resource::Workspace))?;
         if !(1..=MAX_RECENT_CLAIMS).contains(&limit) {
             return Err(Error::field("limit", format!("must be between 1 and {MAX_RECENT_CLAIMS}")));
         }
-        Ok(self
-            .store
-            .recent_claims(limit)
-            .await?
-            .into_iter()
-            .map(|r| RecentClaim {
-                at: r.at,
-                template_name: r.template_name,
-                preset_name: r.preset_name,
-                username: r.username,
-                workspace_name: r.workspace_name,
-                hit: r.hit,
-                reason: r.reason,
-                latency_ms: r.latency_ms,
-            })
-            .collect())
+        Ok(self.store.recent_claims(limit).await?)
     }
 }

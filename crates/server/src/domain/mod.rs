@@ -34,7 +34,7 @@ pub use actor::{Actor, AgentAuth, DaemonAuth};
 pub use agents::Reinit;
 pub use error::{Error, Found, Result};
 pub use events::{Events, RECONCILE_CHANNEL, Trigger};
-pub use history::{POOL_HISTORY_STEP, POOL_HISTORY_WINDOW, PoolHistory, PoolSample, RecentClaim};
+pub use history::{POOL_HISTORY_STEP, POOL_HISTORY_WINDOW, PoolHistory, PoolSample};
 pub use jobs::LogFollow;
 pub use lifecycle::TickStats;
 pub use prebuilds::{CycleStats, PrebuildPlan};

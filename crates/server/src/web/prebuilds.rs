@@ -17,6 +17,7 @@ use warmspace_sdk::{
     InvalidatePresetsRequest, PrebuildInsights, PrebuildInsightsQuery, PrebuildSettings, PrebuildsStatus,
     PresetInsight, PresetPoolStatus, PresetStatus,
 };
+use warmspace_store::claims::RecentClaimRow;
 
 use super::WebError;
 use super::charts::{self, Bar, BarChart, BarValue, LineChart, Marks, Series};
@@ -24,7 +25,7 @@ use super::handlers::{Page, chrome, parse_id};
 use super::pages::{self, Chrome, csrf, miss_reason, page, time, urlencode};
 use super::session::{Form, Query, Session};
 use crate::api::AppState;
-use crate::domain::{Actor, Domain, PoolHistory, RecentClaim};
+use crate::domain::{Actor, Domain, PoolHistory};
 
 /// How many of the latest create requests the page lists.
 const RECENT_CLAIMS: i64 = 50;
@@ -168,7 +169,7 @@ struct View<'a> {
     insights: &'a PrebuildInsights,
     window: Option<&'a str>,
     history: &'a [PoolHistory],
-    claims: &'a [RecentClaim],
+    claims: &'a [RecentClaimRow],
 }
 
 fn render(chrome: &Chrome, view: &View<'_>) -> Html<String> {
@@ -381,7 +382,7 @@ fn insights(insights: &PrebuildInsights, window: Option<&str>) -> Markup {
     }
 }
 
-fn recent_claims(claims: &[RecentClaim]) -> Markup {
+fn recent_claims(claims: &[RecentClaimRow]) -> Markup {
     html! {
         h2 { "Recent create requests" }
         @if claims.is_empty() { p.empty { "None yet." } }

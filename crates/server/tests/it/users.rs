@@ -463,6 +463,8 @@ async fn owners_suspend_reactivate_and_change_the_roles_of_others() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.message.contains("suspended"), "{body:?}");
     // Reactivated (by id, too), she logs in again.
+    let resp = owner.request(reqwest::Method::PUT, "api/v2/users/alice/status/delete").unwrap().send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "only suspend and activate");
     let id = suspended.id.to_string();
     assert_eq!(owner.activate_user(&id).await.unwrap().status, UserStatus::Active);
     server.client().login(&login).await.unwrap();

@@ -4,8 +4,8 @@
 //! same workspaces (`GET /api/v2/workspaces?q=owner:me`), measured in the
 //! same run on the same server.
 //!
-//! The server runs in this process with nothing on a timer (no daemons, no
-//! reconciliation loop), so only the requests measured touch the database.
+//! The server runs in this process with nothing on a timer and no daemons,
+//! so only the requests measured touch the database.
 //! The person's workspaces are seeded by the store (what a thousand create
 //! requests would leave behind: each running, with a ready agent and the
 //! record of its request, half of them claims); the person then signs in
@@ -20,12 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use reqwest::Method;
-use tokio::net::TcpListener;
-use warmspace_sdk::{Client, CreateFirstUserRequest, CreateUserRequest, LoginWithPasswordRequest};
-use warmspace_server::{Config, Server};
+use warmspace_sdk::{Client, CreateUserRequest};
 use warmspace_store::{PgConnectOptions, Store};
 
-use super::{Database, ms};
+use super::{Database, QuietServer, first_owner, ms};
 
 #[derive(clap::Args, Debug)]
 pub struct DashboardArgs {
@@ -57,26 +55,9 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &DashboardArgs, options: PgConnectOptions) -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = url::Url::parse(&format!("http://{}/", listener.local_addr()?))?;
-    let mut config = Config {
-        database: warmspace_server::Database::External(Box::new(options.clone())),
-        provisioner_daemons: 0,
-        ..Config::default()
-    };
-    config.reconciler.background = false;
-    config.provisioning.poll_interval = Duration::from_secs(3600);
-    config.provisioning.reap_interval = Duration::from_secs(3600);
-    config.metrics.collect_interval = Duration::from_secs(3600);
-    let server = Server::start(config, Some(listener)).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(async {
-        // Sent or dropped: the bench is done either way.
-        stopped.await.ok();
-    }));
-    let result = run_requests(args, &options, &url).await;
-    stop.send(()).ok();
-    serving.await??;
+    let server = QuietServer::start(&options, 0, warmspace_server::Config::default().max_connections).await?;
+    let result = run_requests(args, &options, &server.url).await;
+    server.stop().await?;
     result
 }
 
@@ -86,7 +67,7 @@ const PASSWORD: &str = "bench password, not a secret";
 async fn run_requests(args: &DashboardArgs, options: &PgConnectOptions, url: &url::Url) -> anyhow::Result<()> {
     let store = Store::connect(options.clone(), 2).await?;
     let version = store.server_version().await?;
-    let owner = first_user(url).await?;
+    let owner = first_owner(url, "owner", "owner@bench.invalid", PASSWORD).await?;
     let person = owner
         .create_user(&CreateUserRequest {
             username: "dev".into(),
@@ -146,23 +127,6 @@ async fn run_requests(args: &DashboardArgs, options: &PgConnectOptions, url: &ur
 
 fn kb(bytes: usize) -> f64 {
     bytes as f64 / 1000.0
-}
-
-/// The owner, created as the first user, with a session.
-async fn first_user(url: &url::Url) -> anyhow::Result<Client> {
-    let (email, password) = ("owner@bench.invalid", PASSWORD);
-    Client::new(url.clone())
-        .create_first_user(&CreateFirstUserRequest {
-            username: "owner".into(),
-            email: email.into(),
-            password: password.into(),
-            name: String::new(),
-        })
-        .await?;
-    let session = Client::new(url.clone())
-        .login(&LoginWithPasswordRequest { email: email.into(), password: password.into() })
-        .await?;
-    Ok(Client::new(url.clone()).with_token(session.session_token))
 }
 
 /// Signs in through the dashboard's form (its CSRF cookie first) and returns the session cookie's value.
