@@ -41,15 +41,7 @@ pub async fn template(State(state): State<AppState>, session: Session, Path(id):
     let presets = domain.template_version_presets(actor, template.active_version_id).await?;
     // The live pools, for those who may see them: the active version's.
     let pools = if domain.may_see_pools(actor) {
-        let status = domain.prebuilds_status(actor).await?;
-        Some(
-            status
-                .presets
-                .into_iter()
-                .filter(|p| p.template_id == template.id && p.version_active)
-                .map(|p| (p.preset_id, p))
-                .collect(),
-        )
+        Some(domain.template_pools(actor, template.id).await?.into_iter().map(|p| (p.preset_id, p)).collect())
     } else {
         None
     };

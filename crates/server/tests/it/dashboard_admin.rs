@@ -480,3 +480,27 @@ async fn dashboard_members_get_404_on_operator_pages() {
     assert!(owner.provisioner_keys().await.unwrap().is_empty());
     browser.finish().await;
 }
+
+#[tokio::test]
+async fn dashboard_template_admins_see_operator_pages_without_the_owners_forms() {
+    let server = TestServer::start_with(quiet(), 0).await;
+    let owner = server.owner().await;
+    server.user(&owner, "tad", &[Role::TemplateAdmin]).await;
+    let browser = Browser::start(&server.url).await;
+    browser.sign_in("tad@example.com", PASSWORD).await;
+    for link in ["#nav-prebuilds", "#nav-users", "#nav-provisioner"] {
+        assert!(browser.exists(link).await, "{link} for a template admin");
+    }
+    browser.click("#nav-users").await;
+    assert!(browser.text("#users").await.contains("admin@example.com"), "template admins read every user");
+    assert!(!browser.exists("#create-user").await && !browser.exists("form.status").await, "but change none");
+    browser.screenshot("dashboard-template-admin-users").await;
+    browser.click("#nav-provisioner").await;
+    browser.find("#keys").await;
+    assert!(!browser.exists("#create-key").await, "keys are the owners'");
+    // The owners' form posted anyway: refused as the API refuses it, nothing created.
+    post_from_page(&browser, "/provisioner/keys", &[("name", "mine")]).await;
+    browser.until("the refusal", "document.querySelector('h1').textContent.startsWith('403')").await;
+    assert!(owner.provisioner_keys().await.unwrap().is_empty());
+    browser.finish().await;
+}
