@@ -311,6 +311,22 @@ impl Client {
         Self::send(self.request(Method::PUT, &format!("api/v2/users/{user}/timezone"))?.json(&req)).await
     }
 
+    /// Suspends a user (owners only): they can no longer sign in or use a session.
+    pub async fn suspend_user(&self, user: &str) -> Result<User, ClientError> {
+        Self::send(self.request(Method::PUT, &format!("api/v2/users/{user}/status/suspend"))?).await
+    }
+
+    /// Reactivates a suspended user (owners only).
+    pub async fn activate_user(&self, user: &str) -> Result<User, ClientError> {
+        Self::send(self.request(Method::PUT, &format!("api/v2/users/{user}/status/activate"))?).await
+    }
+
+    /// Replaces a user's site roles (owners only).
+    pub async fn set_user_roles(&self, user: &str, roles: &[Role]) -> Result<User, ClientError> {
+        let req = UpdateRolesRequest { roles: roles.to_vec() };
+        Self::send(self.request(Method::PUT, &format!("api/v2/users/{user}/roles"))?.json(&req)).await
+    }
+
     /// Moves a running workspace's deadline to `duration_ms` from now.
     pub async fn extend_workspace(&self, id: Uuid, duration_ms: i64) -> Result<Workspace, ClientError> {
         let req = ExtendWorkspaceRequest { duration_ms };
@@ -365,6 +381,11 @@ impl Client {
 
     pub async fn delete_provisioner_key(&self, name: &str) -> Result<Response, ClientError> {
         Self::send(self.request(Method::DELETE, &format!("api/v2/provisionerkeys/{name}"))?).await
+    }
+
+    /// The provisioner daemons, most recently seen first.
+    pub async fn provisioner_daemons(&self) -> Result<Vec<ProvisionerDaemon>, ClientError> {
+        self.get("api/v2/provisionerdaemons").await
     }
 
     /// An agent's log, for whoever may read its workspace.

@@ -476,3 +476,37 @@ impl Store {
         .await?)
     }
 }
+
+/// A create request as recorded, with the names it concerns.
+#[derive(Debug, Clone)]
+pub struct RecentClaimRow {
+    pub at: DateTime<Utc>,
+    pub template_name: String,
+    pub preset_name: Option<String>,
+    pub username: String,
+    /// The workspace it made, unless deleted since.
+    pub workspace_name: Option<String>,
+    pub hit: bool,
+    pub reason: Option<MissReason>,
+    pub latency_ms: f64,
+}
+
+impl Store {
+    /// The latest `limit` create requests, newest first (by the primary key: no scan).
+    pub async fn recent_claims(&self, limit: i64) -> Result<Vec<RecentClaimRow>> {
+        Ok(sqlx::query_as!(
+            RecentClaimRow,
+            "SELECT a.at, t.name AS template_name, p.name AS \"preset_name?\", u.username, \
+                 w.name AS \"workspace_name?\", a.hit, a.reason AS \"reason?: MissReason\", a.latency_ms \
+             FROM (SELECT * FROM claim_attempts ORDER BY id DESC LIMIT $1) a \
+             JOIN templates t ON t.id = a.template_id \
+             JOIN users u ON u.id = a.user_id \
+             LEFT JOIN template_version_presets p ON p.id = a.preset_id \
+             LEFT JOIN workspaces w ON w.id = a.workspace_id AND NOT w.deleted \
+             ORDER BY a.id DESC",
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -9,7 +9,6 @@ use uuid::Uuid;
 use warmspace_prebuilds::insights::{BuildReadiness, ClaimRow, Outcome, PrebuildLife};
 use warmspace_states::{JobStatus, MissReason};
 
-use crate::workspaces::PREBUILDS_USER_ID;
 use crate::{Result, Store, StoreError};
 
 /// A preset insight reports on, with its names.
@@ -98,26 +97,14 @@ impl Store {
 
     /// The lives of prebuilds that overlap `[since, until]`: those with an
     /// event in the window, and those alive now. Each from its `created`
-    /// event to its first `claimed`, `deleted` or `expired` one.
+    /// event to its first `claimed`, `deleted` or `expired` one (the
+    /// function `prebuild_lives`, migration 0025).
     pub async fn insight_lives(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<PrebuildLife>> {
         let rows = sqlx::query!(
-            "WITH ids AS ( \
-                 SELECT workspace_id FROM prebuild_events WHERE at >= $1 AND at <= $2 \
-                 UNION \
-                 SELECT id FROM workspaces WHERE owner_id = $3 AND NOT deleted AND preset_id IS NOT NULL) \
-             SELECT c.preset_id, c.at AS created_at, e.ended_at \
-             FROM ids \
-             CROSS JOIN LATERAL (SELECT preset_id, at FROM prebuild_events \
-                                 WHERE workspace_id = ids.workspace_id AND event = 'created' \
-                                 ORDER BY at LIMIT 1) c \
-             CROSS JOIN LATERAL (SELECT min(at) AS ended_at FROM prebuild_events \
-                                 WHERE workspace_id = ids.workspace_id \
-                                   AND event IN ('claimed', 'deleted', 'expired')) e \
-             WHERE c.at <= $2 AND (e.ended_at IS NULL OR e.ended_at >= $1) \
-             ORDER BY c.at",
+            "SELECT preset_id AS \"preset_id!\", started_at AS \"created_at!\", ended_at \
+             FROM prebuild_lives($1, $2, 'created') ORDER BY started_at",
             since,
             until,
-            PREBUILDS_USER_ID,
         )
         .fetch_all(&self.pool)
         .await?;
@@ -163,5 +150,74 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+/// One sample of a preset's pool history: at `at`, how many of its
+/// prebuilds were eligible, and the create requests charged to it in the
+/// step that ends at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSampleRow {
+    pub preset_id: Uuid,
+    pub at: DateTime<Utc>,
+    /// The preset's template version had been created by `at` (before, it cannot have kept a pool).
+    pub version_existed: bool,
+    pub eligible: i64,
+    pub hits: i64,
+    pub misses: i64,
+}
+
+impl Store {
+    /// The pools of `preset_ids` over `[since, until]`, sampled every `step`
+    /// from `since`: derived from the prebuilds' recorded lives (eligible from
+    /// their `eligible` event until their first `claimed`, `deleted` or
+    /// `expired` one: `prebuild_lives`, migration 0025) and from the claim
+    /// attempts, in one statement. Only rows of the window are read: the
+    /// prebuilds with an event in it or alive now, and the attempts by preset
+    /// and time.
+    pub async fn pool_history(
+        &self,
+        preset_ids: &[Uuid],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        step: std::time::Duration,
+    ) -> Result<Vec<PoolSampleRow>> {
+        let rows = sqlx::query!(
+            "WITH lives AS MATERIALIZED ( \
+                 SELECT preset_id, started_at AS eligible_at, ended_at FROM prebuild_lives($2, $3, 'eligible') \
+                 WHERE preset_id = ANY ($1)), \
+             samples AS ( \
+                 SELECT p.id AS preset_id, s.at, s.at >= v.created_at AS version_existed \
+                 FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
+                 CROSS JOIN generate_series($2::timestamptz, $3::timestamptz, make_interval(secs => $4)) s (at) \
+                 WHERE p.id = ANY ($1)) \
+             SELECT s.preset_id AS \"preset_id!\", s.at AS \"at!\", s.version_existed AS \"version_existed!\", \
+                 (SELECT count(*) FROM lives l WHERE l.preset_id = s.preset_id AND l.eligible_at <= s.at \
+                    AND (l.ended_at IS NULL OR l.ended_at > s.at)) AS \"eligible!\", \
+                 count(a.id) FILTER (WHERE a.hit) AS \"hits!\", \
+                 count(a.id) FILTER (WHERE NOT a.hit) AS \"misses!\" \
+             FROM samples s \
+             LEFT JOIN claim_attempts a ON a.preset_id = s.preset_id \
+                 AND a.at > greatest(s.at - make_interval(secs => $4), $2) AND a.at <= s.at \
+             GROUP BY s.preset_id, s.at, s.version_existed \
+             ORDER BY s.preset_id, s.at",
+            preset_ids,
+            since,
+            until,
+            step.as_secs_f64(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PoolSampleRow {
+                preset_id: r.preset_id,
+                at: r.at,
+                version_existed: r.version_existed,
+                eligible: r.eligible,
+                hits: r.hits,
+                misses: r.misses,
+            })
+            .collect())
     }
 }

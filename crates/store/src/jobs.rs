@@ -150,7 +150,7 @@ impl Default for QueuePolicy {
 }
 
 /// Daemons seen within this long count as live for the prebuild share.
-const DAEMON_LIVENESS: &str = "90 seconds";
+pub(crate) const DAEMON_LIVENESS: &str = "90 seconds";
 /// A daemon's row is rewritten at most this often just to say it is alive
 /// (well inside [`DAEMON_LIVENESS`]), so acquiring does not write it each time.
 const DAEMON_TOUCH_EVERY: &str = "10 seconds";

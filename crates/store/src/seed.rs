@@ -88,59 +88,81 @@ impl Store {
     /// created one millisecond apart, oldest first.
     pub async fn seed_prebuilds(&self, preset_id: Uuid, count: u32) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let preset = sqlx::query!(
-            "SELECT t.organization_id, t.id AS template_id, v.id AS version_id, v.file_id \
-             FROM template_version_presets p \
-             JOIN template_versions v ON v.id = p.template_version_id JOIN templates t ON t.id = v.template_id \
-             WHERE p.id = $1",
-            preset_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let count =
-            i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
-        // Everything the inserts need, in one row per prebuild, so they take no parameters.
-        sqlx::query!(
-            "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
-                 gen_random_uuid() AS build, gen_random_uuid() AS job, \
-                 $2::timestamptz - make_interval(secs => ($1 - g) / 1000.0) AS at, \
-                 'prebuild-' || left(md5(random()::text), 8) || '-' || g AS name, \
-                 $3::uuid AS organization, $4::uuid AS template, $5::uuid AS version, $6::uuid AS file, \
-                 $7::uuid AS preset, $8::uuid AS owner \
-             FROM generate_series(1, $1) g",
-            count,
-            self.now(),
-            preset.organization_id,
-            preset.template_id,
-            preset.version_id,
-            preset.file_id,
-            preset_id,
-            PREBUILDS_USER_ID,
-        )
-        .execute(&mut *tx)
-        .await?;
-        let statements = [
-            "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, priority, input, file_id, \
-                 worker_id, worker_name, created_at, started_at, completed_at) \
-             SELECT job, organization, 'workspace_build', 'succeeded', owner, 1, '{}', file, gen_random_uuid(), 'seed', \
-                 at, at, at \
-             FROM seed",
-            "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at) \
-             SELECT workspace, organization, owner, template, name, preset, at FROM seed",
-            "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
-                 template_version_id, template_version_preset_id, job_id, provisioner_state, created_at) \
-             SELECT build, workspace, 1, 'start', owner, 'prebuild', version, preset, job, '', at FROM seed",
-            "INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
-             SELECT s.build, pp.name, pp.value FROM seed s JOIN template_version_preset_parameters pp \
-                 ON pp.preset_id = s.preset",
-        ];
-        for statement in statements {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
+        seed_running(&mut tx, self.now(), preset_id, count, None).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// `count` running workspaces of an existing preset (of its template's
+/// active version), built with the preset's values, written in `tx`: those
+/// of `owner`, created one second apart, or (`None`) prebuilds, one
+/// millisecond apart; oldest first. Leaves the temporary table `seed` (a
+/// row per workspace: `g`, `workspace`, `at`, `owner`, `template`, `preset`)
+/// for the caller's additions until the transaction ends.
+async fn seed_running(
+    tx: &mut sqlx::PgConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    preset_id: Uuid,
+    count: u32,
+    owner: Option<Uuid>,
+) -> Result<()> {
+    let preset = sqlx::query!(
+        "SELECT t.organization_id, t.id AS template_id, v.id AS version_id, v.file_id \
+         FROM template_version_presets p \
+         JOIN template_versions v ON v.id = p.template_version_id JOIN templates t ON t.id = v.template_id \
+         WHERE p.id = $1",
+        preset_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    let count =
+        i32::try_from(count).map_err(|_| StoreError::Invalid { field: "count", message: "too large".into() })?;
+    // Everything the inserts need, in one row per workspace, so they take no parameters.
+    sqlx::query!(
+        "CREATE TEMP TABLE seed ON COMMIT DROP AS SELECT g, gen_random_uuid() AS workspace, \
+             gen_random_uuid() AS build, gen_random_uuid() AS job, \
+             $2::timestamptz - make_interval(secs => ($1 - g) * CASE WHEN $9::uuid IS NULL THEN 0.001 ELSE 1 END) AS at, \
+             CASE WHEN $9::uuid IS NULL THEN 'prebuild-' ELSE 'ws-' END || left(md5(random()::text), 8) || '-' || g \
+                 AS name, \
+             $3::uuid AS organization, $4::uuid AS template, $5::uuid AS version, $6::uuid AS file, \
+             $7::uuid AS preset, coalesce($9, $8::uuid) AS owner, \
+             CASE WHEN $9::uuid IS NULL THEN 'prebuild' ELSE 'initiator' END AS reason, \
+             CASE WHEN $9::uuid IS NULL THEN 1 ELSE 0 END AS priority, \
+             CASE WHEN $9::uuid IS NULL THEN interval '0' ELSE interval '90 seconds' END AS took \
+         FROM generate_series(1, $1) g",
+        count,
+        now,
+        preset.organization_id,
+        preset.template_id,
+        preset.version_id,
+        preset.file_id,
+        preset_id,
+        PREBUILDS_USER_ID,
+        owner,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let statements = [
+        "INSERT INTO provisioner_jobs (id, organization_id, type, status, initiator_id, priority, input, file_id, \
+             worker_id, worker_name, created_at, started_at, completed_at) \
+         SELECT job, organization, 'workspace_build', 'succeeded', owner, priority, '{}', file, gen_random_uuid(), \
+             'seed', at, at, at + took \
+         FROM seed",
+        "INSERT INTO workspaces (id, organization_id, owner_id, template_id, name, preset_id, created_at) \
+         SELECT workspace, organization, owner, template, name, preset, at FROM seed",
+        "INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
+             template_version_id, template_version_preset_id, job_id, provisioner_state, created_at) \
+         SELECT build, workspace, 1, 'start', owner, reason, version, preset, job, '', at FROM seed",
+        "INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
+         SELECT s.build, pp.name, pp.value FROM seed s JOIN template_version_preset_parameters pp \
+             ON pp.preset_id = s.preset",
+    ];
+    for statement in statements {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -257,6 +279,35 @@ impl Store {
                  ('created', NULL, interval '0'), ('eligible', NULL, interval '30 seconds'), \
                  ('deleted', 'surplus', interval '1 hour 30 seconds')) e(event, reason, after) \
              WHERE NOT failed OR e.event = 'created'",
+            "ANALYZE",
+        ];
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// `count` running workspaces of `owner`, made from an existing preset
+    /// (of its template's active version), created one second apart, oldest
+    /// first: each with a successful `start` build, one ready agent `main`,
+    /// and the record of its create request — every other one a claim from
+    /// the pool, the rest cold builds (`no_eligible`). What a person with
+    /// many workspaces leaves behind, for measuring the pages that list them.
+    pub async fn seed_workspaces(&self, owner: Uuid, preset_id: Uuid, count: u32) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        seed_running(&mut tx, self.now(), preset_id, count, Some(owner)).await?;
+        let statements = [
+            "INSERT INTO workspace_agents (workspace_id, name, lifecycle_state, serving_owner_id, first_connected_at, \
+                 last_connected_at, started_at, ready_at, created_at) \
+             SELECT workspace, 'main', 'ready', owner, at, at, at, at + interval '95 seconds', at FROM seed",
+            "INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, reason, workspace_id, latency_ms, \
+                 committed_at) \
+             SELECT at, template, preset, owner, g % 2 = 0, CASE WHEN g % 2 = 1 THEN 'no_eligible' END, workspace, \
+                 CASE WHEN g % 2 = 0 THEN 8 + g % 7 ELSE 3 END, CASE WHEN g % 2 = 0 THEN at END \
+             FROM seed",
             "ANALYZE",
         ];
         for statement in statements {

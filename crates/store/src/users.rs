@@ -153,6 +153,31 @@ impl Store {
         self.user_by_id(id).await
     }
 
+    /// Suspends or reactivates a user (a suspended one can neither sign in nor use a session).
+    pub async fn set_user_status(&self, id: Uuid, status: UserStatus) -> Result<UserRow> {
+        sqlx::query!(
+            "UPDATE users SET status = $2, updated_at = now() WHERE id = $1 AND NOT deleted",
+            id,
+            status as UserStatus,
+        )
+        .execute(&self.pool)
+        .await?;
+        self.user_by_id(id).await
+    }
+
+    /// Replaces a user's granted roles (`member` is implied and not stored).
+    pub async fn set_user_roles(&self, id: Uuid, roles: &[Role]) -> Result<UserRow> {
+        let roles = stored_roles(roles);
+        sqlx::query!(
+            "UPDATE users SET rbac_roles = $2, updated_at = now() WHERE id = $1 AND NOT deleted",
+            id,
+            roles.as_slice() as &[&str],
+        )
+        .execute(&self.pool)
+        .await?;
+        self.user_by_id(id).await
+    }
+
     pub async fn user_by_username(&self, username: &str) -> Result<UserRow> {
         self.user_where("lower(u.username) = lower($1)", username.to_owned()).await
     }
@@ -194,8 +219,16 @@ impl Store {
     }
 }
 
+/// Roles as stored: each granted one once, without the implied `member`.
+fn stored_roles(roles: &[Role]) -> Vec<&'static str> {
+    let mut stored: Vec<&str> = roles.iter().filter(|r| **r != Role::Member).map(|r| r.as_str()).collect();
+    stored.sort_unstable();
+    stored.dedup();
+    stored
+}
+
 async fn insert_user(tx: &mut sqlx::PgConnection, user: &NewUser) -> Result<Uuid> {
-    let roles: Vec<&str> = user.roles.iter().filter(|r| **r != Role::Member).map(|r| r.as_str()).collect();
+    let roles = stored_roles(&user.roles);
     let id = sqlx::query_scalar!(
         "INSERT INTO users (username, email, name, login_type, hashed_password, status, rbac_roles) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",

@@ -25,3 +25,20 @@ pub struct CreateProvisionerKeyResponse {
     /// Shown once; only its hash is stored.
     pub secret: String,
 }
+
+/// A provisioner daemon as last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProvisionerDaemon {
+    pub id: uuid::Uuid,
+    pub name: String,
+    /// It runs only jobs whose tags it has.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The provisioner key it authenticates with; absent for a daemon inside a server.
+    pub key_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// Seen within the last 90 seconds (what the prebuild share of the daemons is computed from).
+    pub live: bool,
+    /// Jobs it is running now.
+    pub running_jobs: i64,
+}

@@ -36,6 +36,14 @@ pub struct UpdateUserTimezoneRequest {
     pub timezone: String,
 }
 
+/// Replaces a user's site roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRolesRequest {
+    /// Roles beyond `member`, which every user has; empty for a plain member.
+    pub roles: Vec<Role>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFirstUserRequest {

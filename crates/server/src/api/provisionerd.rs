@@ -13,8 +13,8 @@ use uuid::Uuid;
 use warmspace_provisioner::{JobKind, JobState, Worker};
 use warmspace_sdk::{
     AcquiredJobKind, AcquiredJobResponse, AppendJobLogsRequest, CompleteJobRequest, CreateProvisionerKeyRequest,
-    CreateProvisionerKeyResponse, DaemonWorker, HeartbeatRequest, HeartbeatResponse, JobCompletion, ProvisionerKey,
-    Response as Body,
+    CreateProvisionerKeyResponse, DaemonWorker, HeartbeatRequest, HeartbeatResponse, JobCompletion, ProvisionerDaemon,
+    ProvisionerKey, Response as Body,
 };
 use warmspace_store::pubsub::Event as PubSubEvent;
 
@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_key, list_keys))
         .routes(routes!(delete_key))
+        .routes(routes!(list_daemons))
         .routes(routes!(acquire))
         .routes(routes!(job_posted_events))
         .routes(routes!(daemon_file))
@@ -64,6 +65,16 @@ async fn delete_key(
 ) -> Result<axum::Json<Body>, ApiError> {
     state.domain.delete_provisioner_key(&actor, &name).await?;
     Ok(message("Provisioner key deleted."))
+}
+
+/// The provisioner daemons (in-process and external), most recently seen first.
+#[utoipa::path(get, path = "/api/v2/provisionerdaemons", tag = "provisioning", security(("session_token" = [])),
+    responses((status = 200, body = Vec<ProvisionerDaemon>), (status = 403, body = Body)))]
+async fn list_daemons(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<axum::Json<Vec<ProvisionerDaemon>>, ApiError> {
+    Ok(axum::Json(state.domain.provisioner_daemons(&actor).await?))
 }
 
 /// Takes the next job the daemon may run: 200 with the job, or 204 when there is none.

@@ -5,7 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use warmspace_sdk::{
     CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, FirstUserStatus, GetUsersResponse,
-    LoginWithPasswordRequest, LoginWithPasswordResponse, Response, User, UsersQuery,
+    LoginWithPasswordRequest, LoginWithPasswordResponse, Response, UpdateRolesRequest, User, UserStatus, UsersQuery,
 };
 
 use super::extract::{Json, Path, Query};
@@ -20,6 +20,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user))
         .routes(routes!(update_timezone))
+        .routes(routes!(set_status))
+        .routes(routes!(update_roles))
 }
 
 #[utoipa::path(get, path = "/api/v2/users/first", tag = "users",
@@ -111,4 +113,45 @@ async fn update_timezone(
     Json(req): Json<warmspace_sdk::UpdateUserTimezoneRequest>,
 ) -> Result<axum::Json<User>, ApiError> {
     Ok(axum::Json(state.domain.set_user_timezone(&actor, &user, &req.timezone).await?))
+}
+
+/// `suspend` or `activate`: what `PUT /users/{user}/status/{change}` does.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StatusChange {
+    Suspend,
+    Activate,
+}
+
+/// Suspends a user (they can no longer log in, and their sessions stop
+/// working) or reactivates them. Owners only; not oneself.
+#[utoipa::path(put, path = "/api/v2/users/{user}/status/{change}", tag = "users", security(("session_token" = [])),
+    params(("user" = String, Path, description = "A user id or a username"),
+           ("change" = String, Path, description = "`suspend` or `activate`")),
+    responses((status = 200, body = User), (status = 400, body = Response), (status = 403, body = Response),
+              (status = 404, body = Response), (status = 409, body = Response)))]
+async fn set_status(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((user, change)): Path<(String, StatusChange)>,
+) -> Result<axum::Json<User>, ApiError> {
+    let status = match change {
+        StatusChange::Suspend => UserStatus::Suspended,
+        StatusChange::Activate => UserStatus::Active,
+    };
+    Ok(axum::Json(state.domain.set_user_status(&actor, &user, status).await?))
+}
+
+/// Replaces a user's site roles (`member` is implied). Owners only; not one's own.
+#[utoipa::path(put, path = "/api/v2/users/{user}/roles", tag = "users", security(("session_token" = [])),
+    params(("user" = String, Path, description = "A user id or a username")), request_body = UpdateRolesRequest,
+    responses((status = 200, body = User), (status = 400, body = Response), (status = 403, body = Response),
+              (status = 404, body = Response), (status = 409, body = Response)))]
+async fn update_roles(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(user): Path<String>,
+    Json(req): Json<UpdateRolesRequest>,
+) -> Result<axum::Json<User>, ApiError> {
+    Ok(axum::Json(state.domain.set_user_roles(&actor, &user, req.roles).await?))
 }

@@ -43,6 +43,11 @@ impl Domain {
         Ok(self.store.list_jobs(&filter).await?.into_iter().map(job_view).collect())
     }
 
+    /// Whether the actor may see the provisioners' work (what [`Self::list_jobs`] requires).
+    pub fn may_see_provisioners(&self, actor: &Actor) -> bool {
+        actor.authorize(Action::Read, Object::any(Resource::ProvisionerJob)).is_ok()
+    }
+
     /// A job's log lines with ids above `after`.
     pub(super) async fn job_log(&self, job_id: Uuid, after: i64) -> Result<Vec<ProvisionerJobLog>> {
         Ok(self.store.job_logs(job_id, after).await?.into_iter().map(log_view).collect())

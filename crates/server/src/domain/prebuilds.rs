@@ -127,41 +127,33 @@ impl Domain {
     pub async fn prebuilds_status(&self, actor: &Actor) -> Result<PrebuildsStatus> {
         actor.authorize_to("read prebuild status", Action::Read, Object::any(Resource::Workspace))?;
         let (raw, snapshot) = self.prebuilds_snapshot().await?;
-        let presets = raw
-            .presets
+        let paused = raw.paused;
+        Ok(PrebuildsStatus { reconciliation_paused: paused, presets: pool_statuses(raw, &snapshot) })
+    }
+
+    /// The pools of a template's active version, as [`Self::prebuilds_status`] shows them.
+    pub async fn template_pools(&self, actor: &Actor, template_id: Uuid) -> Result<Vec<PresetPoolStatus>> {
+        actor.authorize_to("read prebuild status", Action::Read, Object::any(Resource::Workspace))?;
+        let template = self.store.template(template_id).await.found("Template")?;
+        self.version_pools(template.active_version_id).await
+    }
+
+    /// The pools of a template version's prebuild-configured presets,
+    /// reading only their rows.
+    async fn version_pools(&self, version_id: Uuid) -> Result<Vec<PresetPoolStatus>> {
+        let pooled: Vec<Uuid> = self
+            .store
+            .version_presets(version_id)
+            .await?
             .into_iter()
-            .zip(&snapshot.presets)
-            .map(|(row, preset)| {
-                let decision = reconcile::decide(preset, snapshot.now, &snapshot.settings);
-                let c = decision.counts;
-                PresetPoolStatus {
-                    organization_name: row.organization_name,
-                    template_id: row.template_id,
-                    template_name: row.template_name,
-                    template_version_id: row.template_version_id,
-                    version_active: row.version_active,
-                    preset_id: row.preset_id,
-                    preset_name: row.preset_name,
-                    desired: c.desired,
-                    running: c.running,
-                    eligible: c.eligible,
-                    expired: c.expired,
-                    agents_not_ready: c.agents_not_ready,
-                    starting: c.starting,
-                    stopping: c.stopping,
-                    deleting: c.deleting,
-                    failed: c.failed,
-                    status: decision.status.kind(),
-                    backoff_until: match decision.status {
-                        Status::Backoff { until } => Some(until),
-                        _ => None,
-                    },
-                    validation_error: row.validation_error,
-                    last_invalidated_at: row.last_invalidated_at,
-                }
-            })
+            .filter(|p| p.desired_instances.is_some())
+            .map(|p| p.id)
             .collect();
-        Ok(PrebuildsStatus { reconciliation_paused: raw.paused, presets })
+        if pooled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (raw, snapshot) = self.presets_snapshot(&pooled).await?;
+        Ok(pool_statuses(raw, &snapshot))
     }
 
     /// Every pool's status now and whenever it changes, for as long as the
@@ -195,26 +187,8 @@ impl Domain {
     /// sees when choosing a preset to create a workspace from.
     pub async fn warm_presets(&self, actor: &Actor, template_id: Uuid) -> Result<BTreeMap<Uuid, u32>> {
         let template = self.template(actor, template_id).await?;
-        let pooled: Vec<Uuid> = self
-            .store
-            .version_presets(template.active_version_id)
-            .await?
-            .into_iter()
-            .filter(|p| p.desired_instances.is_some())
-            .map(|p| p.id)
-            .collect();
-        if pooled.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let (raw, snapshot) = self.presets_snapshot(&pooled).await?;
-        Ok(raw
-            .presets
-            .iter()
-            .zip(&snapshot.presets)
-            .map(|(row, preset)| {
-                (row.preset_id, reconcile::decide(preset, snapshot.now, &snapshot.settings).counts.eligible)
-            })
-            .collect())
+        let pools = self.version_pools(template.active_version_id).await?;
+        Ok(pools.into_iter().map(|p| (p.preset_id, p.eligible)).collect())
     }
 
     pub async fn prebuild_settings(&self, actor: &Actor) -> Result<PrebuildSettings> {
@@ -550,6 +524,43 @@ impl Domain {
             .await?;
         Ok(())
     }
+}
+
+/// Each preset's pool in a snapshot: its counts and status as decided now.
+fn pool_statuses(raw: PrebuildsSnapshot, snapshot: &Snapshot) -> Vec<PresetPoolStatus> {
+    raw.presets
+        .into_iter()
+        .zip(&snapshot.presets)
+        .map(|(row, preset)| {
+            let decision = reconcile::decide(preset, snapshot.now, &snapshot.settings);
+            let c = decision.counts;
+            PresetPoolStatus {
+                organization_name: row.organization_name,
+                template_id: row.template_id,
+                template_name: row.template_name,
+                template_version_id: row.template_version_id,
+                version_active: row.version_active,
+                preset_id: row.preset_id,
+                preset_name: row.preset_name,
+                desired: c.desired,
+                running: c.running,
+                eligible: c.eligible,
+                expired: c.expired,
+                agents_not_ready: c.agents_not_ready,
+                starting: c.starting,
+                stopping: c.stopping,
+                deleting: c.deleting,
+                failed: c.failed,
+                status: decision.status.kind(),
+                backoff_until: match decision.status {
+                    Status::Backoff { until } => Some(until),
+                    _ => None,
+                },
+                validation_error: row.validation_error,
+                last_invalidated_at: row.last_invalidated_at,
+            }
+        })
+        .collect()
 }
 
 fn deletion_reason(state: &PresetState, workspace: Uuid, now: chrono::DateTime<chrono::Utc>) -> DeletionReason {

@@ -10,7 +10,7 @@ use warmspace_authz::{Action, Object, Resource};
 use warmspace_provisioner::{AcquiredJob, JobKind, JobState, Worker};
 use warmspace_sdk::{
     BuildJob, BuildOutcome, BuildReason, BuildResult, CreateProvisionerKeyRequest, CreateProvisionerKeyResponse,
-    JobLogLine, JobStatus, LogLevel, LogSource, ProvisionerKey,
+    JobLogLine, JobStatus, LogLevel, LogSource, ProvisionerDaemon, ProvisionerKey,
 };
 use warmspace_store::StoreError;
 use warmspace_store::agents::IssuedToken;
@@ -18,7 +18,7 @@ use warmspace_store::jobs::{self, JobPayload, NewLog};
 use warmspace_store::workspaces::{BuildCompletion, BuildRow, PREBUILDS_USER_ID};
 use warmspace_template::{BackendConfig, Manifest, Transition};
 
-use super::views::key_view;
+use super::views::{daemon_view, key_view};
 use super::{Actor, Domain, Error, Found, Result, valid_slug};
 use crate::auth::tokens::Token;
 use crate::metrics::{CreationType, preset_labels};
@@ -331,6 +331,17 @@ impl Domain {
     pub async fn provisioner_keys(&self, actor: &Actor) -> Result<Vec<ProvisionerKey>> {
         actor.authorize(Action::Read, Object::any(Resource::ProvisionerDaemon))?;
         Ok(self.store.provisioner_keys().await?.into_iter().map(key_view).collect())
+    }
+
+    /// Whether the actor may create and delete provisioner keys (owners).
+    pub fn may_manage_provisioner_keys(&self, actor: &Actor) -> bool {
+        actor.authorize(Action::Create, Object::any(Resource::ProvisionerDaemon)).is_ok()
+    }
+
+    /// Every provisioner daemon, most recently seen first.
+    pub async fn provisioner_daemons(&self, actor: &Actor) -> Result<Vec<ProvisionerDaemon>> {
+        actor.authorize(Action::Read, Object::any(Resource::ProvisionerDaemon))?;
+        Ok(self.store.provisioner_daemons().await?.into_iter().map(daemon_view).collect())
     }
 
     /// Deletes a key; daemons using it can take no more jobs.

@@ -226,6 +226,11 @@ impl Domain {
         Ok(())
     }
 
+    /// Whether the actor may change templates (activate versions, invalidate pools).
+    pub fn may_update_templates(&self, actor: &Actor) -> bool {
+        actor.authorize(Action::Update, Object::any(Resource::Template)).is_ok()
+    }
+
     /// A template's versions, oldest first.
     pub async fn template_versions(&self, actor: &Actor, id: Uuid) -> Result<Vec<TemplateVersion>> {
         actor.authorize(Action::Read, Object::any(Resource::Template))?;

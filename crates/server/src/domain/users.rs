@@ -102,6 +102,17 @@ impl Domain {
         Ok(GetUsersResponse { users: rows.into_iter().map(user_view).collect(), count })
     }
 
+    /// Whether the actor sees every user in [`Self::list_users`] (owners and
+    /// template admins), rather than only themselves.
+    pub fn may_see_all_users(&self, actor: &Actor) -> bool {
+        warmspace_authz::visibility(&actor.subject, Action::Read, Resource::User) == Visibility::All
+    }
+
+    /// Whether the actor may create users and change them (owners).
+    pub fn may_manage_users(&self, actor: &Actor) -> bool {
+        actor.authorize(Action::Update, Object::any(Resource::User)).is_ok()
+    }
+
     /// Creates a user. Owners only.
     pub async fn create_user(&self, actor: &Actor, req: CreateUserRequest) -> Result<User> {
         actor.authorize(Action::Create, Object::any(Resource::User))?;
@@ -152,6 +163,42 @@ impl Domain {
             Error::field("timezone", format!("{timezone:?} is not an IANA time zone (e.g. Europe/Berlin)"))
         })?;
         Ok(user_view(self.store.set_user_timezone(row.id, zone.name()).await?))
+    }
+
+    /// Suspends a user (they can no longer sign in, and their sessions stop
+    /// working) or reactivates them. Owners only; never oneself, never a
+    /// system user.
+    pub async fn set_user_status(&self, actor: &Actor, user: &str, status: UserStatus) -> Result<User> {
+        let row = self
+            .user_to_administer(actor, user, "You cannot suspend or reactivate yourself.", "suspend or reactivate")
+            .await?;
+        let updated = self.store.set_user_status(row.id, status).await?;
+        tracing::info!(user = %updated.username, %status, by = %actor.user.username, "user status changed");
+        Ok(user_view(updated))
+    }
+
+    /// Replaces a user's granted roles (`member` is implied). Owners only;
+    /// never one's own (an owner cannot lock the site out of its last owner
+    /// by accident), never a system user's.
+    pub async fn set_user_roles(&self, actor: &Actor, user: &str, roles: Vec<Role>) -> Result<User> {
+        let row =
+            self.user_to_administer(actor, user, "You cannot change your own roles.", "change the roles of").await?;
+        let updated = self.store.set_user_roles(row.id, &roles).await?;
+        tracing::info!(user = %updated.username, ?roles, by = %actor.user.username, "user roles changed");
+        Ok(user_view(updated))
+    }
+
+    /// A user whom the actor may update, other than the actor and not a system user.
+    async fn user_to_administer(&self, actor: &Actor, user: &str, not_self: &str, what: &str) -> Result<UserRow> {
+        let row = self.find_user(actor, user).await?;
+        actor.authorize(Action::Update, Object::user(row.id))?;
+        if row.id == actor.user.id {
+            return Err(Error::conflict(not_self).detail("Ask another owner to do it."));
+        }
+        if row.is_system {
+            return Err(Error::conflict(format!("You cannot {what} a system user.")));
+        }
+        Ok(row)
     }
 
     /// A user by id, username, or `me` (not found when there is none).

@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use warmspace_sdk::{
     AgentConnection, BuildParameter, Notification, PrebuildPolicy, PrebuildSchedule, PrebuildScheduling, Preset,
-    PresetParameter, ProvisionerJob, ProvisionerJobLog, ProvisionerJobMetadata, ProvisionerKey, Template,
-    TemplateSettings, TemplateVersion, TemplateVersionParameter, TemplateVersionParameterOption, User, Workspace,
-    WorkspaceAgent, WorkspaceBuild, WorkspaceResource,
+    PresetParameter, ProvisionerDaemon, ProvisionerJob, ProvisionerJobLog, ProvisionerJobMetadata, ProvisionerKey,
+    Template, TemplateSettings, TemplateVersion, TemplateVersionParameter, TemplateVersionParameterOption, User,
+    Workspace, WorkspaceAgent, WorkspaceBuild, WorkspaceResource,
 };
 use warmspace_store::agents::AgentRow;
 use warmspace_store::claims::Claimed;
+use warmspace_store::daemons::DaemonRow;
 use warmspace_store::jobs::{JobRow, LogRow};
 use warmspace_store::notifications::NotificationRow;
 use warmspace_store::workspaces::{BuildRow, WorkspaceRow};
@@ -360,6 +361,19 @@ pub fn notification_view(row: NotificationRow) -> Notification {
 
 pub fn key_view(key: ProvisionerKeyRow) -> ProvisionerKey {
     ProvisionerKey { id: key.id, name: key.name, created_at: key.created_at }
+}
+
+pub fn daemon_view(d: DaemonRow) -> ProvisionerDaemon {
+    ProvisionerDaemon {
+        id: d.id,
+        name: d.name,
+        tags: d.tags.0,
+        key_name: d.key_name,
+        created_at: d.created_at,
+        last_seen_at: d.last_seen_at,
+        live: d.live,
+        running_jobs: d.running_jobs,
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use uuid::Uuid;
-use warmspace_sdk::{CreateFirstUserRequest, LoginWithPasswordRequest, NotificationsQuery, PrebuildSettings};
+use warmspace_sdk::{CreateFirstUserRequest, LoginWithPasswordRequest, NotificationsQuery};
 
 use super::WebError;
 use super::pages::{self, Chrome, Failure};
@@ -28,6 +28,8 @@ pub(super) async fn chrome(domain: &Domain, session: &Session) -> Result<Chrome,
         csrf: session.csrf.clone(),
         unread: inbox.unread_count,
         pools,
+        provisioner: domain.may_see_provisioners(&session.actor),
+        users: domain.may_see_all_users(&session.actor),
         all_workspaces: pools,
     })
 }
@@ -138,51 +140,14 @@ pub async fn logout(State(state): State<AppState>, form: Form<NoFields>) -> Page
     Ok(session::signed_out(&state, "/login"))
 }
 
+/// An id from the path: a malformed one names nothing, as an unknown one does not.
+pub(super) fn path_id(id: &str) -> Result<Uuid, WebError> {
+    id.parse().map_err(|_| WebError::not_found())
+}
+
 /// A UUID from a form or query field, or a 400 naming the field.
 pub(super) fn parse_id(field: &str, value: &str) -> Result<Uuid, WebError> {
     value.parse().map_err(|_| WebError::new(StatusCode::BAD_REQUEST, format!("Invalid {field}: expected a UUID.")))
-}
-
-// Prebuilds.
-
-pub async fn prebuilds(State(state): State<AppState>, session: Session) -> Page {
-    let domain = &state.domain;
-    // Those who may not see the pools are not told the page exists.
-    if !domain.may_see_pools(&session.actor) {
-        return Err(WebError::not_found());
-    }
-    let status = domain.prebuilds_status(&session.actor).await?;
-    let chrome = chrome(domain, &session).await?;
-    Ok(pages::prebuilds(&chrome, &status).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct PauseForm {
-    paused: bool,
-}
-
-pub async fn pause(State(state): State<AppState>, form: Form<PauseForm>) -> Page {
-    if !state.domain.may_see_pools(&form.session.actor) {
-        return Err(WebError::not_found());
-    }
-    let settings = PrebuildSettings { reconciliation_paused: form.fields.paused };
-    state.domain.set_prebuild_settings(&form.session.actor, settings).await?;
-    Ok(Redirect::to("/prebuilds").into_response())
-}
-
-/// Server-Sent Events: a `pools` event (the pools' status, as the API's
-/// `GET /api/v2/prebuilds/status` gives it) when the stream opens and
-/// whenever it changes (see [`Domain::watch_prebuilds_status`]).
-pub async fn prebuild_events(State(state): State<AppState>, session: Session) -> Page {
-    if !state.domain.may_see_pools(&session.actor) {
-        return Err(WebError::not_found());
-    }
-    let pools = state.domain.watch_prebuilds_status(&session.actor).await?;
-    let events = pools.map(|status| {
-        let json = serde_json::to_string(&status).expect("a pool status serialises");
-        Event::default().event("pools").data(json)
-    });
-    Ok(crate::api::sse(&state, events))
 }
 
 // Notifications.

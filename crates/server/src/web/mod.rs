@@ -9,9 +9,14 @@
 //! styles and connections from this origin only (no inline script or
 //! style). Sessions and CSRF tokens: see [`session`].
 
+mod charts;
 mod handlers;
 mod pages;
+mod prebuilds;
+mod provisioner;
 mod session;
+mod templates;
+mod users;
 mod workspaces;
 
 use axum::Router;
@@ -45,15 +50,30 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaces/{id}/extend", post(workspaces::extend))
         .route("/workspaces/{id}/wake", post(workspaces::wake))
         .route("/builds/{id}/log", get(workspaces::build_log))
-        .route("/prebuilds", get(prebuilds))
-        .route("/prebuilds/events", get(prebuild_events))
-        .route("/prebuilds/pause", post(pause))
+        .route("/templates", get(templates::templates))
+        .route("/templates/{id}", get(templates::template))
+        .route("/templates/{id}/active", post(templates::promote))
+        .route("/templates/{id}/versions/{version}", get(templates::version))
+        .route("/prebuilds", get(prebuilds::prebuilds))
+        .route("/prebuilds/events", get(prebuilds::prebuild_events))
+        .route("/prebuilds/pause", post(prebuilds::pause))
+        .route("/prebuilds/invalidate", get(prebuilds::invalidate_page).post(prebuilds::invalidate))
+        .route("/provisioner", get(provisioner::provisioner))
+        .route("/provisioner/keys", post(provisioner::create_key))
+        .route("/provisioner/keys/{name}/delete", get(provisioner::delete_key_page).post(provisioner::delete_key))
+        .route("/users", get(users::users).post(users::create_user))
+        .route("/users/{user}/status", post(users::set_status))
+        .route("/users/{user}/roles", post(users::set_roles))
         .route("/notifications", get(notifications))
         .route("/notifications/events", get(notification_events))
         .route("/notifications/read-all", post(read_all))
         .route("/static/app.css", get(|| asset("text/css; charset=utf-8", include_str!("static/app.css"))))
         .route("/static/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("static/app.js"))))
         .layer(axum::middleware::map_response(secure_headers))
+        // Pages gzipped for browsers that take it (all do): a list of a thousand
+        // workspaces is mostly repeated markup. Event streams are left alone by
+        // the default predicate. CSRF tokens are masked per page (`session::masked`).
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {

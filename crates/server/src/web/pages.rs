@@ -3,8 +3,9 @@
 
 use axum::http::StatusCode;
 use axum::response::Html;
+use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
-use warmspace_sdk::{Notification, PrebuildsStatus, ValidationError};
+use warmspace_sdk::{MissReason, Notification, ValidationError};
 
 use super::session::CSRF_FIELD;
 
@@ -15,12 +16,16 @@ pub struct Chrome {
     pub unread: i64,
     /// The person may see the Prebuilds page.
     pub pools: bool,
+    /// The person may see the Provisioner page.
+    pub provisioner: bool,
+    /// The person may see the Users page.
+    pub users: bool,
     /// The person sees every workspace, not only their own.
     pub all_workspaces: bool,
 }
 
 pub(super) fn csrf(token: &str) -> Markup {
-    html! { input type="hidden" name=(CSRF_FIELD) value=(token); }
+    html! { input type="hidden" name=(CSRF_FIELD) value=(super::session::masked(token)); }
 }
 
 pub(super) fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Html<String> {
@@ -41,7 +46,10 @@ pub(super) fn page(title: &str, chrome: Option<&Chrome>, body: Markup) -> Html<S
                         nav {
                             a href="/workspaces" { "Workspaces" }
                             a href="/workspaces/new" { "New workspace" }
+                            a #nav-templates href="/templates" { "Templates" }
                             @if c.pools { a #nav-prebuilds href="/prebuilds" { "Prebuilds" } }
+                            @if c.provisioner { a #nav-provisioner href="/provisioner" { "Provisioner" } }
+                            @if c.users { a #nav-users href="/users" { "Users" } }
                             a #nav-notifications href="/notifications" {
                                 "Notifications"
                                 span #unread.badge hidden[c.unread == 0] { (c.unread) }
@@ -79,6 +87,50 @@ pub fn error(status: StatusCode, message: &str, detail: &str, validations: &[Val
             @if !detail.is_empty() { p.detail { (detail) } }
             (problems(validations))
             p { a href="/" { "Back to the dashboard" } }
+        },
+    )
+}
+
+/// Why a create request was not a claim, in words: `no eligible`.
+pub(super) fn miss_reason(reason: MissReason) -> String {
+    reason.as_str().replace('_', " ")
+}
+
+/// A value as one part of a URL (a path segment, a query value).
+pub(super) fn urlencode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// An instant as the pages show it.
+pub(super) fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A page asking to confirm an action that cannot be undone: `question`,
+/// then a form posting `fields` to `action` (the page that asked is where
+/// "Cancel" goes back to).
+pub(super) fn confirm(
+    chrome: &Chrome,
+    title: &str,
+    question: Markup,
+    action: &str,
+    fields: &[(&str, &str)],
+    back: &str,
+) -> Html<String> {
+    page(
+        title,
+        Some(chrome),
+        html! {
+            h1 { (title) }
+            form #confirm.stack method="post" action=(action) {
+                (csrf(&chrome.csrf))
+                @for (name, value) in fields { input type="hidden" name=(name) value=(value); }
+                p { (question) }
+                div.actions {
+                    button type="submit" { (title) }
+                    a.button.secondary href=(back) { "Cancel" }
+                }
+            }
         },
     )
 }
@@ -133,48 +185,6 @@ pub fn setup(token: &str, username: &str, email: &str, failed: Option<&Failure>)
     )
 }
 
-pub fn prebuilds(chrome: &Chrome, status: &PrebuildsStatus) -> Html<String> {
-    let paused = status.reconciliation_paused;
-    page(
-        "Prebuilds",
-        Some(chrome),
-        html! {
-            h1 { "Prebuilds" }
-            form #pause.inline method="post" action="/prebuilds/pause" {
-                (csrf(&chrome.csrf))
-                input type="hidden" name="paused" value=(if paused { "false" } else { "true" });
-                span #reconciliation { "Reconciliation is " strong { (if paused { "paused" } else { "running" }) } ". " }
-                button type="submit" { (if paused { "Resume" } else { "Pause" }) }
-            }
-            p.hint { "Counts update live." }
-            @if status.presets.is_empty() {
-                p.empty { "No preset keeps a pool." }
-            }
-            div.scroll {
-                table #pools data-live="/prebuilds/events" {
-                    thead { tr {
-                        th { "Template" } th { "Preset" } th.num { "Desired" } th.num { "Eligible" }
-                        th.num { "Running" } th.num { "Starting" } th { "Status" }
-                    } }
-                    tbody {
-                        @for p in &status.presets {
-                            tr id={ "pool-" (p.preset_id) } {
-                                td { (p.template_name) @if !p.version_active { " " small { "(old version)" } } }
-                                td { (p.preset_name) }
-                                td.num data-field="desired" { (p.desired) }
-                                td.num data-field="eligible" { (p.eligible) }
-                                td.num data-field="running" { (p.running) }
-                                td.num data-field="starting" { (p.starting) }
-                                td data-field="status" { (p.status) }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
-}
-
 pub fn notifications(chrome: &Chrome, items: &[Notification]) -> Html<String> {
     page(
         "Notifications",
@@ -190,7 +200,7 @@ pub fn notifications(chrome: &Chrome, items: &[Notification]) -> Html<String> {
                 @for n in items {
                     li class=(if n.read_at.is_none() { "unread" } else { "read" }) {
                         strong { (n.title) }
-                        small { " " (n.created_at.format("%Y-%m-%d %H:%M UTC")) }
+                        small { " " (time(n.created_at)) }
                         @if !n.content.is_empty() { p { (n.content) } }
                     }
                 }

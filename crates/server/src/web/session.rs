@@ -46,6 +46,31 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// The CSRF token as a page carries it: XORed with a random pad drawn for
+/// this page, pad first, in hex. Pages are sent compressed, and a secret
+/// repeated unchanged in compressed pages that also reflect what a visitor
+/// typed can be guessed from their sizes (BREACH); masked, it never repeats.
+pub fn masked(token: &str) -> String {
+    let pad: Vec<u8> = (0..token.len()).map(|_| rand::random()).collect();
+    let xored: Vec<u8> = token.bytes().zip(&pad).map(|(t, p)| t ^ p).collect();
+    hex::encode(pad) + &hex::encode(xored)
+}
+
+/// The token a form's masked value (see [`masked`]) carries.
+fn unmasked(form: &str) -> Option<String> {
+    let bytes = hex::decode(form).ok()?;
+    let (pad, xored) = bytes.split_at(bytes.len() / 2);
+    if pad.len() != xored.len() || pad.is_empty() {
+        return None;
+    }
+    String::from_utf8(pad.iter().zip(xored).map(|(p, x)| p ^ x).collect()).ok()
+}
+
+/// Whether a form's masked token carries `expected`.
+fn carries(form: &str, expected: &str) -> bool {
+    unmasked(form).is_some_and(|token| same(&token, expected))
+}
+
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -142,12 +167,28 @@ async fn fields<T: DeserializeOwned>(req: Request) -> Result<(Option<String>, T)
             format!("Invalid {key}: must not contain a NUL character."),
         ));
     }
-    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(&body));
-    let fields = serde_path_to_error::deserialize(de).map_err(|err| {
+    Ok((csrf, decode(&body)?))
+}
+
+/// URL-encoded pairs (a form's body, a query string) as `T`; a bad one is a 400 naming its field.
+fn decode<T: DeserializeOwned>(pairs: &[u8]) -> Result<T, WebError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(pairs));
+    serde_path_to_error::deserialize(de).map_err(|err| {
         let field = err.path().to_string();
         WebError::new(StatusCode::BAD_REQUEST, format!("Invalid {field}: {}", err.into_inner()))
-    })?;
-    Ok((csrf, fields))
+    })
+}
+
+/// A page's query string as `T`; a bad one is a 400 page naming the field.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Query<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        let query = parts.uri.query().unwrap_or_default();
+        decode(query.as_bytes()).map(Query).map_err(IntoResponse::into_response)
+    }
 }
 
 fn refused() -> WebError {
@@ -162,7 +203,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Form<T> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, state).await?;
         let (csrf, fields) = fields(Request::from_parts(parts, body)).await.map_err(IntoResponse::into_response)?;
-        if !csrf.is_some_and(|csrf| same(&csrf, &session.csrf)) {
+        if !csrf.is_some_and(|csrf| carries(&csrf, &session.csrf)) {
             return Err(refused().into_response());
         }
         Ok(Form { session, fields })
@@ -176,7 +217,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PreSessionForm<T> {
         let expected = cookie(req.headers(), PRE_SESSION_COOKIE).map(str::to_owned);
         let (csrf, fields) = fields(req).await.map_err(IntoResponse::into_response)?;
         match (csrf, expected) {
-            (Some(csrf), Some(expected)) if !expected.is_empty() && same(&csrf, &expected) => {
+            (Some(csrf), Some(expected)) if !expected.is_empty() && carries(&csrf, &expected) => {
                 Ok(PreSessionForm(fields))
             }
             _ => Err(refused().into_response()),
@@ -187,6 +228,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PreSessionForm<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_tokens_differ_per_page_and_carry_only_their_token() {
+        let token = session_csrf("a-b");
+        let (one, two) = (masked(&token), masked(&token));
+        assert_ne!(one, two);
+        assert!(carries(&one, &token) && carries(&two, &token));
+        assert!(!carries(&one, &session_csrf("a-c")));
+        assert!(!carries(&token, &token), "an unmasked token is refused");
+        for bad in ["", "zz", "abc", &one[..one.len() - 2]] {
+            assert!(!carries(bad, &token), "{bad:?}");
+        }
+    }
 
     #[test]
     fn csrf_tokens_differ_per_session_and_compare_whole() {

@@ -24,7 +24,7 @@ use warmspace_states::{BuildReason, JobStatus, Transition};
 use warmspace_store::claims::CreationRecord;
 
 use super::WebError;
-use super::handlers::{NoFields, Page, chrome, failure, parse_id};
+use super::handlers::{NoFields, Page, chrome, failure, parse_id, path_id};
 use super::pages::Failure;
 use super::session::{Form, Session};
 use crate::api::AppState;
@@ -84,11 +84,6 @@ async fn with_made(domain: &Domain, list: Vec<Workspace>) -> Result<Vec<(Workspa
             (w, made)
         })
         .collect())
-}
-
-/// An id from the path: a malformed one names nothing, as an unknown one does not.
-fn path_id(id: &str) -> Result<Uuid, WebError> {
-    id.parse().map_err(|_| WebError::not_found())
 }
 
 pub async fn list(State(state): State<AppState>, session: Session) -> Page {

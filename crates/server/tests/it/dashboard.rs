@@ -68,6 +68,9 @@ async fn dashboard_pages_carry_a_strict_csp_and_api_paths_stay_json() {
         let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
     }
+    // Pages go compressed to a browser that takes it, the API as before.
+    let page = http.get(server.url.join("setup").unwrap()).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(page.headers().get("content-encoding").map(|e| e.to_str().unwrap()), Some("gzip"), "{page:?}");
     let missing = http.get(server.url.join("nowhere").unwrap()).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert!(missing.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -273,8 +276,12 @@ async fn dashboard_session_cookies_are_http_only_lax_and_secure_behind_https() {
         assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Strict"), "{pre}");
         assert_eq!(pre.contains("Secure"), secure, "{pre}");
         let token = pre.split(';').next().unwrap().strip_prefix("warmspace_csrf=").unwrap().to_owned();
+        // The form carries the token as the page masked it.
+        let html = page.text().await.unwrap();
+        let field = html.split("name=\"_csrf\" value=\"").nth(1).expect("the form's CSRF field");
+        let masked = field.split('"').next().unwrap();
         let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([("username", "admin"), ("email", OWNER_EMAIL), ("password", PASSWORD), ("_csrf", &token)])
+            .extend_pairs([("username", "admin"), ("email", OWNER_EMAIL), ("password", PASSWORD), ("_csrf", masked)])
             .finish();
         let created = http
             .post(server.url.join("setup").unwrap())

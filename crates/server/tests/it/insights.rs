@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use warmspace_sdk::{MissReason, PrebuildInsights, PrebuildInsightsQuery, PresetInsight, Role, StatusCode};
+use uuid::Uuid;
+use warmspace_sdk::{
+    Client, MissReason, PrebuildInsights, PrebuildInsightsQuery, PresetInsight, Role, StatusCode, Template,
+};
 use warmspace_server::testing::TestServer;
 
 use crate::common::*;
@@ -23,12 +26,38 @@ fn window(text: &str) -> PrebuildInsightsQuery {
 /// (builds, requests: well under a minute) is all the figures may differ by.
 const REAL_TIME_HOURS: f64 = 1.0 / 60.0;
 
-#[tokio::test]
-async fn a_pool_s_claims_misses_and_idle_hours_over_a_window() {
-    let server = TestServer::start_full(quiet(), 2, false).await;
+/// An owner with a `claim = "reinit"` template whose `us` preset keeps a pool of one.
+async fn reinit_pool(server: &TestServer) -> (Client, Template, Uuid) {
     let owner = server.owner().await;
     let template = push(&owner, "pool", &[("warmspace.hcl", &manifest(1, "reinit", ""))]).await;
     let preset = preset_id(&owner, &template, "us").await;
+    (owner, template, preset)
+}
+
+/// The pool's prebuild becomes eligible (and is recorded so), stays warm two
+/// hours, is claimed; a second request then misses (no cycle refills the
+/// pool); an hour passes.
+async fn warm_for_two_hours_claimed_then_missed(
+    server: &TestServer,
+    owner: &Client,
+    template: &Template,
+    preset: Uuid,
+) {
+    eligible(server, owner, 1).await;
+    // The cycle after the one that saw it eligible records it so.
+    server.reconciler.run_cycle().await.unwrap();
+    server.clock.advance(2 * HOUR);
+    let hit = owner.create_workspace("me", &request(template, "hit", Some(preset), &[])).await.unwrap();
+    assert!(claimed(&hit));
+    let miss = owner.create_workspace("me", &request(template, "miss", Some(preset), &[])).await.unwrap();
+    assert!(!claimed(&miss));
+    server.clock.advance(HOUR);
+}
+
+#[tokio::test]
+async fn a_pool_s_claims_misses_and_idle_hours_over_a_window() {
+    let server = TestServer::start_full(quiet(), 2, false).await;
+    let (owner, template, preset) = reinit_pool(&server).await;
 
     // Nothing happened yet: the pool is listed with nothing to show.
     let empty = owner.prebuild_insights(&Default::default()).await.unwrap();
@@ -39,13 +68,7 @@ async fn a_pool_s_claims_misses_and_idle_hours_over_a_window() {
     assert_eq!(pool.template_version_id, Some(template.active_version_id));
 
     // A prebuild, warm for two hours, claimed; then a miss (no cycle refilled the pool).
-    eligible(&server, &owner, 1).await;
-    server.clock.advance(2 * HOUR);
-    let hit = owner.create_workspace("me", &request(&template, "hit", Some(preset), &[])).await.unwrap();
-    assert!(claimed(&hit));
-    let miss = owner.create_workspace("me", &request(&template, "miss", Some(preset), &[])).await.unwrap();
-    assert!(!claimed(&miss));
-    server.clock.advance(HOUR);
+    warm_for_two_hours_claimed_then_missed(&server, &owner, &template, preset).await;
 
     let week = owner.prebuild_insights(&Default::default()).await.unwrap();
     let pool = us(&week);
@@ -104,4 +127,42 @@ async fn insights_are_described_in_the_openapi_document() {
     for schema in ["PrebuildInsights", "PresetInsight"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
     }
+}
+
+/// What the dashboard's pool chart draws (`Domain::pool_history`): a sample
+/// every 15 minutes of the last day, derived from the prebuild's recorded
+/// life and the claim attempts, on the server's clock.
+#[tokio::test]
+async fn a_pool_s_history_over_the_last_day() {
+    let server = TestServer::start_full(quiet(), 2, false).await;
+    let (owner, template, preset) = reinit_pool(&server).await;
+    warm_for_two_hours_claimed_then_missed(&server, &owner, &template, preset).await;
+
+    let actor = server.domain.authenticate(owner.token()).await.unwrap();
+    let history = server.domain.pool_history(&actor).await.unwrap();
+    let pool = history.iter().find(|p| p.preset_id == preset).expect("the pool's history");
+    assert_eq!(pool.samples.len(), 97, "every 15 minutes over a day, both ends included");
+    assert_eq!(pool.samples.last().unwrap().at, pool.until);
+    let column = |f: fn(&warmspace_server::domain::PoolSample) -> u32| pool.samples.iter().map(f).collect::<Vec<_>>();
+    // Samples 84 … 96 are the last three hours (84: just after the prebuild became eligible).
+    let (desired, eligible) = (column(|s| s.desired), column(|s| s.eligible));
+    assert_eq!(&desired[80..], &[0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "none before the version existed");
+    assert_eq!(&eligible[80..], &[0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], "claimed after two hours");
+    assert!(desired[..80].iter().chain(&eligible[..80]).all(|n| *n == 0));
+    // The claim and the miss, in the 15 minutes that end an hour ago.
+    let (hits, misses) = (column(|s| s.hits), column(|s| s.misses));
+    assert_eq!((hits.iter().sum::<u32>(), hits[92]), (1, 1), "{hits:?}");
+    assert_eq!((misses.iter().sum::<u32>(), misses[92]), (1, 1), "{misses:?}");
+
+    // Like the insights, for template admins and owners only.
+    let member = server.user(&owner, "member", &[]).await;
+    let member = server.domain.authenticate(member.token()).await.unwrap();
+    assert!(server.domain.pool_history(&member).await.is_err());
+    assert!(server.domain.recent_claims(&member, 10).await.is_err());
+    let claims = server.domain.recent_claims(&actor, 10).await.unwrap();
+    assert_eq!(
+        claims.iter().map(|c| (c.workspace_name.as_deref(), c.hit)).collect::<Vec<_>>(),
+        [(Some("miss"), false), (Some("hit"), true)]
+    );
+    assert!(server.domain.recent_claims(&actor, 0).await.is_err(), "a limit of at least 1");
 }

@@ -8,6 +8,7 @@ mod claims_race;
 mod common;
 mod connections;
 mod dashboard;
+mod dashboard_admin;
 mod dashboard_workspaces;
 mod input;
 mod insights;

@@ -70,3 +70,25 @@ async fn only_the_daemon_holding_a_job_writes_its_log_and_never_once_it_finished
         owner.template_version_logs(version.id).await.unwrap().into_iter().map(|l| l.output).collect();
     assert_eq!(log, ["from the holder"]);
 }
+
+#[tokio::test]
+async fn daemons_are_listed_with_their_key_and_liveness() {
+    // No in-process daemons: the one listed is ours, acquiring with a key.
+    let server = TestServer::start_with(Config::default(), 0).await;
+    let owner = server.owner().await;
+    assert_eq!(owner.provisioner_daemons().await.unwrap(), Vec::new());
+    let daemon = daemon_client(&server, &owner, "far-away").await;
+    let me = worker("far-1");
+    assert!(daemon.acquire_job(&me).await.unwrap().is_none(), "nothing to do, but seen");
+    let daemons = owner.provisioner_daemons().await.unwrap();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    let seen = &daemons[0];
+    assert_eq!((seen.id, seen.name.as_str(), seen.key_name.as_deref()), (me.id, "far-1", Some("far-away")));
+    assert!(seen.live);
+    assert_eq!(seen.running_jobs, 0);
+    // Template admins may read them, members may not.
+    let admin = server.user(&owner, "ta", &[warmspace_sdk::Role::TemplateAdmin]).await;
+    assert_eq!(admin.provisioner_daemons().await.unwrap().len(), 1);
+    let member = server.user(&owner, "m", &[]).await;
+    assert_eq!(api_status(member.provisioner_daemons().await).0, StatusCode::FORBIDDEN);
+}

@@ -433,3 +433,61 @@ async fn refusals_and_misses_name_what_was_asked() {
     let (_, body) = api_status(member.workspace_by_name("me", "nosuch").await);
     assert_eq!(body.message, "Workspace \"member/nosuch\" not found.");
 }
+
+#[tokio::test]
+async fn owners_suspend_reactivate_and_change_the_roles_of_others() {
+    let server = TestServer::start_with(crate::common::quiet(), 0).await;
+    let owner = server.owner().await;
+    let alice = server.user(&owner, "alice", &[]).await;
+    let bob = server.user(&owner, "bob", &[Role::TemplateAdmin]).await;
+
+    // Only owners, and never on themselves or a system user.
+    assert_eq!(api_status(bob.suspend_user("alice").await).0, StatusCode::FORBIDDEN);
+    assert_eq!(api_status(bob.set_user_roles("alice", &[Role::Owner]).await).0, StatusCode::FORBIDDEN);
+    let (status, body) = api_status(owner.suspend_user("admin").await);
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.message.contains("yourself"), "{body:?}");
+    let (status, body) = api_status(owner.set_user_roles("admin", &[]).await);
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.message.contains("your own roles"), "{body:?}");
+    assert_eq!(api_status(alice.suspend_user("alice").await).0, StatusCode::CONFLICT);
+    assert_eq!(api_status(owner.suspend_user("prebuilds").await).0, StatusCode::CONFLICT);
+    assert_eq!(api_status(owner.suspend_user("nobody").await).0, StatusCode::NOT_FOUND);
+
+    // Suspended: alice's session stops working and she cannot log in.
+    let suspended = owner.suspend_user("alice").await.unwrap();
+    assert_eq!(suspended.status, UserStatus::Suspended);
+    assert_eq!(api_status(alice.user("me").await).0, StatusCode::UNAUTHORIZED);
+    let login = LoginWithPasswordRequest { email: "alice@example.com".into(), password: PASSWORD.into() };
+    let (status, body) = api_status(server.client().login(&login).await);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.message.contains("suspended"), "{body:?}");
+    // Reactivated (by id, too), she logs in again.
+    let resp = owner.request(reqwest::Method::PUT, "api/v2/users/alice/status/delete").unwrap().send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "only suspend and activate");
+    let id = suspended.id.to_string();
+    assert_eq!(owner.activate_user(&id).await.unwrap().status, UserStatus::Active);
+    server.client().login(&login).await.unwrap();
+
+    // Roles are replaced; member stays implied.
+    assert_eq!(
+        owner.set_user_roles("alice", &[Role::TemplateAdmin]).await.unwrap().roles,
+        [Role::TemplateAdmin, Role::Member]
+    );
+    assert_eq!(owner.set_user_roles("bob", &[]).await.unwrap().roles, [Role::Member]);
+    assert_eq!(
+        owner.set_user_roles("bob", &[Role::Owner, Role::Member, Role::Owner]).await.unwrap().roles,
+        [Role::Owner, Role::Member]
+    );
+    let resp = owner
+        .request(reqwest::Method::PUT, "api/v2/users/alice/roles")
+        .unwrap()
+        .header("content-type", "application/json")
+        .body(r#"{"roles": ["root"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["validations"][0]["field"], "roles[0]", "{body}");
+}

@@ -45,6 +45,24 @@ pub enum UsersCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Suspend a user (owners only): they can no longer log in, and their sessions stop working.
+    Suspend {
+        /// The user's username or id.
+        user: String,
+    },
+    /// Reactivate a suspended user (owners only).
+    Activate {
+        /// The user's username or id.
+        user: String,
+    },
+    /// Replace a user's roles (owners only; not your own).
+    EditRoles {
+        /// The user's username or id.
+        user: String,
+        /// A role beyond member: owner or template-admin. Repeatable; none leaves a plain member.
+        #[arg(long = "role")]
+        roles: Vec<Role>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -107,6 +125,19 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        UsersCommand::Suspend { user } => {
+            let user = client.suspend_user(&user).await?;
+            println!("Suspended user {}.", user.username);
+        }
+        UsersCommand::Activate { user } => {
+            let user = client.activate_user(&user).await?;
+            println!("Activated user {}.", user.username);
+        }
+        UsersCommand::EditRoles { user, roles } => {
+            let user = client.set_user_roles(&user, &roles).await?;
+            let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+            println!("User {} now has the roles {}.", user.username, roles.join(", "));
         }
     }
     Ok(())

@@ -52,6 +52,32 @@ async fn cli_users_create_prints_a_generated_password_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_users_suspend_activate_and_edit_roles() {
+    let tmp = temp_dir();
+    let admin = tmp.path().join("admin");
+    let (server, _db) = server_with_admin(&admin).await;
+    run(warmspace(&admin).args(["users", "create", "--username", "dev", "--email", "dev@example.com"]));
+    let user = |name: &str| {
+        let listed = run(warmspace(&admin).args(["users", "list", "--search", name, "-o", "json"]));
+        let users: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
+        users.into_iter().find(|u| u["username"] == name).expect("listed")
+    };
+
+    assert_eq!(stdout(&run(warmspace(&admin).args(["users", "suspend", "dev"]))).trim(), "Suspended user dev.");
+    assert_eq!(user("dev")["status"], "suspended");
+    run(warmspace(&admin).args(["users", "activate", "dev"]));
+    assert_eq!(user("dev")["status"], "active");
+    let edited = run(warmspace(&admin).args(["users", "edit-roles", "dev", "--role", "template-admin"]));
+    assert_eq!(stdout(&edited).trim(), "User dev now has the roles template-admin, member.");
+    run(warmspace(&admin).args(["users", "edit-roles", "dev"]));
+    assert_eq!(user("dev")["roles"], serde_json::json!(["member"]));
+    // Refusals are sentences.
+    let refused = run_failing(warmspace(&admin).args(["users", "suspend", "admin"]));
+    assert!(refused.contains("You cannot suspend or reactivate yourself."), "{refused}");
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_login_and_listen_on_a_host_name_without_a_scheme() {
     let db = TestDatabase::new().await;
     let tmp = temp_dir();

@@ -75,8 +75,25 @@
     });
   }
 
+  // A pool's status in words, as the server writes it (web/prebuilds.rs).
+  function poolStatus(pool) {
+    switch (pool.status) {
+      case "backoff":
+        return pool.backoff_until
+          ? "backoff until " + new Date(pool.backoff_until).toISOString().slice(11, 19) + " UTC"
+          : "backoff";
+      case "hard_limited":
+        return "hard-limited";
+      case "validation_failed":
+        return "validation failed";
+      default:
+        return String(pool.status);
+    }
+  }
+
+  // The pools of the Prebuilds page, and of a template's page.
   const pools = document.getElementById("pools");
-  if (pools) {
+  if (pools && pools.dataset.live) {
     const stream = open(pools.dataset.live);
     stream.addEventListener("pools", function (event) {
       const status = JSON.parse(event.data);
@@ -86,7 +103,8 @@
           continue; // A pool that appeared since the page loaded shows on the next load.
         }
         for (const cell of row.querySelectorAll("[data-field]")) {
-          const value = pool[cell.dataset.field];
+          const field = cell.dataset.field;
+          const value = field === "status" ? poolStatus(pool) : pool[field];
           if (value !== undefined) {
             cell.textContent = String(value);
           }

@@ -23,21 +23,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
-use tokio::net::TcpListener;
 use tracing::subscriber::Interest;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::dynamic_filter_fn;
 use uuid::Uuid;
 use warmspace_sdk::{
-    BuildReason, Client, CreateFirstUserRequest, CreateTemplateRequest, CreateTemplateVersionRequest,
-    CreateWorkspaceRequest, JobStatus, LogEvent, LoginType, LoginWithPasswordRequest, UserStatus,
+    BuildReason, Client, CreateTemplateRequest, CreateTemplateVersionRequest, CreateWorkspaceRequest, JobStatus,
+    LogEvent, LoginType, UserStatus,
 };
 use warmspace_server::auth::tokens::Token;
-use warmspace_server::{Config, Server};
 use warmspace_store::bench::{BareClaimer, BareClaims};
 use warmspace_store::{NewSession, NewUser, PgConnectOptions, Store};
 
-use super::{Database, ms};
+use super::{Database, QuietServer, first_owner, ms};
 
 #[derive(clap::Args, Debug)]
 pub struct ClaimArgs {
@@ -143,53 +141,21 @@ struct Bench {
 }
 
 async fn measure(args: &ClaimArgs, options: PgConnectOptions, statements: &Statements) -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = url::Url::parse(&format!("http://{}/", listener.local_addr()?))?;
-    let mut config = Config {
-        database: warmspace_server::Database::External(Box::new(options.clone())),
-        max_connections: args.max_connections,
-        // One, for the template's import; claims give it nothing to run.
-        provisioner_daemons: 1,
-        ..Config::default()
-    };
-    config.reconciler.background = false;
-    // Nothing on a timer: only the claims talk to the database.
-    config.provisioning.poll_interval = Duration::from_secs(3600);
-    config.provisioning.reap_interval = Duration::from_secs(3600);
-    config.metrics.collect_interval = Duration::from_secs(3600);
-    let server = Server::start(config, Some(listener)).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(async {
-        // Sent or dropped: the bench is done either way.
-        stopped.await.ok();
-    }));
-
+    // One daemon, for the template's import; claims give it nothing to run.
+    let server = QuietServer::start(&options, 1, args.max_connections).await?;
     let result = async {
-        let bench = Bench::set_up(args, &options, url).await?;
+        let bench = Bench::set_up(args, &options, server.url.clone()).await?;
         bench.run(args, &options, statements).await
     }
     .await;
-    stop.send(()).ok();
-    serving.await??;
+    server.stop().await?;
     result
 }
 
 impl Bench {
     async fn set_up(args: &ClaimArgs, options: &PgConnectOptions, url: url::Url) -> anyhow::Result<Bench> {
         let store = Store::connect(options.clone(), 4).await?;
-        let (email, password) = ("bench@bench.invalid", "bench password, not a secret");
-        Client::new(url.clone())
-            .create_first_user(&CreateFirstUserRequest {
-                username: "bench".into(),
-                email: email.into(),
-                password: password.into(),
-                name: String::new(),
-            })
-            .await?;
-        let session = Client::new(url.clone())
-            .login(&LoginWithPasswordRequest { email: email.into(), password: password.into() })
-            .await?;
-        let owner = Client::new(url.clone()).with_token(session.session_token);
+        let owner = first_owner(&url, "bench", "bench@bench.invalid", "bench password, not a secret").await?;
 
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("warmspace.hcl"), manifest(args.pool))?;

@@ -2,6 +2,7 @@
 //! measured in the same run on the same database.
 
 mod claim;
+mod dashboard;
 mod queue;
 mod reconcile;
 mod refill;
@@ -11,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use warmspace_sdk::{Client, CreateFirstUserRequest, LoginWithPasswordRequest};
 use warmspace_store::PgConnectOptions;
 use warmspace_store::embedded::{Cluster, ClusterOptions};
 
@@ -30,6 +32,9 @@ pub enum BenchCommand {
     /// Refill: from a claim's commit to its replacement prebuild queued, one
     /// claim a second and in bursts, beside thousands of other presets.
     Refill(refill::RefillArgs),
+    /// The dashboard's workspaces page for one person with 1 000 workspaces:
+    /// request time and size, against the JSON API's listing of them.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Runs a benchmark, logging warnings (unless `RUST_LOG` says otherwise),
@@ -43,6 +48,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scale(args) => scale::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,
         BenchCommand::Refill(args) => refill::run(args).await,
+        BenchCommand::Dashboard(args) => dashboard::run(args).await,
     }
 }
 
@@ -79,6 +85,65 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// A `warmspace server` in this process, with nothing on a timer (no
+/// reconciliation loop, no polling, reaping or metrics collection): only
+/// what the benchmark does talks to the database.
+struct QuietServer {
+    url: url::Url,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl QuietServer {
+    /// On `options`, with `daemons` in-process daemons and a pool of `max_connections`.
+    async fn start(options: &PgConnectOptions, daemons: usize, max_connections: u32) -> anyhow::Result<QuietServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr()?))?;
+        let mut config = warmspace_server::Config {
+            database: warmspace_server::Database::External(Box::new(options.clone())),
+            max_connections,
+            provisioner_daemons: daemons,
+            ..warmspace_server::Config::default()
+        };
+        config.reconciler.background = false;
+        config.provisioning.poll_interval = Duration::from_secs(3600);
+        config.provisioning.reap_interval = Duration::from_secs(3600);
+        config.metrics.collect_interval = Duration::from_secs(3600);
+        let server = warmspace_server::Server::start(config, Some(listener)).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            // Sent or dropped: the bench is done either way.
+            Ok(server
+                .serve(async {
+                    stopped.await.ok();
+                })
+                .await?)
+        });
+        Ok(QuietServer { url, stop, serving })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.send(()).ok();
+        self.serving.await?
+    }
+}
+
+/// Creates the server's first user (an owner) and returns a client logged in as them.
+async fn first_owner(url: &url::Url, username: &str, email: &str, password: &str) -> anyhow::Result<Client> {
+    Client::new(url.clone())
+        .create_first_user(&CreateFirstUserRequest {
+            username: username.into(),
+            email: email.into(),
+            password: password.into(),
+            name: String::new(),
+        })
+        .await?;
+    let session = Client::new(url.clone())
+        .login(&LoginWithPasswordRequest { email: email.into(), password: password.into() })
+        .await?;
+    Ok(Client::new(url.clone()).with_token(session.session_token))
 }
 
 /// The median of `samples` (sorted in place).
