@@ -136,8 +136,15 @@ async fn sign_in(browser: &reqwest::Client, url: &url::Url) -> anyhow::Result<St
     let login = url.join("login")?;
     let form = browser.get(login.clone()).send().await?;
     let csrf = cookie(&form, "warmspace_csrf").context("the sign-in page set no CSRF cookie")?;
+    // The form carries the token as the page masked it.
+    let page = form.text().await?;
+    let masked = page
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("the sign-in page has no CSRF field")?;
     let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("email", EMAIL), ("password", PASSWORD), ("_csrf", csrf.as_str())])
+        .extend_pairs([("email", EMAIL), ("password", PASSWORD), ("_csrf", masked)])
         .finish();
     let signed_in = browser
         .post(login)
