@@ -304,3 +304,257 @@ enum Mode {
     Managed,
     Data,
 }
+
+#[cfg(test)]
+mod tests {
+    //! These run the real Terraform CLI (from `PATH`) on templates made of
+    //! built-in resources only (`terraform_data` with `local-exec`), which
+    //! need no provider download.
+
+    use std::collections::BTreeMap;
+
+    use tempfile::TempDir;
+    use tokio::sync::watch;
+    use uuid::Uuid;
+    use warmspace_sdk::JobLogLine;
+    use warmspace_template::BackendConfig;
+
+    use super::*;
+    use crate::logs::LogSink;
+
+    /// A workspace whose `terraform_data.workspace` exists while it is
+    /// started (`start_count`) and writes `started` into the directory the
+    /// `out_dir` parameter names, removing it when destroyed; and a
+    /// `terraform_data.home` that lives as long as the workspace.
+    const WORKSPACE_TF: &str = r#"
+variable "warmspace_start_count" { type = number }
+variable "warmspace_workspace_name" { type = string }
+variable "warmspace_owner_email" { type = string }
+variable "out_dir" { type = string }
+
+resource "terraform_data" "home" {
+  input = var.warmspace_workspace_name
+}
+
+resource "terraform_data" "workspace" {
+  count = var.warmspace_start_count
+  input = {
+    file = "${var.out_dir}/started"
+    text = "${var.warmspace_workspace_name} ${var.warmspace_owner_email}"
+  }
+  provisioner "local-exec" {
+    command = "printf '%s' '${self.input.text}' > '${self.input.file}'"
+  }
+  provisioner "local-exec" {
+    when    = destroy
+    command = "rm '${self.input.file}'"
+  }
+}
+"#;
+
+    fn job(transition: Transition, out_dir: &Path) -> BuildJob {
+        BuildJob {
+            build_id: Uuid::new_v4(),
+            build_number: 1,
+            transition,
+            workspace_id: Uuid::new_v4(),
+            workspace_name: "dev".into(),
+            owner_id: Uuid::new_v4(),
+            owner_name: "alice".into(),
+            owner_email: "alice@example.com".into(),
+            is_prebuild: false,
+            is_claim: false,
+            parameters: BTreeMap::from([("out_dir".into(), out_dir.to_str().unwrap().into())]),
+            agent_tokens: BTreeMap::from([("dev-box".into(), "token-dev-box".into())]),
+            backend: BackendConfig::Terraform,
+            state: None,
+            file_id: Uuid::new_v4(),
+            server_url: "http://warmspace.test:3000".into(),
+        }
+    }
+
+    /// Runs a build in a fresh directory holding only `main_tf` — as a
+    /// daemon does, so nothing of an earlier build is on disk — and returns
+    /// it with every log line.
+    async fn build(main_tf: &str, job: &BuildJob, terraform: &Path) -> (BuildOutcome, Vec<JobLogLine>) {
+        let files = TempDir::new().unwrap();
+        std::fs::write(files.path().join("main.tf"), main_tf).unwrap();
+        let (log, mut rx) = LogSink::channel();
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let ctx = BuildContext {
+            job,
+            files: files.path(),
+            log: &log,
+            cancel,
+            binary: Path::new("/usr/local/bin/warmspace"),
+            stop_grace: crate::DEFAULT_STOP_GRACE,
+            terraform,
+        };
+        let outcome = run(ctx).await;
+        drop(log);
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line);
+        }
+        (outcome, lines)
+    }
+
+    fn terraform() -> &'static Path {
+        Path::new("terraform")
+    }
+
+    fn resource(address: &str) -> Resource {
+        Resource { address: address.into(), kind: "terraform_data".into(), replaced: false }
+    }
+
+    /// The addresses of the resources a state file holds.
+    fn state_resources(state: &[u8]) -> Vec<String> {
+        let state: serde_json::Value = serde_json::from_slice(state).unwrap();
+        let mut names: Vec<String> = state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                let name = format!("{}.{}", r["type"].as_str().unwrap(), r["name"].as_str().unwrap());
+                r["instances"].as_array().unwrap().iter().map(move |_| name.clone())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn failure(outcome: &BuildOutcome) -> &str {
+        match &outcome.result {
+            BuildResult::Failed(message) => message,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn start_creates_stop_destroys_and_delete_leaves_nothing_with_the_state_carried_by_the_build() {
+        let out = TempDir::new().unwrap();
+        let started = out.path().join("started");
+
+        let (start, lines) = build(WORKSPACE_TF, &job(Transition::Start, out.path()), terraform()).await;
+        assert_eq!(start.result, BuildResult::Succeeded, "{lines:#?}");
+        assert_eq!(std::fs::read_to_string(&started).unwrap(), "dev alice@example.com");
+        assert_eq!(start.resources, vec![resource("terraform_data.home"), resource("terraform_data.workspace[0]")]);
+        let state = start.state.clone().expect("a start keeps Terraform's state");
+        assert_eq!(state_resources(&state), ["terraform_data.home", "terraform_data.workspace"]);
+        // Terraform's own lines, by stage, in order.
+        let stages: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.source == LogSource::Provisioner)
+            .map(|l| l.stage.as_str())
+            .fold(Vec::new(), |mut stages, stage| {
+                if stages.last() != Some(&stage) {
+                    stages.push(stage);
+                }
+                stages
+            });
+        assert_eq!(stages, ["init", "plan", "apply"]);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.stage == "apply" && l.output.contains("terraform_data.workspace[0]: Creation complete")),
+            "{lines:#?}"
+        );
+
+        // The stop runs elsewhere, with only the state it is given: had it
+        // not seen the workspace in it, nothing would remove `started`.
+        let mut stop = job(Transition::Stop, out.path());
+        stop.state = start.state;
+        let (stopped, lines) = build(WORKSPACE_TF, &stop, terraform()).await;
+        assert_eq!(stopped.result, BuildResult::Succeeded, "{lines:#?}");
+        assert!(!started.exists(), "the stop left the workspace running");
+        assert_eq!(stopped.resources, vec![resource("terraform_data.home")]);
+        assert_eq!(state_resources(stopped.state.as_deref().unwrap()), ["terraform_data.home"]);
+
+        let mut delete = job(Transition::Delete, out.path());
+        delete.state = stopped.state;
+        let (deleted, lines) = build(WORKSPACE_TF, &delete, terraform()).await;
+        assert_eq!(deleted.result, BuildResult::Succeeded, "{lines:#?}");
+        assert!(lines.iter().any(|l| l.output.contains("terraform_data.home: Destruction complete")), "{lines:#?}");
+        assert_eq!(deleted, BuildOutcome { result: BuildResult::Succeeded, state: None, resources: Vec::new() });
+    }
+
+    #[tokio::test]
+    async fn a_failing_local_exec_fails_the_build_with_terraforms_error() {
+        let main_tf = r#"
+resource "terraform_data" "disk" {
+  provisioner "local-exec" {
+    command = "echo 'no space left on the volume' >&2; exit 3"
+  }
+}
+"#;
+        let out = TempDir::new().unwrap();
+        let (outcome, lines) = build(main_tf, &job(Transition::Start, out.path()), terraform()).await;
+        let message = failure(&outcome);
+        assert!(message.starts_with("terraform apply failed: Error: local-exec provisioner error"), "{message}");
+        assert!(message.contains("no space left on the volume"), "{message}");
+        assert!(lines.iter().any(|l| l.level == LogLevel::Error && l.stage == "apply" && l.output == message));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.source == LogSource::Provisioner && l.output == "Error: local-exec provisioner error")
+        );
+        // Terraform recorded the half-made resource (tainted): the next build must know of it.
+        assert_eq!(state_resources(outcome.state.as_deref().unwrap()), ["terraform_data.disk"]);
+    }
+
+    #[tokio::test]
+    async fn invalid_terraform_fails_at_plan_and_keeps_the_previous_state() {
+        let out = TempDir::new().unwrap();
+        let mut start = job(Transition::Start, out.path());
+        start.state = Some(b"{\"version\": 4}".to_vec());
+        let (outcome, _) =
+            build("resource \"terraform_data\" \"x\" { input = var.undeclared }", &start, terraform()).await;
+        let message = failure(&outcome);
+        assert!(
+            message.starts_with("terraform plan failed: Error: Reference to undeclared input variable"),
+            "{message}"
+        );
+        assert_eq!(outcome.state, start.state);
+    }
+
+    #[tokio::test]
+    async fn a_missing_terraform_cli_fails_the_build_naming_it() {
+        let out = TempDir::new().unwrap();
+        let mut start = job(Transition::Start, out.path());
+        start.state = Some(b"kept".to_vec());
+        let (outcome, _) = build(WORKSPACE_TF, &start, Path::new("/nonexistent/terraform")).await;
+        assert_eq!(
+            failure(&outcome),
+            "cannot run terraform init: the Terraform CLI `/nonexistent/terraform` is not on this provisioner's PATH"
+        );
+        assert_eq!(outcome.state, Some(b"kept".to_vec()));
+    }
+
+    #[test]
+    fn the_build_is_described_in_tf_var_variables() {
+        let mut stop = job(Transition::Stop, Path::new("/out"));
+        stop.is_prebuild = true;
+        let env: BTreeMap<String, String> =
+            variables(&stop).into_iter().map(|(k, v)| (k, v.into_string().unwrap())).collect();
+        let expected = [
+            ("TF_VAR_warmspace_workspace_name", "dev".to_owned()),
+            ("TF_VAR_warmspace_workspace_id", stop.workspace_id.to_string()),
+            ("TF_VAR_warmspace_owner_id", stop.owner_id.to_string()),
+            ("TF_VAR_warmspace_owner_name", "alice".to_owned()),
+            ("TF_VAR_warmspace_owner_email", "alice@example.com".to_owned()),
+            ("TF_VAR_warmspace_transition", "stop".to_owned()),
+            ("TF_VAR_warmspace_start_count", "0".to_owned()),
+            ("TF_VAR_warmspace_is_prebuild", "true".to_owned()),
+            ("TF_VAR_warmspace_is_claim", "false".to_owned()),
+            ("TF_VAR_warmspace_access_url", "http://warmspace.test:3000".to_owned()),
+            ("TF_VAR_warmspace_agent_token_dev_box", "token-dev-box".to_owned()),
+            ("TF_VAR_out_dir", "/out".to_owned()),
+        ];
+        for (name, value) in expected {
+            assert_eq!(env.get(name), Some(&value), "{name}");
+        }
+        let start: BTreeMap<String, OsString> =
+            variables(&job(Transition::Start, Path::new("/out"))).into_iter().collect();
+        assert_eq!(start["TF_VAR_warmspace_start_count"], "1");
+    }
+}
