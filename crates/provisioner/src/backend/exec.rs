@@ -336,6 +336,7 @@ mod tests {
     use warmspace_template::BackendConfig;
 
     use super::*;
+    use crate::backend::process_checks::{is_running, wait_gone};
 
     /// A template directory with scripts, and a job for it.
     struct Template {
@@ -429,30 +430,6 @@ mod tests {
     /// The script's own lines (not the daemon's), as (level, text).
     fn script_lines(lines: &[JobLogLine]) -> Vec<(LogLevel, &str)> {
         lines.iter().filter(|l| l.source == LogSource::Provisioner).map(|l| (l.level, l.output.as_str())).collect()
-    }
-
-    /// Whether a process still runs. Killed processes whose parent died may
-    /// linger as zombies when PID 1 does not reap them; those count as gone.
-    fn is_running(pid: Pid) -> bool {
-        if kill(pid, None).is_err() {
-            return false;
-        }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state follows the parenthesised command name.
-            Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
-            Err(_) => false,
-        }
-    }
-
-    /// Waits briefly for a signaled process to go away.
-    async fn wait_gone(pid: Pid) -> bool {
-        for _ in 0..50 {
-            if !is_running(pid) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
     }
 
     fn failure(outcome: &BuildOutcome) -> &str {

@@ -47,3 +47,37 @@ async fn canceled(cancel: &mut watch::Receiver<bool>) {
         std::future::pending::<()>().await;
     }
 }
+
+/// Whether the processes a backend started are gone, for the tests of
+/// timeouts and cancels.
+#[cfg(test)]
+mod process_checks {
+    use std::time::Duration;
+
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+
+    /// Whether a process still runs. Killed processes whose parent died may
+    /// linger as zombies when PID 1 does not reap them; those count as gone.
+    pub fn is_running(pid: Pid) -> bool {
+        if kill(pid, None).is_err() {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits briefly for a signaled process to go away.
+    pub async fn wait_gone(pid: Pid) -> bool {
+        for _ in 0..50 {
+            if !is_running(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}

@@ -319,7 +319,10 @@ mod tests {
     use warmspace_sdk::JobLogLine;
     use warmspace_template::BackendConfig;
 
+    use std::time::Duration;
+
     use super::*;
+    use crate::backend::process_checks::wait_gone;
     use crate::logs::LogSink;
 
     /// A workspace whose `terraform_data.workspace` exists while it is
@@ -373,24 +376,38 @@ resource "terraform_data" "workspace" {
         }
     }
 
-    /// Runs a build in a fresh directory holding only `main_tf` — as a
-    /// daemon does, so nothing of an earlier build is on disk — and returns
-    /// it with every log line.
-    async fn build(main_tf: &str, job: &BuildJob, terraform: &Path) -> (BuildOutcome, Vec<JobLogLine>) {
+    /// A fresh directory holding only `main_tf`, as a daemon gives a build:
+    /// nothing of an earlier build is on disk.
+    fn files(main_tf: &str) -> TempDir {
         let files = TempDir::new().unwrap();
         std::fs::write(files.path().join("main.tf"), main_tf).unwrap();
-        let (log, mut rx) = LogSink::channel();
-        let (_cancel_tx, cancel) = watch::channel(false);
-        let ctx = BuildContext {
+        files
+    }
+
+    fn context<'a>(
+        job: &'a BuildJob,
+        files: &'a TempDir,
+        log: &'a LogSink,
+        cancel: watch::Receiver<bool>,
+        terraform: &'a Path,
+    ) -> BuildContext<'a> {
+        BuildContext {
             job,
             files: files.path(),
-            log: &log,
+            log,
             cancel,
             binary: Path::new("/usr/local/bin/warmspace"),
-            stop_grace: crate::DEFAULT_STOP_GRACE,
+            stop_grace: Duration::from_millis(500),
             terraform,
-        };
-        let outcome = run(ctx).await;
+        }
+    }
+
+    /// Runs a build in fresh [`files`] and returns it with every log line.
+    async fn build(main_tf: &str, job: &BuildJob, terraform: &Path) -> (BuildOutcome, Vec<JobLogLine>) {
+        let files = files(main_tf);
+        let (log, mut rx) = LogSink::channel();
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let outcome = run(context(job, &files, &log, cancel, terraform)).await;
         drop(log);
         let mut lines = Vec::new();
         while let Some(line) = rx.recv().await {
@@ -500,6 +517,42 @@ resource "terraform_data" "disk" {
         );
         // Terraform recorded the half-made resource (tainted): the next build must know of it.
         assert_eq!(state_resources(outcome.state.as_deref().unwrap()), ["terraform_data.disk"]);
+    }
+
+    #[tokio::test]
+    async fn cancel_interrupts_terraform_and_kills_what_it_started() {
+        let out = TempDir::new().unwrap();
+        // A background child of a non-interactive shell ignores SIGINT: only
+        // the SIGKILL after the grace ends it.
+        let main_tf = format!(
+            r#"
+resource "terraform_data" "slow" {{
+  provisioner "local-exec" {{
+    command = "sleep 600 & echo $! > '{}/child.pid'; echo ready; wait"
+  }}
+}}
+"#,
+            out.path().display()
+        );
+        let files = files(&main_tf);
+        let job = job(Transition::Start, out.path());
+        let (log, mut rx) = LogSink::channel();
+        let (cancel_tx, cancel) = watch::channel(false);
+        let build = run(context(&job, &files, &log, cancel, terraform()));
+        let cancel_when_ready = async {
+            while let Some(line) = rx.recv().await {
+                if line.output.ends_with("(local-exec): ready") {
+                    cancel_tx.send(true).unwrap();
+                    return;
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(build, cancel_when_ready);
+
+        assert_eq!(outcome.result, BuildResult::Canceled);
+        let child: i32 = std::fs::read_to_string(out.path().join("child.pid")).unwrap().trim().parse().unwrap();
+        let child = Pid::from_raw(child);
+        assert!(wait_gone(child).await, "the local-exec's child {child} survived the cancel");
     }
 
     #[tokio::test]
