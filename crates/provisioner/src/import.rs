@@ -124,3 +124,53 @@ fn check_terraform(root: &Path, terraform: &Path) -> Result<(), String> {
         Err(e) => Err(format!("provisioner: cannot run the Terraform CLI `{shown}`: {e}: {how}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+    use warmspace_sdk::archive::tar_directory;
+
+    use super::*;
+
+    /// Imports a template made of `files`, with the Terraform CLI `terraform`.
+    fn import_files(files: &[(&str, &str)], terraform: &str) -> Result<Manifest, Vec<String>> {
+        let dir = TempDir::new().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let archive = tar_directory(dir.path()).unwrap();
+        let (log, _rx) = LogSink::channel();
+        import(&archive, &log, Path::new(terraform)).map_err(|ImportFailure(problems)| problems)
+    }
+
+    const MANIFEST: (&str, &str) = ("warmspace.hcl", "provisioner = \"terraform\"\n");
+    const MAIN_TF: (&str, &str) = ("main.tf", "resource \"terraform_data\" \"home\" {}\n");
+
+    #[test]
+    fn a_terraform_template_imports_when_the_cli_runs() {
+        let manifest = import_files(&[MANIFEST, MAIN_TF], "terraform").unwrap();
+        assert_eq!(manifest.backend, BackendConfig::Terraform);
+    }
+
+    #[test]
+    fn a_missing_terraform_cli_fails_the_import_saying_how_to_install_it() {
+        let problems = import_files(&[MANIFEST, MAIN_TF], "/nonexistent/terraform").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let message = &problems[0];
+        assert!(
+            message.contains("`/nonexistent/terraform` binary, which is not on this provisioner's PATH"),
+            "{message}"
+        );
+        assert!(message.contains("https://developer.hashicorp.com/terraform/install"), "{message}");
+        assert!(message.contains("--terraform-binary"), "{message}");
+    }
+
+    #[test]
+    fn a_terraform_template_needs_tf_files() {
+        let problems = import_files(&[MANIFEST], "terraform").unwrap_err();
+        assert_eq!(
+            problems,
+            ["provisioner: \"terraform\" needs .tf files beside warmspace.hcl; the template has none"]
+        );
+    }
+}
