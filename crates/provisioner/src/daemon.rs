@@ -33,7 +33,13 @@ pub struct DaemonConfig {
     /// How long a build under way may go on once the daemon is told to stop
     /// ([`DEFAULT_SHUTDOWN_GRACE`]); then it is stopped and failed.
     pub shutdown_grace: Duration,
+    /// The Terraform CLI of the `terraform` backend: a path, or a name
+    /// looked up on `PATH` ([`DEFAULT_TERRAFORM_BINARY`]).
+    pub terraform_binary: PathBuf,
 }
+
+/// The default [`DaemonConfig::terraform_binary`]: `terraform` from `PATH`.
+pub const DEFAULT_TERRAFORM_BINARY: &str = "terraform";
 
 /// The default [`DaemonConfig::stop_grace`]: long enough for a script that
 /// traps TERM to tear down what it started, short enough that a canceled
@@ -51,6 +57,7 @@ pub struct Daemon<C> {
     binary: PathBuf,
     stop_grace: Duration,
     shutdown_grace: Duration,
+    terraform: PathBuf,
 }
 
 impl<C: Coordinator> Daemon<C> {
@@ -63,6 +70,7 @@ impl<C: Coordinator> Daemon<C> {
             binary: config.binary,
             stop_grace: config.stop_grace,
             shutdown_grace: config.shutdown_grace,
+            terraform: config.terraform_binary,
         }
     }
 
@@ -133,8 +141,8 @@ impl<C: Coordinator> Daemon<C> {
             }
             (JobKind::TemplateImport { template_version_id, .. }, Ok(archive)) => {
                 tracing::info!(daemon = %self.worker.name, job = %job.id, %template_version_id, "importing template");
-                let import_log = log.clone();
-                let imported = tokio::task::spawn_blocking(move || import(&archive, &import_log))
+                let (import_log, terraform) = (log.clone(), self.terraform.clone());
+                let imported = tokio::task::spawn_blocking(move || import(&archive, &import_log, &terraform))
                     .await
                     .unwrap_or_else(|e| Err(ImportFailure(vec![format!("the import crashed: {e}")])));
                 let logs = flusher.finish(log).await;
@@ -208,7 +216,8 @@ impl<C: Coordinator> Daemon<C> {
         if !needs_files(&job.backend) {
             let files = Path::new("");
             let binary = &self.binary;
-            return run_build(BuildContext { job, files, log, cancel, binary, stop_grace: self.stop_grace }).await;
+            let (stop_grace, terraform) = (self.stop_grace, &self.terraform);
+            return run_build(BuildContext { job, files, log, cancel, binary, stop_grace, terraform }).await;
         }
         let files = match tempfile::Builder::new().prefix("warmspace-build-").tempdir() {
             Ok(dir) => dir,
@@ -227,6 +236,7 @@ impl<C: Coordinator> Daemon<C> {
             cancel,
             binary: &self.binary,
             stop_grace: self.stop_grace,
+            terraform: &self.terraform,
         })
         .await
     }

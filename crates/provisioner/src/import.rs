@@ -13,7 +13,9 @@ const STAGE: &str = "Importing template";
 /// Why an import failed, as one message per problem.
 pub struct ImportFailure(pub Vec<String>);
 
-pub fn import(archive_bytes: &[u8], log: &LogSink) -> Result<Manifest, ImportFailure> {
+/// `terraform` is the CLI the daemon's `terraform` backend runs, checked when
+/// the template uses that backend.
+pub fn import(archive_bytes: &[u8], log: &LogSink, terraform: &Path) -> Result<Manifest, ImportFailure> {
     let fail = |message: String| {
         log.error(STAGE, &message);
         ImportFailure(vec![message])
@@ -33,7 +35,7 @@ pub fn import(archive_bytes: &[u8], log: &LogSink) -> Result<Manifest, ImportFai
         }
         ImportFailure(messages)
     })?;
-    validate_backend(&manifest, dir.path()).map_err(|messages| {
+    validate_backend(&manifest, dir.path(), terraform).map_err(|messages| {
         for message in &messages {
             log.error(STAGE, message);
         }
@@ -69,10 +71,10 @@ fn read_manifest(root: &Path) -> Result<String, String> {
 }
 
 /// The backend's own check of its block against the template's files.
-fn validate_backend(manifest: &Manifest, root: &Path) -> Result<(), Vec<String>> {
+fn validate_backend(manifest: &Manifest, root: &Path, terraform: &Path) -> Result<(), Vec<String>> {
     match &manifest.backend {
         BackendConfig::Echo(_) => Ok(()),
-        BackendConfig::Terraform => Err(vec!["provisioner: the terraform backend is not available yet".into()]),
+        BackendConfig::Terraform => check_terraform(root, terraform).map_err(|problem| vec![problem]),
         BackendConfig::Exec(exec) => {
             let scripts =
                 [("start", Some(&exec.start)), ("stop", exec.stop.as_ref()), ("delete", exec.delete.as_ref())];
@@ -94,5 +96,81 @@ fn validate_backend(manifest: &Manifest, root: &Path) -> Result<(), Vec<String>>
                 .collect();
             if problems.is_empty() { Ok(()) } else { Err(problems) }
         }
+    }
+}
+
+/// A Terraform template needs `.tf` files beside its manifest, and the daemon
+/// needs a Terraform CLI that runs: found out now rather than at the first build.
+fn check_terraform(root: &Path, terraform: &Path) -> Result<(), String> {
+    let has_tf = std::fs::read_dir(root)
+        .map_err(|e| format!("cannot list the template's files: {e}"))?
+        .filter_map(Result::ok)
+        .any(|entry| entry.path().extension().is_some_and(|ext| ext == "tf"));
+    if !has_tf {
+        return Err("provisioner: \"terraform\" needs .tf files beside warmspace.hcl; the template has none".into());
+    }
+    let shown = terraform.display();
+    let how = "install Terraform (https://developer.hashicorp.com/terraform/install) on the provisioner's host, \
+               or point the daemon at it with --terraform-binary";
+    match std::process::Command::new(terraform).arg("version").stdin(std::process::Stdio::null()).output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "provisioner: the Terraform CLI `{shown}` does not work (`{shown} version` failed: {}): {how}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "provisioner: the terraform backend needs the `{shown}` binary, which is not on this provisioner's PATH: {how}"
+        )),
+        Err(e) => Err(format!("provisioner: cannot run the Terraform CLI `{shown}`: {e}: {how}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+    use warmspace_sdk::archive::tar_directory;
+
+    use super::*;
+
+    /// Imports a template made of `files`, with the Terraform CLI `terraform`.
+    fn import_files(files: &[(&str, &str)], terraform: &str) -> Result<Manifest, Vec<String>> {
+        let dir = TempDir::new().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let archive = tar_directory(dir.path()).unwrap();
+        let (log, _rx) = LogSink::channel();
+        import(&archive, &log, Path::new(terraform)).map_err(|ImportFailure(problems)| problems)
+    }
+
+    const MANIFEST: (&str, &str) = ("warmspace.hcl", "provisioner = \"terraform\"\n");
+    const MAIN_TF: (&str, &str) = ("main.tf", "resource \"terraform_data\" \"home\" {}\n");
+
+    #[test]
+    fn a_terraform_template_imports_when_the_cli_runs() {
+        let manifest = import_files(&[MANIFEST, MAIN_TF], "terraform").unwrap();
+        assert_eq!(manifest.backend, BackendConfig::Terraform);
+    }
+
+    #[test]
+    fn a_missing_terraform_cli_fails_the_import_saying_how_to_install_it() {
+        let problems = import_files(&[MANIFEST, MAIN_TF], "/nonexistent/terraform").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let message = &problems[0];
+        assert!(
+            message.contains("`/nonexistent/terraform` binary, which is not on this provisioner's PATH"),
+            "{message}"
+        );
+        assert!(message.contains("https://developer.hashicorp.com/terraform/install"), "{message}");
+        assert!(message.contains("--terraform-binary"), "{message}");
+    }
+
+    #[test]
+    fn a_terraform_template_needs_tf_files() {
+        let problems = import_files(&[MANIFEST], "terraform").unwrap_err();
+        assert_eq!(
+            problems,
+            ["provisioner: \"terraform\" needs .tf files beside warmspace.hcl; the template has none"]
+        );
     }
 }

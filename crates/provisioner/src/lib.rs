@@ -13,5 +13,5 @@ pub mod remote;
 mod report;
 
 pub use coordinator::{AcquiredJob, Coordinator, CoordinatorError, JobKind, JobState, WorkSignal, Worker};
-pub use daemon::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_STOP_GRACE, Daemon, DaemonConfig};
+pub use daemon::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_STOP_GRACE, DEFAULT_TERRAFORM_BINARY, Daemon, DaemonConfig};
 pub use remote::HttpCoordinator;

@@ -79,6 +79,9 @@ pub struct ProvisioningConfig {
     /// Once the server is stopping, a build under way gets this long to
     /// finish before it is stopped and failed.
     pub shutdown_grace: Duration,
+    /// The Terraform CLI the in-process daemons run for `terraform`
+    /// templates: a path, or a name looked up on `PATH`.
+    pub terraform_binary: std::path::PathBuf,
 }
 
 impl Default for ProvisioningConfig {
@@ -88,6 +91,7 @@ impl Default for ProvisioningConfig {
             reap_interval: Duration::from_secs(2),
             stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
             shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
+            terraform_binary: warmspace_provisioner::DEFAULT_TERRAFORM_BINARY.into(),
         }
     }
 }

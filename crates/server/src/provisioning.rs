@@ -242,6 +242,7 @@ async fn run_daemons(domain: Domain, count: usize, binary: PathBuf, mut stop: wa
             binary: binary.clone(),
             stop_grace: timing.stop_grace,
             shutdown_grace: timing.shutdown_grace,
+            terraform_binary: timing.terraform_binary.clone(),
         };
         let daemon = Daemon::new(coordinator.clone(), config);
         let stopped = stop.clone();

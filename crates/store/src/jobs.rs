@@ -227,6 +227,7 @@ struct TakenRow {
     workspace_name: Option<String>,
     owner_id: Option<Uuid>,
     owner_name: Option<String>,
+    owner_email: Option<String>,
     provisioner_config: Option<Json<serde_json::Value>>,
     parameters: Option<Json<BTreeMap<String, String>>>,
     previous_state: Option<Vec<u8>>,
@@ -280,6 +281,7 @@ impl TakenRow {
             workspace_name: self.workspace_name?,
             owner_id: self.owner_id?,
             owner_name: self.owner_name?,
+            owner_email: self.owner_email?,
             template_version_id: self.template_version_id?,
             file_id: self.file_id?,
             provisioner_config: self.provisioner_config,
@@ -464,7 +466,7 @@ impl Store {
 
     /// Takes a job as [`Store::acquire_job`] does, with everything its
     /// daemon needs to run it, in the same call: one statement (the
-    /// `take_provisioner_job` function, migration 0014).
+    /// `take_provisioner_job` function, migrations 0014 and 0026).
     pub async fn take_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<TakenJob>> {
         let sql = format!(
             "SELECT * FROM take_provisioner_job($1, $2, $3, $4, $5, $6, $7, interval '{DAEMON_LIVENESS}', \

@@ -191,6 +191,7 @@ pub struct BuildPayload {
     pub workspace_name: String,
     pub owner_id: Uuid,
     pub owner_name: String,
+    pub owner_email: String,
     pub template_version_id: Uuid,
     pub file_id: Uuid,
     pub provisioner_config: Option<Json<serde_json::Value>>,

@@ -131,6 +131,7 @@ mod tests {
             workspace_name: "dev".into(),
             owner_id: Uuid::new_v4(),
             owner_name: "alice".into(),
+            owner_email: "alice@example.com".into(),
             is_prebuild: false,
             is_claim: false,
             parameters: BTreeMap::new(),
@@ -151,6 +152,7 @@ mod tests {
             cancel,
             binary: Path::new("/x"),
             stop_grace: crate::DEFAULT_STOP_GRACE,
+            terraform: Path::new("terraform"),
         }
     }
 

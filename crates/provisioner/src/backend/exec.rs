@@ -54,8 +54,8 @@ fn script_for(config: &ExecConfig, transition: Transition) -> Option<&str> {
     }
 }
 
-/// How the script's run ended.
-enum Ending {
+/// How a supervised process's run ended.
+pub(super) enum Ending {
     Exited(ExitStatus),
     TimedOut,
     Canceled,
@@ -83,7 +83,9 @@ async fn run_script(script: &str, timeout: Duration, ctx: &mut BuildContext<'_>)
         forward_lines(child.stderr.take(), move |line| err.line(LogSource::Provisioner, LogLevel::Warn, stage, line)),
     ];
 
-    let ending = supervise(&mut child, group, timeout, ctx.stop_grace, &mut ctx.cancel, ctx.log, stage).await;
+    let group = Group { id: group, first: Signal::SIGTERM, grace: ctx.stop_grace };
+    let what = format!("{stage} script");
+    let ending = supervise(&mut child, &group, Some(timeout), &mut ctx.cancel, ctx.log, stage, &what).await;
     drain(readers).await;
     Ok(conclude(ending, &scratch, timeout, job, ctx.log))
 }
@@ -145,17 +147,35 @@ fn env_suffix(name: &str) -> String {
         .collect()
 }
 
-/// Waits for the script to exit, unless its time runs out or the build is
-/// canceled first: then its whole process group is stopped.
-async fn supervise(
+/// A process group a backend started, and how to stop it.
+pub(super) struct Group {
+    /// The group's id: the pid of the process that leads it.
+    pub id: Pid,
+    /// What asks the group to stop: SIGTERM for scripts, SIGINT for
+    /// Terraform (its Ctrl-C, on which it stops cleanly and saves state).
+    pub first: Signal,
+    /// How long the group gets between `first` and SIGKILL.
+    pub grace: Duration,
+}
+
+/// Waits for the process (`what`, e.g. "start script") to exit, unless its
+/// time runs out or the build is canceled first: then its whole process
+/// group is stopped. No `timeout` waits as long as it takes.
+pub(super) async fn supervise(
     child: &mut Child,
-    group: Pid,
-    timeout: Duration,
-    stop_grace: Duration,
+    group: &Group,
+    timeout: Option<Duration>,
     cancel: &mut watch::Receiver<bool>,
     log: &LogSink,
     stage: &str,
+    what: &str,
 ) -> Ending {
+    let out_of_time = async {
+        match timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let ending = tokio::select! {
         status = child.wait() => match status {
             // A normal exit leaves the group alone: the script may have
@@ -163,43 +183,44 @@ async fn supervise(
             Ok(status) => return Ending::Exited(status),
             Err(err) => Ending::Lost(err),
         },
-        _ = tokio::time::sleep(timeout) => {
-            let after = humantime::format_duration(timeout);
-            log.error(stage, format!("The {stage} script is still running after {after}; stopping it"));
+        _ = out_of_time => {
+            let after = humantime::format_duration(timeout.unwrap_or_default());
+            log.error(stage, format!("The {what} is still running after {after}; stopping it"));
             Ending::TimedOut
         }
         _ = canceled(cancel) => {
-            log.info(stage, format!("The build was canceled; stopping the {stage} script"));
+            log.info(stage, format!("The build was canceled; stopping the {what}"));
             Ending::Canceled
         }
     };
-    stop_group(child, group, stop_grace).await;
+    stop_group(child, group).await;
     ending
 }
 
-/// SIGTERM to the whole group, then SIGKILL to whatever is left once the
-/// script has exited or `grace` is over. The script's own lifetime is the
-/// grace its children get: a script that wants them to shut down cleanly
-/// traps TERM and waits for them.
-async fn stop_group(child: &mut Child, group: Pid, grace: Duration) {
+/// `group.first` (SIGTERM, SIGINT) to the whole group, then SIGKILL to
+/// whatever is left once the process has exited or the grace is over. The
+/// process's own lifetime is the grace its children get: a script that wants
+/// them to shut down cleanly traps TERM and waits for them.
+async fn stop_group(child: &mut Child, group: &Group) {
+    let (id, grace) = (group.id, group.grace);
     // ESRCH means the group is already gone, which is the goal; anything else
     // (EPERM) cannot happen to a group we started, and SIGKILL follows anyway.
-    if let Err(err) = killpg(group, Signal::SIGTERM) {
-        tracing::debug!(%group, error = %err, "cannot send SIGTERM to the script's process group");
+    if let Err(err) = killpg(id, group.first) {
+        tracing::debug!(group = %id, error = %err, signal = %group.first, "cannot signal the process group");
     }
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(Ok(_)) => {}
         // The final wait below reports the same failure, if it persists.
-        Ok(Err(err)) => tracing::debug!(%group, error = %err, "cannot wait for the script after SIGTERM"),
-        Err(_) => tracing::debug!(%group, ?grace, "the script outlived SIGTERM; killing its process group"),
+        Ok(Err(err)) => tracing::debug!(group = %id, error = %err, "cannot wait for the process after signaling it"),
+        Err(_) => tracing::debug!(group = %id, ?grace, "the process outlived its stop signal; killing its group"),
     }
-    // The script's children may outlive it even when it exited on TERM.
-    if let Err(err) = killpg(group, Signal::SIGKILL) {
-        tracing::debug!(%group, error = %err, "cannot send SIGKILL to the script's process group");
+    // The process's children may outlive it even when it exited on the signal.
+    if let Err(err) = killpg(id, Signal::SIGKILL) {
+        tracing::debug!(group = %id, error = %err, "cannot send SIGKILL to the process group");
     }
-    // Reaps the script so it leaves no zombie; the ending is already decided.
+    // Reaps the process so it leaves no zombie; the ending is already decided.
     if let Err(err) = child.wait().await {
-        tracing::warn!(%group, error = %err, "cannot reap the stopped script");
+        tracing::warn!(group = %id, error = %err, "cannot reap the stopped process");
     }
 }
 
@@ -315,6 +336,7 @@ mod tests {
     use warmspace_template::BackendConfig;
 
     use super::*;
+    use crate::backend::process_checks::{is_running, wait_gone};
 
     /// A template directory with scripts, and a job for it.
     struct Template {
@@ -359,6 +381,7 @@ mod tests {
                 workspace_name: "dev".into(),
                 owner_id: Uuid::new_v4(),
                 owner_name: "alice".into(),
+                owner_email: "alice@example.com".into(),
                 is_prebuild: true,
                 is_claim: false,
                 parameters: BTreeMap::from([("cpu-count".into(), "4".into()), ("region".into(), "eu west".into())]),
@@ -399,6 +422,7 @@ mod tests {
                 cancel,
                 binary: Path::new("/usr/local/bin/warmspace"),
                 stop_grace: self.stop_grace,
+                terraform: Path::new("terraform"),
             }
         }
     }
@@ -406,30 +430,6 @@ mod tests {
     /// The script's own lines (not the daemon's), as (level, text).
     fn script_lines(lines: &[JobLogLine]) -> Vec<(LogLevel, &str)> {
         lines.iter().filter(|l| l.source == LogSource::Provisioner).map(|l| (l.level, l.output.as_str())).collect()
-    }
-
-    /// Whether a process still runs. Killed processes whose parent died may
-    /// linger as zombies when PID 1 does not reap them; those count as gone.
-    fn is_running(pid: Pid) -> bool {
-        if kill(pid, None).is_err() {
-            return false;
-        }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state follows the parenthesised command name.
-            Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
-            Err(_) => false,
-        }
-    }
-
-    /// Waits briefly for a signaled process to go away.
-    async fn wait_gone(pid: Pid) -> bool {
-        for _ in 0..50 {
-            if !is_running(pid) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
     }
 
     fn failure(outcome: &BuildOutcome) -> &str {

@@ -1,15 +1,16 @@
 //! Backends carry out workspace builds: `echo` simulates them, `exec` runs
-//! the template's scripts. A backend reports how the build ended, the state
+//! the template's scripts, `terraform` runs the Terraform CLI on its `.tf` files. A backend reports how the build ended, the state
 //! to keep for the next build, and the resources it touched.
 
 mod echo;
 mod exec;
+mod terraform;
 
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult};
+use warmspace_sdk::{BuildJob, BuildOutcome};
 use warmspace_template::BackendConfig;
 
 use crate::logs::LogSink;
@@ -24,19 +25,18 @@ pub struct BuildContext<'a> {
     pub cancel: watch::Receiver<bool>,
     /// The daemon's own executable (`WARMSPACE_BINARY`), so a script can start `warmspace agent`.
     pub binary: &'a Path,
-    /// How long a script that must stop gets between SIGTERM and SIGKILL.
+    /// How long a script that must stop gets between SIGTERM and SIGKILL
+    /// (Terraform: between SIGINT and SIGKILL).
     pub stop_grace: Duration,
+    /// The Terraform CLI the `terraform` backend runs: a path, or a name looked up on `PATH`.
+    pub terraform: &'a Path,
 }
 
 pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {
     match &ctx.job.backend {
         BackendConfig::Echo(config) => echo::run(config, ctx).await,
         BackendConfig::Exec(config) => exec::run(config, ctx).await,
-        BackendConfig::Terraform => BuildOutcome {
-            result: BuildResult::Failed("the terraform backend is not available yet".into()),
-            state: ctx.job.state.clone(),
-            resources: Vec::new(),
-        },
+        BackendConfig::Terraform => terraform::run(ctx).await,
     }
 }
 
@@ -45,5 +45,39 @@ pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {
 async fn canceled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|&canceled| canceled).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Whether the processes a backend started are gone, for the tests of
+/// timeouts and cancels.
+#[cfg(test)]
+mod process_checks {
+    use std::time::Duration;
+
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+
+    /// Whether a process still runs. Killed processes whose parent died may
+    /// linger as zombies when PID 1 does not reap them; those count as gone.
+    pub fn is_running(pid: Pid) -> bool {
+        if kill(pid, None).is_err() {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits briefly for a signaled process to go away.
+    pub async fn wait_gone(pid: Pid) -> bool {
+        for _ in 0..50 {
+            if !is_running(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 }

@@ -19,6 +19,9 @@ pub struct BuildJob {
     pub workspace_name: String,
     pub owner_id: Uuid,
     pub owner_name: String,
+    /// Empty from a server that predates it.
+    #[serde(default)]
+    pub owner_email: String,
     /// The workspace is an unclaimed prebuild (owned by the prebuilds user).
     pub is_prebuild: bool,
     /// This build hands a prebuild to its new owner.

@@ -122,6 +122,7 @@ impl Domain {
             workspace_name: p.workspace_name,
             owner_id: p.owner_id,
             owner_name: p.owner_name,
+            owner_email: p.owner_email,
             is_prebuild: p.owner_id == PREBUILDS_USER_ID,
             is_claim,
             parameters: p.parameters.0,

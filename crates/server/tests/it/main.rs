@@ -21,5 +21,6 @@ mod provisionerd;
 mod queue;
 mod refill;
 mod templates;
+mod terraform;
 mod users;
 mod workspaces;

@@ -57,6 +57,9 @@ pub struct StartArgs {
     /// How long a canceled or timed-out script gets between SIGTERM and SIGKILL.
     #[arg(long, env = "WARMSPACE_PROVISIONER_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     stop_grace: std::time::Duration,
+    /// The Terraform CLI run for `provisioner = "terraform"` templates: a path, or a name looked up on PATH.
+    #[arg(long, env = "WARMSPACE_TERRAFORM_BINARY", default_value = warmspace_provisioner::DEFAULT_TERRAFORM_BINARY)]
+    terraform_binary: std::path::PathBuf,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -168,6 +171,7 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
             binary: std::env::current_exe().context("finding this executable")?,
             stop_grace: args.stop_grace,
             shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
+            terraform_binary: args.terraform_binary,
         },
     );
     println!("Provisioner daemon {name} taking jobs from {url}");

@@ -50,6 +50,9 @@ pub struct ServerArgs {
     /// Once stopping, how long builds under way get to finish before they are stopped and failed.
     #[arg(long, env = "WARMSPACE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// The Terraform CLI the in-process provisioner daemons run for `provisioner = "terraform"` templates: a path, or a name looked up on PATH.
+    #[arg(long, env = "WARMSPACE_TERRAFORM_BINARY", default_value = warmspace_provisioner::DEFAULT_TERRAFORM_BINARY)]
+    terraform_binary: std::path::PathBuf,
     /// The share of live provisioner daemons prebuild jobs may occupy at once (at least one daemon).
     #[arg(long, env = "WARMSPACE_PREBUILD_DAEMON_SHARE", default_value_t = 0.5)]
     prebuild_daemon_share: f64,
@@ -118,6 +121,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         provisioning: ProvisioningConfig {
             stop_grace: args.provisioner_stop_grace,
             shutdown_grace: args.shutdown_grace,
+            terraform_binary: args.terraform_binary.clone(),
             ..ProvisioningConfig::default()
         },
         reconciler: ReconcilerConfig {

@@ -1,0 +1,115 @@
+//! The `terraform` backend end to end, with the real Terraform CLI from
+//! `PATH` on built-in resources only (no provider download): the state a
+//! build leaves is kept with the build in PostgreSQL, and another daemon,
+//! on what could be another host, carries the workspace on from it.
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use warmspace_provisioner::{Daemon, DaemonConfig, HttpCoordinator};
+use warmspace_sdk::{Client, JobStatus, WorkspaceResource};
+use warmspace_server::Config;
+use warmspace_server::testing::{OWNER_EMAIL, TestServer};
+
+use crate::common::*;
+
+const MANIFEST: &str = "provisioner = \"terraform\"\nparameter \"out_dir\" {\n  type = \"string\"\n}\n";
+
+/// `terraform_data.workspace` exists while the workspace is started and
+/// writes `<out_dir>/started` (its name and its owner's email), removing it
+/// when destroyed — which Terraform only does if the state says it exists.
+const MAIN_TF: &str = r#"
+variable "warmspace_start_count" { type = number }
+variable "warmspace_workspace_name" { type = string }
+variable "warmspace_owner_email" { type = string }
+variable "out_dir" { type = string }
+
+resource "terraform_data" "workspace" {
+  count = var.warmspace_start_count
+  input = {
+    file = "${var.out_dir}/started"
+    text = "${var.warmspace_workspace_name} ${var.warmspace_owner_email}"
+  }
+  provisioner "local-exec" {
+    command = "printf '%s' '${self.input.text}' > '${self.input.file}'"
+  }
+  provisioner "local-exec" {
+    when    = destroy
+    command = "rm '${self.input.file}'"
+  }
+}
+"#;
+
+/// An external daemon named `name`, as `warmspace provisioner start` runs
+/// one, with a key of its own; it stops when the returned sender says so.
+async fn daemon(server: &TestServer, owner: &Client, name: &str) -> (watch::Sender<bool>, JoinHandle<()>) {
+    let key = owner.create_provisioner_key(name).await.unwrap();
+    let coordinator = HttpCoordinator::new(server.client().with_provisioner_key(key.secret));
+    let config = DaemonConfig {
+        name: name.into(),
+        tags: Default::default(),
+        poll_interval: std::time::Duration::from_millis(200),
+        binary: "/nonexistent/warmspace".into(),
+        stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
+        shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
+        terraform_binary: warmspace_provisioner::DEFAULT_TERRAFORM_BINARY.into(),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let daemon = Daemon::new(coordinator, config);
+    (stop, tokio::spawn(async move { daemon.run(stopped).await.unwrap() }))
+}
+
+/// The state kept with a build, by the addresses of the resources it holds.
+async fn stored_state(server: &TestServer, build_id: uuid::Uuid) -> Vec<String> {
+    let state: Option<Vec<u8>> = sqlx::query_scalar("SELECT provisioner_state FROM workspace_builds WHERE id = $1")
+        .bind(build_id)
+        .fetch_one(&server.db.pool().await)
+        .await
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state.expect("the build kept a state")).unwrap();
+    state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{}.{}", r["type"].as_str().unwrap(), r["name"].as_str().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_terraform_workspace_starts_on_one_daemon_and_stops_on_another_from_the_state_in_the_database() {
+    // No in-process daemons: each build runs on the external daemon we start.
+    let server = TestServer::start_with(Config::default(), 0).await;
+    let owner = server.owner().await;
+    let out = tempfile::tempdir().unwrap();
+    let started = out.path().join("started");
+
+    let (stop_first, first) = daemon(&server, &owner, "first").await;
+    let template = push(&owner, "tf", &[("warmspace.hcl", MANIFEST), ("main.tf", MAIN_TF)]).await;
+    let workspace = create(&owner, &template, "dev", &[("out_dir", out.path().to_str().unwrap())]).await;
+    let (log, start) = finish(&owner, &workspace.latest_build).await;
+    assert_eq!(start.job.status, JobStatus::Succeeded, "{:?}\n{log:#?}", start.job.error);
+    assert_eq!(start.job.worker_name.as_deref(), Some("first"));
+    assert_eq!(std::fs::read_to_string(&started).unwrap(), format!("dev {OWNER_EMAIL}"));
+    assert_eq!(
+        start.resources,
+        [WorkspaceResource {
+            address: "terraform_data.workspace[0]".into(),
+            kind: "terraform_data".into(),
+            replaced: false
+        }]
+    );
+    assert_eq!(stored_state(&server, start.id).await, ["terraform_data.workspace"]);
+    assert!(log.iter().any(|line| line.contains("Creation complete")), "{log:#?}");
+    stop_first.send(true).unwrap();
+    first.await.unwrap();
+
+    // The first daemon is gone with whatever it had on disk: the stop knows
+    // of the workspace only from the state the server kept.
+    let (_stop_second, _second) = daemon(&server, &owner, "second").await;
+    let stop = build(&owner, &workspace, "stop", &[]).await.unwrap();
+    let (log, stop) = finish(&owner, &stop).await;
+    assert_eq!(stop.job.status, JobStatus::Succeeded, "{:?}\n{log:#?}", stop.job.error);
+    assert_eq!(stop.job.worker_name.as_deref(), Some("second"));
+    assert!(!started.exists(), "the stop did not destroy the workspace:\n{log:#?}");
+    assert!(stop.resources.is_empty(), "{:?}", stop.resources);
+    assert_eq!(stored_state(&server, stop.id).await, Vec::<String>::new());
+}
