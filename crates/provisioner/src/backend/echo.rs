@@ -106,12 +106,10 @@ fn resource(address: &str, replaced: bool) -> Resource {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use futures::FutureExt;
     use tokio::sync::watch;
-    use uuid::Uuid;
     use warmspace_sdk::{BuildJob, JobLogLine};
     use warmspace_template::BackendConfig;
 
@@ -124,22 +122,9 @@ mod tests {
 
     fn job(config: &EchoConfig, transition: Transition) -> BuildJob {
         BuildJob {
-            build_id: Uuid::new_v4(),
-            build_number: 1,
-            transition,
-            workspace_id: Uuid::new_v4(),
-            workspace_name: "dev".into(),
-            owner_id: Uuid::new_v4(),
-            owner_name: "alice".into(),
-            owner_email: "alice@example.com".into(),
-            is_prebuild: false,
-            is_claim: false,
-            parameters: BTreeMap::new(),
-            agent_tokens: BTreeMap::new(),
-            backend: BackendConfig::Echo(config.clone()),
             state: Some(b"previous".to_vec()),
-            file_id: Uuid::new_v4(),
             server_url: "http://localhost:3000".into(),
+            ..crate::backend::test_job(transition, BackendConfig::Echo(config.clone()))
         }
     }
 

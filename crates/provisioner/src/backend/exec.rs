@@ -331,7 +331,6 @@ mod tests {
 
     use nix::sys::signal::kill;
     use tempfile::TempDir;
-    use uuid::Uuid;
     use warmspace_sdk::JobLogLine;
     use warmspace_template::BackendConfig;
 
@@ -374,25 +373,14 @@ mod tests {
 
         fn job(&self, transition: Transition) -> BuildJob {
             BuildJob {
-                build_id: Uuid::new_v4(),
                 build_number: 7,
-                transition,
-                workspace_id: Uuid::new_v4(),
-                workspace_name: "dev".into(),
-                owner_id: Uuid::new_v4(),
-                owner_name: "alice".into(),
-                owner_email: "alice@example.com".into(),
                 is_prebuild: true,
-                is_claim: false,
                 parameters: BTreeMap::from([("cpu-count".into(), "4".into()), ("region".into(), "eu west".into())]),
                 agent_tokens: BTreeMap::from([
                     ("main".into(), "token-main".into()),
                     ("dev-box".into(), "token-dev-box".into()),
                 ]),
-                backend: BackendConfig::Exec(self.config.clone()),
-                state: None,
-                file_id: Uuid::new_v4(),
-                server_url: "http://warmspace.test:3000".into(),
+                ..crate::backend::test_job(transition, BackendConfig::Exec(self.config.clone()))
             }
         }
 

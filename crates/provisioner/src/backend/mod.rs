@@ -48,6 +48,31 @@ async fn canceled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
+/// A start-or-other build of workspace `dev`, owned by `alice`, with no
+/// parameters, agents or previous state, for the backends' tests: each sets
+/// what its test is about over it (`BuildJob { …, ..test_job(…) }`).
+#[cfg(test)]
+fn test_job(transition: warmspace_template::Transition, backend: BackendConfig) -> BuildJob {
+    BuildJob {
+        build_id: uuid::Uuid::new_v4(),
+        build_number: 1,
+        transition,
+        workspace_id: uuid::Uuid::new_v4(),
+        workspace_name: "dev".into(),
+        owner_id: uuid::Uuid::new_v4(),
+        owner_name: "alice".into(),
+        owner_email: "alice@example.com".into(),
+        is_prebuild: false,
+        is_claim: false,
+        parameters: Default::default(),
+        agent_tokens: Default::default(),
+        backend,
+        state: None,
+        file_id: uuid::Uuid::new_v4(),
+        server_url: "http://warmspace.test:3000".into(),
+    }
+}
+
 /// Whether the processes a backend started are gone, for the tests of
 /// timeouts and cancels.
 #[cfg(test)]

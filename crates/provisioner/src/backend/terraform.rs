@@ -315,7 +315,6 @@ mod tests {
 
     use tempfile::TempDir;
     use tokio::sync::watch;
-    use uuid::Uuid;
     use warmspace_sdk::JobLogLine;
     use warmspace_template::BackendConfig;
 
@@ -357,22 +356,9 @@ resource "terraform_data" "workspace" {
 
     fn job(transition: Transition, out_dir: &Path) -> BuildJob {
         BuildJob {
-            build_id: Uuid::new_v4(),
-            build_number: 1,
-            transition,
-            workspace_id: Uuid::new_v4(),
-            workspace_name: "dev".into(),
-            owner_id: Uuid::new_v4(),
-            owner_name: "alice".into(),
-            owner_email: "alice@example.com".into(),
-            is_prebuild: false,
-            is_claim: false,
             parameters: BTreeMap::from([("out_dir".into(), out_dir.to_str().unwrap().into())]),
             agent_tokens: BTreeMap::from([("dev-box".into(), "token-dev-box".into())]),
-            backend: BackendConfig::Terraform,
-            state: None,
-            file_id: Uuid::new_v4(),
-            server_url: "http://warmspace.test:3000".into(),
+            ..crate::backend::test_job(transition, BackendConfig::Terraform)
         }
     }
 
