@@ -12,7 +12,7 @@ use uuid::Uuid;
 use warmspace_states::{BuildReason, JobPriority, JobStatus, JobType, MissReason};
 
 use crate::agents::{AGENT_COLUMNS, AgentRow};
-use crate::jobs::{JOB_POSTED_CHANNEL, JobRow, JobTarget, QUEUE_POSITION, Tags};
+use crate::jobs::{JobRow, JobTarget, QUEUE_POSITION, Tags, jobs_posted_message};
 use crate::workspaces::{BuildRow, PREBUILDS_USER_ID, WorkspaceRow, claim_channel};
 use crate::{Result, Store, StoreError};
 
@@ -273,7 +273,7 @@ impl Claimed {
                                         "reason": "claimed" });
         let mut messages = vec![(claim_channel(workspace_id), event.to_string())];
         if self.job.status == JobStatus::Pending {
-            messages.push((JOB_POSTED_CHANNEL.to_owned(), "1".to_owned()));
+            messages.push(jobs_posted_message(1));
         }
         messages
     }

@@ -29,12 +29,17 @@ pub fn jobs_posted(payload: &str) -> Option<usize> {
     payload.parse().ok()
 }
 
+/// The message announcing `count` queued jobs (read by [`jobs_posted`]).
+pub(crate) fn jobs_posted_message(count: usize) -> (String, String) {
+    (JOB_POSTED_CHANNEL.to_owned(), count.to_string())
+}
+
 impl Store {
     /// Wakes idle daemons for `count` jobs that have been queued and
     /// committed (never before: a daemon woken early would find nothing).
     pub(crate) async fn announce_jobs_posted(&self, count: usize) {
         if count > 0 {
-            self.publisher().announce(vec![(JOB_POSTED_CHANNEL.to_owned(), count.to_string())]).await;
+            self.publisher().announce(vec![jobs_posted_message(count)]).await;
         }
     }
 
