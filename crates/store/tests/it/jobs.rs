@@ -523,3 +523,26 @@ async fn taking_a_job_walks_the_pending_index_in_queue_order_and_reads_one_row()
     let scan = plan_node(plan, &|n| n["Index Name"] == "provisioner_jobs_pending_in_order").expect("the pending index");
     assert_eq!(scan["Actual Rows"], 1, "the scan stops at the first job it can lock: {plan}");
 }
+
+#[tokio::test]
+async fn a_take_commits_without_waiting_for_its_flush_and_leaves_the_session_as_it_was() {
+    let db = TestDatabase::new().await;
+    let raw = db.pool().await;
+    let mut connection = raw.acquire().await.unwrap();
+    // As a durable database has it (the test cluster turns it off for speed).
+    sqlx::query("SET synchronous_commit = on").execute(&mut *connection).await.unwrap();
+    // Read after the function has run, within the statement's own transaction
+    // (the aggregate reads every row the function returns first).
+    let during: String = sqlx::query_scalar(
+        "SELECT current_setting('synchronous_commit') FROM (SELECT count(*) FROM acquire_provisioner_job( \
+             gen_random_uuid(), 'counted', '{}'::jsonb, NULL, interval '1 minute', now(), 0.5, \
+             interval '1 minute', interval '10 seconds')) taken",
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .unwrap();
+    assert_eq!(during, "off", "the take's transaction commits asynchronously");
+    let after: String =
+        sqlx::query_scalar("SELECT current_setting('synchronous_commit')").fetch_one(&mut *connection).await.unwrap();
+    assert_eq!(after, "on", "only that transaction: the connection's next one waits for its flush");
+}
