@@ -10,6 +10,8 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition, cap_log_line};
 
+use crate::completer::Completion;
+use crate::taker::Take;
 use crate::text::without_nul;
 use crate::{Result, Store, StoreError};
 
@@ -158,7 +160,7 @@ impl Default for QueuePolicy {
 pub(crate) const DAEMON_LIVENESS: &str = "90 seconds";
 /// A daemon's row is rewritten at most this often just to say it is alive
 /// (well inside [`DAEMON_LIVENESS`]), so acquiring does not write it each time.
-const DAEMON_TOUCH_EVERY: &str = "10 seconds";
+pub(crate) const DAEMON_TOUCH_EVERY: &str = "10 seconds";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewLog {
@@ -217,9 +219,11 @@ pub enum JobPayload {
     Missing,
 }
 
-/// What `take_provisioner_job` returns.
+/// What `take_provisioner_jobs` returns for each job taken.
 #[derive(sqlx::FromRow)]
-struct TakenRow {
+pub(crate) struct TakenRow {
+    /// The daemon the job went to: its place in the batch, from 1.
+    pub(crate) taker: i64,
     job_id: Uuid,
     job_type: JobType,
     template_version_id: Option<Uuid>,
@@ -247,7 +251,7 @@ struct TakenRow {
 }
 
 impl TakenRow {
-    fn into_taken(mut self) -> TakenJob {
+    pub(crate) fn into_taken(mut self) -> TakenJob {
         let id = self.job_id;
         let queued = QueuedJob {
             job_type: self.job_type,
@@ -314,25 +318,6 @@ pub struct BuildCompleted {
     pub status: JobStatus,
     /// How many of the lines were stored.
     pub logs_stored: usize,
-}
-
-/// What `complete_provisioner_build` returns.
-#[derive(sqlx::FromRow)]
-struct CompletionRow {
-    outcome: String,
-    status: Option<JobStatus>,
-    logs_stored: i32,
-    /// The build's workspace was made from a preset.
-    from_preset: bool,
-}
-
-impl CompletionRow {
-    fn into_result(self) -> Result<BuildCompleted> {
-        match (self.outcome.as_str(), self.status) {
-            ("done", Some(status)) => Ok(BuildCompleted { status, logs_stored: self.logs_stored as usize }),
-            _ => Err(StoreError::NotFound),
-        }
-    }
 }
 
 /// Filters of a job listing.
@@ -470,34 +455,21 @@ impl Store {
     }
 
     /// Takes a job as [`Store::acquire_job`] does, with everything its
-    /// daemon needs to run it, in the same call: one statement (the
-    /// `take_provisioner_job` function, migrations 0014 and 0026).
+    /// daemon needs to run it, in the same statement, which serves the
+    /// other daemons asking at the same moment too (see `taker`).
     pub async fn take_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<TakenJob>> {
-        let sql = format!(
-            "SELECT * FROM take_provisioner_job($1, $2, $3, $4, $5, $6, $7, interval '{DAEMON_LIVENESS}', \
-                                                interval '{DAEMON_TOUCH_EVERY}')"
-        );
-        let row: Option<TakenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(worker.id)
-            .bind(&worker.name)
-            .bind(Json(&worker.tags))
-            .bind(worker.key_id.as_deref())
-            .bind(policy.lease)
-            .bind(self.now())
-            .bind(policy.prebuild_share)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(TakenRow::into_taken))
+        self.taker.take(Take { worker: worker.clone(), policy: *policy, at: self.now() }).await
     }
 
     /// Records how a build ended together with its daemon's last log lines,
-    /// in one statement (the `complete_provisioner_build` function,
-    /// migration 0022): the lines (dropped when the log has overflowed), the
-    /// job's end, the build's state and resources, and a successful delete's
-    /// workspace deletion; once that has committed, announces `notices`.
-    /// Lines that would take the log past its cap are stored capped first,
-    /// as [`Store::append_held_job_logs`] does, by a transaction of their own.
-    /// Fails with `NotFound` when the worker no longer holds the job.
+    /// in one statement shared with the other completions arriving then
+    /// (see `completer`): the lines (dropped when the log has overflowed),
+    /// the job's end, the build's state and resources, and a successful
+    /// delete's workspace deletion; once that has committed, announces
+    /// `notices`. Lines that would take the log past its cap are stored
+    /// capped first, as [`Store::append_held_job_logs`] does, by a
+    /// transaction of their own. Fails with `NotFound` when the worker no
+    /// longer holds the job.
     pub async fn complete_build_with_logs(
         &self,
         job_id: Uuid,
@@ -506,67 +478,39 @@ impl Store {
         logs: &[NewLog],
         notices: &Notices,
     ) -> Result<BuildCompleted> {
-        let mut completed = self.complete_build_call(job_id, holder.worker_id, done, &cleaned(logs)).await?;
+        let mut completion = Completion {
+            job_id,
+            worker_id: holder.worker_id,
+            status: done.status,
+            error: done.error.as_deref().map(|e| without_nul(e).into_owned()),
+            interrupted: done.interrupted,
+            at: self.now(),
+            state: done.state.clone().unwrap_or_default(),
+            resources: done.resources.clone(),
+            logs: cleaned(logs),
+        };
+        let mut completed = self.completer.complete(completion.clone()).await?;
         let mut logs_stored = None;
         if completed.outcome == "over_cap" {
             logs_stored =
                 Some(append_capped(&self.pool, CappedLog::Job { id: job_id, holder: Some(holder) }, logs).await?);
-            completed = self.complete_build_call(job_id, holder.worker_id, done, &[]).await?;
+            completion.logs.clear();
+            completed = self.completer.complete(completion).await?;
         }
         let from_preset = completed.from_preset;
-        let ended = completed.into_result()?;
+        let ended = match (completed.outcome.as_str(), completed.status) {
+            ("done", Some(status)) => BuildCompleted { status, logs_stored: completed.logs_stored as usize },
+            ("no_build", _) => {
+                return Err(StoreError::Invalid {
+                    field: "job",
+                    message: format!("job {job_id} runs no workspace build"),
+                });
+            }
+            _ => return Err(StoreError::NotFound),
+        };
         let announced = notices.always.iter().chain(notices.if_preset.iter().filter(|_| from_preset));
         self.publisher().announce(announced.cloned().collect()).await;
         Ok(BuildCompleted { logs_stored: logs_stored.unwrap_or(ended.logs_stored), ..ended })
-    }
-
-    async fn complete_build_call(
-        &self,
-        job_id: Uuid,
-        worker_id: Uuid,
-        done: &crate::workspaces::BuildCompletion,
-        logs: &[NewLog],
-    ) -> Result<CompletionRow> {
-        let error = done.error.as_deref().map(without_nul);
-        let (addresses, kinds, replaced): (Vec<&str>, Vec<&str>, Vec<bool>) = done
-            .resources
-            .iter()
-            .map(|(a, k, r)| (a.as_str(), k.as_str(), *r))
-            .fold((Vec::new(), Vec::new(), Vec::new()), |(mut a, mut k, mut r), (x, y, z)| {
-                a.push(x);
-                k.push(y);
-                r.push(z);
-                (a, k, r)
-            });
-        let created_at: Vec<DateTime<Utc>> = logs.iter().map(|l| l.created_at).collect();
-        let levels: Vec<LogLevel> = logs.iter().map(|l| l.level).collect();
-        let outputs: Vec<&str> = logs.iter().map(|l| l.output.as_str()).collect();
-        let sources: Vec<LogSource> = logs.iter().map(|l| l.source).collect();
-        let stages: Vec<&str> = logs.iter().map(|l| l.stage.as_str()).collect();
-        let bytes: usize = logs.iter().map(|l| l.output.len()).sum();
-        Ok(sqlx::query_as(
-            "SELECT * FROM complete_provisioner_build($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15, $16, $17)",
-        )
-        .bind(job_id)
-        .bind(worker_id)
-        .bind(done.status)
-        .bind(error.as_deref())
-        .bind(done.interrupted)
-        .bind(self.now())
-        .bind(done.state.as_deref().unwrap_or_default())
-        .bind(&addresses)
-        .bind(&kinds)
-        .bind(&replaced)
-        .bind(&created_at)
-        .bind(&levels)
-        .bind(&outputs)
-        .bind(&sources)
-        .bind(&stages)
-        .bind(i32::try_from(bytes).unwrap_or(i32::MAX))
-        .bind(MAX_JOB_LOG_BYTES as i32)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// Renews the lease of a job `worker_id` holds. Returns the job's status

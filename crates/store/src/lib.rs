@@ -2,9 +2,11 @@
 //! code that speaks SQL.
 
 pub mod agents;
+mod batching;
 pub mod bench;
 pub mod claims;
 mod clock;
+mod completer;
 pub mod daemons;
 pub mod embedded;
 mod error;
@@ -22,6 +24,7 @@ mod publisher;
 pub mod pubsub;
 mod seed;
 mod sessions;
+mod taker;
 mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -32,6 +35,7 @@ pub mod workspaces;
 use std::time::Duration;
 
 pub use clock::Clock;
+use completer::Completer;
 pub use error::StoreError;
 pub use files::FileRow;
 pub use keys::ProvisionerKeyRow;
@@ -41,6 +45,7 @@ pub use organizations::OrganizationRow;
 use publisher::Publisher;
 pub use sessions::{NewSession, Session};
 pub use sqlx::postgres::{PgConnectOptions, PgPool};
+use taker::Taker;
 pub use templates::{
     CreateContext, NewTemplate, NewTemplateVersion, PresetRow, TemplateRow, TemplateSettings, TemplateUpdate,
     TemplateVersionRow,
@@ -87,6 +92,10 @@ pub struct Store {
     clock: Clock,
     /// Announces changes once they have committed (see [`publisher`]).
     publisher: Publisher,
+    /// Records how builds ended, many per statement (see [`completer`]).
+    completer: Completer,
+    /// Hands out jobs, to many daemons per statement (see [`taker`]).
+    taker: Taker,
 }
 
 impl Store {
@@ -107,7 +116,9 @@ impl Store {
             .connect_with(options)
             .await?;
         let publisher = Publisher::start(pool.clone());
-        Ok(Store { pool, clock: Clock::default(), publisher })
+        let completer = Completer::start(pool.clone());
+        let taker = Taker::start(pool.clone());
+        Ok(Store { pool, clock: Clock::default(), publisher, completer, taker })
     }
 
     /// The same store, reading time from `clock`.

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batching::{self, Batch};
+
 /// At most this many messages go in one statement.
 const MAX_BATCH: usize = 256;
 
@@ -44,9 +46,7 @@ impl Publisher {
     /// Starts the sending task, which sends through `pool` and ends when
     /// every handle has been dropped.
     pub(crate) fn start(pool: PgPool) -> Publisher {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_loop(pool, rx));
-        Publisher { queue }
+        Publisher { queue: batching::start::<Messages>(pool) }
     }
 
     /// Sends messages together, returning once they have been sent; a
@@ -74,12 +74,14 @@ impl Publisher {
 
 /// One statement's worth of queued messages.
 #[derive(Default)]
-struct Batch {
+struct Messages {
     messages: Vec<(String, String)>,
     sent: Vec<oneshot::Sender<Sent>>,
 }
 
-impl Batch {
+impl Batch for Messages {
+    type Item = Outgoing;
+
     /// Takes `outgoing` into the batch, or hands it back when it must wait
     /// for the next one: the batch is full, or it repeats a message already
     /// in the batch (PostgreSQL delivers a message repeated within one
@@ -93,29 +95,10 @@ impl Batch {
         self.sent.push(outgoing.sent);
         None
     }
-}
 
-async fn send_loop(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
-    let mut held = None;
-    loop {
-        let first = match held.take() {
-            Some(outgoing) => outgoing,
-            None => match queue.recv().await {
-                Some(outgoing) => outgoing,
-                None => return,
-            },
-        };
-        let mut batch = Batch::default();
-        // The first always fits an empty batch.
-        batch.take(first);
-        while let Ok(outgoing) = queue.try_recv() {
-            held = batch.take(outgoing);
-            if held.is_some() {
-                break;
-            }
-        }
+    async fn run(self, pool: PgPool) {
         let (channels, payloads): (Vec<&str>, Vec<&str>) =
-            batch.messages.iter().map(|(c, p)| (c.as_str(), p.as_str())).unzip();
+            self.messages.iter().map(|(c, p)| (c.as_str(), p.as_str())).unzip();
         let outcome = sqlx::query!(
             "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS n(c, p, i) ORDER BY i",
             &channels as &[&str],
@@ -126,9 +109,9 @@ async fn send_loop(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
         .map(drop)
         .map_err(Arc::new);
         if let Err(err) = &outcome {
-            tracing::warn!(error = %err, messages = batch.messages.len(), "pub/sub messages could not be sent");
+            tracing::warn!(error = %err, messages = self.messages.len(), "pub/sub messages could not be sent");
         }
-        for sent in batch.sent {
+        for sent in self.sent {
             // The sender may have stopped waiting.
             sent.send(outcome.clone()).ok();
         }

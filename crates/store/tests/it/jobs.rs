@@ -274,6 +274,52 @@ async fn prebuild_jobs_take_at_most_their_share_of_the_daemons() {
     assert_eq!(store.acquire_job(&daemons[3], &POLICY).await.unwrap().unwrap().id, user_job);
 }
 
+/// Daemons asking at the same moment are served by one statement (rows
+/// written by one transaction share its id, `xmin`), in the order they
+/// asked: people's jobs first, oldest first, then prebuild work within its
+/// share of the live daemons, counting the ones asking.
+#[tokio::test]
+async fn daemons_asking_together_are_served_by_one_statement_in_the_order_they_asked() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    let human = store.user_by_username("admin").await.unwrap().id;
+    let mut people = Vec::new();
+    for i in 0..4 {
+        people.push(queue_start(&store, template, human, human, &format!("mine{i}")).await);
+        queue_start(&store, template, PREBUILDS_USER_ID, PREBUILDS_USER_ID, &format!("pb{i}")).await;
+        queue_start(&store, template, PREBUILDS_USER_ID, PREBUILDS_USER_ID, &format!("pb{i}-2")).await;
+    }
+    // Ten daemons asking, and the one that imported the template: eleven
+    // live at a share of one half, five may run prebuild work.
+    let daemons: Vec<Worker> = (0..10).map(worker).collect();
+    let taken = join_all(daemons.iter().map(|d| store.take_job(d, &POLICY))).await;
+    let taken: Vec<Option<Uuid>> = taken.into_iter().map(|t| t.unwrap().map(|job| job.id)).collect();
+    assert_eq!(taken[..4], people.iter().copied().map(Some).collect::<Vec<_>>()[..], "people's jobs, oldest first");
+    assert!(taken[4..9].iter().all(Option::is_some), "{taken:?}");
+    assert_eq!(taken[9], None, "the prebuild share is full");
+    let ids: Vec<Uuid> = taken.iter().flatten().copied().collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 9, "each job once");
+    let raw = db.pool().await;
+    let (holders, transactions): (Vec<Option<Uuid>>, i64) = (
+        sqlx::query_scalar(
+            "SELECT worker_id FROM provisioner_jobs WHERE id = ANY ($1) ORDER BY array_position($1, id)",
+        )
+        .bind(&ids)
+        .fetch_all(&raw)
+        .await
+        .unwrap(),
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM provisioner_jobs WHERE id = ANY ($1)")
+            .bind(&ids)
+            .fetch_one(&raw)
+            .await
+            .unwrap(),
+    );
+    let askers: Vec<Option<Uuid>> = daemons[..9].iter().map(|d| Some(d.id)).collect();
+    assert_eq!(holders, askers, "each job is held by the daemon it was given to");
+    assert_eq!(transactions, 1, "nine jobs taken by {transactions} transactions");
+}
+
 /// Daemons racing for prebuild work never take more than the share, and
 /// never hold back a person's job: each takes jobs until there are none it
 /// may take, keeping the prebuild jobs (so they stay running) and finishing
@@ -475,6 +521,110 @@ async fn a_build_ends_with_its_last_lines_capped_like_any_batch() {
     let row = store.job(second.id).await.unwrap();
     assert!(row.logs_overflowed);
     assert_eq!(row.logs_length as usize, MAX_JOB_LOG_BYTES);
+}
+
+// Completions that arrive together are written together (the completer),
+// yet each is answered for itself: one whose worker no longer holds its job
+// is refused, a canceled one ends canceled, and every job keeps its own
+// lines and state. Rows written by one transaction share its id (`xmin`):
+// fewer transaction ids than completions shows they were written together.
+// One the database refuses (two resources at one address) fails the batch's
+// statement; then each is written alone and only that one fails.
+#[tokio::test]
+async fn completions_arriving_together_are_written_together_and_each_answered_for_itself() {
+    const JOBS: usize = 12;
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let template = template(&store).await;
+    let admin = store.user_by_username("admin").await.unwrap().id;
+    for n in 0..2 * JOBS {
+        queue_start(&store, template, admin, admin, &format!("ws-{n}")).await;
+    }
+    let daemon = worker(1);
+    let mut jobs = Vec::new();
+    while let Some(job) = store.take_job(&daemon, &POLICY).await.unwrap() {
+        jobs.push(job.id);
+    }
+    assert_eq!(jobs.len(), 2 * JOBS);
+    let (together, then) = jobs.split_at(JOBS);
+    let (canceled, lost, refused) = (together[3], together[7], then[5]);
+    store.cancel_job(canceled).await.unwrap();
+
+    let raw = db.pool().await;
+    let holder = Holder { worker_id: daemon.id, key_id: None };
+    let stranger = Holder { worker_id: Uuid::new_v4(), key_id: None };
+    let notices = Notices::default();
+    for round in [together, then] {
+        let completions: Vec<(BuildCompletion, Vec<NewLog>)> =
+            round.iter().map(|&job| completion(job, job == refused)).collect();
+        let answers = join_all(round.iter().zip(&completions).map(|(&job, (done, logs))| {
+            let by = if job == lost { stranger } else { holder };
+            store.complete_build_with_logs(job, by, done, logs, &notices)
+        }))
+        .await;
+        let mut transactions = HashSet::new();
+        for ((&job, answer), (_, logs)) in round.iter().zip(&answers).zip(&completions) {
+            let row = store.job(job).await.unwrap();
+            if job == lost || job == refused {
+                let expected_not_found = job == lost;
+                assert_eq!(matches!(answer, Err(StoreError::NotFound)), expected_not_found, "{job}: {answer:?}");
+                assert!(answer.is_err(), "{job}: {answer:?}");
+                assert_eq!(row.status, JobStatus::Running, "a refused completion changes nothing");
+                assert!(store.job_logs(job, 0).await.unwrap().is_empty());
+                continue;
+            }
+            let ended = answer.as_ref().unwrap_or_else(|e| panic!("{job}: {e}"));
+            let expected = if job == canceled { JobStatus::Canceled } else { JobStatus::Succeeded };
+            assert_eq!((ended.status, ended.logs_stored, row.status), (expected, 3, expected));
+            let stored: Vec<String> = store.job_logs(job, 0).await.unwrap().into_iter().map(|l| l.output).collect();
+            let sent: Vec<String> = logs.iter().map(|l| l.output.clone()).collect();
+            assert_eq!(stored, sent, "each job keeps its own lines, in order");
+            let (xmin, state): (String, Vec<u8>) = sqlx::query_as(
+                "SELECT j.xmin::text, b.provisioner_state FROM provisioner_jobs j \
+                 JOIN workspace_builds b ON b.job_id = j.id WHERE j.id = $1",
+            )
+            .bind(job)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+            assert_eq!(state, job.as_bytes().to_vec(), "each build keeps its own state");
+            transactions.insert(xmin);
+        }
+        if round == together {
+            assert!(
+                transactions.len() <= JOBS / 3,
+                "{} completions written by {} transactions",
+                JOBS - 1,
+                transactions.len()
+            );
+        }
+    }
+}
+
+/// A successful build of `job` with three lines of its own and its id as
+/// state; `refused`: with two resources at one address.
+fn completion(job: Uuid, refused: bool) -> (BuildCompletion, Vec<NewLog>) {
+    let resource = |address: &str| (address.to_owned(), "echo_workspace".to_owned(), false);
+    let done = BuildCompletion {
+        status: JobStatus::Succeeded,
+        error: None,
+        interrupted: false,
+        state: Some(job.as_bytes().to_vec()),
+        resources: match refused {
+            true => vec![resource("echo_workspace.main"), resource("echo_workspace.main")],
+            false => vec![resource("echo_workspace.main")],
+        },
+    };
+    let logs = (0..3)
+        .map(|n| NewLog {
+            created_at: Utc::now(),
+            source: LogSource::Provisioner,
+            level: LogLevel::Info,
+            stage: "start".into(),
+            output: format!("{job} line {n}"),
+        })
+        .collect();
+    (done, logs)
 }
 
 /// The pick inside `acquire_provisioner_job` (migration 0012), as the

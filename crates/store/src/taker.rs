@@ -1,0 +1,127 @@
+//! Hands out jobs to the daemons asking at the same moment, one statement
+//! for all of them (see [`crate::batching`]).
+//!
+//! Daemons that ask together share a statement when they have the same
+//! tags and the same queue policy (a job fits a daemon by its tags, so the
+//! pick is shared only between daemons that fit the same jobs); the others
+//! ask in the next one. `take_provisioner_jobs` (migration 0027) gives out
+//! the jobs in the order the daemons asked.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batching::{self, Batch, Written};
+use crate::jobs::{DAEMON_LIVENESS, DAEMON_TOUCH_EVERY, QueuePolicy, TakenJob, TakenRow, Worker};
+use crate::{Result, StoreError};
+
+/// At most this many daemons are served by one statement.
+const MAX_BATCH: usize = 64;
+
+/// A daemon asking for a job.
+#[derive(Debug, Clone)]
+pub(crate) struct Take {
+    pub(crate) worker: Worker,
+    pub(crate) policy: QueuePolicy,
+    pub(crate) at: DateTime<Utc>,
+}
+
+type Answer = oneshot::Sender<Result<Option<TakenJob>>>;
+
+/// A handle on the task that hands out jobs.
+#[derive(Clone, Debug)]
+pub(crate) struct Taker {
+    queue: mpsc::UnboundedSender<(Take, Answer)>,
+}
+
+impl Taker {
+    /// Starts the task, which takes through `pool` and ends when every
+    /// handle has been dropped.
+    pub(crate) fn start(pool: PgPool) -> Taker {
+        Taker { queue: batching::start::<Takes>(pool) }
+    }
+
+    /// Takes a job for `take`'s worker, with whichever other daemons are
+    /// asking; `None` when there is none for it.
+    pub(crate) async fn take(&self, take: Take) -> Result<Option<TakenJob>> {
+        let (answer, answered) = oneshot::channel();
+        self.queue.send((take, answer)).map_err(|_| shutting_down())?;
+        answered.await.map_err(|_| shutting_down())?
+    }
+}
+
+fn shutting_down() -> StoreError {
+    StoreError::InProgress("the server is shutting down".into())
+}
+
+/// One statement's worth of daemons asking.
+#[derive(Default)]
+struct Takes(Vec<(Take, Answer)>);
+
+impl Batch for Takes {
+    type Item = (Take, Answer);
+
+    fn take(&mut self, item: Self::Item) -> Option<Self::Item> {
+        let fits = match self.0.first() {
+            None => true,
+            Some((first, _)) => {
+                self.0.len() < MAX_BATCH
+                    && first.worker.tags == item.0.worker.tags
+                    && first.policy.lease == item.0.policy.lease
+                    && first.policy.prebuild_share == item.0.policy.prebuild_share
+            }
+        };
+        if !fits {
+            return Some(item);
+        }
+        self.0.push(item);
+        None
+    }
+
+    async fn run(self, pool: PgPool) {
+        let (takes, answers): (Vec<Take>, Vec<Answer>) = self.0.into_iter().unzip();
+        let taken = batching::together_or_alone(&pool, &takes, write).await;
+        for (answer, job) in answers.into_iter().zip(taken) {
+            // The daemon may have stopped waiting: its job, if any, goes back when its lease runs out.
+            answer.send(job).ok();
+        }
+    }
+}
+
+/// Takes a job for each of `takes` in one statement; `None` for those there
+/// was none for. All of them have the same tags and policy.
+fn write<'a>(pool: &'a PgPool, takes: &'a [Take]) -> Written<'a, Option<TakenJob>> {
+    Box::pin(take_all(pool, takes))
+}
+
+async fn take_all(pool: &PgPool, takes: &[Take]) -> std::result::Result<Vec<Option<TakenJob>>, sqlx::Error> {
+    let Some(first) = takes.first() else { return Ok(Vec::new()) };
+    let ids: Vec<_> = takes.iter().map(|t| t.worker.id).collect();
+    let names: Vec<&str> = takes.iter().map(|t| t.worker.name.as_str()).collect();
+    let keys: Vec<Option<&str>> = takes.iter().map(|t| t.worker.key_id.as_deref()).collect();
+    // The latest: none of the daemons asked after it.
+    let at = takes.iter().map(|t| t.at).max().unwrap_or(first.at);
+    let sql = format!(
+        "SELECT * FROM take_provisioner_jobs($1, $2, $3, $4, $5, $6, $7, interval '{DAEMON_LIVENESS}', \
+                                             interval '{DAEMON_TOUCH_EVERY}')"
+    );
+    let rows: Vec<TakenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&ids)
+        .bind(&names)
+        .bind(&keys)
+        .bind(Json(&first.worker.tags))
+        .bind(first.policy.lease)
+        .bind(at)
+        .bind(first.policy.prebuild_share)
+        .fetch_all(pool)
+        .await?;
+    let mut taken: Vec<Option<TakenJob>> = vec![None; takes.len()];
+    for row in rows {
+        // `taker` counts the daemons from 1, in the order they were given.
+        if let Some(slot) = usize::try_from(row.taker - 1).ok().and_then(|n| taken.get_mut(n)) {
+            *slot = Some(row.into_taken());
+        }
+    }
+    Ok(taken)
+}
