@@ -2,6 +2,7 @@
 //! code that speaks SQL.
 
 pub mod agents;
+pub mod apps;
 pub mod bench;
 pub mod claims;
 mod clock;
