@@ -26,7 +26,8 @@ impl Client {
         self.post("api/v2/workspaceagents/me/app-health", req).await
     }
 
-    pub async fn agent_app_status(&self, req: &AgentAppStatusRequest) -> Result<Response, ClientError> {
+    /// Answers the status as recorded.
+    pub async fn agent_app_status(&self, req: &AgentAppStatusRequest) -> Result<WorkspaceAppStatus, ClientError> {
         self.post("api/v2/workspaceagents/me/app-status", req).await
     }
 
