@@ -23,41 +23,39 @@ const MAX_ERROR: usize = 2000;
 
 /// Brings up every dev container, one after the other, reporting each.
 pub async fn bring_up(client: &Client, devcontainers: &[Devcontainer]) -> Result<(), AgentError> {
+    let path = std::env::var_os("PATH");
     for devcontainer in devcontainers {
         report(client, devcontainer, DevcontainerState::Starting, None).await?;
-        match tokio::time::timeout(UP_TIMEOUT, up(devcontainer)).await {
-            Ok(Ok(())) => report(client, devcontainer, DevcontainerState::Running, None).await?,
-            Ok(Err(error)) => report(client, devcontainer, DevcontainerState::Error, Some(error)).await?,
-            Err(_) => {
-                let error = format!("devcontainer up did not finish within {} minutes", UP_TIMEOUT.as_secs() / 60);
-                report(client, devcontainer, DevcontainerState::Error, Some(error)).await?;
-            }
+        match up(devcontainer, path.as_deref(), UP_TIMEOUT).await {
+            Ok(()) => report(client, devcontainer, DevcontainerState::Running, None).await?,
+            Err(error) => report(client, devcontainer, DevcontainerState::Error, Some(error)).await?,
         }
     }
     Ok(())
 }
 
-/// Runs `devcontainer up`; `Err` says why the container is not running.
-async fn up(devcontainer: &Devcontainer) -> Result<(), String> {
-    let path = std::env::var_os("PATH");
-    let cli = find_program(path.as_deref(), "devcontainer").ok_or("devcontainer CLI not found")?;
-    find_program(path.as_deref(), "docker").ok_or("docker not available")?;
+/// Runs `devcontainer up` (found on `path`) for at most `timeout`; `Err`
+/// says why the container is not running.
+async fn up(devcontainer: &Devcontainer, path: Option<&OsStr>, timeout: Duration) -> Result<(), String> {
+    let cli = find_program(path, "devcontainer").ok_or("devcontainer CLI not found")?;
+    find_program(path, "docker").ok_or("docker not available")?;
     let mut command = Command::new(cli);
     command.arg("up").arg("--workspace-folder").arg(&devcontainer.workspace_folder);
     if let Some(config) = &devcontainer.config_path {
         command.arg("--config").arg(config);
     }
     tracing::info!(devcontainer = %devcontainer.name, "bringing up the dev container");
-    let output = command
+    command
         .current_dir(working_dir(std::env::var_os("HOME"), std::env::current_dir().ok()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Dropped at the timeout, or when the agent exits.
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|err| format!("cannot run the devcontainer CLI: {err}"))?;
+        // Killed when dropped: at the timeout, or when the agent exits.
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(timeout, command.output()).await {
+        Ok(output) => output.map_err(|err| format!("cannot run the devcontainer CLI: {err}"))?,
+        Err(_) => return Err(format!("devcontainer up did not finish within {}", humantime::format_duration(timeout))),
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     match (output.status.success(), reported_error(&stdout)) {
@@ -133,6 +131,57 @@ mod tests {
         assert_eq!(reported_error("{\"outcome\":\"success\",\"containerId\":\"abc\"}"), None);
         assert_eq!(reported_error("plain text"), None);
         assert_eq!(cap("x".repeat(MAX_ERROR + 5)).chars().count(), MAX_ERROR + 1);
+    }
+
+    /// A directory of stand-in programs, removed when dropped.
+    struct Bin(PathBuf);
+
+    impl Bin {
+        fn new(name: &str, programs: &[(&str, &str)]) -> Bin {
+            let dir = std::env::temp_dir().join(format!("warmspace-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (program, body) in programs {
+                let file = dir.join(program);
+                std::fs::write(&file, body).unwrap();
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            }
+            Bin(dir)
+        }
+
+        fn path(&self) -> std::ffi::OsString {
+            std::env::join_paths([self.0.clone(), "/usr/bin".into(), "/bin".into()]).unwrap()
+        }
+    }
+
+    impl Drop for Bin {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+
+    fn api() -> Devcontainer {
+        Devcontainer { name: "api".into(), workspace_folder: "/src/api".into(), config_path: None }
+    }
+
+    #[tokio::test]
+    async fn what_is_missing_is_the_error_and_a_hung_cli_is_stopped() {
+        let long = Duration::from_secs(60);
+        let none = Bin::new("no-cli", &[("docker", "#!/bin/sh\n")]);
+        assert_eq!(up(&api(), Some(&none.path()), long).await, Err("devcontainer CLI not found".to_owned()));
+        let no_docker = Bin::new("no-docker", &[("devcontainer", "#!/bin/sh\n")]);
+        let path = std::env::join_paths([no_docker.0.clone()]).unwrap();
+        assert_eq!(up(&api(), Some(&path), long).await, Err("docker not available".to_owned()));
+        let failing = Bin::new(
+            "failing-cli",
+            &[
+                ("devcontainer", "#!/bin/sh\necho 'Error: no devcontainer.json' >&2\nexit 1\n"),
+                ("docker", "#!/bin/sh\n"),
+            ],
+        );
+        assert_eq!(up(&api(), Some(&failing.path()), long).await, Err("Error: no devcontainer.json".to_owned()));
+        let hung = Bin::new("hung-cli", &[("devcontainer", "#!/bin/sh\nexec sleep 600\n"), ("docker", "#!/bin/sh\n")]);
+        let outcome = up(&api(), Some(&hung.path()), Duration::from_millis(300)).await;
+        assert_eq!(outcome, Err("devcontainer up did not finish within 300ms".to_owned()));
     }
 
     #[test]

@@ -26,6 +26,14 @@
 //!    server restarts never re-initialise twice. A regular workspace (409) or
 //!    one whose owner it already serves (204) stops the stream for good.
 //!
+//! 5. **Apps** (`apps.rs`): reports each app's health, then health-checks
+//!    those with a check and reports each change.
+//! 6. **App statuses** (`status_relay.rs`): relays statuses that the
+//!    workspace's processes send to its Unix socket (`warmspace agent status`).
+//! 7. **Dev containers** (`devcontainers.rs`): once the first startup
+//!    script has run, brings each up with the `devcontainer` CLI and reports
+//!    its state. (Simulated agents relay no statuses and run no dev containers.)
+//!
 //! A 401 anywhere means the token is invalid or revoked (the workspace was
 //! deleted or a new token issued): the agent exits with
 //! [`AgentError::Unauthorized`] rather than retrying forever. When the
