@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -65,27 +66,44 @@ pub fn initial(apps: &[App]) -> BTreeMap<String, AppHealth> {
 /// Reports every app's initial health, then checks those with a health
 /// check until the agent stops (or its token stops working).
 pub async fn watch(client: &Client, apps: &[App]) -> Result<Infallible, AgentError> {
-    if !apps.is_empty() {
-        report(client, initial(apps)).await?;
+    if apps.is_empty() {
+        // Most agents (every simulated one) have none: no HTTP client for them.
+        return std::future::pending().await;
     }
+    report(client, initial(apps)).await?;
     let http = http_client();
     let checks = apps.iter().filter_map(|app| Some((app.name.as_str(), app.healthcheck.as_ref()?)));
-    let checks = checks.map(|(name, check)| watch_one(client, &http, name, check));
+    let checks = checks.map(|(app, check)| {
+        let probe = || probe(&http, &check.url, check.interval.min(MAX_CHECK_TIMEOUT));
+        let report = move |health: AppHealth| {
+            tracing::info!(app, health = health.as_str(), "app health changed");
+            report(client, BTreeMap::from([(app.to_owned(), health)]))
+        };
+        watch_one(check, probe, report)
+    });
     futures::future::try_join_all(checks).await?;
     // No app has a check: nothing more to do.
     std::future::pending().await
 }
 
-async fn watch_one(client: &Client, http: &reqwest::Client, app: &str, check: &Healthcheck) -> Result<(), AgentError> {
+/// Probes every `interval` of tokio's clock (the first at once) and
+/// reports each change of health.
+async fn watch_one<P, R>(
+    check: &Healthcheck,
+    mut probe: impl FnMut() -> P,
+    mut report: impl FnMut(AppHealth) -> R,
+) -> Result<(), AgentError>
+where
+    P: Future<Output = bool>,
+    R: Future<Output = Result<(), AgentError>>,
+{
     let mut tick = tokio::time::interval(check.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tracker = Tracker::new(check.threshold);
     loop {
         tick.tick().await;
-        let healthy = probe(http, &check.url, check.interval.min(MAX_CHECK_TIMEOUT)).await;
-        if let Some(health) = tracker.observe(healthy) {
-            tracing::info!(app, health = health.as_str(), "app health changed");
-            report(client, BTreeMap::from([(app.to_owned(), health)])).await?;
+        if let Some(health) = tracker.observe(probe().await) {
+            report(health).await?;
         }
     }
 }
@@ -169,6 +187,27 @@ mod tests {
                 prop_assert_eq!(tracker.health(), expected, "after {:?}", seen);
             }
         }
+    }
+
+    /// Checks at 0 s, 5 s, 10 s and 15 s of a paused clock fail, fail, fail
+    /// and succeed: unhealthy at 10 s (the third failure), healthy at 15 s.
+    #[tokio::test(start_paused = true)]
+    async fn checks_run_every_interval_and_report_changes_only() {
+        let check = Healthcheck { url: "http://app/".into(), interval: Duration::from_secs(5), threshold: 3 };
+        let start = tokio::time::Instant::now();
+        let mut results = [false, false, false].into_iter();
+        let reports = std::cell::RefCell::new(Vec::new());
+        let probe = || std::future::ready(results.next().unwrap_or(true));
+        let report = |health| {
+            reports.borrow_mut().push((start.elapsed(), health));
+            std::future::ready(Ok(()))
+        };
+        let watching = tokio::time::timeout(Duration::from_secs(16), watch_one(&check, probe, report)).await;
+        assert!(watching.is_err(), "it watches until stopped");
+        assert_eq!(
+            reports.into_inner(),
+            [(Duration::from_secs(10), AppHealth::Unhealthy), (Duration::from_secs(15), AppHealth::Healthy)]
+        );
     }
 
     #[test]
