@@ -16,7 +16,11 @@ use warmspace_sdk::{AgentAppHealthRequest, App, AppHealth, Client, Healthcheck};
 use crate::AgentError;
 use crate::retry::retry;
 
-/// The longest a check's request may take, however long its interval.
+/// How long a check's request may take: its interval, but at least
+/// [`MIN_CHECK_TIMEOUT`] (a busy machine answers a short interval's check
+/// late, which is no reason to call the app unhealthy; the next check then
+/// waits) and at most [`MAX_CHECK_TIMEOUT`].
+const MIN_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An app's health from its checks' results, one at a time.
@@ -74,7 +78,7 @@ pub async fn watch(client: &Client, apps: &[App]) -> Result<Infallible, AgentErr
     let http = http_client();
     let checks = apps.iter().filter_map(|app| Some((app.name.as_str(), app.healthcheck.as_ref()?)));
     let checks = checks.map(|(app, check)| {
-        let probe = || probe(&http, &check.url, check.interval.min(MAX_CHECK_TIMEOUT));
+        let probe = || probe(&http, &check.url, check.interval.clamp(MIN_CHECK_TIMEOUT, MAX_CHECK_TIMEOUT));
         let report = move |health: AppHealth| {
             tracing::info!(app, health = health.as_str(), "app health changed");
             report(client, BTreeMap::from([(app.to_owned(), health)]))

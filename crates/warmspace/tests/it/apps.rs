@@ -45,7 +45,7 @@ agent "main" {{
     url          = "http://127.0.0.1:{port}"
     healthcheck {{
       url       = "http://127.0.0.1:{port}/healthz"
-      interval  = "200ms"
+      interval  = "500ms"
       threshold = 2
     }}
   }}
