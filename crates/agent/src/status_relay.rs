@@ -26,6 +26,12 @@ pub const SOCKET_ENV: &str = "WARMSPACE_AGENT_SOCKET";
 const MAX_REQUEST: u64 = 16 * 1024;
 /// How long one status may take to reach the server, retries included.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may take to send its request: the agent answers
+/// one connection at a time, and one that says nothing must not hold up the rest.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reporter waits for the agent's answer, which comes within
+/// [`FORWARD_TIMEOUT`] once its turn comes.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What the agent answers: whether the server took the status, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +105,9 @@ impl Drop for RemoveOnDrop {
 
 async fn answer(client: &Client, stream: UnixStream) -> Result<(), AgentError> {
     let (read, mut write) = stream.into_split();
-    let (reply, outcome) = match read_line(read).await {
+    let request = tokio::time::timeout(READ_TIMEOUT, read_line(read)).await;
+    let request = request.unwrap_or_else(|_| Err(format!("no request within {}s", READ_TIMEOUT.as_secs())));
+    let (reply, outcome) = match request {
         Err(error) => (RelayReply { ok: false, error: Some(error) }, Ok(())),
         Ok(line) => match serde_json::from_str::<AgentAppStatusRequest>(&line) {
             Err(err) => (RelayReply { ok: false, error: Some(format!("not an app status: {err}")) }, Ok(())),
@@ -154,6 +162,11 @@ async fn forward(client: &Client, req: &AgentAppStatusRequest) -> (RelayReply, R
 /// Sends a status through the agent listening at `socket` and waits for the
 /// server's verdict.
 pub async fn report(socket: &Path, req: &AgentAppStatusRequest) -> Result<(), RelayError> {
+    let waited = format!("no answer within {}s", REPORT_TIMEOUT.as_secs());
+    tokio::time::timeout(REPORT_TIMEOUT, exchange(socket, req)).await.unwrap_or(Err(RelayError::Garbled(waited)))
+}
+
+async fn exchange(socket: &Path, req: &AgentAppStatusRequest) -> Result<(), RelayError> {
     let unreachable = |source| RelayError::Unreachable { path: socket.display().to_string(), source };
     let stream = UnixStream::connect(socket).await.map_err(unreachable)?;
     let (read, mut write) = stream.into_split();

@@ -186,6 +186,11 @@ async fn statuses_health_and_dev_containers_reported_by_a_real_agent() {
     assert!(refused.contains("no app called \"nope\"") && refused.contains("web, docs"), "{refused}");
     let refused = run_failing(&mut report(&["--app", "web", "--state", "sleeping", "x"]));
     assert!(refused.contains("sleeping"), "{refused}");
+    let no_agent = tmp.path().join("no-agent.sock");
+    let mut elsewhere = warmspace(&config);
+    elsewhere.args(["agent", "status", "--socket", no_agent.to_str().unwrap(), "--app", "web", "--state", "idle", "x"]);
+    let refused = run_failing(&mut elsewhere);
+    assert!(refused.contains("cannot reach the workspace agent"), "{refused}");
 
     // The app goes away: unhealthy after its threshold of failed checks.
     http.abort();
@@ -193,6 +198,8 @@ async fn statuses_health_and_dev_containers_reported_by_a_real_agent() {
         apps(&client, id).await.apps[0].health == AppHealth::Unhealthy
     })
     .await;
+    let shown = String::from_utf8(run(warmspace(&config).args(["show", "box"])).stdout).unwrap();
+    assert!(shown.contains(&format!("app:        web (Web) http://127.0.0.1:{port} — unhealthy")), "{shown}");
 
     run(warmspace(&config).args(["delete", "box", "-y"]));
     server.terminate();
