@@ -14,7 +14,6 @@ use tokio::time::MissedTickBehavior;
 use warmspace_sdk::{AgentAppHealthRequest, App, AppHealth, Client, Healthcheck};
 
 use crate::AgentError;
-use crate::retry::retry;
 
 /// How long a check's request may take: its interval, but at least
 /// [`MIN_CHECK_TIMEOUT`] (a busy machine answers a short interval's check
@@ -125,15 +124,7 @@ async fn probe(http: &reqwest::Client, url: &str, timeout: Duration) -> bool {
 
 async fn report(client: &Client, apps: BTreeMap<String, AppHealth>) -> Result<(), AgentError> {
     let req = AgentAppHealthRequest { apps };
-    match retry("the app health report", || client.agent_app_health(&req)).await {
-        Ok(_) => Ok(()),
-        // The server decides what it keeps; a refused report is not worth stopping for.
-        Err(AgentError::Refused { source, .. }) => {
-            tracing::warn!(error = %source, "the server refused the app health report");
-            Ok(())
-        }
-        Err(err) => Err(err),
-    }
+    crate::retry::report("the app health report", || client.agent_app_health(&req)).await
 }
 
 /// A redirect is an answer (the app is up), so none is followed.

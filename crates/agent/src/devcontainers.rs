@@ -13,7 +13,6 @@ use tokio::process::Command;
 use warmspace_sdk::{AgentDevcontainerRequest, Client, Devcontainer, DevcontainerState};
 
 use crate::AgentError;
-use crate::retry::retry;
 use crate::runner::working_dir;
 
 /// How long `devcontainer up` may take (pulling images and building included).
@@ -109,14 +108,7 @@ async fn report(
         tracing::warn!(devcontainer = %devcontainer.name, error, "the dev container did not come up");
     }
     let req = AgentDevcontainerRequest { name: devcontainer.name.clone(), state, error };
-    match retry("the dev container report", || client.agent_devcontainer(&req)).await {
-        Ok(_) => Ok(()),
-        Err(AgentError::Refused { source, .. }) => {
-            tracing::warn!(error = %source, "the server refused the dev container report");
-            Ok(())
-        }
-        Err(err) => Err(err),
-    }
+    crate::retry::report("the dev container report", || client.agent_devcontainer(&req)).await
 }
 
 #[cfg(test)]

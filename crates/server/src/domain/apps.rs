@@ -2,6 +2,8 @@
 //! version declares (app health, dev container states, and statuses from
 //! anything in the workspace), and how a workspace shows them.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 use warmspace_sdk::{
     AgentAppHealthRequest, AgentAppStatusRequest, AgentDevcontainerRequest, App, AppHealth, Devcontainer,
@@ -129,7 +131,8 @@ fn status_view(row: AppStatusRow) -> WorkspaceAppStatus {
 /// Declared apps in the manifest's order, each with what its agent reported.
 fn apps_view(rows: WorkspaceAppRows) -> WorkspaceApps {
     let WorkspaceAppRows { agents, health, latest, devcontainers: states } = rows;
-    let mut latest: Vec<Option<AppStatusRow>> = latest.into_iter().map(Some).collect();
+    let mut latest: HashMap<(Uuid, String), AppStatusRow> =
+        latest.into_iter().map(|s| ((s.agent_id, s.app.clone()), s)).collect();
     let mut apps = Vec::new();
     let mut devcontainers = Vec::new();
     for agent in agents {
@@ -141,10 +144,7 @@ fn apps_view(rows: WorkspaceAppRows) -> WorkspaceApps {
                 (None, Some(_)) => AppHealth::Initializing,
                 (None, None) => AppHealth::Disabled,
             };
-            let status = latest
-                .iter_mut()
-                .find(|s| s.as_ref().is_some_and(|s| s.agent_id == agent.agent_id && s.app == app.name))
-                .and_then(Option::take);
+            let status = latest.remove(&(agent.agent_id, app.name.clone()));
             apps.push(WorkspaceApp {
                 agent_id: agent.agent_id,
                 agent_name: agent.agent_name.clone(),
