@@ -145,6 +145,18 @@ async fn app_statuses_health_and_dev_containers_through_the_agent_api() {
     assert_eq!(api_status(alice.workspace_apps(ws.id).await).0, StatusCode::NOT_FOUND);
     assert_eq!(api_status(alice.workspace_app_statuses(ws.id, "web").await).0, StatusCode::NOT_FOUND);
 
+    // The OpenAPI document describes the endpoints.
+    let doc = openapi_document(&server).await;
+    for path in [
+        "/api/v2/workspaces/{workspace}/apps",
+        "/api/v2/workspaces/{workspace}/apps/{app}/statuses",
+        "/api/v2/workspaceagents/{agent}/app-health",
+        "/api/v2/workspaceagents/{agent}/app-status",
+        "/api/v2/workspaceagents/{agent}/devcontainers",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not in the OpenAPI document");
+    }
+
     // The dashboard's workspace page shows them.
     let page = dashboard_page(&server, &owner, &format!("/workspaces/{}", ws.id)).await;
     for needle in [
