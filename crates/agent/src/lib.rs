@@ -26,12 +26,22 @@
 //!    server restarts never re-initialise twice. A regular workspace (409) or
 //!    one whose owner it already serves (204) stops the stream for good.
 //!
+//! 5. **Apps** (`apps.rs`): reports each app's health, then health-checks
+//!    those with a check and reports each change.
+//! 6. **App statuses** (`status_relay.rs`): relays statuses that the
+//!    workspace's processes send to its Unix socket (`warmspace agent status`).
+//! 7. **Dev containers** (`devcontainers.rs`): once the first startup
+//!    script has run, brings each up with the `devcontainer` CLI and reports
+//!    its state. (Simulated agents relay no statuses and run no dev containers.)
+//!
 //! A 401 anywhere means the token is invalid or revoked (the workspace was
 //! deleted or a new token issued): the agent exits with
 //! [`AgentError::Unauthorized`] rather than retrying forever. When the
 //! caller's shutdown future completes, it says goodbye (so the server shows it
 //! disconnected at once) and returns [`Exit::Shutdown`].
 
+mod apps;
+mod devcontainers;
 #[cfg(test)]
 mod fake_server;
 mod heartbeat;
@@ -40,6 +50,7 @@ pub mod output;
 mod reinit;
 mod retry;
 mod runner;
+pub mod status_relay;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -186,16 +197,31 @@ impl Agent {
         let (serving, watching) = watch::channel(manifest.owner_id);
         let personalising = async {
             self.personalise(&manifest).await?;
-            reinit::follow(self, &serving).await?;
+            tokio::try_join!(reinit::follow(self, &serving), self.bring_up_devcontainers(&manifest))?;
             // Nothing more will happen to the owner; the heartbeats go on.
             std::future::pending::<Result<Infallible, AgentError>>().await
         };
         tokio::select! {
             exit = heartbeat::beat(&self.client, heartbeat_every, watching) => exit,
-            result = personalising => match result {
-                Ok(never) => match never {},
-                Err(err) => Err(err),
-            },
+            Err(err) = personalising => Err(err),
+            Err(err) = apps::watch(&self.client, &manifest.apps) => Err(err),
+            Err(err) = self.relay_statuses(&manifest) => Err(err),
+        }
+    }
+
+    /// Brings up the manifest's dev containers, in a workspace that runs processes.
+    async fn bring_up_devcontainers(&self, manifest: &AgentManifest) -> Result<(), AgentError> {
+        match self.runner {
+            Runner::Shell => devcontainers::bring_up(&self.client, &manifest.devcontainers).await,
+            Runner::Simulated { .. } => Ok(()),
+        }
+    }
+
+    /// Relays app statuses from the workspace's processes, in a workspace that runs them.
+    async fn relay_statuses(&self, manifest: &AgentManifest) -> Result<Infallible, AgentError> {
+        match self.runner {
+            Runner::Shell => status_relay::serve(&self.client, &status_relay::socket_path(manifest.agent_id)).await,
+            Runner::Simulated { .. } => std::future::pending().await,
         }
     }
 
@@ -292,6 +318,8 @@ mod tests {
             env: BTreeMap::new(),
             startup_script: script.into(),
             server_url: "http://localhost".into(),
+            apps: Vec::new(),
+            devcontainers: Vec::new(),
         }
     }
 

@@ -95,6 +95,24 @@ where
     }
 }
 
+/// Sends a report whose content the server keeps: retried like [`retry`];
+/// one the server refuses is logged and dropped (asking again would not
+/// help, and it is not worth stopping for), so only a revoked token is an error.
+pub async fn report<T, F, Fut>(what: &'static str, request: F) -> Result<(), AgentError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    match retry(what, request).await {
+        Ok(_) => Ok(()),
+        Err(AgentError::Refused { source, .. }) => {
+            tracing::warn!(error = %source, "the server refused {what}");
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,7 +86,8 @@ fn describe_failure(status: ExitStatus) -> String {
 
 /// What the script gets on top of the agent's own environment: the
 /// template's `env`, then the `WARMSPACE_*` variables describing who the
-/// workspace is for (which win over a template variable of the same name).
+/// workspace is for (which win over a template variable of the same name)
+/// and the agent's app status socket.
 pub fn script_env(manifest: &AgentManifest) -> BTreeMap<String, String> {
     let mut env = manifest.env.clone();
     env.extend([
@@ -94,6 +95,10 @@ pub fn script_env(manifest: &AgentManifest) -> BTreeMap<String, String> {
         ("WARMSPACE_WORKSPACE_NAME".to_owned(), manifest.workspace_name.clone()),
         ("WARMSPACE_OWNER_NAME".to_owned(), manifest.owner_name.clone()),
         ("WARMSPACE_OWNER_ID".to_owned(), manifest.owner_id.to_string()),
+        (
+            crate::status_relay::SOCKET_ENV.to_owned(),
+            crate::status_relay::socket_path(manifest.agent_id).display().to_string(),
+        ),
     ]);
     env
 }
@@ -130,6 +135,8 @@ mod tests {
             env: BTreeMap::from([("EDITOR".into(), "vim".into()), ("WARMSPACE_OWNER_NAME".into(), "not me".into())]),
             startup_script: script.into(),
             server_url: "http://localhost".into(),
+            apps: Vec::new(),
+            devcontainers: Vec::new(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! A typed client for the warmspace HTTP API.
 
+mod apps;
+
 use futures::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;

@@ -9,6 +9,7 @@
 #[macro_use]
 mod macros;
 mod agents;
+mod apps;
 mod builds;
 mod jobs;
 mod log_line;
@@ -18,6 +19,7 @@ mod users;
 mod workspaces;
 
 pub use agents::AgentLifecycle;
+pub use apps::{AppHealth, AppStatusState, DevcontainerState};
 pub use builds::{BuildReason, Transition};
 pub use jobs::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
 pub use log_line::{LINE_TRUNCATED_MARKER, MAX_LOG_LINE, cap_log_line};

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 use warmspace_states::{AgentLifecycle, BuildReason, JobStatus, LogLevel, Transition};
+use warmspace_template::{App, Devcontainer};
 
 use crate::jobs::{CappedLog, NewLog, append_capped};
 use crate::{Result, Store, StoreError};
@@ -53,6 +54,8 @@ pub struct ManifestRow {
     pub template_version_id: Uuid,
     pub startup_script: Option<String>,
     pub env: Option<Json<BTreeMap<String, String>>>,
+    pub apps: Option<Json<Vec<App>>>,
+    pub devcontainers: Option<Json<Vec<Devcontainer>>>,
 }
 
 /// What decides an agent's re-init: who owns the workspace, who started it,
@@ -158,7 +161,8 @@ impl Store {
             "SELECT a.id AS agent_id, a.name AS agent_name, w.id AS workspace_id, w.name AS workspace_name, \
                  w.owner_id, u.username AS owner_name, b.template_version_id, \
                  ta.startup_script AS \"startup_script?\", \
-                 ta.env AS \"env?: Json<BTreeMap<String, String>>\" \
+                 ta.env AS \"env?: Json<BTreeMap<String, String>>\", ta.apps AS \"apps?: Json<Vec<App>>\", \
+                 ta.devcontainers AS \"devcontainers?: Json<Vec<Devcontainer>>\" \
              FROM workspace_agents a JOIN workspaces w ON w.id = a.workspace_id JOIN users u ON u.id = w.owner_id \
              JOIN LATERAL (SELECT template_version_id FROM workspace_builds WHERE workspace_id = w.id \
                            ORDER BY build_number DESC LIMIT 1) b ON true \

@@ -2,6 +2,7 @@
 //! code that speaks SQL.
 
 pub mod agents;
+pub mod apps;
 mod batching;
 pub mod bench;
 pub mod claims;

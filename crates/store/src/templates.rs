@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
-use warmspace_template::{Manifest, Parameter, ParameterOption, ParameterType, ScheduleSpec, Validation};
+use warmspace_template::{
+    App, Devcontainer, Manifest, Parameter, ParameterOption, ParameterType, ScheduleSpec, Validation,
+};
 
 use warmspace_states::{ClaimMode, JobPriority, JobStatus, JobType, Provisioner};
 
@@ -659,13 +661,16 @@ async fn insert_manifest(tx: &mut Transaction<'_, Postgres>, version_id: Uuid, m
 
     for (ordinal, agent) in m.agents.iter().enumerate() {
         sqlx::query!(
-            "INSERT INTO template_version_agents (template_version_id, name, ordinal, startup_script, env) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO template_version_agents \
+                 (template_version_id, name, ordinal, startup_script, env, apps, devcontainers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             version_id,
             agent.name,
             ordinal as i32,
             agent.startup_script,
             Json(&agent.env) as Json<&BTreeMap<String, String>>,
+            Json(&agent.apps) as Json<&Vec<App>>,
+            Json(&agent.devcontainers) as Json<&Vec<Devcontainer>>,
         )
         .execute(&mut **tx)
         .await?;

@@ -99,6 +99,47 @@ pub struct Agent {
     pub name: String,
     pub startup_script: String,
     pub env: BTreeMap<String, String>,
+    /// In file order; app names are unique across the manifest's agents.
+    #[serde(default)]
+    pub apps: Vec<App>,
+    /// In file order.
+    #[serde(default)]
+    pub devcontainers: Vec<Devcontainer>,
+}
+
+/// Something served inside the workspace (a web IDE, a dev server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Lowercase letters, digits and single hyphens, like agent names.
+    pub name: String,
+    /// The name itself when the manifest gives none.
+    pub display_name: String,
+    /// An `http` or `https` URL, as seen from inside the workspace.
+    pub url: String,
+    /// `None`: the app's health is `disabled`.
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// How the agent decides whether an app is healthy: an HTTP GET of `url`
+/// every `interval`; a 2xx or 3xx answer is healthy, `threshold` failures in a
+/// row unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    pub url: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    pub threshold: u32,
+}
+
+/// A dev container the agent brings up with the `devcontainer` CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Devcontainer {
+    /// Lowercase letters, digits and single hyphens, like agent names.
+    pub name: String,
+    /// `--workspace-folder`: relative paths are from the agent's working directory.
+    pub workspace_folder: String,
+    /// `--config`, when the configuration is not in the folder's usual place.
+    pub config_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -54,6 +54,9 @@ const BLOCKS: &[(&str, &[Key])] = &[
     ("preset › prebuilds › scheduling", preset::SCHEDULING_KEYS),
     ("preset › prebuilds › scheduling › schedule", preset::SCHEDULE_KEYS),
     ("agent", agent::KEYS),
+    ("agent › app", agent::APP_KEYS),
+    ("agent › app › healthcheck", agent::HEALTHCHECK_KEYS),
+    ("agent › devcontainer", agent::DEVCONTAINER_KEYS),
     ("exec", backend::EXEC_KEYS),
     ("echo", backend::ECHO_KEYS),
 ];

@@ -24,6 +24,14 @@ pub struct AgentManifest {
     pub env: BTreeMap<String, String>,
     pub startup_script: String,
     pub server_url: String,
+    /// The apps the agent health-checks and reports statuses about.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub apps: Vec<super::App>,
+    /// The dev containers the agent brings up on start.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub devcontainers: Vec<super::Devcontainer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,4 +1,5 @@
 mod agents;
+mod apps;
 mod buildinfo;
 mod error;
 mod files;
@@ -12,6 +13,7 @@ mod users;
 mod workspaces;
 
 pub use agents::*;
+pub use apps::*;
 pub use buildinfo::*;
 pub use error::*;
 pub use files::*;

@@ -45,6 +45,8 @@ impl Domain {
             env: m.env.map(|env| env.0).unwrap_or_default(),
             startup_script: m.startup_script.unwrap_or_default(),
             server_url: self.config.access_url.clone(),
+            apps: m.apps.map(|apps| apps.0).unwrap_or_default(),
+            devcontainers: m.devcontainers.map(|d| d.0).unwrap_or_default(),
         })
     }
 

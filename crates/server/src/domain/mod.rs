@@ -8,6 +8,7 @@
 
 mod actor;
 mod agents;
+mod apps;
 mod error;
 mod events;
 mod files;

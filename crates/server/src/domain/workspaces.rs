@@ -452,7 +452,7 @@ impl Domain {
     }
 }
 
-fn readable(actor: &Actor, workspace: &WorkspaceRow) -> Result<()> {
+pub(super) fn readable(actor: &Actor, workspace: &WorkspaceRow) -> Result<()> {
     // Not found rather than forbidden: nobody learns which workspaces others have.
     authorize_workspace(actor, workspace.owner_id, &[Action::Read]).map_err(|_| Error::not_found("Workspace"))
 }

@@ -103,9 +103,11 @@ pub async fn show(State(state): State<AppState>, session: Session, Path(id): Pat
     for agent in &workspace.agents {
         agent_logs.push(domain.agent_logs(&session.actor, agent.id).await?);
     }
+    let apps = domain.workspace_apps(&session.actor, id).await?;
     let chrome = chrome(domain, &session).await?;
     let (workspace, made) = with_made(domain, vec![workspace]).await?.remove(0);
-    let shown = pages::Shown { workspace: &workspace, made: &made, builds: &builds, agent_logs: &agent_logs };
+    let shown =
+        pages::Shown { workspace: &workspace, made: &made, builds: &builds, agent_logs: &agent_logs, apps: &apps };
     Ok(pages::workspace(&chrome, &shown).into_response())
 }
 

@@ -2,6 +2,7 @@
 //! and the typed client the CLI uses. One test binary: one link, one
 //! PostgreSQL cluster, and its tests run in parallel.
 
+mod apps;
 mod browser;
 mod claims;
 mod claims_race;

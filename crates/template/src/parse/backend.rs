@@ -57,13 +57,9 @@ fn read_timeout(exec: &Reader) -> Option<Duration> {
     if !exec.has("timeout") {
         return Some(DEFAULT_TIMEOUT);
     }
-    let text = exec.string("timeout")?;
-    let timeout = match humantime::parse_duration(&text) {
-        Ok(duration) if duration.is_zero() => Err("must be longer than 0".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(e) => Err(format!("{text:?} is not a duration such as \"90s\" or \"10m\": {e}")),
-    };
-    timeout.map_err(|message| exec.report("timeout", message)).ok()
+    exec.checked("timeout", exec.duration("timeout"), |timeout| {
+        if timeout.is_zero() { Err("must be longer than 0".to_owned()) } else { Ok(()) }
+    })
 }
 
 /// Scripts live inside the template: a path must be relative to its root

@@ -261,6 +261,15 @@ impl<'a> Reader<'a> {
         self.typed(name, |v| at_most(as_uint(v)?, i32::MAX as u64))
     }
 
+    /// A duration written as a string such as `"90s"` or `"10m"`.
+    pub fn duration(&self, name: &str) -> Option<std::time::Duration> {
+        let text = self.string(name)?;
+        let parsed = humantime::parse_duration(&text);
+        parsed
+            .map_err(|e| self.report(name, format!("{text:?} is not a duration such as \"90s\" or \"10m\": {e}")))
+            .ok()
+    }
+
     pub fn string_list(&self, name: &str) -> Option<Vec<String>> {
         self.typed(name, |v| {
             let expected = || "a list of strings".to_owned();

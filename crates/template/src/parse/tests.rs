@@ -933,3 +933,148 @@ proptest! {
         );
     }
 }
+
+const APPS: &str = r#"
+agent "main" {
+  app "web" {
+    display_name = "Web"
+    url          = "http://localhost:3000"
+    healthcheck {
+      url       = "http://localhost:3000/healthz"
+      interval  = "5s"
+      threshold = 3
+    }
+  }
+  app "docs" {
+    url = "https://localhost:8443/docs"
+  }
+  devcontainer "api" {
+    workspace_folder = "/home/me/api"
+    config_path      = ".devcontainer/devcontainer.json"
+  }
+  devcontainer "plain" {
+    workspace_folder = "src"
+  }
+}
+"#;
+
+#[test]
+fn agents_declare_apps_and_dev_containers() {
+    let manifest = parse(&echo(APPS)).unwrap();
+    let agent = &manifest.agents[0];
+    assert_eq!(
+        agent.apps,
+        [
+            App {
+                name: "web".into(),
+                display_name: "Web".into(),
+                url: "http://localhost:3000".into(),
+                healthcheck: Some(Healthcheck {
+                    url: "http://localhost:3000/healthz".into(),
+                    interval: Duration::from_secs(5),
+                    threshold: 3,
+                }),
+            },
+            App {
+                name: "docs".into(),
+                display_name: "docs".into(),
+                url: "https://localhost:8443/docs".into(),
+                healthcheck: None,
+            },
+        ]
+    );
+    assert_eq!(
+        agent.devcontainers,
+        [
+            Devcontainer {
+                name: "api".into(),
+                workspace_folder: "/home/me/api".into(),
+                config_path: Some(".devcontainer/devcontainer.json".into()),
+            },
+            Devcontainer { name: "plain".into(), workspace_folder: "src".into(), config_path: None },
+        ]
+    );
+    // What the server stores and the agent receives reads back the same.
+    let json = serde_json::to_string(agent).unwrap();
+    assert_eq!(&serde_json::from_str::<Agent>(&json).unwrap(), agent);
+    // A health check's interval and threshold have defaults.
+    let manifest = parse(&echo(
+        "agent \"a\" {\n app \"x\" {\n url = \"http://h\"\n healthcheck {\n url = \"http://h/\"\n }\n }\n}",
+    ))
+    .unwrap();
+    let check = manifest.agents[0].apps[0].healthcheck.as_ref().unwrap();
+    assert_eq!((check.interval, check.threshold), (Duration::from_secs(5), 3));
+}
+
+#[test]
+fn bad_apps_and_dev_containers_are_named_in_their_errors() {
+    let agent = |body: &str| echo(&format!("agent \"main\" {{\n{body}\n}}"));
+    let check = |source: String, path: &str, message: &str| {
+        let e = error(&source);
+        assert_eq!(e.path, path, "{source}");
+        assert!(e.message.contains(message), "{source}: {}", e.message);
+    };
+    check(agent("app \"web\" {}"), r#"agent "main" › app "web" › url"#, "required");
+    check(
+        agent("app \"web\" {\n url = \"localhost:3000\"\n}"),
+        r#"agent "main" › app "web" › url"#,
+        "http or https URL",
+    );
+    check(agent("app \"web\" {\n url = \"not a url\"\n}"), r#"agent "main" › app "web" › url"#, "is not a URL");
+    check(agent("app \"Web\" {\n url = \"http://h\"\n}"), r#"agent "main" › app "Web""#, "an app name may contain");
+    check(
+        agent("app \"web\" {\n url = \"http://h\"\n port = 3\n}"),
+        r#"agent "main" › app "web""#,
+        r#"unknown key "port"; expected one of: display_name, url, healthcheck"#,
+    );
+    let health = |body: &str| agent(&format!("app \"web\" {{\n url = \"http://h\"\n healthcheck {{\n{body}\n }}\n}}"));
+    let at = r#"agent "main" › app "web" › healthcheck"#;
+    check(health("interval = \"5s\""), &format!("{at} › url"), "required");
+    check(health("url = \"http://h\"\n interval = \"often\""), &format!("{at} › interval"), "is not a duration");
+    check(health("url = \"http://h\"\n interval = \"1ms\""), &format!("{at} › interval"), "between 100ms and 1h");
+    check(health("url = \"http://h\"\n threshold = 0"), &format!("{at} › threshold"), "between 1 and 100");
+    check(health("url = \"http://h\"\n threshold = \"x\""), &format!("{at} › threshold"), "expected a whole number");
+    check(
+        agent(
+            "app \"web\" {\n url = \"http://h\"\n healthcheck {\n url = \"http://h\"\n }\n healthcheck {\n url = \"http://h\"\n }\n}",
+        ),
+        r#"agent "main" › app "web" › healthcheck"#,
+        "only one healthcheck block",
+    );
+    check(agent("app {\n url = \"http://h\"\n}"), r#"agent "main" › app"#, "exactly one label");
+    check(
+        agent("app \"web\" {\n url = \"http://h\"\n}\napp \"web\" {\n url = \"http://h\"\n}"),
+        r#"agent "main" › app "web""#,
+        "another app is called \"web\"",
+    );
+    // Apps are named within the workspace, whichever agent serves them.
+    check(
+        echo(
+            "agent \"a\" {\n app \"web\" {\n url = \"http://h\"\n }\n}\nagent \"b\" {\n app \"web\" {\n url = \"http://h\"\n }\n}",
+        ),
+        r#"agent "b" › app"#,
+        r#"agent "a" has an app called "web" too"#,
+    );
+    let devcontainer = |body: &str| agent(&format!("devcontainer \"api\" {{\n{body}\n}}"));
+    check(devcontainer(""), r#"agent "main" › devcontainer "api" › workspace_folder"#, "required");
+    check(
+        devcontainer("workspace_folder = \" \""),
+        r#"agent "main" › devcontainer "api" › workspace_folder"#,
+        "must not be empty",
+    );
+    check(
+        devcontainer("workspace_folder = \"x\"\n config_path = \"\""),
+        r#"agent "main" › devcontainer "api" › config_path"#,
+        "must not be empty",
+    );
+    check(
+        devcontainer("workspace_folder = 3"),
+        r#"agent "main" › devcontainer "api" › workspace_folder"#,
+        "expected a string",
+    );
+    check(
+        agent("devcontainer \"my_box\" {\n workspace_folder = \"x\"\n}"),
+        r#"agent "main" › devcontainer "my_box""#,
+        "a dev container name may contain",
+    );
+}

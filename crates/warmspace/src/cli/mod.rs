@@ -1,6 +1,7 @@
 //! The command line. Commands follow Coder's where Coder has them.
 
 mod agent;
+mod apps;
 mod bench;
 mod config;
 mod logging;
@@ -93,7 +94,7 @@ enum Command {
     /// Measure: each figure printed beside a baseline from the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Run a workspace agent (inside a workspace).
+    /// Run a workspace agent, or report to it (inside a workspace).
     Agent(agent::AgentArgs),
     /// Create a workspace, and follow its first build.
     Create(Client<workspaces::CreateArgs>),
@@ -123,7 +124,8 @@ impl Cli {
     /// agent) rather than printing an answer and exiting.
     pub fn runs_until_stopped(&self) -> bool {
         match &self.command {
-            Command::Server(_) | Command::Agent(_) => true,
+            Command::Server(_) => true,
+            Command::Agent(args) => args.runs_until_stopped(),
             Command::Provisioner(group) => matches!(group.command, provisioner::ProvisionerCommand::Start(_)),
             _ => false,
         }
@@ -133,10 +135,7 @@ impl Cli {
         match self.command {
             Command::Server(args) => server::run(args).await,
             Command::Bench(command) => bench::run(command).await,
-            Command::Agent(args) => {
-                init_logging("info");
-                agent::run(args).await
-            }
+            Command::Agent(args) => agent::run(args).await,
             client => {
                 init_logging("warn");
                 client.run_client().await

@@ -253,6 +253,7 @@ pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
             since(a.ready_at),
         );
     }
+    super::apps::print(&client, &workspace).await?;
     for r in &b.resources {
         println!("  resource:   {} ({}){}", r.address, r.kind, if r.replaced { ", replaced" } else { "" });
     }

@@ -351,7 +351,7 @@ impl ExecExample {
 
 /// Kills, when dropped, the processes the exec example left under its root
 /// (their pids are in `*.pid` files), so a failing test leaks nothing.
-struct ExampleProcesses(PathBuf);
+pub struct ExampleProcesses(pub PathBuf);
 
 impl Drop for ExampleProcesses {
     fn drop(&mut self) {

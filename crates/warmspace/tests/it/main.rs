@@ -3,6 +3,7 @@
 //! run in parallel.
 
 mod agents;
+mod apps;
 mod cli;
 mod cli_typed;
 mod common;

@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use uuid::Uuid;
 use warmspace_sdk::{
     AgentConnection, ParameterType, Preset, Template, TemplateVersionParameter, Workspace, WorkspaceAgent,
-    WorkspaceAgentLog, WorkspaceBuild, WorkspaceStatus,
+    WorkspaceAgentLog, WorkspaceApps, WorkspaceBuild, WorkspaceStatus,
 };
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
@@ -125,6 +125,7 @@ pub struct Shown<'a> {
     pub builds: &'a [WorkspaceBuild],
     /// Each agent's startup log, in the order of `workspace.agents`.
     pub agent_logs: &'a [Vec<WorkspaceAgentLog>],
+    pub apps: &'a WorkspaceApps,
 }
 
 pub fn workspace(chrome: &Chrome, shown: &Shown<'_>) -> Html<String> {
@@ -186,6 +187,8 @@ pub fn workspace(chrome: &Chrome, shown: &Shown<'_>) -> Html<String> {
                     }
                 }
             }
+
+            (apps(shown.apps))
 
             h2 { "Resources" }
             @if latest.resources.is_empty() { p.empty { "None." } } @else {
@@ -455,4 +458,51 @@ pub fn create_form(chrome: &Chrome, form: &CreateForm<'_>) -> Html<String> {
             }
         },
     )
+}
+
+/// The apps with their health and latest status, and the dev containers
+/// with their state, when the template declares any. A status's URI is
+/// shown as text: it comes from inside the workspace, and is no link to follow blindly.
+fn apps(apps: &WorkspaceApps) -> Markup {
+    html! {
+        @if !apps.apps.is_empty() {
+            h2 { "Apps" }
+            div.scroll { table #apps {
+                thead { tr { th { "App" } th { "URL" } th { "Health" } th { "Latest status" } th { "At" } } }
+                tbody { @for a in &apps.apps {
+                    tr id={ "app-" (a.name) } {
+                        td { (a.display_name) @if a.display_name != a.name { " " small { "(" (a.name) ")" } } }
+                        td { code { (a.url) } }
+                        td.health { (a.health) }
+                        @match &a.latest_status {
+                            Some(s) => {
+                                td.status {
+                                    strong { (s.state) } " " (s.message)
+                                    @if let Some(uri) = &s.uri { " " small { code { (uri) } } }
+                                }
+                                td { (at(s.created_at)) }
+                            }
+                            None => { td.status { "-" } td { "-" } }
+                        }
+                    }
+                } }
+            } }
+        }
+        @if !apps.devcontainers.is_empty() {
+            h2 { "Dev containers" }
+            div.scroll { table #devcontainers {
+                thead { tr { th { "Name" } th { "Folder" } th { "State" } } }
+                tbody { @for d in &apps.devcontainers {
+                    tr id={ "devcontainer-" (d.name) } {
+                        td { (d.name) }
+                        td { code { (d.workspace_folder) } @if let Some(c) = &d.config_path { " " small { "(" (c) ")" } } }
+                        td.state {
+                            @match d.state { Some(state) => (state), None => "not reported yet" }
+                            @if let Some(error) = &d.error { ": " (error) }
+                        }
+                    }
+                } }
+            } }
+        }
+    }
 }
