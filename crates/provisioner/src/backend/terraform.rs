@@ -59,10 +59,22 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
         ("apply", vec!["apply", "-input=false", "-no-color", PLAN_FILE]),
     ];
     let mut result = BuildResult::Succeeded;
+    let mut replaced = Vec::new();
     for (stage, args) in steps {
         if let Err(ended) = step(&mut ctx, &dir, stage, &args).await {
             result = ended;
             break;
+        }
+        // What a claim replaces is only known from its plan: after the
+        // apply, a replaced resource looks like any other.
+        if stage == "plan" && job.is_claim {
+            match replacements(&ctx, &dir).await {
+                Ok(addresses) => replaced = addresses,
+                Err(message) => {
+                    result = failed(&ctx, "plan", message);
+                    break;
+                }
+            }
         }
     }
 
@@ -83,7 +95,12 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
         return BuildOutcome { result, state: None, resources: Vec::new() };
     }
     match resources(&ctx, &dir).await {
-        Ok(resources) => BuildOutcome { result, state, resources },
+        Ok(mut resources) => {
+            for resource in resources.iter_mut() {
+                resource.replaced = replaced.contains(&resource.address);
+            }
+            BuildOutcome { result, state, resources }
+        }
         Err(message) => BuildOutcome { result: failed(&ctx, "apply", message), state, resources: Vec::new() },
     }
 }
@@ -241,18 +258,46 @@ fn variables(job: &BuildJob) -> Vec<(String, OsString)> {
     env
 }
 
-/// The managed resources in the state, from `terraform show -json`.
-async fn resources(ctx: &BuildContext<'_>, dir: &Path) -> Result<Vec<Resource>, String> {
-    let output = terraform(ctx, dir, &["show", "-json", "-no-color"])
-        .output()
-        .await
-        .map_err(|err| format!("cannot run terraform show: {err}"))?;
+/// What `terraform show -json [PLAN_FILE]` reports, read as `T`.
+async fn show<T: serde::de::DeserializeOwned>(ctx: &BuildContext<'_>, dir: &Path, plan: bool) -> Result<T, String> {
+    let mut args = vec!["show", "-json", "-no-color"];
+    if plan {
+        args.push(PLAN_FILE);
+    }
+    let output =
+        terraform(ctx, dir, &args).output().await.map_err(|err| format!("cannot run terraform show: {err}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!("terraform show failed: {}", stderr.trim()));
     }
-    let shown: Shown = serde_json::from_slice(&output.stdout)
-        .map_err(|err| format!("cannot read the resources terraform show reported: {err}"))?;
+    let what = if plan { "the plan" } else { "the state" };
+    serde_json::from_slice(&output.stdout).map_err(|err| format!("cannot read {what} terraform show reported: {err}"))
+}
+
+/// The addresses of the managed resources the plan replaces (destroys and
+/// recreates, in either order), from its `resource_changes`.
+async fn replacements(ctx: &BuildContext<'_>, dir: &Path) -> Result<Vec<String>, String> {
+    let plan: Plan = show(ctx, dir, true).await?;
+    Ok(replaced_addresses(plan))
+}
+
+fn replaced_addresses(plan: Plan) -> Vec<String> {
+    plan.resource_changes
+        .into_iter()
+        .filter(|change| change.mode == Mode::Managed && is_replacement(&change.change.actions))
+        .map(|change| change.address)
+        .collect()
+}
+
+/// Terraform plans a replacement as delete-then-create (the default) or
+/// create-then-delete (`create_before_destroy`).
+fn is_replacement(actions: &[Action]) -> bool {
+    matches!(actions, [Action::Delete, Action::Create] | [Action::Create, Action::Delete])
+}
+
+/// The managed resources in the state, from `terraform show -json`.
+async fn resources(ctx: &BuildContext<'_>, dir: &Path) -> Result<Vec<Resource>, String> {
+    let shown: Shown = show(ctx, dir, false).await?;
     let mut resources = Vec::new();
     if let Some(module) = shown.values.map(|values| values.root_module) {
         collect(module, &mut resources);
@@ -295,6 +340,37 @@ struct ShownResource {
     mode: Mode,
     #[serde(rename = "type")]
     kind: String,
+}
+
+/// The part of `terraform show -json PLAN_FILE`'s output read here.
+#[derive(Deserialize)]
+struct Plan {
+    #[serde(default)]
+    resource_changes: Vec<ResourceChange>,
+}
+
+#[derive(Deserialize)]
+struct ResourceChange {
+    address: String,
+    mode: Mode,
+    change: Change,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    actions: Vec<Action>,
+}
+
+/// One of a planned change's actions (Terraform's `actions` list).
+#[derive(Deserialize, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+enum Action {
+    NoOp,
+    Create,
+    Read,
+    Update,
+    Delete,
+    Forget,
 }
 
 /// Managed resources are what the workspace is made of; data sources are only read.
@@ -479,6 +555,70 @@ resource "terraform_data" "workspace" {
         assert_eq!(deleted.result, BuildResult::Succeeded, "{lines:#?}");
         assert!(lines.iter().any(|l| l.output.contains("terraform_data.home: Destruction complete")), "{lines:#?}");
         assert_eq!(deleted, BuildOutcome { result: BuildResult::Succeeded, state: None, resources: Vec::new() });
+    }
+
+    #[tokio::test]
+    async fn a_claim_reports_the_resources_its_plan_replaces_and_only_those() {
+        // `home` is made for its owner (replaced when the owner changes);
+        // `config` follows the owner in place; `cache` ignores them.
+        let main_tf = r#"
+variable "warmspace_owner_name" { type = string }
+
+resource "terraform_data" "home" {
+  triggers_replace = var.warmspace_owner_name
+}
+
+resource "terraform_data" "config" {
+  input = var.warmspace_owner_name
+}
+
+resource "terraform_data" "cache" {
+  input = "shared"
+}
+"#;
+        let out = TempDir::new().unwrap();
+        let mut prebuild = job(Transition::Start, out.path());
+        prebuild.owner_name = "prebuilds".into();
+        prebuild.is_prebuild = true;
+        let (built, lines) = build(main_tf, &prebuild, terraform()).await;
+        assert_eq!(built.result, BuildResult::Succeeded, "{lines:#?}");
+        assert!(built.resources.iter().all(|r| !r.replaced), "{:?}", built.resources);
+
+        let mut claim = job(Transition::Start, out.path());
+        claim.is_claim = true;
+        claim.state = built.state;
+        let (claimed, lines) = build(main_tf, &claim, terraform()).await;
+        assert_eq!(claimed.result, BuildResult::Succeeded, "{lines:#?}");
+        let replaced = Resource { replaced: true, ..resource("terraform_data.home") };
+        assert_eq!(
+            claimed.resources,
+            [resource("terraform_data.cache"), resource("terraform_data.config"), replaced.clone()]
+        );
+
+        // The same change outside a claim is not reported as a claim's replacement.
+        let mut rebuild = job(Transition::Start, out.path());
+        rebuild.owner_name = "bob".into();
+        rebuild.state = claimed.state;
+        let (rebuilt, lines) = build(main_tf, &rebuild, terraform()).await;
+        assert_eq!(rebuilt.result, BuildResult::Succeeded, "{lines:#?}");
+        assert!(rebuilt.resources.iter().all(|r| !r.replaced), "{:?}", rebuilt.resources);
+    }
+
+    #[test]
+    fn replacements_are_delete_then_create_either_way_round() {
+        let plan: Plan = serde_json::from_str(
+            r#"{"resource_changes": [
+                {"address": "a.replaced", "mode": "managed", "change": {"actions": ["delete", "create"]}},
+                {"address": "a.before", "mode": "managed", "change": {"actions": ["create", "delete"]}},
+                {"address": "a.updated", "mode": "managed", "change": {"actions": ["update"]}},
+                {"address": "a.created", "mode": "managed", "change": {"actions": ["create"]}},
+                {"address": "a.deleted", "mode": "managed", "change": {"actions": ["delete"]}},
+                {"address": "a.kept", "mode": "managed", "change": {"actions": ["no-op"]}},
+                {"address": "data.a.read", "mode": "data", "change": {"actions": ["read"]}}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(replaced_addresses(plan), ["a.replaced", "a.before"]);
     }
 
     #[tokio::test]
