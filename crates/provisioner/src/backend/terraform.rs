@@ -142,6 +142,8 @@ fn terraform(ctx: &BuildContext<'_>, dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .current_dir(dir)
         .envs(variables(ctx.job))
+        // For `local-exec` provisioners that start `warmspace agent`.
+        .env("WARMSPACE_BINARY", ctx.binary)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
