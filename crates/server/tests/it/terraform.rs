@@ -113,3 +113,61 @@ async fn a_terraform_workspace_starts_on_one_daemon_and_stops_on_another_from_th
     assert!(stop.resources.is_empty(), "{:?}", stop.resources);
     assert_eq!(stored_state(&server, stop.id).await, Vec::<String>::new());
 }
+
+/// A pooled preset whose prebuilds' `apply` fails, as a broken template's would.
+const FAILING_MANIFEST: &str =
+    "provisioner = \"terraform\"\npreset \"pool\" {\n  prebuilds {\n    instances = 1\n  }\n}\n";
+const FAILING_TF: &str = r#"
+resource "terraform_data" "disk" {
+  provisioner "local-exec" {
+    command = "echo 'the volume quota is exhausted' >&2; exit 7"
+  }
+}
+"#;
+
+#[tokio::test]
+async fn a_failing_apply_fails_the_prebuild_with_terraforms_error_and_counts_toward_backoff_and_the_hard_limit() {
+    let reconciler = warmspace_server::ReconcilerConfig {
+        backoff_interval: std::time::Duration::from_secs(3600),
+        failure_hard_limit: 2,
+        ..Default::default()
+    };
+    let server = TestServer::start_full(Config { reconciler, ..Config::default() }, 1, false).await;
+    let owner = server.owner().await;
+    push(&owner, "broken", &[("warmspace.hcl", FAILING_MANIFEST), ("main.tf", FAILING_TF)]).await;
+    let pool = async || {
+        let status = owner.prebuilds_status().await.unwrap();
+        status.presets.into_iter().find(|p| p.template_name == "broken").unwrap()
+    };
+    let until = async |what: &str, check: &dyn Fn(&warmspace_sdk::PresetPoolStatus) -> bool| {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let now = pool().await;
+            if check(&now) {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {now:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+
+    server.reconciler.run_cycle().await.unwrap();
+    until("the prebuild to fail", &|p| p.failed == 1).await;
+    let prebuilds = owner
+        .workspaces(&warmspace_sdk::WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let build = &prebuilds.workspaces[0].latest_build;
+    let error = build.job.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("terraform apply failed: Error: local-exec provisioner error"), "{error}");
+    assert!(error.contains("the volume quota is exhausted"), "{error}");
+    let log: Vec<String> = owner.build_logs(build.id).await.unwrap().into_iter().map(|l| l.output).collect();
+    assert!(log.iter().any(|l| l.contains("the volume quota is exhausted")), "{log:#?}");
+    let backing_off = until("backoff", &|p| p.status == warmspace_sdk::PresetStatus::Backoff).await;
+    assert!(backing_off.backoff_until.is_some());
+
+    // After the backoff, a second failure in a row reaches the hard limit.
+    server.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    server.reconciler.run_cycle().await.unwrap();
+    until("the hard limit", &|p| p.status == warmspace_sdk::PresetStatus::HardLimited).await;
+}
