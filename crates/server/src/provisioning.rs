@@ -168,6 +168,17 @@ impl Coordinator for LocalCoordinator {
         self.domain.complete_build(job_id, worker_id, None, outcome, logs).await.map_err(coordinator_error)
     }
 
+    async fn complete_drift_check(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        replaced: Vec<String>,
+        logs: Vec<JobLogLine>,
+    ) -> Result<(), CoordinatorError> {
+        let domain = &self.domain;
+        domain.complete_drift_check(job_id, worker_id, None, replaced, logs).await.map_err(coordinator_error)
+    }
+
     async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: String) -> Result<(), CoordinatorError> {
         self.domain.fail_job(job_id, worker_id, &error).await.map_err(coordinator_error)
     }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod claims;
 mod clock;
 pub mod daemons;
+pub mod drift;
 pub mod embedded;
 mod error;
 mod files;

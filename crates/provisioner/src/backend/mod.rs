@@ -40,6 +40,16 @@ pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {
     }
 }
 
+/// The drift check of a prebuild: the plan of its claim, never applied,
+/// and the addresses of the resources the claim would replace. Only the
+/// `terraform` backend plans.
+pub async fn plan_claim(ctx: BuildContext<'_>) -> Result<Vec<String>, String> {
+    match &ctx.job.backend {
+        BackendConfig::Terraform => terraform::plan_claim(ctx).await,
+        _ => Err("only templates with provisioner = \"terraform\" have their claims planned".into()),
+    }
+}
+
 /// Resolves once `cancel` is true. A dropped sender can no longer cancel, so
 /// then it never resolves.
 async fn canceled(cancel: &mut watch::Receiver<bool>) {

@@ -49,18 +49,9 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
     }
 
     let destroy = job.transition == Transition::Delete;
-    let mut plan = vec!["plan", "-input=false", "-no-color", "-out", PLAN_FILE];
-    if destroy {
-        plan.push("-destroy");
-    }
-    let steps: [(&str, Vec<&str>); 3] = [
-        ("init", vec!["init", "-input=false", "-no-color"]),
-        ("plan", plan),
-        ("apply", vec!["apply", "-input=false", "-no-color", PLAN_FILE]),
-    ];
     let mut result = BuildResult::Succeeded;
     let mut replaced = Vec::new();
-    for (stage, args) in steps {
+    for (stage, args) in steps(destroy) {
         if let Err(ended) = step(&mut ctx, &dir, stage, &args).await {
             result = ended;
             break;
@@ -103,6 +94,44 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
         }
         Err(message) => BuildOutcome { result: failed(&ctx, "apply", message), state, resources: Vec::new() },
     }
+}
+
+/// The drift check: the plan of the claim the job describes (a claim build
+/// of the prebuild, from its state), never applied; the addresses of the
+/// resources it would replace. `Err` says why there is no plan.
+pub async fn plan_claim(mut ctx: BuildContext<'_>) -> Result<Vec<String>, String> {
+    let job = ctx.job;
+    let dir = std::path::absolute(ctx.files).map_err(|err| format!("cannot find the template's files: {err}"))?;
+    put_state(&dir, job.state.as_deref())
+        .map_err(|err| format!("cannot write the prebuild's state into {STATE_FILE}: {err}"))?;
+    for (stage, args) in steps(false).into_iter().filter(|(stage, _)| *stage != "apply") {
+        match step(&mut ctx, &dir, stage, &args).await {
+            Ok(()) => {}
+            Err(BuildResult::Failed(message) | BuildResult::Interrupted(message)) => return Err(message),
+            Err(_) => return Err("the drift check was canceled".into()),
+        }
+    }
+    let replaced = replacements(&ctx, &dir).await?;
+    let finding = match replaced.as_slice() {
+        [] => "a claim would replace nothing".to_owned(),
+        addresses => format!("a claim would replace {}", addresses.join(", ")),
+    };
+    ctx.log.info("plan", finding);
+    Ok(replaced)
+}
+
+/// The stages of a build and the Terraform command each runs: `init`,
+/// `plan -out` (with `-destroy` to destroy everything), `apply` of that plan.
+fn steps(destroy: bool) -> [(&'static str, Vec<&'static str>); 3] {
+    let mut plan = vec!["plan", "-input=false", "-no-color", "-out", PLAN_FILE];
+    if destroy {
+        plan.push("-destroy");
+    }
+    [
+        ("init", vec!["init", "-input=false", "-no-color"]),
+        ("plan", plan),
+        ("apply", vec!["apply", "-input=false", "-no-color", PLAN_FILE]),
+    ]
 }
 
 fn failed(ctx: &BuildContext<'_>, stage: &str, message: String) -> BuildResult {

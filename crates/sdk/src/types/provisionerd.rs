@@ -118,8 +118,18 @@ pub struct AcquiredJobResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AcquiredJobKind {
-    TemplateImport { template_version_id: Uuid, file_id: Uuid },
-    WorkspaceBuild { build: Box<BuildJob> },
+    TemplateImport {
+        template_version_id: Uuid,
+        file_id: Uuid,
+    },
+    WorkspaceBuild {
+        build: Box<BuildJob>,
+    },
+    /// Plan, without applying, the claim of the prebuild `build` describes
+    /// (as a claim build, by a placeholder owner).
+    DriftCheck {
+        build: Box<BuildJob>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +159,17 @@ pub struct CompleteJobRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobCompletion {
-    Import { manifest: Box<Manifest> },
-    Build { outcome: BuildOutcome },
-    Failed { error: String },
+    Import {
+        manifest: Box<Manifest>,
+    },
+    Build {
+        outcome: BuildOutcome,
+    },
+    /// A drift check's finding: the addresses a claim would replace.
+    DriftCheck {
+        replaced: Vec<String>,
+    },
+    Failed {
+        error: String,
+    },
 }

@@ -8,6 +8,7 @@
 
 mod actor;
 mod agents;
+mod drift;
 mod error;
 mod events;
 mod files;

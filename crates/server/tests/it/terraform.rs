@@ -6,7 +6,7 @@
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warmspace_provisioner::{Daemon, DaemonConfig, HttpCoordinator};
-use warmspace_sdk::{Client, JobStatus, WorkspaceResource};
+use warmspace_sdk::{Client, DriftCheckStatus, JobStatus, PresetDriftCheck, WorkspaceResource};
 use warmspace_server::Config;
 use warmspace_server::testing::{OWNER_EMAIL, TestServer};
 
@@ -170,4 +170,77 @@ async fn a_failing_apply_fails_the_prebuild_with_terraforms_error_and_counts_tow
     server.clock.advance(std::time::Duration::from_secs(2 * 3600));
     server.reconciler.run_cycle().await.unwrap();
     until("the hard limit", &|p| p.status == warmspace_sdk::PresetStatus::HardLimited).await;
+}
+
+/// A pooled preset whose `home` is replaced whenever the owner changes —
+/// unless `fixed`, when it ignores that change — and whose `config`
+/// follows the owner in place (never a replacement).
+fn drift_template(fixed: bool) -> [(&'static str, String); 2] {
+    let lifecycle = if fixed { "  lifecycle {\n    ignore_changes = [triggers_replace]\n  }\n" } else { "" };
+    let main_tf = format!(
+        "variable \"warmspace_owner_name\" {{ type = string }}\n\
+         resource \"terraform_data\" \"home\" {{\n  triggers_replace = var.warmspace_owner_name\n{lifecycle}}}\n\
+         resource \"terraform_data\" \"config\" {{\n  input = var.warmspace_owner_name\n}}\n"
+    );
+    [("warmspace.hcl", FAILING_MANIFEST.to_owned()), ("main.tf", main_tf)]
+}
+
+/// Runs cycles until the pool of `version` has a finished drift check.
+async fn drift_checked(server: &TestServer, owner: &warmspace_sdk::Client, version: uuid::Uuid) -> PresetDriftCheck {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        server.reconciler.run_cycle().await.unwrap();
+        let status = owner.prebuilds_status().await.unwrap();
+        let pool = status.presets.into_iter().find(|p| p.template_version_id == version).unwrap();
+        if let Some(check) = pool.drift_check.clone().filter(|c| c.status != DriftCheckStatus::Pending) {
+            return check;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no drift check finished: {pool:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_and_not_in_a_fixed_version() {
+    let server = TestServer::start_full(Config::default(), 1, false).await;
+    let owner = server.owner().await;
+    let naive = drift_template(false);
+    let files: Vec<(&str, &str)> = naive.iter().map(|(name, text)| (*name, text.as_str())).collect();
+    let template = push(&owner, "drift", &files).await;
+
+    let check = drift_checked(&server, &owner, template.active_version_id).await;
+    assert_eq!(check.status, DriftCheckStatus::Done, "{check:#?}");
+    assert_eq!(check.replaced, ["terraform_data.home"]);
+    let message = check.message.unwrap();
+    assert!(message.starts_with("claims will replace `terraform_data.home` — it depends on the owner"), "{message}");
+    assert!(message.contains("lifecycle { ignore_changes = … }"), "{message}");
+    // No endpoint serves a job's log by its id alone: read it where it is kept.
+    let log: Vec<String> = sqlx::query_scalar("SELECT output FROM provisioner_job_logs WHERE job_id = $1 ORDER BY id")
+        .bind(check.job_id)
+        .fetch_all(&server.db.pool().await)
+        .await
+        .unwrap();
+    assert!(log.iter().any(|l| l == "a claim would replace terraform_data.home"), "{log:#?}");
+    // Only planned: the prebuild was not rebuilt, and its pool stays claimable.
+    let prebuild = owner.workspace(check.workspace_id).await.unwrap();
+    assert_eq!(prebuild.latest_build.build_number, 1);
+    // Once per preset: later cycles queue no other check.
+    server.reconciler.run_cycle().await.unwrap();
+    let checks: i64 = sqlx::query_scalar("SELECT count(*) FROM provisioner_jobs WHERE type = 'prebuild_drift_check'")
+        .fetch_one(&server.db.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(checks, 1);
+
+    // The fixed version's pool is checked afresh, and nothing is flagged.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in drift_template(true) {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let fixed = upload_version(&owner, dir.path(), Some(template.id)).await;
+    wait_imported(&owner, &fixed).await;
+    owner.set_active_version(template.id, fixed.id).await.unwrap();
+    let check = drift_checked(&server, &owner, fixed.id).await;
+    assert_eq!(check.status, DriftCheckStatus::Done, "{check:#?}");
+    assert_eq!((check.replaced, check.message), (Vec::<String>::new(), None));
 }

@@ -118,3 +118,46 @@ async fn the_terraform_example_keeps_a_pool_whose_claim_replaces_exactly_the_own
     assert!(state.as_deref().is_none_or(<[u8]>::is_empty), "a deleted workspace kept Terraform state: {state:?}");
     server.terminate();
 }
+
+/// The terraform example with the fix its comment shows: the home ignores
+/// the owner's change.
+fn fixed_terraform_example() -> tempfile::TempDir {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/terraform");
+    let dir = temp_dir();
+    for name in ["warmspace.hcl", "main.tf"] {
+        std::fs::copy(example.join(name), dir.path().join(name)).unwrap();
+    }
+    let main_tf = std::fs::read_to_string(dir.path().join("main.tf")).unwrap();
+    let naive = "  triggers_replace = var.warmspace_owner_name\n";
+    assert!(main_tf.contains(naive), "the example's naive home changed");
+    let fixed =
+        main_tf.replace(naive, &format!("{naive}  lifecycle {{\n    ignore_changes = [triggers_replace]\n  }}\n"));
+    std::fs::write(dir.path().join("main.tf"), fixed).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terraform_examples_drift_check_is_shown_by_prebuilds_status_and_templates_push() {
+    let db = TestDatabase::new().await;
+    let (example, server) = Example::start_with(db.url(), "tf", "terraform").await;
+    eventually(std::time::Duration::from_secs(120), "the example's drift check", || async {
+        let status = run(example.cli().args(["prebuilds", "status"]));
+        String::from_utf8_lossy(&status.stdout).contains("replaces terraform_data.home")
+    })
+    .await;
+    let status = String::from_utf8_lossy(&run(example.cli().args(["prebuilds", "status"])).stdout).into_owned();
+    assert!(
+        status.contains("tf/default: claims will replace `terraform_data.home` — it depends on the owner"),
+        "{status}"
+    );
+
+    let fixed = fixed_terraform_example();
+    let dir = fixed.path().to_str().unwrap();
+    let pushed = run(example.cli().args(["templates", "push", "fixed", "-d", dir, "--wait-drift-check", "2m"]));
+    let pushed = String::from_utf8_lossy(&pushed.stdout);
+    assert!(
+        pushed.contains("Drift check of preset default: a claim replaces nothing its pool keeps warm."),
+        "{pushed}"
+    );
+    server.terminate();
+}
