@@ -36,6 +36,10 @@ pub struct DaemonConfig {
     /// The Terraform CLI of the `terraform` backend: a path, or a name
     /// looked up on `PATH` ([`DEFAULT_TERRAFORM_BINARY`]).
     pub terraform_binary: PathBuf,
+    /// Terraform's plugin cache (`TF_PLUGIN_CACHE_DIR`): providers
+    /// downloaded (or mirrored) once, shared by every build. `None`: each
+    /// build's `init` fetches its own.
+    pub terraform_plugin_cache_dir: Option<PathBuf>,
 }
 
 /// The default [`DaemonConfig::terraform_binary`]: `terraform` from `PATH`.
@@ -58,6 +62,7 @@ pub struct Daemon<C> {
     stop_grace: Duration,
     shutdown_grace: Duration,
     terraform: PathBuf,
+    terraform_plugin_cache: Option<PathBuf>,
 }
 
 impl<C: Coordinator> Daemon<C> {
@@ -71,6 +76,7 @@ impl<C: Coordinator> Daemon<C> {
             stop_grace: config.stop_grace,
             shutdown_grace: config.shutdown_grace,
             terraform: config.terraform_binary,
+            terraform_plugin_cache: config.terraform_plugin_cache_dir,
         }
     }
 
@@ -262,6 +268,7 @@ impl<C: Coordinator> Daemon<C> {
             binary: &self.binary,
             stop_grace: self.stop_grace,
             terraform: &self.terraform,
+            terraform_plugin_cache: self.terraform_plugin_cache.as_deref(),
         }
     }
 

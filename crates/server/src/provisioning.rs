@@ -254,6 +254,7 @@ async fn run_daemons(domain: Domain, count: usize, binary: PathBuf, mut stop: wa
             stop_grace: timing.stop_grace,
             shutdown_grace: timing.shutdown_grace,
             terraform_binary: timing.terraform_binary.clone(),
+            terraform_plugin_cache_dir: timing.terraform_plugin_cache_dir.clone(),
         };
         let daemon = Daemon::new(coordinator.clone(), config);
         let stopped = stop.clone();

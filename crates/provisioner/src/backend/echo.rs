@@ -138,6 +138,7 @@ mod tests {
             binary: Path::new("/x"),
             stop_grace: crate::DEFAULT_STOP_GRACE,
             terraform: Path::new("terraform"),
+            terraform_plugin_cache: None,
         }
     }
 

@@ -411,6 +411,7 @@ mod tests {
                 binary: Path::new("/usr/local/bin/warmspace"),
                 stop_grace: self.stop_grace,
                 terraform: Path::new("terraform"),
+                terraform_plugin_cache: None,
             }
         }
     }

@@ -30,6 +30,8 @@ pub struct BuildContext<'a> {
     pub stop_grace: Duration,
     /// The Terraform CLI the `terraform` backend runs: a path, or a name looked up on `PATH`.
     pub terraform: &'a Path,
+    /// Terraform's plugin cache directory (`TF_PLUGIN_CACHE_DIR`), if one is configured.
+    pub terraform_plugin_cache: Option<&'a Path>,
 }
 
 pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {

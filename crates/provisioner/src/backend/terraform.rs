@@ -177,6 +177,9 @@ fn terraform(ctx: &BuildContext<'_>, dir: &Path, args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some(cache) = ctx.terraform_plugin_cache {
+        command.env("TF_PLUGIN_CACHE_DIR", cache);
+    }
     command
 }
 
@@ -492,6 +495,7 @@ resource "terraform_data" "workspace" {
             binary: Path::new("/usr/local/bin/warmspace"),
             stop_grace: Duration::from_millis(500),
             terraform,
+            terraform_plugin_cache: None,
         }
     }
 
@@ -633,6 +637,37 @@ resource "terraform_data" "cache" {
         let (rebuilt, lines) = build(main_tf, &rebuild, terraform()).await;
         assert_eq!(rebuilt.result, BuildResult::Succeeded, "{lines:#?}");
         assert!(rebuilt.resources.iter().all(|r| !r.replaced), "{:?}", rebuilt.resources);
+    }
+
+    #[tokio::test]
+    async fn a_configured_plugin_cache_is_terraforms_plugin_cache_dir() {
+        let cache = TempDir::new().unwrap();
+        let files = files(
+            r#"
+resource "terraform_data" "cache" {
+  provisioner "local-exec" {
+    command = "echo \"cache=$TF_PLUGIN_CACHE_DIR\""
+  }
+}
+"#,
+        );
+        let out = TempDir::new().unwrap();
+        let job = job(Transition::Start, out.path());
+        let (log, mut rx) = LogSink::channel();
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let ctx = BuildContext {
+            terraform_plugin_cache: Some(cache.path()),
+            ..context(&job, &files, &log, cancel, terraform())
+        };
+        let outcome = run(ctx).await;
+        drop(log);
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line.output);
+        }
+        assert_eq!(outcome.result, BuildResult::Succeeded, "{lines:#?}");
+        let expected = format!("terraform_data.cache (local-exec): cache={}", cache.path().display());
+        assert!(lines.contains(&expected), "{lines:#?}");
     }
 
     #[test]

@@ -52,6 +52,7 @@ async fn daemon(server: &TestServer, owner: &Client, name: &str) -> (watch::Send
         stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
         shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
         terraform_binary: warmspace_provisioner::DEFAULT_TERRAFORM_BINARY.into(),
+        terraform_plugin_cache_dir: None,
     };
     let (stop, stopped) = watch::channel(false);
     let daemon = Daemon::new(coordinator, config);
