@@ -229,6 +229,7 @@ impl<C: Coordinator> Daemon<C> {
             result: BuildResult::Failed(message),
             state: job.state.clone(),
             resources: Vec::new(),
+            timings: Vec::new(),
         };
         if !needs_files(&job.backend) {
             return run_build(self.context(job, Path::new(""), log, cancel)).await;

@@ -27,6 +27,7 @@ mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod text;
+pub mod timings;
 mod users;
 pub mod workspaces;
 

@@ -18,11 +18,14 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use tokio::process::Command;
 use warmspace_agent::output::{drain, forward_lines};
-use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, LogLevel, LogSource, Resource};
+use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, BuildTiming, LogLevel, LogSource, Resource};
 use warmspace_template::Transition;
 
 use super::BuildContext;
 use super::exec::{Ending, Group, supervise};
+use ui::Ui;
+
+mod ui;
 
 /// Where Terraform's local backend keeps the state, in the working directory.
 const STATE_FILE: &str = "terraform.tfstate";
@@ -36,7 +39,8 @@ const MAX_ERROR_MESSAGE: usize = 4096;
 
 pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
     let job = ctx.job;
-    let unchanged = |result| BuildOutcome { result, state: job.state.clone(), resources: Vec::new() };
+    let unchanged =
+        |result| BuildOutcome { result, state: job.state.clone(), resources: Vec::new(), timings: Vec::new() };
     if *ctx.cancel.borrow() {
         return unchanged(BuildResult::Canceled);
     }
@@ -51,8 +55,9 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
     let destroy = job.transition == Transition::Delete;
     let mut result = BuildResult::Succeeded;
     let mut replaced = Vec::new();
+    let mut timings = Vec::new();
     for (stage, args) in steps(destroy) {
-        if let Err(ended) = step(&mut ctx, &dir, stage, &args).await {
+        if let Err(ended) = step(&mut ctx, &dir, stage, &args, &mut timings).await {
             result = ended;
             break;
         }
@@ -75,24 +80,24 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
         Ok(state) => state,
         Err(err) => {
             let message = format!("cannot read {STATE_FILE} after the build: {err}");
-            return unchanged(failed(&ctx, "apply", message));
+            return BuildOutcome { timings, ..unchanged(failed(&ctx, "apply", message)) };
         }
     };
     if result != BuildResult::Succeeded {
-        return BuildOutcome { result, state, resources: Vec::new() };
+        return BuildOutcome { result, state, resources: Vec::new(), timings };
     }
     // A destroyed workspace keeps nothing: its state lists no resources.
     if destroy {
-        return BuildOutcome { result, state: None, resources: Vec::new() };
+        return BuildOutcome { result, state: None, resources: Vec::new(), timings };
     }
     match resources(&ctx, &dir).await {
         Ok(mut resources) => {
             for resource in resources.iter_mut() {
                 resource.replaced = replaced.contains(&resource.address);
             }
-            BuildOutcome { result, state, resources }
+            BuildOutcome { result, state, resources, timings }
         }
-        Err(message) => BuildOutcome { result: failed(&ctx, "apply", message), state, resources: Vec::new() },
+        Err(message) => BuildOutcome { result: failed(&ctx, "apply", message), state, resources: Vec::new(), timings },
     }
 }
 
@@ -104,8 +109,10 @@ pub async fn plan_claim(mut ctx: BuildContext<'_>) -> Result<Vec<String>, String
     let dir = std::path::absolute(ctx.files).map_err(|err| format!("cannot find the template's files: {err}"))?;
     put_state(&dir, job.state.as_deref())
         .map_err(|err| format!("cannot write the prebuild's state into {STATE_FILE}: {err}"))?;
+    // Timed like a build's stages, but a check keeps no timings.
+    let mut timings = Vec::new();
     for (stage, args) in steps(false).into_iter().filter(|(stage, _)| *stage != "apply") {
-        match step(&mut ctx, &dir, stage, &args).await {
+        match step(&mut ctx, &dir, stage, &args, &mut timings).await {
             Ok(()) => {}
             Err(BuildResult::Failed(message) | BuildResult::Interrupted(message)) => return Err(message),
             Err(_) => return Err("the drift check was canceled".into()),
@@ -122,15 +129,18 @@ pub async fn plan_claim(mut ctx: BuildContext<'_>) -> Result<Vec<String>, String
 
 /// The stages of a build and the Terraform command each runs: `init`,
 /// `plan -out` (with `-destroy` to destroy everything), `apply` of that plan.
+/// `plan` and `apply` speak Terraform's machine-readable UI (`-json`, read
+/// by [`Ui`]); `init` prints plain lines, which pass through as they are
+/// (its `-json` is too recent to require of every installed Terraform).
 fn steps(destroy: bool) -> [(&'static str, Vec<&'static str>); 3] {
-    let mut plan = vec!["plan", "-input=false", "-no-color", "-out", PLAN_FILE];
+    let mut plan = vec!["plan", "-input=false", "-no-color", "-json", "-out", PLAN_FILE];
     if destroy {
         plan.push("-destroy");
     }
     [
         ("init", vec!["init", "-input=false", "-no-color"]),
         ("plan", plan),
-        ("apply", vec!["apply", "-input=false", "-no-color", PLAN_FILE]),
+        ("apply", vec!["apply", "-input=false", "-no-color", "-json", PLAN_FILE]),
     ]
 }
 
@@ -183,11 +193,20 @@ fn terraform(ctx: &BuildContext<'_>, dir: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// Runs `terraform <args>` as the build's `stage`, its output lines streamed
-/// into the log; `Err` with how the build ends when it did not succeed.
-async fn step(ctx: &mut BuildContext<'_>, dir: &Path, stage: &str, args: &[&str]) -> Result<(), BuildResult> {
+/// Runs `terraform <args>` as the build's `stage`, its output read as
+/// Terraform's UI and streamed into the log, and adds the stage's timing and
+/// its resources' to `timings`; `Err` with how the build ends when it did
+/// not succeed.
+async fn step(
+    ctx: &mut BuildContext<'_>,
+    dir: &Path,
+    stage: &str,
+    args: &[&str],
+    timings: &mut Vec<BuildTiming>,
+) -> Result<(), BuildResult> {
     let what = format!("terraform {stage}");
     ctx.log.info(stage, format!("Running {what}"));
+    let started_at = chrono::Utc::now();
     let mut child = terraform(ctx, dir, args).spawn().map_err(|err| {
         let binary = ctx.terraform.display();
         let message = if err.kind() == io::ErrorKind::NotFound {
@@ -202,11 +221,14 @@ async fn step(ctx: &mut BuildContext<'_>, dir: &Path, stage: &str, args: &[&str]
     // Terraform writes its diagnostics (errors and warnings) to stderr; they
     // are kept to say why a step failed.
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (out, err, kept) = (ctx.log.clone(), ctx.log.clone(), errors.clone());
+    let ui = Arc::new(Mutex::new(Ui::new(stage)));
+    let (out, err, kept, read) = (ctx.log.clone(), ctx.log.clone(), errors.clone(), ui.clone());
     let (out_stage, err_stage) = (stage.to_owned(), stage.to_owned());
     let readers = [
         forward_lines(child.stdout.take(), move |line| {
-            out.line(LogSource::Provisioner, LogLevel::Info, &out_stage, line)
+            for (level, text) in read.lock().expect("only this reader reads the UI").read(&line) {
+                out.line(LogSource::Provisioner, level, &out_stage, text)
+            }
         }),
         forward_lines(child.stderr.take(), move |line| {
             kept.lock().expect("the error lines are only pushed to").push(line.to_string());
@@ -218,7 +240,21 @@ async fn step(ctx: &mut BuildContext<'_>, dir: &Path, stage: &str, args: &[&str]
     let group = Group { id, first: Signal::SIGINT, grace: ctx.stop_grace };
     let ending = supervise(&mut child, &group, None, &mut ctx.cancel, ctx.log, stage, &what).await;
     drain(readers).await;
-    let errors = std::mem::take(&mut *errors.lock().expect("the readers are done"));
+    let ui = std::mem::take(&mut *ui.lock().expect("the readers are done"));
+    timings.push(BuildTiming {
+        stage: stage.to_owned(),
+        action: what.clone(),
+        resource: None,
+        started_at,
+        ended_at: chrono::Utc::now().max(started_at),
+    });
+    timings.extend(ui.timings);
+    // Terraform's UI carries its diagnostics; a command that says nothing
+    // in it (init, or a failure before the UI starts) says it on stderr.
+    let errors = match ui.errors.is_empty() {
+        true => std::mem::take(&mut *errors.lock().expect("the readers are done")),
+        false => ui.errors.join("\n").lines().map(str::to_owned).collect(),
+    };
     match ending {
         Ending::Exited(status) if status.success() => Ok(()),
         Ending::Exited(status) => {
@@ -537,6 +573,18 @@ resource "terraform_data" "workspace" {
         names
     }
 
+    /// The resource actions an outcome's apply timed, in order of address.
+    fn applied(outcome: &BuildOutcome) -> Vec<(&str, &str)> {
+        let mut actions: Vec<(&str, &str)> = outcome
+            .timings
+            .iter()
+            .filter(|t| t.stage == "apply")
+            .filter_map(|t| Some((t.resource.as_deref()?, t.action.as_str())))
+            .collect();
+        actions.sort();
+        actions
+    }
+
     fn failure(outcome: &BuildOutcome) -> &str {
         match &outcome.result {
             BuildResult::Failed(message) => message,
@@ -574,6 +622,13 @@ resource "terraform_data" "workspace" {
             "{lines:#?}"
         );
 
+        // Timed: each stage, and each resource the apply made.
+        let stages: Vec<&str> =
+            start.timings.iter().filter(|t| t.resource.is_none()).map(|t| t.stage.as_str()).collect();
+        assert_eq!(stages, ["init", "plan", "apply"]);
+        assert_eq!(applied(&start), [("terraform_data.home", "create"), ("terraform_data.workspace[0]", "create")]);
+        assert!(start.timings.iter().all(|t| t.ended_at >= t.started_at));
+
         // The stop runs elsewhere, with only the state it is given: had it
         // not seen the workspace in it, nothing would remove `started`.
         let mut stop = job(Transition::Stop, out.path());
@@ -581,6 +636,7 @@ resource "terraform_data" "workspace" {
         let (stopped, lines) = build(WORKSPACE_TF, &stop, terraform()).await;
         assert_eq!(stopped.result, BuildResult::Succeeded, "{lines:#?}");
         assert!(!started.exists(), "the stop left the workspace running");
+        assert_eq!(applied(&stopped), [("terraform_data.workspace[0]", "delete")]);
         assert_eq!(stopped.resources, vec![resource("terraform_data.home")]);
         assert_eq!(state_resources(stopped.state.as_deref().unwrap()), ["terraform_data.home"]);
 
@@ -589,7 +645,7 @@ resource "terraform_data" "workspace" {
         let (deleted, lines) = build(WORKSPACE_TF, &delete, terraform()).await;
         assert_eq!(deleted.result, BuildResult::Succeeded, "{lines:#?}");
         assert!(lines.iter().any(|l| l.output.contains("terraform_data.home: Destruction complete")), "{lines:#?}");
-        assert_eq!(deleted, BuildOutcome { result: BuildResult::Succeeded, state: None, resources: Vec::new() });
+        assert_eq!((deleted.result, deleted.state, deleted.resources), (BuildResult::Succeeded, None, Vec::new()));
     }
 
     #[tokio::test]
@@ -666,7 +722,7 @@ resource "terraform_data" "cache" {
             lines.push(line.output);
         }
         assert_eq!(outcome.result, BuildResult::Succeeded, "{lines:#?}");
-        let expected = format!("terraform_data.cache (local-exec): cache={}", cache.path().display());
+        let expected = format!("terraform_data.cache: (local-exec): cache={}", cache.path().display());
         assert!(lines.contains(&expected), "{lines:#?}");
     }
 

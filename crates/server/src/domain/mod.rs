@@ -21,6 +21,7 @@ mod notifications;
 mod prebuilds;
 mod provisioning;
 mod templates;
+mod timings;
 mod users;
 mod views;
 mod workspaces;

@@ -282,6 +282,12 @@ impl Domain {
             BuildResult::Canceled => (JobStatus::Canceled, Some("canceled".to_owned()), false),
             BuildResult::Interrupted(error) => (JobStatus::Failed, Some(error), true),
         };
+        let holder = jobs::Holder { worker_id, key_id };
+        // Before the completion: true whether or not it gets through.
+        self.record_timings(job_id, holder, outcome.timings).await.map_err(|err| match err {
+            Error::NotFound { .. } => Error::JobLost,
+            other => other,
+        })?;
         let completion = BuildCompletion {
             status,
             error,
@@ -289,7 +295,6 @@ impl Domain {
             state: outcome.state,
             resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
         };
-        let holder = jobs::Holder { worker_id, key_id };
         let notices = self.events.build_finished_notices(job_id);
         let completed = self
             .store

@@ -99,6 +99,19 @@ async fn a_terraform_workspace_starts_on_one_daemon_and_stops_on_another_from_th
         }]
     );
     assert_eq!(stored_state(&server, start.id).await, ["terraform_data.workspace"]);
+    // Its timings are kept with it: each stage, then what the apply did to each resource.
+    let timings = owner.build_timings(start.id).await.unwrap();
+    let steps: Vec<(&str, &str, Option<&str>)> =
+        timings.iter().map(|t| (t.stage.as_str(), t.action.as_str(), t.resource.as_deref())).collect();
+    assert_eq!(
+        steps,
+        [
+            ("init", "terraform init", None),
+            ("plan", "terraform plan", None),
+            ("apply", "terraform apply", None),
+            ("apply", "create", Some("terraform_data.workspace[0]")),
+        ]
+    );
     assert!(log.iter().any(|line| line.contains("Creation complete")), "{log:#?}");
     stop_first.send(true).unwrap();
     first.await.unwrap();

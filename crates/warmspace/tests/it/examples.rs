@@ -95,6 +95,17 @@ async fn the_terraform_example_keeps_a_pool_whose_claim_replaces_exactly_the_own
         "{:#?}",
         logs.iter().map(|l| &l.output).collect::<Vec<_>>()
     );
+    // The claim's timings show the home destroyed and made again.
+    let timings = run(example.cli().args(["show", "box", "--timings"]));
+    let timings = String::from_utf8_lossy(&timings.stdout);
+    for action in ["delete", "create"] {
+        assert!(
+            timings.lines().any(|l| l.trim_start().starts_with("apply")
+                && l.contains(action)
+                && l.contains("terraform_data.home")),
+            "{timings}"
+        );
+    }
     // The prebuild's processes kept running through the claim.
     let process = pid_in(&example, ws.id, "workspace");
     let agent = pid_in(&example, ws.id, "agent");

@@ -1,4 +1,6 @@
--- The drift check (issue 16): right after a prebuild of a Terraform
+-- The Terraform backend (issue 16): the drift check and build timings.
+--
+-- The drift check: right after a prebuild of a Terraform
 -- template becomes eligible, a job of its own plans (never applies) what
 -- claiming it would do, and records which resources the claim would
 -- replace — once per preset (a preset belongs to one template version),
@@ -140,3 +142,19 @@ END
 $$;
 
 ALTER FUNCTION take_provisioner_job SET plan_cache_mode = force_generic_plan;
+
+-- Build timings (issue 16): how long each stage of a job took, and each
+-- action on each resource within it (Terraform's apply_start to
+-- apply_complete), as its daemon reported them with the job's end.
+CREATE TABLE provisioner_job_timings (
+    id         bigserial PRIMARY KEY,
+    job_id     uuid NOT NULL REFERENCES provisioner_jobs (id),
+    stage      text NOT NULL CHECK (stage IN ('init', 'plan', 'apply')),
+    action     text NOT NULL CHECK (action <> ''),
+    -- A resource's address; NULL for the whole stage.
+    resource   text CHECK (resource <> ''),
+    started_at timestamptz NOT NULL,
+    ended_at   timestamptz NOT NULL,
+    CHECK (ended_at >= started_at)
+);
+CREATE INDEX provisioner_job_timings_job ON provisioner_job_timings (job_id);
