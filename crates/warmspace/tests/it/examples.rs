@@ -170,5 +170,17 @@ async fn the_terraform_examples_drift_check_is_shown_by_prebuilds_status_and_tem
         pushed.contains("Drift check of preset default: a claim replaces nothing its pool keeps warm."),
         "{pushed}"
     );
+    assert!(!pushed.contains("warning:"), "the example's parameters and variables match: {pushed}");
+
+    // The import's warnings are printed by the push.
+    let mismatched = fixed_terraform_example();
+    let hcl = mismatched.path().join("warmspace.hcl");
+    let manifest = std::fs::read_to_string(&hcl).unwrap();
+    std::fs::write(&hcl, format!("{manifest}\nparameter \"unused\" {{\n  type = \"string\"\n  default = \"x\"\n}}\n"))
+        .unwrap();
+    let dir = mismatched.path().to_str().unwrap();
+    let pushed = run(example.cli().args(["templates", "push", "mismatched", "-d", dir]));
+    let pushed = String::from_utf8_lossy(&pushed.stdout);
+    assert!(pushed.contains("warning: parameter \"unused\" has no matching `variable \"unused\"`"), "{pushed}");
     server.terminate();
 }
