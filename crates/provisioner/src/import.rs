@@ -226,22 +226,22 @@ mod tests {
 
     /// Imports a template made of `files`, with the Terraform CLI `terraform`.
     fn import_files(files: &[(&str, &str)], terraform: &str) -> Result<Manifest, Vec<String>> {
+        let (log, _rx) = LogSink::channel();
+        import(&archive(files), &log, Path::new(terraform)).map_err(|ImportFailure(problems)| problems)
+    }
+
+    /// A template version's archive holding `files`.
+    fn archive(files: &[(&str, &str)]) -> Vec<u8> {
         let dir = TempDir::new().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let archive = tar_directory(dir.path()).unwrap();
-        let (log, _rx) = LogSink::channel();
-        import(&archive, &log, Path::new(terraform)).map_err(|ImportFailure(problems)| problems)
+        tar_directory(dir.path()).unwrap()
     }
 
     /// The warnings the import of `files` logged (it must succeed).
     fn import_warnings(files: &[(&str, &str)]) -> Vec<String> {
-        let dir = TempDir::new().unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        let archive = tar_directory(dir.path()).unwrap();
+        let archive = archive(files);
         let (log, mut rx) = LogSink::channel();
         let imported = import(&archive, &log, Path::new("terraform"));
         drop(log);
