@@ -245,6 +245,14 @@ async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_a
         .await
         .unwrap();
     assert_eq!(checks, 1);
+    // The dashboard's Prebuilds page flags the preset.
+    let browser = crate::browser::Browser::start(&server.url).await;
+    browser.sign_in(OWNER_EMAIL, warmspace_server::testing::PASSWORD).await;
+    browser.goto("/prebuilds").await;
+    let flagged = browser.text("#drift").await;
+    assert!(flagged.contains("drift / pool: claims will replace `terraform_data.home`"), "{flagged}");
+    browser.screenshot("dashboard-prebuilds-drift").await;
+    browser.finish().await;
 
     // The fixed version's pool is checked afresh, and nothing is flagged.
     let dir = tempfile::tempdir().unwrap();
