@@ -266,3 +266,13 @@ async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_a
     assert_eq!(check.status, DriftCheckStatus::Done, "{check:#?}");
     assert_eq!((check.replaced, check.message), (Vec::<String>::new(), None));
 }
+
+#[tokio::test]
+async fn build_timings_and_drift_checks_are_described_in_the_openapi_document() {
+    let server = TestServer::start_full(quiet(), 0, false).await;
+    let doc: serde_json::Value = openapi_document(&server).await;
+    assert!(doc["paths"]["/api/v2/workspacebuilds/{build}/timings"]["get"].is_object(), "the timings route");
+    for schema in ["BuildTiming", "PresetDriftCheck", "DriftCheckStatus"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
+    }
+}
