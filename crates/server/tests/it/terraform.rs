@@ -216,8 +216,11 @@ async fn drift_checked(server: &TestServer, owner: &warmspace_sdk::Client, versi
 
 #[tokio::test]
 async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_and_not_in_a_fixed_version() {
-    let server = TestServer::start_full(Config::default(), 1, false).await;
+    // An external daemon runs the builds and the checks, over the HTTP API
+    // (the examples' tests cover daemons inside the server).
+    let server = TestServer::start_full(Config::default(), 0, false).await;
     let owner = server.owner().await;
+    let (_stop, _daemon) = daemon(&server, &owner, "checker").await;
     let naive = drift_template(false);
     let files: Vec<(&str, &str)> = naive.iter().map(|(name, text)| (*name, text.as_str())).collect();
     let template = push(&owner, "drift", &files).await;
@@ -245,6 +248,12 @@ async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_a
         .await
         .unwrap();
     assert_eq!(checks, 1);
+    let worker: Option<String> = sqlx::query_scalar("SELECT worker_name FROM provisioner_jobs WHERE id = $1")
+        .bind(check.job_id)
+        .fetch_one(&server.db.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(worker.as_deref(), Some("checker"));
     // The dashboard's Prebuilds page flags the preset.
     let browser = crate::browser::Browser::start(&server.url).await;
     browser.sign_in(OWNER_EMAIL, warmspace_server::testing::PASSWORD).await;
