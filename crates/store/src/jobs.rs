@@ -477,7 +477,7 @@ impl Store {
 
     /// Takes a job as [`Store::acquire_job`] does, with everything its
     /// daemon needs to run it, in the same call: one statement (the
-    /// `take_provisioner_job` function, migrations 0014 and 0026).
+    /// `take_provisioner_job` function, migrations 0014, 0026 and 0028).
     pub async fn take_job(&self, worker: &Worker, policy: &QueuePolicy) -> Result<Option<TakenJob>> {
         let sql = format!(
             "SELECT * FROM take_provisioner_job($1, $2, $3, $4, $5, $6, $7, interval '{DAEMON_LIVENESS}', \
