@@ -215,7 +215,7 @@ async fn drift_checked(server: &TestServer, owner: &warmspace_sdk::Client, versi
 }
 
 #[tokio::test]
-async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_and_not_in_a_fixed_version() {
+async fn the_drift_check_flags_what_claims_would_replace_once_per_preset_until_invalidated_and_not_in_a_fixed_version() {
     // An external daemon runs the builds and the checks, over the HTTP API
     // (the examples' tests cover daemons inside the server).
     let server = TestServer::start_full(Config::default(), 0, false).await;
@@ -262,6 +262,22 @@ async fn the_drift_check_flags_a_resource_claims_would_replace_once_per_preset_a
     assert!(flagged.contains("drift / pool: claims will replace `terraform_data.home`"), "{flagged}");
     browser.screenshot("dashboard-prebuilds-drift").await;
     browser.finish().await;
+
+    // Invalidating the preset checks it again, on the prebuild that replaces the old one.
+    let first = check.job_id;
+    let request = warmspace_sdk::InvalidatePresetsRequest { preset: None };
+    owner.invalidate_presets(template.id, &request).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let again = loop {
+        let check = drift_checked(&server, &owner, template.active_version_id).await;
+        if check.job_id != first {
+            break check;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the invalidated preset was not checked again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(again.replaced, ["terraform_data.home"]);
+    assert_ne!(again.workspace_id, check.workspace_id, "the replacement prebuild was checked");
 
     // The fixed version's pool is checked afresh, and nothing is flagged.
     let dir = tempfile::tempdir().unwrap();
