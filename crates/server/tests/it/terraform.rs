@@ -215,7 +215,7 @@ async fn drift_checked(server: &TestServer, owner: &warmspace_sdk::Client, versi
 }
 
 #[tokio::test]
-async fn the_drift_check_flags_what_claims_would_replace_once_per_preset_until_invalidated_and_not_in_a_fixed_version() {
+async fn the_drift_check_flags_claim_replacements_once_per_preset_until_invalidated_and_not_when_fixed() {
     // An external daemon runs the builds and the checks, over the HTTP API
     // (the examples' tests cover daemons inside the server).
     let server = TestServer::start_full(Config::default(), 0, false).await;
