@@ -40,7 +40,7 @@ mkdir -p "$demo_dir"
 chmod 755 "$demo_dir"
 demo_dir=$(cd "$demo_dir" && pwd)
 export WARMSPACE_CONFIG_DIR=$demo_dir/client
-# Read by the exec example's scripts (the server passes its environment on):
+# Read by the exec and terraform examples (the server passes its environment on):
 # each of its workspaces keeps its files and pid files under here.
 export WARMSPACE_EXAMPLE_ROOT=$demo_dir/workspaces
 log=$demo_dir/server.log
@@ -49,7 +49,7 @@ cat <<MSG
 The demo keeps everything in $demo_dir:
     data/        the built-in PostgreSQL (users, templates, workspaces)
     client/      the CLI's session
-    workspaces/  the files of the exec example's workspaces
+    workspaces/  the files of the exec and terraform examples' workspaces
     server.log   the server's log
 To start over: stop the demo (Ctrl-C), then rm -rf $demo_dir
 MSG
@@ -75,26 +75,28 @@ cleanup() {
     fi
 }
 
-# The exec example's workspaces are local processes that would outlive the
-# server. Pausing reconciliation keeps the pool from being refilled while it
-# is emptied (the next run resumes it); prebuilds are deleted, the others
-# stopped (`warmspace start NAME` brings one back).
+# The exec and terraform examples' workspaces are local processes that
+# would outlive the server. Pausing reconciliation keeps the pools from being
+# refilled while they are emptied (the next run resumes it); prebuilds are
+# deleted, the others stopped (`warmspace start NAME` brings one back).
 stop_exec_workspaces() {
     echo
-    echo "Stopping the exec example's workspaces (template local) …"
+    echo "Stopping the workspaces of templates local and terraform (local processes) …"
     "$bin" prebuilds pause >/dev/null && : >"$demo_dir/paused-by-demo" || true
-    local name failed=""
-    # A prebuild being created now would start its processes after the listing below.
-    for _ in $(seq 300); do
-        "$bin" list --all --search template:local | awk 'NR > 1 { print $3 }' \
-            | grep -qE '^(pending|starting)$' || break
-        sleep 0.2
-    done
-    for name in $("$bin" list --all --search 'template:local status:running' | awk 'NR > 1 { print $1 }'); do
-        case $name in
-            prebuilds/*) "$bin" delete "$name" -y >/dev/null 2>&1 && echo "    deleted prebuild $name" ;;
-            *) "$bin" stop "$name" >/dev/null 2>&1 && echo "    stopped $name" ;;
-        esac || failed="$failed $name"
+    local name template failed=""
+    for template in local terraform; do
+        # A prebuild being created now would start its processes after the listing below.
+        for _ in $(seq 300); do
+            "$bin" list --all --search "template:$template" | awk 'NR > 1 { print $3 }' \
+                | grep -qE '^(pending|starting)$' || break
+            sleep 0.2
+        done
+        for name in $("$bin" list --all --search "template:$template status:running" | awk 'NR > 1 { print $1 }'); do
+            case $name in
+                prebuilds/*) "$bin" delete "$name" -y >/dev/null 2>&1 && echo "    deleted prebuild $name" ;;
+                *) "$bin" stop "$name" >/dev/null 2>&1 && echo "    stopped $name" ;;
+            esac || failed="$failed $name"
+        done
     done
     if [ -n "$failed" ]; then
         echo "Could not stop:$failed. Their processes keep running; their pids are in" >&2
@@ -136,6 +138,14 @@ fi
 "$bin" templates push example --directory examples/echo
 "$bin" templates presets list example
 "$bin" templates push local --directory examples/exec
+# The terraform example needs the Terraform CLI (its import fails without it).
+terraform=""
+if command -v terraform >/dev/null; then
+    "$bin" templates push terraform --directory examples/terraform
+    terraform=1
+else
+    echo "No terraform on PATH: skipping the terraform example (see README.md, Set-up)."
+fi
 
 # Waits until the active version's preset keeps as many eligible prebuilds as
 # it desires; says which pool did not fill in time.
@@ -165,6 +175,7 @@ wait_for_pool() {
 }
 wait_for_pool example us-small
 wait_for_pool local default
+if [ -n "$terraform" ]; then wait_for_pool terraform default; fi
 "$bin" prebuilds status
 "$bin" list --all --search owner:prebuilds
 
@@ -184,9 +195,11 @@ cat <<MSG
 
 warmspace is running at $url with its built-in PostgreSQL (data in $demo_dir).
 Logged in as admin@example.com (password: $password); the session is in $WARMSPACE_CONFIG_DIR.
-Templates "example" (examples/echo, simulated) and "local" (examples/exec: each
-workspace is a local process with a real agent) are pushed; both keep warm pools,
-and workspace "$name" was claimed from the pool of "local" (which refilled).
+Templates "example" (examples/echo, simulated), "local" (examples/exec: each
+workspace is a local process with a real agent) and, with terraform on PATH,
+"terraform" (examples/terraform: the same, made by Terraform) are pushed; all
+keep warm pools, and workspace "$name" was claimed from the pool of "local"
+(which refilled).
 Try, in another terminal:
     export WARMSPACE_CONFIG_DIR=$WARMSPACE_CONFIG_DIR
     $bin show $name
@@ -199,7 +212,8 @@ Try, in another terminal:
     $bin provisioner jobs list
     $bin users create --username dev --email dev@example.com
     curl -s $url/api/v2/openapi.json | head
-Ctrl-C stops the exec example's workspaces (their processes; prebuilds are
+    $bin create tf --template terraform    # a claim: see the replaced home in its log
+Ctrl-C stops the exec and terraform examples' workspaces (their processes; prebuilds are
 deleted, the others stopped), then the server and its PostgreSQL. Running this
 script again reuses everything in $demo_dir.
 Press Ctrl-C to stop.

@@ -31,13 +31,15 @@ pub enum JobKind {
     TemplateImport { template_version_id: Uuid, file_id: Uuid },
     /// Run a workspace build.
     WorkspaceBuild(Box<BuildJob>),
+    /// Plan the claim of the prebuild the build describes, without applying it.
+    DriftCheck(Box<BuildJob>),
 }
 
 impl JobKind {
     pub fn file_id(&self) -> Uuid {
         match self {
             JobKind::TemplateImport { file_id, .. } => *file_id,
-            JobKind::WorkspaceBuild(build) => build.file_id,
+            JobKind::WorkspaceBuild(build) | JobKind::DriftCheck(build) => build.file_id,
         }
     }
 }
@@ -117,6 +119,16 @@ pub trait Coordinator: Clone + Send + Sync + 'static {
         job_id: Uuid,
         worker_id: Uuid,
         outcome: BuildOutcome,
+        logs: Vec<JobLogLine>,
+    ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
+
+    /// Records a drift check's finding (the addresses a claim would
+    /// replace), with the last lines of its log.
+    fn complete_drift_check(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        replaced: Vec<String>,
         logs: Vec<JobLogLine>,
     ) -> impl Future<Output = Result<(), CoordinatorError>> + Send;
 

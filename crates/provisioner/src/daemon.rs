@@ -12,7 +12,7 @@ use uuid::Uuid;
 use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult};
 use warmspace_template::BackendConfig;
 
-use crate::backend::{BuildContext, run_build};
+use crate::backend::{BuildContext, plan_claim, run_build};
 use crate::coordinator::JobState;
 use crate::import::{ImportFailure, import};
 use crate::logs::LogSink;
@@ -36,6 +36,10 @@ pub struct DaemonConfig {
     /// The Terraform CLI of the `terraform` backend: a path, or a name
     /// looked up on `PATH` ([`DEFAULT_TERRAFORM_BINARY`]).
     pub terraform_binary: PathBuf,
+    /// Terraform's plugin cache (`TF_PLUGIN_CACHE_DIR`): providers
+    /// downloaded (or mirrored) once, shared by every build. `None`: each
+    /// build's `init` fetches its own.
+    pub terraform_plugin_cache_dir: Option<PathBuf>,
 }
 
 /// The default [`DaemonConfig::terraform_binary`]: `terraform` from `PATH`.
@@ -58,6 +62,7 @@ pub struct Daemon<C> {
     stop_grace: Duration,
     shutdown_grace: Duration,
     terraform: PathBuf,
+    terraform_plugin_cache: Option<PathBuf>,
 }
 
 impl<C: Coordinator> Daemon<C> {
@@ -71,6 +76,7 @@ impl<C: Coordinator> Daemon<C> {
             stop_grace: config.stop_grace,
             shutdown_grace: config.shutdown_grace,
             terraform: config.terraform_binary,
+            terraform_plugin_cache: config.terraform_plugin_cache_dir,
         }
     }
 
@@ -159,6 +165,17 @@ impl<C: Coordinator> Daemon<C> {
                 let outcome = self.build_within_grace(&build, archive, &log, cancel, stop).await;
                 (Report::Built(outcome), flusher.finish(log).await)
             }
+            (JobKind::DriftCheck(check), Ok(archive)) => {
+                tracing::info!(
+                    daemon = %self.worker.name, job = %job.id, workspace = %check.workspace_name, "checking drift"
+                );
+                let found = self.plan_claim(&check, archive, &log, cancel.receiver).await;
+                if let Err(message) = &found {
+                    log.error("", message);
+                }
+                let logs = flusher.finish(log).await;
+                (found.map_or_else(Report::Failed, Report::DriftChecked), logs)
+            }
         };
         report(&self.coordinator, &self.worker, job.id, outcome, logs, &heartbeat).await;
         heartbeat.abort();
@@ -212,33 +229,48 @@ impl<C: Coordinator> Daemon<C> {
             result: BuildResult::Failed(message),
             state: job.state.clone(),
             resources: Vec::new(),
+            timings: Vec::new(),
         };
         if !needs_files(&job.backend) {
-            let files = Path::new("");
-            let binary = &self.binary;
-            let (stop_grace, terraform) = (self.stop_grace, &self.terraform);
-            return run_build(BuildContext { job, files, log, cancel, binary, stop_grace, terraform }).await;
+            return run_build(self.context(job, Path::new(""), log, cancel)).await;
         }
-        let files = match tempfile::Builder::new().prefix("warmspace-build-").tempdir() {
-            Ok(dir) => dir,
-            Err(err) => return failed(format!("cannot create a working directory: {err}")),
+        let files = match unpacked(archive).await {
+            Ok(files) => files,
+            Err(message) => return failed(message),
         };
-        let target = files.path().to_owned();
-        match tokio::task::spawn_blocking(move || archive::unpack(&archive, &target)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return failed(format!("cannot unpack the template's files: {err}")),
-            Err(err) => return failed(format!("cannot unpack the template's files: {err}")),
-        }
-        run_build(BuildContext {
+        run_build(self.context(job, files.path(), log, cancel)).await
+    }
+
+    /// The drift check `job` describes, in the template's files unpacked
+    /// into a directory of its own: the addresses a claim would replace.
+    async fn plan_claim(
+        &self,
+        job: &BuildJob,
+        archive: Vec<u8>,
+        log: &LogSink,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<Vec<String>, String> {
+        let files = unpacked(archive).await?;
+        plan_claim(self.context(job, files.path(), log, cancel)).await
+    }
+
+    fn context<'a>(
+        &'a self,
+        job: &'a BuildJob,
+        files: &'a Path,
+        log: &'a LogSink,
+        cancel: watch::Receiver<bool>,
+    ) -> BuildContext<'a> {
+        BuildContext {
             job,
-            files: files.path(),
+            files,
             log,
             cancel,
             binary: &self.binary,
             stop_grace: self.stop_grace,
             terraform: &self.terraform,
-        })
-        .await
+            terraform_plugin_cache: self.terraform_plugin_cache.as_deref(),
+        }
     }
 
     /// Renews the job's lease until aborted. The returned [`Cancel`] turns
@@ -271,6 +303,20 @@ impl<C: Coordinator> Daemon<C> {
             }
         });
         (Cancel { sender, receiver }, task)
+    }
+}
+
+/// The template's files, unpacked into a new directory (removed when dropped).
+async fn unpacked(archive: Vec<u8>) -> Result<tempfile::TempDir, String> {
+    let files = tempfile::Builder::new()
+        .prefix("warmspace-build-")
+        .tempdir()
+        .map_err(|err| format!("cannot create a working directory: {err}"))?;
+    let target = files.path().to_owned();
+    match tokio::task::spawn_blocking(move || archive::unpack(&archive, &target)).await {
+        Ok(Ok(())) => Ok(files),
+        Ok(Err(err)) => Err(format!("cannot unpack the template's files: {err}")),
+        Err(err) => Err(format!("cannot unpack the template's files: {err}")),
     }
 }
 

@@ -101,6 +101,7 @@ impl Coordinator for HttpCoordinator {
                 JobKind::TemplateImport { template_version_id, file_id }
             }
             AcquiredJobKind::WorkspaceBuild { build } => JobKind::WorkspaceBuild(build),
+            AcquiredJobKind::DriftCheck { build } => JobKind::DriftCheck(build),
         };
         Ok(Some(AcquiredJob { id: job.job_id, heartbeat_every: Duration::from_millis(job.heartbeat_every_ms), kind }))
     }
@@ -135,6 +136,19 @@ impl Coordinator for HttpCoordinator {
             self.append_logs(job_id, worker_id, logs).await?;
         }
         self.complete(job_id, worker_id, JobCompletion::Build { outcome }).await
+    }
+
+    async fn complete_drift_check(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        replaced: Vec<String>,
+        logs: Vec<JobLogLine>,
+    ) -> Result<(), CoordinatorError> {
+        if !logs.is_empty() {
+            self.append_logs(job_id, worker_id, logs).await?;
+        }
+        self.complete(job_id, worker_id, JobCompletion::DriftCheck { replaced }).await
     }
 
     async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: String) -> Result<(), CoordinatorError> {

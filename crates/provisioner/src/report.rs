@@ -19,6 +19,8 @@ use crate::{Coordinator, CoordinatorError, Worker};
 pub(crate) enum Report {
     Imported(Manifest),
     Built(BuildOutcome),
+    /// A drift check's finding: what a claim would replace.
+    DriftChecked(Vec<String>),
     Failed(String),
 }
 
@@ -90,6 +92,9 @@ async fn send<C: Coordinator>(
 ) -> Result<(), CoordinatorError> {
     match report {
         Report::Built(outcome) => coordinator.complete_build(job_id, worker_id, outcome, logs.clone()).await,
+        Report::DriftChecked(replaced) => {
+            coordinator.complete_drift_check(job_id, worker_id, replaced, logs.clone()).await
+        }
         Report::Imported(manifest) => {
             append_first(coordinator, worker_id, job_id, logs).await;
             coordinator.complete_import(job_id, worker_id, manifest).await

@@ -357,6 +357,11 @@ impl Client {
         self.get(&format!("api/v2/workspacebuilds/{id}")).await
     }
 
+    /// How long the build's stages and each resource took.
+    pub async fn build_timings(&self, id: Uuid) -> Result<Vec<BuildTiming>, ClientError> {
+        self.get(&format!("api/v2/workspacebuilds/{id}/timings")).await
+    }
+
     pub async fn build_logs(&self, id: Uuid) -> Result<Vec<ProvisionerJobLog>, ClientError> {
         self.get(&format!("api/v2/workspacebuilds/{id}/logs")).await
     }

@@ -82,6 +82,9 @@ pub struct ProvisioningConfig {
     /// The Terraform CLI the in-process daemons run for `terraform`
     /// templates: a path, or a name looked up on `PATH`.
     pub terraform_binary: std::path::PathBuf,
+    /// Terraform's plugin cache directory for the in-process daemons
+    /// (`TF_PLUGIN_CACHE_DIR`); `None`: none.
+    pub terraform_plugin_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ProvisioningConfig {
@@ -92,6 +95,7 @@ impl Default for ProvisioningConfig {
             stop_grace: warmspace_provisioner::DEFAULT_STOP_GRACE,
             shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
             terraform_binary: warmspace_provisioner::DEFAULT_TERRAFORM_BINARY.into(),
+            terraform_plugin_cache_dir: None,
         }
     }
 }

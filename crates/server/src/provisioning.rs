@@ -168,6 +168,17 @@ impl Coordinator for LocalCoordinator {
         self.domain.complete_build(job_id, worker_id, None, outcome, logs).await.map_err(coordinator_error)
     }
 
+    async fn complete_drift_check(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        replaced: Vec<String>,
+        logs: Vec<JobLogLine>,
+    ) -> Result<(), CoordinatorError> {
+        let domain = &self.domain;
+        domain.complete_drift_check(job_id, worker_id, None, replaced, logs).await.map_err(coordinator_error)
+    }
+
     async fn fail_job(&self, job_id: Uuid, worker_id: Uuid, error: String) -> Result<(), CoordinatorError> {
         self.domain.fail_job(job_id, worker_id, &error).await.map_err(coordinator_error)
     }
@@ -243,6 +254,7 @@ async fn run_daemons(domain: Domain, count: usize, binary: PathBuf, mut stop: wa
             stop_grace: timing.stop_grace,
             shutdown_grace: timing.shutdown_grace,
             terraform_binary: timing.terraform_binary.clone(),
+            terraform_plugin_cache_dir: timing.terraform_plugin_cache_dir.clone(),
         };
         let daemon = Daemon::new(coordinator.clone(), config);
         let stopped = stop.clone();

@@ -30,6 +30,9 @@ text_enum! {
         /// Parse and validate a template version's files.
         TemplateVersionImport = "template_version_import",
         WorkspaceBuild = "workspace_build",
+        /// Plan, without applying, what claiming an eligible prebuild would
+        /// replace (the Terraform backend's drift check).
+        PrebuildDriftCheck = "prebuild_drift_check",
     }
 }
 

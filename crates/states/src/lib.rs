@@ -23,7 +23,9 @@ pub use apps::{AppHealth, AppStatusState, DevcontainerState};
 pub use builds::{BuildReason, Transition};
 pub use jobs::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
 pub use log_line::{LINE_TRUNCATED_MARKER, MAX_LOG_LINE, cap_log_line};
-pub use prebuilds::{DEFAULT_AGENT_READY_TIMEOUT_MS, DeletionReason, MissReason, PrebuildEvent, PresetStatus};
+pub use prebuilds::{
+    DEFAULT_AGENT_READY_TIMEOUT_MS, DeletionReason, DriftCheckStatus, MissReason, PrebuildEvent, PresetStatus,
+};
 pub use templates::{ClaimMode, ParameterType, Provisioner};
 pub use users::{LoginType, UserStatus};
 pub use workspaces::WorkspaceStatus;

@@ -14,6 +14,18 @@ text_enum! {
 }
 
 text_enum! {
+    /// How a preset's drift check (the plan of a prebuild's claim) stands.
+    pub enum DriftCheckStatus as "drift check status" {
+        /// Queued or running.
+        Pending = "pending",
+        /// Done: its finding says what a claim would replace.
+        Done = "done",
+        /// The check could not be made (its error says why).
+        Failed = "failed",
+    }
+}
+
+text_enum! {
     /// Why a create request did not claim a prebuild.
     pub enum MissReason as "claim miss reason" {
         /// No preset applied (none named, none matched).

@@ -185,7 +185,7 @@ struct Columns<'a> {
 }
 
 /// The completions of a batch: `complete_provisioner_builds` (migration
-/// 0027), whose arguments are the per-job columns, then the resources and
+/// 0028), whose arguments are the per-job columns, then the resources and
 /// the log lines (each with the position of its job, from 1), then the cap.
 const COMPLETE: &str = "SELECT * FROM complete_provisioner_builds($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
      $13, $14, $15, $16, $17, $18, $19, $20)";

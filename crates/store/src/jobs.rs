@@ -215,6 +215,8 @@ pub enum JobPayload {
         file_id: Uuid,
     },
     Build(Box<crate::workspaces::BuildPayload>),
+    /// A drift check of the prebuild described as its latest build left it.
+    DriftCheck(Box<crate::workspaces::BuildPayload>),
     /// The rows the job is for are gone: it cannot run.
     Missing,
 }
@@ -272,6 +274,10 @@ impl TakenRow {
                     file_id,
                     ..build
                 })),
+                None => JobPayload::Missing,
+            },
+            (JobType::PrebuildDriftCheck, Some(_), Some(_)) => match self.build() {
+                Some(build) => JobPayload::DriftCheck(Box::new(build)),
                 None => JobPayload::Missing,
             },
             _ => JobPayload::Missing,

@@ -9,6 +9,7 @@ pub mod claims;
 mod clock;
 mod completer;
 pub mod daemons;
+pub mod drift;
 pub mod embedded;
 mod error;
 mod files;
@@ -30,6 +31,7 @@ mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod text;
+pub mod timings;
 mod users;
 pub mod workspaces;
 

@@ -4,7 +4,7 @@
 //! Daemons that ask together share a statement when they have the same
 //! tags and the same queue policy (a job fits a daemon by its tags, so the
 //! pick is shared only between daemons that fit the same jobs); the others
-//! ask in the next one. `take_provisioner_jobs` (migration 0027) gives out
+//! ask in the next one. `take_provisioner_jobs` (migration 0028) gives out
 //! the jobs in the order the daemons asked.
 
 use chrono::{DateTime, Utc};

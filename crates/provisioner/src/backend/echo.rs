@@ -19,7 +19,7 @@ pub async fn run(config: &EchoConfig, mut ctx: BuildContext<'_>) -> BuildOutcome
     let job = ctx.job;
     let stage = job.transition.as_str();
     // The state is opaque to the simulation: whatever the last build left is kept.
-    let outcome = |result, resources| BuildOutcome { result, state: job.state.clone(), resources };
+    let outcome = |result, resources| BuildOutcome { result, state: job.state.clone(), resources, timings: Vec::new() };
 
     ctx.log.info(stage, format!("Simulating {stage} of workspace {} ({} ms)", job.workspace_name, config.duration_ms));
     // No timer for no time: even a zero sleep waits for the timer's next
@@ -138,6 +138,7 @@ mod tests {
             binary: Path::new("/x"),
             stop_grace: crate::DEFAULT_STOP_GRACE,
             terraform: Path::new("terraform"),
+            terraform_plugin_cache: None,
         }
     }
 

@@ -27,7 +27,8 @@ use warmspace_agent::output::{drain, forward_lines};
 pub async fn run(config: &ExecConfig, mut ctx: BuildContext<'_>) -> BuildOutcome {
     let job = ctx.job;
     let stage = job.transition.as_str();
-    let unchanged = |result| BuildOutcome { result, state: job.state.clone(), resources: Vec::new() };
+    let unchanged =
+        |result| BuildOutcome { result, state: job.state.clone(), resources: Vec::new(), timings: Vec::new() };
 
     let Some(script) = script_for(config, job.transition) else {
         ctx.log.info(stage, format!("The template has no {stage} script; nothing to do"));
@@ -235,6 +236,7 @@ fn conclude(ending: Ending, scratch: &Scratch, timeout: Duration, job: &BuildJob
                 result: BuildResult::Failed(message),
                 state: job.state.clone(),
                 resources: Vec::new(),
+                timings: Vec::new(),
             };
         }
     };
@@ -257,7 +259,7 @@ fn conclude(ending: Ending, scratch: &Scratch, timeout: Duration, job: &BuildJob
         Ending::Canceled => BuildResult::Canceled,
         Ending::Lost(err) => failed(log, stage, format!("lost track of the {stage} script: {err}")),
     };
-    BuildOutcome { result, state, resources }
+    BuildOutcome { result, state, resources, timings: Vec::new() }
 }
 
 fn failed(log: &LogSink, stage: &str, message: String) -> BuildResult {
@@ -411,6 +413,7 @@ mod tests {
                 binary: Path::new("/usr/local/bin/warmspace"),
                 stop_grace: self.stop_grace,
                 terraform: Path::new("terraform"),
+                terraform_plugin_cache: None,
             }
         }
     }
@@ -671,7 +674,8 @@ JSON"#,
                 BuildOutcome {
                     result: BuildResult::Succeeded,
                     state: Some(b"previous".to_vec()),
-                    resources: Vec::new()
+                    resources: Vec::new(),
+                    timings: Vec::new()
                 }
             );
             let stage = transition.as_str();

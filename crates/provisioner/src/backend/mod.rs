@@ -30,6 +30,8 @@ pub struct BuildContext<'a> {
     pub stop_grace: Duration,
     /// The Terraform CLI the `terraform` backend runs: a path, or a name looked up on `PATH`.
     pub terraform: &'a Path,
+    /// Terraform's plugin cache directory (`TF_PLUGIN_CACHE_DIR`), if one is configured.
+    pub terraform_plugin_cache: Option<&'a Path>,
 }
 
 pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {
@@ -37,6 +39,16 @@ pub async fn run_build(ctx: BuildContext<'_>) -> BuildOutcome {
         BackendConfig::Echo(config) => echo::run(config, ctx).await,
         BackendConfig::Exec(config) => exec::run(config, ctx).await,
         BackendConfig::Terraform => terraform::run(ctx).await,
+    }
+}
+
+/// The drift check of a prebuild: the plan of its claim, never applied,
+/// and the addresses of the resources the claim would replace. Only the
+/// `terraform` backend plans.
+pub async fn plan_claim(ctx: BuildContext<'_>) -> Result<Vec<String>, String> {
+    match &ctx.job.backend {
+        BackendConfig::Terraform => terraform::plan_claim(ctx).await,
+        _ => Err("only templates with provisioner = \"terraform\" have their claims planned".into()),
     }
 }
 

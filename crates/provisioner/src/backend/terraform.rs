@@ -18,11 +18,14 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use tokio::process::Command;
 use warmspace_agent::output::{drain, forward_lines};
-use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, LogLevel, LogSource, Resource};
+use warmspace_sdk::{BuildJob, BuildOutcome, BuildResult, BuildTiming, LogLevel, LogSource, Resource};
 use warmspace_template::Transition;
 
 use super::BuildContext;
 use super::exec::{Ending, Group, supervise};
+use ui::Ui;
+
+mod ui;
 
 /// Where Terraform's local backend keeps the state, in the working directory.
 const STATE_FILE: &str = "terraform.tfstate";
@@ -36,7 +39,8 @@ const MAX_ERROR_MESSAGE: usize = 4096;
 
 pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
     let job = ctx.job;
-    let unchanged = |result| BuildOutcome { result, state: job.state.clone(), resources: Vec::new() };
+    let unchanged =
+        |result| BuildOutcome { result, state: job.state.clone(), resources: Vec::new(), timings: Vec::new() };
     if *ctx.cancel.borrow() {
         return unchanged(BuildResult::Canceled);
     }
@@ -49,20 +53,24 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
     }
 
     let destroy = job.transition == Transition::Delete;
-    let mut plan = vec!["plan", "-input=false", "-no-color", "-out", PLAN_FILE];
-    if destroy {
-        plan.push("-destroy");
-    }
-    let steps: [(&str, Vec<&str>); 3] = [
-        ("init", vec!["init", "-input=false", "-no-color"]),
-        ("plan", plan),
-        ("apply", vec!["apply", "-input=false", "-no-color", PLAN_FILE]),
-    ];
     let mut result = BuildResult::Succeeded;
-    for (stage, args) in steps {
-        if let Err(ended) = step(&mut ctx, &dir, stage, &args).await {
+    let mut replaced = Vec::new();
+    let mut timings = Vec::new();
+    for (stage, args) in steps(destroy) {
+        if let Err(ended) = step(&mut ctx, &dir, stage, &args, &mut timings).await {
             result = ended;
             break;
+        }
+        // What a claim replaces is only known from its plan: after the
+        // apply, a replaced resource looks like any other.
+        if stage == "plan" && job.is_claim {
+            match replacements(&ctx, &dir).await {
+                Ok(addresses) => replaced = addresses,
+                Err(message) => {
+                    result = failed(&ctx, "plan", message);
+                    break;
+                }
+            }
         }
     }
 
@@ -72,20 +80,68 @@ pub async fn run(mut ctx: BuildContext<'_>) -> BuildOutcome {
         Ok(state) => state,
         Err(err) => {
             let message = format!("cannot read {STATE_FILE} after the build: {err}");
-            return unchanged(failed(&ctx, "apply", message));
+            return BuildOutcome { timings, ..unchanged(failed(&ctx, "apply", message)) };
         }
     };
     if result != BuildResult::Succeeded {
-        return BuildOutcome { result, state, resources: Vec::new() };
+        return BuildOutcome { result, state, resources: Vec::new(), timings };
     }
     // A destroyed workspace keeps nothing: its state lists no resources.
     if destroy {
-        return BuildOutcome { result, state: None, resources: Vec::new() };
+        return BuildOutcome { result, state: None, resources: Vec::new(), timings };
     }
     match resources(&ctx, &dir).await {
-        Ok(resources) => BuildOutcome { result, state, resources },
-        Err(message) => BuildOutcome { result: failed(&ctx, "apply", message), state, resources: Vec::new() },
+        Ok(mut resources) => {
+            for resource in resources.iter_mut() {
+                resource.replaced = replaced.contains(&resource.address);
+            }
+            BuildOutcome { result, state, resources, timings }
+        }
+        Err(message) => BuildOutcome { result: failed(&ctx, "apply", message), state, resources: Vec::new(), timings },
     }
+}
+
+/// The drift check: the plan of the claim the job describes (a claim build
+/// of the prebuild, from its state), never applied; the addresses of the
+/// resources it would replace. `Err` says why there is no plan.
+pub async fn plan_claim(mut ctx: BuildContext<'_>) -> Result<Vec<String>, String> {
+    let job = ctx.job;
+    let dir = std::path::absolute(ctx.files).map_err(|err| format!("cannot find the template's files: {err}"))?;
+    put_state(&dir, job.state.as_deref())
+        .map_err(|err| format!("cannot write the prebuild's state into {STATE_FILE}: {err}"))?;
+    // Timed like a build's stages, but a check keeps no timings.
+    let mut timings = Vec::new();
+    for (stage, args) in steps(false).into_iter().filter(|(stage, _)| *stage != "apply") {
+        match step(&mut ctx, &dir, stage, &args, &mut timings).await {
+            Ok(()) => {}
+            Err(BuildResult::Failed(message) | BuildResult::Interrupted(message)) => return Err(message),
+            Err(_) => return Err("the drift check was canceled".into()),
+        }
+    }
+    let replaced = replacements(&ctx, &dir).await?;
+    let finding = match replaced.as_slice() {
+        [] => "a claim would replace nothing".to_owned(),
+        addresses => format!("a claim would replace {}", addresses.join(", ")),
+    };
+    ctx.log.info("plan", finding);
+    Ok(replaced)
+}
+
+/// The stages of a build and the Terraform command each runs: `init`,
+/// `plan -out` (with `-destroy` to destroy everything), `apply` of that plan.
+/// `plan` and `apply` speak Terraform's machine-readable UI (`-json`, read
+/// by [`Ui`]); `init` prints plain lines, which pass through as they are
+/// (its `-json` is too recent to require of every installed Terraform).
+fn steps(destroy: bool) -> [(&'static str, Vec<&'static str>); 3] {
+    let mut plan = vec!["plan", "-input=false", "-no-color", "-json", "-out", PLAN_FILE];
+    if destroy {
+        plan.push("-destroy");
+    }
+    [
+        ("init", vec!["init", "-input=false", "-no-color"]),
+        ("plan", plan),
+        ("apply", vec!["apply", "-input=false", "-no-color", "-json", PLAN_FILE]),
+    ]
 }
 
 fn failed(ctx: &BuildContext<'_>, stage: &str, message: String) -> BuildResult {
@@ -125,18 +181,32 @@ fn terraform(ctx: &BuildContext<'_>, dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .current_dir(dir)
         .envs(variables(ctx.job))
+        // For `local-exec` provisioners that start `warmspace agent`.
+        .env("WARMSPACE_BINARY", ctx.binary)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some(cache) = ctx.terraform_plugin_cache {
+        command.env("TF_PLUGIN_CACHE_DIR", cache);
+    }
     command
 }
 
-/// Runs `terraform <args>` as the build's `stage`, its output lines streamed
-/// into the log; `Err` with how the build ends when it did not succeed.
-async fn step(ctx: &mut BuildContext<'_>, dir: &Path, stage: &str, args: &[&str]) -> Result<(), BuildResult> {
+/// Runs `terraform <args>` as the build's `stage`, its output read as
+/// Terraform's UI and streamed into the log, and adds the stage's timing and
+/// its resources' to `timings`; `Err` with how the build ends when it did
+/// not succeed.
+async fn step(
+    ctx: &mut BuildContext<'_>,
+    dir: &Path,
+    stage: &str,
+    args: &[&str],
+    timings: &mut Vec<BuildTiming>,
+) -> Result<(), BuildResult> {
     let what = format!("terraform {stage}");
     ctx.log.info(stage, format!("Running {what}"));
+    let started_at = chrono::Utc::now();
     let mut child = terraform(ctx, dir, args).spawn().map_err(|err| {
         let binary = ctx.terraform.display();
         let message = if err.kind() == io::ErrorKind::NotFound {
@@ -151,11 +221,14 @@ async fn step(ctx: &mut BuildContext<'_>, dir: &Path, stage: &str, args: &[&str]
     // Terraform writes its diagnostics (errors and warnings) to stderr; they
     // are kept to say why a step failed.
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (out, err, kept) = (ctx.log.clone(), ctx.log.clone(), errors.clone());
+    let ui = Arc::new(Mutex::new(Ui::new(stage)));
+    let (out, err, kept, read) = (ctx.log.clone(), ctx.log.clone(), errors.clone(), ui.clone());
     let (out_stage, err_stage) = (stage.to_owned(), stage.to_owned());
     let readers = [
         forward_lines(child.stdout.take(), move |line| {
-            out.line(LogSource::Provisioner, LogLevel::Info, &out_stage, line)
+            for (level, text) in read.lock().expect("only this reader reads the UI").read(&line) {
+                out.line(LogSource::Provisioner, level, &out_stage, text)
+            }
         }),
         forward_lines(child.stderr.take(), move |line| {
             kept.lock().expect("the error lines are only pushed to").push(line.to_string());
@@ -167,7 +240,21 @@ async fn step(ctx: &mut BuildContext<'_>, dir: &Path, stage: &str, args: &[&str]
     let group = Group { id, first: Signal::SIGINT, grace: ctx.stop_grace };
     let ending = supervise(&mut child, &group, None, &mut ctx.cancel, ctx.log, stage, &what).await;
     drain(readers).await;
-    let errors = std::mem::take(&mut *errors.lock().expect("the readers are done"));
+    let ui = std::mem::take(&mut *ui.lock().expect("the readers are done"));
+    timings.push(BuildTiming {
+        stage: stage.to_owned(),
+        action: what.clone(),
+        resource: None,
+        started_at,
+        ended_at: chrono::Utc::now().max(started_at),
+    });
+    timings.extend(ui.timings);
+    // Terraform's UI carries its diagnostics; a command that says nothing
+    // in it (init, or a failure before the UI starts) says it on stderr.
+    let errors = match ui.errors.is_empty() {
+        true => std::mem::take(&mut *errors.lock().expect("the readers are done")),
+        false => ui.errors.join("\n").lines().map(str::to_owned).collect(),
+    };
     match ending {
         Ending::Exited(status) if status.success() => Ok(()),
         Ending::Exited(status) => {
@@ -241,18 +328,46 @@ fn variables(job: &BuildJob) -> Vec<(String, OsString)> {
     env
 }
 
-/// The managed resources in the state, from `terraform show -json`.
-async fn resources(ctx: &BuildContext<'_>, dir: &Path) -> Result<Vec<Resource>, String> {
-    let output = terraform(ctx, dir, &["show", "-json", "-no-color"])
-        .output()
-        .await
-        .map_err(|err| format!("cannot run terraform show: {err}"))?;
+/// What `terraform show -json [PLAN_FILE]` reports, read as `T`.
+async fn show<T: serde::de::DeserializeOwned>(ctx: &BuildContext<'_>, dir: &Path, plan: bool) -> Result<T, String> {
+    let mut args = vec!["show", "-json", "-no-color"];
+    if plan {
+        args.push(PLAN_FILE);
+    }
+    let output =
+        terraform(ctx, dir, &args).output().await.map_err(|err| format!("cannot run terraform show: {err}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!("terraform show failed: {}", stderr.trim()));
     }
-    let shown: Shown = serde_json::from_slice(&output.stdout)
-        .map_err(|err| format!("cannot read the resources terraform show reported: {err}"))?;
+    let what = if plan { "the plan" } else { "the state" };
+    serde_json::from_slice(&output.stdout).map_err(|err| format!("cannot read {what} terraform show reported: {err}"))
+}
+
+/// The addresses of the managed resources the plan replaces (destroys and
+/// recreates, in either order), from its `resource_changes`.
+async fn replacements(ctx: &BuildContext<'_>, dir: &Path) -> Result<Vec<String>, String> {
+    let plan: Plan = show(ctx, dir, true).await?;
+    Ok(replaced_addresses(plan))
+}
+
+fn replaced_addresses(plan: Plan) -> Vec<String> {
+    plan.resource_changes
+        .into_iter()
+        .filter(|change| change.mode == Mode::Managed && is_replacement(&change.change.actions))
+        .map(|change| change.address)
+        .collect()
+}
+
+/// Terraform plans a replacement as delete-then-create (the default) or
+/// create-then-delete (`create_before_destroy`).
+fn is_replacement(actions: &[Action]) -> bool {
+    matches!(actions, [Action::Delete, Action::Create] | [Action::Create, Action::Delete])
+}
+
+/// The managed resources in the state, from `terraform show -json`.
+async fn resources(ctx: &BuildContext<'_>, dir: &Path) -> Result<Vec<Resource>, String> {
+    let shown: Shown = show(ctx, dir, false).await?;
     let mut resources = Vec::new();
     if let Some(module) = shown.values.map(|values| values.root_module) {
         collect(module, &mut resources);
@@ -295,6 +410,37 @@ struct ShownResource {
     mode: Mode,
     #[serde(rename = "type")]
     kind: String,
+}
+
+/// The part of `terraform show -json PLAN_FILE`'s output read here.
+#[derive(Deserialize)]
+struct Plan {
+    #[serde(default)]
+    resource_changes: Vec<ResourceChange>,
+}
+
+#[derive(Deserialize)]
+struct ResourceChange {
+    address: String,
+    mode: Mode,
+    change: Change,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    actions: Vec<Action>,
+}
+
+/// One of a planned change's actions (Terraform's `actions` list).
+#[derive(Deserialize, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+enum Action {
+    NoOp,
+    Create,
+    Read,
+    Update,
+    Delete,
+    Forget,
 }
 
 /// Managed resources are what the workspace is made of; data sources are only read.
@@ -385,6 +531,7 @@ resource "terraform_data" "workspace" {
             binary: Path::new("/usr/local/bin/warmspace"),
             stop_grace: Duration::from_millis(500),
             terraform,
+            terraform_plugin_cache: None,
         }
     }
 
@@ -426,6 +573,18 @@ resource "terraform_data" "workspace" {
         names
     }
 
+    /// The resource actions an outcome's apply timed, in order of address.
+    fn applied(outcome: &BuildOutcome) -> Vec<(&str, &str)> {
+        let mut actions: Vec<(&str, &str)> = outcome
+            .timings
+            .iter()
+            .filter(|t| t.stage == "apply")
+            .filter_map(|t| Some((t.resource.as_deref()?, t.action.as_str())))
+            .collect();
+        actions.sort();
+        actions
+    }
+
     fn failure(outcome: &BuildOutcome) -> &str {
         match &outcome.result {
             BuildResult::Failed(message) => message,
@@ -463,6 +622,13 @@ resource "terraform_data" "workspace" {
             "{lines:#?}"
         );
 
+        // Timed: each stage, and each resource the apply made.
+        let stages: Vec<&str> =
+            start.timings.iter().filter(|t| t.resource.is_none()).map(|t| t.stage.as_str()).collect();
+        assert_eq!(stages, ["init", "plan", "apply"]);
+        assert_eq!(applied(&start), [("terraform_data.home", "create"), ("terraform_data.workspace[0]", "create")]);
+        assert!(start.timings.iter().all(|t| t.ended_at >= t.started_at));
+
         // The stop runs elsewhere, with only the state it is given: had it
         // not seen the workspace in it, nothing would remove `started`.
         let mut stop = job(Transition::Stop, out.path());
@@ -470,6 +636,7 @@ resource "terraform_data" "workspace" {
         let (stopped, lines) = build(WORKSPACE_TF, &stop, terraform()).await;
         assert_eq!(stopped.result, BuildResult::Succeeded, "{lines:#?}");
         assert!(!started.exists(), "the stop left the workspace running");
+        assert_eq!(applied(&stopped), [("terraform_data.workspace[0]", "delete")]);
         assert_eq!(stopped.resources, vec![resource("terraform_data.home")]);
         assert_eq!(state_resources(stopped.state.as_deref().unwrap()), ["terraform_data.home"]);
 
@@ -478,7 +645,102 @@ resource "terraform_data" "workspace" {
         let (deleted, lines) = build(WORKSPACE_TF, &delete, terraform()).await;
         assert_eq!(deleted.result, BuildResult::Succeeded, "{lines:#?}");
         assert!(lines.iter().any(|l| l.output.contains("terraform_data.home: Destruction complete")), "{lines:#?}");
-        assert_eq!(deleted, BuildOutcome { result: BuildResult::Succeeded, state: None, resources: Vec::new() });
+        assert_eq!((deleted.result, deleted.state, deleted.resources), (BuildResult::Succeeded, None, Vec::new()));
+    }
+
+    #[tokio::test]
+    async fn a_claim_reports_the_resources_its_plan_replaces_and_only_those() {
+        // `home` is made for its owner (replaced when the owner changes);
+        // `config` follows the owner in place; `cache` ignores them.
+        let main_tf = r#"
+variable "warmspace_owner_name" { type = string }
+
+resource "terraform_data" "home" {
+  triggers_replace = var.warmspace_owner_name
+}
+
+resource "terraform_data" "config" {
+  input = var.warmspace_owner_name
+}
+
+resource "terraform_data" "cache" {
+  input = "shared"
+}
+"#;
+        let out = TempDir::new().unwrap();
+        let mut prebuild = job(Transition::Start, out.path());
+        prebuild.owner_name = "prebuilds".into();
+        prebuild.is_prebuild = true;
+        let (built, lines) = build(main_tf, &prebuild, terraform()).await;
+        assert_eq!(built.result, BuildResult::Succeeded, "{lines:#?}");
+        assert!(built.resources.iter().all(|r| !r.replaced), "{:?}", built.resources);
+
+        let mut claim = job(Transition::Start, out.path());
+        claim.is_claim = true;
+        claim.state = built.state;
+        let (claimed, lines) = build(main_tf, &claim, terraform()).await;
+        assert_eq!(claimed.result, BuildResult::Succeeded, "{lines:#?}");
+        let replaced = Resource { replaced: true, ..resource("terraform_data.home") };
+        assert_eq!(
+            claimed.resources,
+            [resource("terraform_data.cache"), resource("terraform_data.config"), replaced.clone()]
+        );
+
+        // The same change outside a claim is not reported as a claim's replacement.
+        let mut rebuild = job(Transition::Start, out.path());
+        rebuild.owner_name = "bob".into();
+        rebuild.state = claimed.state;
+        let (rebuilt, lines) = build(main_tf, &rebuild, terraform()).await;
+        assert_eq!(rebuilt.result, BuildResult::Succeeded, "{lines:#?}");
+        assert!(rebuilt.resources.iter().all(|r| !r.replaced), "{:?}", rebuilt.resources);
+    }
+
+    #[tokio::test]
+    async fn a_configured_plugin_cache_is_terraforms_plugin_cache_dir() {
+        let cache = TempDir::new().unwrap();
+        let files = files(
+            r#"
+resource "terraform_data" "cache" {
+  provisioner "local-exec" {
+    command = "echo \"cache=$TF_PLUGIN_CACHE_DIR\""
+  }
+}
+"#,
+        );
+        let out = TempDir::new().unwrap();
+        let job = job(Transition::Start, out.path());
+        let (log, mut rx) = LogSink::channel();
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let ctx = BuildContext {
+            terraform_plugin_cache: Some(cache.path()),
+            ..context(&job, &files, &log, cancel, terraform())
+        };
+        let outcome = run(ctx).await;
+        drop(log);
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line.output);
+        }
+        assert_eq!(outcome.result, BuildResult::Succeeded, "{lines:#?}");
+        let expected = format!("terraform_data.cache: (local-exec): cache={}", cache.path().display());
+        assert!(lines.contains(&expected), "{lines:#?}");
+    }
+
+    #[test]
+    fn replacements_are_delete_then_create_either_way_round() {
+        let plan: Plan = serde_json::from_str(
+            r#"{"resource_changes": [
+                {"address": "a.replaced", "mode": "managed", "change": {"actions": ["delete", "create"]}},
+                {"address": "a.before", "mode": "managed", "change": {"actions": ["create", "delete"]}},
+                {"address": "a.updated", "mode": "managed", "change": {"actions": ["update"]}},
+                {"address": "a.created", "mode": "managed", "change": {"actions": ["create"]}},
+                {"address": "a.deleted", "mode": "managed", "change": {"actions": ["delete"]}},
+                {"address": "a.kept", "mode": "managed", "change": {"actions": ["no-op"]}},
+                {"address": "data.a.read", "mode": "data", "change": {"actions": ["read"]}}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(replaced_addresses(plan), ["a.replaced", "a.before"]);
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-pub use warmspace_states::{MissReason, PresetStatus};
+pub use warmspace_states::{DriftCheckStatus, MissReason, PresetStatus};
 
 /// Every prebuild-configured preset's pool, as of now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -38,6 +38,27 @@ pub struct PresetPoolStatus {
     pub backoff_until: Option<DateTime<Utc>>,
     pub validation_error: Option<String>,
     pub last_invalidated_at: Option<DateTime<Utc>>,
+    /// The drift check of the preset's prebuilds (Terraform templates): what
+    /// claiming one would replace. `None` until one has been queued.
+    #[serde(default)]
+    pub drift_check: Option<PresetDriftCheck>,
+}
+
+/// What the plan of a prebuild's claim says the claim would replace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PresetDriftCheck {
+    pub status: DriftCheckStatus,
+    /// The prebuild whose claim was planned.
+    pub workspace_id: Uuid,
+    /// The check's provisioner job (its log holds the plan).
+    pub job_id: Uuid,
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Addresses of the resources a claim would replace (done checks).
+    pub replaced: Vec<String>,
+    /// Why the check failed.
+    pub error: Option<String>,
+    /// The finding in words, with the fix, when a claim would replace something.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -50,6 +50,26 @@ pub struct BuildOutcome {
     #[schema(value_type = Option<String>, format = Byte)]
     pub state: Option<Vec<u8>>,
     pub resources: Vec<Resource>,
+    /// How long each stage, and each resource within it, took (the
+    /// `terraform` backend; empty from the others and from older daemons).
+    #[serde(default)]
+    pub timings: Vec<BuildTiming>,
+}
+
+/// One timed step of a build: a whole stage (`resource` is `None`), or one
+/// action on one resource within it (Terraform's `apply_start` to
+/// `apply_complete`, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BuildTiming {
+    /// `init`, `plan` or `apply`.
+    pub stage: String,
+    /// What was done: the stage's command (`terraform plan`), or the
+    /// resource's action (`create`, `update`, `delete`, `state refresh` …).
+    pub action: String,
+    /// The resource's address, e.g. `terraform_data.home`.
+    pub resource: Option<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub ended_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -118,8 +138,18 @@ pub struct AcquiredJobResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AcquiredJobKind {
-    TemplateImport { template_version_id: Uuid, file_id: Uuid },
-    WorkspaceBuild { build: Box<BuildJob> },
+    TemplateImport {
+        template_version_id: Uuid,
+        file_id: Uuid,
+    },
+    WorkspaceBuild {
+        build: Box<BuildJob>,
+    },
+    /// Plan, without applying, the claim of the prebuild `build` describes
+    /// (as a claim build, by a placeholder owner).
+    DriftCheck {
+        build: Box<BuildJob>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +179,17 @@ pub struct CompleteJobRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobCompletion {
-    Import { manifest: Box<Manifest> },
-    Build { outcome: BuildOutcome },
-    Failed { error: String },
+    Import {
+        manifest: Box<Manifest>,
+    },
+    Build {
+        outcome: BuildOutcome,
+    },
+    /// A drift check's finding: the addresses a claim would replace.
+    DriftCheck {
+        replaced: Vec<String>,
+    },
+    Failed {
+        error: String,
+    },
 }

@@ -94,6 +94,7 @@ async fn acquire(
             AcquiredJobKind::TemplateImport { template_version_id, file_id }
         }
         JobKind::WorkspaceBuild(build) => AcquiredJobKind::WorkspaceBuild { build },
+        JobKind::DriftCheck(build) => AcquiredJobKind::DriftCheck { build },
     };
     let heartbeat_every_ms = u64::try_from(job.heartbeat_every.as_millis()).unwrap_or(u64::MAX);
     Ok(axum::Json(AcquiredJobResponse { job_id: job.id, heartbeat_every_ms, job: kind }).into_response())
@@ -164,6 +165,9 @@ async fn complete(
         JobCompletion::Import { manifest } => domain.complete_import(job_id, req.worker_id, *manifest).await,
         JobCompletion::Build { outcome } => {
             domain.complete_build(job_id, req.worker_id, Some(&daemon.key_id), outcome, Vec::new()).await
+        }
+        JobCompletion::DriftCheck { replaced } => {
+            domain.complete_drift_check(job_id, req.worker_id, Some(&daemon.key_id), replaced, Vec::new()).await
         }
         JobCompletion::Failed { error } => domain.fail_job(job_id, req.worker_id, &error).await,
     }?;

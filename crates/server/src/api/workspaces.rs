@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_build, list_builds))
         .routes(routes!(get_build))
         .routes(routes!(build_logs))
+        .routes(routes!(build_timings))
         .routes(routes!(cancel_build))
         .routes(routes!(update_ttl))
         .routes(routes!(update_autostart))
@@ -141,6 +142,19 @@ async fn build_logs(
         return Ok(log_events(&state, state.domain.follow_build_log(&actor, id, after).await?));
     }
     Ok(axum::Json(state.domain.build_log(&actor, id, after).await?).into_response())
+}
+
+/// How long the build's stages took, and each action on each resource
+/// within them (Terraform builds; empty for the others).
+#[utoipa::path(get, path = "/api/v2/workspacebuilds/{build}/timings", tag = "workspaces",
+    security(("session_token" = [])), params(("build" = Uuid, Path)),
+    responses((status = 200, body = Vec<warmspace_sdk::BuildTiming>), (status = 404, body = Body)))]
+async fn build_timings(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Vec<warmspace_sdk::BuildTiming>>, ApiError> {
+    Ok(axum::Json(state.domain.build_timings(&actor, id).await?))
 }
 
 /// Cancels a build: at once if no daemon has it yet, else its daemon stops the backend.

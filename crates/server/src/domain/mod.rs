@@ -9,6 +9,7 @@
 mod actor;
 mod agents;
 mod apps;
+mod drift;
 mod error;
 mod events;
 mod files;
@@ -21,6 +22,7 @@ mod notifications;
 mod prebuilds;
 mod provisioning;
 mod templates;
+mod timings;
 mod users;
 mod views;
 mod workspaces;

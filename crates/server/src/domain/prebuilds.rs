@@ -14,7 +14,7 @@ use warmspace_prebuilds::insights;
 use warmspace_prebuilds::reconcile::{self, Decision, PresetState, Settings, Snapshot, Status};
 use warmspace_sdk::{
     ClaimStats, ClaimStatsQuery, InvalidatePresetsRequest, InvalidatePresetsResponse, PrebuildInsights,
-    PrebuildInsightsQuery, PrebuildSettings, PrebuildsStatus, PresetInsight, PresetPoolStatus,
+    PrebuildInsightsQuery, PrebuildSettings, PrebuildsStatus, PresetDriftCheck, PresetInsight, PresetPoolStatus,
 };
 use warmspace_states::{BuildReason, DeletionReason, JobStatus, MissReason, PrebuildEvent, Transition};
 use warmspace_store::StoreError;
@@ -128,7 +128,8 @@ impl Domain {
         actor.authorize_to("read prebuild status", Action::Read, Object::any(Resource::Workspace))?;
         let (raw, snapshot) = self.prebuilds_snapshot().await?;
         let paused = raw.paused;
-        Ok(PrebuildsStatus { reconciliation_paused: paused, presets: pool_statuses(raw, &snapshot) })
+        let drift = self.drift_checks(&preset_ids(&raw)).await?;
+        Ok(PrebuildsStatus { reconciliation_paused: paused, presets: pool_statuses(raw, &snapshot, drift) })
     }
 
     /// The pools of a template's active version, as [`Self::prebuilds_status`] shows them.
@@ -153,7 +154,8 @@ impl Domain {
             return Ok(Vec::new());
         }
         let (raw, snapshot) = self.presets_snapshot(&pooled).await?;
-        Ok(pool_statuses(raw, &snapshot))
+        let drift = self.drift_checks(&pooled).await?;
+        Ok(pool_statuses(raw, &snapshot, drift))
     }
 
     /// Every pool's status now and whenever it changes, for as long as the
@@ -366,9 +368,15 @@ impl Domain {
     }
 
     /// Records when prebuilds became claimable (once per prebuild; the
-    /// store skips those already recorded).
+    /// store skips those already recorded), and queues the drift check of
+    /// their presets that have none yet (Terraform templates only).
     pub async fn record_eligible(&self, prebuilds: &[(Uuid, Uuid)]) -> Result<()> {
-        Ok(self.store.record_eligible(prebuilds).await?)
+        self.store.record_eligible(prebuilds).await?;
+        let queued = self.store.queue_drift_checks(prebuilds).await?;
+        if queued > 0 {
+            tracing::info!(queued, "drift checks queued for presets whose prebuilds became eligible");
+        }
+        Ok(())
     }
 
     /// Carries out one preset's actions. Failures of single actions are
@@ -526,8 +534,17 @@ impl Domain {
     }
 }
 
-/// Each preset's pool in a snapshot: its counts and status as decided now.
-fn pool_statuses(raw: PrebuildsSnapshot, snapshot: &Snapshot) -> Vec<PresetPoolStatus> {
+fn preset_ids(raw: &PrebuildsSnapshot) -> Vec<Uuid> {
+    raw.presets.iter().map(|p| p.preset_id).collect()
+}
+
+/// Each preset's pool in a snapshot: its counts and status as decided now,
+/// and its latest drift check (`drift`, by preset).
+fn pool_statuses(
+    raw: PrebuildsSnapshot,
+    snapshot: &Snapshot,
+    mut drift: std::collections::HashMap<Uuid, PresetDriftCheck>,
+) -> Vec<PresetPoolStatus> {
     raw.presets
         .into_iter()
         .zip(&snapshot.presets)
@@ -558,6 +575,7 @@ fn pool_statuses(raw: PrebuildsSnapshot, snapshot: &Snapshot) -> Vec<PresetPoolS
                 },
                 validation_error: row.validation_error,
                 last_invalidated_at: row.last_invalidated_at,
+                drift_check: drift.remove(&row.preset_id),
             }
         })
         .collect()

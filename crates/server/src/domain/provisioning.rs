@@ -36,6 +36,19 @@ fn new_logs(logs: Vec<JobLogLine>) -> Vec<NewLog> {
         .collect()
 }
 
+/// The owner a drift check plans a claim for (id, name, email): nobody,
+/// but not the prebuilds user either, as every real claimant.
+const DRIFT_CHECK_OWNER: (Uuid, &str, &str) =
+    (Uuid::from_u128(0x2d1f7c3e_9a4b_4c5d_8e6f_0a1b2c3d4e5f), "drift-check", "drift-check@warmspace.invalid");
+
+/// A template version's backend, as its import recorded it.
+fn backend(config: Option<serde_json::Value>) -> std::result::Result<BackendConfig, StoreError> {
+    let invalid = |message: String| StoreError::Invalid { field: "job", message };
+    config
+        .ok_or_else(|| invalid("the template version was never imported".into()))
+        .and_then(|config| serde_json::from_value(config).map_err(|e| invalid(e.to_string())))
+}
+
 /// A job whose daemon has not reported for its lease is no longer its.
 fn job_lost(err: StoreError) -> Error {
     match err {
@@ -93,13 +106,10 @@ impl Domain {
                 return Ok(JobKind::TemplateImport { template_version_id, file_id });
             }
             JobPayload::Build(payload) => *payload,
+            JobPayload::DriftCheck(payload) => return Ok(JobKind::DriftCheck(Box::new(self.claim_plan(*payload)?))),
             JobPayload::Missing => return Err(StoreError::NotFound),
         };
-        let invalid = |message: String| StoreError::Invalid { field: "job", message };
-        let backend: BackendConfig = p
-            .provisioner_config
-            .ok_or_else(|| invalid("the template version was never imported".into()))
-            .and_then(|config| serde_json::from_value(config.0).map_err(|e| invalid(e.to_string())))?;
+        let backend = backend(p.provisioner_config.map(|config| config.0))?;
         let is_claim = p.reason == BuildReason::Claim;
         // A start build brings up new agents, which need tokens; the raw
         // tokens exist only in this job, never in the database. A claim keeps
@@ -132,6 +142,52 @@ impl Domain {
             file_id: p.file_id,
             server_url: self.config.access_url.clone(),
         })))
+    }
+
+    /// What a drift check plans: the claim build of the prebuild `p`
+    /// describes, from the state its latest build left, by a placeholder
+    /// owner (any owner other than the prebuilds user shows what depends on
+    /// the owner). Nothing is applied, so no agent token is issued.
+    fn claim_plan(&self, p: warmspace_store::workspaces::BuildPayload) -> std::result::Result<BuildJob, StoreError> {
+        Ok(BuildJob {
+            build_id: p.build_id,
+            build_number: p.build_number + 1,
+            transition: Transition::Start,
+            workspace_id: p.workspace_id,
+            workspace_name: p.workspace_name,
+            owner_id: DRIFT_CHECK_OWNER.0,
+            owner_name: DRIFT_CHECK_OWNER.1.into(),
+            owner_email: DRIFT_CHECK_OWNER.2.into(),
+            is_prebuild: false,
+            is_claim: true,
+            parameters: p.parameters.0,
+            agent_tokens: Default::default(),
+            backend: backend(p.provisioner_config.map(|config| config.0))?,
+            state: p.previous_state.filter(|state| !state.is_empty()),
+            file_id: p.file_id,
+            server_url: self.config.access_url.clone(),
+        })
+    }
+
+    /// Records a drift check's finding (what claiming the preset's
+    /// prebuilds would replace), with the last log lines of its daemon
+    /// (`key_id` as for [`Domain::append_job_logs`]).
+    pub async fn complete_drift_check(
+        &self,
+        job_id: Uuid,
+        worker_id: Uuid,
+        key_id: Option<&str>,
+        replaced: Vec<String>,
+        logs: Vec<JobLogLine>,
+    ) -> Result<()> {
+        let holder = jobs::Holder { worker_id, key_id };
+        let logs = new_logs(logs);
+        self.store.complete_drift_check(job_id, holder, &replaced, &logs).await.map_err(job_lost)?;
+        if !replaced.is_empty() {
+            tracing::warn!(%job_id, resources = ?replaced, "drift check: claims would replace prebuilt resources");
+        }
+        self.events.job_done(job_id).await;
+        Ok(())
     }
 
     /// New tokens for the agents `names` (those the build's version
@@ -226,6 +282,12 @@ impl Domain {
             BuildResult::Canceled => (JobStatus::Canceled, Some("canceled".to_owned()), false),
             BuildResult::Interrupted(error) => (JobStatus::Failed, Some(error), true),
         };
+        let holder = jobs::Holder { worker_id, key_id };
+        // Before the completion: true whether or not it gets through.
+        self.record_timings(job_id, holder, outcome.timings).await.map_err(|err| match err {
+            Error::NotFound { .. } => Error::JobLost,
+            other => other,
+        })?;
         let completion = BuildCompletion {
             status,
             error,
@@ -233,7 +295,6 @@ impl Domain {
             state: outcome.state,
             resources: outcome.resources.into_iter().map(|r| (r.address, r.kind, r.replaced)).collect(),
         };
-        let holder = jobs::Holder { worker_id, key_id };
         let notices = self.events.build_finished_notices(job_id);
         let completed = self
             .store

@@ -417,7 +417,7 @@ impl Domain {
         Ok(workspace)
     }
 
-    async fn readable_build(&self, actor: &Actor, id: Uuid) -> Result<(WorkspaceRow, BuildRow)> {
+    pub(super) async fn readable_build(&self, actor: &Actor, id: Uuid) -> Result<(WorkspaceRow, BuildRow)> {
         let build = self.store.build(id).await.found("Build")?;
         let workspace = self.store.workspace(build.workspace_id).await?;
         readable(actor, &workspace)?;

@@ -218,11 +218,47 @@ fn render(chrome: &Chrome, view: &View<'_>) -> Html<String> {
                     }
                 }
             }
+            (drift_findings(&status.presets))
             (history(view.history))
             (insights(view.insights, view.window))
             (recent_claims(view.claims))
         },
     )
+}
+
+/// What the drift checks (Terraform templates) found: the presets whose
+/// claims would replace resources their pools keep warm, and checks that
+/// failed.
+fn drift_findings(presets: &[PresetPoolStatus]) -> Markup {
+    let checked: Vec<&PresetPoolStatus> = presets.iter().filter(|p| p.drift_check.is_some()).collect();
+    if checked.is_empty() {
+        return html! {};
+    }
+    let flagged: Vec<(&PresetPoolStatus, &str)> = checked
+        .iter()
+        .filter_map(|p| {
+            let check = p.drift_check.as_ref()?;
+            check.message.as_deref().or(check.error.as_deref()).map(|text| (*p, text))
+        })
+        .collect();
+    html! {
+        h2 { "Drift checks" }
+        p.hint { "Once a pool's first prebuild is ready, the plan of its claim says what a claim would replace." }
+        @if flagged.is_empty() {
+            p.empty { "No claim would replace anything its pool keeps warm." }
+        }
+        ul #drift {
+            @for (p, text) in &flagged {
+                li id={ "drift-" (p.preset_id) } {
+                    strong { (p.template_name) " / " (p.preset_name) }
+                    @if !p.version_active { " " small { "(old version)" } }
+                    ": "
+                    @if p.drift_check.as_ref().is_some_and(|c| c.error.is_some()) { "the drift check failed: " }
+                    (text)
+                }
+            }
+        }
+    }
 }
 
 /// Each pool over the last day: desired and eligible, and the create requests as marks.

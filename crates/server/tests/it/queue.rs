@@ -67,6 +67,7 @@ async fn a_zero_work_job_costs_one_statement_to_take_and_one_to_finish() {
                 kind: "echo_workspace".into(),
                 replaced: false,
             }],
+            timings: Vec::new(),
         };
         let lines = logs.len();
         let (count, done) = statements.during(domain.complete_build(job.id, worker.id, None, outcome, logs)).await;

@@ -1,7 +1,10 @@
 //! `warmspace prebuilds …`.
 
 use anyhow::Context;
-use warmspace_sdk::{ClaimStatsQuery, InvalidatePresetsRequest, PrebuildInsightsQuery, PrebuildSettings};
+use warmspace_sdk::{
+    ClaimStatsQuery, DriftCheckStatus, InvalidatePresetsRequest, PrebuildInsightsQuery, PrebuildSettings,
+    PresetDriftCheck,
+};
 
 use super::Config;
 use super::output::{self, Format, OutputArgs};
@@ -73,6 +76,7 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                             "FAILED",
                             "NOT READY",
                             "STATUS",
+                            "DRIFT CHECK",
                         ],
                         status.presets.iter().map(|p| {
                             let state = match p.backoff_until {
@@ -92,9 +96,20 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
                                 // Agents not ready within the template's agent_ready_timeout: failures too.
                                 p.agents_not_ready.to_string(),
                                 state,
+                                drift_cell(p.drift_check.as_ref()),
                             ]
                         }),
                     );
+                    // What the checks found, in full, under the table.
+                    for p in &status.presets {
+                        let Some(check) = &p.drift_check else { continue };
+                        let version = if p.version_active { "" } else { " (old version)" };
+                        if let Some(message) = &check.message {
+                            println!("{}/{}{version}: {message}", p.template_name, p.preset_name);
+                        } else if let Some(error) = &check.error {
+                            println!("{}/{}{version}: the drift check failed: {error}", p.template_name, p.preset_name);
+                        }
+                    }
                     Ok(())
                 }
             }
@@ -201,5 +216,19 @@ pub async fn run(config: &Config, command: PrebuildsCommand) -> anyhow::Result<(
             println!("Invalidated {}: their prebuilds will be replaced.", done.invalidated.join(", "));
             Ok(())
         }
+    }
+}
+
+/// A preset's drift check in a table cell: `-` when there is none (not a
+/// Terraform template, or no prebuild ready yet).
+pub(super) fn drift_cell(check: Option<&PresetDriftCheck>) -> String {
+    match check {
+        None => "-".into(),
+        Some(check) => match check.status {
+            DriftCheckStatus::Pending => "pending".into(),
+            DriftCheckStatus::Failed => "failed".into(),
+            DriftCheckStatus::Done if check.replaced.is_empty() => "ok".into(),
+            DriftCheckStatus::Done => format!("replaces {}", check.replaced.join(", ")),
+        },
     }
 }

@@ -60,6 +60,9 @@ pub struct StartArgs {
     /// The Terraform CLI run for `provisioner = "terraform"` templates: a path, or a name looked up on PATH.
     #[arg(long, env = "WARMSPACE_TERRAFORM_BINARY", default_value = warmspace_provisioner::DEFAULT_TERRAFORM_BINARY)]
     terraform_binary: std::path::PathBuf,
+    /// Terraform's plugin cache directory (TF_PLUGIN_CACHE_DIR) for this daemon: providers are downloaded (or placed by a mirror) once and shared by every build. It must exist. Default: none, each build's init fetches its own.
+    #[arg(long, env = "WARMSPACE_TERRAFORM_PLUGIN_CACHE_DIR")]
+    terraform_plugin_cache_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -172,6 +175,7 @@ async fn start(config: &Config, args: StartArgs) -> anyhow::Result<()> {
             stop_grace: args.stop_grace,
             shutdown_grace: warmspace_provisioner::DEFAULT_SHUTDOWN_GRACE,
             terraform_binary: args.terraform_binary,
+            terraform_plugin_cache_dir: args.terraform_plugin_cache_dir,
         },
     );
     println!("Provisioner daemon {name} taking jobs from {url}");

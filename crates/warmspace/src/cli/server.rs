@@ -53,6 +53,9 @@ pub struct ServerArgs {
     /// The Terraform CLI the in-process provisioner daemons run for `provisioner = "terraform"` templates: a path, or a name looked up on PATH.
     #[arg(long, env = "WARMSPACE_TERRAFORM_BINARY", default_value = warmspace_provisioner::DEFAULT_TERRAFORM_BINARY)]
     terraform_binary: std::path::PathBuf,
+    /// Terraform's plugin cache directory (TF_PLUGIN_CACHE_DIR) for the in-process provisioner daemons: providers are downloaded (or placed by a mirror) once and shared by every build. It must exist. Default: none, each build's init fetches its own.
+    #[arg(long, env = "WARMSPACE_TERRAFORM_PLUGIN_CACHE_DIR")]
+    terraform_plugin_cache_dir: Option<std::path::PathBuf>,
     /// The share of live provisioner daemons prebuild jobs may occupy at once (at least one daemon).
     #[arg(long, env = "WARMSPACE_PREBUILD_DAEMON_SHARE", default_value_t = 0.5)]
     prebuild_daemon_share: f64,
@@ -122,6 +125,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             stop_grace: args.provisioner_stop_grace,
             shutdown_grace: args.shutdown_grace,
             terraform_binary: args.terraform_binary.clone(),
+            terraform_plugin_cache_dir: args.terraform_plugin_cache_dir.clone(),
             ..ProvisioningConfig::default()
         },
         reconciler: ReconcilerConfig {

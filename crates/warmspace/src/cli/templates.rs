@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use warmspace_sdk::{
-    Client, CreateTemplateRequest, CreateTemplateVersionRequest, JobStatus, LogEvent, Preset, StatusCode, Template,
-    UpdateTemplateRequest, UpdateTemplateSettings,
+    Client, CreateTemplateRequest, CreateTemplateVersionRequest, DriftCheckStatus, JobStatus, LogEvent, Preset,
+    PresetPoolStatus, Provisioner, StatusCode, Template, TemplateVersion, UpdateTemplateRequest,
+    UpdateTemplateSettings,
 };
 
 use super::Config;
@@ -38,6 +39,12 @@ pub enum TemplatesCommand {
         /// A note stored with the version.
         #[arg(long, short = 'm', default_value = "")]
         message: String,
+        /// Wait up to this long (e.g. 2m) for the drift check of the new
+        /// version's first prebuilds (Terraform templates whose presets keep
+        /// pools) and print what claims would replace. Default: don't wait,
+        /// say the check is pending and where to see it.
+        #[arg(long = "wait-drift-check", value_parser = humantime::parse_duration)]
+        wait_drift_check: Option<std::time::Duration>,
         #[command(flatten)]
         org: OrgArgs,
     },
@@ -166,8 +173,12 @@ pub enum PresetsCommand {
 pub async fn run(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
     let client = config.client()?;
     match command {
-        TemplatesCommand::Push { name, directory, activate, version_name, message, org } => {
-            push(&client, &org.organization, &name, &directory, activate, version_name, message).await
+        TemplatesCommand::Push { name, directory, activate, version_name, message, wait_drift_check, org } => {
+            let version = push(&client, &org.organization, &name, &directory, activate, version_name, message).await?;
+            match version {
+                Some(version) if activate => drift_check(&client, &version, wait_drift_check).await,
+                _ => Ok(()),
+            }
         }
         TemplatesCommand::List { org, output } => {
             let templates = client.templates(&org.organization).await?;
@@ -275,7 +286,7 @@ async fn push(
     activate: bool,
     version_name: Option<String>,
     message: String,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<TemplateVersion>> {
     let archive = warmspace_sdk::archive::tar_directory(directory)?;
     let existing = match client.template_by_name(organization, name).await {
         Ok(template) => Some(template),
@@ -299,7 +310,7 @@ async fn push(
         .await?;
     if version.unchanged {
         println!("Template {name} is unchanged: the files are those of its active version {}.", version.name);
-        return Ok(());
+        return Ok(None);
     }
     println!("Importing {name} version {} …", version.name);
     let job = follow_import(client, version.id).await?;
@@ -328,6 +339,54 @@ async fn push(
             println!("Version {} of {name} is now active.", version.name);
         }
         Some(_) => println!("Version {} of {name} imported; the active version is unchanged.", version.name),
+    }
+    Ok(Some(client.template_version(version.id).await?))
+}
+
+/// How often `push --wait-drift-check` looks at the pools.
+const DRIFT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What the drift check of a pushed Terraform version's pools found: once
+/// `wait` (if any) is over, the checks done are printed and the others said
+/// to be pending, with where to see them.
+async fn drift_check(
+    client: &Client,
+    version: &TemplateVersion,
+    wait: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    if version.provisioner != Some(Provisioner::Terraform) {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+    let pools = loop {
+        let pools: Vec<PresetPoolStatus> = client
+            .prebuilds_status()
+            .await?
+            .presets
+            .into_iter()
+            .filter(|p| p.template_version_id == version.id && p.desired > 0)
+            .collect();
+        let done = |p: &PresetPoolStatus| p.drift_check.as_ref().is_some_and(|c| c.status != DriftCheckStatus::Pending);
+        if pools.iter().all(done) || tokio::time::Instant::now() >= deadline {
+            break pools;
+        }
+        tokio::time::sleep(DRIFT_POLL).await;
+    };
+    for pool in pools {
+        let preset = &pool.preset_name;
+        match pool.drift_check {
+            Some(check) if check.status == DriftCheckStatus::Done => match check.message {
+                Some(message) => println!("Drift check of preset {preset}: {message}."),
+                None => println!("Drift check of preset {preset}: a claim replaces nothing its pool keeps warm."),
+            },
+            Some(check) if check.status == DriftCheckStatus::Failed => {
+                println!("Drift check of preset {preset} failed: {}", check.error.unwrap_or_default())
+            }
+            _ => println!(
+                "Drift check of preset {preset} pending: it runs once the preset's first prebuild is ready; \
+                 see `warmspace prebuilds status` (or push with --wait-drift-check 5m)."
+            ),
+        }
     }
     Ok(())
 }

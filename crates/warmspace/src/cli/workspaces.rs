@@ -61,6 +61,10 @@ pub struct NameArgs {
 pub struct ShowArgs {
     #[command(flatten)]
     workspace: NameArgs,
+    /// Show how long the latest build's stages and each resource took
+    /// (Terraform templates), instead of the workspace.
+    #[arg(long)]
+    timings: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -204,6 +208,9 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
 pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
     let client = config.client()?;
     let workspace = find(&client, &args.workspace.name).await?;
+    if args.timings {
+        return timings(&client, &workspace.latest_build, args.output.format).await;
+    }
     if args.output.format == Format::Json {
         return output::json(&workspace);
     }
@@ -260,6 +267,33 @@ pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
     if let Some(error) = &b.job.error {
         println!("  error:      {error}");
     }
+    Ok(())
+}
+
+/// `show --timings`: a build's stages, each followed by its resources' actions.
+async fn timings(client: &Client, build: &WorkspaceBuild, format: Format) -> anyhow::Result<()> {
+    let timings = client.build_timings(build.id).await?;
+    if format == Format::Json {
+        return output::json(&timings);
+    }
+    println!("Build #{} ({}, {}):", build.build_number, build.transition, build.job.status.as_str());
+    if timings.is_empty() {
+        println!("  no timings (only Terraform builds record them)");
+        return Ok(());
+    }
+    output::table(
+        ["STAGE", "ACTION", "RESOURCE", "STARTED", "SECONDS"],
+        timings.iter().map(|t| {
+            let seconds = (t.ended_at - t.started_at).as_seconds_f64();
+            [
+                t.stage.clone(),
+                t.action.clone(),
+                t.resource.clone().unwrap_or_else(|| "-".into()),
+                t.started_at.format("%H:%M:%S%.3f").to_string(),
+                format!("{seconds:.3}"),
+            ]
+        }),
+    );
     Ok(())
 }
 

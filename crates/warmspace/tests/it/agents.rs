@@ -37,12 +37,12 @@ async fn agent_logs(client: &Client, ws: &Workspace) -> Vec<WorkspaceAgentLog> {
 /// What the agent logs once it serves its workspace's owner and stops listening for claims.
 const NOT_WAITING: &str = "not waiting for a claim";
 
-fn agent_log(example: &ExecExample, workspace: Uuid) -> String {
+fn agent_log(example: &Example, workspace: Uuid) -> String {
     std::fs::read_to_string(example.root.join(workspace.to_string()).join("agent.log")).unwrap_or_default()
 }
 
 /// Waits until the workspace's agent has logged `what`.
-async fn agent_said(example: &ExecExample, workspace: Uuid, what: &str) {
+async fn agent_said(example: &Example, workspace: Uuid, what: &str) {
     eventually(Duration::from_secs(30), what, || async { agent_log(example, workspace).contains(what) }).await;
 }
 
@@ -66,7 +66,7 @@ async fn wait_ready(client: &Client, id: Uuid, owner: Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_workspace_s_agent_becomes_ready_disconnects_on_stop_and_loses_its_token_on_delete() {
     let db = TestDatabase::new().await;
-    let (example, server) = ExecExample::start(db.url()).await;
+    let (example, server) = Example::start(db.url()).await;
     run(example.cli().args(["create", "box", "--template", "local"]));
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
@@ -206,7 +206,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
     let db = TestDatabase::new().await;
     let store = db.store().await;
     let raw = db.pool().await;
-    let (example, server) = ExecExample::start(db.url()).await;
+    let (example, server) = Example::start(db.url()).await;
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
     let template = client.template_by_name("default", "local").await.unwrap();
@@ -263,7 +263,7 @@ async fn a_claimed_prebuild_s_agent_reinitialises_exactly_once() {
 async fn claiming_the_exec_example_s_prebuild_reinitialises_its_real_agent_once_and_refills_the_pool() {
     let db = TestDatabase::new().await;
     let raw = db.pool().await;
-    let (example, server) = ExecExample::start(db.url()).await;
+    let (example, server) = Example::start(db.url()).await;
     let client = admin_client(&server.url).await;
     let me = client.user("me").await.unwrap();
 

@@ -288,11 +288,12 @@ where
     }
 }
 
-/// The exec example as a user runs it: a server whose workspaces are local
-/// processes under a temporary `root`, the admin logged in (see [`Self::cli`]),
-/// and the example pushed as template `local`. The example's processes die
-/// with it.
-pub struct ExecExample {
+/// An example template as a user runs it: a server whose workspaces are
+/// local processes under a temporary `root`, the admin logged in (see
+/// [`Self::cli`]), and the example pushed (the exec example as template
+/// `local`, unless [`Self::start_with`] says otherwise). The example's
+/// processes die with it.
+pub struct Example {
     config: PathBuf,
     pub root: PathBuf,
     address: String,
@@ -301,11 +302,16 @@ pub struct ExecExample {
     _tmp: tempfile::TempDir,
 }
 
-impl ExecExample {
-    pub async fn start(postgres_url: &str) -> (ExecExample, ServerProcess) {
+impl Example {
+    pub async fn start(postgres_url: &str) -> (Example, ServerProcess) {
+        Self::start_with(postgres_url, "local", "exec").await
+    }
+
+    /// The example in `examples/<directory>`, pushed as template `template`.
+    pub async fn start_with(postgres_url: &str, template: &str, directory: &str) -> (Example, ServerProcess) {
         let tmp = temp_dir();
         let root = tmp.path().join("workspaces");
-        let example = ExecExample {
+        let example = Example {
             config: tmp.path().join("client"),
             root: root.clone(),
             address: free_address(),
@@ -315,8 +321,8 @@ impl ExecExample {
         };
         let server = example.serve().await;
         login_admin(&example.config, &server.url);
-        let dir = format!("{}/../../examples/exec", env!("CARGO_MANIFEST_DIR"));
-        run(example.cli().args(["templates", "push", "local", "-d", &dir]));
+        let dir = format!("{}/../../examples/{directory}", env!("CARGO_MANIFEST_DIR"));
+        run(example.cli().args(["templates", "push", template, "-d", &dir]));
         (example, server)
     }
 

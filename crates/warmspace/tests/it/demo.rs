@@ -188,7 +188,7 @@ fn the_demo_runs_twice_on_the_same_data_and_stops_its_workspaces_on_ctrl_c() {
 
     let mut first = DemoRun::start(&demo_dir, &address);
     first.wait_ready(Duration::from_secs(300));
-    assert!(!first.stdout.contains("did not fill"), "both pools filled\n{}", first.output());
+    assert!(!first.stdout.contains("did not fill"), "the pools filled\n{}", first.output());
     assert!(first.stdout.contains(demo_dir.to_str().unwrap()), "it says where its data is\n{}", first.output());
     assert!(first.stdout.contains("rm -rf"), "it says how to start over\n{}", first.output());
     let demo = json(&config, &["show", "demo"]);
@@ -197,10 +197,10 @@ fn the_demo_runs_twice_on_the_same_data_and_stops_its_workspaces_on_ctrl_c() {
 
     let mut second = DemoRun::start(&demo_dir, &address);
     second.wait_ready(Duration::from_secs(300));
-    assert!(!second.stdout.contains("did not fill"), "both pools filled again\n{}", second.output());
+    assert!(!second.stdout.contains("did not fill"), "the pools filled again\n{}", second.output());
     let again = json(&config, &["show", "demo-2"]);
     assert_eq!(again["latest_build"]["reason"], "claim", "demo-2 was claimed\n{}", second.output());
-    for template in ["example", "local"] {
+    for template in ["example", "local", "terraform"] {
         let versions = json(&config, &["templates", "versions", "list", template]);
         assert_eq!(versions.as_array().unwrap().len(), 1, "{template} was not pushed again\n{}", second.output());
     }

@@ -51,7 +51,7 @@ async fn wait_running_build(db: &TestDatabase) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_log_reader_died_still_stops_on_ctrl_c_with_agents_connected() {
     let db = TestDatabase::new().await;
-    let (example, first) = ExecExample::start(db.url()).await;
+    let (example, first) = Example::start(db.url()).await;
     first.terminate();
     let (mut server, stdout, stderr) = example.serve_piped().await;
     // The example keeps one prebuild, whose real agent process holds its

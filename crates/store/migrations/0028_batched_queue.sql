@@ -23,8 +23,8 @@ DROP FUNCTION take_provisioner_job(uuid, text, jsonb, text, interval, timestampt
 -- (migration 0023 says why that is harmless for a take).
 --
 -- Returns one row per job taken, saying which daemon it went to, with what
--- running it needs (as `take_provisioner_job` did, migrations 0014 and
--- 0026); daemons for which there was no job get no row. Jobs go to the
+-- running it needs (as `take_provisioner_job` did, migrations 0014, 0026
+-- and 0027); daemons for which there was no job get no row. Jobs go to the
 -- daemons in the order they were given.
 CREATE FUNCTION take_provisioner_jobs(
     daemon_ids uuid[], daemon_names text[], daemon_key_ids text[], daemon_tags jsonb, lease interval,
@@ -134,7 +134,10 @@ BEGIN
     -- What each daemon needs to run its job. A LEFT JOIN from the job: a
     -- build whose rows are missing still comes back (with no build id), so
     -- the caller can fail it rather than leave it running until its lease
-    -- expires.
+    -- expires. A drift check (migration 0027) gets what a build of its
+    -- prebuild gets, as the prebuild's latest build left it: that build's
+    -- parameters and its own state (the state a claim would start from); a
+    -- prebuild claimed or deleted meanwhile comes back with no build.
     RETURN QUERY
     SELECT g.n, j.id, j.type, coalesce(b.template_version_id, iv.id), coalesce(v.file_id, iv.file_id),
            b.id, b.build_number, b.transition, b.reason, w.id, w.name, w.owner_id, u.username, u.email,
@@ -142,13 +145,14 @@ BEGIN
            CASE WHEN b.id IS NOT NULL THEN
                coalesce((SELECT jsonb_object_agg(p.name, p.value) FROM workspace_build_parameters p
                          WHERE p.workspace_build_id = b.id), '{}') END,
-           (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id
-                AND e.build_number < b.build_number AND e.provisioner_state IS NOT NULL
-            ORDER BY e.build_number DESC LIMIT 1),
+           CASE WHEN d.job_id IS NOT NULL THEN b.provisioner_state ELSE
+               (SELECT e.provisioner_state FROM workspace_builds e WHERE e.workspace_id = w.id
+                    AND e.build_number < b.build_number AND e.provisioner_state IS NOT NULL
+                ORDER BY e.build_number DESC LIMIT 1) END,
            CASE WHEN b.id IS NOT NULL THEN
                array(SELECT a.name FROM template_version_agents a WHERE a.template_version_id = v.id
                      ORDER BY a.ordinal) END,
-           CASE WHEN b.id IS NOT NULL THEN
+           CASE WHEN b.id IS NOT NULL THEN d.job_id IS NULL AND
                EXISTS (SELECT FROM workspace_agents a WHERE a.workspace_id = w.id AND a.token_id IS NOT NULL) END,
            j.created_at, j.started_at, j.initiator_id, o.name, coalesce(t.name, it.name, ''), pr.name
     FROM unnest(taken, takers) AS g(id, n)
@@ -157,13 +161,22 @@ BEGIN
     -- An import: the version it imports.
     LEFT JOIN template_versions iv ON j.type = 'template_version_import' AND iv.job_id = j.id
     LEFT JOIN templates it ON it.id = iv.template_id
-    -- A build: its rows.
-    LEFT JOIN workspace_builds b ON j.type = 'workspace_build' AND b.job_id = j.id
+    -- A drift check: the prebuild it checks.
+    LEFT JOIN prebuild_drift_checks d ON j.type = 'prebuild_drift_check' AND d.job_id = j.id
+    -- A build: its own rows; a drift check: its prebuild's latest build.
+    LEFT JOIN LATERAL (
+        SELECT e.* FROM workspace_builds e WHERE j.type = 'workspace_build' AND e.job_id = j.id
+        UNION ALL
+        (SELECT e.* FROM workspace_builds e JOIN workspaces p ON p.id = e.workspace_id
+         WHERE e.workspace_id = d.workspace_id AND NOT p.deleted
+             AND p.owner_id = 'c42fdf75-3097-471c-8c33-fb52454d81c0'
+         ORDER BY e.build_number DESC LIMIT 1)
+    ) b ON true
     LEFT JOIN workspaces w ON w.id = b.workspace_id
     LEFT JOIN users u ON u.id = w.owner_id
     LEFT JOIN template_versions v ON v.id = b.template_version_id
     LEFT JOIN templates t ON t.id = w.template_id
-    LEFT JOIN template_version_presets pr ON pr.id = w.preset_id
+    LEFT JOIN template_version_presets pr ON pr.id = coalesce(d.preset_id, w.preset_id)
     ORDER BY g.n;
 END
 $$;
