@@ -10,6 +10,7 @@
 mod macros;
 mod agents;
 mod builds;
+mod connections;
 mod jobs;
 mod log_line;
 mod prebuilds;
@@ -19,6 +20,7 @@ mod workspaces;
 
 pub use agents::AgentLifecycle;
 pub use builds::{BuildReason, Transition};
+pub use connections::{ConnectionStatus, ConnectionType};
 pub use jobs::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
 pub use log_line::{LINE_TRUNCATED_MARKER, MAX_LOG_LINE, cap_log_line};
 pub use prebuilds::{DEFAULT_AGENT_READY_TIMEOUT_MS, DeletionReason, MissReason, PrebuildEvent, PresetStatus};

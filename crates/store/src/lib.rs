@@ -5,6 +5,7 @@ pub mod agents;
 pub mod bench;
 pub mod claims;
 mod clock;
+pub mod connections;
 pub mod daemons;
 pub mod embedded;
 mod error;

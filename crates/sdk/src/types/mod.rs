@@ -1,5 +1,6 @@
 mod agents;
 mod buildinfo;
+mod connections;
 mod error;
 mod files;
 mod jobs;
@@ -13,6 +14,7 @@ mod workspaces;
 
 pub use agents::*;
 pub use buildinfo::*;
+pub use connections::*;
 pub use error::*;
 pub use files::*;
 pub use jobs::*;

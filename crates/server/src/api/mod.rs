@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v2/`, described by the OpenAPI document it serves.
 
 mod agents;
+mod connections;
 mod error;
 mod extract;
 mod files;
@@ -93,6 +94,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(workspaces::routes())
         .merge(provisionerd::routes())
         .merge(agents::routes())
+        .merge(connections::routes())
         .merge(prebuilds::routes())
         .merge(notifications::routes())
 }
