@@ -335,6 +335,13 @@ async fn serve(
     }
     // Connections record the client's address.
     let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Small writes go out at once: an SSH keystroke through a tunnel must
+    // not wait for the peer's delayed acknowledgement.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot turn Nagle's algorithm off on a connection");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         streams.shut_down();
