@@ -14,11 +14,10 @@ pub struct TunnelRow {
     pub secret: String,
 }
 
-/// A connection as it opens.
-#[derive(Debug, Clone)]
-pub struct NewConnection {
-    pub id: Uuid,
-    pub kind: ConnectionType,
+/// Who connected to what: the user, and the workspace and agent with
+/// their names as they were.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConnectionParties {
     pub user_id: Uuid,
     pub username: String,
     pub workspace_id: Uuid,
@@ -27,6 +26,14 @@ pub struct NewConnection {
     pub workspace_owner_name: String,
     pub agent_id: Uuid,
     pub agent_name: String,
+}
+
+/// A connection as it opens.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub id: Uuid,
+    pub kind: ConnectionType,
+    pub parties: ConnectionParties,
     pub client_address: String,
     pub port: Option<u16>,
 }
@@ -36,14 +43,8 @@ pub struct ConnectionRow {
     pub id: Uuid,
     #[sqlx(rename = "type")]
     pub kind: ConnectionType,
-    pub user_id: Uuid,
-    pub username: String,
-    pub workspace_id: Uuid,
-    pub workspace_name: String,
-    pub workspace_owner_id: Uuid,
-    pub workspace_owner_name: String,
-    pub agent_id: Uuid,
-    pub agent_name: String,
+    #[sqlx(flatten)]
+    pub parties: ConnectionParties,
     pub client_address: String,
     pub port: Option<i32>,
     pub started_at: DateTime<Utc>,
@@ -104,14 +105,14 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             c.id,
             c.kind as ConnectionType,
-            c.user_id,
-            c.username,
-            c.workspace_id,
-            c.workspace_name,
-            c.workspace_owner_id,
-            c.workspace_owner_name,
-            c.agent_id,
-            c.agent_name,
+            c.parties.user_id,
+            c.parties.username,
+            c.parties.workspace_id,
+            c.parties.workspace_name,
+            c.parties.workspace_owner_id,
+            c.parties.workspace_owner_name,
+            c.parties.agent_id,
+            c.parties.agent_name,
             c.client_address,
             c.port.map(i32::from),
             self.now(),

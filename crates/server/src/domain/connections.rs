@@ -15,7 +15,7 @@ use warmspace_sdk::{
     Client, ConnectQuery, ConnectionLogEntry, ConnectionLogPage, ConnectionLogQuery, ConnectionStatus, ConnectionType,
     Transition, WorkspaceAgent, WorkspaceStatus,
 };
-use warmspace_store::connections::{ConnectionFilter, ConnectionRow, NewConnection};
+use warmspace_store::connections::{ConnectionFilter, ConnectionParties, ConnectionRow, NewConnection};
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
 use super::{Actor, AgentAuth, Domain, Error, Result};
@@ -89,14 +89,16 @@ impl Domain {
         let connection = NewConnection {
             id: Uuid::new_v4(),
             kind: query.kind,
-            user_id: actor.user.id,
-            username: actor.user.username.clone(),
-            workspace_id: workspace.id,
-            workspace_name: workspace.name.clone(),
-            workspace_owner_id: workspace.owner_id,
-            workspace_owner_name: workspace.owner_name.clone(),
-            agent_id: agent.id,
-            agent_name: agent.name.clone(),
+            parties: ConnectionParties {
+                user_id: actor.user.id,
+                username: actor.user.username.clone(),
+                workspace_id: workspace.id,
+                workspace_name: workspace.name.clone(),
+                workspace_owner_id: workspace.owner_id,
+                workspace_owner_name: workspace.owner_name.clone(),
+                agent_id: agent.id,
+                agent_name: agent.name.clone(),
+            },
             client_address,
             port,
         };
@@ -238,18 +240,19 @@ fn pick_agent<'a>(agents: &'a [WorkspaceAgent], name: Option<&str>, workspace: &
 }
 
 fn entry(row: ConnectionRow) -> ConnectionLogEntry {
+    let who = row.parties;
     ConnectionLogEntry {
         id: row.id,
         kind: row.kind,
         status: if row.ended_at.is_some() { ConnectionStatus::Completed } else { ConnectionStatus::Ongoing },
-        user_id: row.user_id,
-        username: row.username,
-        workspace_id: row.workspace_id,
-        workspace_name: row.workspace_name,
-        workspace_owner_id: row.workspace_owner_id,
-        workspace_owner_name: row.workspace_owner_name,
-        agent_id: row.agent_id,
-        agent_name: row.agent_name,
+        user_id: who.user_id,
+        username: who.username,
+        workspace_id: who.workspace_id,
+        workspace_name: who.workspace_name,
+        workspace_owner_id: who.workspace_owner_id,
+        workspace_owner_name: who.workspace_owner_name,
+        agent_id: who.agent_id,
+        agent_name: who.agent_name,
         client_address: row.client_address,
         // The schema keeps ports within 1..=65535.
         port: row.port.and_then(|p| u16::try_from(p).ok()),

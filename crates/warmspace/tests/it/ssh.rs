@@ -131,6 +131,10 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
         describe(&seven)
     );
     assert_eq!(closed_entry(&example, &["--type", "ssh"]).await.exit_code, Some(7));
+    // With a terminal: the command runs in a pty.
+    let pty = openssh(&["-tt", "warmspace.box", "tty; exit 5"]).unwrap();
+    assert_eq!(pty.status.code(), Some(5), "{}", describe(&pty));
+    assert!(text(&pty.stdout).starts_with("/dev/pts/"), "{}", describe(&pty));
 
     // scp in the legacy protocol (`-O`), which runs `scp -t` in the workspace.
     let source = dir.path().join("source.txt");
@@ -253,6 +257,28 @@ async fn only_a_workspace_s_owner_may_connect_and_never_to_an_unclaimed_prebuild
     assert_eq!(prebuild.owner_id, PREBUILDS_USER_ID);
     let refused = run_failing(example.cli().args(["ssh", &format!("prebuilds/{}", prebuild.name), "--", "true"]));
     assert!(refused.contains("unclaimed prebuild"), "{refused}");
+
+    // The API refuses what is not a connection, and bad filters, with a clear error.
+    let plain = bob.request(reqwest::Method::GET, &format!("api/v2/workspaces/{}/connect?type=ssh", bobs.id)).unwrap();
+    let plain = plain.send().await.unwrap();
+    assert_eq!(plain.status(), reqwest::StatusCode::UPGRADE_REQUIRED);
+    assert!(plain.text().await.unwrap().contains("Upgrade: warmspace-tunnel"));
+    let bad = run_failing(as_bob().args(["connections", "list", "--limit", "0"]));
+    assert!(bad.contains("limit"), "{bad}");
+    let bad = run_failing(as_bob().args([
+        "connections",
+        "list",
+        "--since",
+        "2030-01-01T00:00:00Z",
+        "--until",
+        "2020-01-01T00:00:00Z",
+    ]));
+    assert!(bad.contains("started_before"), "{bad}");
+
+    // A stopped workspace cannot be reached, and says so.
+    run(as_bob().args(["stop", "bobs"]));
+    let stopped = run_failing(as_bob().args(["ssh", "bobs", "--", "true"]));
+    assert!(stopped.contains("is not running"), "{stopped}");
 
     // Only bob's own connections are his to see; the owner sees them all, refused ones not among them.
     let mine = run(as_bob().args(["connections", "list", "-o", "json"]));
