@@ -110,7 +110,7 @@ impl Domain {
             Err(why) => {
                 self.connection_closed(connection.id, &why).await;
                 Err(Error::conflict(format!("The agent {} of workspace {full_name} is not connected.", agent.name))
-                    .detail(format!("{why}. Is the workspace's agent running? It reconnects by itself.")))
+                    .detail(format!("Cause: {why}. Is the workspace's agent running? It reconnects by itself.")))
             }
         }
     }

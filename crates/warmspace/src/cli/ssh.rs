@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use russh::ChannelMsg;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use warmspace_sdk::{Client, ConnectQuery, ConnectionType, Workspace};
 
@@ -107,8 +107,11 @@ pub async fn ssh(config: &Config, args: SshArgs) -> anyhow::Result<()> {
 /// ProxyCommand: standard input to the stream, the stream to standard output.
 async fn proxy(stream: reqwest::Upgraded) -> anyhow::Result<()> {
     let (mut from, mut to) = tokio::io::split(stream);
+    let mut input = stdin_chunks();
     let upload = async {
-        tokio::io::copy(&mut tokio::io::stdin(), &mut to).await?;
+        while let Some(chunk) = input.recv().await {
+            to.write_all(&chunk).await?;
+        }
         to.shutdown().await
     };
     let download = async {
@@ -165,20 +168,19 @@ async fn session(stream: reqwest::Upgraded, user: &str, command: &[String]) -> a
         channel.exec(true, command.join(" ")).await?;
     }
     let mut resized = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let mut stdin = tokio::io::stdin();
+    let mut stdin = stdin_chunks();
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
-    let mut input = vec![0u8; 32 * 1024];
     let mut stdin_open = true;
     let mut code = None;
     loop {
         tokio::select! {
-            read = stdin.read(&mut input), if stdin_open => match read {
-                Ok(0) | Err(_) => {
+            chunk = stdin.recv(), if stdin_open => match chunk {
+                Some(chunk) => channel.data(&chunk[..]).await?,
+                None => {
                     stdin_open = false;
                     channel.eof().await?;
                 }
-                Ok(n) => channel.data(&input[..n]).await?,
             },
             Some(()) = resized.recv(), if terminal => {
                 let (cols, rows) = window_size();
@@ -203,6 +205,24 @@ async fn session(stream: reqwest::Upgraded, user: &str, command: &[String]) -> a
     ssh.disconnect(russh::Disconnect::ByApplication, "", "en").await.ok();
     // No status: the connection dropped, as OpenSSH tells with 255.
     Ok(code.unwrap_or(255))
+}
+
+/// Standard input, read by a thread of its own until its end. Not tokio's
+/// stdin: its reads block a thread that the runtime waits for on the way
+/// out, so a session that ended while the terminal had nothing to read
+/// would never exit. This thread ends with the process.
+fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (chunks, receiver) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdin, &mut buf) {
+            if chunks.blocking_send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 /// The terminal's columns and rows (80×24 when it cannot tell).

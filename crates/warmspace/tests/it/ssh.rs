@@ -235,6 +235,20 @@ async fn only_a_workspace_s_owner_may_connect_and_never_to_an_unclaimed_prebuild
     })
     .await;
 
+    // Interactive, in a terminal (`script` gives the CLI one): a login shell in a pty, its exit status passed on.
+    let line = format!("{BIN} ssh bobs --url {} --token {}", server.url, session.session_token);
+    let mut terminal = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut terminal.stdin.take().unwrap(), b"echo $((6 * 7))\nexit 4\n").unwrap();
+    let terminal = terminal.wait_with_output().unwrap();
+    assert_eq!(terminal.status.code(), Some(4), "{}", describe(&terminal));
+    assert!(text(&terminal.stdout).contains("42"), "{}", describe(&terminal));
+
     // The deployment owner may see bob's workspace but not enter it.
     let refused = run_failing(example.cli().args(["ssh", "bob/bobs", "--", "true"]));
     assert!(refused.contains("Only the owner of workspace bob/bobs may connect to it"), "{refused}");
