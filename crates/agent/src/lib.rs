@@ -148,7 +148,8 @@ pub async fn run(options: AgentOptions, shutdown: impl Future<Output = ()> + Sen
     let span = tracing::info_span!("agent", agent = tracing::field::Empty, workspace = tracing::field::Empty);
     let client = Client::new(options.url.clone()).with_agent_token(options.token);
     let (log, uploader) = span.in_scope(|| logs::start(client.clone()));
-    let agent = Agent { client, runner: options.runner, log, manifest: watch::channel(None).0 };
+    let agent =
+        Agent { client, runner: options.runner, log, manifest: watch::channel(None).0, sessions: Default::default() };
     async move {
         let outcome = tokio::select! {
             biased;
@@ -191,6 +192,8 @@ pub(crate) struct Agent {
     log: LogSink,
     /// The latest manifest, for SSH sessions' environment.
     manifest: watch::Sender<Option<AgentManifest>>,
+    /// The connections open through the tunnel.
+    sessions: tunnel::Sessions,
 }
 
 impl Agent {
@@ -211,13 +214,13 @@ impl Agent {
         };
         let tunnel = async {
             if tunnel {
-                Err(tunnel::hold(&self.client, self.manifest.subscribe()).await)
+                Err(tunnel::hold(&self.client, self.manifest.subscribe(), &self.sessions).await)
             } else {
                 std::future::pending().await
             }
         };
         tokio::select! {
-            exit = heartbeat::beat(&self.client, heartbeat_every, watching) => exit,
+            exit = heartbeat::beat(&self.client, heartbeat_every, watching, &self.sessions) => exit,
             exit = tunnel => exit,
             result = personalising => match result {
                 Ok(never) => match never {},

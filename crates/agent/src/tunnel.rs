@@ -4,6 +4,8 @@
 //! agent's SSH server or a TCP connection to forward to a port on the
 //! workspace's loopback.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -18,8 +20,37 @@ use crate::ssh::{Connection, SshServer};
 /// How long the server gets to say what a new stream is for.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many connections (SSH, forwarded) are open: the heartbeats tell the
+/// server, for which an open one is use of the workspace.
+#[derive(Clone, Default)]
+pub(crate) struct Sessions(Arc<AtomicU32>);
+
+impl Sessions {
+    pub fn count(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more until the returned guard is dropped.
+    fn open(&self) -> OpenSession {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        OpenSession(self.clone())
+    }
+}
+
+struct OpenSession(Sessions);
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Holds the tunnel open until the token stops working (the only way it returns).
-pub(crate) async fn hold(client: &Client, manifest: watch::Receiver<Option<AgentManifest>>) -> AgentError {
+pub(crate) async fn hold(
+    client: &Client,
+    manifest: watch::Receiver<Option<AgentManifest>>,
+    sessions: &Sessions,
+) -> AgentError {
     let ssh = SshServer::new();
     let mut backoff = retry::backoff();
     loop {
@@ -29,7 +60,11 @@ pub(crate) async fn hold(client: &Client, manifest: watch::Receiver<Option<Agent
                 backoff = retry::backoff();
                 let served = tunnel::accept(io, |stream| {
                     let (client, ssh, manifest) = (client.clone(), ssh.clone(), manifest.clone());
-                    tokio::spawn(async move { serve(stream, &client, &ssh, &manifest).await });
+                    let open = sessions.open();
+                    tokio::spawn(async move {
+                        serve(stream, &client, &ssh, &manifest).await;
+                        drop(open);
+                    });
                 })
                 .await;
                 match served {

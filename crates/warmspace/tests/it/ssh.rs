@@ -70,6 +70,13 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
     let client = admin_client(&server.url).await;
     let ws = ready_workspace(&example, &client, "box").await;
 
+    // An open session is use of the workspace: the agent's heartbeats (every 10 s) tell the server.
+    let before = client.workspace(ws.id).await.unwrap().last_used_at;
+    let long = run(example.cli().args(["ssh", "box", "--", "sleep 12; echo used"]));
+    assert_eq!(text(&long.stdout), "used\n");
+    let after = client.workspace(ws.id).await.unwrap().last_used_at;
+    assert!(after > before, "last used {before} before a 12 s session, {after} after");
+
     // A command's output and exit status; the manifest's environment.
     let hi = example.cli().args(["ssh", "box", "--", "echo", "hi"]).output().unwrap();
     assert!(hi.status.success(), "{}", describe(&hi));
