@@ -1,5 +1,6 @@
 //! Heartbeats: they keep the agent "connected" in the server's eyes, tell it
-//! which owner the agent serves, and carry back the order to stop.
+//! which owner the agent serves and how many connections are open (use of
+//! the workspace, which moves its deadline), and carry back the order to stop.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use uuid::Uuid;
 use warmspace_sdk::{AgentHeartbeatResponse, Client, ClientError};
 
 use crate::retry::{Failure, classify};
+use crate::tunnel::Sessions;
 use crate::{AgentError, Exit};
 
 /// The shortest interval honoured, so a zero in the options cannot spin.
@@ -38,20 +40,28 @@ pub fn on_answer(answer: &Result<AgentHeartbeatResponse, ClientError>) -> Beat {
 
 /// Beats every `every`, the first at once, until the server says stop or the
 /// token stops working.
-pub async fn beat(client: &Client, every: Duration, serving: watch::Receiver<Uuid>) -> Result<Exit, AgentError> {
+pub async fn beat(
+    client: &Client,
+    every: Duration,
+    serving: watch::Receiver<Uuid>,
+    sessions: &Sessions,
+) -> Result<Exit, AgentError> {
     let mut tick = tokio::time::interval(every.max(MIN_EVERY));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
         let owner = *serving.borrow();
-        let answer = match tokio::time::timeout(TIMEOUT, client.agent_heartbeat(Some(owner))).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                tracing::debug!("a heartbeat went unanswered");
-                continue;
-            }
-        };
+        let answer =
+            match tokio::time::timeout(TIMEOUT, client.agent_heartbeat_with_sessions(Some(owner), sessions.count()))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::debug!("a heartbeat went unanswered");
+                    continue;
+                }
+            };
         match on_answer(&answer) {
             Beat::Stop => {
                 tracing::info!("the workspace was stopped; exiting");

@@ -33,6 +33,11 @@
 //! 7. **Dev containers** (`devcontainers.rs`): once the first startup
 //!    script has run, brings each up with the `devcontainer` CLI and reports
 //!    its state. (Simulated agents relay no statuses and run no dev containers.)
+//! 8. **Tunnel** (unless [`AgentOptions::tunnel`] is off): an outbound
+//!    connection to the server carrying people's connections to the
+//!    workspace — SSH sessions served by the agent's in-process SSH server,
+//!    forwarded TCP connections to ports on its loopback (see `tunnel` and
+//!    `ssh`), reopened with backoff when it drops.
 //!
 //! A 401 anywhere means the token is invalid or revoked (the workspace was
 //! deleted or a new token issued): the agent exits with
@@ -50,7 +55,9 @@ pub mod output;
 mod reinit;
 mod retry;
 mod runner;
+mod ssh;
 pub mod status_relay;
+mod tunnel;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -79,12 +86,20 @@ pub struct AgentOptions {
     pub runner: Runner,
     /// The interval between heartbeats ([`DEFAULT_HEARTBEAT`]).
     pub heartbeat_every: Duration,
+    /// Keep the tunnel open, so people can reach the workspace (SSH, forwarded ports).
+    pub tunnel: bool,
 }
 
 impl AgentOptions {
     /// Options running the startup script for real, with the default heartbeat.
     pub fn new(url: url::Url, token: impl Into<String>) -> Self {
-        AgentOptions { url, token: token.into(), runner: Runner::Shell, heartbeat_every: DEFAULT_HEARTBEAT }
+        AgentOptions {
+            url,
+            token: token.into(),
+            runner: Runner::Shell,
+            heartbeat_every: DEFAULT_HEARTBEAT,
+            tunnel: true,
+        }
     }
 }
 
@@ -95,6 +110,7 @@ impl fmt::Debug for AgentOptions {
             .field("token", &"<redacted>")
             .field("runner", &self.runner)
             .field("heartbeat_every", &self.heartbeat_every)
+            .field("tunnel", &self.tunnel)
             .finish()
     }
 }
@@ -142,7 +158,8 @@ pub async fn run(options: AgentOptions, shutdown: impl Future<Output = ()> + Sen
     let span = tracing::info_span!("agent", agent = tracing::field::Empty, workspace = tracing::field::Empty);
     let client = Client::new(options.url.clone()).with_agent_token(options.token);
     let (log, uploader) = span.in_scope(|| logs::start(client.clone()));
-    let agent = Agent { client, runner: options.runner, log };
+    let agent =
+        Agent { client, runner: options.runner, log, manifest: watch::channel(None).0, sessions: Default::default() };
     async move {
         let outcome = tokio::select! {
             biased;
@@ -150,7 +167,7 @@ pub async fn run(options: AgentOptions, shutdown: impl Future<Output = ()> + Sen
                 tracing::info!("shutting down");
                 Ok(Exit::Shutdown)
             }
-            outcome = agent.serve(options.heartbeat_every) => outcome,
+            outcome = agent.serve(options.heartbeat_every, options.tunnel) => outcome,
         };
         // Whatever ended the agent, what the script printed is worth keeping.
         let Agent { client, log, .. } = agent;
@@ -183,10 +200,14 @@ pub(crate) struct Agent {
     client: Client,
     runner: Runner,
     log: LogSink,
+    /// The latest manifest, for SSH sessions' environment.
+    manifest: watch::Sender<Option<AgentManifest>>,
+    /// The connections open through the tunnel.
+    sessions: tunnel::Sessions,
 }
 
 impl Agent {
-    async fn serve(&self, heartbeat_every: Duration) -> Result<Exit, AgentError> {
+    async fn serve(&self, heartbeat_every: Duration, tunnel: bool) -> Result<Exit, AgentError> {
         let manifest = self.manifest().await?;
         tracing::info!(
             workspace_id = %manifest.workspace_id,
@@ -201,8 +222,16 @@ impl Agent {
             // Nothing more will happen to the owner; the heartbeats go on.
             std::future::pending::<Result<Infallible, AgentError>>().await
         };
+        let tunnel = async {
+            if tunnel {
+                Err(tunnel::hold(&self.client, self.manifest.subscribe(), &self.sessions).await)
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
-            exit = heartbeat::beat(&self.client, heartbeat_every, watching) => exit,
+            exit = heartbeat::beat(&self.client, heartbeat_every, watching, &self.sessions) => exit,
+            exit = tunnel => exit,
             Err(err) = personalising => Err(err),
             Err(err) = apps::watch(&self.client, &manifest.apps) => Err(err),
             Err(err) = self.relay_statuses(&manifest) => Err(err),
@@ -232,6 +261,7 @@ impl Agent {
         span.record("agent", manifest.agent_name.as_str());
         // A claim may rename the workspace.
         span.record("workspace", manifest.workspace_name.as_str());
+        self.manifest.send_replace(Some(manifest.clone()));
         Ok(manifest)
     }
 
@@ -377,7 +407,12 @@ mod tests {
     }
 
     fn options(server: &FakeServer) -> AgentOptions {
-        AgentOptions { heartbeat_every: Duration::from_millis(20), ..AgentOptions::new(server.url.clone(), "token") }
+        // The fake server speaks no tunnel; the binary's tests reach real agents through theirs.
+        AgentOptions {
+            heartbeat_every: Duration::from_millis(20),
+            tunnel: false,
+            ..AgentOptions::new(server.url.clone(), "token")
+        }
     }
 
     async fn run_for_at_most_10s(

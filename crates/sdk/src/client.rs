@@ -512,6 +512,67 @@ impl Client {
             .await?)
     }
 
+    /// Opens the agent's tunnel (see [`crate::tunnel`]): an upgraded
+    /// connection over which the server opens streams to the agent.
+    pub async fn agent_tunnel(&self) -> Result<reqwest::Upgraded, ClientError> {
+        self.upgrade(self.request(Method::GET, "api/v2/workspaceagents/me/tunnel")?).await
+    }
+
+    // Connections to workspaces (SSH, forwarded ports), through the agent's tunnel.
+
+    /// A byte stream to `port` on the loopback of a workspace's agent
+    /// (`port: None` is the agent's SSH server).
+    pub async fn connect_workspace(
+        &self,
+        workspace_id: Uuid,
+        query: &ConnectQuery,
+    ) -> Result<reqwest::Upgraded, ClientError> {
+        self.upgrade(self.request(Method::GET, &format!("api/v2/workspaces/{workspace_id}/connect"))?.query(query))
+            .await
+    }
+
+    /// The connection log, newest first, with the total count of what the filters match.
+    pub async fn connection_log(&self, query: &ConnectionLogQuery) -> Result<ConnectionLogPage, ClientError> {
+        Self::send(self.request(Method::GET, "api/v2/connectionlog")?.query(query)).await
+    }
+
+    /// Reports how an SSH session on a connection ended (agent token).
+    pub async fn agent_connection_exit(&self, connection_id: Uuid, exit_code: i32) -> Result<Response, ClientError> {
+        self.post(
+            &format!("api/v2/workspaceagents/me/connections/{connection_id}"),
+            &AgentConnectionReport { exit_code },
+        )
+        .await
+    }
+
+    /// Between replicas: a stream to an agent whose tunnel the replica at
+    /// this client's URL holds, proven by the tunnel's secret.
+    pub async fn relay_stream(
+        &self,
+        agent_id: Uuid,
+        secret: &str,
+        header: &crate::tunnel::StreamHeader,
+    ) -> Result<reqwest::Upgraded, ClientError> {
+        let path = format!("api/v2/workspaceagents/{agent_id}/relay");
+        self.upgrade(self.request(Method::GET, &path)?.header(crate::tunnel::RELAY_SECRET_HEADER, secret).query(header))
+            .await
+    }
+
+    /// Asks for an HTTP/1.1 upgrade to the tunnel protocol; the upgraded
+    /// byte stream when the server agrees, its error otherwise.
+    pub async fn upgrade(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Upgraded, ClientError> {
+        let resp = request
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(reqwest::header::UPGRADE, crate::tunnel::PROTOCOL)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(error_body(status, &resp.bytes().await?));
+        }
+        Ok(resp.upgrade().await?)
+    }
+
     // The daemon protocol, for external provisioner daemons (authenticated with a key).
 
     /// Takes the next job this daemon may run; `None` when there is none.

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod client;
+pub mod tunnel;
 pub mod types;
 
 pub use client::{Client, ClientError, LogEvent, install_crypto_provider};

@@ -31,6 +31,13 @@ pub struct Config {
     /// How workspaces (their agents, their scripts) reach this server; by
     /// default the address the server listens on.
     pub access_url: String,
+    /// How other replicas reach this one to relay connections to the agent
+    /// tunnels it holds; by default the address the server listens on (with
+    /// the host's name in place of an unspecified address).
+    pub relay_url: String,
+    /// Deployment owners may connect (SSH, port forwarding) to other
+    /// people's workspaces, not only to their own.
+    pub allow_owner_connections: bool,
     pub provisioning: ProvisioningConfig,
     pub reconciler: ReconcilerConfig,
     pub metrics: MetricsConfig,
@@ -59,6 +66,8 @@ impl Default for Config {
             max_file_size: 100 << 20,
             queue: QueuePolicy::default(),
             access_url: String::new(),
+            relay_url: String::new(),
+            allow_owner_connections: false,
             provisioning: ProvisioningConfig::default(),
             reconciler: ReconcilerConfig::default(),
             metrics: MetricsConfig::default(),

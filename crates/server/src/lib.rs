@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod provisioning;
 pub mod reconciler;
+pub mod tunnels;
 pub mod web;
 
 use std::future::Future;
@@ -127,6 +128,9 @@ impl Server {
         };
         if config.access_url.is_empty() {
             config.access_url = format!("http://{}", listener.local_addr()?);
+        }
+        if config.relay_url.is_empty() {
+            config.relay_url = tunnels::default_relay_url(listener.local_addr()?);
         }
         let (options, cluster) = match &config.database {
             Database::External(options) => (options.as_ref().clone(), None),
@@ -329,6 +333,15 @@ async fn serve(
     if with_metrics {
         router = router.merge(api::metrics_router(state));
     }
+    // Connections record the client's address.
+    let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Small writes go out at once: an SSH keystroke through a tunnel must
+    // not wait for the peer's delayed acknowledgement.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot turn Nagle's algorithm off on a connection");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         streams.shut_down();

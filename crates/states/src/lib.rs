@@ -11,6 +11,7 @@ mod macros;
 mod agents;
 mod apps;
 mod builds;
+mod connections;
 mod jobs;
 mod log_line;
 mod prebuilds;
@@ -21,6 +22,7 @@ mod workspaces;
 pub use agents::AgentLifecycle;
 pub use apps::{AppHealth, AppStatusState, DevcontainerState};
 pub use builds::{BuildReason, Transition};
+pub use connections::{ConnectionStatus, ConnectionType};
 pub use jobs::{JobPriority, JobStatus, JobType, LogLevel, LogSource};
 pub use log_line::{LINE_TRUNCATED_MARKER, MAX_LOG_LINE, cap_log_line};
 pub use prebuilds::{

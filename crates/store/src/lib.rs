@@ -8,6 +8,7 @@ pub mod bench;
 pub mod claims;
 mod clock;
 mod completer;
+pub mod connections;
 pub mod daemons;
 pub mod drift;
 pub mod embedded;

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
+        // A remote command's status, passed on as it is (`warmspace ssh NAME -- exit 3`).
+        Err(err) if let Some(&cli::ExitStatus(code)) = err.downcast_ref() => ExitCode::from(code as u8),
         Err(err) => {
             // Nowhere left to report to if stderr is closed too.
             writeln!(std::io::stderr(), "error: {err:#}").ok();

@@ -67,6 +67,8 @@ fn start_simulated_agents(job: &warmspace_sdk::BuildJob, log: &crate::logs::LogS
         log.info(job.transition.as_str(), format!("Starting simulated agent {name}"));
         let options = AgentOptions {
             runner: Runner::Simulated { delay: Duration::ZERO },
+            // Simulated workspaces (thousands of them) have nothing to reach.
+            tunnel: false,
             ..AgentOptions::new(url.clone(), token.clone())
         };
         let (workspace, agent) = (job.workspace_name.clone(), name.clone());

@@ -1,6 +1,7 @@
 mod agents;
 mod apps;
 mod buildinfo;
+mod connections;
 mod error;
 mod files;
 mod jobs;
@@ -15,6 +16,7 @@ mod workspaces;
 pub use agents::*;
 pub use apps::*;
 pub use buildinfo::*;
+pub use connections::*;
 pub use error::*;
 pub use files::*;
 pub use jobs::*;

@@ -2,6 +2,7 @@
 
 mod agents;
 mod apps;
+mod connections;
 mod error;
 mod extract;
 mod files;
@@ -95,6 +96,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(provisionerd::routes())
         .merge(agents::routes())
         .merge(apps::routes())
+        .merge(connections::routes())
         .merge(prebuilds::routes())
         .merge(notifications::routes())
 }

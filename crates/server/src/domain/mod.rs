@@ -9,6 +9,7 @@
 mod actor;
 mod agents;
 mod apps;
+mod connections;
 mod drift;
 mod error;
 mod events;
@@ -35,6 +36,7 @@ use warmspace_store::pubsub::PubSub;
 
 pub use actor::{Actor, AgentAuth, DaemonAuth};
 pub use agents::Reinit;
+pub use connections::{AgentStream, Connection, TunnelLease};
 pub use error::{Error, Found, Result};
 pub use events::{Events, RECONCILE_CHANNEL, Trigger};
 pub use history::{POOL_HISTORY_STEP, POOL_HISTORY_WINDOW, PoolHistory, PoolSample};
@@ -58,11 +60,13 @@ pub struct Domain {
     config: Arc<Config>,
     /// What the workflows observe as it happens, and the collector's cache.
     metrics: Metrics,
+    /// The agent tunnels this replica holds.
+    tunnels: crate::tunnels::Tunnels,
 }
 
 impl Domain {
     pub fn new(store: Store, pubsub: PubSub, config: Arc<Config>) -> Domain {
-        Domain { store, events: Events::new(pubsub), config, metrics: Metrics::new() }
+        Domain { store, events: Events::new(pubsub), config, metrics: Metrics::new(), tunnels: Default::default() }
     }
 
     /// The same domain over another store (a pool of its own for the reconciler).

@@ -51,6 +51,16 @@ impl Config {
         Ok(())
     }
 
+    /// Where the client keeps its URL and session.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The server URL given by flag or environment (not saved).
+    pub fn url_flag(&self) -> Option<&Url> {
+        self.url.as_ref()
+    }
+
     /// The server URL: the flag or environment, else the saved one.
     pub fn url(&self) -> anyhow::Result<Option<Url>> {
         if let Some(url) = &self.url {

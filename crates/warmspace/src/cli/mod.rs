@@ -4,6 +4,7 @@ mod agent;
 mod apps;
 mod bench;
 mod config;
+mod connections;
 mod logging;
 mod login;
 mod notifications;
@@ -12,6 +13,7 @@ mod prebuilds;
 mod provisioner;
 mod schedule;
 mod server;
+mod ssh;
 mod templates;
 mod users;
 mod workspaces;
@@ -24,6 +26,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
 pub use config::Config;
+pub use ssh::ExitStatus;
 
 #[derive(Parser, Debug)]
 #[command(name = "warmspace", version, about = "Developer workspaces with warm pools of prebuilt workspaces.")]
@@ -113,6 +116,14 @@ enum Command {
     Update(Client<workspaces::ConfirmedBuildArgs>),
     /// A workspace's schedule: when it starts and stops by itself.
     Schedule(ClientGroup<schedule::ScheduleCommand>),
+    /// Open a shell in a workspace, or run a command there (`warmspace ssh NAME -- make test`).
+    Ssh(Client<ssh::SshArgs>),
+    /// Let OpenSSH (ssh, scp, VS Code Remote) reach workspaces as `warmspace.NAME`.
+    ConfigSsh(Client<ssh::ConfigSshArgs>),
+    /// Forward local TCP ports to ports inside a workspace.
+    PortForward(Client<ssh::PortForwardArgs>),
+    /// The connection log: who connected to which workspace, how, and how it ended.
+    Connections(ClientGroup<connections::ConnectionsCommand>),
 }
 
 /// For commands that take nothing but the client's flags.
@@ -164,6 +175,10 @@ impl Command {
             Command::Delete(c) => workspaces::delete(&c.client.config()?, c.args).await,
             Command::Update(c) => workspaces::update(&c.client.config()?, c.args).await,
             Command::Schedule(g) => schedule::run(&g.client.config()?, g.command).await,
+            Command::Ssh(c) => ssh::ssh(&c.client.config()?, c.args).await,
+            Command::ConfigSsh(c) => ssh::config_ssh(&c.client.config()?, c.args).await,
+            Command::PortForward(c) => ssh::port_forward(&c.client.config()?, c.args).await,
+            Command::Connections(g) => connections::run(&g.client.config()?, g.command).await,
         }
     }
 }

@@ -41,6 +41,15 @@ pub struct ServerArgs {
     /// How workspaces reach this server (WARMSPACE_URL in scripts, agents); default: http://<http-address>.
     #[arg(long, env = "WARMSPACE_ACCESS_URL")]
     access_url: Option<String>,
+    /// How other replicas reach this one to relay SSH and port-forward
+    /// connections to the agent tunnels it holds (default: http:// and
+    /// --http-address, with this host's name for an unspecified address).
+    #[arg(long, env = "WARMSPACE_RELAY_URL")]
+    relay_url: Option<String>,
+    /// Let deployment owners connect (SSH, port forwarding) to every
+    /// workspace, not only to their own. Unclaimed prebuilds stay unreachable.
+    #[arg(long, env = "WARMSPACE_ALLOW_OWNER_SSH")]
+    allow_owner_ssh: bool,
     /// A running job whose daemon has not heartbeated for this long is failed.
     #[arg(long, env = "WARMSPACE_PROVISIONER_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
     provisioner_lease: Duration,
@@ -121,6 +130,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_file_size: args.max_file_size,
         queue: QueuePolicy { lease: args.provisioner_lease, prebuild_share: args.prebuild_daemon_share },
         access_url: args.access_url.clone().unwrap_or_default(),
+        relay_url: args.relay_url.clone().unwrap_or_default(),
+        allow_owner_connections: args.allow_owner_ssh,
         provisioning: ProvisioningConfig {
             stop_grace: args.provisioner_stop_grace,
             shutdown_grace: args.shutdown_grace,

@@ -278,7 +278,7 @@ async fn find_template(client: &Client, organization: &str, name: &str) -> anyho
     client.template_by_name(organization, name).await.with_context(|| format!("template {name:?}"))
 }
 
-async fn push(
+pub(super) async fn push(
     client: &Client,
     organization: &str,
     name: &str,

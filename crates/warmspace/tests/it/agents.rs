@@ -51,18 +51,6 @@ async fn startup_runs(client: &Client, id: Uuid) -> usize {
     agent_logs(client, &ws).await.iter().filter(|l| l.output.contains(STARTUP_LINE)).count()
 }
 
-async fn wait_ready(client: &Client, id: Uuid, owner: Uuid) {
-    eventually(Duration::from_secs(60), "the agent to be ready for its owner", || async {
-        let ws = workspace(client, id).await;
-        ws.agents.first().is_some_and(|a| {
-            a.lifecycle_state == AgentLifecycle::Ready
-                && a.connection == AgentConnection::Connected
-                && a.serving_owner_id == Some(owner)
-        })
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_workspace_s_agent_becomes_ready_disconnects_on_stop_and_loses_its_token_on_delete() {
     let db = TestDatabase::new().await;

@@ -396,3 +396,16 @@ impl LoggedIn {
         LoggedIn { server, db, config, dir }
     }
 }
+
+/// Waits until the workspace's first agent is ready and connected, serving `owner`.
+pub async fn wait_ready(client: &warmspace_sdk::Client, id: uuid::Uuid, owner: uuid::Uuid) {
+    eventually(Duration::from_secs(60), "the agent to be ready for its owner", || async {
+        let ws = client.workspace(id).await.unwrap();
+        ws.agents.first().is_some_and(|a| {
+            a.lifecycle_state == warmspace_sdk::AgentLifecycle::Ready
+                && a.connection == warmspace_sdk::AgentConnection::Connected
+                && a.serving_owner_id == Some(owner)
+        })
+    })
+    .await;
+}

@@ -15,4 +15,5 @@ mod insights;
 mod process;
 mod provisioning;
 mod schedule;
+mod ssh;
 mod templates;

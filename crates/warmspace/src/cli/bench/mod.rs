@@ -7,6 +7,7 @@ mod queue;
 mod reconcile;
 mod refill;
 mod scale;
+mod ssh;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub enum BenchCommand {
     /// The dashboard's workspaces page for one person with 1 000 workspaces:
     /// request time and size, against the JSON API's listing of them.
     Dashboard(dashboard::DashboardArgs),
+    /// SSH round trips and forwarded-port throughput through a real agent's
+    /// tunnel, against direct loopback TCP.
+    Ssh(ssh::SshArgs),
 }
 
 /// Runs a benchmark, logging warnings (unless `RUST_LOG` says otherwise),
@@ -49,6 +53,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Queue(args) => queue::run(args).await,
         BenchCommand::Refill(args) => refill::run(args).await,
         BenchCommand::Dashboard(args) => dashboard::run(args).await,
+        BenchCommand::Ssh(args) => ssh::run(args).await,
     }
 }
 
