@@ -23,8 +23,9 @@ DROP FUNCTION take_provisioner_job(uuid, text, jsonb, text, interval, timestampt
 -- (migration 0023 says why that is harmless for a take).
 --
 -- Returns one row per job taken, saying which daemon it went to, with what
--- running it needs (as `take_provisioner_job` did, migrations 0014, 0026
--- and 0027); daemons for which there was no job get no row. Jobs go to the
+-- running it needs (as `take_provisioner_job` did, migrations 0014 and
+-- 0026, and for drift checks, migration 0027's jobs); daemons for which
+-- there was no job get no row. Jobs go to the
 -- daemons in the order they were given.
 CREATE FUNCTION take_provisioner_jobs(
     daemon_ids uuid[], daemon_names text[], daemon_key_ids text[], daemon_tags jsonb, lease interval,
