@@ -75,7 +75,7 @@ async fn run_script(script: &str, timeout: Duration, ctx: &mut BuildContext<'_>)
     command.envs(script_env(job, ctx.binary, &scratch));
 
     ctx.log.info(stage, format!("Running the {stage} script {script}"));
-    let mut child = command.spawn().map_err(|e| format!("cannot start the {stage} script {script}: {e}"))?;
+    let mut child = spawn(&mut command).await.map_err(|e| format!("cannot start the {stage} script {script}: {e}"))?;
     // The script leads its own process group (see `script_command`), so its pid is the group's id.
     let group = Pid::from_raw(child.id().expect("a child that has not been waited for has a pid") as i32);
     let (out, err) = (ctx.log.clone(), ctx.log.clone());
@@ -90,6 +90,29 @@ async fn run_script(script: &str, timeout: Duration, ctx: &mut BuildContext<'_>)
     drain(readers).await;
     Ok(conclude(ending, &scratch, timeout, job, ctx.log))
 }
+
+/// Starts `command`, trying again for a moment while the kernel says its
+/// program is open for writing (`ETXTBSY`). Daemons that took their jobs
+/// together unpack their templates and start their scripts at the same
+/// moment: a script being written by one daemon's thread is held open in
+/// the child another thread has just forked, until that child execs, and
+/// executing it then fails although nothing is wrong with it.
+async fn spawn(command: &mut Command) -> io::Result<Child> {
+    let mut attempt = 1;
+    loop {
+        match command.spawn() {
+            Err(err) if err.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && attempt < SPAWN_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(10) * attempt).await;
+                attempt += 1;
+            }
+            spawned => return spawned,
+        }
+    }
+}
+
+/// How many times [`spawn`] tries a program that is busy being written
+/// (waiting 10, 20, … 70 ms in between: 280 ms in all).
+const SPAWN_ATTEMPTS: u32 = 8;
 
 /// The command for the script: run directly when executable, else by
 /// `/bin/sh`; in the template's directory, in a process group of its own so a
@@ -335,6 +358,24 @@ mod tests {
     use tempfile::TempDir;
     use warmspace_sdk::JobLogLine;
     use warmspace_template::BackendConfig;
+
+    /// A script that is open for writing when it is started (as in the
+    /// child of another thread's fork) is started once it is closed.
+    #[tokio::test(start_paused = true)]
+    async fn a_script_busy_being_written_is_started_once_it_is_closed() {
+        use std::io::Write;
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("start.sh");
+        let mut writing = std::fs::File::create(&path).unwrap();
+        writing.write_all(b"#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut command = Command::new(&path);
+        let mut spawning = std::pin::pin!(spawn(&mut command));
+        assert!(futures::poll!(spawning.as_mut()).is_pending(), "busy: waiting to try again");
+        drop(writing);
+        let mut child = spawning.await.expect("started once closed");
+        assert!(child.wait().await.unwrap().success());
+    }
 
     use super::*;
     use crate::backend::process_checks::{is_running, wait_gone};
