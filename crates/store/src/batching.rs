@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{Result, StoreError};
 
@@ -86,5 +86,31 @@ pub(crate) async fn together_or_alone<T, R>(
             }
             answers
         }
+    }
+}
+
+/// A request queued for a batch, with where its answer goes.
+pub(crate) type Asked<T, R> = (T, oneshot::Sender<Result<R>>);
+
+/// Queues `request` for the task behind `queue` and waits for its answer.
+pub(crate) async fn ask<T, R>(queue: &mpsc::UnboundedSender<Asked<T, R>>, request: T) -> Result<R> {
+    let shutting_down = || StoreError::InProgress("the server is shutting down".into());
+    let (answer, answered) = oneshot::channel();
+    queue.send((request, answer)).map_err(|_| shutting_down())?;
+    answered.await.map_err(|_| shutting_down())?
+}
+
+/// Runs `requests` through `write` ([`together_or_alone`]) and sends each
+/// its answer.
+pub(crate) async fn answer_each<T, R>(
+    pool: &PgPool,
+    requests: Vec<Asked<T, R>>,
+    write: for<'a> fn(&'a PgPool, &'a [T]) -> Written<'a, R>,
+) {
+    let (items, answers): (Vec<T>, Vec<_>) = requests.into_iter().unzip();
+    let written = together_or_alone(pool, &items, write).await;
+    for (answer, result) in answers.into_iter().zip(written) {
+        // The caller may have stopped waiting.
+        answer.send(result).ok();
     }
 }

@@ -14,13 +14,13 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 use warmspace_states::{JobStatus, LogLevel, LogSource};
 
-use crate::batching::{self, Batch, Written};
+use crate::Result;
+use crate::batching::{self, Asked, Batch, Written};
 use crate::jobs::{MAX_JOB_LOG_BYTES, NewLog};
-use crate::{Result, StoreError};
 
 /// At most this many completions go in one statement.
 const MAX_BATCH: usize = 64;
@@ -56,12 +56,10 @@ pub(crate) struct Completed {
     pub(crate) from_preset: bool,
 }
 
-type Answer = oneshot::Sender<Result<Completed>>;
-
 /// A handle on the task that writes completions.
 #[derive(Clone, Debug)]
 pub(crate) struct Completer {
-    queue: mpsc::UnboundedSender<(Completion, Answer)>,
+    queue: mpsc::UnboundedSender<Asked<Completion, Completed>>,
 }
 
 impl Completer {
@@ -74,20 +72,16 @@ impl Completer {
     /// Writes `completion` with whatever others are waiting, returning once
     /// it has committed.
     pub(crate) async fn complete(&self, completion: Completion) -> Result<Completed> {
-        let (answer, answered) = oneshot::channel();
-        self.queue
-            .send((completion, answer))
-            .map_err(|_| StoreError::InProgress("the server is shutting down".into()))?;
-        answered.await.map_err(|_| StoreError::InProgress("the server is shutting down".into()))?
+        batching::ask(&self.queue, completion).await
     }
 }
 
 /// One statement's worth of completions.
 #[derive(Default)]
-struct Completions(Vec<(Completion, Answer)>);
+struct Completions(Vec<Asked<Completion, Completed>>);
 
 impl Batch for Completions {
-    type Item = (Completion, Answer);
+    type Item = Asked<Completion, Completed>;
 
     fn take(&mut self, item: Self::Item) -> Option<Self::Item> {
         if self.0.len() >= MAX_BATCH {
@@ -98,12 +92,7 @@ impl Batch for Completions {
     }
 
     async fn run(self, pool: PgPool) {
-        let (completions, answers): (Vec<Completion>, Vec<Answer>) = self.0.into_iter().unzip();
-        let rows = batching::together_or_alone(&pool, &completions, write).await;
-        for (answer, row) in answers.into_iter().zip(rows) {
-            // The caller may have stopped waiting.
-            answer.send(row).ok();
-        }
+        batching::answer_each(&pool, self.0, write).await;
     }
 }
 

@@ -10,11 +10,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::types::Json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::batching::{self, Batch, Written};
+use crate::Result;
+use crate::batching::{self, Asked, Batch, Written};
 use crate::jobs::{DAEMON_LIVENESS, DAEMON_TOUCH_EVERY, QueuePolicy, TakenJob, TakenRow, Worker};
-use crate::{Result, StoreError};
 
 /// At most this many daemons are served by one statement.
 const MAX_BATCH: usize = 64;
@@ -27,12 +27,10 @@ pub(crate) struct Take {
     pub(crate) at: DateTime<Utc>,
 }
 
-type Answer = oneshot::Sender<Result<Option<TakenJob>>>;
-
 /// A handle on the task that hands out jobs.
 #[derive(Clone, Debug)]
 pub(crate) struct Taker {
-    queue: mpsc::UnboundedSender<(Take, Answer)>,
+    queue: mpsc::UnboundedSender<Asked<Take, Option<TakenJob>>>,
 }
 
 impl Taker {
@@ -45,22 +43,16 @@ impl Taker {
     /// Takes a job for `take`'s worker, with whichever other daemons are
     /// asking; `None` when there is none for it.
     pub(crate) async fn take(&self, take: Take) -> Result<Option<TakenJob>> {
-        let (answer, answered) = oneshot::channel();
-        self.queue.send((take, answer)).map_err(|_| shutting_down())?;
-        answered.await.map_err(|_| shutting_down())?
+        batching::ask(&self.queue, take).await
     }
-}
-
-fn shutting_down() -> StoreError {
-    StoreError::InProgress("the server is shutting down".into())
 }
 
 /// One statement's worth of daemons asking.
 #[derive(Default)]
-struct Takes(Vec<(Take, Answer)>);
+struct Takes(Vec<Asked<Take, Option<TakenJob>>>);
 
 impl Batch for Takes {
-    type Item = (Take, Answer);
+    type Item = Asked<Take, Option<TakenJob>>;
 
     fn take(&mut self, item: Self::Item) -> Option<Self::Item> {
         let fits = match self.0.first() {
@@ -80,12 +72,8 @@ impl Batch for Takes {
     }
 
     async fn run(self, pool: PgPool) {
-        let (takes, answers): (Vec<Take>, Vec<Answer>) = self.0.into_iter().unzip();
-        let taken = batching::together_or_alone(&pool, &takes, write).await;
-        for (answer, job) in answers.into_iter().zip(taken) {
-            // The daemon may have stopped waiting: its job, if any, goes back when its lease runs out.
-            answer.send(job).ok();
-        }
+        // A daemon that stopped waiting leaves its job, if any, to go back when its lease runs out.
+        batching::answer_each(&pool, self.0, write).await;
     }
 }
 
