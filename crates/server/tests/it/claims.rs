@@ -204,7 +204,11 @@ async fn a_burst_of_claims_is_reconciled_in_a_handful_of_cycles_and_the_pool_ref
     }
     let cycles = server.reconciler.cycles() - before;
     println!("{BURST} claims were answered by {cycles} reconciliation cycles");
-    assert!(cycles <= 5, "{BURST} claims caused {cycles} cycles");
+    // How many passes a burst takes depends on how long its claims keep
+    // arriving against one pass plus the debounce window: 3 or 4 on a quiet
+    // machine, 12 seen with a load average of 12. What must not happen is a
+    // pass per claim (or per replacement build finishing).
+    assert!(cycles <= BURST as u64 / 5, "{BURST} claims caused {cycles} cycles");
     until_eligible(&owner, BURST as u32).await;
 }
 #[tokio::test]
