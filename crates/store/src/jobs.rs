@@ -646,11 +646,16 @@ impl Store {
         .await?)
     }
 
-    /// Jobs not finished yet (pending, running or being canceled): how a
-    /// benchmark knows the queue has drained.
-    pub async fn unfinished_jobs(&self) -> Result<i64> {
+    /// Whether any job is not finished yet (pending, running or being
+    /// canceled): how a benchmark knows the queue has drained. Two probes of
+    /// the queue's partial indexes, each stopping at its first row: a count
+    /// over the statuses scanned the whole table, 5 ms at 12 000 jobs, and a
+    /// benchmark polling it every 20 ms took a tenth of the cores from the
+    /// queue it measured.
+    pub async fn any_unfinished_job(&self) -> Result<bool> {
         Ok(sqlx::query_scalar!(
-            "SELECT count(*) AS \"count!\" FROM provisioner_jobs WHERE status IN ('pending', 'running', 'canceling')"
+            "SELECT EXISTS (SELECT FROM provisioner_jobs WHERE status = 'pending') \
+                 OR EXISTS (SELECT FROM provisioner_jobs WHERE status IN ('running', 'canceling')) AS \"any!\""
         )
         .fetch_one(&self.pool)
         .await?)

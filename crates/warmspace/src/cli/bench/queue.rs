@@ -86,7 +86,7 @@ async fn measure(args: &QueueArgs, options: PgConnectOptions) -> anyhow::Result<
         let started = Instant::now();
         let running = Daemons::start(domain, daemons, binary.clone());
         let mut polls = 0;
-        while store.unfinished_jobs().await? > 0 {
+        while store.any_unfinished_job().await? {
             polls += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
