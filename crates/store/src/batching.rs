@@ -64,7 +64,7 @@ async fn run_batches<B: Batch>(pool: PgPool, mut queue: mpsc::UnboundedReceiver<
 }
 
 /// What a batch's statement answers: one answer for each request, in order.
-pub(crate) type Written<'a, R> = Pin<Box<dyn Future<Output = std::result::Result<Vec<R>, sqlx::Error>> + Send + 'a>>;
+pub(crate) type Written<'a, R> = Pin<Box<dyn Future<Output = Result<Vec<R>>> + Send + 'a>>;
 
 /// Runs `write` over all of `items`; when that fails and there was more
 /// than one, runs it over each alone, so one the database refuses fails by
@@ -76,13 +76,13 @@ pub(crate) async fn together_or_alone<T, R>(
 ) -> Vec<Result<R>> {
     match write(pool, items).await {
         Ok(answers) => answers.into_iter().map(Ok).collect(),
-        Err(err) if items.len() == 1 => vec![Err(err.into())],
+        Err(err) if items.len() == 1 => vec![Err(err)],
         Err(err) => {
             tracing::debug!(error = %err, items = items.len(), "a batch failed; running its requests one by one");
             let mut answers = Vec::with_capacity(items.len());
             for item in items {
                 let alone = write(pool, std::slice::from_ref(item)).await;
-                answers.push(alone.map_err(StoreError::from).and_then(|mut a| a.pop().ok_or(StoreError::NotFound)));
+                answers.push(alone.and_then(|mut a| a.pop().ok_or(StoreError::NotFound)));
             }
             answers
         }

@@ -14,22 +14,23 @@ use warmspace_states::{BuildReason, JobPriority, JobStatus, JobType, MissReason}
 use crate::agents::{AGENT_COLUMNS, AgentRow};
 use crate::jobs::{JobRow, JobTarget, QUEUE_POSITION, Tags, jobs_posted_message};
 use crate::workspaces::{BuildRow, PREBUILDS_USER_ID, WorkspaceRow, claim_channel};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// A hand-over to carry out.
-pub struct ClaimRequest<'a> {
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
     pub preset_id: Uuid,
     pub template_id: Uuid,
     pub user_id: Uuid,
     /// The workspace's new name.
-    pub name: &'a str,
+    pub name: String,
     /// Lifecycle fields the claimed workspace takes on.
     pub ttl_ms: Option<i64>,
     pub autostart_schedule: Option<String>,
     pub deadline: Option<DateTime<Utc>>,
     pub max_deadline: Option<DateTime<Utc>>,
     /// The claim build's values: the preset's plus the user's mutable ones.
-    pub parameters: &'a BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
     /// `claim = "reinit"`: the claim build is complete when the transaction
     /// commits; the agent's re-init does the personalisation.
     pub reinit: bool,
@@ -50,7 +51,7 @@ pub struct ClaimMiss {
 }
 
 /// Milliseconds since `arrived`, as recorded.
-fn ms_since(arrived: Instant) -> f64 {
+pub(crate) fn ms_since(arrived: Instant) -> f64 {
     arrived.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -93,93 +94,121 @@ pub struct Claimed {
     pub hand_over_ms: f64,
 }
 
-/// Claimable prebuilds of preset `$1` at `$2`, oldest first: latest build
-/// a successful start, not past the TTL nor invalidated, every agent ready.
-/// The rule the reconciler's pure `is_eligible` applies too; a test holds
-/// the two to the same answers on the same rows.
+/// Claimable prebuilds of preset `preset` at `now` (SQL expressions),
+/// oldest first: latest build a successful start, not past the TTL nor
+/// invalidated, every agent ready. The rule the reconciler's pure
+/// `is_eligible` applies too; a test holds the two to the same answers on
+/// the same rows.
 ///
 /// Selects from `w` (the workspace) and `b` (its latest build). The owner
 /// is written out, not a parameter, so that even a generic plan can walk
 /// the partial index `workspaces_prebuilds_by_age` in claim order and stop
 /// at the first row it can lock, rather than sort the pool.
-static ELIGIBLE_FROM: LazyLock<String> = LazyLock::new(|| {
+fn eligible_from(preset: &str, now: &str) -> String {
     format!(
         "FROM workspaces w \
          JOIN template_version_presets p ON p.id = w.preset_id \
          JOIN LATERAL (SELECT build_number, transition, template_version_id, job_id FROM workspace_builds \
                        WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) b ON true \
          JOIN provisioner_jobs j ON j.id = b.job_id \
-         WHERE w.preset_id = $1 AND w.owner_id = '{PREBUILDS_USER_ID}' AND NOT w.deleted \
+         WHERE w.preset_id = {preset} AND w.owner_id = '{PREBUILDS_USER_ID}' AND NOT w.deleted \
            AND b.transition = 'start' AND j.status = 'succeeded' \
-           AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > $2) \
+           AND (p.ttl_seconds IS NULL OR w.created_at + make_interval(secs => p.ttl_seconds) > {now}) \
            AND (p.last_invalidated_at IS NULL OR w.created_at >= p.last_invalidated_at) \
            AND NOT EXISTS (SELECT 1 FROM workspace_agents a WHERE a.workspace_id = w.id \
                            AND a.token_id IS NOT NULL AND a.lifecycle_state <> 'ready') \
          ORDER BY w.created_at, w.id"
     )
-});
+}
 
-/// The whole hand-over as one statement, so one transaction and one round
-/// trip. `pick` locks the oldest eligible prebuild no other claim holds
-/// (skipping those others hold). `NO KEY UPDATE` is the lock the update
-/// takes anyway (the key does not change): unlike `UPDATE`, it does not
-/// conflict with the key-share locks that inserting a row referencing the
-/// prebuild (its `eligible` event, a build) holds until that transaction
-/// ends, so such a row is claimed rather than skipped as if claimed
-/// elsewhere. The workspace changes hands, gets its
-/// name and lifecycle fields; its claim build is queued (`$11`, reinit:
-/// recorded as done, nothing to run) with the values `$9`/`$10`; the
-/// `claimed` event and the hit are recorded. It returns
-/// everything the response shows, so nothing is read again (names by scalar
-/// subqueries rather than joins: fewer relations for the planner to order,
-/// a quarter less planning whenever the plan is made again). No row at all:
-/// nothing was eligible, and nothing was written.
+/// The hand-overs of a batch of claims (see [`crate::claimer`]) as one
+/// statement, so one transaction and one round trip for all of them. Each
+/// claim is a position in the array arguments, from 1 (`asked.i`); claims
+/// of the same preset are numbered in their order (`asked.k`).
 ///
-/// The claim's record and its `claimed` event are stamped with `$2`, the
-/// store's clock, as a miss's record and the prebuild's other events are:
-/// insight compares them with those.
+/// `pick` locks, for each preset asked for, as many of its oldest eligible
+/// prebuilds as there are claims of it, skipping those another claim holds,
+/// numbered as the pool's index returns them (so without sorting anything);
+/// the `k`th claim of a preset gets its `k`th pick, and a claim with no
+/// pick gets nothing at all (no row: nothing was written for it).
+/// `NO KEY UPDATE` is the lock the update takes anyway (the key does not
+/// change): unlike `UPDATE`, it does not conflict with the key-share locks
+/// that inserting a row referencing the prebuild (its `eligible` event, a
+/// build) holds until that transaction ends, so such a row is claimed
+/// rather than skipped as if claimed elsewhere. Each workspace changes
+/// hands, gets its name and lifecycle fields; its claim build is queued
+/// (reinit: recorded as done, nothing to run) with its values; the
+/// `claimed` event and the hit are recorded. It returns everything the
+/// response shows, so nothing is read again (names by scalar subqueries
+/// rather than joins: fewer relations for the planner to order, a quarter
+/// less planning whenever the plan is made again).
 ///
-/// `$1` preset, `$2` now, `$3` the new owner (and the build's initiator),
+/// The records and events are stamped with `$2`, the store's clock, as a
+/// miss's record and the prebuild's other events are: insight compares
+/// them with those.
+///
+/// Per claim: `$1` preset, `$3` the new owner (and the build's initiator),
 /// `$4` name, `$5` ttl_ms, `$6` autostart schedule, `$7` deadline, `$8` max
-/// deadline, `$12` template, `$13` milliseconds from the request's arrival
-/// to this statement being sent, `$14` the build's id.
-static CLAIM: LazyLock<String> = LazyLock::new(|| {
-    let eligible = ELIGIBLE_FROM.as_str();
+/// deadline, `$12` reinit, `$13` template, `$14` milliseconds from the
+/// request's arrival to this statement being sent, `$15` the build's id,
+/// `$16` its job's id. The build values: `$9` the claim each belongs to,
+/// `$10` names, `$11` values.
+pub(crate) static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let eligible = eligible_from("wanted.preset_id", "$2");
     format!(
-        "WITH pick AS (SELECT w.id, b.build_number, b.template_version_id {eligible} \
-                       FOR NO KEY UPDATE OF w SKIP LOCKED LIMIT 1), \
-         handed AS (UPDATE workspaces w SET owner_id = $3, name = $4, ttl_ms = $5, autostart_schedule = $6, \
-                        last_used_at = $2, updated_at = $2 \
-                    FROM pick WHERE w.id = pick.id \
+        "WITH asked AS (SELECT a.*, row_number() OVER (PARTITION BY a.preset_id ORDER BY a.i) AS k \
+                        FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[], \
+                                    $7::timestamptz[], $8::timestamptz[], $12::bool[], $13::uuid[], $14::float8[], \
+                                    $15::uuid[], $16::uuid[]) \
+                            WITH ORDINALITY AS a(preset_id, owner_id, name, ttl_ms, schedule, deadline, \
+                                                 max_deadline, reinit, template_id, waited_ms, build_id, job_id, i)), \
+         wanted AS (SELECT preset_id, count(*) AS n FROM asked GROUP BY preset_id), \
+         pick AS MATERIALIZED ( \
+             SELECT e.* FROM wanted CROSS JOIN LATERAL ( \
+                 SELECT l.*, row_number() OVER () AS k FROM ( \
+                     SELECT w.id, w.preset_id, b.build_number, b.template_version_id {eligible} \
+                     FOR NO KEY UPDATE OF w SKIP LOCKED LIMIT wanted.n) l) e), \
+         matched AS MATERIALIZED ( \
+             SELECT a.*, p.id AS workspace_id, p.build_number, p.template_version_id \
+             FROM asked a JOIN pick p ON p.preset_id = a.preset_id AND p.k = a.k), \
+         handed AS (UPDATE workspaces w SET owner_id = m.owner_id, name = m.name, ttl_ms = m.ttl_ms, \
+                        autostart_schedule = m.schedule, last_used_at = $2, updated_at = $2 \
+                    FROM matched m WHERE w.id = m.workspace_id \
                     RETURNING w.id, w.organization_id, w.owner_id, w.template_id, w.name, w.preset_id, w.created_at, \
                         w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, w.dormant_at, \
                         w.deleting_at), \
-         job AS (INSERT INTO provisioner_jobs (organization_id, type, initiator_id, priority, input, file_id, status, \
-                     worker_id, worker_name, created_at, updated_at, started_at, completed_at) \
-                 SELECT h.organization_id, 'workspace_build', $3, {user}, \
-                     jsonb_build_object('workspace_build_id', $14::uuid), v.file_id, \
-                     CASE WHEN $11 THEN 'succeeded' ELSE 'pending' END, \
-                     CASE WHEN $11 THEN '{nil}'::uuid END, CASE WHEN $11 THEN '{REINIT_WORKER}' END, $2, $2, \
-                     CASE WHEN $11 THEN $2 END, CASE WHEN $11 THEN $2 END \
-                 FROM handed h JOIN pick ON pick.id = h.id JOIN template_versions v ON v.id = pick.template_version_id \
+         job AS (INSERT INTO provisioner_jobs (id, organization_id, type, initiator_id, priority, input, file_id, \
+                     status, worker_id, worker_name, created_at, updated_at, started_at, completed_at) \
+                 SELECT m.job_id, h.organization_id, 'workspace_build', m.owner_id, {user}, \
+                     jsonb_build_object('workspace_build_id', m.build_id), v.file_id, \
+                     CASE WHEN m.reinit THEN 'succeeded' ELSE 'pending' END, \
+                     CASE WHEN m.reinit THEN '{nil}'::uuid END, CASE WHEN m.reinit THEN '{REINIT_WORKER}' END, \
+                     $2, $2, CASE WHEN m.reinit THEN $2::timestamptz END, \
+                     CASE WHEN m.reinit THEN $2::timestamptz END \
+                 FROM handed h JOIN matched m ON m.workspace_id = h.id \
+                     JOIN template_versions v ON v.id = m.template_version_id \
                  RETURNING *), \
          build AS (INSERT INTO workspace_builds (id, workspace_id, build_number, transition, initiator_id, reason, \
                        template_version_id, template_version_preset_id, job_id, deadline, max_deadline) \
-                   SELECT $14, pick.id, pick.build_number + 1, 'start', $3, 'claim', pick.template_version_id, $1, \
-                       job.id, $7, $8 \
-                   FROM pick, job \
+                   SELECT m.build_id, m.workspace_id, m.build_number + 1, 'start', m.owner_id, 'claim', \
+                       m.template_version_id, m.preset_id, job.id, m.deadline, m.max_deadline \
+                   FROM matched m JOIN job ON job.id = m.job_id \
                    RETURNING *), \
          parameters AS (INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
-                        SELECT build.id, v.name, v.value FROM build, unnest($9::text[], $10::text[]) AS v(name, value)), \
-         event AS (INSERT INTO prebuild_events (workspace_id, preset_id, event, at) SELECT id, $1, 'claimed', $2 FROM pick), \
+                        SELECT build.id, v.name, v.value \
+                        FROM unnest($9::int8[], $10::text[], $11::text[]) AS v(i, name, value) \
+                            JOIN matched m ON m.i = v.i JOIN build ON build.id = m.build_id), \
+         event AS (INSERT INTO prebuild_events (workspace_id, preset_id, event, at) \
+                   SELECT workspace_id, preset_id, 'claimed', $2 FROM matched), \
          attempt AS (INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, workspace_id, latency_ms, \
                          committed_at) \
-                     SELECT $2, $12, $1, $3, true, id, \
-                         $13::float8 + extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 * 1000, \
+                     SELECT $2, m.template_id, m.preset_id, m.owner_id, true, m.workspace_id, \
+                         m.waited_ms + extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 * 1000, \
                          clock_timestamp() \
-                     FROM pick \
-                     RETURNING latency_ms, committed_at) \
-         SELECT h.id, h.organization_id, h.owner_id, (SELECT username FROM users WHERE id = h.owner_id) AS owner_name, \
+                     FROM matched m \
+                     RETURNING workspace_id, latency_ms, committed_at) \
+         SELECT m.i AS claimer, \
+             h.id, h.organization_id, h.owner_id, (SELECT username FROM users WHERE id = h.owner_id) AS owner_name, \
              h.template_id, (SELECT name FROM templates WHERE id = h.template_id) AS template_name, \
              (SELECT active_version_id FROM templates WHERE id = h.template_id) AS template_active_version_id, \
              h.name, h.preset_id, (SELECT name FROM template_version_presets WHERE id = h.preset_id) AS preset_name, \
@@ -200,23 +229,25 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
              coalesce((SELECT json_agg(a ORDER BY a.name) FROM (SELECT {AGENT_COLUMNS} FROM workspace_agents a \
                                                                WHERE a.workspace_id = h.id) a), '[]') AS agents, \
              c.latency_ms AS hand_over_ms, c.committed_at \
-         FROM handed h, build b, job j, attempt c",
+         FROM handed h JOIN matched m ON m.workspace_id = h.id JOIN build b ON b.id = m.build_id \
+             JOIN job j ON j.id = m.job_id JOIN attempt c ON c.workspace_id = h.id \
+         ORDER BY m.i",
         user = JobPriority::User.as_i16(),
         nil = Uuid::nil(),
     )
 });
 
-/// The claim's statement, for tests that read its plan (parameters as [`Store::claim_prebuild`] binds them).
+/// The claims' statement, for tests that read its plan (parameters as [`crate::claimer`] binds them).
 #[cfg(feature = "testing")]
 pub fn claim_statement() -> &'static str {
     CLAIM.as_str()
 }
 
 /// How many times a claim is tried when the prebuild it picked changed under it.
-const CLAIM_ATTEMPTS: u32 = 3;
+pub(crate) const CLAIM_ATTEMPTS: u32 = 3;
 
 /// The claim build's number was taken: see [`Store::claim_prebuild`].
-fn is_build_number_taken(err: &sqlx::Error) -> bool {
+pub(crate) fn is_build_number_taken(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db)
         if db.is_unique_violation() && db.constraint() == Some("workspace_builds_workspace_id_build_number_key"))
 }
@@ -228,7 +259,9 @@ const REINIT_WORKER: &str = "claim (reinit)";
 /// What [`CLAIM`] returns: the workspace, with its claim build and that
 /// build's job under prefixed names.
 #[derive(sqlx::FromRow)]
-struct ClaimedRow {
+pub(crate) struct ClaimedRow {
+    /// The claim it answers: its position in the batch, from 1.
+    pub(crate) claimer: i64,
     #[sqlx(flatten)]
     workspace: WorkspaceRow,
     build_initiator_id: Uuid,
@@ -281,7 +314,7 @@ impl Claimed {
 
 impl ClaimedRow {
     /// The rows, as the reads of a workspace, a build and a job would give them.
-    fn into_claimed(self, parameters: &BTreeMap<String, String>) -> Claimed {
+    pub(crate) fn into_claimed(self, parameters: &BTreeMap<String, String>) -> Claimed {
         let w = self.workspace;
         let build = BuildRow {
             id: w.latest_build_id,
@@ -352,55 +385,20 @@ impl ClaimedRow {
 
 impl Store {
     /// Hands an eligible prebuild of the preset to the user, in one
-    /// statement (see [`CLAIM`]): lock it (skipping any another claim
-    /// holds), move ownership, rename it, give it its lifecycle fields,
-    /// queue (or, for reinit, complete) the claim build initiated by the
-    /// user, and record the hit. `None` when the preset has no eligible
-    /// prebuild. A name the user already has is a conflict on `name`.
-    ///
-    /// A build queued for the prebuild (its deletion, by the reconciler, which
-    /// locks the workspace without changing it) may commit after the
-    /// statement's snapshot and before its lock: the statement then fails on
-    /// the build's number, having written nothing, and is tried again.
-    pub async fn claim_prebuild(&self, claim: &ClaimRequest<'_>) -> Result<Option<Claimed>> {
-        let (names, values): (Vec<&String>, Vec<&String>) = claim.parameters.iter().unzip();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let claimed = sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(CLAIM.as_str()))
-                .bind(claim.preset_id)
-                .bind(self.now())
-                .bind(claim.user_id)
-                .bind(claim.name)
-                .bind(claim.ttl_ms)
-                .bind(claim.autostart_schedule.as_deref())
-                .bind(claim.deadline)
-                .bind(claim.max_deadline)
-                .bind(&names)
-                .bind(&values)
-                .bind(claim.reinit)
-                .bind(claim.template_id)
-                // The statement adds its own time up to the claim record's write.
-                .bind(ms_since(claim.arrived))
-                .bind(Uuid::new_v4())
-                .fetch_optional(&self.pool)
-                .await;
-            match claimed {
-                Ok(row) => return Ok(row.map(|row| row.into_claimed(claim.parameters))),
-                // A build of the picked prebuild (its deletion) committed after the
-                // statement's snapshot was taken and before it locked the prebuild:
-                // nothing was written; a new statement sees the prebuild as it is.
-                Err(err) if attempts < CLAIM_ATTEMPTS && is_build_number_taken(&err) => {
-                    tracing::debug!(preset = %claim.preset_id, "the picked prebuild changed under the claim; claiming again");
-                }
-                Err(err) => return Err(StoreError::conflict_on(err, &[("workspaces_owner_name_key", "name")])),
-            }
-        }
+    /// statement with whatever other claims are being made at the moment
+    /// (see [`CLAIM`] and [`crate::claimer`]): lock it (skipping any
+    /// another claim holds), move ownership, rename it, give it its
+    /// lifecycle fields, queue (or, for reinit, complete) the claim build
+    /// initiated by the user, and record the hit. `None` when the preset
+    /// has no eligible prebuild. A name the user already has is a conflict
+    /// on `name`.
+    pub async fn claim_prebuild(&self, claim: ClaimRequest) -> Result<Option<Claimed>> {
+        self.claimer.claim(claim, self.now()).await
     }
 
     /// Every prebuild of the preset a claim could take now, oldest first.
     pub async fn eligible_prebuilds(&self, preset_id: Uuid) -> Result<Vec<Uuid>> {
-        static ELIGIBLE: LazyLock<String> = LazyLock::new(|| format!("SELECT w.id {}", ELIGIBLE_FROM.as_str()));
+        static ELIGIBLE: LazyLock<String> = LazyLock::new(|| format!("SELECT w.id {}", eligible_from("$1", "$2")));
         Ok(sqlx::query_scalar(AssertSqlSafe(ELIGIBLE.as_str()))
             .bind(preset_id)
             .bind(self.now())

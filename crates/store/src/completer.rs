@@ -101,7 +101,7 @@ fn write<'a>(pool: &'a PgPool, completions: &'a [Completion]) -> Written<'a, Com
     Box::pin(write_all(pool, completions))
 }
 
-async fn write_all(pool: &PgPool, completions: &[Completion]) -> std::result::Result<Vec<Completed>, sqlx::Error> {
+async fn write_all(pool: &PgPool, completions: &[Completion]) -> Result<Vec<Completed>> {
     let mut jobs = Columns::default();
     let mut resources = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut logs = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -134,7 +134,7 @@ async fn write_all(pool: &PgPool, completions: &[Completion]) -> std::result::Re
         }
     }
     let (log_levels, log_sources): (&[LogLevel], &[LogSource]) = (&logs.2, &logs.4);
-    sqlx::query_as(COMPLETE)
+    Ok(sqlx::query_as(COMPLETE)
         .bind(&jobs.ids)
         .bind(&jobs.workers)
         .bind(&jobs.statuses)
@@ -156,7 +156,7 @@ async fn write_all(pool: &PgPool, completions: &[Completion]) -> std::result::Re
         .bind(&logs.5)
         .bind(MAX_JOB_LOG_BYTES as i32)
         .fetch_all(pool)
-        .await
+        .await?)
 }
 
 /// The per-job columns of a batch.

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod apps;
 mod batching;
 pub mod bench;
+mod claimer;
 pub mod claims;
 mod clock;
 mod completer;
@@ -38,6 +39,7 @@ pub mod workspaces;
 
 use std::time::Duration;
 
+use claimer::Claimer;
 pub use clock::Clock;
 use completer::Completer;
 pub use error::StoreError;
@@ -98,6 +100,8 @@ pub struct Store {
     publisher: Publisher,
     /// Records how builds ended, many per statement (see [`completer`]).
     completer: Completer,
+    /// Hands prebuilds over, many per statement (see [`claimer`]).
+    claimer: Claimer,
     /// Hands out jobs, to many daemons per statement (see [`taker`]).
     taker: Taker,
 }
@@ -122,7 +126,8 @@ impl Store {
         let publisher = Publisher::start(pool.clone());
         let completer = Completer::start(pool.clone());
         let taker = Taker::start(pool.clone());
-        Ok(Store { pool, clock: Clock::default(), publisher, completer, taker })
+        let claimer = Claimer::start(pool.clone());
+        Ok(Store { pool, clock: Clock::default(), publisher, completer, claimer, taker })
     }
 
     /// The same store, reading time from `clock`.

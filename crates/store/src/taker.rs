@@ -83,7 +83,7 @@ fn write<'a>(pool: &'a PgPool, takes: &'a [Take]) -> Written<'a, Option<TakenJob
     Box::pin(take_all(pool, takes))
 }
 
-async fn take_all(pool: &PgPool, takes: &[Take]) -> std::result::Result<Vec<Option<TakenJob>>, sqlx::Error> {
+async fn take_all(pool: &PgPool, takes: &[Take]) -> Result<Vec<Option<TakenJob>>> {
     let Some(first) = takes.first() else { return Ok(Vec::new()) };
     let ids: Vec<_> = takes.iter().map(|t| t.worker.id).collect();
     let names: Vec<&str> = takes.iter().map(|t| t.worker.name.as_str()).collect();

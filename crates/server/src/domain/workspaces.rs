@@ -100,27 +100,28 @@ impl Domain {
         let pooled = |p: &PresetRow| p.desired_instances.is_some() && version_id == template.active_version_id;
         let miss = match (preset, matched) {
             (Some(preset), _) if pooled(preset) => {
+                let reinit = version.claim_mode == Some(ClaimMode::Reinit);
                 let claim = ClaimRequest {
                     preset_id: preset.id,
                     template_id: template.id,
                     user_id: owner.id,
-                    name: &req.name,
+                    name: req.name.clone(),
                     ttl_ms,
                     autostart_schedule: autostart_schedule.clone(),
                     deadline,
                     max_deadline,
-                    parameters: &values,
-                    reinit: version.claim_mode == Some(ClaimMode::Reinit),
+                    parameters: values.clone(),
+                    reinit,
                     arrived,
                 };
-                match self.store.claim_prebuild(&claim).await? {
+                match self.store.claim_prebuild(claim).await? {
                     Some(claimed) => {
                         // Committed: tell the prebuild's agents (on every replica) and refill the pool.
                         self.events.claimed(claimed.announcements(), preset.id).await;
                         let hand_over_ms = claimed.hand_over_ms;
                         let labels = preset_labels(&organization_name, &template.name, &preset.name);
                         self.metrics.observe_claim(labels.clone(), hand_over_ms / 1000.0);
-                        if claim.reinit {
+                        if reinit {
                             // Its build was done in the hand-over itself: no job
                             // will end to observe the creation by.
                             self.metrics.observe_creation(labels, CreationType::Claim, hand_over_ms / 1000.0);

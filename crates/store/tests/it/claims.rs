@@ -8,13 +8,14 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 use warmspace_states::{LoginType, UserStatus};
+use warmspace_store::claims::ClaimRequest;
 use warmspace_store::claims::claim_statement;
 use warmspace_store::testing::TestDatabase;
 use warmspace_store::{NewUser, PgConnectOptions};
 
-/// The parameters' types, in the order `claim_prebuild` binds them.
-const TYPES: &str = "uuid, timestamptz, uuid, text, int8, text, timestamptz, timestamptz, text[], text[], bool, uuid, \
-     float8, uuid";
+/// The parameters' types, in the order the claimer binds them.
+const TYPES: &str = "uuid[], timestamptz, uuid[], text[], int8[], text[], timestamptz[], timestamptz[], int8[], text[], \
+     text[], bool[], uuid[], float8[], uuid[], uuid[]";
 
 /// What the plan of the claim's pick says: whether it sorts the pool (a
 /// sort above the scan of the pool's index), the rows that scan returned,
@@ -39,8 +40,9 @@ async fn explain(options: &PgConnectOptions, mode: &str, preset: Uuid, template:
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.unwrap();
     }
     let explained: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim ('{preset}', now(), '{user}', 'explained', NULL, \
-         NULL, NULL, NULL, '{{}}', '{{}}', true, '{template}', 0, gen_random_uuid())"
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim ('{{{preset}}}', now(), '{{{user}}}', '{{explained}}', \
+         '{{NULL}}', '{{NULL}}', '{{NULL}}', '{{NULL}}', '{{}}', '{{}}', '{{}}', '{{true}}', '{{{template}}}', '{{0}}', \
+         ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()])"
     )))
     .fetch_one(&mut connection)
     .await
@@ -131,4 +133,116 @@ async fn a_claim_walks_the_pool_s_index_and_stops_at_the_first_prebuild_it_can_l
             assert!(pick.statement_buffers <= fewest + 40, "{pick:?}, against {fewest} for a pool of 10");
         }
     }
+}
+
+async fn user(store: &warmspace_store::Store, name: &str) -> Uuid {
+    let user = NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        name: String::new(),
+        login_type: LoginType::None,
+        hashed_password: None,
+        status: UserStatus::Active,
+        roles: Vec::new(),
+    };
+    store.create_user(user).await.unwrap().id
+}
+
+fn request(preset: Uuid, template: Uuid, user: Uuid, name: &str) -> ClaimRequest {
+    ClaimRequest {
+        preset_id: preset,
+        template_id: template,
+        user_id: user,
+        name: name.into(),
+        ttl_ms: None,
+        autostart_schedule: None,
+        deadline: None,
+        max_deadline: None,
+        parameters: [("region".to_owned(), name.to_owned())].into(),
+        reinit: true,
+        arrived: std::time::Instant::now(),
+    }
+}
+
+/// Claims made at the same moment share one statement, whatever their
+/// presets: each gets a prebuild of its own preset, the first to ask the
+/// oldest, until the pool runs dry; and one the database refuses (a name
+/// its user already has) fails alone.
+#[tokio::test]
+async fn claims_made_together_share_one_statement_and_a_refused_one_fails_alone() {
+    let db = TestDatabase::new().await;
+    let store = db.store().await;
+    let raw = db.pool().await;
+    let presets = store.seed_pools(2, false).await.unwrap();
+    let template = |preset: Uuid| {
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT v.template_id FROM template_version_presets p \
+             JOIN template_versions v ON v.id = p.template_version_id WHERE p.id = $1",
+        )
+        .bind(preset)
+        .fetch_one(&raw)
+    };
+    let (a, b) = (presets[0], presets[1]);
+    let (template_a, template_b) = (template(a).await.unwrap(), template(b).await.unwrap());
+    store.seed_prebuilds(a, 3).await.unwrap();
+    store.seed_prebuilds(b, 1).await.unwrap();
+    let oldest = |preset: Uuid| {
+        sqlx::query_scalar::<_, Uuid>("SELECT id FROM workspaces WHERE preset_id = $1 ORDER BY created_at, id")
+            .bind(preset)
+            .fetch_all(&raw)
+    };
+    let (pool_a, pool_b) = (oldest(a).await.unwrap(), oldest(b).await.unwrap());
+    let mut people = Vec::new();
+    for i in 0..5 {
+        people.push(user(&store, &format!("person{i}")).await);
+    }
+
+    // Four claims of a pool of three, two of a pool of one.
+    let asked = [(a, 0, "one"), (b, 1, "two"), (a, 2, "three"), (a, 3, "four"), (b, 4, "five"), (a, 0, "six")];
+    let claims = asked.iter().map(|&(preset, who, name)| {
+        let template = if preset == a { template_a } else { template_b };
+        store.claim_prebuild(request(preset, template, people[who], name))
+    });
+    let claimed: Vec<Option<Uuid>> =
+        futures::future::join_all(claims).await.into_iter().map(|c| c.unwrap().map(|c| c.workspace.id)).collect();
+    assert_eq!(
+        claimed,
+        [Some(pool_a[0]), Some(pool_b[0]), Some(pool_a[1]), Some(pool_a[2]), None, None],
+        "each claim its own prebuild, the first to ask the oldest, until the pool runs dry"
+    );
+    let ids: Vec<Uuid> = claimed.iter().flatten().copied().collect();
+    let (owners, values, transactions): (Vec<Uuid>, Vec<String>, i64) = (
+        sqlx::query_scalar("SELECT owner_id FROM workspaces WHERE id = ANY ($1) ORDER BY array_position($1, id)")
+            .bind(&ids)
+            .fetch_all(&raw)
+            .await
+            .unwrap(),
+        sqlx::query_scalar(
+            "SELECT p.value FROM workspace_builds b JOIN workspace_build_parameters p ON p.workspace_build_id = b.id \
+             WHERE b.workspace_id = ANY ($1) AND b.reason = 'claim' ORDER BY array_position($1, b.workspace_id)",
+        )
+        .bind(&ids)
+        .fetch_all(&raw)
+        .await
+        .unwrap(),
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM workspaces WHERE id = ANY ($1)")
+            .bind(&ids)
+            .fetch_one(&raw)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(owners, [people[0], people[1], people[2], people[3]], "each prebuild went to whoever claimed it");
+    assert_eq!(values, ["one", "two", "three", "four"], "each claim build has its own claim's values");
+    assert_eq!(transactions, 1, "four claims written by {transactions} transactions");
+
+    // A name its user already has fails that claim alone.
+    store.seed_prebuilds(a, 2).await.unwrap();
+    let again = [request(a, template_a, people[0], "one"), request(a, template_a, people[1], "seven")];
+    let results = futures::future::join_all(again.into_iter().map(|r| store.claim_prebuild(r))).await;
+    assert!(
+        matches!(results[0], Err(warmspace_store::StoreError::Conflict { field: "name" })),
+        "{:?}",
+        results[0].as_ref().map(|c| c.as_ref().map(|c| c.workspace.id))
+    );
+    assert!(matches!(&results[1], Ok(Some(c)) if c.workspace.name == "seven"));
 }

@@ -1,0 +1,170 @@
+//! Hands prebuilds over to the people claiming them at the same moment, one
+//! statement for all of them (see [`crate::batching`]).
+//!
+//! A claim's statement costs PostgreSQL far more to start and commit than
+//! its rows cost to write (executor start-up, its tables' `CHECK`
+//! constraints prepared anew, a commit, a round trip): under a burst, the
+//! claims that queue while one statement runs share the next, whatever
+//! presets they are for. A lone claim runs at once, alone.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::batching::{self, Asked, Batch, Written};
+use crate::claims::{CLAIM, CLAIM_ATTEMPTS, ClaimRequest, Claimed, ClaimedRow, is_build_number_taken, ms_since};
+use crate::{Result, StoreError};
+
+/// At most this many claims go in one statement.
+const MAX_BATCH: usize = 32;
+
+/// A claim, with the store's time when it was asked.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim {
+    request: ClaimRequest,
+    at: DateTime<Utc>,
+}
+
+/// A handle on the task that carries out claims.
+#[derive(Clone, Debug)]
+pub(crate) struct Claimer {
+    queue: mpsc::UnboundedSender<Asked<Claim, Option<Claimed>>>,
+}
+
+impl Claimer {
+    /// Starts the task, which claims through `pool` and ends when every
+    /// handle has been dropped.
+    pub(crate) fn start(pool: PgPool) -> Claimer {
+        Claimer { queue: batching::start::<Claims>(pool) }
+    }
+
+    /// Carries out `request` (asked at `at`) with whichever other claims
+    /// are being made; `None` when its preset had no eligible prebuild left.
+    pub(crate) async fn claim(&self, request: ClaimRequest, at: DateTime<Utc>) -> Result<Option<Claimed>> {
+        batching::ask(&self.queue, Claim { request, at }).await
+    }
+}
+
+/// One statement's worth of claims.
+#[derive(Default)]
+struct Claims(Vec<Asked<Claim, Option<Claimed>>>);
+
+impl Batch for Claims {
+    type Item = Asked<Claim, Option<Claimed>>;
+
+    fn take(&mut self, item: Self::Item) -> Option<Self::Item> {
+        if self.0.len() >= MAX_BATCH {
+            return Some(item);
+        }
+        self.0.push(item);
+        None
+    }
+
+    async fn run(self, pool: PgPool) {
+        // A claim whose name the user already has fails the statement; then
+        // each claim runs alone, and only that one fails.
+        batching::answer_each(&pool, self.0, write).await;
+    }
+}
+
+fn write<'a>(pool: &'a PgPool, claims: &'a [Claim]) -> Written<'a, Option<Claimed>> {
+    Box::pin(claim_all(pool, claims))
+}
+
+/// Carries out `claims` in one statement, tried again (up to
+/// [`CLAIM_ATTEMPTS`] times) when a build queued for a picked prebuild (its
+/// deletion, by the reconciler, which locks the workspace without changing
+/// it) committed after the statement's snapshot and before its lock: the
+/// statement then fails on the build's number, having written nothing, and
+/// a new one sees the prebuild as it is.
+async fn claim_all(pool: &PgPool, claims: &[Claim]) -> Result<Vec<Option<Claimed>>> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match run_claims(pool, claims).await {
+            Ok(rows) => {
+                let mut claimed: Vec<Option<Claimed>> = vec![None; claims.len()];
+                for row in rows {
+                    // `claimer` counts the claims from 1, in the order they were given.
+                    let n = usize::try_from(row.claimer - 1).ok().filter(|n| *n < claims.len());
+                    if let Some(n) = n {
+                        claimed[n] = Some(row.into_claimed(&claims[n].request.parameters));
+                    }
+                }
+                return Ok(claimed);
+            }
+            Err(err) if attempts < CLAIM_ATTEMPTS && is_build_number_taken(&err) => {
+                tracing::debug!(claims = claims.len(), "a picked prebuild changed under the claims; claiming again");
+            }
+            Err(err) => return Err(StoreError::conflict_on(err, &[("workspaces_owner_name_key", "name")])),
+        }
+    }
+}
+
+async fn run_claims(pool: &PgPool, claims: &[Claim]) -> std::result::Result<Vec<ClaimedRow>, sqlx::Error> {
+    let mut columns = Columns::default();
+    for (n, claim) in claims.iter().enumerate() {
+        let r = &claim.request;
+        columns.presets.push(r.preset_id);
+        columns.owners.push(r.user_id);
+        columns.names.push(r.name.as_str());
+        columns.ttls.push(r.ttl_ms);
+        columns.schedules.push(r.autostart_schedule.as_deref());
+        columns.deadlines.push(r.deadline);
+        columns.max_deadlines.push(r.max_deadline);
+        columns.reinit.push(r.reinit);
+        columns.templates.push(r.template_id);
+        // The statement adds its own time up to the claim record's write.
+        columns.waited_ms.push(ms_since(r.arrived));
+        columns.builds.push(Uuid::new_v4());
+        columns.jobs.push(Uuid::new_v4());
+        for (name, value) in &r.parameters {
+            // The statement numbers claims from 1 (WITH ORDINALITY).
+            columns.parameter_claims.push(n as i64 + 1);
+            columns.parameter_names.push(name.as_str());
+            columns.parameter_values.push(value.as_str());
+        }
+    }
+    // The latest: none of the claims was asked after it.
+    let at = claims.iter().map(|c| c.at).max().unwrap_or_else(Utc::now);
+    sqlx::query_as::<_, ClaimedRow>(sqlx::AssertSqlSafe(CLAIM.as_str()))
+        .bind(&columns.presets)
+        .bind(at)
+        .bind(&columns.owners)
+        .bind(&columns.names)
+        .bind(&columns.ttls)
+        .bind(&columns.schedules)
+        .bind(&columns.deadlines)
+        .bind(&columns.max_deadlines)
+        .bind(&columns.parameter_claims)
+        .bind(&columns.parameter_names)
+        .bind(&columns.parameter_values)
+        .bind(&columns.reinit)
+        .bind(&columns.templates)
+        .bind(&columns.waited_ms)
+        .bind(&columns.builds)
+        .bind(&columns.jobs)
+        .fetch_all(pool)
+        .await
+}
+
+/// The per-claim columns of a batch, and its build values.
+#[derive(Default)]
+struct Columns<'a> {
+    presets: Vec<Uuid>,
+    owners: Vec<Uuid>,
+    names: Vec<&'a str>,
+    ttls: Vec<Option<i64>>,
+    schedules: Vec<Option<&'a str>>,
+    deadlines: Vec<Option<DateTime<Utc>>>,
+    max_deadlines: Vec<Option<DateTime<Utc>>>,
+    reinit: Vec<bool>,
+    templates: Vec<Uuid>,
+    waited_ms: Vec<f64>,
+    builds: Vec<Uuid>,
+    jobs: Vec<Uuid>,
+    parameter_claims: Vec<i64>,
+    parameter_names: Vec<&'a str>,
+    parameter_values: Vec<&'a str>,
+}
