@@ -7,8 +7,12 @@
 //! claims that queue while one statement runs share the next, whatever
 //! presets they are for. A lone claim runs at once, alone.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::PgPool;
+use sqlx::types::Json;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -103,68 +107,55 @@ async fn claim_all(pool: &PgPool, claims: &[Claim]) -> Result<Vec<Option<Claimed
 }
 
 async fn run_claims(pool: &PgPool, claims: &[Claim]) -> std::result::Result<Vec<ClaimedRow>, sqlx::Error> {
-    let mut columns = Columns::default();
-    for (n, claim) in claims.iter().enumerate() {
-        let r = &claim.request;
-        columns.presets.push(r.preset_id);
-        columns.owners.push(r.user_id);
-        columns.names.push(r.name.as_str());
-        columns.ttls.push(r.ttl_ms);
-        columns.schedules.push(r.autostart_schedule.as_deref());
-        columns.deadlines.push(r.deadline);
-        columns.max_deadlines.push(r.max_deadline);
-        columns.reinit.push(r.reinit);
-        columns.templates.push(r.template_id);
-        // The statement adds its own time up to the claim record's write.
-        columns.waited_ms.push(ms_since(r.arrived));
-        columns.builds.push(Uuid::new_v4());
-        columns.jobs.push(Uuid::new_v4());
-        for (name, value) in &r.parameters {
-            // The statement numbers claims from 1 (WITH ORDINALITY).
-            columns.parameter_claims.push(n as i64 + 1);
-            columns.parameter_names.push(name.as_str());
-            columns.parameter_values.push(value.as_str());
-        }
-    }
+    let asked: Vec<ClaimRecord> = claims
+        .iter()
+        .enumerate()
+        .map(|(n, claim)| {
+            let r = &claim.request;
+            ClaimRecord {
+                // The statement's claims count from 1.
+                i: n as i64 + 1,
+                preset_id: r.preset_id,
+                owner_id: r.user_id,
+                name: &r.name,
+                ttl_ms: r.ttl_ms,
+                schedule: r.autostart_schedule.as_deref(),
+                deadline: r.deadline,
+                max_deadline: r.max_deadline,
+                reinit: r.reinit,
+                template_id: r.template_id,
+                // The statement adds its own time up to the claim record's write.
+                waited_ms: ms_since(r.arrived),
+                build_id: Uuid::new_v4(),
+                job_id: Uuid::new_v4(),
+                parameters: &r.parameters,
+            }
+        })
+        .collect();
     // The latest: none of the claims was asked after it.
     let at = claims.iter().map(|c| c.at).max().unwrap_or_else(Utc::now);
     sqlx::query_as::<_, ClaimedRow>(sqlx::AssertSqlSafe(CLAIM.as_str()))
-        .bind(&columns.presets)
+        .bind(Json(&asked))
         .bind(at)
-        .bind(&columns.owners)
-        .bind(&columns.names)
-        .bind(&columns.ttls)
-        .bind(&columns.schedules)
-        .bind(&columns.deadlines)
-        .bind(&columns.max_deadlines)
-        .bind(&columns.parameter_claims)
-        .bind(&columns.parameter_names)
-        .bind(&columns.parameter_values)
-        .bind(&columns.reinit)
-        .bind(&columns.templates)
-        .bind(&columns.waited_ms)
-        .bind(&columns.builds)
-        .bind(&columns.jobs)
         .fetch_all(pool)
         .await
 }
 
-/// The per-claim columns of a batch, and its build values.
-#[derive(Default)]
-struct Columns<'a> {
-    presets: Vec<Uuid>,
-    owners: Vec<Uuid>,
-    names: Vec<&'a str>,
-    ttls: Vec<Option<i64>>,
-    schedules: Vec<Option<&'a str>>,
-    deadlines: Vec<Option<DateTime<Utc>>>,
-    max_deadlines: Vec<Option<DateTime<Utc>>>,
-    reinit: Vec<bool>,
-    templates: Vec<Uuid>,
-    waited_ms: Vec<f64>,
-    builds: Vec<Uuid>,
-    jobs: Vec<Uuid>,
-    parameter_claims: Vec<i64>,
-    parameter_names: Vec<&'a str>,
-    parameter_values: Vec<&'a str>,
+/// A claim as the statement reads it (see [`CLAIM`]).
+#[derive(Serialize)]
+struct ClaimRecord<'a> {
+    i: i64,
+    preset_id: Uuid,
+    owner_id: Uuid,
+    name: &'a str,
+    ttl_ms: Option<i64>,
+    schedule: Option<&'a str>,
+    deadline: Option<DateTime<Utc>>,
+    max_deadline: Option<DateTime<Utc>>,
+    reinit: bool,
+    template_id: Uuid,
+    waited_ms: f64,
+    build_id: Uuid,
+    job_id: Uuid,
+    parameters: &'a BTreeMap<String, String>,
 }

@@ -122,9 +122,24 @@ fn eligible_from(preset: &str, now: &str) -> String {
 }
 
 /// The hand-overs of a batch of claims (see [`crate::claimer`]) as one
-/// statement, so one transaction and one round trip for all of them. Each
-/// claim is a position in the array arguments, from 1 (`asked.i`); claims
-/// of the same preset are numbered in their order (`asked.k`).
+/// statement, so one transaction and one round trip for all of them. `$1`
+/// is the claims, a JSON array of records: `i`, the claim's position from
+/// 1; `preset_id`; `owner_id`, the new owner (and the build's initiator);
+/// `name`; `ttl_ms`, `schedule`, `deadline` and `max_deadline`, its
+/// lifecycle fields; `reinit`; `template_id`; `waited_ms`, milliseconds
+/// from the request's arrival to this statement being sent; `build_id` and
+/// `job_id`, its claim build's and that build's job's; `parameters`, the
+/// build's values. `$2` is the store's time. Claims of the same preset are
+/// numbered in their order (`asked.k`).
+///
+/// A JSON array rather than an array per field for its plan: PostgreSQL
+/// sizes an array it is given (one claim, mostly) but not a JSON
+/// document's records, so with arrays each call's own plan looked cheaper
+/// than the plan kept for the prepared statement, and the statement was
+/// planned anew at every call (2.8 ms, more than it took to run). The
+/// plan kept expects a hundred claims, though, and would hash the whole
+/// `workspaces` table to update a few of its rows: the update also names
+/// its rows by their key, which it then looks up.
 ///
 /// `pick` locks, for each preset asked for, as many of its oldest eligible
 /// prebuilds as there are claims of it, skipping those another claim holds,
@@ -146,22 +161,13 @@ fn eligible_from(preset: &str, now: &str) -> String {
 /// The records and events are stamped with `$2`, the store's clock, as a
 /// miss's record and the prebuild's other events are: insight compares
 /// them with those.
-///
-/// Per claim: `$1` preset, `$3` the new owner (and the build's initiator),
-/// `$4` name, `$5` ttl_ms, `$6` autostart schedule, `$7` deadline, `$8` max
-/// deadline, `$12` reinit, `$13` template, `$14` milliseconds from the
-/// request's arrival to this statement being sent, `$15` the build's id,
-/// `$16` its job's id. The build values: `$9` the claim each belongs to,
-/// `$10` names, `$11` values.
 pub(crate) static CLAIM: LazyLock<String> = LazyLock::new(|| {
     let eligible = eligible_from("wanted.preset_id", "$2");
     format!(
         "WITH asked AS (SELECT a.*, row_number() OVER (PARTITION BY a.preset_id ORDER BY a.i) AS k \
-                        FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[], \
-                                    $7::timestamptz[], $8::timestamptz[], $12::bool[], $13::uuid[], $14::float8[], \
-                                    $15::uuid[], $16::uuid[]) \
-                            WITH ORDINALITY AS a(preset_id, owner_id, name, ttl_ms, schedule, deadline, \
-                                                 max_deadline, reinit, template_id, waited_ms, build_id, job_id, i)), \
+                        FROM jsonb_to_recordset($1) AS a(i int8, preset_id uuid, owner_id uuid, name text, \
+                            ttl_ms int8, schedule text, deadline timestamptz, max_deadline timestamptz, reinit bool, \
+                            template_id uuid, waited_ms float8, build_id uuid, job_id uuid, parameters jsonb)), \
          wanted AS (SELECT preset_id, count(*) AS n FROM asked GROUP BY preset_id), \
          pick AS MATERIALIZED ( \
              SELECT e.* FROM wanted CROSS JOIN LATERAL ( \
@@ -174,6 +180,7 @@ pub(crate) static CLAIM: LazyLock<String> = LazyLock::new(|| {
          handed AS (UPDATE workspaces w SET owner_id = m.owner_id, name = m.name, ttl_ms = m.ttl_ms, \
                         autostart_schedule = m.schedule, last_used_at = $2, updated_at = $2 \
                     FROM matched m WHERE w.id = m.workspace_id \
+                        AND w.id = ANY (ARRAY(SELECT workspace_id FROM matched)) \
                     RETURNING w.id, w.organization_id, w.owner_id, w.template_id, w.name, w.preset_id, w.created_at, \
                         w.updated_at, w.deleted, w.autostart_schedule, w.ttl_ms, w.last_used_at, w.dormant_at, \
                         w.deleting_at), \
@@ -195,9 +202,8 @@ pub(crate) static CLAIM: LazyLock<String> = LazyLock::new(|| {
                    FROM matched m JOIN job ON job.id = m.job_id \
                    RETURNING *), \
          parameters AS (INSERT INTO workspace_build_parameters (workspace_build_id, name, value) \
-                        SELECT build.id, v.name, v.value \
-                        FROM unnest($9::int8[], $10::text[], $11::text[]) AS v(i, name, value) \
-                            JOIN matched m ON m.i = v.i JOIN build ON build.id = m.build_id), \
+                        SELECT build.id, v.key, v.value \
+                        FROM matched m JOIN build ON build.id = m.build_id, jsonb_each_text(m.parameters) v), \
          event AS (INSERT INTO prebuild_events (workspace_id, preset_id, event, at) \
                    SELECT workspace_id, preset_id, 'claimed', $2 FROM matched), \
          attempt AS (INSERT INTO claim_attempts (at, template_id, preset_id, user_id, hit, workspace_id, latency_ms, \

@@ -14,8 +14,7 @@ use warmspace_store::testing::TestDatabase;
 use warmspace_store::{NewUser, PgConnectOptions};
 
 /// The parameters' types, in the order the claimer binds them.
-const TYPES: &str = "uuid[], timestamptz, uuid[], text[], int8[], text[], timestamptz[], timestamptz[], int8[], text[], \
-     text[], bool[], uuid[], float8[], uuid[], uuid[]";
+const TYPES: &str = "jsonb, timestamptz";
 
 /// What the plan of the claim's pick says: whether it sorts the pool (a
 /// sort above the scan of the pool's index), the rows that scan returned,
@@ -40,9 +39,10 @@ async fn explain(options: &PgConnectOptions, mode: &str, preset: Uuid, template:
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.unwrap();
     }
     let explained: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim ('{{{preset}}}', now(), '{{{user}}}', '{{explained}}', \
-         '{{NULL}}', '{{NULL}}', '{{NULL}}', '{{NULL}}', '{{}}', '{{}}', '{{}}', '{{true}}', '{{{template}}}', '{{0}}', \
-         ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()])"
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim (jsonb_build_array(jsonb_build_object('i', 1, \
+         'preset_id', '{preset}', 'owner_id', '{user}', 'name', 'explained', 'reinit', true, 'template_id', \
+         '{template}', 'waited_ms', 0, 'build_id', gen_random_uuid(), 'job_id', gen_random_uuid(), 'parameters', \
+         '{{}}'::jsonb)), now())"
     )))
     .fetch_one(&mut connection)
     .await
@@ -128,9 +128,12 @@ async fn a_claim_walks_the_pool_s_index_and_stops_at_the_first_prebuild_it_can_l
             );
             // At 1 000 and more the pool's index has a root above its leaves: a buffer more.
             assert!(pick.buffers <= 20, "{pick:?}");
-            // And so the whole claim: its writes do not depend on the pool's size either.
+            // And so the whole claim: its writes do not depend on the pool's
+            // size either (a scan of the pool, or of `workspaces`, would add
+            // hundreds at 10 000; between runs the writes' own index pages
+            // vary by a few dozen).
             let fewest = *smallest.get_or_insert(pick.statement_buffers);
-            assert!(pick.statement_buffers <= fewest + 40, "{pick:?}, against {fewest} for a pool of 10");
+            assert!(pick.statement_buffers <= fewest + 60, "{pick:?}, against {fewest} for a pool of 10");
         }
     }
 }
