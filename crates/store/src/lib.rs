@@ -109,24 +109,39 @@ pub struct Store {
 impl Store {
     /// Connects a pool of at most `max_connections` and waits for the first
     /// connection, so a wrong URL fails here rather than on the first request.
+    /// When there are at least three, one of them is the claims' own (see
+    /// [`claimer`]).
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
         probe(&options).await?;
-        Store::connect_another(options, max_connections).await
+        Store::open(options, max_connections, max_connections >= 3).await
     }
 
     /// Another pool on a database that [`Store::connect`] has already
     /// reached: no probe, whose closing backend PostgreSQL would for a
-    /// moment still count beside the connections already open.
+    /// moment still count beside the connections already open. For work
+    /// that claims nothing: claims share its pool.
     pub async fn connect_another(options: PgConnectOptions, max_connections: u32) -> Result<Store> {
+        Store::open(options, max_connections, false).await
+    }
+
+    async fn open(options: PgConnectOptions, max_connections: u32, own_claims_connection: bool) -> Result<Store> {
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections - u32::from(own_claims_connection))
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let claims = match own_claims_connection {
+            // Opened when first needed.
+            true => PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan")])),
+            false => pool.clone(),
+        };
         let publisher = Publisher::start(pool.clone());
         let completer = Completer::start(pool.clone());
         let taker = Taker::start(pool.clone());
-        let claimer = Claimer::start(pool.clone());
+        let claimer = Claimer::start(claims);
         Ok(Store { pool, clock: Clock::default(), publisher, completer, claimer, taker })
     }
 
