@@ -8,9 +8,9 @@
 //! environment is the agent's plus the manifest's (see
 //! [`crate::runner::script_env`]) plus what the client sent. The exit
 //! status goes back to the client and, against the connection, to the
-//! server's connection log. The `sftp` subsystem runs OpenSSH's
-//! `sftp-server` when the workspace has one; `scp -O` (the legacy
-//! protocol) needs only `scp` in the workspace, through exec.
+//! server's connection log. The `sftp` subsystem is served in-process
+//! ([`crate::sftp`]), so `sftp` and `scp` work in any workspace; `scp -O`
+//! (the legacy protocol) needs `scp` in the workspace, through exec.
 //!
 //! The host key is generated when the agent starts and lives as long as the
 //! agent: clients know the workspace by the tunnel, not by the key
@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +30,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 use warmspace_sdk::Client;
 
-/// Where Debian-like systems keep OpenSSH's sftp server.
-const SFTP_SERVERS: &[&str] = &["/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server"];
+use crate::sftp::Sftp;
 
 /// The SSH server of one agent: its configuration and host key.
 #[derive(Clone)]
@@ -115,8 +113,6 @@ enum Program {
     Shell,
     /// A command line, through the shell's `-c`.
     Command(String),
-    /// A program with no shell (a subsystem).
-    Direct(String),
 }
 
 struct Handler {
@@ -218,14 +214,19 @@ impl russh::server::Handler for Handler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        match SFTP_SERVERS.iter().find(|path| Path::new(path).is_file()) {
-            Some(server) if name == "sftp" => self.start(channel, Program::Direct((*server).to_owned()), session),
-            _ => {
-                tracing::info!(subsystem = name, "refused an SSH subsystem this workspace does not have");
-                session.channel_failure(channel)?;
-                Ok(())
-            }
+        if name != "sftp" {
+            tracing::info!(subsystem = name, "refused an SSH subsystem the agent does not serve");
+            return session.channel_failure(channel);
         }
+        let Some(stream) = self.channels.get_mut(&channel).and_then(|state| state.channel.take()) else {
+            return session.channel_failure(channel);
+        };
+        let connection = Arc::clone(&self.connection);
+        tokio::spawn(async move {
+            let code = run_sftp(stream).await;
+            connection.report(code);
+        });
+        session.channel_success(channel)
     }
 
     async fn window_change_request(
@@ -291,7 +292,6 @@ fn command_line(program: &Program) -> (String, Vec<String>) {
     match program {
         Program::Shell => (shell, vec!["-l".into()]),
         Program::Command(line) => (shell, vec!["-c".into(), line.clone()]),
-        Program::Direct(path) => (path.clone(), vec![]),
     }
 }
 
@@ -359,6 +359,30 @@ async fn run_on_pipes(
         copy.await.ok();
     }
     finish(&output, exit_code(status)).await
+}
+
+/// Serves SFTP on the channel until the client closes it, then ends the
+/// channel with status 0 as `sftp-server` would (OpenSSH's `scp` fails
+/// without an exit status). The SFTP server works on one end of an
+/// in-memory pipe, the channel is copied to and from the other.
+async fn run_sftp(channel: Channel<Msg>) -> i32 {
+    const PIPE: usize = 256 * 1024;
+    let (mut input, output) = channel.split();
+    let (ours, theirs) = tokio::io::duplex(PIPE);
+    russh_sftp::server::run(theirs, Sftp::new(working_dir())).await;
+    let (from_sftp, mut to_sftp) = tokio::io::split(ours);
+    let copy = copy_out(Some(from_sftp), output.make_writer());
+    while let Some(msg) = input.wait().await {
+        match msg {
+            ChannelMsg::Data { data } if to_sftp.write_all(&data).await.is_err() => break,
+            ChannelMsg::Eof => break,
+            _ => {}
+        }
+    }
+    // The server ends at the EOF, and its answers end with it.
+    to_sftp.shutdown().await.ok();
+    copy.await.ok();
+    finish(&output, 0).await
 }
 
 /// Runs a command in a new pty sized as the client asked, resized on window changes.
