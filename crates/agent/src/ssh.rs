@@ -28,7 +28,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use warmspace_sdk::Client;
+use warmspace_sdk::{Client, Devcontainer};
 
 use crate::sftp::Sftp;
 
@@ -75,6 +75,8 @@ pub(crate) struct Connection {
     pub id: Uuid,
     /// The manifest's environment for commands (the template's `env` and the `WARMSPACE_*` variables).
     pub env: BTreeMap<String, String>,
+    /// The dev container its sessions run inside, if any.
+    pub devcontainer: Option<Devcontainer>,
     pub client: Client,
 }
 
@@ -218,6 +220,11 @@ impl russh::server::Handler for Handler {
             tracing::info!(subsystem = name, "refused an SSH subsystem the agent does not serve");
             return session.channel_failure(channel);
         }
+        if self.connection.devcontainer.is_some() {
+            // The agent's SFTP server sees the agent's files, not the container's.
+            tracing::info!("refused sftp into a dev container");
+            return session.channel_failure(channel);
+        }
         let Some(stream) = self.channels.get_mut(&channel).and_then(|state| state.channel.take()) else {
             return session.channel_failure(channel);
         };
@@ -258,13 +265,18 @@ impl Handler {
         };
         let mut env = self.connection.env.clone();
         env.extend(state.env.drain(..));
+        if let Some(pty) = &state.pty {
+            env.insert("TERM".into(), pty.term.clone());
+        }
         let connection = Arc::clone(&self.connection);
-        let command = command_line(&program);
+        let command = match &connection.devcontainer {
+            Some(devcontainer) => in_devcontainer(devcontainer, &program, &env),
+            None => command_line(&program),
+        };
         match state.pty.clone() {
             Some(pty) => {
                 let (resize, resized) = mpsc::unbounded_channel();
                 state.resize = Some(resize);
-                env.insert("TERM".into(), pty.term.clone());
                 tokio::spawn(async move {
                     let code = run_in_pty(channel, command, env, pty.size, resized).await;
                     connection.report(code);
@@ -293,6 +305,31 @@ fn command_line(program: &Program) -> (String, Vec<String>) {
         Program::Shell => (shell, vec!["-l".into()]),
         Program::Command(line) => (shell, vec!["-c".into(), line.clone()]),
     }
+}
+
+/// The program inside a dev container, through the Dev Container CLI
+/// (`devcontainer exec`) found on the agent's `PATH`: a command with
+/// `/bin/sh -c` and a shell as the container's `$SHELL` (else `/bin/sh`),
+/// since the agent's shell may not exist there. The session's environment
+/// goes in as `--remote-env`.
+fn in_devcontainer(
+    devcontainer: &Devcontainer,
+    program: &Program,
+    env: &BTreeMap<String, String>,
+) -> (String, Vec<String>) {
+    let mut args = vec!["exec".to_owned(), "--workspace-folder".to_owned(), devcontainer.workspace_folder.clone()];
+    if let Some(config) = &devcontainer.config_path {
+        args.extend(["--config".to_owned(), config.clone()]);
+    }
+    for (name, value) in env {
+        args.extend(["--remote-env".to_owned(), format!("{name}={value}")]);
+    }
+    let line = match program {
+        Program::Shell => r#"exec "${SHELL:-/bin/sh}" -l"#.to_owned(),
+        Program::Command(line) => line.clone(),
+    };
+    args.extend(["/bin/sh".to_owned(), "-c".to_owned(), line]);
+    ("devcontainer".to_owned(), args)
 }
 
 /// The status an SSH client sees: the exit code, or 128 + the signal.
@@ -468,4 +505,39 @@ async fn finish(output: &ChannelWriteHalf<Msg>, code: i32) -> i32 {
 async fn refuse(output: &ChannelWriteHalf<Msg>, why: &str) -> i32 {
     output.extended_data_bytes(1, why.as_bytes().to_vec()).await.ok();
     finish(output, 127).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dev_container_session_runs_through_devcontainer_exec() {
+        let api = Devcontainer {
+            name: "api".into(),
+            workspace_folder: "/src/api".into(),
+            config_path: Some(".devcontainer/devcontainer.json".into()),
+        };
+        let env = BTreeMap::from([("TERM".to_owned(), "xterm".to_owned())]);
+        let (program, args) = in_devcontainer(&api, &Program::Command("echo hi".into()), &env);
+        assert_eq!(program, "devcontainer");
+        assert_eq!(
+            args,
+            [
+                "exec",
+                "--workspace-folder",
+                "/src/api",
+                "--config",
+                ".devcontainer/devcontainer.json",
+                "--remote-env",
+                "TERM=xterm",
+                "/bin/sh",
+                "-c",
+                "echo hi"
+            ]
+        );
+        let bare = Devcontainer { config_path: None, ..api };
+        let (_, args) = in_devcontainer(&bare, &Program::Shell, &BTreeMap::new());
+        assert_eq!(args, ["exec", "--workspace-folder", "/src/api", "/bin/sh", "-c", r#"exec "${SHELL:-/bin/sh}" -l"#]);
+    }
 }

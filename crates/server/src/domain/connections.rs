@@ -13,7 +13,7 @@ use warmspace_authz::Role;
 use warmspace_sdk::tunnel::{Opener, StreamHeader};
 use warmspace_sdk::{
     Client, ConnectQuery, ConnectionLogEntry, ConnectionLogPage, ConnectionLogQuery, ConnectionStatus, ConnectionType,
-    Transition, WorkspaceAgent, WorkspaceStatus,
+    DevcontainerState, Transition, WorkspaceAgent, WorkspaceDevcontainer, WorkspaceStatus,
 };
 use warmspace_store::connections::{ConnectionFilter, ConnectionParties, ConnectionRow, NewConnection};
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
@@ -86,6 +86,12 @@ impl Domain {
             )));
         }
         let agent = pick_agent(&workspace.agents, query.agent.as_deref(), &full_name)?;
+        if let Some(name) = &query.devcontainer {
+            if query.kind != ConnectionType::Ssh {
+                return Err(Error::field("devcontainer", "is only for type ssh"));
+            }
+            running_devcontainer(&self.devcontainers(workspace.id).await?, agent, name, &full_name)?;
+        }
         let connection = NewConnection {
             id: Uuid::new_v4(),
             kind: query.kind,
@@ -104,7 +110,8 @@ impl Domain {
         };
         // Recorded before the agent is reached, so failed attempts are in the log too.
         self.store.open_connection(&connection).await?;
-        let header = StreamHeader { kind: query.kind, connection_id: connection.id, port };
+        let header =
+            StreamHeader { kind: query.kind, connection_id: connection.id, port, devcontainer: query.devcontainer };
         match self.open_stream(agent.id, &header).await {
             Ok(stream) => Ok(Connection { id: connection.id, stream }),
             Err(why) => {
@@ -235,6 +242,37 @@ fn pick_agent<'a>(agents: &'a [WorkspaceAgent], name: Option<&str>, workspace: &
         (None, []) => Err(Error::conflict(format!("Workspace {workspace} has no agent to connect to."))),
         (None, _) => {
             Err(Error::field("agent", format!("workspace {workspace} has several agents: name one of {}", names())))
+        }
+    }
+}
+
+/// Checks that the agent declares the dev container `name` and that it runs.
+fn running_devcontainer(
+    devcontainers: &[WorkspaceDevcontainer],
+    agent: &WorkspaceAgent,
+    name: &str,
+    workspace: &str,
+) -> Result<()> {
+    let agents: Vec<_> = devcontainers.iter().filter(|d| d.agent_id == agent.id).collect();
+    let Some(devcontainer) = agents.iter().find(|d| d.name == name) else {
+        let names: Vec<_> = agents.iter().map(|d| d.name.as_str()).collect();
+        let has = match names.as_slice() {
+            [] => "it has none".to_owned(),
+            names => format!("it has {}", names.join(", ")),
+        };
+        return Err(Error::field(
+            "devcontainer",
+            format!("the agent {} of workspace {workspace} has no dev container \"{name}\": {has}", agent.name),
+        ));
+    };
+    match devcontainer.state {
+        Some(DevcontainerState::Running) => Ok(()),
+        state => {
+            let state = state.map_or_else(|| "not reported yet".to_owned(), |s| s.to_string());
+            Err(Error::conflict(format!(
+                "Dev container {name} of workspace {workspace} is not running (it is {state})."
+            ))
+            .detail(devcontainer.error.clone().unwrap_or_default()))
         }
     }
 }
