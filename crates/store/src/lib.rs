@@ -25,6 +25,7 @@ mod organizations;
 pub mod prebuilds;
 mod publisher;
 pub mod pubsub;
+pub mod replicas;
 mod seed;
 mod sessions;
 mod taker;

@@ -7,6 +7,8 @@
 //! the stream then goes to the agent's tunnel, held by this replica or by
 //! the one `agent_tunnels` names, which this replica dials (a relay).
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 use warmspace_authz::Role;
@@ -42,7 +44,7 @@ impl Domain {
     /// Holds an agent's new tunnel here and records so for the other replicas.
     pub async fn hold_tunnel(&self, auth: &AgentAuth, opener: Opener) -> Result<TunnelLease> {
         let secret = new_secret();
-        self.store.hold_tunnel(auth.agent_id, &self.config.relay_url, &secret).await?;
+        self.store.hold_tunnel(auth.agent_id, self.replica_id, &self.config.relay_url, &secret).await?;
         self.tunnels.hold(auth.agent_id, opener, secret.clone());
         tracing::info!(agent_id = %auth.agent_id, "an agent's tunnel opened");
         Ok(TunnelLease { agent_id: auth.agent_id, secret })
@@ -107,6 +109,7 @@ impl Domain {
             },
             client_address,
             port,
+            replica_id: self.replica_id,
         };
         // Recorded before the agent is reached, so failed attempts are in the log too.
         self.store.open_connection(&connection).await?;
@@ -119,6 +122,29 @@ impl Domain {
                 Err(Error::conflict(format!("The agent {} of workspace {full_name} is not connected.", agent.name))
                     .detail(format!("Cause: {why}. Is the workspace's agent running? It reconnects by itself.")))
             }
+        }
+    }
+
+    /// Records that this replica is alive, and cleans up after the replicas
+    /// whose heartbeats stopped more than `dead_after` ago: their tunnels
+    /// go, and the connections they recorded close.
+    pub async fn replica_heartbeat(&self, dead_after: Duration) -> Result<()> {
+        self.store.replica_heartbeat(self.replica_id, &self.config.relay_url).await?;
+        let dead_before =
+            self.store.clock().now() - chrono::TimeDelta::from_std(dead_after).unwrap_or(chrono::TimeDelta::MAX);
+        let (gone, closed) = self.store.remove_replicas(Some(dead_before), None).await?;
+        if !gone.is_empty() {
+            tracing::warn!(replicas = ?gone, closed, "replicas stopped without cleaning up; closed their connections");
+        }
+        Ok(())
+    }
+
+    /// On a clean stop: forgets this replica, its tunnels, and closes the
+    /// connections it still carries.
+    pub async fn replica_stopping(&self) {
+        match self.store.remove_replicas(None, Some(self.replica_id)).await {
+            Ok((_, closed)) => tracing::info!(closed, "this replica's connections closed"),
+            Err(err) => tracing::warn!(error = %err, "cannot close this replica's connections; the others will"),
         }
     }
 

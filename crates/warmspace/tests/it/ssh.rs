@@ -236,6 +236,35 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
     assert!(relayed.status.success(), "{}", describe(&relayed));
     assert_eq!(text(&relayed.stdout), "relayed\n");
     assert_eq!(closed_entry(&example, &["--type", "ssh"]).await.exit_code, Some(0));
+
+    // A session through the second replica, which is then killed outright:
+    // the surviving replica closes what it left behind, once its heartbeat is old.
+    let mut long = example
+        .cli()
+        .env("WARMSPACE_URL", &replica.url)
+        .args(["ssh", "box", "--", "sleep", "600"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ongoing = ["--type", "ssh", "--status", "ongoing"];
+    eventually(Duration::from_secs(30), "the long session in the log", || {
+        let count = connections(&example, &ongoing).count;
+        async move { count == 1 }
+    })
+    .await;
+    let entry = connections(&example, &ongoing).entries.remove(0);
+    replica.child.kill().unwrap();
+    replica.child.wait().unwrap();
+    long.wait().unwrap();
+    let mut closed = None;
+    eventually(Duration::from_secs(60), "the killed replica's connection to be closed", || {
+        let page = connections(&example, &["--type", "ssh", "--limit", "1000"]);
+        closed = page.entries.into_iter().find(|e| e.id == entry.id && e.ended_at.is_some());
+        let done = closed.is_some();
+        async move { done }
+    })
+    .await;
+    assert_eq!(closed.unwrap().close_reason.as_deref(), Some("replica stopped"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
