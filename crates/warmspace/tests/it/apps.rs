@@ -221,6 +221,14 @@ async fn statuses_health_and_dev_containers_reported_by_a_real_agent() {
     line("app:        docs (docs)");
     line("devcontainer: broken");
     line("error: Command failed: docker build: no such image");
+    let json = run(warmspace(&config).args(["show", "box", "-o", "json"]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!((json["name"].as_str(), json["apps"][0]["name"].as_str()), (Some("box"), Some("web")), "{json}");
+    assert_eq!(json["apps"][0]["latest_status"]["state"], "idle", "{json}");
+    assert_eq!(
+        (json["devcontainers"][0]["name"].as_str(), json["devcontainers"][0]["state"].as_str()),
+        (Some("api"), Some("running"))
+    );
     // Bad input gets the server's clear answer.
     let refused = run_failing(&mut report(&["--app", "nope", "--state", "idle", "x"]));
     assert!(refused.contains("no app called \"nope\"") && refused.contains("web, docs"), "{refused}");
