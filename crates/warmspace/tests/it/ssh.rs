@@ -237,22 +237,18 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
     assert_eq!(text(&relayed.stdout), "relayed\n");
     assert_eq!(closed_entry(&example, &["--type", "ssh"]).await.exit_code, Some(0));
 
-    // A session through the second replica, which is then killed outright:
-    // the surviving replica closes what it left behind, once its heartbeat is old.
-    let mut long = example
-        .cli()
-        .env("WARMSPACE_URL", &replica.url)
-        .args(["ssh", "box", "--", "sleep", "600"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ongoing = ["--type", "ssh", "--status", "ongoing"];
-    eventually(Duration::from_secs(30), "the long session in the log", || {
-        let count = connections(&example, &ongoing).count;
-        async move { count == 1 }
-    })
-    .await;
-    let entry = connections(&example, &ongoing).entries.remove(0);
+    // A replica stopping cleanly closes the connections it still carries before it exits.
+    let (mut long, entry) = long_session(&example, &replica.url).await;
+    replica.terminate();
+    let page = connections(&example, &["--type", "ssh", "--limit", "1000"]);
+    let closed = page.entries.iter().find(|e| e.id == entry.id).unwrap();
+    assert_eq!(closed.close_reason.as_deref(), Some("replica stopped"), "{closed:?}");
+    long.wait().unwrap();
+
+    // One killed outright leaves them behind: the surviving replica closes them once its heartbeat is old.
+    let mut replica = ServerProcess::start(&temp_dir().path().join("client"), &["--postgres-url", db.url()]);
+    replica.wait_healthy().await;
+    let (mut long, entry) = long_session(&example, &replica.url).await;
     replica.child.kill().unwrap();
     replica.child.wait().unwrap();
     long.wait().unwrap();
@@ -265,6 +261,26 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
     })
     .await;
     assert_eq!(closed.unwrap().close_reason.as_deref(), Some("replica stopped"));
+}
+
+/// A `warmspace ssh box -- sleep 600` through the replica at `url`, once
+/// the log shows it ongoing (the only ongoing SSH connection), and its entry.
+async fn long_session(example: &Example, url: &str) -> (std::process::Child, ConnectionLogEntry) {
+    let long = example
+        .cli()
+        .env("WARMSPACE_URL", url)
+        .args(["ssh", "box", "--", "sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ongoing = ["--type", "ssh", "--status", "ongoing"];
+    eventually(Duration::from_secs(30), "the long session in the log", || {
+        let count = connections(example, &ongoing).count;
+        async move { count == 1 }
+    })
+    .await;
+    (long, connections(example, &ongoing).entries.remove(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
