@@ -162,9 +162,11 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, StatusReply> {
-        let Open::Dir { entries: Some(entries), .. } = self.handle(&handle)? else {
-            return Err(StatusCode::Eof.into());
+        let Open::Dir { entries, .. } = self.handle(&handle)? else {
+            return Err(StatusCode::Failure.with_message("not a directory"));
         };
+        // A directory read to its end stays at its end.
+        let Some(entries) = entries else { return Err(StatusCode::Eof.into()) };
         let mut files = Vec::new();
         while files.len() < DIR_BATCH {
             let Some(entry) = entries.next_entry().await.map_err(failed)? else { break };
