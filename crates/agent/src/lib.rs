@@ -55,6 +55,7 @@ pub mod output;
 mod reinit;
 mod retry;
 mod runner;
+mod sftp;
 mod ssh;
 pub mod status_relay;
 mod tunnel;

@@ -8,9 +8,9 @@
 //! environment is the agent's plus the manifest's (see
 //! [`crate::runner::script_env`]) plus what the client sent. The exit
 //! status goes back to the client and, against the connection, to the
-//! server's connection log. The `sftp` subsystem runs OpenSSH's
-//! `sftp-server` when the workspace has one; `scp -O` (the legacy
-//! protocol) needs only `scp` in the workspace, through exec.
+//! server's connection log. The `sftp` subsystem is served in-process
+//! ([`crate::sftp`]), so `sftp` and `scp` work in any workspace; `scp -O`
+//! (the legacy protocol) needs `scp` in the workspace, through exec.
 //!
 //! The host key is generated when the agent starts and lives as long as the
 //! agent: clients know the workspace by the tunnel, not by the key
@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +28,9 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use warmspace_sdk::Client;
+use warmspace_sdk::{Client, Devcontainer};
 
-/// Where Debian-like systems keep OpenSSH's sftp server.
-const SFTP_SERVERS: &[&str] = &["/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server"];
+use crate::sftp::Sftp;
 
 /// The SSH server of one agent: its configuration and host key.
 #[derive(Clone)]
@@ -77,6 +75,8 @@ pub(crate) struct Connection {
     pub id: Uuid,
     /// The manifest's environment for commands (the template's `env` and the `WARMSPACE_*` variables).
     pub env: BTreeMap<String, String>,
+    /// The dev container its sessions run inside, if any.
+    pub devcontainer: Option<Devcontainer>,
     pub client: Client,
 }
 
@@ -115,8 +115,6 @@ enum Program {
     Shell,
     /// A command line, through the shell's `-c`.
     Command(String),
-    /// A program with no shell (a subsystem).
-    Direct(String),
 }
 
 struct Handler {
@@ -218,14 +216,24 @@ impl russh::server::Handler for Handler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        match SFTP_SERVERS.iter().find(|path| Path::new(path).is_file()) {
-            Some(server) if name == "sftp" => self.start(channel, Program::Direct((*server).to_owned()), session),
-            _ => {
-                tracing::info!(subsystem = name, "refused an SSH subsystem this workspace does not have");
-                session.channel_failure(channel)?;
-                Ok(())
-            }
+        if name != "sftp" {
+            tracing::info!(subsystem = name, "refused an SSH subsystem the agent does not serve");
+            return session.channel_failure(channel);
         }
+        if self.connection.devcontainer.is_some() {
+            // The agent's SFTP server sees the agent's files, not the container's.
+            tracing::info!("refused sftp into a dev container");
+            return session.channel_failure(channel);
+        }
+        let Some(stream) = self.channels.get_mut(&channel).and_then(|state| state.channel.take()) else {
+            return session.channel_failure(channel);
+        };
+        let connection = Arc::clone(&self.connection);
+        tokio::spawn(async move {
+            let code = run_sftp(stream).await;
+            connection.report(code);
+        });
+        session.channel_success(channel)
     }
 
     async fn window_change_request(
@@ -257,13 +265,18 @@ impl Handler {
         };
         let mut env = self.connection.env.clone();
         env.extend(state.env.drain(..));
+        if let Some(pty) = &state.pty {
+            env.insert("TERM".into(), pty.term.clone());
+        }
         let connection = Arc::clone(&self.connection);
-        let command = command_line(&program);
+        let command = match &connection.devcontainer {
+            Some(devcontainer) => in_devcontainer(devcontainer, &program, &env),
+            None => command_line(&program),
+        };
         match state.pty.clone() {
             Some(pty) => {
                 let (resize, resized) = mpsc::unbounded_channel();
                 state.resize = Some(resize);
-                env.insert("TERM".into(), pty.term.clone());
                 tokio::spawn(async move {
                     let code = run_in_pty(channel, command, env, pty.size, resized).await;
                     connection.report(code);
@@ -291,8 +304,32 @@ fn command_line(program: &Program) -> (String, Vec<String>) {
     match program {
         Program::Shell => (shell, vec!["-l".into()]),
         Program::Command(line) => (shell, vec!["-c".into(), line.clone()]),
-        Program::Direct(path) => (path.clone(), vec![]),
     }
+}
+
+/// The program inside a dev container, through the Dev Container CLI
+/// (`devcontainer exec`) found on the agent's `PATH`: a command with
+/// `/bin/sh -c` and a shell as the container's `$SHELL` (else `/bin/sh`),
+/// since the agent's shell may not exist there. The session's environment
+/// goes in as `--remote-env`.
+fn in_devcontainer(
+    devcontainer: &Devcontainer,
+    program: &Program,
+    env: &BTreeMap<String, String>,
+) -> (String, Vec<String>) {
+    let mut args = vec!["exec".to_owned(), "--workspace-folder".to_owned(), devcontainer.workspace_folder.clone()];
+    if let Some(config) = &devcontainer.config_path {
+        args.extend(["--config".to_owned(), config.clone()]);
+    }
+    for (name, value) in env {
+        args.extend(["--remote-env".to_owned(), format!("{name}={value}")]);
+    }
+    let line = match program {
+        Program::Shell => r#"exec "${SHELL:-/bin/sh}" -l"#.to_owned(),
+        Program::Command(line) => line.clone(),
+    };
+    args.extend(["/bin/sh".to_owned(), "-c".to_owned(), line]);
+    ("devcontainer".to_owned(), args)
 }
 
 /// The status an SSH client sees: the exit code, or 128 + the signal.
@@ -359,6 +396,30 @@ async fn run_on_pipes(
         copy.await.ok();
     }
     finish(&output, exit_code(status)).await
+}
+
+/// Serves SFTP on the channel until the client closes it, then ends the
+/// channel with status 0 as `sftp-server` would (OpenSSH's `scp` fails
+/// without an exit status). The SFTP server works on one end of an
+/// in-memory pipe, the channel is copied to and from the other.
+async fn run_sftp(channel: Channel<Msg>) -> i32 {
+    const PIPE: usize = 256 * 1024;
+    let (mut input, output) = channel.split();
+    let (ours, theirs) = tokio::io::duplex(PIPE);
+    russh_sftp::server::run(theirs, Sftp::new(working_dir())).await;
+    let (from_sftp, mut to_sftp) = tokio::io::split(ours);
+    let copy = copy_out(Some(from_sftp), output.make_writer());
+    while let Some(msg) = input.wait().await {
+        match msg {
+            ChannelMsg::Data { data } if to_sftp.write_all(&data).await.is_err() => break,
+            ChannelMsg::Eof => break,
+            _ => {}
+        }
+    }
+    // The server ends at the EOF, and its answers end with it.
+    to_sftp.shutdown().await.ok();
+    copy.await.ok();
+    finish(&output, 0).await
 }
 
 /// Runs a command in a new pty sized as the client asked, resized on window changes.
@@ -444,4 +505,39 @@ async fn finish(output: &ChannelWriteHalf<Msg>, code: i32) -> i32 {
 async fn refuse(output: &ChannelWriteHalf<Msg>, why: &str) -> i32 {
     output.extended_data_bytes(1, why.as_bytes().to_vec()).await.ok();
     finish(output, 127).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dev_container_session_runs_through_devcontainer_exec() {
+        let api = Devcontainer {
+            name: "api".into(),
+            workspace_folder: "/src/api".into(),
+            config_path: Some(".devcontainer/devcontainer.json".into()),
+        };
+        let env = BTreeMap::from([("TERM".to_owned(), "xterm".to_owned())]);
+        let (program, args) = in_devcontainer(&api, &Program::Command("echo hi".into()), &env);
+        assert_eq!(program, "devcontainer");
+        assert_eq!(
+            args,
+            [
+                "exec",
+                "--workspace-folder",
+                "/src/api",
+                "--config",
+                ".devcontainer/devcontainer.json",
+                "--remote-env",
+                "TERM=xterm",
+                "/bin/sh",
+                "-c",
+                "echo hi"
+            ]
+        );
+        let bare = Devcontainer { config_path: None, ..api };
+        let (_, args) = in_devcontainer(&bare, &Program::Shell, &BTreeMap::new());
+        assert_eq!(args, ["exec", "--workspace-folder", "/src/api", "/bin/sh", "-c", r#"exec "${SHELL:-/bin/sh}" -l"#]);
+    }
 }

@@ -97,8 +97,22 @@ async fn serve(
     };
     match (header.kind, header.port) {
         (ConnectionType::Ssh, _) => {
-            let env = manifest.borrow().as_ref().map(crate::runner::script_env).unwrap_or_default();
-            let connection = Connection { id: header.connection_id, env, client: client.clone() };
+            let (env, devcontainer) = {
+                let manifest = manifest.borrow();
+                let manifest = manifest.as_ref();
+                let devcontainer = header.devcontainer.as_ref().map(|name| {
+                    manifest.and_then(|m| m.devcontainers.iter().find(|d| &d.name == name)).cloned().ok_or(name)
+                });
+                (manifest.map(crate::runner::script_env).unwrap_or_default(), devcontainer.transpose())
+            };
+            let devcontainer = match devcontainer {
+                Ok(devcontainer) => devcontainer,
+                // The server checked it against the manifest; this agent's copy is older.
+                Err(name) => {
+                    return tracing::warn!(devcontainer = %name, "a session for a dev container this agent does not know");
+                }
+            };
+            let connection = Connection { id: header.connection_id, env, devcontainer, client: client.clone() };
             ssh.serve(stream, connection).await;
         }
         (ConnectionType::PortForward, Some(port)) => forward(stream, port).await,

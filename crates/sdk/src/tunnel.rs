@@ -40,6 +40,9 @@ pub struct StreamHeader {
     /// For [`ConnectionType::PortForward`]: the port on the workspace's loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// For [`ConnectionType::Ssh`]: the dev container (by name) to run the session inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devcontainer: Option<String>,
 }
 
 impl StreamHeader {

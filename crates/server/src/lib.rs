@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod provisioning;
 pub mod reconciler;
+mod replicas;
 pub mod tunnels;
 pub mod web;
 
@@ -70,6 +71,7 @@ pub struct Server {
     /// `/metrics` on a listener of its own (`--prometheus-address`), if asked for.
     metrics_listener: Option<TcpListener>,
     collector: (watch::Sender<bool>, JoinHandle<()>),
+    heartbeat: (watch::Sender<bool>, JoinHandle<()>),
     state: AppState,
     reconciler: Reconciler,
     reconciler_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
@@ -164,6 +166,12 @@ impl Server {
             let (stop, stopped) = watch::channel(false);
             (stop, collector::spawn(domain.clone(), config.metrics.collect_interval, stopped))
         };
+        // Recorded alive before any tunnel is held here (a tunnel names its replica).
+        replicas::beat(&domain).await;
+        let heartbeat = {
+            let (stop, stopped) = watch::channel(false);
+            (stop, replicas::spawn(domain.clone(), stopped))
+        };
         let lifecycle = LifecycleExecutor::new(domain.clone());
         let lifecycle_loop = config.lifecycle.background.then(|| {
             let (stop, stopped) = watch::channel(false);
@@ -174,6 +182,7 @@ impl Server {
             listener,
             metrics_listener,
             collector,
+            heartbeat,
             state: AppState::new(domain),
             reconciler,
             reconciler_loop,
@@ -216,6 +225,7 @@ impl Server {
             listener,
             metrics_listener,
             collector,
+            heartbeat,
             state,
             reconciler: _,
             reconciler_loop,
@@ -244,7 +254,13 @@ impl Server {
             let stopped = collector.0.subscribe();
             tokio::spawn(serve_metrics(listener, state.clone(), stopped))
         });
+        let domain = state.domain.clone();
         let served = serve(listener, state, metrics_server.is_none(), shutdown).await;
+        heartbeat.0.send_replace(true);
+        if let Err(err) = heartbeat.1.await {
+            tracing::warn!(error = %err, "the replica heartbeat ended badly");
+        }
+        domain.replica_stopping().await;
         collector.0.send_replace(true);
         if let Some(task) = metrics_server
             && let Ok(Err(err)) = task.await

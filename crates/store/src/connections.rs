@@ -36,6 +36,8 @@ pub struct NewConnection {
     pub parties: ConnectionParties,
     pub client_address: String,
     pub port: Option<u16>,
+    /// The replica recording it, which closes it (or the others do, if it dies).
+    pub replica_id: Uuid,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -68,16 +70,18 @@ pub struct ConnectionFilter {
 }
 
 impl Store {
-    /// Records that this replica holds the agent's tunnel now (replacing
-    /// whichever replica held it before).
-    pub async fn hold_tunnel(&self, agent_id: Uuid, relay_url: &str, secret: &str) -> Result<()> {
+    /// Records that replica `replica_id` holds the agent's tunnel now
+    /// (replacing whichever replica held it before).
+    pub async fn hold_tunnel(&self, agent_id: Uuid, replica_id: Uuid, relay_url: &str, secret: &str) -> Result<()> {
         sqlx::query!(
-            "INSERT INTO agent_tunnels (agent_id, relay_url, secret, connected_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (agent_id) DO UPDATE SET relay_url = $2, secret = $3, connected_at = $4",
+            "INSERT INTO agent_tunnels (agent_id, relay_url, secret, connected_at, replica_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (agent_id) DO UPDATE SET relay_url = $2, secret = $3, connected_at = $4, replica_id = $5",
             agent_id,
             relay_url,
             secret,
             self.now(),
+            replica_id,
         )
         .execute(&self.pool)
         .await?;
@@ -101,8 +105,9 @@ impl Store {
     pub async fn open_connection(&self, c: &NewConnection) -> Result<()> {
         sqlx::query!(
             "INSERT INTO connection_log (id, type, user_id, username, workspace_id, workspace_name, \
-                 workspace_owner_id, workspace_owner_name, agent_id, agent_name, client_address, port, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 workspace_owner_id, workspace_owner_name, agent_id, agent_name, client_address, port, started_at, \
+                 replica_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             c.id,
             c.kind as ConnectionType,
             c.parties.user_id,
@@ -116,6 +121,7 @@ impl Store {
             c.client_address,
             c.port.map(i32::from),
             self.now(),
+            c.replica_id,
         )
         .execute(&self.pool)
         .await?;

@@ -26,6 +26,7 @@ mod organizations;
 pub mod prebuilds;
 mod publisher;
 pub mod pubsub;
+pub mod replicas;
 mod seed;
 mod sessions;
 mod taker;

@@ -21,6 +21,10 @@ pub struct ConnectQuery {
     /// The agent's name; may be left out when the workspace has one agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// For `ssh`: a dev container of the agent, by its `devcontainer`
+    /// block's name, to run the session inside (it must be `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devcontainer: Option<String>,
 }
 
 /// Filters and page of the connection log.

@@ -123,6 +123,7 @@ async fn tunnel(
 /// for a connection another replica authorised and recorded.
 #[utoipa::path(get, path = "/api/v2/workspaceagents/{agent}/relay", tag = "agents",
     params(("agent" = Uuid, Path), ("kind" = String, Query), ("connection_id" = Uuid, Query), ("port" = Option<u16>, Query),
+           ("devcontainer" = Option<String>, Query),
            ("Warmspace-Relay-Secret" = String, Header, description = "The tunnel's secret, from the database")),
     responses((status = 101, description = "The stream, as an upgraded connection"), (status = 404, body = Body)))]
 async fn relay(

@@ -70,6 +70,11 @@ impl Domain {
         Ok(apps_view(self.store.workspace_apps(workspace_id).await?))
     }
 
+    /// A workspace's dev containers with their states (the caller has checked who may see them).
+    pub(super) async fn devcontainers(&self, workspace_id: Uuid) -> Result<Vec<WorkspaceDevcontainer>> {
+        Ok(apps_view(self.store.workspace_apps(workspace_id).await?).devcontainers)
+    }
+
     /// The statuses reported about a workspace's app, newest first.
     pub async fn workspace_app_statuses(
         &self,

@@ -7,13 +7,15 @@
 //! the stream then goes to the agent's tunnel, held by this replica or by
 //! the one `agent_tunnels` names, which this replica dials (a relay).
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 use warmspace_authz::Role;
 use warmspace_sdk::tunnel::{Opener, StreamHeader};
 use warmspace_sdk::{
     Client, ConnectQuery, ConnectionLogEntry, ConnectionLogPage, ConnectionLogQuery, ConnectionStatus, ConnectionType,
-    Transition, WorkspaceAgent, WorkspaceStatus,
+    DevcontainerState, Transition, WorkspaceAgent, WorkspaceDevcontainer, WorkspaceStatus,
 };
 use warmspace_store::connections::{ConnectionFilter, ConnectionParties, ConnectionRow, NewConnection};
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
@@ -42,7 +44,7 @@ impl Domain {
     /// Holds an agent's new tunnel here and records so for the other replicas.
     pub async fn hold_tunnel(&self, auth: &AgentAuth, opener: Opener) -> Result<TunnelLease> {
         let secret = new_secret();
-        self.store.hold_tunnel(auth.agent_id, &self.config.relay_url, &secret).await?;
+        self.store.hold_tunnel(auth.agent_id, self.replica_id, &self.config.relay_url, &secret).await?;
         self.tunnels.hold(auth.agent_id, opener, secret.clone());
         tracing::info!(agent_id = %auth.agent_id, "an agent's tunnel opened");
         Ok(TunnelLease { agent_id: auth.agent_id, secret })
@@ -86,6 +88,12 @@ impl Domain {
             )));
         }
         let agent = pick_agent(&workspace.agents, query.agent.as_deref(), &full_name)?;
+        if let Some(name) = &query.devcontainer {
+            if query.kind != ConnectionType::Ssh {
+                return Err(Error::field("devcontainer", "is only for type ssh"));
+            }
+            running_devcontainer(&self.devcontainers(workspace.id).await?, agent, name, &full_name)?;
+        }
         let connection = NewConnection {
             id: Uuid::new_v4(),
             kind: query.kind,
@@ -101,10 +109,12 @@ impl Domain {
             },
             client_address,
             port,
+            replica_id: self.replica_id,
         };
         // Recorded before the agent is reached, so failed attempts are in the log too.
         self.store.open_connection(&connection).await?;
-        let header = StreamHeader { kind: query.kind, connection_id: connection.id, port };
+        let header =
+            StreamHeader { kind: query.kind, connection_id: connection.id, port, devcontainer: query.devcontainer };
         match self.open_stream(agent.id, &header).await {
             Ok(stream) => Ok(Connection { id: connection.id, stream }),
             Err(why) => {
@@ -112,6 +122,29 @@ impl Domain {
                 Err(Error::conflict(format!("The agent {} of workspace {full_name} is not connected.", agent.name))
                     .detail(format!("Cause: {why}. Is the workspace's agent running? It reconnects by itself.")))
             }
+        }
+    }
+
+    /// Records that this replica is alive, and cleans up after the replicas
+    /// whose heartbeats stopped more than `dead_after` ago: their tunnels
+    /// go, and the connections they recorded close.
+    pub async fn replica_heartbeat(&self, dead_after: Duration) -> Result<()> {
+        self.store.replica_heartbeat(self.replica_id, &self.config.relay_url).await?;
+        let dead_before =
+            self.store.clock().now() - chrono::TimeDelta::from_std(dead_after).unwrap_or(chrono::TimeDelta::MAX);
+        let (gone, closed) = self.store.remove_replicas(Some(dead_before), None).await?;
+        if !gone.is_empty() {
+            tracing::warn!(replicas = ?gone, closed, "replicas stopped without cleaning up; closed their connections");
+        }
+        Ok(())
+    }
+
+    /// On a clean stop: forgets this replica, its tunnels, and closes the
+    /// connections it still carries.
+    pub async fn replica_stopping(&self) {
+        match self.store.remove_replicas(None, Some(self.replica_id)).await {
+            Ok((_, closed)) => tracing::info!(closed, "this replica's connections closed"),
+            Err(err) => tracing::warn!(error = %err, "cannot close this replica's connections; the others will"),
         }
     }
 
@@ -235,6 +268,37 @@ fn pick_agent<'a>(agents: &'a [WorkspaceAgent], name: Option<&str>, workspace: &
         (None, []) => Err(Error::conflict(format!("Workspace {workspace} has no agent to connect to."))),
         (None, _) => {
             Err(Error::field("agent", format!("workspace {workspace} has several agents: name one of {}", names())))
+        }
+    }
+}
+
+/// Checks that the agent declares the dev container `name` and that it runs.
+fn running_devcontainer(
+    devcontainers: &[WorkspaceDevcontainer],
+    agent: &WorkspaceAgent,
+    name: &str,
+    workspace: &str,
+) -> Result<()> {
+    let agents: Vec<_> = devcontainers.iter().filter(|d| d.agent_id == agent.id).collect();
+    let Some(devcontainer) = agents.iter().find(|d| d.name == name) else {
+        let names: Vec<_> = agents.iter().map(|d| d.name.as_str()).collect();
+        let has = match names.as_slice() {
+            [] => "it has none".to_owned(),
+            names => format!("it has {}", names.join(", ")),
+        };
+        return Err(Error::field(
+            "devcontainer",
+            format!("the agent {} of workspace {workspace} has no dev container \"{name}\": {has}", agent.name),
+        ));
+    };
+    match devcontainer.state {
+        Some(DevcontainerState::Running) => Ok(()),
+        state => {
+            let state = state.map_or_else(|| "not reported yet".to_owned(), |s| s.to_string());
+            Err(Error::conflict(format!(
+                "Dev container {name} of workspace {workspace} is not running (it is {state})."
+            ))
+            .detail(devcontainer.error.clone().unwrap_or_default()))
         }
     }
 }

@@ -31,6 +31,7 @@ mod workspaces;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 use warmspace_store::Store;
 use warmspace_store::pubsub::PubSub;
 
@@ -62,11 +63,20 @@ pub struct Domain {
     metrics: Metrics,
     /// The agent tunnels this replica holds.
     tunnels: crate::tunnels::Tunnels,
+    /// This replica, in `replicas` (made at each start).
+    replica_id: Uuid,
 }
 
 impl Domain {
     pub fn new(store: Store, pubsub: PubSub, config: Arc<Config>) -> Domain {
-        Domain { store, events: Events::new(pubsub), config, metrics: Metrics::new(), tunnels: Default::default() }
+        Domain {
+            store,
+            events: Events::new(pubsub),
+            config,
+            metrics: Metrics::new(),
+            tunnels: Default::default(),
+            replica_id: Uuid::new_v4(),
+        }
     }
 
     /// The same domain over another store (a pool of its own for the reconciler).

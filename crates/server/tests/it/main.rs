@@ -21,6 +21,7 @@ mod prebuilds;
 mod provisionerd;
 mod queue;
 mod refill;
+mod replicas;
 mod templates;
 mod terraform;
 mod users;

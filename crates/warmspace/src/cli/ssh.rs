@@ -32,7 +32,9 @@ pub struct ExitStatus(pub i32);
 #[derive(clap::Args, Debug)]
 pub struct SshArgs {
     /// The workspace: NAME, OWNER/NAME, or a host name `config-ssh` set up
-    /// (`warmspace.NAME`, `warmspace.OWNER--NAME`).
+    /// (`warmspace.NAME`, `warmspace.OWNER--NAME`); with `.CONTAINER` after
+    /// it (`NAME.CONTAINER`), inside the agent's running dev container of
+    /// that name (its `devcontainer` block's).
     workspace: String,
     /// Carry the SSH connection's bytes over standard input and output,
     /// for OpenSSH's ProxyCommand (see `config-ssh`).
@@ -77,21 +79,26 @@ fn port_pair(text: &str) -> Result<(u16, u16), String> {
     Ok((local, remote))
 }
 
-/// The workspace a name or an OpenSSH host name means.
-fn workspace_name(name: &str) -> String {
-    match name.strip_prefix(HOST_PREFIX) {
-        Some(host) => match host.split_once(OWNER_SEPARATOR) {
-            Some((owner, workspace)) => format!("{owner}/{workspace}"),
-            None => host.to_owned(),
-        },
-        None => name.to_owned(),
-    }
+/// The workspace, and the dev container if any, that a name or an OpenSSH
+/// host name means (`NAME.CONTAINER`: workspace names hold no dots).
+fn target(name: &str) -> (String, Option<String>) {
+    let host = name.strip_prefix(HOST_PREFIX);
+    let (name, devcontainer) = match host.unwrap_or(name).split_once('.') {
+        Some((name, devcontainer)) => (name, Some(devcontainer.to_owned())),
+        None => (host.unwrap_or(name), None),
+    };
+    let workspace = match (host, name.split_once(OWNER_SEPARATOR)) {
+        (Some(_), Some((owner, workspace))) => format!("{owner}/{workspace}"),
+        _ => name.to_owned(),
+    };
+    (workspace, devcontainer)
 }
 
 pub async fn ssh(config: &Config, args: SshArgs) -> anyhow::Result<()> {
     let client = config.client()?;
-    let workspace = find(&client, &workspace_name(&args.workspace)).await?;
-    let query = ConnectQuery { kind: ConnectionType::Ssh, port: None, agent: args.agent };
+    let (workspace, devcontainer) = target(&args.workspace);
+    let workspace = find(&client, &workspace).await?;
+    let query = ConnectQuery { kind: ConnectionType::Ssh, port: None, agent: args.agent, devcontainer };
     let stream = client.connect_workspace(workspace.id, &query).await?;
     if args.stdio {
         return proxy(stream).await;
@@ -291,7 +298,7 @@ async fn forward(
         let (client, agent) = (client.clone(), agent.clone());
         let id = workspace.id;
         tokio::spawn(async move {
-            let query = ConnectQuery { kind: ConnectionType::PortForward, port: Some(port), agent };
+            let query = ConnectQuery { kind: ConnectionType::PortForward, port: Some(port), agent, devcontainer: None };
             match client.connect_workspace(id, &query).await {
                 Ok(mut remote) => {
                     tokio::io::copy_bidirectional(&mut local, &mut remote).await.ok();
@@ -385,10 +392,16 @@ mod tests {
 
     #[test]
     fn host_names_name_workspaces() {
-        assert_eq!(workspace_name("warmspace.dev"), "dev");
-        assert_eq!(workspace_name("warmspace.alice--my-box"), "alice/my-box");
-        assert_eq!(workspace_name("alice/dev"), "alice/dev");
-        assert_eq!(workspace_name("dev"), "dev");
+        let workspace = |name: &str| (name.to_owned(), None);
+        let container = |name: &str, devcontainer: &str| (name.to_owned(), Some(devcontainer.to_owned()));
+        assert_eq!(target("warmspace.dev"), workspace("dev"));
+        assert_eq!(target("warmspace.alice--my-box"), workspace("alice/my-box"));
+        assert_eq!(target("alice/dev"), workspace("alice/dev"));
+        assert_eq!(target("dev"), workspace("dev"));
+        assert_eq!(target("dev.api"), container("dev", "api"));
+        assert_eq!(target("alice/dev.api"), container("alice/dev", "api"));
+        assert_eq!(target("warmspace.dev.api"), container("dev", "api"));
+        assert_eq!(target("warmspace.alice--my-box.api"), container("alice/my-box", "api"));
     }
 
     #[test]

@@ -212,7 +212,12 @@ pub async fn show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
         return timings(&client, &workspace.latest_build, args.output.format).await;
     }
     if args.output.format == Format::Json {
-        return output::json(&workspace);
+        // The workspace's fields, and beside them its apps and dev containers as `print` shows them.
+        let apps = client.workspace_apps(workspace.id).await?;
+        let mut shown = serde_json::to_value(&workspace)?;
+        shown["apps"] = serde_json::to_value(&apps.apps)?;
+        shown["devcontainers"] = serde_json::to_value(&apps.devcontainers)?;
+        return output::json(&shown);
     }
     let b = &workspace.latest_build;
     println!("{}/{}  ({})", workspace.owner_name, workspace.name, workspace.status.as_str());

@@ -80,13 +80,23 @@ exec {{
     dir
 }
 
-/// A `devcontainer` stand-in that records its arguments in `log`, fails
-/// (the way the real CLI does) for a folder called `broken`, and a `docker`
-/// that is merely there.
+/// What the stand-in does for `devcontainer exec`: runs the command after the options, here.
+const EXEC: &str = r#"if [ "$1" = exec ]; then
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in --workspace-folder|--config|--remote-env) shift 2 ;; *) break ;; esac
+  done
+  exec "$@"
+fi
+"#;
+
+/// A `devcontainer` stand-in that records its arguments in `log`, runs the
+/// command of an `exec`, fails (the way the real CLI does) for a folder
+/// called `broken`, and a `docker` that is merely there.
 fn stand_ins(bin: &Path, log: &Path) {
     std::fs::create_dir_all(bin).unwrap();
     let devcontainer = format!(
-        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\ncase \"$*\" in\n  *broken*)\n    echo 'building the image'\n    \
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n{EXEC}case \"$*\" in\n  *broken*)\n    echo 'building the image'\n    \
          echo '{{\"outcome\":\"error\",\"message\":\"Command failed: docker build\",\"description\":\"no such image\"}}'\n    \
          exit 1 ;;\nesac\necho '{{\"outcome\":\"success\",\"containerId\":\"abc123\"}}'\n",
         log.display()
@@ -163,6 +173,36 @@ async fn statuses_health_and_dev_containers_reported_by_a_real_agent() {
         )
     );
 
+    // A session inside the running dev container: `devcontainer exec` with its folder and configuration.
+    eventually(Duration::from_secs(30), "an SSH command to get through", || async {
+        warmspace(&config).args(["ssh", "box", "--", "true"]).output().unwrap().status.success()
+    })
+    .await;
+    let inside = warmspace(&config).args(["ssh", "box.api", "--", "echo hi; exit 3"]).output().unwrap();
+    let said = |output: &std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!((inside.status.code(), said(&inside).as_str()), (Some(3), "hi\n"), "{inside:?}");
+    let logged = std::fs::read_to_string(&args_log).unwrap();
+    let exec = logged.lines().last().unwrap();
+    let api = format!("exec --workspace-folder {}/api --config .devcontainer/devcontainer.json ", folders.display());
+    assert!(exec.starts_with(&api) && exec.ends_with(" /bin/sh -c echo hi; exit 3"), "{exec}");
+    assert!(exec.contains(" --remote-env WARMSPACE_WORKSPACE_NAME=box "), "{exec}");
+    // OpenSSH reaches it as warmspace.NAME.CONTAINER.
+    let ssh_config = tmp.path().join("ssh_config");
+    run(warmspace(&config).args(["config-ssh", "--ssh-config-file", ssh_config.to_str().unwrap()]));
+    let openssh = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args(["warmspace.box.api", "echo from openssh"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!((openssh.status.code(), said(&openssh).as_str()), (Some(0), "from openssh\n"), "{openssh:?}");
+    // A container that is not running, or that does not exist, is refused, saying why.
+    let refused = run_failing(warmspace(&config).args(["ssh", "box.broken", "--", "true"]));
+    assert!(refused.contains("is not running (it is error)") && refused.contains("no such image"), "{refused}");
+    let refused = run_failing(warmspace(&config).args(["ssh", "box.nope", "--", "true"]));
+    assert!(refused.contains("no dev container \"nope\"") && refused.contains("api, broken"), "{refused}");
+
     // A status from anywhere in the workspace, through the agent's socket, newest on top in `show`.
     let agent = client.workspace(id).await.unwrap().agents[0].id;
     let socket = std::env::temp_dir().join(format!("warmspace-agent-{agent}.sock"));
@@ -181,6 +221,14 @@ async fn statuses_health_and_dev_containers_reported_by_a_real_agent() {
     line("app:        docs (docs)");
     line("devcontainer: broken");
     line("error: Command failed: docker build: no such image");
+    let json = run(warmspace(&config).args(["show", "box", "-o", "json"]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!((json["name"].as_str(), json["apps"][0]["name"].as_str()), (Some("box"), Some("web")), "{json}");
+    assert_eq!(json["apps"][0]["latest_status"]["state"], "idle", "{json}");
+    assert_eq!(
+        (json["devcontainers"][0]["name"].as_str(), json["devcontainers"][0]["state"].as_str()),
+        (Some("api"), Some("running"))
+    );
     // Bad input gets the server's clear answer.
     let refused = run_failing(&mut report(&["--app", "nope", "--state", "idle", "x"]));
     assert!(refused.contains("no app called \"nope\"") && refused.contains("web, docs"), "{refused}");

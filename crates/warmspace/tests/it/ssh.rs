@@ -156,6 +156,37 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
     assert!(scp.status.success(), "{}", describe(&scp));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "copied in\n");
 
+    // scp's default protocol, SFTP, served by the agent: a file in, and back out.
+    let remote_dir = dir.path().join("remote");
+    std::fs::create_dir(&remote_dir).unwrap();
+    let contents = "through sftp\n".repeat(20_000);
+    std::fs::write(&source, &contents).unwrap();
+    let scp = |from: &str, to: &str| {
+        Command::new("scp").args(["-F", config_arg, from, to]).stdin(Stdio::null()).output().unwrap()
+    };
+    let inward = scp(source.to_str().unwrap(), &format!("warmspace.box:{}/in.txt", remote_dir.display()));
+    assert!(inward.status.success(), "{}", describe(&inward));
+    assert_eq!(std::fs::read_to_string(remote_dir.join("in.txt")).unwrap(), contents);
+    let back = dir.path().join("back.txt");
+    let outward = scp(&format!("warmspace.box:{}/in.txt", remote_dir.display()), back.to_str().unwrap());
+    assert!(outward.status.success(), "{}", describe(&outward));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), contents);
+    assert_eq!(closed_entry(&example, &["--type", "ssh"]).await.exit_code, Some(0));
+    // sftp in batch mode: it starts in the agent's home, and lists a directory.
+    let batch = dir.path().join("batch");
+    std::fs::write(&batch, format!("pwd\nls -1 {}\n", remote_dir.display())).unwrap();
+    let sftp = Command::new("sftp")
+        .args(["-F", config_arg, "-b", batch.to_str().unwrap(), "warmspace.box"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(sftp.status.success(), "{}", describe(&sftp));
+    let home = std::fs::canonicalize(std::env::var("HOME").unwrap()).unwrap();
+    let listed = text(&sftp.stdout);
+    assert!(listed.contains(&format!("Remote working directory: {}\n", home.display())), "{listed}");
+    assert!(listed.lines().any(|line| line.ends_with("/in.txt")), "{listed}");
+    assert_eq!(closed_entry(&example, &["--type", "ssh"]).await.exit_code, Some(0));
+
     // A port opened inside the workspace (this machine's loopback), forwarded.
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let remote = echo.local_addr().unwrap().port();
@@ -205,6 +236,51 @@ async fn ssh_scp_and_port_forward_reach_a_workspace_and_the_connection_log_recor
     assert!(relayed.status.success(), "{}", describe(&relayed));
     assert_eq!(text(&relayed.stdout), "relayed\n");
     assert_eq!(closed_entry(&example, &["--type", "ssh"]).await.exit_code, Some(0));
+
+    // A replica stopping cleanly closes the connections it still carries before it exits.
+    let (mut long, entry) = long_session(&example, &replica.url).await;
+    replica.terminate();
+    let page = connections(&example, &["--type", "ssh", "--limit", "1000"]);
+    let closed = page.entries.iter().find(|e| e.id == entry.id).unwrap();
+    assert_eq!(closed.close_reason.as_deref(), Some("replica stopped"), "{closed:?}");
+    long.wait().unwrap();
+
+    // One killed outright leaves them behind: the surviving replica closes them once its heartbeat is old.
+    let mut replica = ServerProcess::start(&temp_dir().path().join("client"), &["--postgres-url", db.url()]);
+    replica.wait_healthy().await;
+    let (mut long, entry) = long_session(&example, &replica.url).await;
+    replica.child.kill().unwrap();
+    replica.child.wait().unwrap();
+    long.wait().unwrap();
+    let mut closed = None;
+    eventually(Duration::from_secs(60), "the killed replica's connection to be closed", || {
+        let page = connections(&example, &["--type", "ssh", "--limit", "1000"]);
+        closed = page.entries.into_iter().find(|e| e.id == entry.id && e.ended_at.is_some());
+        let done = closed.is_some();
+        async move { done }
+    })
+    .await;
+    assert_eq!(closed.unwrap().close_reason.as_deref(), Some("replica stopped"));
+}
+
+/// A `warmspace ssh box -- sleep 600` through the replica at `url`, once
+/// the log shows it ongoing (the only ongoing SSH connection), and its entry.
+async fn long_session(example: &Example, url: &str) -> (std::process::Child, ConnectionLogEntry) {
+    let long = example
+        .cli()
+        .env("WARMSPACE_URL", url)
+        .args(["ssh", "box", "--", "sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ongoing = ["--type", "ssh", "--status", "ongoing"];
+    eventually(Duration::from_secs(30), "the long session in the log", || {
+        let count = connections(example, &ongoing).count;
+        async move { count == 1 }
+    })
+    .await;
+    (long, connections(example, &ongoing).entries.remove(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,7 +100,7 @@ async fn measure_on(args: &SshArgs, client: &Client, workspace: uuid::Uuid) -> a
             .any(|a| a.lifecycle_state == AgentLifecycle::Ready && a.connection == AgentConnection::Connected))
     })
     .await?;
-    let ssh = ConnectQuery { kind: ConnectionType::Ssh, port: None, agent: None };
+    let ssh = ConnectQuery { kind: ConnectionType::Ssh, port: None, agent: None, devcontainer: None };
     // The tunnel opens beside the agent's first reports.
     wait(Duration::from_secs(30), "the agent's tunnel", || async {
         Ok(client.connect_workspace(workspace, &ssh).await.is_ok())
@@ -150,7 +150,8 @@ async fn measure_on(args: &SshArgs, client: &Client, workspace: uuid::Uuid) -> a
     }));
     let bytes = args.mebibytes * (1 << 20);
     let direct = throughput(TcpStream::connect(("127.0.0.1", sink_port)).await?, bytes).await?;
-    let forward = ConnectQuery { kind: ConnectionType::PortForward, port: Some(sink_port), agent: None };
+    let forward =
+        ConnectQuery { kind: ConnectionType::PortForward, port: Some(sink_port), agent: None, devcontainer: None };
     let forwarded = throughput(client.connect_workspace(workspace, &forward).await?, bytes).await?;
     println!("  {:<52} {:>10}", "throughput", "MB/s");
     println!("  {:<52} {:>10.1}", "forwarded port through the tunnel", forwarded);
