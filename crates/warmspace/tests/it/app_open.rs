@@ -1,0 +1,245 @@
+//! Opening a workspace app through the server, with the exec example's real
+//! agent: `/@OWNER/WORKSPACE.AGENT/apps/APP/` reverse-proxied over the
+//! agent's tunnel to an HTTP server inside the workspace (this machine's
+//! loopback), who may open it, and the connection log's `app` entries.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE};
+use warmspace_sdk::{
+    ConnectionLogPage, ConnectionType, CreateUserRequest, LoginWithPasswordRequest, PREBUILDS_USER_ID, WorkspacesQuery,
+};
+use warmspace_store::testing::TestDatabase;
+
+use crate::apps::exec_template;
+use crate::common::*;
+
+/// An app: answers a GET with a page naming the path and cookies it got,
+/// and a POST with its body (201).
+const APP: &str = r#"
+import http.server, sys
+
+class App(http.server.BaseHTTPRequestHandler):
+    def answer(self, status, body, kind):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        page = "<h1>the app</h1><p>path=%s host=%s cookie=%s prefix=%s</p>" % (
+            self.path, self.headers.get("Host"), self.headers.get("Cookie"), self.headers.get("X-Forwarded-Prefix"))
+        self.answer(200, page.encode(), "text/html")
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.answer(201, body, "application/octet-stream")
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), App).serve_forever()
+"#;
+
+/// The app's process, stopped when dropped.
+struct AppServer(Child);
+
+impl Drop for AppServer {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+async fn start_app(dir: &std::path::Path) -> (u16, AppServer) {
+    let port: u16 = free_address().rsplit_once(':').unwrap().1.parse().unwrap();
+    let script = dir.join("app.py");
+    std::fs::write(&script, APP).unwrap();
+    let child = Command::new("python3").arg(&script).arg(port.to_string()).stdin(Stdio::null()).spawn().unwrap();
+    let server = AppServer(child);
+    eventually(Duration::from_secs(20), "the app to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    (port, server)
+}
+
+/// The exec example with an agent declaring apps: `web` (the test's app,
+/// under `/base`), `down` (nothing listens there) and `remote` (not in the workspace).
+fn manifest(port: u16, down: u16) -> String {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/exec/warmspace.hcl")).unwrap();
+    let agent = format!(
+        r#"agent "main" {{
+  startup_script = "echo workspace ready"
+  app "web" {{
+    display_name = "Web"
+    url          = "http://localhost:{port}/base"
+  }}
+  app "down" {{
+    url = "http://127.0.0.1:{down}"
+  }}
+  app "remote" {{
+    url = "http://example.com:{port}"
+  }}
+}}"#
+    );
+    let replaced = example.replace("agent \"main\" {\n  startup_script = \"echo workspace ready\"\n}", &agent);
+    assert_ne!(replaced, example, "the example's agent block moved");
+    replaced
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
+    let db = TestDatabase::new().await;
+    let (example, server) = Example::start(db.url()).await;
+    let tmp = temp_dir();
+    let (port, _app) = start_app(tmp.path()).await;
+    let down: u16 = free_address().rsplit_once(':').unwrap().1.parse().unwrap();
+    let template = exec_template(&manifest(port, down));
+    run(example.cli().args(["templates", "push", "apps", "-d", template.path().to_str().unwrap()]));
+
+    let admin = admin_client(&server.url).await;
+    let admin_login =
+        LoginWithPasswordRequest { email: "admin@example.com".into(), password: "a long password".into() };
+    let admin_token = admin.login(&admin_login).await.unwrap().session_token;
+    let request = CreateUserRequest {
+        username: "bob".into(),
+        email: "bob@example.com".into(),
+        name: String::new(),
+        password: Some("a long password".into()),
+        login_type: Default::default(),
+        roles: vec![],
+        status: Default::default(),
+    };
+    admin.create_user(&request).await.unwrap();
+    let login = LoginWithPasswordRequest { email: "bob@example.com".into(), password: "a long password".into() };
+    let bob_token = admin.login(&login).await.unwrap().session_token;
+    let as_bob = || {
+        let mut cmd = example.cli();
+        cmd.env("WARMSPACE_SESSION_TOKEN", &bob_token);
+        cmd
+    };
+    let bob = warmspace_sdk::Client::new(server.url.parse().unwrap()).with_token(bob_token.clone());
+    run(as_bob().args(["create", "bobs", "--template", "apps"]));
+    let ws = bob.workspace_by_name("me", "bobs").await.unwrap();
+    wait_ready(&bob, ws.id, ws.owner_id).await;
+
+    let http = reqwest::Client::new();
+    let app_url = |path: &str| format!("{}/@bob/bobs.main/apps/{path}", server.url);
+    let get_as = |token: &str, path: &str| {
+        http.get(app_url(path)).header(warmspace_sdk::SESSION_TOKEN_HEADER, token.to_owned()).send()
+    };
+    // The tunnel opens beside the agent's first reports.
+    eventually(Duration::from_secs(30), "the app to answer through the server", || async {
+        get_as(&bob_token, "web/").await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+
+    // A page, its path below the app's root mapped under the app's URL; the Host the app expects.
+    let page = get_as(&bob_token, "web/docs/page.html?x=1&y=%2F").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("path=/base/docs/page.html?x=1&y=%2F "), "{page}");
+    assert!(page.contains(&format!("host=localhost:{port} ")), "{page}");
+    assert!(page.contains("prefix=/@bob/bobs.main/apps/web"), "{page}");
+    // A browser, by its session cookie: the app gets the person's other cookies, never the session.
+    let browser = http
+        .get(app_url("web/"))
+        .header(COOKIE, format!("theme=dark; warmspace_session={bob_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status(), StatusCode::OK);
+    let page = browser.text().await.unwrap();
+    assert!(page.contains("cookie=theme=dark prefix="), "{page}");
+    // The agent may be left out of the path for a workspace with one; the root without its slash redirects.
+    let short =
+        http.get(format!("{}/@bob/bobs/apps/web", server.url)).header(COOKIE, format!("warmspace_session={bob_token}"));
+    let short = short.send().await.unwrap();
+    assert_eq!(short.status(), StatusCode::OK);
+    assert!(short.text().await.unwrap().contains("path=/base/ "));
+
+    // A POST's body arrives whole, and the app's answer comes back whole.
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let posted = http
+        .post(app_url("web/upload"))
+        .header(warmspace_sdk::SESSION_TOKEN_HEADER, &bob_token)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    assert_eq!(posted.bytes().await.unwrap().as_ref(), &body[..]);
+
+    // The connection log: bob's requests from one address, close together, are one `app` entry.
+    let listed = run(example.cli().args(["connections", "list", "--type", "app", "-o", "json"]));
+    let log: ConnectionLogPage = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(log.count, 1, "{log:#?}");
+    let entry = &log.entries[0];
+    assert_eq!(
+        (entry.kind, entry.username.as_str(), entry.workspace_name.as_str(), entry.agent_name.as_str()),
+        (ConnectionType::App, "bob", "bobs", "main")
+    );
+    assert_eq!((entry.app.as_deref(), entry.client_address.as_str()), (Some("web"), "127.0.0.1"));
+    assert_eq!((entry.http_status, entry.close_reason.as_deref()), (Some(201), Some("HTTP 201 Created")));
+    assert!(entry.ended_at.is_some_and(|end| end >= entry.started_at), "{entry:?}");
+    let table = String::from_utf8(run(example.cli().args(["connections", "list", "--type", "app"])).stdout).unwrap();
+    assert!(table.contains(" web ") && table.contains(" 201 "), "{table}");
+    assert_eq!(connections_of(&example, &["--type", "ssh"]).count, 0);
+
+    // Apps the server cannot reach say why: nothing listening, an address outside the workspace.
+    let down = get_as(&bob_token, "down/").await.unwrap();
+    assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+    assert!(down.text().await.unwrap().contains("App \\\"down\\\" did not answer"));
+    let remote = get_as(&bob_token, "remote/").await.unwrap();
+    assert_eq!(remote.status(), StatusCode::CONFLICT);
+    assert!(remote.text().await.unwrap().contains("not on the workspace's loopback"));
+    let missing = get_as(&bob_token, "nope/").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // Another person: the deployment owner sees the workspace but may not open its apps
+    // (a JSON error for the API, a page for a browser); nobody opens an unclaimed prebuild's.
+    let refused = get_as(&admin_token, "web/").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    let error: warmspace_sdk::Response = refused.json().await.unwrap();
+    assert!(error.message.contains("Only the owner of workspace bob/bobs"), "{error:?}");
+    assert!(error.detail.contains("--allow-owner-ssh"), "{error:?}");
+    let refused_page =
+        http.get(app_url("web/")).header(COOKIE, format!("warmspace_session={}", &admin_token)).send().await.unwrap();
+    assert_eq!(refused_page.status(), StatusCode::FORBIDDEN);
+    assert!(refused_page.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(refused_page.text().await.unwrap().contains("Only the owner of workspace bob/bobs"));
+    let query = WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let prebuild = loop {
+        if let Some(prebuild) = admin.workspaces(&query).await.unwrap().workspaces.into_iter().next() {
+            break prebuild;
+        }
+        assert!(std::time::Instant::now() < deadline, "no prebuild in the pool after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(prebuild.owner_id, PREBUILDS_USER_ID);
+    let unclaimed = http
+        .get(format!("{}/@prebuilds/{}/apps/web/", server.url, prebuild.name))
+        .header(warmspace_sdk::SESSION_TOKEN_HEADER, &admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unclaimed.status(), StatusCode::FORBIDDEN);
+    assert!(unclaimed.text().await.unwrap().contains("unclaimed prebuild"));
+    // Without credentials: a browser is sent to sign in, an API client gets a 401.
+    let anonymous = http.get(app_url("web/")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // Refusals are not connections.
+    assert_eq!(connections_of(&example, &["--type", "app", "--user", "admin"]).count, 0);
+}
+
+fn connections_of(example: &Example, filters: &[&str]) -> ConnectionLogPage {
+    let listed = run(example.cli().args(["connections", "list", "-o", "json"]).args(filters));
+    serde_json::from_slice(&listed.stdout).unwrap()
+}
