@@ -1,7 +1,8 @@
 //! Opening a workspace app through the server, with the exec example's real
 //! agent: `/@OWNER/WORKSPACE.AGENT/apps/APP/` reverse-proxied over the
 //! agent's tunnel to an HTTP server inside the workspace (this machine's
-//! loopback), who may open it, and the connection log's `app` entries.
+//! loopback), who may open it, the connection log's `app` entries, and
+//! where people find the address (`warmspace open`, the API, the dashboard).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -237,6 +238,31 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     // Refusals are not connections.
     assert_eq!(connections_of(&example, &["--type", "app", "--user", "admin"]).count, 0);
+
+    // Where people find it: `warmspace open`, the API, and the dashboard's "Open" link.
+    let printed = String::from_utf8(run(as_bob().args(["open", "bobs", "web"])).stdout).unwrap();
+    let expected = format!("{}/@bob/bobs.main/apps/web/", server.url);
+    assert_eq!(printed.trim(), expected);
+    let opened = tmp.path().join("opened");
+    let fake_browser = tmp.path().join("browser.sh");
+    std::fs::write(&fake_browser, format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display())).unwrap();
+    std::fs::set_permissions(&fake_browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    run(as_bob().args(["open", "bobs", "web", "--browser"]).env("BROWSER", &fake_browser));
+    assert_eq!(std::fs::read_to_string(&opened).unwrap().trim(), expected);
+    let unknown = run_failing(as_bob().args(["open", "bobs", "nope"]));
+    assert!(unknown.contains("no app \"nope\"") && unknown.contains("web, down, remote"), "{unknown}");
+    let apps = bob.workspace_apps(ws.id).await.unwrap().apps;
+    assert_eq!(apps[0].proxy_url, expected);
+    let dashboard = http
+        .get(format!("{}/workspaces/{}", server.url, ws.id))
+        .header(COOKIE, format!("warmspace_session={bob_token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dashboard.contains(&format!("href=\"{expected}\"")), "{dashboard}");
 }
 
 fn connections_of(example: &Example, filters: &[&str]) -> ConnectionLogPage {
