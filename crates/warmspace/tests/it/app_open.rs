@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warmspace_sdk::{
     ConnectionLogPage, ConnectionType, CreateUserRequest, LoginWithPasswordRequest, PREBUILDS_USER_ID, WorkspacesQuery,
 };
@@ -18,11 +19,13 @@ use crate::apps::exec_template;
 use crate::common::*;
 
 /// An app: answers a GET with a page naming the path and cookies it got,
-/// and a POST with its body (201).
+/// a POST with its body (201), and an upgrade to `echo` by echoing bytes.
 const APP: &str = r#"
 import http.server, sys
 
 class App(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def answer(self, status, body, kind):
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -31,6 +34,19 @@ class App(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.headers.get("Upgrade") == "echo":
+            self.send_response(101)
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Upgrade", "echo")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(4096)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
+            return
         page = "<h1>the app</h1><p>path=%s host=%s cookie=%s prefix=%s</p>" % (
             self.path, self.headers.get("Host"), self.headers.get("Cookie"), self.headers.get("X-Forwarded-Prefix"))
         self.answer(200, page.encode(), "text/html")
@@ -191,6 +207,47 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     let table = String::from_utf8(run(example.cli().args(["connections", "list", "--type", "app"])).stdout).unwrap();
     assert!(table.contains(" web ") && table.contains(" 201 "), "{table}");
     assert_eq!(connections_of(&example, &["--type", "ssh"]).count, 0);
+
+    // An upgrade (as a WebSocket's) is spliced once the app agrees, and is an entry of its own while open.
+    let mut upgraded = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://")).await.unwrap();
+    let ask = format!(
+        "GET /@bob/bobs.main/apps/web/echo HTTP/1.1\r\nHost: x\r\nWarmspace-Session-Token: {bob_token}\r\n\
+         Connection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    );
+    upgraded.write_all(ask.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(upgraded.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    upgraded.write_all(b"ping through the app").await.unwrap();
+    let mut back = [0u8; 20];
+    upgraded.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping through the app");
+    let open = connections_of(&example, &["--type", "app", "--status", "ongoing"]);
+    assert_eq!((open.count, open.entries[0].app.as_deref()), (1, Some("web")), "{open:#?}");
+    let socket = open.entries[0].id;
+    drop(upgraded);
+    eventually(Duration::from_secs(30), "the upgraded connection's entry to close", || async {
+        let log = connections_of(&example, &["--type", "app", "--status", "completed"]);
+        log.entries
+            .iter()
+            .any(|e| e.id == socket && e.http_status == Some(101) && e.close_reason.as_deref() == Some("closed"))
+    })
+    .await;
+
+    // Through a second replica on the same database: it relays to the replica holding the agent's tunnel.
+    let mut replica = ServerProcess::start(&tmp.path().join("replica"), &["--postgres-url", db.url()]);
+    replica.wait_healthy().await;
+    let relayed = http
+        .get(format!("{}/@bob/bobs.main/apps/web/relayed", replica.url))
+        .header(warmspace_sdk::SESSION_TOKEN_HEADER, &bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(relayed.status(), StatusCode::OK);
+    assert!(relayed.text().await.unwrap().contains("path=/base/relayed "));
 
     // Apps the server cannot reach say why: nothing listening, an address outside the workspace.
     let down = get_as(&bob_token, "down/").await.unwrap();
