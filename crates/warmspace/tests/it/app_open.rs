@@ -10,9 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use warmspace_sdk::{
-    ConnectionLogPage, ConnectionType, CreateUserRequest, LoginWithPasswordRequest, PREBUILDS_USER_ID, WorkspacesQuery,
-};
+use warmspace_sdk::{ConnectionLogPage, ConnectionType, CreateUserRequest, LoginWithPasswordRequest};
 use warmspace_store::testing::TestDatabase;
 
 use crate::apps::exec_template;
@@ -147,9 +145,8 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
 
     let http = reqwest::Client::new();
     let app_url = |path: &str| format!("{}/@bob/bobs.main/apps/{path}", server.url);
-    let get_as = |token: &str, path: &str| {
-        http.get(app_url(path)).header(warmspace_sdk::SESSION_TOKEN_HEADER, token.to_owned()).send()
-    };
+    let get = |url: String, token: &str| http.get(url).header(warmspace_sdk::SESSION_TOKEN_HEADER, token).send();
+    let get_as = |token: &str, path: &str| get(app_url(path), token);
     // The tunnel opens beside the agent's first reports.
     eventually(Duration::from_secs(30), "the app to answer through the server", || async {
         get_as(&bob_token, "web/").await.unwrap().status() == StatusCode::OK
@@ -240,12 +237,7 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     // Through a second replica on the same database: it relays to the replica holding the agent's tunnel.
     let mut replica = ServerProcess::start(&tmp.path().join("replica"), &["--postgres-url", db.url()]);
     replica.wait_healthy().await;
-    let relayed = http
-        .get(format!("{}/@bob/bobs.main/apps/web/relayed", replica.url))
-        .header(warmspace_sdk::SESSION_TOKEN_HEADER, &bob_token)
-        .send()
-        .await
-        .unwrap();
+    let relayed = get(format!("{}/@bob/bobs.main/apps/web/relayed", replica.url), &bob_token).await.unwrap();
     assert_eq!(relayed.status(), StatusCode::OK);
     assert!(relayed.text().await.unwrap().contains("path=/base/relayed "));
 
@@ -272,22 +264,8 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     assert_eq!(refused_page.status(), StatusCode::FORBIDDEN);
     assert!(refused_page.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
     assert!(refused_page.text().await.unwrap().contains("Only the owner of workspace bob/bobs"));
-    let query = WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let prebuild = loop {
-        if let Some(prebuild) = admin.workspaces(&query).await.unwrap().workspaces.into_iter().next() {
-            break prebuild;
-        }
-        assert!(std::time::Instant::now() < deadline, "no prebuild in the pool after 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(prebuild.owner_id, PREBUILDS_USER_ID);
-    let unclaimed = http
-        .get(format!("{}/@prebuilds/{}/apps/web/", server.url, prebuild.name))
-        .header(warmspace_sdk::SESSION_TOKEN_HEADER, &admin_token)
-        .send()
-        .await
-        .unwrap();
+    let prebuild = a_prebuild(&admin).await;
+    let unclaimed = get(format!("{}/@prebuilds/{}/apps/web/", server.url, prebuild.name), &admin_token).await.unwrap();
     assert_eq!(unclaimed.status(), StatusCode::FORBIDDEN);
     assert!(unclaimed.text().await.unwrap().contains("unclaimed prebuild"));
     // Without credentials: a browser is sent to sign in, an API client gets a 401.
