@@ -3,8 +3,9 @@
 //! reverse-proxied to the app's URL inside the workspace, over the agent's
 //! tunnel (see [`Domain::open_app`](crate::domain::Domain::open_app)).
 //!
-//! Each request gets a stream of its own to the app's port, and hyper's
-//! HTTP/1.1 client speaks to the app over it: any method, the headers less
+//! Each request gets a stream of its own to the app's port (with TLS for an
+//! https app: see [`super::app_tls`]), and hyper's HTTP/1.1 client speaks
+//! to the app over it: any method, the headers less
 //! the hop-by-hop ones and the person's own credentials, bodies streamed
 //! both ways, and WebSocket (any HTTP/1.1) upgrades spliced once the app
 //! agrees. Credentials: the session token header, `Authorization: Bearer`,
@@ -21,10 +22,11 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use warmspace_sdk::SESSION_TOKEN_HEADER;
 
+use super::app_tls;
 use super::connections::client_address;
 use super::extract::Path;
 use super::{ApiError, AppState};
-use crate::domain::{AppAddress, AppConnection, Error};
+use crate::domain::{AgentStream, AppAddress, AppConnection, Error};
 use crate::web::{self, WebError};
 
 pub fn routes() -> Router<AppState> {
@@ -125,13 +127,18 @@ async fn forward(state: &AppState, path: &AppPath, mut request: Request) -> Resu
     prepare_headers(request.headers_mut(), &target.host, &client, prefix.trim_end_matches('/'), upgrade);
 
     let answer = async {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let stream: Box<dyn AgentStream> = match target.tls {
+            true => Box::new(app_tls::connect(stream, target.host_name()).await.map_err(|e| e.to_string())?),
+            false => stream,
+        };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             if let Err(err) = connection.with_upgrades().await {
                 tracing::debug!(error = %err, "a connection to an app ended badly");
             }
         });
-        sender.send_request(request).await
+        sender.send_request(request).await.map_err(|e| e.to_string())
     };
     let mut response = match answer.await {
         Ok(response) => response,

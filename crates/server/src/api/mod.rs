@@ -2,6 +2,7 @@
 
 mod agents;
 mod app_proxy;
+mod app_tls;
 mod apps;
 mod connections;
 mod error;

@@ -36,6 +36,8 @@ impl<'a> AppAddress<'a> {
 pub struct AppTarget {
     /// The TCP port on the workspace's loopback.
     pub port: u16,
+    /// Whether the app speaks https (its certificate is not checked: see `api::app_tls`).
+    pub tls: bool,
     /// The `Host` the app expects (its URL's host and port).
     pub host: String,
     /// The path the app is served under, without a trailing `/` (empty for its root).
@@ -43,21 +45,16 @@ pub struct AppTarget {
 }
 
 impl AppTarget {
-    /// The app's URL, if the server can reach it: plain http on the
+    /// The app's URL, if the server can reach it: http or https on the
     /// workspace's loopback (`localhost` or `127.0.0.1`, where the agent
     /// dials), else why not.
     pub fn parse(url: &str) -> Result<AppTarget, String> {
         let parsed = url::Url::parse(url).map_err(|e| format!("Its URL {url:?} is not a URL: {e}."))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(format!(
-                    "Its URL {url} is https: the server reaches apps over plain http only; serve it over http \
-                     inside the workspace (the server's own address carries TLS)."
-                ));
-            }
-            other => return Err(format!("Its URL {url} is {other}, not http.")),
-        }
+        let tls = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(format!("Its URL {url} is {other}, not http or https.")),
+        };
         let local = match parsed.host() {
             Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
             Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
@@ -65,13 +62,18 @@ impl AppTarget {
         };
         if !local {
             return Err(format!(
-                "Its URL {url} is not on the workspace's loopback: only http://localhost:PORT and \
-                 http://127.0.0.1:PORT apps are opened through the server."
+                "Its URL {url} is not on the workspace's loopback: only apps at http(s)://localhost:PORT \
+                 and http(s)://127.0.0.1:PORT are opened through the server."
             ));
         }
         let port = parsed.port_or_known_default().unwrap_or(80);
         let host = format!("{}:{port}", parsed.host_str().unwrap_or("localhost"));
-        Ok(AppTarget { port, host, base_path: parsed.path().trim_end_matches('/').to_owned() })
+        Ok(AppTarget { port, tls, host, base_path: parsed.path().trim_end_matches('/').to_owned() })
+    }
+
+    /// The app's host name, without its port (TLS names the server by it).
+    pub fn host_name(&self) -> &str {
+        self.host.rsplit_once(':').map_or(self.host.as_str(), |(name, _)| name)
     }
 
     /// The path and query to ask the app for, for `rest` (the request's
@@ -95,13 +97,18 @@ mod tests {
     #[test]
     fn loopback_http_apps_are_reached_and_others_refused() {
         let target = AppTarget::parse("http://localhost:3000").unwrap();
-        assert_eq!(target, AppTarget { port: 3000, host: "localhost:3000".into(), base_path: String::new() });
+        assert_eq!(
+            target,
+            AppTarget { port: 3000, tls: false, host: "localhost:3000".into(), base_path: String::new() }
+        );
+        let secure = AppTarget::parse("https://localhost").unwrap();
+        assert_eq!((secure.port, secure.tls, secure.host_name()), (443, true, "localhost"));
         let docs = AppTarget::parse("http://127.0.0.1/docs/").unwrap();
         assert_eq!((docs.port, docs.base_path.as_str()), (80, "/docs"));
         assert_eq!(docs.path_and_query("a/b", Some("x=1")), "/docs/a/b?x=1");
         assert_eq!(target.path_and_query("", None), "/");
         for (url, why) in [
-            ("https://localhost:3000", "https"),
+            ("https://10.0.0.1:3000", "loopback"),
             ("http://10.0.0.1:3000", "loopback"),
             ("http://example.com", "loopback"),
             ("http://[::1]:3000", "loopback"),

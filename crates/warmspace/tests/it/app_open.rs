@@ -56,7 +56,13 @@ class App(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), App).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), App)
+if len(sys.argv) > 2:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
 "#;
 
 /// The app's process, stopped when dropped.
@@ -69,11 +75,25 @@ impl Drop for AppServer {
     }
 }
 
-async fn start_app(dir: &std::path::Path) -> (u16, AppServer) {
+/// The app on a free port: over https with a self-signed certificate for `localhost` when `tls`.
+async fn start_app(dir: &std::path::Path, tls: bool) -> (u16, AppServer) {
     let port: u16 = free_address().rsplit_once(':').unwrap().1.parse().unwrap();
     let script = dir.join("app.py");
     std::fs::write(&script, APP).unwrap();
-    let child = Command::new("python3").arg(&script).arg(port.to_string()).stdin(Stdio::null()).spawn().unwrap();
+    let mut app = Command::new("python3");
+    app.arg(&script).arg(port.to_string()).stdin(Stdio::null());
+    if tls {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null()));
+        app.arg(cert).arg(key);
+    }
+    let child = app.spawn().unwrap();
     let server = AppServer(child);
     eventually(Duration::from_secs(20), "the app to listen", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
@@ -83,8 +103,9 @@ async fn start_app(dir: &std::path::Path) -> (u16, AppServer) {
 }
 
 /// The exec example with an agent declaring apps: `web` (the test's app,
-/// under `/base`), `down` (nothing listens there) and `remote` (not in the workspace).
-fn manifest(port: u16, down: u16) -> String {
+/// under `/base`), `secure` (the same over https), `down` (nothing listens
+/// there) and `remote` (not in the workspace).
+fn manifest(port: u16, secure: u16, down: u16) -> String {
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/exec/warmspace.hcl")).unwrap();
     let agent = format!(
@@ -93,6 +114,9 @@ fn manifest(port: u16, down: u16) -> String {
   app "web" {{
     display_name = "Web"
     url          = "http://localhost:{port}/base"
+  }}
+  app "secure" {{
+    url = "https://localhost:{secure}"
   }}
   app "down" {{
     url = "http://127.0.0.1:{down}"
@@ -112,9 +136,10 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     let db = TestDatabase::new().await;
     let (example, server) = Example::start(db.url()).await;
     let tmp = temp_dir();
-    let (port, _app) = start_app(tmp.path()).await;
+    let (port, _app) = start_app(tmp.path(), false).await;
+    let (secure, _secure_app) = start_app(tmp.path(), true).await;
     let down: u16 = free_address().rsplit_once(':').unwrap().1.parse().unwrap();
-    let template = exec_template(&manifest(port, down));
+    let template = exec_template(&manifest(port, secure, down));
     run(example.cli().args(["templates", "push", "apps", "-d", template.path().to_str().unwrap()]));
 
     let admin = admin_client(&server.url).await;
@@ -241,6 +266,11 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     assert_eq!(relayed.status(), StatusCode::OK);
     assert!(relayed.text().await.unwrap().contains("path=/base/relayed "));
 
+    // An app served over https, with a certificate of its own making.
+    let page = get_as(&bob_token, "secure/tls?z=1").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains(&format!("path=/tls?z=1 host=localhost:{secure} ")));
+
     // Apps the server cannot reach say why: nothing listening, an address outside the workspace.
     let down = get_as(&bob_token, "down/").await.unwrap();
     assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
@@ -285,7 +315,7 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     run(as_bob().args(["open", "bobs", "web", "--browser"]).env("BROWSER", &fake_browser));
     assert_eq!(std::fs::read_to_string(&opened).unwrap().trim(), expected);
     let unknown = run_failing(as_bob().args(["open", "bobs", "nope"]));
-    assert!(unknown.contains("no app \"nope\"") && unknown.contains("web, down, remote"), "{unknown}");
+    assert!(unknown.contains("no app \"nope\"") && unknown.contains("web, secure, down, remote"), "{unknown}");
     let apps = bob.workspace_apps(ws.id).await.unwrap().apps;
     assert_eq!(apps[0].proxy_url, expected);
     let dashboard = http
