@@ -74,9 +74,13 @@ async fn proxy_root(state: State<AppState>, path: Path<AppPath>, request: Reques
 
 async fn proxy(State(state): State<AppState>, Path(path): Path<AppPath>, request: Request) -> Response {
     let browser = web::session_token(request.headers()).is_some();
+    let uri = request.uri().clone();
     match forward(&state, &path, request).await {
         Ok(response) => response,
-        Err(Refusal::SignIn) => Redirect::to("/login").into_response(),
+        Err(Refusal::SignIn) => {
+            let then: String = form_urlencoded::byte_serialize(uri.to_string().as_bytes()).collect();
+            Redirect::to(&format!("/login?then={then}")).into_response()
+        }
         Err(Refusal::Domain(err)) if browser => web::secure_headers(WebError::from(err).into_response()).await,
         Err(Refusal::Domain(err)) => ApiError::from(err).into_response(),
         Err(Refusal::Gateway(err)) if browser => {
@@ -88,7 +92,7 @@ async fn proxy(State(state): State<AppState>, Path(path): Path<AppPath>, request
 }
 
 enum Refusal {
-    /// A browser without a session: to the sign-in page.
+    /// A browser without a session: to the sign-in page, and back once signed in.
     SignIn,
     Domain(Error),
     /// The app did not answer.

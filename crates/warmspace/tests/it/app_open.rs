@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, COOKIE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warmspace_sdk::{ConnectionLogPage, ConnectionType, CreateUserRequest, LoginWithPasswordRequest};
 use warmspace_store::testing::TestDatabase;
@@ -298,9 +298,38 @@ async fn an_app_opens_through_the_server_for_its_owner_only_and_is_logged() {
     let unclaimed = get(format!("{}/@prebuilds/{}/apps/web/", server.url, prebuild.name), &admin_token).await.unwrap();
     assert_eq!(unclaimed.status(), StatusCode::FORBIDDEN);
     assert!(unclaimed.text().await.unwrap().contains("unclaimed prebuild"));
-    // Without credentials: a browser is sent to sign in, an API client gets a 401.
+    // Without credentials: an API client gets a 401; a browser is sent to sign in, and back to the app.
     let anonymous = http.get(app_url("web/")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sign_in = browser.get(app_url("web/x?y=1")).header(ACCEPT, "text/html").send().await.unwrap();
+    let location = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(location(&sign_in), "/login?then=%2F%40bob%2Fbobs.main%2Fapps%2Fweb%2Fx%3Fy%3D1");
+    let form = browser.get(format!("{}{}", server.url, location(&sign_in))).send().await.unwrap();
+    let pre_session = form.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let form = form.text().await.unwrap();
+    assert!(form.contains(r#"name="then" value="/@bob/bobs.main/apps/web/x?y=1""#), "{form}");
+    let csrf = form.split(r#"name="_csrf" value=""#).nth(1).unwrap().split('"').next().unwrap();
+    let signed_in = browser
+        .post(format!("{}/login", server.url))
+        .header(COOKIE, pre_session)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("_csrf", csrf)
+                .append_pair("email", "bob@example.com")
+                .append_pair("password", "a long password")
+                .append_pair("then", "/@bob/bobs.main/apps/web/x?y=1")
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&signed_in), "/@bob/bobs.main/apps/web/x?y=1");
+    // Never on to another site.
+    let elsewhere =
+        browser.get(format!("{}/login?then=//example.com/", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(!elsewhere.contains("example.com"), "{elsewhere}");
     // Refusals are not connections.
     assert_eq!(connections_of(&example, &["--type", "app", "--user", "admin"]).count, 0);
 
