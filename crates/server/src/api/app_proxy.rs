@@ -124,9 +124,13 @@ async fn forward(state: &AppState, path: &AppPath, mut request: Request) -> Resu
 
     let downstream = upgrade.as_ref().and_then(|_| request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>());
     let path_and_query = target.path_and_query(rest(request.uri()), request.uri().query());
-    *request.uri_mut() = path_and_query
-        .parse()
-        .map_err(|_| Refusal::Domain(Error::field("path", "is not a path an app can be asked for")))?;
+    *request.uri_mut() = match path_and_query.parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            state.domain.app_connection_ended(id, "not a path the app can be asked for", None).await;
+            return Err(Refusal::Domain(Error::field("path", "is not a path an app can be asked for")));
+        }
+    };
     let prefix = address.path();
     prepare_headers(request.headers_mut(), &target.host, &client, prefix.trim_end_matches('/'), upgrade);
 
