@@ -57,7 +57,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Page {
 // Signing in and out.
 
 /// Where to go once signed in (a page of this server, such as a workspace app).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 pub struct Then {
     #[serde(default)]
     then: Option<String>,
@@ -65,12 +65,14 @@ pub struct Then {
 
 impl Then {
     /// The page asked for, if it is one of this server's (a path, never
-    /// another site's address); else the workspaces.
+    /// another site's address).
+    fn accepted(&self) -> Option<&str> {
+        self.then.as_deref().filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
+    }
+
+    /// Where to go: the page asked for, else the workspaces.
     fn path(&self) -> &str {
-        self.then
-            .as_deref()
-            .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
-            .unwrap_or("/workspaces")
+        self.accepted().unwrap_or("/workspaces")
     }
 }
 
@@ -79,7 +81,7 @@ pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query
         return Ok(Redirect::to("/setup").into_response());
     }
     let (token, cookie) = session::pre_session_csrf(&state, &headers);
-    Ok(with_cookie(pages::login(&token, "", then.path(), None).into_response(), cookie))
+    Ok(with_cookie(pages::login(&token, "", then.accepted(), None).into_response(), cookie))
 }
 
 #[derive(Deserialize)]
@@ -102,7 +104,7 @@ pub async fn login(
             let status =
                 if matches!(err, Error::Invalid(_)) { StatusCode::BAD_REQUEST } else { StatusCode::UNAUTHORIZED };
             let (token, _) = session::pre_session_csrf(&state, &headers);
-            Ok((status, pages::login(&token, &email, form.then.path(), Some(&failure(err)))).into_response())
+            Ok((status, pages::login(&token, &email, form.then.accepted(), Some(&failure(err)))).into_response())
         }
         Err(err) => Err(err.into()),
     }
