@@ -1,8 +1,8 @@
 //! The agent's tunnel (see [`warmspace_sdk::tunnel`]): kept open to the
 //! server for as long as the agent runs, reopened with backoff when it
 //! drops. Each stream the server opens on it is an SSH connection for the
-//! agent's SSH server or a TCP connection to forward to a port on the
-//! workspace's loopback.
+//! agent's SSH server or a TCP connection (forwarded, or to an app) to a
+//! port on the workspace's loopback.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,7 +115,8 @@ async fn serve(
             let connection = Connection { id: header.connection_id, env, devcontainer, client: client.clone() };
             ssh.serve(stream, connection).await;
         }
-        (ConnectionType::PortForward, Some(port)) => forward(stream, port).await,
+        // An app's requests go to its port the same way.
+        (ConnectionType::PortForward | ConnectionType::App, Some(port)) => forward(stream, port).await,
         (kind, _) => tracing::warn!(%kind, "a tunnel stream of a kind this agent does not serve"),
     }
 }

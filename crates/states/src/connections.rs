@@ -7,7 +7,8 @@ text_enum! {
         Ssh = "ssh",
         /// One TCP connection forwarded to a port inside the workspace.
         PortForward = "port_forward",
-        /// A workspace app opened through the server (not recorded yet).
+        /// A workspace app opened through the server: one person's requests to
+        /// one app while they keep coming, or one WebSocket.
         App = "app",
     }
 }

@@ -38,6 +38,8 @@ pub struct NewConnection {
     pub port: Option<u16>,
     /// The replica recording it, which closes it (or the others do, if it dies).
     pub replica_id: Uuid,
+    /// For [`ConnectionType::App`]: the app's name.
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -53,6 +55,18 @@ pub struct ConnectionRow {
     pub ended_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
     pub close_reason: Option<String>,
+    pub app: Option<String>,
+    pub http_status: Option<i16>,
+}
+
+/// Which app requests continue one connection log entry: one person's, to
+/// one app of one agent, from one address.
+#[derive(Debug, Clone)]
+pub struct AppSessionKey<'a> {
+    pub user_id: Uuid,
+    pub agent_id: Uuid,
+    pub app: &'a str,
+    pub client_address: &'a str,
 }
 
 /// Which connections a listing shows.
@@ -105,9 +119,9 @@ impl Store {
     pub async fn open_connection(&self, c: &NewConnection) -> Result<()> {
         sqlx::query!(
             "INSERT INTO connection_log (id, type, user_id, username, workspace_id, workspace_name, \
-                 workspace_owner_id, workspace_owner_name, agent_id, agent_name, client_address, port, started_at, \
+                 workspace_owner_id, workspace_owner_name, agent_id, agent_name, client_address, port, app, started_at, \
                  replica_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             c.id,
             c.kind as ConnectionType,
             c.parties.user_id,
@@ -120,6 +134,7 @@ impl Store {
             c.parties.agent_name,
             c.client_address,
             c.port.map(i32::from),
+            c.app,
             self.now(),
             c.replica_id,
         )
@@ -136,6 +151,41 @@ impl Store {
             id,
             self.now(),
             reason,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The app connection entry that a new request continues: the latest
+    /// of `key`'s that ended (with an answer other than a WebSocket's) at or
+    /// after `since`.
+    pub async fn app_session(&self, key: &AppSessionKey<'_>, since: DateTime<Utc>) -> Result<Option<Uuid>> {
+        Ok(sqlx::query_scalar!(
+            "SELECT id FROM connection_log \
+             WHERE type = 'app' AND user_id = $1 AND agent_id = $2 AND app = $3 AND client_address = $4 \
+               AND ended_at >= $5 AND http_status IS DISTINCT FROM 101 \
+             ORDER BY ended_at DESC LIMIT 1",
+            key.user_id,
+            key.agent_id,
+            key.app,
+            key.client_address,
+            since,
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Ends an app connection's entry (again, for each request it covers):
+    /// now, with the latest request's outcome.
+    pub async fn end_app_connection(&self, id: Uuid, reason: &str, http_status: Option<u16>) -> Result<()> {
+        sqlx::query!(
+            "UPDATE connection_log SET ended_at = greatest($2, started_at), close_reason = $3, http_status = $4 \
+             WHERE id = $1 AND type = 'app'",
+            id,
+            self.now(),
+            reason,
+            http_status.and_then(|s| i16::try_from(s).ok()),
         )
         .execute(&self.pool)
         .await?;

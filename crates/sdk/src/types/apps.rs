@@ -60,7 +60,11 @@ pub struct WorkspaceApp {
     pub agent_name: String,
     pub name: String,
     pub display_name: String,
+    /// Where the app listens inside the workspace.
     pub url: String,
+    /// Where to open it: the server's path for it
+    /// (`ACCESS_URL/@OWNER/WORKSPACE.AGENT/apps/APP/`), reverse-proxied to `url`.
+    pub proxy_url: String,
     pub health: AppHealth,
     /// The latest status reported about it, if any.
     pub latest_status: Option<WorkspaceAppStatus>,

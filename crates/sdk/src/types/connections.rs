@@ -1,4 +1,4 @@
-//! People's connections to workspaces (SSH, forwarded ports) and the
+//! People's connections to workspaces (SSH, forwarded ports, apps) and the
 //! connection log that records them.
 
 use chrono::{DateTime, Utc};
@@ -81,8 +81,16 @@ pub struct ConnectionLogEntry {
     pub ended_at: Option<DateTime<Utc>>,
     /// An SSH session's last exit status, as the agent reported it.
     pub exit_code: Option<i32>,
-    /// Why it ended: `closed`, or what broke it.
+    /// Why it ended: `closed`, or what broke it; for an app, the latest
+    /// request's answer (`HTTP 200 OK`) or why it got none.
     pub close_reason: Option<String>,
+    /// The app's name, for `app`.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// For `app`: the HTTP status of the latest request the entry covers
+    /// (101 for a WebSocket).
+    #[serde(default)]
+    pub http_status: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

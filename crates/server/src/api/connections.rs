@@ -51,12 +51,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
                 "Ask for an HTTP/1.1 upgrade to {PROTOCOL} (Connection: upgrade, Upgrade: {PROTOCOL})."
             ))
         })?;
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |ConnectInfo(address)| address.ip().to_string());
-        Ok(Upgrade { on_upgrade, client })
+        Ok(Upgrade { on_upgrade, client: client_address(&parts.extensions) })
     }
+}
+
+/// The client's address, as this server saw it.
+pub(crate) fn client_address(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(address)| address.ip().to_string())
 }
 
 impl Upgrade {

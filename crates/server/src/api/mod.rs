@@ -1,6 +1,8 @@
 //! The HTTP API under `/api/v2/`, described by the OpenAPI document it serves.
 
 mod agents;
+mod app_proxy;
+mod app_tls;
 mod apps;
 mod connections;
 mod error;
@@ -117,6 +119,8 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
             }),
         )
+        // Workspace apps, under `/@OWNER/` (see app_proxy).
+        .merge(app_proxy::routes())
         // The dashboard's pages, under `/` (every path outside `/api/`).
         .merge(crate::web::routes())
         .fallback(|uri: axum::http::Uri| async move {

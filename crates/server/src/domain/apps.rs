@@ -12,6 +12,7 @@ use warmspace_sdk::{
 };
 use warmspace_store::apps::{AppStatusRow, NewAppStatus, WorkspaceAppRows};
 
+use super::app_target::AppAddress;
 use super::workspaces::readable;
 use super::{Actor, AgentAuth, Domain, Error, Found, Result};
 
@@ -67,12 +68,19 @@ impl Domain {
     pub async fn workspace_apps(&self, actor: &Actor, workspace_id: Uuid) -> Result<WorkspaceApps> {
         let workspace = self.store.workspace(workspace_id).await.found("Workspace")?;
         readable(actor, &workspace)?;
-        Ok(apps_view(self.store.workspace_apps(workspace_id).await?))
+        let base = self.config.access_url.trim_end_matches('/').to_owned();
+        let proxy_url = |agent: &str, app: &str| {
+            let address =
+                AppAddress { owner: &workspace.owner_name, workspace: &workspace.name, agent: Some(agent), app };
+            format!("{base}{}", address.path())
+        };
+        Ok(apps_view(self.store.workspace_apps(workspace_id).await?, proxy_url))
     }
 
     /// A workspace's dev containers with their states (the caller has checked who may see them).
     pub(super) async fn devcontainers(&self, workspace_id: Uuid) -> Result<Vec<WorkspaceDevcontainer>> {
-        Ok(apps_view(self.store.workspace_apps(workspace_id).await?).devcontainers)
+        // Only the containers: no app's address is asked for.
+        Ok(apps_view(self.store.workspace_apps(workspace_id).await?, |_, _| String::new()).devcontainers)
     }
 
     /// The statuses reported about a workspace's app, newest first.
@@ -134,7 +142,7 @@ fn status_view(row: AppStatusRow) -> WorkspaceAppStatus {
 }
 
 /// Declared apps in the manifest's order, each with what its agent reported.
-fn apps_view(rows: WorkspaceAppRows) -> WorkspaceApps {
+fn apps_view(rows: WorkspaceAppRows, proxy_url: impl Fn(&str, &str) -> String) -> WorkspaceApps {
     let WorkspaceAppRows { agents, health, latest, devcontainers: states } = rows;
     let mut latest: HashMap<(Uuid, String), AppStatusRow> =
         latest.into_iter().map(|s| ((s.agent_id, s.app.clone()), s)).collect();
@@ -153,6 +161,7 @@ fn apps_view(rows: WorkspaceAppRows) -> WorkspaceApps {
             apps.push(WorkspaceApp {
                 agent_id: agent.agent_id,
                 agent_name: agent.agent_name.clone(),
+                proxy_url: proxy_url(&agent.agent_name, &app.name),
                 name: app.name,
                 display_name: app.display_name,
                 url: app.url,

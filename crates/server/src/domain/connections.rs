@@ -1,5 +1,5 @@
-//! People's connections to workspaces (SSH, forwarded ports) through the
-//! agents' tunnels, and the connection log recording each of them.
+//! People's connections to workspaces (SSH, forwarded ports, apps) through
+//! the agents' tunnels, and the connection log recording each of them.
 //!
 //! Who may connect: the workspace's owner; deployment owners too when the
 //! server allows it (`--allow-owner-ssh`); nobody to an unclaimed prebuild.
@@ -15,12 +15,13 @@ use warmspace_authz::Role;
 use warmspace_sdk::tunnel::{Opener, StreamHeader};
 use warmspace_sdk::{
     Client, ConnectQuery, ConnectionLogEntry, ConnectionLogPage, ConnectionLogQuery, ConnectionStatus, ConnectionType,
-    DevcontainerState, Transition, WorkspaceAgent, WorkspaceDevcontainer, WorkspaceStatus,
+    DevcontainerState, Transition, Workspace, WorkspaceAgent, WorkspaceDevcontainer, WorkspaceStatus,
 };
-use warmspace_store::connections::{ConnectionFilter, ConnectionParties, ConnectionRow, NewConnection};
+use warmspace_store::connections::{AppSessionKey, ConnectionFilter, ConnectionParties, ConnectionRow, NewConnection};
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
-use super::{Actor, AgentAuth, Domain, Error, Result};
+pub use super::app_target::{AppAddress, AppTarget};
+use super::{Actor, AgentAuth, Domain, Error, Found, Result};
 use crate::tunnels::new_secret;
 
 /// A byte stream to an agent: a tunnel stream, or a relay through the replica holding the tunnel.
@@ -32,6 +33,19 @@ pub struct Connection {
     /// Its connection log entry: close it with [`Domain::connection_closed`].
     pub id: Uuid,
     pub stream: Box<dyn AgentStream>,
+}
+
+/// How long after a request to an app the person's next request to it
+/// still belongs to the same connection log entry.
+pub const APP_SESSION_IDLE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// A request's way to a workspace app, opened and recorded.
+pub struct AppConnection {
+    /// Its connection log entry: end it with [`Domain::app_connection_ended`].
+    pub id: Uuid,
+    /// To the app's port inside the workspace.
+    pub stream: Box<dyn AgentStream>,
+    pub target: AppTarget,
 }
 
 /// An agent tunnel this replica holds; give it back with [`Domain::release_tunnel`].
@@ -76,18 +90,15 @@ impl Domain {
                 return Err(Error::field("port", "is needed for type port_forward: a TCP port from 1 to 65535"));
             }
             (ConnectionType::PortForward, port) => port,
-            (ConnectionType::App, _) => return Err(Error::field("type", "app connections are not served yet")),
+            (ConnectionType::App, _) => {
+                return Err(Error::field(
+                    "type",
+                    "apps are opened at their path on the server (see proxy_url of an app)",
+                ));
+            }
         };
         let workspace = self.workspace(actor, workspace_id).await?;
-        let full_name = format!("{}/{}", workspace.owner_name, workspace.name);
-        may_connect(actor, workspace.owner_id, self.config.allow_owner_connections, &full_name)?;
-        if workspace.status != WorkspaceStatus::Running || workspace.latest_build.transition != Transition::Start {
-            return Err(Error::conflict(format!(
-                "Workspace {full_name} is not running (it is {}); start it first (warmspace start {}).",
-                workspace.status, workspace.name
-            )));
-        }
-        let agent = pick_agent(&workspace.agents, query.agent.as_deref(), &full_name)?;
+        let (agent, full_name) = self.reachable_agent(actor, &workspace, query.agent.as_deref())?;
         if let Some(name) = &query.devcontainer {
             if query.kind != ConnectionType::Ssh {
                 return Err(Error::field("devcontainer", "is only for type ssh"));
@@ -97,19 +108,11 @@ impl Domain {
         let connection = NewConnection {
             id: Uuid::new_v4(),
             kind: query.kind,
-            parties: ConnectionParties {
-                user_id: actor.user.id,
-                username: actor.user.username.clone(),
-                workspace_id: workspace.id,
-                workspace_name: workspace.name.clone(),
-                workspace_owner_id: workspace.owner_id,
-                workspace_owner_name: workspace.owner_name.clone(),
-                agent_id: agent.id,
-                agent_name: agent.name.clone(),
-            },
+            parties: parties(actor, &workspace, agent),
             client_address,
             port,
             replica_id: self.replica_id,
+            app: None,
         };
         // Recorded before the agent is reached, so failed attempts are in the log too.
         self.store.open_connection(&connection).await?;
@@ -119,8 +122,7 @@ impl Domain {
             Ok(stream) => Ok(Connection { id: connection.id, stream }),
             Err(why) => {
                 self.connection_closed(connection.id, &why).await;
-                Err(Error::conflict(format!("The agent {} of workspace {full_name} is not connected.", agent.name))
-                    .detail(format!("Cause: {why}. Is the workspace's agent running? It reconnects by itself.")))
+                Err(not_connected(agent, &full_name, &why))
             }
         }
     }
@@ -146,6 +148,103 @@ impl Domain {
             Ok((_, closed)) => tracing::info!(closed, "this replica's connections closed"),
             Err(err) => tracing::warn!(error = %err, "cannot close this replica's connections; the others will"),
         }
+    }
+
+    /// Opens the way to a workspace app for one request of `actor`'s (or
+    /// one WebSocket), from `client_address`: checks who may, as for SSH,
+    /// and that the app is one the server can reach; records it; and opens
+    /// a stream to the app's port through the agent.
+    ///
+    /// The log entry of a plain request is the one of the person's latest
+    /// request to the app from the same address if that ended less than
+    /// [`APP_SESSION_IDLE`] ago, else a new one: a page load's dozens of
+    /// requests are one entry. A WebSocket is an entry of its own, open
+    /// while it is.
+    pub async fn open_app(
+        &self,
+        actor: &Actor,
+        address: &AppAddress<'_>,
+        client_address: String,
+        websocket: bool,
+    ) -> Result<AppConnection> {
+        let workspace = self.workspace_by_name(actor, address.owner, address.workspace).await?;
+        let (agent, full_name) = self.reachable_agent(actor, &workspace, address.agent)?;
+        let manifest = self.store.agent_manifest(agent.id).await.found("Agent")?;
+        let app = manifest
+            .apps
+            .and_then(|apps| apps.0.into_iter().find(|app| app.name == address.app))
+            .ok_or_else(|| Error::not_found(format!("App \"{}\" of workspace {full_name}", address.app)))?;
+        let target = AppTarget::parse(&app.url).map_err(|why| {
+            Error::conflict(format!(
+                "App \"{}\" of workspace {full_name} cannot be opened through the server.",
+                app.name
+            ))
+            .detail(why)
+        })?;
+        let key = AppSessionKey {
+            user_id: actor.user.id,
+            agent_id: agent.id,
+            app: &app.name,
+            client_address: &client_address,
+        };
+        let continued = match websocket {
+            true => None,
+            false => self.store.app_session(&key, self.now() - APP_SESSION_IDLE).await?,
+        };
+        let id = match continued {
+            Some(id) => id,
+            None => {
+                let connection = NewConnection {
+                    id: Uuid::new_v4(),
+                    kind: ConnectionType::App,
+                    parties: parties(actor, &workspace, agent),
+                    client_address: client_address.clone(),
+                    port: None,
+                    replica_id: self.replica_id,
+                    app: Some(app.name.clone()),
+                };
+                self.store.open_connection(&connection).await?;
+                connection.id
+            }
+        };
+        let header =
+            StreamHeader { kind: ConnectionType::App, connection_id: id, port: Some(target.port), devcontainer: None };
+        match self.open_stream(agent.id, &header).await {
+            Ok(stream) => Ok(AppConnection { id, stream, target }),
+            Err(why) => {
+                self.app_connection_ended(id, &why, None).await;
+                Err(not_connected(agent, &full_name, &why))
+            }
+        }
+    }
+
+    /// Ends an app connection's entry with how its latest request went: the
+    /// app's HTTP status, or why there was none.
+    pub async fn app_connection_ended(&self, id: Uuid, reason: &str, http_status: Option<u16>) {
+        if let Err(err) = self.store.end_app_connection(id, reason, http_status).await {
+            tracing::warn!(error = %err, connection_id = %id, "cannot end an app connection's log entry");
+        }
+    }
+
+    /// The agent of `workspace` that `actor` may connect to now, and the
+    /// workspace's full name: the connection rule, a running workspace, and
+    /// the agent named (or its only one).
+    fn reachable_agent<'a>(
+        &self,
+        actor: &Actor,
+        workspace: &'a Workspace,
+        agent: Option<&str>,
+    ) -> Result<(&'a WorkspaceAgent, String)> {
+        let full_name = format!("{}/{}", workspace.owner_name, workspace.name);
+        may_connect(actor, workspace.owner_id, self.config.allow_owner_connections, &full_name)?;
+        if workspace.status != WorkspaceStatus::Running || workspace.latest_build.transition != Transition::Start {
+            return Err(Error::conflict(format!(
+                "Workspace {full_name} is not running (it is {}); start it first (warmspace start {}).",
+                workspace.status, workspace.name
+            )));
+        }
+        let agent = pick_agent(&workspace.agents, agent, &full_name)?;
+        Ok((agent, full_name))
     }
 
     /// Closes a connection's log entry.
@@ -225,6 +324,25 @@ impl Domain {
             .map_err(|e| format!("the replica holding its tunnel ({}) refused the relay: {e}", holder.relay_url))?;
         Ok(Box::new(stream))
     }
+}
+
+/// Who connects to which workspace's agent, names as they are now.
+fn parties(actor: &Actor, workspace: &Workspace, agent: &WorkspaceAgent) -> ConnectionParties {
+    ConnectionParties {
+        user_id: actor.user.id,
+        username: actor.user.username.clone(),
+        workspace_id: workspace.id,
+        workspace_name: workspace.name.clone(),
+        workspace_owner_id: workspace.owner_id,
+        workspace_owner_name: workspace.owner_name.clone(),
+        agent_id: agent.id,
+        agent_name: agent.name.clone(),
+    }
+}
+
+fn not_connected(agent: &WorkspaceAgent, workspace: &str, why: &str) -> Error {
+    Error::conflict(format!("The agent {} of workspace {workspace} is not connected.", agent.name))
+        .detail(format!("Cause: {why}. Is the workspace's agent running? It reconnects by itself."))
 }
 
 /// A stream on a tunnel, its header written.
@@ -324,5 +442,8 @@ fn entry(row: ConnectionRow) -> ConnectionLogEntry {
         ended_at: row.ended_at,
         exit_code: row.exit_code,
         close_reason: row.close_reason,
+        app: row.app,
+        // The schema keeps statuses within 100..=599.
+        http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
     }
 }

@@ -8,6 +8,7 @@
 
 mod actor;
 mod agents;
+mod app_target;
 mod apps;
 mod connections;
 mod drift;
@@ -37,7 +38,7 @@ use warmspace_store::pubsub::PubSub;
 
 pub use actor::{Actor, AgentAuth, DaemonAuth};
 pub use agents::Reinit;
-pub use connections::{AgentStream, Connection, TunnelLease};
+pub use connections::{APP_SESSION_IDLE, AgentStream, AppAddress, AppConnection, AppTarget, Connection, TunnelLease};
 pub use error::{Error, Found, Result};
 pub use events::{Events, RECONCILE_CHANNEL, Trigger};
 pub use history::{POOL_HISTORY_STEP, POOL_HISTORY_WINDOW, PoolHistory, PoolSample};

@@ -13,7 +13,7 @@ use warmspace_sdk::{CreateFirstUserRequest, LoginWithPasswordRequest, Notificati
 
 use super::WebError;
 use super::pages::{self, Chrome, Failure};
-use super::session::{self, Form, PreSessionForm, Session};
+use super::session::{self, Form, PreSessionForm, Query, Session};
 use crate::api::{ApiError, AppState};
 use crate::domain::{Domain, Error};
 
@@ -56,18 +56,40 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Page {
 
 // Signing in and out.
 
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Page {
+/// Where to go once signed in (a page of this server, such as a workspace app).
+#[derive(Deserialize)]
+pub struct Then {
+    #[serde(default)]
+    then: Option<String>,
+}
+
+impl Then {
+    /// The page asked for, if it is one of this server's (a path, never
+    /// another site's address).
+    fn accepted(&self) -> Option<&str> {
+        self.then.as_deref().filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
+    }
+
+    /// Where to go: the page asked for, else the workspaces.
+    fn path(&self) -> &str {
+        self.accepted().unwrap_or("/workspaces")
+    }
+}
+
+pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(then): Query<Then>) -> Page {
     if !state.domain.first_user_exists().await? {
         return Ok(Redirect::to("/setup").into_response());
     }
     let (token, cookie) = session::pre_session_csrf(&state, &headers);
-    Ok(with_cookie(pages::login(&token, "", None).into_response(), cookie))
+    Ok(with_cookie(pages::login(&token, "", then.accepted(), None).into_response(), cookie))
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
     email: String,
     password: String,
+    #[serde(flatten)]
+    then: Then,
 }
 
 pub async fn login(
@@ -77,12 +99,12 @@ pub async fn login(
 ) -> Page {
     let email = form.email.clone();
     match state.domain.login(LoginWithPasswordRequest { email: form.email, password: form.password }).await {
-        Ok(session) => Ok(session::signed_in(&state, &session.session_token, "/workspaces")),
+        Ok(session) => Ok(session::signed_in(&state, &session.session_token, form.then.path())),
         Err(err @ (Error::Unauthenticated { .. } | Error::Invalid(_))) => {
             let status =
                 if matches!(err, Error::Invalid(_)) { StatusCode::BAD_REQUEST } else { StatusCode::UNAUTHORIZED };
             let (token, _) = session::pre_session_csrf(&state, &headers);
-            Ok((status, pages::login(&token, &email, Some(&failure(err)))).into_response())
+            Ok((status, pages::login(&token, &email, form.then.accepted(), Some(&failure(err)))).into_response())
         }
         Err(err) => Err(err.into()),
     }

@@ -26,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use warmspace_sdk::ValidationError;
 
+pub use session::{cookies_without_session, session_token};
+
 use crate::api::{ApiError, AppState};
 use crate::domain;
 

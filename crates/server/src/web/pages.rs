@@ -149,7 +149,8 @@ pub(super) fn failure(failed: Option<&Failure>) -> Markup {
     }
 }
 
-pub fn login(token: &str, email: &str, failed: Option<&Failure>) -> Html<String> {
+/// The sign-in page; `then` is where to go once signed in, if not to the workspaces.
+pub fn login(token: &str, email: &str, then: Option<&str>, failed: Option<&Failure>) -> Html<String> {
     page(
         "Sign in",
         None,
@@ -158,6 +159,7 @@ pub fn login(token: &str, email: &str, failed: Option<&Failure>) -> Html<String>
             (failure(failed))
             form.stack method="post" action="/login" {
                 (csrf(token))
+                @if let Some(then) = then { input type="hidden" name="then" value=(then); }
                 label { "Email" input #email type="email" name="email" value=(email) required autofocus; }
                 label { "Password" input #password type="password" name="password" required; }
                 button #submit type="submit" { "Sign in" }

@@ -83,6 +83,25 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
+/// The session token a browser's request carries, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty())
+}
+
+/// The request's cookies less the session's (for a workspace app, which is
+/// not to act as the person), or `None` when no other is left.
+pub fn cookies_without_session(headers: &HeaderMap) -> Option<String> {
+    let kept: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(key, _)| key != SESSION_COOKIE))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
 /// Whether cookies must be `Secure`: the server is reached over https.
 fn secure(state: &AppState) -> bool {
     state.domain.config().access_url.starts_with("https://")
@@ -132,7 +151,7 @@ impl FromRequestParts<AppState> for Session {
 
     /// Without a valid session, the browser is sent to sign in.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+        let Some(token) = session_token(&parts.headers) else {
             return Err(Redirect::to("/login").into_response());
         };
         match state.domain.authenticate(Some(token)).await {

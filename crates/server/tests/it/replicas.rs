@@ -46,6 +46,7 @@ async fn a_dead_replica_s_tunnels_and_connections_are_cleaned_up_once_its_heartb
         client_address: "192.0.2.1".into(),
         port: None,
         replica_id: dead,
+        app: None,
     };
     server.store.open_connection(&carried).await.unwrap();
     let query = ConnectQuery { kind: ConnectionType::Ssh, port: None, agent: None, devcontainer: None };

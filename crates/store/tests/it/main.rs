@@ -2,6 +2,7 @@
 //! one link) whose tests run in parallel.
 
 mod claims;
+mod connections;
 mod eligibility;
 mod jobs;
 mod store;

@@ -1,5 +1,5 @@
-//! `warmspace connections list`: the connection log (SSH sessions and
-//! forwarded ports), newest first.
+//! `warmspace connections list`: the connection log (SSH sessions,
+//! forwarded ports, apps opened), newest first.
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
@@ -72,7 +72,7 @@ pub async fn run(config: &Config, command: ConnectionsCommand) -> anyhow::Result
         Format::Json => output::json(&page),
         Format::Table => {
             output::table(
-                ["STARTED", "TYPE", "USER", "WORKSPACE", "AGENT", "FROM", "PORT", "ENDED", "EXIT", "REASON"],
+                ["STARTED", "TYPE", "USER", "WORKSPACE", "AGENT", "FROM", "PORT/APP", "ENDED", "EXIT/HTTP", "REASON"],
                 page.entries.iter().map(|c| {
                     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                     [
@@ -82,9 +82,9 @@ pub async fn run(config: &Config, command: ConnectionsCommand) -> anyhow::Result
                         format!("{}/{}", c.workspace_owner_name, c.workspace_name),
                         c.agent_name.clone(),
                         c.client_address.clone(),
-                        or_dash(c.port.map(|p| p.to_string())),
+                        or_dash(c.port.map(|p| p.to_string()).or_else(|| c.app.clone())),
                         or_dash(c.ended_at.map(|t| t.format("%H:%M:%S").to_string())),
-                        or_dash(c.exit_code.map(|e| e.to_string())),
+                        or_dash(c.exit_code.or(c.http_status.map(i32::from)).map(|e| e.to_string())),
                         or_dash(c.close_reason.clone()),
                     ]
                 }),

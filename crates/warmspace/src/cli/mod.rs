@@ -122,6 +122,8 @@ enum Command {
     ConfigSsh(Client<ssh::ConfigSshArgs>),
     /// Forward local TCP ports to ports inside a workspace.
     PortForward(Client<ssh::PortForwardArgs>),
+    /// Print the address of a workspace app (served through the server), or open it in a browser.
+    Open(Client<apps::OpenArgs>),
     /// The connection log: who connected to which workspace, how, and how it ended.
     Connections(ClientGroup<connections::ConnectionsCommand>),
 }
@@ -178,6 +180,7 @@ impl Command {
             Command::Ssh(c) => ssh::ssh(&c.client.config()?, c.args).await,
             Command::ConfigSsh(c) => ssh::config_ssh(&c.client.config()?, c.args).await,
             Command::PortForward(c) => ssh::port_forward(&c.client.config()?, c.args).await,
+            Command::Open(c) => apps::open(&c.client.config()?, c.args).await,
             Command::Connections(g) => connections::run(&g.client.config()?, g.command).await,
         }
     }

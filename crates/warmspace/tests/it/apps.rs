@@ -69,7 +69,12 @@ exec {{
 "#,
         folders = folders.display()
     );
-    let dir = template_dir(&manifest);
+    exec_template(&manifest)
+}
+
+/// A template directory: `manifest` beside the exec example's scripts.
+pub(crate) fn exec_template(manifest: &str) -> tempfile::TempDir {
+    let dir = template_dir(manifest);
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/exec/scripts");
     std::fs::create_dir(dir.path().join("scripts")).unwrap();
     for entry in std::fs::read_dir(scripts).unwrap() {

@@ -409,3 +409,18 @@ pub async fn wait_ready(client: &warmspace_sdk::Client, id: uuid::Uuid, owner: u
     })
     .await;
 }
+
+/// A prebuild in a pool (owned by the prebuilds user), once there is one.
+pub async fn a_prebuild(admin: &warmspace_sdk::Client) -> warmspace_sdk::Workspace {
+    let query = warmspace_sdk::WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let prebuild = loop {
+        if let Some(prebuild) = admin.workspaces(&query).await.unwrap().workspaces.into_iter().next() {
+            break prebuild;
+        }
+        assert!(Instant::now() < deadline, "no prebuild in the pool after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(prebuild.owner_id, warmspace_sdk::PREBUILDS_USER_ID);
+    prebuild
+}

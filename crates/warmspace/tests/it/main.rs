@@ -3,6 +3,7 @@
 //! run in parallel.
 
 mod agents;
+mod app_open;
 mod apps;
 mod cli;
 mod cli_typed;

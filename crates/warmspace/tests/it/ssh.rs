@@ -7,10 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use warmspace_sdk::{
-    Client, ConnectionLogEntry, ConnectionLogPage, CreateUserRequest, LoginWithPasswordRequest, PREBUILDS_USER_ID,
-    WorkspacesQuery,
-};
+use warmspace_sdk::{Client, ConnectionLogEntry, ConnectionLogPage, CreateUserRequest, LoginWithPasswordRequest};
 use warmspace_store::testing::TestDatabase;
 
 use crate::common::*;
@@ -342,16 +339,7 @@ async fn only_a_workspace_s_owner_may_connect_and_never_to_an_unclaimed_prebuild
     assert!(hidden.contains("not found"), "{hidden}");
 
     // The pool's prebuild is nobody's to enter, not even the deployment owner's.
-    let query = WorkspacesQuery { q: Some("owner:prebuilds".into()), ..Default::default() };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let prebuild = loop {
-        if let Some(prebuild) = admin.workspaces(&query).await.unwrap().workspaces.into_iter().next() {
-            break prebuild;
-        }
-        assert!(std::time::Instant::now() < deadline, "no prebuild in the pool after 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(prebuild.owner_id, PREBUILDS_USER_ID);
+    let prebuild = a_prebuild(&admin).await;
     let refused = run_failing(example.cli().args(["ssh", &format!("prebuilds/{}", prebuild.name), "--", "true"]));
     assert!(refused.contains("unclaimed prebuild"), "{refused}");
 

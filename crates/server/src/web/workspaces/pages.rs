@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use uuid::Uuid;
 use warmspace_sdk::{
-    AgentConnection, ParameterType, Preset, Template, TemplateVersionParameter, Workspace, WorkspaceAgent,
-    WorkspaceAgentLog, WorkspaceApps, WorkspaceBuild, WorkspaceStatus,
+    AgentConnection, AppHealth, ParameterType, Preset, Template, TemplateVersionParameter, Workspace, WorkspaceAgent,
+    WorkspaceAgentLog, WorkspaceApp, WorkspaceApps, WorkspaceBuild, WorkspaceStatus,
 };
 use warmspace_store::workspaces::PREBUILDS_USER_ID;
 
@@ -188,7 +188,7 @@ pub fn workspace(chrome: &Chrome, shown: &Shown<'_>) -> Html<String> {
                 }
             }
 
-            (apps(shown.apps))
+            (apps(shown.apps, &w.agents))
 
             h2 { "Resources" }
             @if latest.resources.is_empty() { p.empty { "None." } } @else {
@@ -463,12 +463,18 @@ pub fn create_form(chrome: &Chrome, form: &CreateForm<'_>) -> Html<String> {
 /// The apps with their health and latest status, and the dev containers
 /// with their state, when the template declares any. A status's URI is
 /// shown as text: it comes from inside the workspace, and is no link to follow blindly.
-fn apps(apps: &WorkspaceApps) -> Markup {
+/// An app's "Open" link is there while it can answer: its agent connected,
+/// and the app healthy or not checked.
+fn apps(apps: &WorkspaceApps, agents: &[WorkspaceAgent]) -> Markup {
+    let openable = |app: &WorkspaceApp| {
+        matches!(app.health, AppHealth::Healthy | AppHealth::Disabled)
+            && agents.iter().any(|a| a.id == app.agent_id && a.connection == AgentConnection::Connected)
+    };
     html! {
         @if !apps.apps.is_empty() {
             h2 { "Apps" }
             div.scroll { table #apps {
-                thead { tr { th { "App" } th { "URL" } th { "Health" } th { "Latest status" } th { "At" } } }
+                thead { tr { th { "App" } th { "URL" } th { "Health" } th { "Latest status" } th { "At" } th {} } }
                 tbody { @for a in &apps.apps {
                     tr id={ "app-" (a.name) } {
                         td { (a.display_name) @if a.display_name != a.name { " " small { "(" (a.name) ")" } } }
@@ -484,6 +490,7 @@ fn apps(apps: &WorkspaceApps) -> Markup {
                             }
                             None => { td.status { "-" } td { "-" } }
                         }
+                        td { @if openable(a) { a.open href=(a.proxy_url) target="_blank" rel="noopener" { "Open" } } }
                     }
                 } }
             } }
