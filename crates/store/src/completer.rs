@@ -42,13 +42,39 @@ pub(crate) struct Completion {
     pub(crate) logs: Vec<NewLog>,
 }
 
+/// What became of one completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Written.
+    Done,
+    /// The lines would take the log past its cap: nothing was written.
+    OverCap,
+    /// The worker no longer holds the job.
+    Lost,
+    /// The job runs no workspace build.
+    NoBuild,
+}
+
+/// The statement's word for it (`complete_provisioner_builds`, migration 0028).
+impl TryFrom<String> for Outcome {
+    type Error = String;
+
+    fn try_from(word: String) -> Result<Outcome, String> {
+        match word.as_str() {
+            "done" => Ok(Outcome::Done),
+            "over_cap" => Ok(Outcome::OverCap),
+            "lost" => Ok(Outcome::Lost),
+            "no_build" => Ok(Outcome::NoBuild),
+            _ => Err(format!("unknown completion outcome {word:?}")),
+        }
+    }
+}
+
 /// What the statement says of one completion.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct Completed {
-    /// `done`; `over_cap` when the lines would take the log past its cap
-    /// (nothing was written); `lost` when the worker no longer holds the
-    /// job; `no_build` when the job runs no workspace build.
-    pub(crate) outcome: String,
+    #[sqlx(try_from = "String")]
+    pub(crate) outcome: Outcome,
     /// The status the job ended with, when done.
     pub(crate) status: Option<JobStatus>,
     pub(crate) logs_stored: i32,

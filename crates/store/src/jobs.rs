@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 use warmspace_states::{JobPriority, JobStatus, JobType, LogLevel, LogSource, Transition, cap_log_line};
 
-use crate::completer::Completion;
+use crate::completer::{Completion, Outcome};
 use crate::taker::Take;
 use crate::text::without_nul;
 use crate::{Result, Store, StoreError};
@@ -497,16 +497,16 @@ impl Store {
         };
         let mut completed = self.completer.complete(completion.clone()).await?;
         let mut logs_stored = None;
-        if completed.outcome == "over_cap" {
+        if completed.outcome == Outcome::OverCap {
             logs_stored =
                 Some(append_capped(&self.pool, CappedLog::Job { id: job_id, holder: Some(holder) }, logs).await?);
             completion.logs.clear();
             completed = self.completer.complete(completion).await?;
         }
         let from_preset = completed.from_preset;
-        let ended = match (completed.outcome.as_str(), completed.status) {
-            ("done", Some(status)) => BuildCompleted { status, logs_stored: completed.logs_stored as usize },
-            ("no_build", _) => {
+        let ended = match (completed.outcome, completed.status) {
+            (Outcome::Done, Some(status)) => BuildCompleted { status, logs_stored: completed.logs_stored as usize },
+            (Outcome::NoBuild, _) => {
                 return Err(StoreError::Invalid {
                     field: "job",
                     message: format!("job {job_id} runs no workspace build"),

@@ -18,6 +18,8 @@ const READY: &str = "Press Ctrl-C";
 
 struct DemoRun {
     child: Option<Child>,
+    /// Where the server's log is (`server.log`).
+    demo_dir: PathBuf,
     lines: Receiver<String>,
     stdout: String,
     stderr: Arc<Mutex<String>>,
@@ -63,11 +65,19 @@ impl DemoRun {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        DemoRun { child: Some(child), lines, stdout: String::new(), stderr }
+        DemoRun { child: Some(child), demo_dir: demo_dir.to_owned(), lines, stdout: String::new(), stderr }
     }
 
     fn output(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr.lock().unwrap())
+        let log = std::fs::read_to_string(self.demo_dir.join("server.log")).unwrap_or_default();
+        let last: Vec<&str> = log.lines().rev().take(40).collect();
+        let last: Vec<&str> = last.into_iter().rev().collect();
+        format!(
+            "stdout:\n{}\nstderr:\n{}\nthe server log's last lines:\n{}",
+            self.stdout,
+            self.stderr.lock().unwrap(),
+            last.join("\n")
+        )
     }
 
     /// Reads the script's output until it says it is ready.
@@ -104,6 +114,11 @@ impl DemoRun {
             if Instant::now() > deadline {
                 child.kill().ok();
                 child.wait().ok();
+                // What it printed while stopping says where it stopped.
+                while let Ok(line) = self.lines.try_recv() {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                }
                 panic!("demo.sh did not exit within 90 s of SIGINT\n{}", self.output());
             }
             std::thread::sleep(Duration::from_millis(100));
