@@ -28,7 +28,13 @@ struct DemoRun {
 impl DemoRun {
     fn start(demo_dir: &Path, address: &str) -> DemoRun {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo.sh");
-        let mut cmd = Command::new("bash");
+        // A person's Ctrl-C at a terminal: a runner that started these tests
+        // in the background (where SIGINT is ignored, and an ignored signal
+        // stays ignored in every program started after, which a shell
+        // cannot trap) must not make the script deaf to it. `env` restores
+        // it and becomes bash (the same process).
+        let mut cmd = Command::new("env");
+        cmd.arg("--default-signal=INT").arg("bash");
         for (key, _) in std::env::vars() {
             if key.starts_with("WARMSPACE_") {
                 cmd.env_remove(key);
