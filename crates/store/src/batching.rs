@@ -63,6 +63,16 @@ async fn run_batches<B: Batch>(pool: PgPool, mut queue: mpsc::UnboundedReceiver<
     }
 }
 
+/// [`Batch::take`] for a batch that takes any request while it holds
+/// fewer than `max`.
+pub(crate) fn take_up_to<T>(batch: &mut Vec<T>, max: usize, item: T) -> Option<T> {
+    if batch.len() >= max {
+        return Some(item);
+    }
+    batch.push(item);
+    None
+}
+
 /// What a batch's statement answers: one answer for each request, in order.
 pub(crate) type Written<'a, R> = Pin<Box<dyn Future<Output = Result<Vec<R>>> + Send + 'a>>;
 

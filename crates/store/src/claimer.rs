@@ -67,11 +67,7 @@ impl Batch for Claims {
     type Item = Asked<Claim, Option<Claimed>>;
 
     fn take(&mut self, item: Self::Item) -> Option<Self::Item> {
-        if self.0.len() >= MAX_BATCH {
-            return Some(item);
-        }
-        self.0.push(item);
-        None
+        batching::take_up_to(&mut self.0, MAX_BATCH, item)
     }
 
     async fn run(self, pool: PgPool) {

@@ -55,20 +55,15 @@ impl Batch for Takes {
     type Item = Asked<Take, Option<TakenJob>>;
 
     fn take(&mut self, item: Self::Item) -> Option<Self::Item> {
-        let fits = match self.0.first() {
-            None => true,
-            Some((first, _)) => {
-                self.0.len() < MAX_BATCH
-                    && first.worker.tags == item.0.worker.tags
-                    && first.policy.lease == item.0.policy.lease
-                    && first.policy.prebuild_share == item.0.policy.prebuild_share
-            }
-        };
+        let fits = self.0.first().is_none_or(|(first, _)| {
+            first.worker.tags == item.0.worker.tags
+                && first.policy.lease == item.0.policy.lease
+                && first.policy.prebuild_share == item.0.policy.prebuild_share
+        });
         if !fits {
             return Some(item);
         }
-        self.0.push(item);
-        None
+        batching::take_up_to(&mut self.0, MAX_BATCH, item)
     }
 
     async fn run(self, pool: PgPool) {
