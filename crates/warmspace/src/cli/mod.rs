@@ -206,26 +206,33 @@ fn init_logging(default: &str) {
 /// Completes on SIGINT or SIGTERM. A second one ends the process at once:
 /// whoever sends it has chosen not to wait for the orderly stop (a built-in
 /// PostgreSQL follows through its parent-death signal).
-pub async fn shutdown_signal() {
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down; a second Ctrl-C or SIGTERM stops at once");
-    tokio::spawn(async move {
-        let signal = tokio::select! {
-            _ = interrupt.recv() => Signal::SIGINT,
-            _ = terminate.recv() => Signal::SIGTERM,
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a server answers its first requests before it polls its
+/// shutdown future, and a SIGTERM sent once it answered must stop it in
+/// order rather than kill it.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+            return std::future::pending().await;
         };
-        tracing::warn!("stopping at once");
-        // The shell's convention for "ended by a signal".
-        std::process::exit(128 + signal as i32);
-    });
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down; a second Ctrl-C or SIGTERM stops at once");
+        tokio::spawn(async move {
+            let signal = tokio::select! {
+                _ = interrupt.recv() => Signal::SIGINT,
+                _ = terminate.recv() => Signal::SIGTERM,
+            };
+            tracing::warn!("stopping at once");
+            // The shell's convention for "ended by a signal".
+            std::process::exit(128 + signal as i32);
+        });
+    }
 }
 
 #[cfg(test)]
