@@ -73,6 +73,19 @@ pub(crate) fn take_up_to<T>(batch: &mut Vec<T>, max: usize, item: T) -> Option<T
     None
 }
 
+/// The rows of a batch's statement put back in the order of its `requests`
+/// requests: each row names its request by `position`, counted from 1
+/// (`WITH ORDINALITY`); a request no row names gets `None`.
+pub(crate) fn by_position<R>(requests: usize, rows: Vec<R>, position: impl Fn(&R) -> i64) -> Vec<Option<R>> {
+    let mut placed: Vec<Option<R>> = std::iter::repeat_with(|| None).take(requests).collect();
+    for row in rows {
+        if let Some(slot) = usize::try_from(position(&row) - 1).ok().and_then(|n| placed.get_mut(n)) {
+            *slot = Some(row);
+        }
+    }
+    placed
+}
+
 /// What a batch's statement answers: one answer for each request, in order.
 pub(crate) type Written<'a, R> = Pin<Box<dyn Future<Output = Result<Vec<R>>> + Send + 'a>>;
 

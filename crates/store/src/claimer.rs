@@ -93,15 +93,9 @@ async fn claim_all(pool: &PgPool, claims: &[Claim]) -> Result<Vec<Option<Claimed
         attempts += 1;
         match run_claims(pool, claims).await {
             Ok(rows) => {
-                let mut claimed: Vec<Option<Claimed>> = vec![None; claims.len()];
-                for row in rows {
-                    // `claimer` counts the claims from 1, in the order they were given.
-                    let n = usize::try_from(row.claimer - 1).ok().filter(|n| *n < claims.len());
-                    if let Some(n) = n {
-                        claimed[n] = Some(row.into_claimed(&claims[n].request.parameters));
-                    }
-                }
-                return Ok(claimed);
+                let placed = batching::by_position(claims.len(), rows, |row| row.claimer);
+                let claimed = placed.into_iter().zip(claims);
+                return Ok(claimed.map(|(row, c)| row.map(|r| r.into_claimed(&c.request.parameters))).collect());
             }
             Err(err) if attempts < CLAIM_ATTEMPTS && is_build_number_taken(&err) => {
                 tracing::debug!(claims = claims.len(), "a picked prebuild changed under the claims; claiming again");

@@ -99,12 +99,6 @@ async fn take_all(pool: &PgPool, takes: &[Take]) -> Result<Vec<Option<TakenJob>>
         .bind(first.policy.prebuild_share)
         .fetch_all(pool)
         .await?;
-    let mut taken: Vec<Option<TakenJob>> = vec![None; takes.len()];
-    for row in rows {
-        // `taker` counts the daemons from 1, in the order they were given.
-        if let Some(slot) = usize::try_from(row.taker - 1).ok().and_then(|n| taken.get_mut(n)) {
-            *slot = Some(row.into_taken());
-        }
-    }
-    Ok(taken)
+    let placed = batching::by_position(takes.len(), rows, |row| row.taker);
+    Ok(placed.into_iter().map(|row| row.map(TakenRow::into_taken)).collect())
 }

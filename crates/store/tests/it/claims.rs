@@ -89,27 +89,8 @@ async fn a_claim_walks_the_pool_s_index_and_stops_at_the_first_prebuild_it_can_l
     let store = db.store().await;
     let raw = db.pool().await;
     let preset = store.seed_pools(1, false).await.unwrap()[0];
-    let template: Uuid = sqlx::query_scalar(
-        "SELECT v.template_id FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
-         WHERE p.id = $1",
-    )
-    .bind(preset)
-    .fetch_one(&raw)
-    .await
-    .unwrap();
-    let user = store
-        .create_user(NewUser {
-            username: "claimer".into(),
-            email: "claimer@example.com".into(),
-            name: String::new(),
-            login_type: LoginType::None,
-            hashed_password: None,
-            status: UserStatus::Active,
-            roles: Vec::new(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let template = template_of(&raw, preset).await;
+    let user = user(&store, "claimer").await;
 
     let mut seeded = 0;
     let mut smallest = None;
@@ -136,6 +117,18 @@ async fn a_claim_walks_the_pool_s_index_and_stops_at_the_first_prebuild_it_can_l
             assert!(pick.statement_buffers <= fewest + 60, "{pick:?}, against {fewest} for a pool of 10");
         }
     }
+}
+
+/// The template whose active version has `preset`.
+async fn template_of(raw: &sqlx::PgPool, preset: Uuid) -> Uuid {
+    sqlx::query_scalar(
+        "SELECT v.template_id FROM template_version_presets p JOIN template_versions v ON v.id = p.template_version_id \
+         WHERE p.id = $1",
+    )
+    .bind(preset)
+    .fetch_one(raw)
+    .await
+    .unwrap()
 }
 
 async fn user(store: &warmspace_store::Store, name: &str) -> Uuid {
@@ -177,16 +170,8 @@ async fn claims_made_together_share_one_statement_and_a_refused_one_fails_alone(
     let store = db.store().await;
     let raw = db.pool().await;
     let presets = store.seed_pools(2, false).await.unwrap();
-    let template = |preset: Uuid| {
-        sqlx::query_scalar::<_, Uuid>(
-            "SELECT v.template_id FROM template_version_presets p \
-             JOIN template_versions v ON v.id = p.template_version_id WHERE p.id = $1",
-        )
-        .bind(preset)
-        .fetch_one(&raw)
-    };
     let (a, b) = (presets[0], presets[1]);
-    let (template_a, template_b) = (template(a).await.unwrap(), template(b).await.unwrap());
+    let (template_a, template_b) = (template_of(&raw, a).await, template_of(&raw, b).await);
     store.seed_prebuilds(a, 3).await.unwrap();
     store.seed_prebuilds(b, 1).await.unwrap();
     let oldest = |preset: Uuid| {
